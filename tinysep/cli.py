@@ -1,0 +1,64 @@
+"""The `tinysep` command line: one thin parser over the library, one module per subcommand.
+
+Each subcommand lives in a module that exposes ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when needed and keep heavy imports
+(TensorFlow, librosa) inside ``run`` so that ``tinysep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import tinysep
+
+# name -> (module, one-line help). Order follows the data flow.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("tinysep.commands.synth", "write the synthetic music corpus (MIR-1K layout)"),
+    "eval": ("tinysep.commands.evaluate", "evaluate a separation method with BSS-eval"),
+    "bench": ("tinysep.commands.bench", "measure speed, size and throughput"),
+    "demo": ("tinysep.commands.demo", "run the main job end to end on the embedded default"),
+}
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinysep",
+        description="Train, quantize, deploy and hardware-test a small music separator.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinysep {tinysep.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except CliError as exc:
+        print(f"tinysep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"tinysep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tinysep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `tinysep` subcommand (argument parsing and printing only)."""

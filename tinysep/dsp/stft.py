@@ -1,0 +1,83 @@
+"""Offline STFT / inverse STFT for 16 kHz mono: 512-sample window, hop 128.
+
+Framing is *causal*: frame ``t`` covers samples ``[t*hop - (n_fft - hop), t*hop + hop)``,
+i.e. it ends with the hop that arrived last. The signal is padded with ``n_fft - hop``
+zeros in front, so a streaming analyser that starts from a zeroed buffer produces the
+very same frames. Analysis uses a periodic Hann window; synthesis uses the Hann window
+scaled so that the window pair overlap-adds to exactly one (perfect reconstruction).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+N_FFT = 512
+HOP_SAMPLES = 128
+N_BINS = N_FFT // 2 + 1
+
+
+def analysis_window(n_fft: int = N_FFT) -> np.ndarray:
+    """Periodic Hann window (float64)."""
+    n = np.arange(n_fft)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+
+
+def synthesis_window(n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
+    """Synthesis window whose product with the analysis window overlap-adds to one."""
+    wa = analysis_window(n_fft)
+    if n_fft % hop:
+        raise ValueError(f"n_fft={n_fft} must be a multiple of hop={hop}")
+    overlap = np.zeros(hop)
+    for k in range(n_fft // hop):
+        overlap += wa[k * hop : (k + 1) * hop] ** 2
+    if not np.allclose(overlap, overlap[0]) or overlap[0] <= 0:
+        raise ValueError(f"the Hann window does not overlap-add to a constant at hop={hop}")
+    return wa / overlap[0]
+
+
+def frame_count(n_samples: int, hop: int = HOP_SAMPLES) -> int:
+    """Frames the offline STFT gives for ``n_samples`` (the last partial hop is zero-padded)."""
+    return -(-int(n_samples) // hop)
+
+
+def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
+    """Complex STFT of mono audio, shape ``(frames, n_fft // 2 + 1)``, time-major."""
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"stft expects mono audio of shape (samples,), got shape {x.shape}")
+    n_frames = frame_count(len(x), hop)
+    padded = np.zeros((n_frames - 1) * hop + n_fft)
+    padded[n_fft - hop : n_fft - hop + len(x)] = x
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    spec = np.fft.rfft(frames * analysis_window(n_fft), axis=-1)
+    return spec.astype(np.complex64)
+
+
+def istft(
+    spec: np.ndarray, length: int | None = None, n_fft: int = N_FFT, hop: int = HOP_SAMPLES
+) -> np.ndarray:
+    """Inverse of :func:`stft` by weighted overlap-add; ``length`` trims to the original size."""
+    spec = np.asarray(spec)
+    if spec.ndim != 2 or spec.shape[1] != n_fft // 2 + 1:
+        raise ValueError(f"istft expects shape (frames, {n_fft // 2 + 1}), got {spec.shape}")
+    n_frames = spec.shape[0]
+    frames = np.fft.irfft(spec.astype(np.complex128), n=n_fft, axis=-1) * synthesis_window(
+        n_fft, hop
+    )
+    out = np.zeros((n_frames - 1) * hop + n_fft)
+    for k in range(n_fft // hop):
+        # Segment k of every frame lands on a hop-aligned grid: add them all at once.
+        seg = frames[:, k * hop : (k + 1) * hop].reshape(-1)
+        out[k * hop : k * hop + len(seg)] += seg
+    audio = out[n_fft - hop :]
+    if length is None:
+        length = n_frames * hop
+    if length > len(audio):
+        audio = np.pad(audio, (0, length - len(audio)))
+    return audio[:length].astype(np.float32)
+
+
+def magnitude(spec: np.ndarray) -> np.ndarray:
+    """Magnitude spectrogram as float32."""
+    return np.abs(spec).astype(np.float32)

@@ -36,9 +36,13 @@ def synthesis_window(n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
     return wa / overlap[0]
 
 
-def frame_count(n_samples: int, hop: int = HOP_SAMPLES) -> int:
-    """Frames the offline STFT gives for ``n_samples`` (the last partial hop is zero-padded)."""
-    return -(-int(n_samples) // hop)
+def frame_count(n_samples: int, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> int:
+    """Frames the offline STFT gives for ``n_samples``.
+
+    One frame per (zero-padded) hop, plus ``n_fft // hop - 1`` frames that flush the
+    tail so that every sample is covered by all the windows it needs.
+    """
+    return -(-int(n_samples) // hop) + n_fft // hop - 1
 
 
 def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
@@ -46,7 +50,7 @@ def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.nd
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"stft expects mono audio of shape (samples,), got shape {x.shape}")
-    n_frames = frame_count(len(x), hop)
+    n_frames = frame_count(len(x), n_fft, hop)
     padded = np.zeros((n_frames - 1) * hop + n_fft)
     padded[n_fft - hop : n_fft - hop + len(x)] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
@@ -72,7 +76,7 @@ def istft(
         out[k * hop : k * hop + len(seg)] += seg
     audio = out[n_fft - hop :]
     if length is None:
-        length = n_frames * hop
+        length = (n_frames - n_fft // hop + 1) * hop
     if length > len(audio):
         audio = np.pad(audio, (0, length - len(audio)))
     return audio[:length].astype(np.float32)

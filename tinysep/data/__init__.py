@@ -1,0 +1,1 @@
+"""Audio data: the synthetic corpus, MIR-1K / MUSDB18-HQ loaders and augmentation."""

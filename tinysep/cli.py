@@ -15,10 +15,10 @@ import tinysep
 
 # name -> (module, one-line help). Order follows the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("tinysep.commands.synth", "write the synthetic music corpus (MIR-1K layout)"),
-    "eval": ("tinysep.commands.evaluate", "evaluate a separation method with BSS-eval"),
-    "bench": ("tinysep.commands.bench", "measure speed, size and throughput"),
-    "demo": ("tinysep.commands.demo", "run the main job end to end on the embedded default"),
+    # tinysep/: data, models, evaluation
+    # convert/ and calibration/: prune, quantize, export, sweep
+    # firmware_host/: flash, board, hil
+    # the whole chain: bench, demo
 }
 
 

@@ -14,6 +14,8 @@ class Clip:
     """A mixture and its references, float32 mono at ``sample_rate``.
 
     ``mixture == vocals + accompaniment`` up to the rounding of the stored files.
+    ``song`` names the song the clip was cut from (clips of one song share it; empty
+    means the clip is a song of its own), so splits and remixing can keep songs apart.
     """
 
     name: str
@@ -21,10 +23,16 @@ class Clip:
     vocals: np.ndarray
     accompaniment: np.ndarray
     sample_rate: int = 16_000
+    song: str = ""
 
     @property
     def seconds(self) -> float:
         return len(self.mixture) / self.sample_rate
+
+    @property
+    def song_id(self) -> str:
+        """The song this clip belongs to (its own name when ``song`` is empty)."""
+        return self.song or self.name
 
     def source(self, name: str) -> np.ndarray:
         if name not in SOURCES:

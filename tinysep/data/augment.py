@@ -1,0 +1,111 @@
+"""Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing.
+
+`training_chunks` draws endless ``(mixture, vocals, accompaniment)`` float32 chunks from
+clips held in memory (see `tinysep.data.loaders.load_split`). Each augmentation can be
+switched off; the mixture is always recomputed as the exact sum of the two sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from tinysep.data.clip import Clip
+
+DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
+
+
+def _chunk(signal: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``length`` samples from ``start``, zero-padded past the end of ``signal``."""
+    piece = signal[start:start + length]
+    if len(piece) == length:
+        return piece.astype(np.float32, copy=True)
+    out = np.zeros(length, dtype=np.float32)
+    out[:len(piece)] = piece
+    return out
+
+
+def _offset(n_samples: int, length: int, rng: np.random.Generator, random_offset: bool) -> int:
+    """Chunk start: anywhere (random offset) or on the grid of whole chunks from 0."""
+    if n_samples <= length:
+        return 0
+    if random_offset:
+        return int(rng.integers(0, n_samples - length + 1))
+    return int(rng.integers(0, n_samples // length)) * length
+
+
+def training_chunks(
+    clips: Sequence[Clip],
+    chunk_samples: int,
+    rng: np.random.Generator,
+    *,
+    random_offset: bool = True,
+    random_gain: bool = True,
+    gain_range: tuple[float, float] = DEFAULT_GAIN_RANGE,
+    sign_flip: bool = True,
+    remix: bool = True,
+    remix_probability: float = 0.5,
+    count: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``count`` (default: endless) augmented ``(mixture, vocals, accompaniment)`` chunks.
+
+    - random_offset: chunks start anywhere in a clip, else on multiples of ``chunk_samples``;
+    - random_gain: each source is scaled by a gain uniform in ``gain_range``;
+    - sign_flip: each source is multiplied by -1 with probability 1/2;
+    - remix: with ``remix_probability`` the vocals of one clip are mixed with the
+      accompaniment of a clip from another song (each at its own offset).
+    Clips shorter than a chunk are zero-padded.
+    """
+    if not clips:
+        raise ValueError("training_chunks needs at least one clip")
+    if int(chunk_samples) != chunk_samples or chunk_samples < 1:
+        raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
+    low, high = gain_range
+    if not 0.0 <= low <= high:
+        raise ValueError(f"gain_range must satisfy 0 <= low <= high, got {gain_range}")
+    if not 0.0 <= remix_probability <= 1.0:
+        raise ValueError(f"remix_probability must be in [0, 1], got {remix_probability}")
+    chunk_samples = int(chunk_samples)
+    songs = [c.song_id for c in clips]
+    can_remix = remix and len(set(songs)) >= 2 and remix_probability > 0
+
+    produced = 0
+    while count is None or produced < count:
+        i = int(rng.integers(len(clips)))
+        j = i
+        if can_remix and rng.random() < remix_probability:
+            while songs[j] == songs[i]:
+                j = int(rng.integers(len(clips)))
+        vocal_clip, backing_clip = clips[i], clips[j]
+        start_v = _offset(len(vocal_clip.vocals), chunk_samples, rng, random_offset)
+        start_a = start_v if j == i else _offset(len(backing_clip.accompaniment), chunk_samples,
+                                                 rng, random_offset)
+        vocals = _chunk(vocal_clip.vocals, start_v, chunk_samples)
+        accompaniment = _chunk(backing_clip.accompaniment, start_a, chunk_samples)
+        if random_gain:
+            vocals *= np.float32(rng.uniform(low, high))
+            accompaniment *= np.float32(rng.uniform(low, high))
+        if sign_flip:
+            if rng.random() < 0.5:
+                vocals = -vocals
+            if rng.random() < 0.5:
+                accompaniment = -accompaniment
+        yield vocals + accompaniment, vocals, accompaniment
+        produced += 1
+
+
+def training_batches(
+    clips: Sequence[Clip], chunk_samples: int, batch_size: int, rng: np.random.Generator,
+    **options,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Endless batches ``(mixture, vocals, accompaniment)``, each ``(batch_size, chunk_samples)``.
+
+    ``options`` are those of `training_chunks` (except ``count``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    chunks = training_chunks(clips, chunk_samples, rng, **options)
+    while True:
+        batch = [next(chunks) for _ in range(batch_size)]
+        yield tuple(np.stack(parts) for parts in zip(*batch, strict=True))

@@ -1,0 +1,247 @@
+"""Find and load the clips of MIR-1K, MUSDB18-HQ or the synthetic corpus as 16 kHz mono `Clip`s.
+
+`find_clips` only lists files and returns small picklable `ClipSource`s, so evaluation
+workers can each `load()` their own clips in parallel. Layouts:
+
+- ``mir1k``: ``ROOT/Wavfile/*.wav``, stereo, left accompaniment, right vocals; mixture =
+  left + right. Splits from ``ROOT/splits.json`` when present, else by song
+  (``{singer}_{song}`` of ``{singer}_{song}_{clip}.wav``) from a stable hash, ~70/10/20.
+- ``synth``: the corpus `tinysep synth` writes: the mir1k layout with ``splits.json``.
+- ``musdb``: ``ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav``;
+  accompaniment = drums + bass + other, channels averaged, resampled to 16 kHz. Split
+  test = the test folder; train and valid divide the train folder by a stable hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysep.data.audio_io import SAMPLE_RATE, read_audio, resample, to_mono
+from tinysep.data.clip import Clip
+
+DATASETS = ("mir1k", "musdb", "synth")
+SPLITS = ("train", "valid", "test", "all")
+MUSDB_STEMS = ("mixture", "vocals", "drums", "bass", "other")
+SPLITS_FILE = "splits.json"
+SYNTH_FORMAT = "tinysep-synth"
+MIR1K_FRACTIONS = {"test": 0.2, "valid": 0.1}  # the rest is train
+MUSDB_VALID_FRACTION = 0.15
+
+_MIR1K_HINT = "expected MIR-1K layout Wavfile/*.wav"
+_MUSDB_HINT = ("expected MUSDB18-HQ layout train/<track>/ and test/<track>/ folders holding "
+               + ", ".join(f"{s}.wav" for s in MUSDB_STEMS))
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where one clip lives: its name, its files, its dataset kind and its song."""
+
+    name: str
+    paths: tuple[str, ...]
+    dataset: str
+    song: str = ""
+
+    def load(self, sample_rate: int = SAMPLE_RATE) -> Clip:
+        """Read the files into a mono float32 `Clip` at ``sample_rate``."""
+        if self.dataset in ("mir1k", "synth"):
+            return _load_stereo_clip(self, sample_rate)
+        if self.dataset == "musdb":
+            return _load_musdb_track(self, sample_rate)
+        raise ValueError(f"clip {self.name}: unknown dataset kind {self.dataset!r}")
+
+
+def song_of(clip_name: str) -> str:
+    """``singer_song`` from a MIR-1K clip name ``singer_song_clip`` (the name if it has no clip)."""
+    parts = clip_name.split("_")
+    return "_".join(parts[:-1]) if len(parts) >= 3 else clip_name
+
+
+def _stable_rank(ids: Iterable[str]) -> list[str]:
+    """Ids ordered by a hash that does not depend on the Python process (unlike ``hash``)."""
+    return sorted(set(ids), key=lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest())
+
+
+def hash_split(song_ids: Iterable[str]) -> dict[str, str]:
+    """Song id -> split, ~70/10/20 by stable hash rank; test gets at least 20% of songs."""
+    ranked = _stable_rank(song_ids)
+    n = len(ranked)
+    n_test = int(np.ceil(MIR1K_FRACTIONS["test"] * n))
+    n_valid = int(round(MIR1K_FRACTIONS["valid"] * n)) if n - n_test >= 2 else 0
+    return {s: "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+            for i, s in enumerate(ranked)}
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
+
+
+def detect_dataset(root: str | Path) -> str:
+    """Which layout ``root`` holds: synth, mir1k or musdb (error if none)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    meta = root / SPLITS_FILE
+    if (root / "Wavfile").is_dir():
+        if meta.is_file() and _read_meta(meta).get("format") == SYNTH_FORMAT:
+            return "synth"
+        return "mir1k"
+    for sub in ("train", "test"):
+        folder = root / sub
+        if folder.is_dir() and any((t / "mixture.wav").is_file() for t in folder.iterdir()):
+            return "musdb"
+    raise ValueError(f"cannot tell which dataset {root} holds: expected Wavfile/*.wav (MIR-1K "
+                     f"or a tinysep synth corpus) or MUSDB18-HQ's train/<track>/ and "
+                     f"test/<track>/ folders of {', '.join(f'{s}.wav' for s in MUSDB_STEMS)}")
+
+
+def find_clips(root: str | Path, dataset: str = "auto", split: str = "test") -> list[ClipSource]:
+    """The clips of one split (train, valid, test or all) of the dataset at ``root``."""
+    _check_choice(dataset, ("auto", *DATASETS), "dataset")
+    _check_choice(split, SPLITS, "split")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if dataset == "auto":
+        dataset = detect_dataset(root)
+    if dataset == "musdb":
+        return _find_musdb(root, split)
+    return _find_stereo(root, split, require_meta=dataset == "synth", kind=dataset)
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'splits' object "
+                         f"(train/valid/test lists of clip names)")
+    return meta
+
+
+def _find_stereo(root: Path, split: str, require_meta: bool, kind: str) -> list[ClipSource]:
+    """MIR-1K layout (also the synthetic corpus): stereo wavs, splits from file or hash."""
+    wav_dir = root / "Wavfile"
+    if not wav_dir.is_dir():
+        raise ValueError(f"no Wavfile/ folder in {root}: {_MIR1K_HINT}")
+    meta_path = root / SPLITS_FILE
+    if require_meta or meta_path.is_file():
+        if not meta_path.is_file():
+            raise ValueError(f"no {SPLITS_FILE} in {root}: expected a tinysep synthetic corpus "
+                             f"(write one with `tinysep synth --out {root}`)")
+        meta = _read_meta(meta_path)
+        if require_meta and meta.get("format") != SYNTH_FORMAT:
+            raise ValueError(f"{meta_path}: not a tinysep synthetic corpus "
+                             f"(format {meta.get('format')!r}, expected {SYNTH_FORMAT!r})")
+        if meta.get("complete") is False:
+            raise ValueError(f"{root}: the corpus is incomplete (its writing was interrupted); "
+                             f"write it again with `tinysep synth`")
+        wanted = ("train", "valid", "test") if split == "all" else (split,)
+        names = []
+        for s in wanted:
+            listed = meta["splits"].get(s, [])
+            if not isinstance(listed, list):
+                raise ValueError(f"{meta_path}: splits.{s} must be a list of clip names")
+            names += [str(n) for n in listed]
+        clip_songs = meta.get("clips", {})
+        sources = []
+        for name in sorted(names):
+            path = wav_dir / f"{name}.wav"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: listed in {meta_path} but missing")
+            song = clip_songs.get(name, {}).get("song") or song_of(name)
+            sources.append(ClipSource(name, (str(path),), kind, song))
+        return sources
+
+    wavs = sorted(p for p in wav_dir.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+    if not wavs:
+        raise ValueError(f"no .wav files in {wav_dir}: {_MIR1K_HINT}")
+    split_of = hash_split(song_of(p.stem) for p in wavs)
+    return [ClipSource(p.stem, (str(p),), kind, song_of(p.stem)) for p in wavs
+            if split == "all" or split_of[song_of(p.stem)] == split]
+
+
+def _musdb_tracks(root: Path, sub: str) -> list[Path]:
+    folder = root / sub
+    if not folder.is_dir():
+        raise ValueError(f"no {sub}/ folder in {root}: {_MUSDB_HINT}")
+    tracks = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not tracks:
+        raise ValueError(f"no track folders in {folder}: {_MUSDB_HINT}")
+    for track in tracks:
+        missing = [f"{s}.wav" for s in MUSDB_STEMS if not (track / f"{s}.wav").is_file()]
+        if missing:
+            raise ValueError(f"{track}: missing {', '.join(missing)}; {_MUSDB_HINT}")
+    return tracks
+
+
+def _find_musdb(root: Path, split: str) -> list[ClipSource]:
+    tracks: list[Path] = []
+    if split in ("test", "all"):
+        tracks += _musdb_tracks(root, "test")
+    if split in ("train", "valid", "all"):
+        train = _musdb_tracks(root, "train")
+        if split == "all":
+            tracks += train
+        else:
+            ranked = _stable_rank(t.name for t in train)
+            n_valid = int(round(MUSDB_VALID_FRACTION * len(ranked))) if len(ranked) >= 2 else 0
+            valid = set(ranked[:max(n_valid, 1 if len(ranked) >= 2 else 0)])
+            tracks += [t for t in train if (t.name in valid) == (split == "valid")]
+    return [ClipSource(t.name, tuple(str(t / f"{s}.wav") for s in MUSDB_STEMS), "musdb", t.name)
+            for t in sorted(tracks, key=lambda p: p.name)]
+
+
+def _load_stereo_clip(source: ClipSource, sample_rate: int) -> Clip:
+    (path,) = source.paths
+    data, rate = read_audio(path)
+    if data.shape[1] != 2:
+        raise ValueError(f"{path}: expected 2 channels (left accompaniment, right vocals), "
+                         f"got {data.shape[1]}")
+    data = resample(data, rate, sample_rate)
+    accompaniment = np.ascontiguousarray(data[:, 0])
+    vocals = np.ascontiguousarray(data[:, 1])
+    return Clip(source.name, accompaniment + vocals, vocals, accompaniment, sample_rate,
+                source.song)
+
+
+def _load_musdb_track(source: ClipSource, sample_rate: int) -> Clip:
+    stems = {}
+    rate0 = None
+    for stem, path in zip(MUSDB_STEMS, source.paths, strict=True):
+        data, rate = read_audio(path)
+        if rate0 is None:
+            rate0, length = rate, len(data)
+        elif rate != rate0 or len(data) != length:
+            raise ValueError(f"{path}: {len(data)} samples at {rate} Hz, but "
+                             f"{source.paths[0]} has {length} at {rate0} Hz; the stems of a "
+                             f"track must match")
+        stems[stem] = resample(to_mono(data), rate, sample_rate)
+    accompaniment = (stems["drums"] + stems["bass"] + stems["other"]).astype(np.float32)
+    return Clip(source.name, stems["mixture"], stems["vocals"], accompaniment, sample_rate,
+                source.song)
+
+
+def load_clips(sources: list[ClipSource], progress: bool = False) -> list[Clip]:
+    """Load every source into memory, in order (a progress bar on stderr if asked)."""
+    from tqdm import tqdm
+
+    return [s.load() for s in tqdm(sources, desc="loading clips", unit="clip", file=sys.stderr,
+                                   disable=not progress)]
+
+
+def load_split(root: str | Path, dataset: str = "auto", split: str = "train",
+               progress: bool = True) -> list[Clip]:
+    """All clips of one split in memory (training sets here are small)."""
+    sources = find_clips(root, dataset, split)
+    if not sources:
+        raise ValueError(f"{root}: the {split} split of this {dataset} dataset holds no clips")
+    return load_clips(sources, progress=progress)

@@ -1,0 +1,46 @@
+"""Wire protocol between the host and a board agent: framing, messages, reliable link.
+
+Board-safe: the standard library and numpy only, Python 3.7 syntax. Spec: docs/protocol.md.
+Modules: ``cobs`` and ``framing`` (bytes on the wire), ``messages`` (payload layouts),
+``link`` (sequencing, retransmission, credits, sessions), ``client`` (host requests),
+``upload`` (board-side model upload), ``faults`` (fault-injecting relay for tests),
+``overhead`` and ``examples`` (numbers and worked frames for the spec).
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    LinkClosed,
+    LinkError,
+    LinkTimeout,
+    MessageError,
+    NotConnected,
+    PeerError,
+    PeerRestarted,
+    ProtocolError,
+    RequestRejected,
+)
+from .framing import DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION
+from .link import Link, LinkConfig, LinkStats, PeerParams, board_config
+from .messages import ErrorCode, MessageType
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "PROTOCOL_VERSION",
+    "ErrorCode",
+    "Link",
+    "LinkClosed",
+    "LinkConfig",
+    "LinkError",
+    "LinkStats",
+    "LinkTimeout",
+    "MessageError",
+    "MessageType",
+    "NotConnected",
+    "PeerError",
+    "PeerParams",
+    "PeerRestarted",
+    "ProtocolError",
+    "RequestRejected",
+    "board_config",
+]

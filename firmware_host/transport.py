@@ -1,0 +1,280 @@
+"""Byte streams under the wire protocol: serial ports and URLs, raw ttys, ptys, UART pacing.
+
+A byte stream has ``read(max_bytes)`` (returns the bytes available now, or b"" after a short
+wait), ``write(data)`` (writes everything) and ``close()``. ``open_port`` opens any pyserial URL
+(``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``, ``loop://``); without pyserial
+(a bare board) it opens device paths with termios. ``PtyPair`` makes a real pseudo-terminal pair
+for the emulated board, and ``ThrottledStream`` paces a stream to N baud like a UART.
+
+Board-safe: only the standard library at import time (pyserial is imported when used).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import termios
+import threading
+import time
+
+DEFAULT_POLL_INTERVAL = 0.02  # longest a read waits before returning b""
+BITS_PER_BYTE = 10  # UART 8N1: start bit, 8 data bits, stop bit
+
+
+class ByteStream:
+    """The byte-stream interface the link uses (documentation base class)."""
+
+    def read(self, max_bytes: int) -> bytes:
+        """Bytes available now (at most ``max_bytes``), or b"" after at most ~20 ms."""
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data`` (blocking while the other side is slow)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the underlying file descriptor or port."""
+
+
+class FdStream(ByteStream):
+    """A byte stream over a file descriptor (tty, pty end, pipe, socket)."""
+
+    def __init__(
+        self, fd: int, poll_interval: float = DEFAULT_POLL_INTERVAL, close_fd: bool = True
+    ) -> None:
+        self.fd = fd
+        self.poll_interval = poll_interval
+        self._close_fd = close_fd
+        self._closed = False
+
+    def read(self, max_bytes: int) -> bytes:
+        if self._closed:
+            raise ValueError(f"read from a closed stream (fd {self.fd})")
+        ready, _, _ = select.select([self.fd], [], [], self.poll_interval)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self.fd, max_bytes)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # pty whose other side is closed
+                raise ConnectionResetError(
+                    f"fd {self.fd}: the other end of the terminal closed"
+                ) from None
+            raise
+        if not data:
+            raise ConnectionResetError(f"fd {self.fd}: end of stream")
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError(f"write to a closed stream (fd {self.fd})")
+        view = memoryview(bytes(data))
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                select.select([], [self.fd], [], self.poll_interval)
+                continue
+            view = view[written:]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._close_fd:
+                os.close(self.fd)
+
+
+class SerialStream(ByteStream):
+    """Adapts a pyserial port (any URL) to read-what-is-available semantics.
+
+    The port is switched to non-blocking reads (``timeout = 0``); waiting happens in ``select``
+    on its file descriptor, or by polling ``in_waiting`` for ports without one (``loop://``).
+    """
+
+    def __init__(self, port, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
+        self.port = port
+        self.poll_interval = poll_interval
+        port.timeout = 0
+        try:
+            self._fileno = port.fileno()
+        except Exception:  # loop:// and rfc2217:// have no descriptor to select on
+            self._fileno = None
+
+    def read(self, max_bytes: int) -> bytes:
+        if self._fileno is not None:
+            ready, _, _ = select.select([self._fileno], [], [], self.poll_interval)
+            if not ready:
+                return b""
+            return bytes(self.port.read(max_bytes))
+        deadline = time.monotonic() + self.poll_interval
+        while not self.port.in_waiting:
+            if time.monotonic() >= deadline:
+                return b""
+            time.sleep(0.001)
+        return bytes(self.port.read(max_bytes))
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class ThrottledStream(ByteStream):
+    """Paces both directions of a stream to ``baud`` (10 bits per byte), like a UART line.
+
+    Writes leave at most baud/10 bytes per second; reads hand out at most as many (the rest
+    waits in the OS buffer, so the writer on the other side blocks as it would on a full line).
+    """
+
+    def __init__(self, inner, baud: int, bits_per_byte: int = BITS_PER_BYTE) -> None:
+        if baud <= 0:
+            raise ValueError(f"baud must be positive, got {baud!r}")
+        self.inner = as_byte_stream(inner)
+        self.baud = baud
+        self.byte_time = float(bits_per_byte) / baud
+        self.piece = max(16, int(baud / bits_per_byte / 200))  # about 5 ms of line time
+        self._tx_clock = 0.0
+        self._rx_clock = 0.0
+        self._tx_lock = threading.Lock()
+
+    def _pace(self, clock: float, size: int) -> float:
+        now = time.monotonic()
+        start = max(now, clock)
+        finish = start + size * self.byte_time
+        if finish > now:
+            time.sleep(finish - now)
+        return finish
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(bytes(data))
+        with self._tx_lock:
+            for start in range(0, len(view), self.piece):
+                piece = view[start : start + self.piece]
+                self.inner.write(piece)
+                self._tx_clock = self._pace(self._tx_clock, len(piece))
+
+    def read(self, max_bytes: int) -> bytes:
+        data = self.inner.read(min(max_bytes, self.piece))
+        if data:
+            self._rx_clock = self._pace(self._rx_clock, len(data))
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def as_byte_stream(obj) -> ByteStream:
+    """Wrap a pyserial port into a SerialStream; pass byte streams through unchanged."""
+    if isinstance(obj, ByteStream):
+        return obj
+    if hasattr(obj, "in_waiting") and hasattr(obj, "read") and hasattr(obj, "write"):
+        return SerialStream(obj)
+    if hasattr(obj, "read") and hasattr(obj, "write") and hasattr(obj, "close"):
+        return obj
+    raise TypeError(f"expected a pyserial port or a byte stream with read/write/close, got {obj!r}")
+
+
+def make_raw(fd: int, baudrate: int | None = None) -> None:
+    """Put a terminal in raw 8N1 mode (no echo, no line editing, no flow control, no signals)."""
+    attrs = termios.tcgetattr(fd)
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = attrs
+    iflag &= ~(
+        termios.IGNBRK
+        | termios.BRKINT
+        | termios.PARMRK
+        | termios.ISTRIP
+        | termios.INLCR
+        | termios.IGNCR
+        | termios.ICRNL
+        | termios.IXON
+        | termios.IXOFF
+        | termios.IXANY
+    )
+    oflag &= ~termios.OPOST
+    lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
+    cflag &= ~(termios.CSIZE | termios.PARENB | termios.CSTOPB | getattr(termios, "CRTSCTS", 0))
+    cflag |= termios.CS8 | termios.CREAD | termios.CLOCAL
+    cc = list(cc)
+    cc[termios.VMIN] = 1
+    cc[termios.VTIME] = 0
+    if baudrate is not None:
+        speed = getattr(termios, f"B{baudrate}", None)
+        if speed is None:
+            raise ValueError(f"baud rate {baudrate} has no termios constant on this system")
+        ispeed = ospeed = speed
+    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
+
+
+def open_tty(path: str, baudrate: int = 115200) -> FdStream:
+    """Open a serial device with termios only (the board-side fallback when pyserial is missing)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot open serial device {path}: {exc.strerror}") from None
+    try:
+        make_raw(fd, baudrate)
+    except Exception:
+        os.close(fd)
+        raise
+    return FdStream(fd)
+
+
+def open_port(url: str, baudrate: int = 115200) -> ByteStream:
+    """Open a device path or pyserial URL as a byte stream (pyserial if present, else termios)."""
+    try:
+        import serial
+    except ImportError:
+        if "://" in url:
+            raise RuntimeError(
+                f"pyserial is needed to open {url}; install pyserial or give a device path"
+            ) from None
+        return open_tty(url, baudrate)
+    try:
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=0)
+    except (serial.SerialException, ValueError) as exc:
+        raise OSError(f"cannot open serial port {url}: {exc}") from None
+    return SerialStream(port)
+
+
+class PtyPair:
+    """A real pseudo-terminal pair in raw mode: one end for the board agent, one for the host.
+
+    ``slave_path`` can be opened like a serial device (pyserial or ``open_tty``); the pair keeps
+    its own descriptor on it so the master never sees a hang-up while the host reopens the port.
+    """
+
+    def __init__(self) -> None:
+        self.master_fd, self.slave_fd = os.openpty()
+        make_raw(self.slave_fd)
+        self.slave_path = os.ttyname(self.slave_fd)
+
+    def master_stream(self) -> FdStream:
+        """The master end as a byte stream (closed with the pair)."""
+        return FdStream(self.master_fd, close_fd=False)
+
+    def slave_stream(self) -> FdStream:
+        """The slave end as a byte stream (closed with the pair)."""
+        return FdStream(self.slave_fd, close_fd=False)
+
+    def close(self) -> None:
+        """Close both descriptors."""
+        for fd in (self.master_fd, self.slave_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> PtyPair:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_pty_pair() -> PtyPair:
+    """Create a raw pseudo-terminal pair (see PtyPair)."""
+    return PtyPair()

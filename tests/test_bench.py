@@ -1,0 +1,74 @@
+"""`tinysep bench`: the section list, the evaluation-speed measurement, table and JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysep.cli import main
+from tinysep.commands import bench
+from tinysep.data.clip import Clip
+from tinysep.evaluate import measure_speed
+
+
+def short_clip(seconds: float = 1.0) -> Clip:
+    rng = np.random.default_rng(0)
+    n = int(seconds * 16000)
+    voc = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    acc = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    return Clip("noise", voc + acc, voc, acc)
+
+
+def test_measure_speed_reports_a_rate_per_method_and_for_the_metrics():
+    # measured in a spawned single-threaded worker, like an evaluation worker
+    result = measure_speed([short_clip(), short_clip()], ["mix", "irm"], repeats=2)
+    assert result["audio_seconds"] == pytest.approx(2.0)
+    assert [row["method"] for row in result["rows"]] == ["mix", "irm", "metrics"]
+    for row in result["rows"]:
+        assert np.isfinite(row["total_x"]) and row["total_x"] > 0
+        # throughput of the whole can't beat the throughput of its scoring part
+        assert row["total_x"] <= row["score_x"] * (1 + 1e-9)
+        assert row["total_seconds_median"] == pytest.approx(2.0 / row["total_x"])
+    assert result["rows"][-1]["separate_x"] is None
+    with pytest.raises(ValueError, match="repeats"):
+        measure_speed([short_clip()], ["mix"], repeats=0)
+
+
+def test_format_section_aligns_columns_and_marks_missing_values():
+    text = bench.format_section({
+        "title": "T",
+        "columns": [["method", "method"], ["x", "speed"]],
+        "rows": [{"method": "a-long-name", "x": 12.345}, {"method": "b", "x": None}],
+    })
+    lines = text.splitlines()
+    assert lines[0] == "T"
+    assert lines[3].split() == ["a-long-name", "12.35"] and lines[4].split() == ["b", "-"]
+    assert len({len(line) for line in lines[1:]}) == 1  # header, rule and rows aligned
+
+
+def test_sections_are_named_and_importable():
+    names = [name for name, _ in bench.SECTIONS]
+    assert names[0] == "eval_speed" and len(set(names)) == len(names)
+    for _, target in bench.SECTIONS:
+        assert callable(bench._load(target))
+
+
+def test_cli_quick_bench_prints_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Evaluation speed" in printed and "repet-mfcc" in printed
+    report = json.loads(out.read_text())
+    rows = report["sections"]["eval_speed"]["rows"]
+    assert {row["method"] for row in rows} == {"mix", "hpss", "repet", "repet-sim",
+                                               "repet-mfcc", "irm", "metrics"}
+    # the oracle mask is an STFT, a division and an inverse STFT: faster than REPET-SIM
+    speed = {row["method"]: row["separate_x"] for row in rows}
+    assert speed["irm"] > speed["repet-sim"]
+
+
+def test_cli_rejects_an_unknown_section(capsys):
+    assert main(["bench", "--section", "nope"]) == 2
+    assert "unknown bench section nope" in capsys.readouterr().err

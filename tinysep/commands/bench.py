@@ -1,0 +1,133 @@
+"""Measure the kit's speed: a list of named sections, each printed as a table and saved as JSON.
+
+Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the
+metrics alone, in clip-seconds per wall-second). Later parts of the kit add theirs
+(TFLite latency, serial throughput, ...) by appending to ``SECTIONS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+# (name, "module:function"). A section function takes ``quick: bool`` and returns a dict
+# with "title", "columns" ([key, header] pairs) and "rows" (dicts keyed by column key);
+# any other keys go to the JSON as they are. Imported only when the section runs.
+SECTIONS: list[tuple[str, str]] = [
+    ("eval_speed", "tinysep.commands.bench:eval_speed_section"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                        help="write every section's results to this file")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer and shorter clips, fewer repeats (a smoke run)")
+    parser.add_argument("--section", action="append", default=None, metavar="NAME",
+                        help=f"run only this section (repeatable): {', '.join(_names())}")
+
+
+def _names() -> list[str]:
+    return [name for name, _ in SECTIONS]
+
+
+def _load(target: str):
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def format_section(result: dict) -> str:
+    """A section's rows as an aligned text table (floats with two decimals, None as '-')."""
+    columns = result["columns"]
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        return str(value)
+
+    body = [[cell(row.get(key)) for key, _ in columns] for row in result["rows"]]
+    widths = [max([len(header)] + [len(r[i]) for r in body]) for i, (_, header) in
+              enumerate(columns)]
+    # text columns (names) align left, numbers right
+    left = [all(isinstance(row.get(key), str) for row in result["rows"]) for key, _ in columns]
+
+    def join(cells: list[str]) -> str:
+        return "  ".join(f"{c:<{w}}" if lft else f"{c:>{w}}"
+                         for c, w, lft in zip(cells, widths, left, strict=True))
+
+    line = join([header for _, header in columns])
+    out = [result["title"], line, "-" * len(line)] + [join(r) for r in body]
+    if result.get("note"):
+        out.append(result["note"])
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+
+    wanted = args.section or _names()
+    unknown = [name for name in wanted if name not in _names()]
+    if unknown:
+        raise CliError(f"unknown bench section {', '.join(unknown)}; "
+                       f"expected one of {', '.join(_names())}")
+    results: dict[str, dict] = {}
+    for name, target in SECTIONS:
+        if name not in wanted:
+            continue
+        print(f"[bench] {name} ...", file=sys.stderr)
+        start = time.perf_counter()
+        result = _load(target)(quick=args.quick)
+        result["section_seconds"] = time.perf_counter() - start
+        results[name] = result
+        print(format_section(result))
+        print()
+        if args.json is not None:  # written after every section: a later crash keeps these
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            report = {"command": "bench", "quick": args.quick, "sections": results}
+            args.json.write_text(json.dumps(report, indent=1, allow_nan=False))
+    if args.json is not None:
+        print(f"wrote {args.json}")
+    return 0
+
+
+# --- sections -------------------------------------------------------------------------
+
+
+def eval_speed_section(quick: bool = False) -> dict:
+    """Serial evaluation throughput of each baseline and of the metrics, on synthetic songs."""
+    from tinysep.baselines import METHODS
+    from tinysep.evaluate import available_cores, measure_speed
+
+    # MIR-1K and the synthetic corpus have 4-13 s clips; REPET-SIM's cost grows with length^2
+    count, seconds, repeats = (1, 3.0, 3) if quick else (4, 8.0, 3)
+    clips = _synthetic_clips(count, seconds, seed=1234)
+    result = measure_speed(clips, list(METHODS), repeats=repeats)
+    result.update(
+        title=(f"Evaluation speed: {count} synthetic songs x {seconds:.0f} s, one process, "
+               f"median of {repeats} repeats (clip-seconds per wall-second)"),
+        columns=[["method", "method"], ["separate_x", "separate"], ["score_x", "metrics"],
+                 ["total_x", "separate+metrics"], ["total_seconds_median", "wall s"]],
+        note=(f"`tinysep eval` runs one such process per core ({available_cores()} here), "
+              "scoring the mixture once per clip on top."),
+    )
+    return result
+
+
+def _synthetic_clips(count: int, seconds: float, seed: int) -> list:
+    """``count`` songs from the corpus generator, in memory, mixed at 0 dB like MIR-1K."""
+    from tinysep.data.clip import Clip
+    from tinysep.data.synth import mix_clip, render_song
+
+    clips = []
+    for index in range(count):
+        song = render_song(seed, index, seconds)
+        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
+        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
+        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
+    return clips

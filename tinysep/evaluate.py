@@ -1,0 +1,429 @@
+"""Evaluate separation methods on a set of clips: in parallel, summarised, saved as JSON.
+
+Every clip is one task: a worker process loads it itself (only the small, picklable
+clip source crosses the process boundary), scores the mixture once as the NSDR
+baseline, then runs and scores every requested method on it. Results stream back to
+the parent, which keeps a JSON report on disk up to date, so an interrupted or crashed
+run still leaves the clips that finished. A clip or method that raises is recorded
+with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Protocol
+
+import tinysep
+from tinysep.baselines import Separator, get_method
+from tinysep.data.clip import SOURCES, Clip
+
+# Seconds between two rewrites of the JSON report while a run is going.
+JSON_WRITE_INTERVAL_S = 2.0
+# Thread pools that would oversubscribe the cores when every core already runs a worker.
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+class ClipSource(Protocol):
+    """What evaluation needs from a data loader: a name and a way to load the clip."""
+
+    name: str
+
+    def load(self) -> Clip: ...
+
+
+_separators: dict[str, Separator] = {}
+
+
+def resolve_separator(name: str) -> Separator:
+    """The ``separate(clip)`` function for a method name, cached per process.
+
+    Extension point: this is where method names are interpreted. Today every name is a
+    baseline from :data:`tinysep.baselines.METHODS`; the models issue adds trained
+    models here (``model:PATH`` -> load the model once per process, return its
+    ``separate``), and nothing else in evaluation changes.
+    """
+    if name not in _separators:
+        _separators[name] = get_method(name)
+    return _separators[name]
+
+
+def parse_methods(text: str) -> list[str]:
+    """Comma-separated method names -> list, each checked to resolve; duplicates rejected."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError("--method needs at least one method name")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"method listed twice: {', '.join(duplicates)}")
+    for name in names:
+        resolve_separator(name)
+    return names
+
+
+def _error_entry(exc: BaseException) -> dict:
+    return {
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def evaluate_clip(clip: Clip, methods: Sequence[str]) -> dict:
+    """Score every method on one loaded clip; a failing method is recorded, not raised.
+
+    Returns ``{"name", "samples", "seconds", "mixture": scores, "methods": {method:
+    {"sources": scores, "separate_seconds", "score_seconds"} or {"error", "traceback"}}}``
+    with ``scores`` as produced by :func:`tinysep.metrics.score_estimates`.
+    """
+    from tinysep.dsp import SAMPLE_RATE
+    from tinysep.metrics import score_estimates, score_mixture
+
+    if clip.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"clip {clip.name}: sample rate {clip.sample_rate} Hz, expected "
+                         f"{SAMPLE_RATE} Hz (the loaders resample)")
+    references = {name: clip.source(name) for name in SOURCES}
+    start = time.perf_counter()
+    mixture_scores = score_mixture(references, clip.mixture)
+    record: dict[str, Any] = {
+        "name": clip.name,
+        "samples": int(len(clip.mixture)),
+        "seconds": float(clip.seconds),
+        "mixture": mixture_scores,
+        "mixture_score_seconds": time.perf_counter() - start,
+        "methods": {},
+    }
+    for method in methods:
+        try:
+            start = time.perf_counter()
+            estimates = resolve_separator(method)(clip)
+            separated = time.perf_counter()
+            scores = score_estimates(references, estimates, mixture_scores)
+            record["methods"][method] = {
+                "sources": scores,
+                "separate_seconds": separated - start,
+                "score_seconds": time.perf_counter() - separated,
+            }
+        except Exception as exc:  # one method failing must not lose the others
+            record["methods"][method] = _error_entry(exc)
+    return record
+
+
+def _evaluate_task(index: int, source: ClipSource, methods: Sequence[str]) -> tuple[int, dict]:
+    """Worker entry point: load the clip here, in the worker, then evaluate it."""
+    name = str(getattr(source, "name", f"clip {index}"))
+    try:
+        start = time.perf_counter()
+        clip = source.load()
+        load_seconds = time.perf_counter() - start
+    except Exception as exc:
+        return index, {"name": name, **_error_entry(exc)}
+    try:
+        record = evaluate_clip(clip, methods)
+    except Exception as exc:
+        return index, {"name": name, **_error_entry(exc)}
+    record["load_seconds"] = load_seconds
+    return index, record
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which writes the report and stops them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Spawned workers inherit the environment: one BLAS/OpenMP thread each."""
+    saved = {key: os.environ.get(key) for key in _THREAD_ENV}
+    os.environ.update({key: "1" for key in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def summarize_methods(records: Sequence[dict], methods: Sequence[str]) -> dict[str, dict]:
+    """Per-method summary over the clip records that finished (see ``metrics.summarize``)."""
+    from tinysep.metrics import summarize
+
+    out = {}
+    for method in methods:
+        scored, failed = [], 0
+        separate_s = score_s = audio_s = 0.0
+        for record in records:
+            entry = record.get("methods", {}).get(method)
+            if entry is None or "error" in entry:
+                failed += 1
+                continue
+            scored.append({"samples": record["samples"], "sources": entry["sources"]})
+            separate_s += entry["separate_seconds"]
+            score_s += entry["score_seconds"]
+            audio_s += record["seconds"]
+        summary = summarize(scored)
+        summary["failed"] = failed
+        busy = separate_s + score_s
+        summary["timing"] = {
+            "separate_seconds": separate_s,
+            "score_seconds": score_s,
+            "clip_seconds_per_worker_second": audio_s / busy if busy > 0 else None,
+        }
+        out[method] = summary
+    return out
+
+
+def _write_json_atomic(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+class _Report:
+    """The JSON report of one run, rebuilt from the records that finished so far."""
+
+    def __init__(self, n_clips: int, methods: Sequence[str], jobs: int, meta: dict | None):
+        from tinysep.metrics import FILTER_LENGTH, METRIC_LIMIT_DB, SILENT_REFERENCE_DBFS
+
+        self.records: dict[int, dict] = {}
+        self.start = time.perf_counter()
+        self.header = {
+            "tinysep_version": tinysep.__version__,
+            **(meta or {}),
+            "methods": list(methods),
+            "metrics": {
+                "bss_eval": "BSS-eval v3 bss_eval_sources, whole clip, no permutation "
+                "(fast_bss_eval)",
+                "filter_length": FILTER_LENGTH,
+                "limit_db": METRIC_LIMIT_DB,
+                "silent_reference_dbfs": SILENT_REFERENCE_DBFS,
+                "nsdr": "SDR(estimate) - SDR(mixture as estimate)",
+                "gnsdr": "NSDR weighted by clip length",
+            },
+            "clips_total": n_clips,
+            "jobs": jobs,
+        }
+        self.methods = list(methods)
+
+    def build(self, status: str) -> dict:
+        records = [self.records[i] for i in sorted(self.records)]
+        done = [r for r in records if "error" not in r]
+        wall = time.perf_counter() - self.start
+        audio = sum(r["seconds"] for r in done)
+        return {
+            **self.header,
+            "status": status,
+            "clips_done": len(done),
+            "clips_failed": len(records) - len(done),
+            "timing": {
+                "wall_seconds": wall,
+                "audio_seconds": audio,
+                "clip_seconds_per_wall_second": audio / wall if wall > 0 else None,
+            },
+            "summary": summarize_methods(done, self.methods),
+            "failures": [{"name": r["name"], "error": r["error"]} for r in records if "error" in r],
+            "clips": records,
+        }
+
+
+def evaluate(
+    sources: Sequence[ClipSource],
+    methods: Sequence[str],
+    jobs: int | None = None,
+    json_path: str | Path | None = None,
+    progress: bool = True,
+    meta: dict | None = None,
+    in_process: bool = False,
+) -> dict:
+    """Evaluate ``methods`` on every clip of ``sources``; returns the full report.
+
+    ``jobs`` spawned worker processes (default: the available cores) each load their
+    clips and use one BLAS thread, so the cores are shared without oversubscription.
+    ``in_process=True`` runs the clips one by one in this process instead (debugging,
+    tests). With ``json_path`` the report is rewritten every few seconds and on exit,
+    with ``status`` "running", "complete", "interrupted" or "failed", so a crash or
+    Ctrl-C leaves the finished clips on disk.
+    """
+    from tqdm import tqdm
+
+    methods = list(methods)
+    for method in methods:
+        resolve_separator(method)  # an unknown name fails before any work starts
+    sources = list(sources)
+    jobs = 1 if in_process else max(1, min(jobs or available_cores(), max(1, len(sources))))
+    report = _Report(len(sources), methods, jobs, meta)
+    path = Path(json_path) if json_path is not None else None
+    bar = tqdm(total=len(sources), unit="clip", file=sys.stderr, disable=not progress,
+               desc="eval", dynamic_ncols=True)
+    last_write = 0.0
+    status = "failed"
+
+    def finished(index: int, record: dict) -> None:
+        nonlocal last_write
+        report.records[index] = record
+        bar.update(1)
+        entry = record.get("methods", {}).get(methods[-1], {})
+        sdr = entry.get("sources", {}).get("vocals", {}).get("sdr")
+        if sdr is not None:
+            bar.set_postfix_str(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")
+        if path is not None and time.monotonic() - last_write >= JSON_WRITE_INTERVAL_S:
+            _write_json_atomic(path, report.build("running"))
+            last_write = time.monotonic()
+
+    try:
+        if in_process:
+            for index, source in enumerate(sources):
+                finished(*_evaluate_task(index, source, methods))
+        else:
+            _run_parallel(sources, methods, jobs, finished)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        final = report.build(status)
+        if path is not None:
+            _write_json_atomic(path, final)
+    return final
+
+
+def _run_parallel(
+    sources: Sequence[ClipSource],
+    methods: Sequence[str],
+    jobs: int,
+    finished: Callable[[int, dict], None],
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with _single_threaded_children():
+        executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_ignore_sigint)
+    pending: dict[Future, int] = {}
+    clean_exit = False
+    try:
+        with _single_threaded_children():
+            for index, source in enumerate(sources):
+                pending[executor.submit(_evaluate_task, index, source, methods)] = index
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    finished(*future.result())
+                except BrokenProcessPool as exc:
+                    record = {"name": sources[index].name, **_error_entry(exc)}
+                    record["error"] = f"a worker process died before this clip finished ({exc})"
+                    finished(index, record)
+        clean_exit = True
+    finally:
+        if not clean_exit:
+            for future in pending:
+                future.cancel()
+            # Workers ignore SIGINT: stop them now instead of after their current clip.
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def measure_speed(
+    clips: Sequence[Clip], methods: Sequence[str], repeats: int = 3, isolated: bool = True
+) -> dict:
+    """Evaluation speed of one worker: clip-seconds per wall-second, per method.
+
+    For each method and repeat, every clip is separated and scored; the rows hold the
+    median over repeats of separation alone, scoring alone and both, plus a
+    ``metrics`` row for scoring alone (its cost per method per clip, whatever the
+    method). One warm-up pass first keeps lazy imports and JIT compiles out of the
+    timings. ``isolated`` (default) measures in a spawned process with one BLAS thread,
+    exactly like an evaluation worker; otherwise in this process as it is.
+    """
+    if not clips:
+        raise ValueError("measure_speed needs at least one clip")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if not isolated:
+        return _measure_speed(list(clips), list(methods), repeats)
+    import multiprocessing
+
+    with _single_threaded_children():
+        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        with executor:
+            return executor.submit(_measure_speed, list(clips), list(methods), repeats).result()
+
+
+def _measure_speed(clips: list[Clip], methods: list[str], repeats: int) -> dict:
+    import numpy as np
+
+    from tinysep.metrics import score_estimates, score_mixture
+
+    audio = float(sum(c.seconds for c in clips))
+    refs = [{name: c.source(name) for name in SOURCES} for c in clips]
+    mixtures = [score_mixture(r, c.mixture) for r, c in zip(refs, clips, strict=True)]
+    warm = clips[0]
+    for method in methods:
+        score_estimates(refs[0], resolve_separator(method)(warm), mixtures[0])
+
+    def rate(seconds: list[float]) -> float:
+        median = float(np.median(seconds))
+        return audio / median if median > 0 else float("inf")
+
+    rows = []
+    score_times: list[float] = []
+    for method in methods:
+        separate_t, score_t = [], []
+        for _ in range(repeats):
+            sep = sco = 0.0
+            for clip, ref, mix in zip(clips, refs, mixtures, strict=True):
+                start = time.perf_counter()
+                estimates = resolve_separator(method)(clip)
+                mid = time.perf_counter()
+                score_estimates(ref, estimates, mix)
+                sep += mid - start
+                sco += time.perf_counter() - mid
+            separate_t.append(sep)
+            score_t.append(sco)
+        score_times += score_t
+        both = [a + b for a, b in zip(separate_t, score_t, strict=True)]
+        rows.append({
+            "method": method,
+            "separate_x": rate(separate_t),
+            "score_x": rate(score_t),
+            "total_x": rate(both),
+            "total_seconds_median": float(np.median(both)),
+        })
+    rows.append({
+        "method": "metrics",
+        "separate_x": None,
+        "score_x": rate(score_times),
+        "total_x": rate(score_times),
+        "total_seconds_median": float(np.median(score_times)),
+    })
+    return {
+        "clips": len(clips),
+        "audio_seconds": audio,
+        "repeats": repeats,
+        "unit": "clip-seconds per wall-second, one process (x real time)",
+        "rows": rows,
+    }

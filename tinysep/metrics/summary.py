@@ -1,0 +1,56 @@
+"""Aggregate per-clip scores: mean / median per metric and source, GNSDR, skip counts.
+
+Only defined, finite values enter a mean; every skipped or undefined value is
+counted instead, so a summary never holds NaN or inf (an empty set gives None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from tinysep.data.clip import SOURCES
+from tinysep.metrics.scores import SILENT_ESTIMATE, SILENT_REFERENCE, VALUE_KEYS
+
+
+def _stats(values: list[float]) -> dict:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return {"mean": None, "median": None, "n": 0}
+    return {"mean": float(np.mean(finite)), "median": float(np.median(finite)), "n": len(finite)}
+
+
+def summarize(records: Iterable[Mapping]) -> dict:
+    """Summary of clip records ``{"samples": int, "sources": {source: scores}}``.
+
+    Returns ``{"clips", "silent_clips", "samples", "sources": {source: {metric: {"mean",
+    "median", "n"}, "gnsdr", "skipped": {"silent_reference", "silent_estimate"}}}}``.
+    GNSDR is the clip-length-weighted mean of NSDR (the MIR-1K convention).
+    """
+    records = list(records)
+    summary: dict = {
+        "clips": len(records),
+        "silent_clips": 0,
+        "samples": int(sum(int(r["samples"]) for r in records)),
+        "sources": {},
+    }
+    for record in records:
+        if all(record["sources"][s].get("skipped") == SILENT_REFERENCE for s in SOURCES):
+            summary["silent_clips"] += 1
+    for source in SOURCES:
+        scores = [(int(r["samples"]), r["sources"][source]) for r in records]
+        block: dict = {key: _stats([s.get(key) for _, s in scores]) for key in VALUE_KEYS}
+        weighted = [
+            (n, s["nsdr"])
+            for n, s in scores
+            if s.get("nsdr") is not None and np.isfinite(s["nsdr"])
+        ]
+        total = sum(n for n, _ in weighted)
+        block["gnsdr"] = float(sum(n * v for n, v in weighted) / total) if total > 0 else None
+        block["skipped"] = {
+            "silent_reference": sum(1 for _, s in scores if s.get("skipped") == SILENT_REFERENCE),
+            "silent_estimate": sum(1 for _, s in scores if s.get("skipped") == SILENT_ESTIMATE),
+        }
+        summary["sources"][source] = block
+    return summary

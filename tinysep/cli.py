@@ -16,9 +16,12 @@ import tinysep
 # name -> (module, one-line help). Order follows the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
     # tinysep/: data, models, evaluation
+    "synth": ("tinysep.commands.synth", "write a synthetic vocals/accompaniment corpus"),
+    "eval": ("tinysep.commands.evaluate", "evaluate separation methods: BSS-eval table + JSON"),
     # convert/ and calibration/: prune, quantize, export, sweep
     # firmware_host/: flash, board, hil
     # the whole chain: bench, demo
+    "bench": ("tinysep.commands.bench", "measure speed (evaluation throughput, ...)"),
 }
 
 

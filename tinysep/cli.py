@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # firmware_host/: flash, board, hil
     # the whole chain: bench, demo
     "bench": ("tinysep.commands.bench", "measure speed (evaluation throughput, ...)"),
+    "demo": ("tinysep.commands.demo", "run the main job end to end on the embedded default"),
 }
 
 

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # tinysep/: data, models, evaluation
     "synth": ("tinysep.commands.synth", "write a synthetic vocals/accompaniment corpus"),
     "eval": ("tinysep.commands.evaluate", "evaluate separation methods: BSS-eval table + JSON"),
+    "models": ("tinysep.commands.models", "list separators x presets: parameters, MACs per hop"),
     # convert/ and calibration/: prune, quantize, export, sweep
     # firmware_host/: flash, board, hil
     # the whole chain: bench, demo

@@ -1,0 +1,207 @@
+"""Registry, configs, save/load, MAC counting, MCU budget, separation and `tinysep models`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tf_keras as keras
+from test_models_support import randomize
+
+from tinysep.cli import main
+from tinysep.models import (
+    MODELS,
+    build_model,
+    count_macs,
+    count_params,
+    load_model,
+    macs_per_hop,
+    magnitude_l1,
+    make_config,
+    make_streaming_model,
+    model_config,
+    model_from_config,
+    predict_masks,
+    save_model,
+    separate,
+)
+from tinysep.models.layers import FrameGroupNorm, Recurrence
+from tinysep.models.summary import MCU_BUDGET
+
+SMALL_TCN = {"residual": 8, "hidden": 8, "blocks": 2, "repeats": 1}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tiny_preset_fits_the_cortex_m7_budget(name):
+    model = build_model(name)  # "tiny" is the default
+    assert model_config(model)["preset"] == "tiny"
+    assert count_params(model) <= MCU_BUDGET["params"]
+    assert macs_per_hop(model) <= MCU_BUDGET["macs_per_hop"]
+    # Per hop is the same whether counted on the whole-clip or the streaming form.
+    assert macs_per_hop(make_streaming_model(model, 4)) == macs_per_hop(model)
+    # Larger presets exist and are larger.
+    sizes = [count_params(build_model(name, p)) for p in ("tiny", "small")]
+    assert sizes[1] > 2 * sizes[0]
+
+
+def test_tcn_macs_match_the_architecture_formula():
+    r, h, k, blocks, repeats, red, window = 32, 64, 3, 5, 3, 4, 8  # the tiny preset
+    per_block = 2 * r * h + k * h + h * (h // red) + window * (h // red) + (h // red) * h + h * r
+    expected = 257 * r + repeats * blocks * per_block + r * 2 * 257
+    assert macs_per_hop(build_model("dualgate-tcn")) == expected
+
+
+def test_mac_counter_counts_each_layer_kind():
+    x = keras.Input((None, 7, 2))
+    y = keras.layers.Conv2D(4, (2, 3), strides=(1, 2), padding="valid")(x)  # width 3
+    y = keras.layers.DepthwiseConv2D((3, 1), depth_multiplier=2)(y)  # 8 channels
+    y = keras.layers.Dense(5)(y)
+    y = FrameGroupNorm(5)(y)
+    y = keras.layers.Reshape((-1, 1, 15))(y)
+    y = keras.layers.Conv2D(16, 1)(y)
+    y = Recurrence("lstm", 4)(y)
+    model = keras.Model(x, y)
+    expected = (
+        3 * (2 * 3 * 2 * 4)  # conv: 3 positions x kernel 2x3 x cin 2 x cout 4
+        + 3 * (3 * 4 * 2)  # depthwise: 3 positions x kernel 3 x 4 channels x multiplier 2
+        + 3 * (8 * 5)  # dense on 3 positions
+        + 2 * 5 * 5  # group norm: two 5x5 group-averaging maps
+        + 15 * 16  # 1x1 conv
+        + 4 * 16  # lstm recurrent matmul: units x 4 units
+    )
+    assert count_macs(model) == expected
+
+
+def test_config_is_json_and_rebuilds_the_same_model():
+    config = make_config("unet-se-sru", "tiny", recurrent="gru", channels=[8, 16], units=12)
+    restored = json.loads(json.dumps(config))
+    assert restored == {
+        "name": "unet-se-sru",
+        "preset": "tiny",
+        "options": {"recurrent": "gru", "channels": [8, 16], "units": 12},
+    }
+    a, b = model_from_config(config), model_from_config(restored)
+    assert [layer.name for layer in a.layers] == [layer.name for layer in b.layers]
+    assert count_params(a) == count_params(b)
+    assert model_config(b) == restored
+    assert isinstance(b.get_layer("rnn"), Recurrence) and b.get_layer("rnn").cell == "gru"
+
+
+@pytest.mark.parametrize(
+    ("name", "preset", "options", "message"),
+    [
+        ("nope", "tiny", {}, "unknown model 'nope'"),
+        ("dualgate-tcn", "huge", {}, "no preset 'huge'"),
+        ("dualgate-tcn", "tiny", {"width": 3}, r"unknown options key\(s\) \['width'\]"),
+        ("dualgate-tcn", "tiny", {"attention": "global"}, "attention must be one of"),
+        ("dualgate-tcn", "tiny", {"blocks": 0}, "blocks must be a positive integer"),
+        ("dualgate-tcn", "tiny", {"norm": "layer"}, "norm must be one of"),
+        ("unet-se-sru", "tiny", {"recurrent": "rnn"}, "recurrent must be one of"),
+        ("unet-se-sru", "tiny", {"channels": []}, "channels must be a non-empty list"),
+        ("unet-se-sru", "tiny", {"channels": [4] * 8}, "levels need at least"),
+        ("unet-se-sru", "tiny", {"mask": "relu"}, "mask must be one of"),
+    ],
+)
+def test_bad_configs_name_the_problem(name, preset, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(name, preset, **options)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = randomize(build_model("dualgate-tcn", attention="cbam", **SMALL_TCN), seed=3)
+    folder = save_model(model, tmp_path / "run")
+    record = json.loads((folder / "config.json").read_text())
+    assert record["name"] == "dualgate-tcn" and record["options"]["attention"] == "cbam"
+    loaded = load_model(folder)
+    mag = np.random.default_rng(0).gamma(1.0, 2.0, (9, 257)).astype(np.float32)
+    np.testing.assert_array_equal(predict_masks(loaded, mag), predict_masks(model, mag))
+    assert model_config(loaded) == model_config(model)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"name": "resnet"}))
+    with pytest.raises(ValueError, match=r"config.json: unknown model 'resnet'"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(make_config("dualgate-tcn", **SMALL_TCN)))
+    with pytest.raises(FileNotFoundError, match="model.weights.h5 is missing"):
+        load_model(tmp_path)
+
+
+def test_separate_resynthesises_both_sources():
+    rng = np.random.default_rng(4)
+    mixture = (0.3 * rng.standard_normal(4000)).astype(np.float32)
+    model = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=5, scale=0.2)
+    out = separate(model, mixture)
+    assert set(out) == {"vocals", "accompaniment"}
+    for estimate in out.values():
+        assert estimate.shape == mixture.shape and estimate.dtype == np.float32
+    # Softmax masks sum to one, so the two estimates add back to the mixture ...
+    np.testing.assert_allclose(out["vocals"] + out["accompaniment"], mixture, atol=1e-4)
+    # ... while neither estimate is the mixture itself.
+    assert np.max(np.abs(out["vocals"] - mixture)) > 0.01
+    sigmoid = randomize(build_model("dualgate-tcn", mask="sigmoid", **SMALL_TCN), seed=5)
+    summed = sum(separate(sigmoid, mixture).values())
+    assert np.max(np.abs(summed - mixture)) > 0.01
+    with pytest.raises(ValueError, match="mono audio"):
+        separate(model, np.zeros((100, 2), np.float32))
+
+
+def test_magnitude_l1_loss():
+    mixture = np.array([[[2.0, 4.0]]], np.float32)  # (1, 1, 2 bins)
+    masks = np.array([[[[0.5, 0.5], [0.25, 0.75]]]], np.float32)
+    targets = np.array([[[[1.0, 2.0], [1.0, 3.0]]]], np.float32)
+    # estimates [[1, 1], [1, 3]] -> errors [0, 1, 0, 0]
+    assert float(magnitude_l1(mixture, targets, masks)) == pytest.approx(0.25)
+
+
+def test_models_command_json_and_table(tmp_path, capsys):
+    assert main(["models", "--model", "dualgate-tcn", "--preset", "tiny", "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["rows"]
+    model = build_model("dualgate-tcn")
+    assert row["params"] == count_params(model)
+    assert row["macs_per_hop"] == macs_per_hop(model)
+    assert row["state_values"] == make_streaming_model(model).tinysep_streaming.state_values
+    assert row["fits_mcu_budget"] is True
+
+    out = tmp_path / "models.json"
+    args = [
+        "models",
+        "--model",
+        "unet-se-sru",
+        "--preset",
+        "tiny",
+        "--option",
+        "recurrent=lstm",
+        "--option",
+        "bidirectional=true",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "unet-se-sru" in table and "offline only" in table and f"wrote {out}" in table
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["options"] == {"recurrent": "lstm", "bidirectional": True}
+    assert row["streamable"] is False and row["fits_mcu_budget"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "unknown model"),
+        (["--option", "novalue"], "KEY=VALUE"),
+        (["--model", "dualgate-tcn", "--preset", "tiny", "--option", "blocks=0"], "blocks"),
+    ],
+)
+def test_models_command_bad_input(args, message, capsys):
+    assert main(["models", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""Whole models: the streaming form equals the whole-clip form, the models are causal,
+and the state description matches the streaming model's real inputs and outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_models_support import randomize
+
+from tinysep.dsp import N_BINS
+from tinysep.models import (
+    build_model,
+    compress_magnitude,
+    make_streaming_model,
+    predict_masks,
+    resolved_params,
+    run_streaming,
+    streaming_spec,
+)
+
+SMALL_TCN = {"residual": 8, "hidden": 8, "blocks": 3, "repeats": 1}
+SMALL_UNET = {"channels": [4, 8], "units": 6}
+
+CASES = [
+    ("dualgate-tcn", "tiny", {}),  # the default deployable model, full size
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "sk", "norm": "group"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "cbam", "mask": "sigmoid"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "self"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "none", "input_gate": False}),
+    ("unet-se-sru", "tiny", {}),  # full size: SRU, GroupNorm, SE
+    ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}),
+    ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "gru", "norm": "none", "se": False}),
+    ("unet-se-sru", "tiny", {**SMALL_UNET, "patch": 3, "time_kernel": 3, "mask": "sigmoid"}),
+]
+
+
+def _magnitudes(frames: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # Spectrogram-like: a few loud bins over a noise floor, varying over time.
+    mag = rng.gamma(0.5, 0.05, (frames, N_BINS))
+    mag[:, rng.integers(0, N_BINS, 12)] += rng.uniform(1, 40, (frames, 12))
+    return mag.astype(np.float32)
+
+
+@pytest.mark.parametrize(("name", "preset", "options"), CASES)
+def test_streaming_equals_whole_clip(name, preset, options):
+    model = randomize(build_model(name, preset, **options), seed=7, scale=0.2)
+    frames = 40 if not options else 14
+    mag = _magnitudes(frames)
+    expected = predict_masks(model, mag)
+    assert expected.shape == (frames, N_BINS, 2)
+    assert 0.0 <= expected.min() and expected.max() <= 1.0
+    # The masks are not saturated, so equality below is a real check.
+    assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5
+    gain = resolved_params(model.tinysep_config)["input_gain"]
+    for frames_per_invoke in (1, 4):
+        stream = make_streaming_model(model, frames_per_invoke)
+        got = run_streaming(stream, compress_magnitude(mag, gain))
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    if options.get("mask") == "sigmoid":  # the float-only form with compression inside
+        raw = make_streaming_model(model, 4, input="magnitude")
+        np.testing.assert_allclose(run_streaming(raw, mag), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["dualgate-tcn", "unet-se-sru"])
+def test_whole_clip_model_is_causal(name):
+    options = SMALL_TCN if name == "dualgate-tcn" else SMALL_UNET
+    model = randomize(build_model(name, **options), seed=8)
+    mag = _magnitudes(20, seed=1)
+    later = mag.copy()
+    later[12:] = _magnitudes(8, seed=2)
+    a, b = predict_masks(model, mag), predict_masks(model, later)
+    np.testing.assert_allclose(a[:12], b[:12], atol=1e-6)
+    assert np.max(np.abs(a[12:] - b[12:])) > 1e-3
+
+
+def test_bidirectional_option_uses_the_future_and_does_not_stream():
+    model = build_model("unet-se-sru", bidirectional=True, **SMALL_UNET)
+    randomize(model, seed=9, scale=0.6)
+    mag = _magnitudes(20, seed=1)
+    later = mag.copy()
+    later[12:] = _magnitudes(8, seed=2)
+    change = np.max(np.abs(predict_masks(model, mag)[:12] - predict_masks(model, later)[:12]))
+    assert change > 1e-4  # causal models change by < 1e-6 (test above)
+    with pytest.raises(ValueError, match="bidirectional"):
+        make_streaming_model(model)
+
+
+@pytest.mark.parametrize("frames_per_invoke", [1, 3])
+def test_state_description_matches_the_streaming_model(frames_per_invoke):
+    stream = make_streaming_model(build_model("dualgate-tcn", **SMALL_TCN), frames_per_invoke)
+    spec = streaming_spec(stream)
+    inputs = {t.name.split(":")[0]: tuple(t.shape) for t in stream.inputs}
+    outputs = dict(zip(stream.output_names, (tuple(t.shape) for t in stream.outputs), strict=True))
+    assert inputs.pop("features") == (1, frames_per_invoke, N_BINS)
+    assert outputs.pop("masks") == (1, frames_per_invoke, N_BINS, 2)
+    assert sorted(inputs) == sorted(s.input for s in spec.states)
+    assert sorted(outputs) == sorted(s.output for s in spec.states)
+    for state in spec.states:
+        assert inputs[state.input] == state.shape == outputs[state.output]
+        assert state.output == f"{state.input}_out"
+    # The dilated depthwise contexts: (kernel - 1) * dilation frames of `hidden` channels.
+    dw = {s.input: s.frames for s in spec.states if s.input.endswith("_dw_state")}
+    assert dw == {"s0b0_dw_state": 2, "s0b1_dw_state": 4, "s0b2_dw_state": 8}
+    record = spec.to_json()
+    assert record["frames_per_invoke"] == frames_per_invoke
+    assert record["input"]["transform"]["kind"] == "log1p"
+    assert record["output"]["sources"] == ["vocals", "accompaniment"]
+    assert record["state_values"] == sum(int(np.prod(s["shape"])) for s in record["states"])
+
+
+def test_streaming_rejects_bad_frames_per_invoke():
+    model = build_model("dualgate-tcn", **SMALL_TCN)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="frames_per_invoke"):
+            make_streaming_model(model, bad)
+    with pytest.raises(ValueError, match="input must be one of"):
+        make_streaming_model(model, 1, input="waveform")

@@ -1,0 +1,65 @@
+"""Blocks shared by the separators: normalisation, frequency squeeze-excitation, mask head.
+
+All of them work frame by frame (no statistics over time), so they are identical in the
+whole-clip and the streaming graph.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from tinysep.models.causal import conv1x1
+from tinysep.models.layers import FrameGroupNorm, ReduceMean
+
+L = keras.layers
+
+NORMS = ("group", "batch", "none")
+MASK_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def _groups_for(channels: int, wanted: int) -> int:
+    """Largest group count <= ``wanted`` that divides ``channels``."""
+    for g in range(min(wanted, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+def norm(x, kind: str, name: str, groups: int = 4):
+    """``group``: per-frame GroupNorm; ``batch``: BatchNorm (folds into the conv before
+    it at export); ``none``: identity."""
+    if kind == "batch":
+        return L.BatchNormalization(axis=-1, name=name)(x)
+    if kind == "group":
+        return FrameGroupNorm(_groups_for(int(x.shape[-1]), groups), name=name)(x)
+    if kind == "none":
+        return x
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+def norm_relu(x, kind: str, name: str, groups: int = 4):
+    """Normalisation then ReLU (the ReLU fuses into the conv/add before it in TFLite)."""
+    return L.Activation("relu", name=f"{name}_relu")(norm(x, kind, name, groups))
+
+
+def squeeze_excite_frequency(x, name: str, reduction: int):
+    """1-D squeeze-excitation whose squeeze is the mean over frequency positions of the
+    current frame (causal), then two 1x1 convs and a sigmoid that rescale the channels."""
+    channels = int(x.shape[-1])
+    s = ReduceMean(axis=2, name=f"{name}_squeeze")(x)
+    s = conv1x1(s, max(1, channels // reduction), f"{name}_reduce", activation="relu")
+    s = conv1x1(s, channels, f"{name}_excite", activation="sigmoid")
+    return L.Multiply(name=f"{name}_scale")([x, s])
+
+
+def mask_head(logits, n_bins: int, activation: str):
+    """``(batch, time, bins, 2)`` masks in [0, 1], sources on the last axis.
+
+    ``softmax`` makes the two masks sum to one (the estimates add up to the mixture);
+    ``sigmoid`` lets each source take any share.
+    """
+    if activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"mask must be one of {MASK_ACTIVATIONS}, got {activation!r}")
+    if activation == "softmax":
+        return L.Softmax(axis=-1, name="masks")(logits)
+    return L.Activation("sigmoid", name="masks")(logits)

@@ -1,0 +1,115 @@
+"""``dualgate-tcn``: a causal temporal convolution network with a dual gate in every block.
+
+Mask estimation on the STFT magnitude (paper 1). The model sees ``log1p(gain * |X|)``
+(:class:`~tinysep.models.layers.LogCompression`) normalised per bin (BatchNorm), maps
+each frame to ``residual`` channels and runs ``repeats`` stacks of ``blocks`` residual
+blocks with dilations 1, 2, 4, ... Each block (time on axis 1, ``(B, T, 1, C)``)::
+
+    h = ReLU(norm(conv1x1(x)))  *  sigmoid(conv1x1_gate(x))      # input gate
+    y = ReLU(norm(causal depthwise conv(h, kernel, dilation)))
+    y = y * attention(y)                                         # output gate
+    x = x + conv1x1(y)
+
+``attention`` is one of :data:`~tinysep.models.attention.ATTENTIONS` (``se`` by
+default; ``sk`` replaces the depthwise conv by a selective-kernel pair). A 1x1 conv then
+gives two masks per bin (vocals, accompaniment; softmax over the pair by default). The
+separated magnitude is mask x mixture magnitude, resynthesised with the mixture phase.
+
+Every weight is used once per frame, so MACs per hop ~= parameters; ``tiny`` is sized by
+the 256 k parameter budget and by the state it must carry (the depthwise contexts,
+``2 * (2**blocks - 1)`` frames per stack).
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from tinysep.dsp import N_BINS
+from tinysep.models.attention import ATTENTIONS, output_gate, selective_kernel
+from tinysep.models.blocks import NORMS, mask_head, norm_relu
+from tinysep.models.causal import Graph, causal_depthwise, conv1x1
+
+L = keras.layers
+
+NAME = "dualgate-tcn"
+
+DEFAULTS = {
+    "residual": 32,  # channels between blocks
+    "hidden": 64,  # channels inside a block
+    "kernel": 3,  # depthwise kernel over time
+    "blocks": 5,  # blocks per stack, dilations 1 .. 2**(blocks-1)
+    "repeats": 3,  # stacks
+    "attention": "se",
+    "input_gate": True,
+    "norm": "batch",
+    "groups": 4,  # for norm="group"
+    "se_reduction": 4,
+    "se_window": 8,  # frames the squeeze averages over (causal)
+    "temporal_kernel": 7,  # cbam temporal gate
+    "attention_dim": 8,  # self-attention query/key/value width
+    "attention_window": 8,  # frames self-attention looks back over
+    "mask": "softmax",
+    "input_gain": 100.0,
+}
+
+PRESETS = {
+    "tiny": {},
+    "small": {"residual": 64, "hidden": 128, "blocks": 6},
+    "medium": {"residual": 128, "hidden": 256, "blocks": 7, "se_window": 16},
+}
+
+
+def validate(params: dict) -> None:
+    """Raise ValueError naming the first option that is out of range."""
+    if params["attention"] not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {params['attention']!r}")
+    if params["norm"] not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {params['norm']!r}")
+    for key in (
+        "residual",
+        "hidden",
+        "kernel",
+        "blocks",
+        "repeats",
+        "se_reduction",
+        "se_window",
+        "temporal_kernel",
+        "attention_dim",
+        "attention_window",
+        "groups",
+    ):
+        if not isinstance(params[key], int) or isinstance(params[key], bool) or params[key] < 1:
+            raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+    if params["kernel"] < 2:
+        raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
+
+
+def _block(graph: Graph, x, name: str, dilation: int, p: dict):
+    h = conv1x1(x, p["hidden"], f"{name}_in")
+    h = norm_relu(h, p["norm"], f"{name}_in_norm", p["groups"])
+    if p["input_gate"]:
+        gate = conv1x1(x, p["hidden"], f"{name}_in_gate", activation="sigmoid")
+        h = L.Multiply(name=f"{name}_in_gated")([h, gate])
+    if p["attention"] == "sk":
+        y = selective_kernel(graph, h, name, dilation, p)
+    else:
+        ctx = graph.context(h, (p["kernel"] - 1) * dilation, f"{name}_dw")
+        y = causal_depthwise(graph, ctx, p["kernel"], dilation, f"{name}_dw")
+        y = norm_relu(y, p["norm"], f"{name}_dw_norm", p["groups"])
+        y = output_gate(graph, y, p["attention"], name, p)
+    out = conv1x1(y, p["residual"], f"{name}_out")
+    return L.Add(name=f"{name}_res")([x, out])
+
+
+def body(graph: Graph, features, p: dict):
+    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, 2)``."""
+    x = L.BatchNormalization(axis=-1, name="input_norm")(features)
+    x = L.Reshape((-1, 1, N_BINS), name="to_frames")(x)
+    x = conv1x1(x, p["residual"], "in_proj")
+    for r in range(p["repeats"]):
+        for b in range(p["blocks"]):
+            x = _block(graph, x, f"s{r}b{b}", 2**b, p)
+    x = L.Activation("relu", name="out_relu")(x)
+    logits = conv1x1(x, 2 * N_BINS, "mask_proj")
+    logits = L.Reshape((-1, N_BINS, 2), name="to_masks")(logits)
+    return mask_head(logits, N_BINS, p["mask"])

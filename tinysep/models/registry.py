@@ -1,0 +1,193 @@
+"""Model registry: names x size presets x options -> whole-clip Keras models.
+
+A model is fully described by a JSON-able config ``{"name", "preset", "options"}``;
+:func:`model_from_config` rebuilds it and :func:`save_model` / :func:`load_model` store
+``config.json`` plus the weights in a folder. The whole-clip model maps raw STFT
+magnitudes ``(batch, frames, 257)`` to masks ``(batch, frames, 257, 2)`` (sources in
+``tinysep.data.clip.SOURCES`` order).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import tf_keras as keras
+
+import tinysep
+from tinysep.dsp import N_BINS
+from tinysep.models import dualgate_tcn, unet_se_sru
+from tinysep.models.causal import Graph
+from tinysep.models.layers import LogCompression
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+CONFIG_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture: its defaults, presets, validation and graph body."""
+
+    name: str
+    module: ModuleType
+
+    @property
+    def presets(self) -> dict:
+        return self.module.PRESETS
+
+    @property
+    def summary(self) -> str:
+        return (self.module.__doc__ or "").strip().splitlines()[0]
+
+    def params(self, preset: str, options: dict) -> dict:
+        """Defaults, then the preset, then the options; unknown keys are errors."""
+        if preset not in self.presets:
+            raise ValueError(
+                f"model {self.name!r} has no preset {preset!r}; choose from {sorted(self.presets)}"
+            )
+        params = copy.deepcopy(self.module.DEFAULTS)
+        layers = ((f"preset {preset!r}", self.presets[preset]), ("options", options))
+        for source, overrides in layers:
+            unknown = sorted(set(overrides) - set(params))
+            if unknown:
+                raise ValueError(
+                    f"model {self.name!r}: unknown {source} key(s) {unknown}; "
+                    f"known: {sorted(params)}"
+                )
+            params.update(copy.deepcopy(overrides))
+        if isinstance(params.get("channels"), tuple):
+            params["channels"] = list(params["channels"])
+        self.module.validate(params)
+        return params
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(dualgate_tcn.NAME, dualgate_tcn),
+        ModelSpec(unet_se_sru.NAME, unet_se_sru),
+    )
+}
+DEFAULT_PRESET = "tiny"
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def make_config(name: str, preset: str = DEFAULT_PRESET, **options) -> dict:
+    """The JSON-able config of a model (validated)."""
+    get_spec(name).params(preset, options)
+    return {"name": name, "preset": preset, "options": copy.deepcopy(options)}
+
+
+def resolved_params(config: dict) -> dict:
+    """All hyper-parameters of a config (defaults + preset + options)."""
+    config = _check_config(config)
+    return get_spec(config["name"]).params(config["preset"], config["options"])
+
+
+def _check_config(config) -> dict:
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(
+            f"a model config is a dict with 'name', 'preset', 'options'; got {config!r}"
+        )
+    options = config.get("options", {}) or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"model config 'options' must be a dict, got {options!r}")
+    return {
+        "name": config["name"],
+        "preset": config.get("preset", DEFAULT_PRESET),
+        "options": options,
+    }
+
+
+def build_body(graph: Graph, config: dict, features):
+    """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form."""
+    config = _check_config(config)
+    spec = get_spec(config["name"])
+    return spec.module.body(graph, features, spec.params(config["preset"], config["options"]))
+
+
+def model_from_config(config: dict) -> keras.Model:
+    """Build the whole-clip model of ``config`` (fresh weights)."""
+    config = _check_config(config)
+    params = resolved_params(config)
+    graph = Graph(streaming=False)
+    magnitude = graph.input((N_BINS,), "magnitude")
+    features = LogCompression(params["input_gain"], name="compress")(magnitude)
+    masks = build_body(graph, config, features)
+    model = keras.Model(magnitude, masks, name=config["name"].replace("-", "_"))
+    model.tinysep_config = copy.deepcopy(config)
+    return model
+
+
+def build_model(name: str, preset: str = DEFAULT_PRESET, **options) -> keras.Model:
+    """Whole-clip model ``name`` at size ``preset`` with ``options`` overriding it."""
+    return model_from_config(make_config(name, preset, **options))
+
+
+def model_config(model: keras.Model) -> dict:
+    """The config a model was built from (attached by :func:`model_from_config`)."""
+    config = getattr(model, "tinysep_config", None)
+    if config is None:
+        raise ValueError(
+            f"model {model.name!r} carries no tinysep config (was it cloned or wrapped?); "
+            "pass config= explicitly"
+        )
+    return copy.deepcopy(config)
+
+
+def save_model(model: keras.Model, folder: str | Path, config: dict | None = None) -> Path:
+    """Write ``config.json`` and the weights into ``folder`` (created if needed)."""
+    folder = Path(folder)
+    config = _check_config(config) if config is not None else model_config(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_weights(str(folder / WEIGHTS_FILE))
+    record = {**config, "format": CONFIG_FORMAT, "tinysep_version": tinysep.__version__}
+    (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    """The model config stored in ``folder`` (clear errors for missing or bad files)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: not a saved tinysep model")
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(record, dict) or "name" not in record:
+        raise ValueError(f"{path}: expected an object with 'name', 'preset', 'options'")
+    return _check_config(record)
+
+
+def load_model(folder: str | Path) -> keras.Model:
+    """Rebuild the model saved in ``folder`` and load its weights."""
+    folder = Path(folder)
+    config = read_config(folder)
+    try:
+        model = model_from_config(config)
+    except ValueError as exc:
+        raise ValueError(f"{folder / CONFIG_FILE}: {exc}") from exc
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing")
+    model.load_weights(str(weights))
+    return model
+
+
+def count_params(model: keras.Model) -> int:
+    """All weights, trainable or not (BatchNorm statistics included)."""
+    return int(sum(np.prod(w.shape) for w in model.weights))

@@ -1,13 +1,19 @@
 # Two entry points: `make demo` (the main job) and `make test`. Both build .venv on their own.
+# `make board-test` runs the board agent in a board-like environment (.venv-board: Python 3.7
+# with numpy 1.21 and tflite-runtime 2.11 when a 3.7 exists, else python3 with numpy<2 and
+# tflite-runtime 2.14), driven over a pseudo-terminal; CI runs it after `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BOARD_VENV := .venv-board
+BOARD_STAMP := $(BOARD_VENV)/.installed-stamp
+BOARD_TEST_DIR := build/board-test
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test board-test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +30,26 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+$(BOARD_STAMP):
+	rm -rf $(BOARD_VENV)
+	@py37=""; for c in python3.7 $$HOME/.pyenv/versions/3.7*/bin/python; do \
+	  if $$c -c 'import sys; assert sys.version_info[:2] == (3, 7)' 2>/dev/null; then \
+	    py37=$$c; break; fi; done; \
+	if [ -n "$$py37" ]; then \
+	  echo "board environment: $$py37 + numpy 1.21.6 + tflite-runtime 2.11.0"; \
+	  $$py37 -m venv $(BOARD_VENV) && \
+	  $(BOARD_VENV)/bin/python -m pip install --quiet 'numpy==1.21.6' 'tflite-runtime==2.11.0'; \
+	else \
+	  echo "board environment: no Python 3.7; $(PYTHON) + numpy<2 + tflite-runtime 2.14.0"; \
+	  $(PYTHON) -m venv $(BOARD_VENV) && \
+	  $(BOARD_VENV)/bin/python -m pip install --quiet 'numpy<2' 'tflite-runtime==2.14.0'; \
+	fi
+	touch $(BOARD_STAMP)
+
+board-test: $(STAMP) $(BOARD_STAMP)
+	$(BIN)/python tests/make_board_reference.py $(BOARD_TEST_DIR)
+	$(BOARD_VENV)/bin/python tests/board_env_check.py $(BOARD_TEST_DIR)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -31,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/tinysep bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BOARD_VENV) build *.egg-info

@@ -19,8 +19,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tinysep.commands.synth", "write a synthetic vocals/accompaniment corpus"),
     "eval": ("tinysep.commands.evaluate", "evaluate separation methods: BSS-eval table + JSON"),
     "models": ("tinysep.commands.models", "list separators x presets: parameters, MACs per hop"),
+    "train": ("tinysep.commands.train", "train a separator: checkpoints, validation SDR, resume"),
+    "ablate": ("tinysep.commands.ablate", "paper 2's unet-se-sru ablation: train variants, score"),
     # convert/ and calibration/: prune, quantize, export, sweep
+    "prune": ("convert.commands.prune", "prune a model: magnitude (tfmot) or channel pruning"),
+    "export": ("convert.commands.export", "write a deploy bundle: streaming int8 TFLite, manifest"),
     # firmware_host/: flash, board, hil
+    "flash": ("tinysep.commands.flash", "upload a bundle's model to a board agent over serial"),
+    "board": ("tinysep.commands.board", "run the board agent on a port, or --emulate it on a pty"),
+    "hil": ("tinysep.commands.hil", "hardware-in-the-loop test: board vs float, report + JUnit"),
     # the whole chain: bench, demo
     "bench": ("tinysep.commands.bench", "measure speed (evaluation throughput, ...)"),
     "demo": ("tinysep.commands.demo", "run the main job end to end on the embedded default"),

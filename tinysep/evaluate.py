@@ -42,17 +42,60 @@ class ClipSource(Protocol):
 
 _separators: dict[str, Separator] = {}
 
+# Method names ``prefix:ARGUMENT`` are built by a factory ``"module:function"`` called with
+# ARGUMENT. Factories are import paths, not functions, so that spawned evaluation workers
+# (which receive a copy of this table) can import them. tinysep knows ``model:`` for saved
+# Keras model folders; a higher layer may register a factory that knows more (the
+# ``tinysep eval`` command registers the convert layer's, which also runs deploy bundles).
+SEPARATOR_FACTORIES: dict[str, str] = {"model": "tinysep.evaluate:keras_model_separator"}
+
+
+def register_separator_factory(prefix: str, target: str) -> None:
+    """Interpret method names ``prefix:ARG`` with ``target`` (``"module:function"``,
+    ``function(ARG) -> Separator``); separators already resolved are forgotten."""
+    module, sep, function = target.partition(":")
+    if not prefix.isidentifier() or not module or not sep or not function:
+        raise ValueError(f"bad separator factory {prefix!r} -> {target!r}; expected an "
+                         "identifier and 'module:function'")
+    SEPARATOR_FACTORIES[prefix] = target
+    _separators.clear()
+
+
+def keras_model_separator(path: str) -> Separator:
+    """Float separation with the model saved in folder ``path`` (loaded once)."""
+    from pathlib import Path
+
+    from tinysep.models import load_model, separate
+
+    folder = Path(path)
+    if (folder / "manifest.json").is_file():
+        raise ValueError(f"{folder} is a deploy bundle, not a saved Keras model: bundles run "
+                         "on the TFLite interpreter, which `tinysep eval` provides")
+    model = load_model(folder)
+    return lambda clip: separate(model, clip.mixture)
+
+
+def _build_separator(name: str) -> Separator:
+    prefix, sep, argument = name.partition(":")
+    if not sep or prefix not in SEPARATOR_FACTORIES:
+        return get_method(name)
+    if not argument:
+        raise ValueError(f"method {name!r}: {prefix}: needs a path, e.g. {prefix}:runs/best")
+    import importlib
+
+    module, _, function = SEPARATOR_FACTORIES[prefix].partition(":")
+    return getattr(importlib.import_module(module), function)(argument)
+
 
 def resolve_separator(name: str) -> Separator:
     """The ``separate(clip)`` function for a method name, cached per process.
 
-    Extension point: this is where method names are interpreted. Today every name is a
-    baseline from :data:`tinysep.baselines.METHODS`; the models issue adds trained
-    models here (``model:PATH`` -> load the model once per process, return its
-    ``separate``), and nothing else in evaluation changes.
+    Extension point: this is where method names are interpreted. A baseline name from
+    :data:`tinysep.baselines.METHODS`, or ``prefix:ARG`` for a prefix in
+    :data:`SEPARATOR_FACTORIES` (``model:PATH`` loads a saved model once per process).
     """
     if name not in _separators:
-        _separators[name] = get_method(name)
+        _separators[name] = _build_separator(name)
     return _separators[name]
 
 
@@ -116,8 +159,12 @@ def evaluate_clip(clip: Clip, methods: Sequence[str]) -> dict:
     return record
 
 
-def _evaluate_task(index: int, source: ClipSource, methods: Sequence[str]) -> tuple[int, dict]:
+def _evaluate_task(
+    index: int, source: ClipSource, methods: Sequence[str], factories: dict | None = None
+) -> tuple[int, dict]:
     """Worker entry point: load the clip here, in the worker, then evaluate it."""
+    if factories:
+        SEPARATOR_FACTORIES.update(factories)
     name = str(getattr(source, "name", f"clip {index}"))
     try:
         start = time.perf_counter()
@@ -324,7 +371,8 @@ def _run_parallel(
     try:
         with _single_threaded_children():
             for index, source in enumerate(sources):
-                pending[executor.submit(_evaluate_task, index, source, methods)] = index
+                pending[executor.submit(_evaluate_task, index, source, methods,
+                                        dict(SEPARATOR_FACTORIES))] = index
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -370,14 +418,18 @@ def measure_speed(
     with _single_threaded_children():
         executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         with executor:
-            return executor.submit(_measure_speed, list(clips), list(methods), repeats).result()
+            return executor.submit(_measure_speed, list(clips), list(methods), repeats,
+                                   dict(SEPARATOR_FACTORIES)).result()
 
 
-def _measure_speed(clips: list[Clip], methods: list[str], repeats: int) -> dict:
+def _measure_speed(clips: list[Clip], methods: list[str], repeats: int,
+                   factories: dict | None = None) -> dict:
     import numpy as np
 
     from tinysep.metrics import score_estimates, score_mixture
 
+    if factories:
+        SEPARATOR_FACTORIES.update(factories)
     audio = float(sum(c.seconds for c in clips))
     refs = [{name: c.source(name) for name in SOURCES} for c in clips]
     mixtures = [score_mixture(r, c.mixture) for r, c in zip(refs, clips, strict=True)]

@@ -19,6 +19,9 @@ from pathlib import Path
 # any other keys go to the JSON as they are. Imported only when the section runs.
 SECTIONS: list[tuple[str, str]] = [
     ("eval_speed", "tinysep.commands.bench:eval_speed_section"),
+    ("hil_throughput", "firmware_host.hil.bench:throughput_section"),
+    ("hil_overhead", "firmware_host.hil.bench:overhead_section"),
+    ("hil_baud", "firmware_host.hil.bench:baud_section"),
 ]
 
 

@@ -1,7 +1,9 @@
 """Evaluate separation methods on a dataset: BSS-eval table (paper 1 Tables 3-4), JSON, PNG.
 
 `--method` takes one name or a comma-separated list (mix, hpss, repet, repet-sim,
-repet-mfcc, irm) so one call prints a whole comparison. Clips are evaluated in
+repet-mfcc, irm, model:PATH) so one call prints a whole comparison; ``model:PATH`` is a
+saved model folder (float Keras) or a deploy bundle (its TFLite model, streamed on the
+host exactly as a board runs it). Clips are evaluated in
 parallel worker processes; the JSON report is kept up to date while the run goes, so
 an interrupted run keeps what finished. A bar chart lands next to the JSON.
 """
@@ -15,7 +17,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True,
-                        help="method name or comma-separated list, e.g. mix,hpss,repet,irm")
+                        help="method name or comma-separated list, e.g. mix,hpss,repet,irm,"
+                             "model:PATH (PATH: saved model folder or deploy bundle)")
     parser.add_argument("--data", required=True, type=Path, help="dataset root folder")
     parser.add_argument("--dataset", default="auto", choices=("auto", "mir1k", "musdb", "synth"),
                         help="dataset layout (default: detect)")
@@ -32,9 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tinysep.cli import CliError
     from tinysep.data.loaders import find_clips
-    from tinysep.evaluate import evaluate, parse_methods
+    from tinysep.evaluate import evaluate, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
 
+    # The CLI is the top layer: let `model:PATH` also run deploy bundles (convert/).
+    register_separator_factory("model", "convert.runtime:separator_for_path")
     methods = parse_methods(args.method)
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")

@@ -1,0 +1,1 @@
+"""`tinysep` subcommands of the convert layer: export, quantize, prune, sweep."""

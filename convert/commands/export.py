@@ -1,0 +1,140 @@
+"""Export a trained separator as a deploy bundle: streaming int8 TFLite + manifest + C array.
+
+Writes BUNDLE/ with model.tflite (K frames + states in, masks + states out, one subgraph,
+builtin ops), manifest.json (docs/bundle.md), model_data.cc/.h (TFLite Micro),
+micro_ops.txt (the op resolver), edgetpu_report.json and calibration.json. The folder
+appears only when complete; an existing bundle is replaced only with --force. Prints
+sizes, the arena estimate, MACs per hop and the host int8 time per hop (one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BUDGET_MODEL_BYTES = 256 * 1024
+BUDGET_ARENA_BYTES = 64 * 1024
+BUDGET_MACS_PER_HOP = 1_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from convert.quantize import QUANT_MODES
+
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="saved model folder (config.json + weights)")
+    parser.add_argument("--out", required=True, type=Path, metavar="BUNDLE",
+                        help="bundle folder to write")
+    parser.add_argument("--quant", default="int8", choices=tuple(QUANT_MODES),
+                        help="quantization (default int8, the deploy form)")
+    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K",
+                        help="STFT frames (8 ms hops) per model invoke (default 1)")
+    parser.add_argument("--calibration", type=Path, metavar="DATA",
+                        help="dataset folder whose audio calibrates int8/int16x8 (e.g. the "
+                             "training corpus)")
+    parser.add_argument("--calibration-split", default="train",
+                        help="split of --calibration to draw from (default train)")
+    parser.add_argument("--calibration-frames", type=int, default=1024, metavar="N",
+                        help="frames in the representative dataset (default 1024)")
+    parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
+                        help="Keras layers to leave in float (debugging; not full-integer)")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="per-tensor weight scales instead of per-channel")
+    parser.add_argument("--keep-tensor-names", action="store_true",
+                        help="keep internal tensor names in model.tflite (bigger file)")
+    parser.add_argument("--no-edgetpu-compiler", action="store_true",
+                        help="do not run edgetpu_compiler even if it is on PATH")
+    parser.add_argument("--symbol", default="g_tinysep_model",
+                        help="C symbol prefix of the model array (default g_tinysep_model)")
+    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    parser.add_argument("--json", type=Path, metavar="OUT.json",
+                        help="also write the export summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _fits(value: int, budget: int) -> str:
+    return "ok" if value <= budget else "OVER"
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable summary of :func:`convert.export.export_bundle`'s result."""
+    arena = summary["arena_estimate"]
+    latency = summary.get("host_latency")
+    lines = [
+        ("bundle", summary["bundle"]),
+        ("quantization", f"{summary['quantization']}, {summary['frames_per_invoke']} frame(s) "
+                         "per invoke"),
+        ("model", f"{summary['model_bytes']:,} B (weights {summary['weight_bytes']:,} B); "
+                  f"budget 256 KB {_fits(summary['model_bytes'], BUDGET_MODEL_BYTES)}"),
+        ("arena", f"{arena['bytes']:,} B estimate (activations {arena['activations']:,} + "
+                  f"persistent {arena['persistent']:,} + scratch {arena['scratch']:,}); "
+                  f"budget 64 KB {_fits(arena['bytes'], BUDGET_ARENA_BYTES)}"),
+        ("MACs per hop", f"{summary['macs_per_hop']:,}; budget 1 M "
+                         f"{_fits(summary['macs_per_hop'], BUDGET_MACS_PER_HOP)}"),
+        ("states", f"{summary['states']} ({summary['state_bytes']:,} B), "
+                   f"{summary['states_copied']} copied byte for byte"),
+    ]
+    if latency:
+        lines.append(("host time", f"{latency['invoke_us_per_hop']:.0f} us per hop (invoke, one "
+                                   f"thread) = {latency['realtime_factor']:.0f}x real time"))
+    unsupported = summary["micro_unsupported_ops"]
+    lines.append(("TFLite Micro", ", ".join(summary["micro_ops"])
+                  + (f"; NO kernel: {', '.join(unsupported)}" if unsupported else "")))
+    compiler = summary["edgetpu"]["compiler"]
+    ran = (f"compiler: {compiler.get('ops_on_edgetpu')} ops on the TPU"
+           if compiler.get("ran") else compiler.get("reason", ""))
+    verdict = "compatible" if summary["edgetpu"]["compatible"] else "NOT compatible"
+    lines.append(("Edge TPU", f"{verdict} ({ran})"))
+    cal = summary.get("calibration")
+    if cal:
+        frames = cal["coverage"]["frames"]
+        lines.append(("calibration", f"{cal['frames']} frames: loud {frames['loud']}, quiet "
+                                     f"{frames['quiet']}, silent {frames['silent']}"))
+    lines.append(("time", f"{summary['seconds']:.1f} s"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+
+    if args.frames_per_invoke < 1:
+        raise CliError(f"--frames-per-invoke must be at least 1, got {args.frames_per_invoke}")
+    if args.calibration_frames < 1:
+        raise CliError(f"--calibration-frames must be at least 1, got {args.calibration_frames}")
+    if args.quant in ("int8", "int16x8") and args.calibration is None:
+        raise CliError(f"--quant {args.quant} needs --calibration DATA (a dataset folder)")
+    if args.json is not None and args.json.suffix.lower() != ".json":
+        raise CliError(f"--json must name a .json file, got {args.json}")
+
+    from convert.export import check_destination, export_bundle
+    from convert.runtime import measure_latency
+    from tinysep.models import read_config
+
+    read_config(args.model)  # not a model folder: fail before any heavy work
+    check_destination(args.out, args.force)
+    summary = export_bundle(
+        args.model,
+        args.out,
+        quant=args.quant,
+        frames_per_invoke=args.frames_per_invoke,
+        calibration=args.calibration,
+        calibration_frames=args.calibration_frames,
+        calibration_split=args.calibration_split,
+        force=args.force,
+        keep_float=[n.strip() for n in args.keep_float.split(",") if n.strip()],
+        per_channel=not args.per_tensor,
+        keep_tensor_names=args.keep_tensor_names,
+        edgetpu_compile=not args.no_edgetpu_compiler,
+        symbol=args.symbol,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    summary["host_latency"] = measure_latency(args.out)
+    print(format_summary(summary))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0

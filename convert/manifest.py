@@ -1,0 +1,204 @@
+"""``manifest.json``: the contract between ``convert/`` and a board (see docs/bundle.md).
+
+:func:`build_manifest` describes a converted streaming model from its own flatbuffer (the
+tensor indices, dtypes and int8 parameters a board must use) and the streaming spec (the
+transform, the sources, which state output feeds which state input). :func:`read_manifest`
+loads and validates one, with errors that name the bundle and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import tinysep
+from convert.quantize import FULL_INTEGER, QUANT_MODES, requantize_kind
+from convert.tflite_model import TensorInfo, TfliteModel
+
+FORMAT = "tinysep-bundle"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.tflite"
+TENSOR_DTYPES = ("int8", "int16", "float32")
+
+
+def sha256_of(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def tensor_entry(tensor: TensorInfo, name: str, position: int) -> dict:
+    """A manifest tensor entry (``scale`` / ``zero_point`` only for integer tensors)."""
+    if tensor.dtype not in TENSOR_DTYPES:
+        raise ValueError(f"tensor {name!r} has dtype {tensor.dtype}; a bundle's inputs and "
+                         f"outputs must be one of {TENSOR_DTYPES}")
+    entry = {
+        "name": name,
+        "index": tensor.index,
+        "position": position,
+        "shape": list(tensor.shape),
+        "dtype": tensor.dtype,
+    }
+    if tensor.dtype != "float32":
+        params = tensor.per_tensor
+        if params is None:
+            raise ValueError(f"tensor {name!r} ({tensor.dtype}) has no per-tensor scale")
+        entry["scale"], entry["zero_point"] = params
+    return entry
+
+
+def build_manifest(
+    content: bytes,
+    spec,
+    config: dict,
+    quantization: str,
+    *,
+    params: int,
+    macs_per_hop: int,
+    arena: dict,
+    micro_ops: list[str],
+    extra: dict | None = None,
+) -> dict:
+    """The manifest of ``content`` (the exact bytes of ``model.tflite``)."""
+    from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+
+    if quantization not in QUANT_MODES:
+        raise ValueError(f"unknown quantization {quantization!r}")
+    model = TfliteModel(content)
+    sig = model.signature
+    if sig is None:
+        raise ValueError("the model has no signature: its tensors cannot be named")
+    in_pos = {t: i for i, t in enumerate(model.inputs)}
+    out_pos = {t: i for i, t in enumerate(model.outputs)}
+
+    def entry(name: str, output: bool) -> dict:
+        table = sig.outputs if output else sig.inputs
+        if name not in table:
+            side = "outputs" if output else "inputs"
+            raise ValueError(f"the model has no {side[:-1]} named {name!r} ({sorted(table)})")
+        index = table[name]
+        return tensor_entry(model.tensors[index], name, (out_pos if output else in_pos)[index])
+
+    k = spec.frames_per_invoke
+    states = []
+    for state in spec.states:
+        s_in, s_out = entry(state.input, False), entry(state.output, True)
+        if s_in["shape"] != s_out["shape"] or s_in["dtype"] != s_out["dtype"]:
+            raise ValueError(f"state {state.input!r}: input {s_in['shape']} {s_in['dtype']} and "
+                             f"output {s_out['shape']} {s_out['dtype']} differ")
+        if s_in["dtype"] == "float32":
+            kind = "copy"
+        else:
+            kind = requantize_kind((s_out["scale"], s_out["zero_point"]),
+                                   (s_in["scale"], s_in["zero_point"]), s_in["dtype"])
+        states.append({"input": s_in, "output": s_out, "shape": s_in["shape"],
+                       "kind": state.kind, "requantize": kind})
+    transform = {k_: v for k_, v in spec.input["transform"].items() if k_ != "formula"}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kit_version": tinysep.__version__,
+        "model": {
+            "file": MODEL_FILE,
+            "sha256": sha256_of(content),
+            "bytes": len(content),
+            "name": config["name"],
+            "preset": config.get("preset"),
+            "config": config,
+            "quantization": quantization,
+            "params": int(params),
+            "macs_per_hop": int(macs_per_hop),
+        },
+        "audio": {
+            "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT,
+            "hop_samples": HOP_SAMPLES,
+            "analysis_window": "hann_periodic",
+            "synthesis_window": "hann_periodic_ola",
+            "frames_per_invoke": k,
+            "latency_samples": N_FFT + (k - 1) * HOP_SAMPLES,
+        },
+        "sources": list(spec.output["sources"]),
+        "input": {**entry(spec.input["name"], False), "transform": transform},
+        "output": entry(spec.output["name"], True),
+        "states": states,
+        "state_bytes": int(sum(
+            _elements(s["shape"]) * (2 if s["input"]["dtype"] == "int16" else
+                                     4 if s["input"]["dtype"] == "float32" else 1)
+            for s in states
+        )),
+        "arena_bytes_estimate": int(arena["bytes"]),
+        "arena_estimate": arena,
+        "micro_ops": list(micro_ops),
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest
+
+
+def _elements(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def read_manifest(folder: str | Path, verify_model: bool = True) -> dict:
+    """The validated manifest of bundle ``folder``; with ``verify_model`` the model file's
+    size and sha256 are checked too."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"bundle folder {folder} does not exist")
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {folder} is not a complete tinysep bundle"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: 'format' is not {FORMAT!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {manifest.get('format_version')!r} is not "
+                         f"supported (this kit reads {FORMAT_VERSION})")
+    for key in ("model", "audio", "sources", "input", "output", "states"):
+        if key not in manifest:
+            raise ValueError(f"{path}: field {key!r} is missing")
+    model = manifest["model"]
+    quant = model.get("quantization")
+    if quant not in QUANT_MODES:
+        raise ValueError(f"{path}: model.quantization {quant!r} is not one of "
+                         f"{', '.join(QUANT_MODES)}")
+    for where, entry in _entries(manifest):
+        for key in ("name", "index", "shape", "dtype"):
+            if key not in entry:
+                raise ValueError(f"{path}: {where}.{key} is missing")
+        if entry["dtype"] not in TENSOR_DTYPES:
+            raise ValueError(f"{path}: {where}.dtype {entry['dtype']!r} is not one of "
+                             f"{TENSOR_DTYPES}")
+        if entry["dtype"] != "float32" and ("scale" not in entry or "zero_point" not in entry):
+            raise ValueError(f"{path}: {where} is {entry['dtype']} but has no scale/zero_point")
+    for i, state in enumerate(manifest["states"]):
+        if state.get("requantize") not in ("copy", "affine"):
+            raise ValueError(f"{path}: states[{i}].requantize must be 'copy' or 'affine'")
+    if verify_model:
+        file = folder / model.get("file", MODEL_FILE)
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} is missing (named by {path})")
+        content = file.read_bytes()
+        if len(content) != model.get("bytes") or sha256_of(content) != model.get("sha256"):
+            raise ValueError(f"{file}: size or sha256 differs from {path}; the bundle is "
+                             "corrupt or was edited")
+    if FULL_INTEGER.get(quant) and manifest["input"]["dtype"] == "float32":
+        raise ValueError(f"{path}: a {quant} bundle must have an integer input")
+    return manifest
+
+
+def _entries(manifest: dict):
+    yield "input", manifest["input"]
+    yield "output", manifest["output"]
+    for i, state in enumerate(manifest["states"]):
+        yield f"states[{i}].input", state.get("input", {})
+        yield f"states[{i}].output", state.get("output", {})

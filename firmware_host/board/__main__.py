@@ -1,0 +1,141 @@
+"""Run the board agent: ``python3 -m firmware_host.board --port DEVICE --bundle DIR``.
+
+Serves the wire protocol on a serial device (or pyserial URL) with the bundle's model until
+the port closes or the process gets SIGINT / SIGTERM. ``--fd`` serves an inherited descriptor
+instead (the emulated board passes its pseudo-terminal this way) and ``--throttle-baud`` paces
+the link like a UART of that speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from firmware_host.protocol.link import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_RETRIES, Link, board_config
+from firmware_host.transport import FdStream, ThrottledStream, open_port
+
+from .agent import AGENT_VERSION, BoardAgent
+from .runtime import KERNELS, RUNTIMES, RuntimeUnavailable, load_runtime
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m firmware_host.board",
+        description="tinysep board agent: separate audio streamed over a serial link.",
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="serial device or pyserial URL, e.g. /dev/ttyGS0")
+    where.add_argument("--fd", type=int, help="serve an inherited file descriptor (emulator)")
+    parser.add_argument("--bundle", required=True, help="deploy bundle folder (manifest.json)")
+    parser.add_argument("--edgetpu", action="store_true", help="run on the Edge TPU delegate")
+    parser.add_argument(
+        "--baud",
+        type=int,
+        default=None,
+        help="line speed of --port (default 921600); also sets the resend timer",
+    )
+    parser.add_argument(
+        "--throttle-baud",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pace the link to N baud like a UART (emulation)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto",) + RUNTIMES,
+        help="TFLite runtime (default: the first that imports)",
+    )
+    parser.add_argument(
+        "--kernels",
+        default="default",
+        choices=KERNELS,
+        help="reference: the runtime's reference kernels, bit-exact across "
+        "runtime versions (slower)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=DEFAULT_ACK_TIMEOUT,
+        help="link retransmission timeout on a fast line, seconds",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=DEFAULT_MAX_RETRIES,
+        help="retransmissions before the link gives up",
+    )
+    parser.add_argument("--window", type=int, default=8, help="receive window, messages (1..255)")
+    parser.add_argument(
+        "--max-payload",
+        type=int,
+        default=8192,
+        help="largest frame payload this board accepts (64..65535)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log nothing to stderr")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    log = (lambda text: None) if args.quiet else None
+    try:
+        runtime = load_runtime(args.runtime)
+        agent = BoardAgent(
+            args.bundle,
+            runtime,
+            edgetpu=args.edgetpu,
+            num_threads=args.threads,
+            log=log,
+            kernels=args.kernels,
+        )
+    except (RuntimeUnavailable, FileNotFoundError) as exc:
+        sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")
+        return 2
+    try:
+        if args.fd is not None:
+            stream = FdStream(args.fd)
+            line_baud = None
+        else:
+            line_baud = args.baud or 921600
+            stream = open_port(args.port, line_baud)
+    except (OSError, RuntimeError, ValueError) as exc:
+        sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")
+        return 2
+    if args.throttle_baud:
+        stream = ThrottledStream(stream, args.throttle_baud)
+        line_baud = args.throttle_baud
+    config = board_config(
+        baud=line_baud,
+        ack_timeout=args.ack_timeout,
+        max_retries=args.max_retries,
+        window=args.window,
+        max_payload=args.max_payload,
+    )
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    link = Link(stream, config, name="board")
+    link.announce()
+    if not args.quiet:
+        sys.stderr.write(
+            f"[{AGENT_VERSION}] serving {args.port or 'fd ' + str(args.fd)} "
+            f"with {runtime.label} [{agent.delegate}]\n"
+        )
+        sys.stderr.flush()
+    try:
+        agent.serve(link, should_stop=lambda: bool(stopping))
+    finally:
+        link.close(close_stream=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

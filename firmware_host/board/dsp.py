@@ -1,0 +1,95 @@
+"""Streaming STFT and overlap-add inverse for the board, a whole chunk of hops per call (numpy).
+
+Windows are chosen by the manifest's names. Analysis frames end with the newest hop (causal
+framing, the buffer starts zeroed); the synthesis side releases one finished hop per frame,
+so its output lags the input by ``n_fft - hop`` samples. FFTs run in float64 so that results
+do not depend on the numpy version's float32 FFT; spectra are then rounded to complex64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def hann_periodic(n_fft: int) -> np.ndarray:
+    """``w[n] = 0.5 - 0.5 cos(2 pi n / n_fft)``."""
+    n = np.arange(n_fft, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+
+
+def hann_periodic_ola(n_fft: int, hop: int) -> np.ndarray:
+    """``w[n] / sum_k w[n + k hop]^2``: overlap-adds with the analysis Hann window to one."""
+    window = hann_periodic(n_fft)
+    overlap = np.zeros(hop)
+    for k in range(n_fft // hop):
+        overlap += window[k * hop : (k + 1) * hop] ** 2
+    return window / np.tile(overlap, n_fft // hop)
+
+
+ANALYSIS_WINDOWS = {"hann_periodic": lambda n_fft, hop: hann_periodic(n_fft)}
+SYNTHESIS_WINDOWS = {"hann_periodic_ola": hann_periodic_ola}
+
+
+def make_window(name: str, n_fft: int, hop: int, analysis: bool) -> np.ndarray:
+    """The window a manifest names; ValueError naming the known ones otherwise."""
+    table = ANALYSIS_WINDOWS if analysis else SYNTHESIS_WINDOWS
+    kind = "analysis_window" if analysis else "synthesis_window"
+    if name not in table:
+        raise ValueError(f"audio.{kind} {name!r} is unknown; this agent knows {sorted(table)}")
+    return table[name](n_fft, hop)
+
+
+class StreamAnalyzer:
+    """Keeps the last ``n_fft - hop`` samples; ``push`` turns h new hops into h spectra."""
+
+    def __init__(self, n_fft: int, hop: int, window: np.ndarray):
+        self.n_fft = n_fft
+        self.hop = hop
+        self.window = np.asarray(window, dtype=np.float64)
+        self.history = np.zeros(n_fft - hop)
+        self._offsets = {}
+
+    def reset(self) -> None:
+        self.history[:] = 0.0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Spectra ``(h, n_fft/2 + 1)`` complex64 for ``h * hop`` new samples (float)."""
+        samples = np.asarray(samples, dtype=np.float64)
+        hops = samples.size // self.hop
+        full = np.concatenate((self.history, samples))
+        index = self._offsets.get(hops)
+        if index is None:  # frame t covers full[t*hop : t*hop + n_fft]
+            index = np.arange(hops)[:, None] * self.hop + np.arange(self.n_fft)[None, :]
+            self._offsets[hops] = index
+        spectra = np.fft.rfft(full[index] * self.window, axis=-1)
+        self.history = full[full.size - (self.n_fft - self.hop) :].copy()
+        return spectra.astype(np.complex64)
+
+
+class StreamSynthesizer:
+    """Overlap-adds frames of several channels (sources); each frame releases one hop."""
+
+    def __init__(self, n_fft: int, hop: int, window: np.ndarray, channels: int):
+        self.n_fft = n_fft
+        self.hop = hop
+        self.window = np.asarray(window, dtype=np.float64)
+        self.channels = channels
+        self.tail = np.zeros((channels, n_fft - hop))
+
+    def reset(self) -> None:
+        self.tail[:] = 0.0
+
+    def push(self, spectra: np.ndarray) -> np.ndarray:
+        """Audio ``(channels, h * hop)`` float64 for spectra ``(channels, h, n_fft/2 + 1)``."""
+        spectra = np.asarray(spectra)
+        channels, frames = spectra.shape[0], spectra.shape[1]
+        segments = np.fft.irfft(spectra.astype(np.complex128), n=self.n_fft, axis=-1)
+        segments *= self.window
+        hop = self.hop
+        buffer = np.zeros((channels, (frames - 1) * hop + self.n_fft))
+        buffer[:, : self.n_fft - hop] += self.tail
+        for k in range(self.n_fft // hop):  # part k of every frame lands on a hop-aligned grid
+            part = segments[:, :, k * hop : (k + 1) * hop].reshape(channels, frames * hop)
+            buffer[:, k * hop : k * hop + frames * hop] += part
+        self.tail = buffer[:, frames * hop :].copy()
+        return buffer[:, : frames * hop]

@@ -1,0 +1,63 @@
+"""Upload a bundle's model to a running board agent (``tinysep flash``).
+
+The agent writes the upload beside its model, checks size and sha256, loads and checks the new
+model against its manifest, and only then swaps it in; afterwards INFO must report the bundle's
+sha256. A board that already runs the model is left alone unless ``force``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firmware_host.board.bundle import read_bundle
+
+from .session import BoardSession, HilError
+
+
+@dataclass
+class FlashResult:
+    """What the flash did."""
+
+    previous_sha256: str
+    sha256: str
+    bytes: int
+    uploaded: bool
+    seconds: float
+
+
+def flash_bundle(
+    session: BoardSession, bundle_dir: str, force: bool = False, progress: bool = True
+) -> FlashResult:
+    """Connect, upload the bundle's model if the board runs another one, verify INFO after."""
+    import time
+
+    bundle = read_bundle(bundle_dir)
+    with open(bundle.model_path, "rb") as handle:
+        data = handle.read()
+    info = session.connect()
+    previous = info.model_sha256.hex() if info.has_model else ""
+    if previous == bundle.model_sha256 and not force:
+        return FlashResult(previous, previous, len(data), False, 0.0)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(data), unit="B", unit_scale=True, desc="flash", dynamic_ncols=True)
+
+    def advance(sent: int) -> None:
+        if bar is not None:
+            bar.update(sent - bar.n)
+
+    start = time.perf_counter()
+    try:
+        session.upload(data, progress=advance)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    now = session.info.model_sha256.hex()
+    if now != bundle.model_sha256:
+        raise HilError(
+            f"after the upload the board reports model sha256 {now}, expected {bundle.model_sha256}"
+        )
+    return FlashResult(previous, now, len(data), True, seconds)

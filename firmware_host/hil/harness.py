@@ -1,0 +1,345 @@
+"""The hardware-in-the-loop run: every clip through the board, scored against float and int8 on
+the host, with a report that is rewritten after every clip.
+
+Per clip: the mixture is rounded to int16 (what the board gets; the host references get the
+same samples), streamed through the board, run through the same streaming pipeline on the host
+(bit-exact reference), through the host int8 runner and the float Keras model, and scored with
+BSS-eval. Before the clips, a tensor-mode check compares the board's raw int8 outputs with the
+host interpreter's for real model inputs (states included).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from firmware_host.board.bundle import read_bundle
+from firmware_host.board.pipeline import PCM_SCALE, to_pcm
+from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
+from firmware_host.protocol.messages import Tensor
+
+from .reference import HostPipeline, exactness_expected, float_runner, host_runner
+from .report import write_reports
+from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError
+
+
+@dataclass
+class HilSettings:
+    """What to test and the pass/fail limits."""
+
+    bundle: str
+    float_model: str
+    data: str
+    report_dir: str
+    dataset: str = "auto"
+    split: str = "test"
+    max_clips: int | None = None
+    max_sdr_drop: float = 0.5
+    max_lsb: int | None = None  # board vs host int8: None = 0 where exactness is expected, -1 off
+    min_realtime: float | None = None
+    chunk_hops: int = DEFAULT_CHUNK_HOPS
+    plots: int = 3
+    tensor_invokes: int = 8
+    progress: bool = True
+    flash: bool = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _lsb(board: np.ndarray, host: np.ndarray, sources: list) -> dict:
+    diff = np.abs(board.astype(np.int32) - host.astype(np.int32))
+    return {
+        name: {
+            "max_abs": int(diff[i].max()) if diff[i].size else 0,
+            "mean_abs": float(diff[i].mean()) if diff[i].size else 0.0,
+            "differing": int(np.count_nonzero(diff[i])),
+            "samples": int(diff[i].size),
+        }
+        for i, name in enumerate(sources)
+    }
+
+
+def _as_estimates(pcm_sources: np.ndarray, names: list) -> dict:
+    return {name: pcm_sources[i].astype(np.float32) / PCM_SCALE for i, name in enumerate(names)}
+
+
+def tensor_check(session: BoardSession, host: HostPipeline, pcm: np.ndarray, invokes: int) -> dict:
+    """Raw int8 outputs of the board vs the host interpreter for the same real model inputs."""
+    records = host.tensor_check_inputs(pcm, invokes)
+    worst = 0
+    differing = 0
+    values = 0
+    invoke_us = []
+    for inputs in records:
+        expected = host.run_tensors(inputs)
+        reply = session.client.run_tensors([Tensor(i, a) for i, a in enumerate(inputs)])
+        got = dict((t.index, t.array) for t in reply.tensors)
+        if sorted(got) != list(range(len(expected))):
+            raise ProtocolError(
+                f"TENSOR_OUT carries outputs {sorted(got)}, the model has {len(expected)}"
+            )
+        for index, want in enumerate(expected):
+            if got[index].shape != want.shape or got[index].dtype != want.dtype:
+                raise ProtocolError(
+                    f"TENSOR_OUT output {index} is {got[index].dtype} {got[index].shape}, "
+                    f"expected {want.dtype} {want.shape}"
+                )
+            diff = np.abs(got[index].astype(np.int64) - want.astype(np.int64))
+            worst = max(worst, int(diff.max()) if diff.size else 0)
+            differing += int(np.count_nonzero(diff))
+            values += int(diff.size)
+        invoke_us.append(reply.invoke_us)
+    return {
+        "invokes": len(records),
+        "max_abs_diff": worst,
+        "differing_values": differing,
+        "values": values,
+        "invoke_us_median": float(np.median(invoke_us)) if invoke_us else None,
+    }
+
+
+class _Progress:
+    """A tqdm bar over clips that advances with every returned chunk."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit="clip",
+                desc="hil",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total} clips [{elapsed}<{remaining}]",
+            )
+        self.done = 0.0
+        self.position = 0.0
+
+    def clip(self, samples: int):
+        """Callback for one clip's chunks (fraction of the clip returned so far)."""
+        self.position = self.done
+
+        def update(returned: int) -> None:
+            if self.bar is None:
+                return
+            target = self.done + min(1.0, returned / max(1, samples))
+            self.bar.update(target - self.position)
+            self.position = target
+
+        return update
+
+    def finish_clip(self, postfix: str = "") -> None:
+        self.done += 1.0
+        if self.bar is not None:
+            self.bar.update(self.done - self.position)
+            if postfix:
+                self.bar.set_postfix_str(postfix)
+        self.position = self.done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def new_report(settings: HilSettings, bundle, board_meta: dict, clips_planned: int) -> dict:
+    return {
+        "command": "hil",
+        "status": "running",
+        "error": None,
+        "started": _now(),
+        "finished": None,
+        "board": dict(board_meta),
+        "bundle": {
+            "path": str(settings.bundle),
+            "sha256": bundle.model_sha256,
+            "frames_per_invoke": bundle.frames_per_invoke,
+            "delay_samples": bundle.delay_samples,
+            "sources": list(bundle.sources),
+        },
+        "float_model": str(settings.float_model),
+        "data": {"path": str(settings.data), "dataset": settings.dataset, "split": settings.split},
+        "settings": dict(
+            asdict(settings),
+            chunk_samples=settings.chunk_hops * bundle.hop,
+        ),
+        "clips_planned": clips_planned,
+        "tensor_check": None,
+        "clips": [],
+        "plots": [],
+    }
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def run_clip(source, session, host, int8_runner, float_run, settings, progress, names) -> tuple:
+    """Stream, reference and score one clip; returns (record, audio for plots)."""
+    from tinysep.metrics import score_estimates, score_mixture
+
+    clip = source.load()
+    pcm = to_pcm(clip.mixture)
+    mixture = pcm.astype(np.float32) / PCM_SCALE
+    chunk = settings.chunk_hops * host.bundle.hop
+    streamed = session.stream_clip(pcm, settings.chunk_hops, progress.clip(pcm.size))
+    host_pcm = host.stream(pcm, chunk)
+    estimates = {
+        "float": float_run(mixture),
+        "int8_host": int8_runner(mixture) if int8_runner else _as_estimates(host_pcm, names),
+        "int8_board": _as_estimates(streamed.sources, names),
+    }
+    # the host runner (offline STFT) vs the board's streaming pipeline on the host, in LSB
+    runner_pcm = np.stack([to_pcm(estimates["int8_host"][name]) for name in names])
+    runner_lsb = int(np.abs(runner_pcm.astype(np.int32) - host_pcm).max())
+    references = {name: clip.source(name) for name in names}
+    mixture_scores = score_mixture(references, clip.mixture)
+    scores = {
+        variant: score_estimates(references, estimate, mixture_scores)
+        for variant, estimate in estimates.items()
+    }
+
+    def drop(variant: str, name: str):
+        a = scores["float"][name]["sdr"]
+        b = scores[variant][name]["sdr"]
+        return None if a is None or b is None else a - b
+
+    invoke = np.asarray(streamed.invoke_us, dtype=np.float64)
+    record = {
+        "name": clip.name,
+        "status": "ok",
+        "samples": int(pcm.size),
+        "seconds": float(pcm.size / clip.sample_rate),
+        "mixture": mixture_scores,
+        "scores": scores,
+        "drop": {v: {n: drop(v, n) for n in names} for v in ("int8_host", "int8_board")},
+        "lsb": _lsb(streamed.sources, host_pcm, names),
+        "host_runner_vs_pipeline_lsb": runner_lsb,
+        "stream": {
+            "chunks": streamed.chunks,
+            "invokes": streamed.invokes,
+            "wall_seconds": streamed.wall_seconds,
+            "realtime_factor": (pcm.size / clip.sample_rate) / streamed.wall_seconds,
+            "invoke_us_p50": float(np.percentile(invoke, 50)) if invoke.size else None,
+            "invoke_us_p99": float(np.percentile(invoke, 99)) if invoke.size else None,
+            "invoke_us_per_chunk": [round(float(v), 1) for v in invoke],
+            "link": streamed.link,
+            "recoveries": streamed.recoveries,
+            "positions_ok": True,
+        },
+    }
+    audio = {
+        "mixture": mixture,
+        "float": estimates["float"],
+        "board": estimates["int8_board"],
+        "sample_rate": clip.sample_rate,
+    }
+    return record, audio
+
+
+def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> dict:
+    """Run the whole test on a board session; returns the report (also written to disk)."""
+    from tinysep.data.loaders import find_clips
+
+    bundle = read_bundle(settings.bundle)
+    sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split)
+    if settings.max_clips is not None:
+        sources = sources[: settings.max_clips]
+    if not sources:
+        raise ValueError(f"no clips in split {settings.split!r} under {settings.data}")
+    names = list(bundle.sources)
+    float_run = float_runner(settings.float_model)
+    int8_runner = host_runner(settings.bundle)
+    report_dir = Path(settings.report_dir)
+    report = new_report(settings, bundle, board_meta, len(sources))
+    report["int8_host_runner"] = "convert.runtime" if int8_runner else "agent pipeline on host"
+    write_reports(report, report_dir)
+    progress = _Progress(len(sources), settings.progress)
+    plotted = []
+    try:
+        info = session.connect()
+        report["board"].update(
+            agent=info.agent_version,
+            runtime=info.runtime,
+            delegate=info.delegate,
+            model_sha256=info.model_sha256.hex(),
+        )
+        if settings.flash and info.model_sha256.hex() != bundle.model_sha256:
+            with open(bundle.model_path, "rb") as handle:
+                session.upload(handle.read())
+            report["board"]["flashed"] = True
+            report["board"]["model_sha256"] = session.info.model_sha256.hex()
+        session.check(bundle)
+        kernels = "reference" if info.delegate == "cpu-reference" else "default"
+        host = HostPipeline(bundle, kernels=kernels)
+        exact, why = exactness_expected(info.runtime, info.delegate, host)
+        report["board"].update(
+            host_runtime=host.runtime.label,
+            host_kernels=kernels,
+            exact_expected=exact,
+            exact_reason=why,
+        )
+        first = to_pcm(sources[0].load().mixture)
+        report["tensor_check"] = tensor_check(session, host, first, settings.tensor_invokes)
+        write_reports(report, report_dir)
+        for number, source in enumerate(sources):
+            try:
+                record, audio = run_clip(
+                    source, session, host, int8_runner, float_run, settings, progress, names
+                )
+            except (HilError, LinkError):
+                report["clips"].append(
+                    {"name": source.name, "status": "error", "error": "run stopped here"}
+                )
+                raise
+            except (PeerError, ProtocolError, ValueError, RuntimeError) as exc:
+                record = {
+                    "name": source.name,
+                    "status": "error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+                audio = None
+            report["clips"].append(record)
+            if audio is not None and len(plotted) < settings.plots:
+                path = report_dir / "figures" / f"clip_{number:03d}_{_safe_name(source.name)}.png"
+                _plot_clip(record["name"], audio, names, path)
+                plotted.append(str(path.relative_to(report_dir)))
+                report["plots"] = plotted + ["figures/sdr_bars.png"]
+            drop = record.get("drop", {}).get("int8_board", {})
+            progress.finish_clip(
+                " ".join(f"{n[:3]} {v:+.2f}" for n, v in drop.items() if v is not None)
+            )
+            write_reports(report, report_dir)
+        report["status"] = "finished"
+    except KeyboardInterrupt:
+        report["status"] = "aborted"
+        report["error"] = "interrupted (Ctrl-C)"
+        raise
+    except (HilError, LinkError, ProtocolError, PeerError, OSError) as exc:
+        report["status"] = "aborted"
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        progress.close()
+        report["finished"] = _now()
+        from .plots import plot_sdr_bars
+
+        bars = plot_sdr_bars(report["clips"], report_dir / "figures" / "sdr_bars.png")
+        report["plots"] = plotted + (["figures/sdr_bars.png"] if bars else [])
+        report["report_files"] = {k: str(v) for k, v in write_reports(report, report_dir).items()}
+    return report
+
+
+def _plot_clip(name: str, audio: dict, names: list, path: Path) -> None:
+    from .plots import plot_clip
+
+    rows = {}
+    for source in names:
+        rows[f"{source} float"] = audio["float"][source]
+        rows[f"{source} board"] = audio["board"][source]
+    plot_clip(name, audio["mixture"], rows, audio["sample_rate"], path)

@@ -1,0 +1,121 @@
+"""The host-side references a board is compared with: float Keras and int8 TFLite on the host.
+
+``HostPipeline`` runs the board agent's own streaming pipeline (same code, same chunking) on the
+host's TFLite runtime, so on the same runtime and kernels its int16 output must equal the
+board's bit for bit (``exactness_expected`` says when that applies): any difference comes
+from the board's runtime, hardware or the link. ``host_runner``
+returns the bundle's host TFLite runner from ``convert.runtime`` when that exists, for the
+int8-on-host scores. ``tensor_check_inputs`` collects real quantized model inputs (states
+included) for the tensor-mode comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware_host.board.bundle import Bundle, check_model
+from firmware_host.board.pipeline import PCM_SCALE, StreamingSeparator
+from firmware_host.board.runtime import load_runtime
+
+
+class HostPipeline:
+    """The board's streaming pipeline on this host (ai_edge_litert by default)."""
+
+    def __init__(self, bundle: Bundle, runtime: str = "auto", kernels: str = "default") -> None:
+        self.bundle = bundle
+        self.runtime = load_runtime(runtime)
+        self.kernels = kernels
+        self.interpreter = self.runtime.make_interpreter(bundle.model_path, kernels=kernels)
+        check_model(bundle, self.interpreter)
+        self.separator = StreamingSeparator(bundle, self.interpreter)
+
+    def stream(self, pcm: np.ndarray, chunk_samples: int) -> np.ndarray:
+        """int16 sources ``(S, len(pcm))`` aligned to the input, chunked like the board run."""
+        pcm = np.asarray(pcm, dtype=np.int16)
+        delay = self.bundle.delay_samples
+        total = -(-(pcm.size + delay) // chunk_samples) * chunk_samples
+        padded = np.zeros(total, dtype=np.int16)
+        padded[: pcm.size] = pcm
+        self.separator.reset()
+        pieces = [
+            self.separator.process(padded[start : start + chunk_samples])[0]
+            for start in range(0, total, chunk_samples)
+        ]
+        return np.concatenate(pieces, axis=1)[:, delay : delay + pcm.size]
+
+    def run_tensors(self, inputs: list) -> list:
+        """Raw outputs (in output order) for raw inputs given in input order."""
+        details = self.interpreter.get_input_details()
+        for detail, array in zip(details, inputs, strict=True):
+            self.interpreter.set_tensor(detail["index"], array)
+        self.interpreter.invoke()
+        return [
+            np.array(self.interpreter.get_tensor(d["index"]))
+            for d in self.interpreter.get_output_details()
+        ]
+
+    def tensor_check_inputs(self, pcm: np.ndarray, invokes: int) -> list:
+        """Quantized model inputs (input order) of the first ``invokes`` invokes on ``pcm``."""
+        bundle = self.bundle
+        separator = self.separator
+        separator.reset()
+        frames = invokes * bundle.frames_per_invoke
+        audio = np.zeros(frames * bundle.hop)
+        usable = min(audio.size, np.asarray(pcm).size)
+        audio[:usable] = np.asarray(pcm[:usable], dtype=np.float64) / PCM_SCALE
+        spectra = separator.analyzer.push(audio)
+        by_index = {}
+        records = []
+        for start in range(0, frames, bundle.frames_per_invoke):
+            block = spectra[start : start + bundle.frames_per_invoke]
+            by_index[bundle.input.index] = bundle.input.quantize(separator.features(block)[None])
+            for number, pair in enumerate(bundle.states):
+                by_index[pair.input.index] = np.array(separator.states[number])
+            records.append([by_index[d["index"]] for d in self.interpreter.get_input_details()])
+            separator.invoke(block)
+        separator.reset()
+        return records
+
+
+def host_runner(bundle_dir):
+    """``mixture (float) -> {source: float audio}`` from convert.runtime, or None if absent."""
+    try:
+        from convert.runtime import separate_with_bundle
+    except ImportError:
+        return None
+
+    def run(mixture: np.ndarray) -> dict:
+        return separate_with_bundle(bundle_dir, mixture)
+
+    return run
+
+
+def float_runner(model_dir):
+    """``mixture -> {source: float audio}`` with the float Keras model (whole clip)."""
+    from tinysep.models import load_model, separate
+
+    model = load_model(model_dir)
+
+    def run(mixture: np.ndarray) -> dict:
+        return separate(model, mixture)
+
+    return run
+
+
+def exactness_expected(board_runtime: str, board_delegate: str, host: HostPipeline) -> tuple:
+    """(bool, why): must the board equal the host pipeline bit for bit?
+
+    Yes with reference kernels on both sides (they agree across runtime versions), or with the
+    default kernels of the very same runtime version on a CPU. Optimized kernels of different
+    runtimes (e.g. XNNPACK in ai_edge_litert vs tflite_runtime's builtins) differ by a few LSB.
+    """
+    if board_delegate == "cpu-reference":
+        return True, "reference kernels on board and host"
+    if board_delegate != "cpu":
+        return False, f"the board runs the {board_delegate} delegate"
+    if board_runtime != host.runtime.label:
+        return False, (
+            f"the board runs {board_runtime}, the host {host.runtime.label}: their optimized "
+            "kernels differ (run the agent with --kernels reference for a bit-exact check)"
+        )
+    return True, f"the same runtime ({board_runtime}) on a CPU"

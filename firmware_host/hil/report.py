@@ -1,0 +1,360 @@
+"""The HIL report: summary and pass/fail checks from per-clip records, written as JSON, JUnit XML
+and Markdown. Files are replaced atomically after every clip, so a run that dies midway leaves a
+consistent report of the clips that finished (``status`` says why it stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from tinysep.data.clip import SOURCES
+
+VARIANTS = ("float", "int8_host", "int8_board")
+VARIANT_LABELS = {"float": "float (host)", "int8_host": "int8 (host)", "int8_board": "int8 (board)"}
+METRICS = ("sdr", "sir", "sar")
+JSON_NAME = "hil.json"
+JUNIT_NAME = "hil.junit.xml"
+MARKDOWN_NAME = "hil.md"
+
+
+def _mean(values) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _percentile(values, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def summarize(report: dict) -> dict:
+    """Means per variant / source / metric, drops, LSB, timing and link totals over ok clips."""
+    clips = [c for c in report["clips"] if c.get("status") == "ok"]
+    summary: dict = {
+        "clips": len(report["clips"]),
+        "clips_ok": len(clips),
+        "clips_failed": len(report["clips"]) - len(clips),
+        "audio_seconds": float(sum(c["seconds"] for c in clips)),
+        "scores": {},
+        "drop": {},
+    }
+    for variant in VARIANTS:
+        summary["scores"][variant] = {
+            source: {
+                metric: _mean(c["scores"][variant][source].get(metric) for c in clips)
+                for metric in METRICS
+            }
+            for source in SOURCES
+        }
+    for variant in ("int8_host", "int8_board"):
+        summary["drop"][variant] = {
+            source: _mean(c["drop"][variant][source] for c in clips) for source in SOURCES
+        }
+    lsb = [c["lsb"] for c in clips]
+    summary["lsb"] = {
+        "max_abs": max((s["max_abs"] for entry in lsb for s in entry.values()), default=None),
+        "differing_samples": int(sum(s["differing"] for entry in lsb for s in entry.values())),
+        "samples": int(sum(s["samples"] for entry in lsb for s in entry.values())),
+    }
+    invoke = [v for c in clips for v in c["stream"]["invoke_us_per_chunk"]]
+    summary["invoke_us"] = {
+        "p50": _percentile(invoke, 50),
+        "p99": _percentile(invoke, 99),
+        "mean": _mean(invoke),
+    }
+    wall = sum(c["stream"]["wall_seconds"] for c in clips)
+    link_keys = (
+        "bytes_sent",
+        "bytes_received",
+        "resends",
+        "timeouts",
+        "naks_sent",
+        "naks_received",
+        "duplicates",
+        "decode_errors",
+        "peer_restarts",
+    )
+    totals = {key: int(sum(c["stream"]["link"][key] for c in clips)) for key in link_keys}
+    wire = totals["bytes_sent"] + totals["bytes_received"]
+    summary["link"] = totals
+    summary["stream_seconds"] = wall
+    summary["realtime_factor"] = summary["audio_seconds"] / wall if wall > 0 else None
+    summary["wire_bytes_per_second"] = wire / wall if wall > 0 else None
+    summary["recoveries"] = int(sum(len(c["stream"]["recoveries"]) for c in clips))
+    return summary
+
+
+def _check(name: str, passed: bool | None, value, threshold, text: str) -> dict:
+    return {"name": name, "passed": passed, "value": value, "threshold": threshold, "text": text}
+
+
+def evaluate_checks(report: dict) -> list:
+    """Pass/fail checks; ``passed`` None means not applicable (skipped)."""
+    settings = report["settings"]
+    summary = report["summary"]
+    checks = []
+    finished = report["status"] in ("finished", "passed", "failed")
+    expected = report.get("clips_planned", summary["clips"])
+    checks.append(
+        _check(
+            "stream_integrity",
+            finished and summary["clips_failed"] == 0 and summary["clips"] == expected,
+            summary["clips_ok"],
+            expected,
+            f"{summary['clips_ok']} of {expected} clips streamed with every audio position "
+            f"exactly once ({summary['recoveries']} recoveries)",
+        )
+    )
+    limit = settings["max_sdr_drop"]
+    for source in SOURCES:
+        drop = summary["drop"]["int8_board"][source]
+        checks.append(
+            _check(
+                f"sdr_drop_{source}",
+                None if drop is None else drop <= limit,
+                drop,
+                limit,
+                f"mean SDR drop of the board vs float for {source}: "
+                + ("n/a" if drop is None else f"{drop:.3f} dB")
+                + f" (limit {limit} dB)",
+            )
+        )
+    limit, why = lsb_limit(report)
+    worst = summary["lsb"]["max_abs"]
+    note = "" if limit is not None else f"; not checked: {why}"
+    checks.append(
+        _check(
+            "board_vs_host_int8_lsb",
+            None if limit is None else (worst is not None and worst <= limit),
+            worst,
+            limit,
+            f"largest |board - host int8| = {worst} LSB over "
+            f"{summary['lsb']['samples']} samples ({summary['lsb']['differing_samples']} differ)"
+            + note,
+        )
+    )
+    tensor = report.get("tensor_check")
+    if tensor is not None:
+        tensor_worst = tensor.get("max_abs_diff")
+        checks.append(
+            _check(
+                "tensor_mode_bit_exact",
+                None if limit is None else (tensor_worst is not None and tensor_worst <= limit),
+                tensor_worst,
+                limit,
+                f"raw int8 outputs of {tensor.get('invokes', 0)} invokes: largest difference "
+                f"{tensor_worst} LSB" + note,
+            )
+        )
+    if settings.get("min_realtime") is not None:
+        rtf = summary["realtime_factor"]
+        checks.append(
+            _check(
+                "realtime",
+                rtf is not None and rtf >= settings["min_realtime"],
+                rtf,
+                settings["min_realtime"],
+                "streaming speed " + ("n/a" if rtf is None else f"{rtf:.2f}x real time"),
+            )
+        )
+    return checks
+
+
+def lsb_limit(report: dict) -> tuple:
+    """(limit or None, why): the board vs host int8 limit in LSB that applies to this run."""
+    wanted = report["settings"]["max_lsb"]
+    if wanted is not None and wanted < 0:
+        return None, "disabled (--max-lsb -1)"
+    if wanted is not None:
+        return wanted, "set with --max-lsb"
+    if report["board"].get("exact_expected"):
+        return 0, report["board"].get("exact_reason", "")
+    return None, report["board"].get("exact_reason", "the board was not reached")
+
+
+def finalize(report: dict) -> dict:
+    """Recompute summary and checks; set ``passed``."""
+    report["summary"] = summarize(report)
+    report["checks"] = evaluate_checks(report)
+    report["passed"] = report["status"] != "aborted" and all(
+        c["passed"] is not False for c in report["checks"]
+    )
+    return report
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix="." + path.name, dir=str(path.parent))
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def junit_xml(report: dict) -> str:
+    """One test suite: a test case per clip (streamed and scored) and per check."""
+    suite = ET.Element("testsuite", name="tinysep-hil")
+    cases = 0
+    failures = 0
+    skipped = 0
+    for clip in report["clips"]:
+        cases += 1
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname="hil.clips",
+            name=clip["name"],
+            time=f"{clip.get('stream', {}).get('wall_seconds', 0.0):.3f}",
+        )
+        if clip.get("status") != "ok":
+            failures += 1
+            ET.SubElement(case, "failure", message=clip.get("error", "failed")).text = clip.get(
+                "error", ""
+            )
+        else:
+            drops = clip["drop"]["int8_board"]
+            ET.SubElement(case, "system-out").text = "SDR drop board vs float: " + ", ".join(
+                f"{s} {'n/a' if v is None else f'{v:.3f} dB'}" for s, v in drops.items()
+            )
+    for check in report["checks"]:
+        cases += 1
+        case = ET.SubElement(suite, "testcase", classname="hil.checks", name=check["name"])
+        if check["passed"] is None:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=check["text"])
+        elif not check["passed"]:
+            failures += 1
+            ET.SubElement(case, "failure", message=check["text"]).text = check["text"]
+        else:
+            ET.SubElement(case, "system-out").text = check["text"]
+    if report["status"] == "aborted":
+        cases += 1
+        failures += 1
+        case = ET.SubElement(suite, "testcase", classname="hil.run", name="run_completed")
+        ET.SubElement(case, "failure", message=report.get("error") or "aborted").text = report.get(
+            "error"
+        )
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    suite.set("errors", "0")
+    return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    """A human-readable report: verdict, scores, drops, bit-exactness, timing, clips, plots."""
+    summary = report["summary"]
+    board = report["board"]
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines = [
+        f"# Hardware-in-the-loop report: {verdict}",
+        "",
+        f"- status: {report['status']}" + (f" ({report['error']})" if report.get("error") else ""),
+        f"- board: {board.get('port')} - {board.get('agent')}, {board.get('runtime')} "
+        f"[{board.get('delegate')}]" + (" (emulated)" if board.get("emulated") else ""),
+        f"- bundle: {report['bundle']['path']} (model sha256 "
+        f"{report['bundle']['sha256'][:16]}..., K={report['bundle']['frames_per_invoke']})",
+        f"- float model: {report['float_model']}",
+        f"- data: {report['data']['path']} [{report['data']['split']}], "
+        f"{summary['clips_ok']} of {summary['clips']} clips ok, "
+        f"{summary['audio_seconds']:.1f} s of audio",
+        "",
+        "## Checks",
+        "",
+        "| check | result | value | threshold |",
+        "|---|---|---|---|",
+    ]
+    for check in report["checks"]:
+        result = {True: "pass", False: "**FAIL**", None: "skipped"}[check["passed"]]
+        lines.append(
+            f"| {check['name']} | {result} | {_fmt(check['value'], 3)} | {check['threshold']} |"
+        )
+    lines += ["", "## Separation (mean over clips, dB)", ""]
+    header = "| variant | " + " | ".join(f"{s} {m.upper()}" for s in SOURCES for m in METRICS)
+    lines += [header + " |", "|---" * (1 + len(SOURCES) * len(METRICS)) + "|"]
+    for variant in VARIANTS:
+        cells = [_fmt(summary["scores"][variant][s][m]) for s in SOURCES for m in METRICS]
+        lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
+    lines += ["", "SDR drop against float (dB, positive = worse):", ""]
+    lines += ["| variant | " + " | ".join(SOURCES) + " |", "|---" * (1 + len(SOURCES)) + "|"]
+    for variant in ("int8_host", "int8_board"):
+        cells = [_fmt(summary["drop"][variant][s], 3) for s in SOURCES]
+        lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
+    tensor = report.get("tensor_check") or {}
+    link = summary["link"]
+    lines += [
+        "",
+        "## Board",
+        "",
+        f"- board vs host int8: largest difference {_fmt(summary['lsb']['max_abs'])} LSB, "
+        f"{summary['lsb']['differing_samples']} of {summary['lsb']['samples']} samples differ",
+        f"- tensor mode: {tensor.get('invokes', 0)} invokes, largest raw int8 difference "
+        f"{_fmt(tensor.get('max_abs_diff'))} LSB",
+        f"- invoke time per model run: p50 {_fmt(summary['invoke_us']['p50'], 1)} us, "
+        f"p99 {_fmt(summary['invoke_us']['p99'], 1)} us",
+        f"- streaming: {_fmt(summary['realtime_factor'])}x real time, "
+        f"{_fmt((summary['wire_bytes_per_second'] or 0) / 1000.0, 1)} kB/s on the wire "
+        f"(both directions), chunk {report['settings']['chunk_samples']} samples",
+        f"- link: {link['resends']} frames resent, {link['timeouts']} timeouts, "
+        f"{link['naks_sent'] + link['naks_received']} NAKs, {link['duplicates']} duplicates, "
+        f"{link['decode_errors']} damaged frames, {summary['recoveries']} recoveries "
+        f"(board restarts / stalls)",
+        "",
+        "## Clips",
+        "",
+        "| clip | s | float SDR voc/acc | board SDR voc/acc | drop voc/acc | max LSB | x RT |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for clip in report["clips"]:
+        if clip.get("status") != "ok":
+            lines.append(f"| {clip['name']} | - | failed: {clip.get('error', '')} | | | | |")
+            continue
+        f = clip["scores"]["float"]
+        b = clip["scores"]["int8_board"]
+        d = clip["drop"]["int8_board"]
+        lsb = max(s["max_abs"] for s in clip["lsb"].values())
+        lines.append(
+            f"| {clip['name']} | {clip['seconds']:.1f} | "
+            + "/".join(_fmt(f[s]["sdr"]) for s in SOURCES)
+            + " | "
+            + "/".join(_fmt(b[s]["sdr"]) for s in SOURCES)
+            + " | "
+            + "/".join(_fmt(d[s], 3) for s in SOURCES)
+            + f" | {lsb} | {_fmt(clip['stream']['realtime_factor'])} |"
+        )
+    if report.get("plots"):
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in report["plots"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(report: dict, folder: str | Path) -> dict:
+    """Finalize and write hil.json, hil.junit.xml and hil.md into ``folder``; returns paths."""
+    folder = Path(folder)
+    finalize(report)
+    paths = {
+        "json": folder / JSON_NAME,
+        "junit": folder / JUNIT_NAME,
+        "markdown": folder / MARKDOWN_NAME,
+    }
+    _atomic_write(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
+    _atomic_write(paths["junit"], junit_xml(report))
+    _atomic_write(paths["markdown"], markdown(report))
+    return paths

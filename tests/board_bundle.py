@@ -1,0 +1,79 @@
+"""Deploy bundles for the board-agent and HIL tests (no tests here).
+
+``make_bundle`` saves a small untrained separator and exports it with
+``convert.export.export_bundle`` (full int8, calibrated on two short synthetic songs), so the
+agent is tested on what the exporter really writes. Bundles are cached per process by their
+options: a test session exports each one once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+SMALL_TCN = {"residual": 8, "hidden": 16, "blocks": 2, "repeats": 1}
+
+_CACHE: dict = {}
+_ROOT = Path(tempfile.mkdtemp(prefix="tinysep-test-bundles-"))
+
+
+def calibration_clips(count: int = 2, seconds: float = 3.0) -> list:
+    """Short synthetic songs (vocals over accompaniment at 0 dB) for int8 calibration."""
+    from tinysep.data.clip import Clip
+    from tinysep.data.synth import mix_clip, render_song
+
+    clips = []
+    for index in range(count):
+        song = render_song(5, index, seconds)
+        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
+        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
+        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
+    return clips
+
+
+def make_bundle(
+    name: str = "dualgate-tcn",
+    options: dict | None = None,
+    frames_per_invoke: int = 1,
+    float_model: bool = False,
+    seed: int = 7,
+):
+    """Path of a cached bundle folder (and the float model folder when ``float_model``).
+
+    ``seed`` sets the initial weights: two seeds give models with the same tensor layout
+    and different weights and scales (a retrained model).
+    """
+    options = dict(SMALL_TCN if options is None else options)
+    key = json.dumps([name, options, frames_per_invoke, seed], sort_keys=True)
+    if key not in _CACHE:
+        import tensorflow as tf
+
+        from convert.export import export_bundle
+        from tinysep.models import build_model, save_model
+
+        tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+        bundle = _ROOT / f"bundle-{tag}"
+        model_dir = _ROOT / f"model-{tag}"
+        tf.keras.utils.set_random_seed(seed)
+        save_model(build_model(name, "tiny", **options), model_dir)
+        export_bundle(
+            model_dir,
+            bundle,
+            frames_per_invoke=frames_per_invoke,
+            calibration=calibration_clips(),
+            calibration_frames=128,
+            edgetpu_compile=False,
+            progress=False,
+        )
+        _CACHE[key] = (bundle, model_dir)
+    bundle, model_dir = _CACHE[key]
+    return (bundle, model_dir) if float_model else bundle
+
+
+def copy_bundle(source: Path, target: Path) -> Path:
+    """A private copy of a cached bundle (for tests that upload into it or damage it)."""
+    shutil.copytree(source, target)
+    return target

@@ -1,0 +1,56 @@
+"""`tinysep board --emulate` (a real process serving a pseudo-terminal it announces) and
+`tinysep flash` (upload, already-current, and a model that does not fit the board's bundle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+
+from board_bundle import copy_bundle, make_bundle
+from board_support import ThreadAgent, host_client
+
+from firmware_host.board.bundle import read_bundle
+from tinysep.cli import main
+
+
+def test_board_emulate_prints_a_device_that_serves_the_bundle_until_sigterm():
+    bundle = read_bundle(make_bundle())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--bundle", bundle.folder],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("emulated board on /dev/"), line
+        path = line.split()[3]
+        client = host_client(path)
+        info = client.info()
+        assert info.model_sha256.hex() == bundle.model_sha256 and info.delegate == "cpu"
+        client.link.close(close_stream=True)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
+    board_dir = copy_bundle(make_bundle(), tmp_path / "board")
+    new = make_bundle(seed=8)
+    with ThreadAgent(board_dir) as board:
+        assert main(["flash", "--port", board.path, "--bundle", str(new), "--no-progress"]) == 0
+        assert "flashed" in capsys.readouterr().out
+        assert main(["flash", "--port", board.path, "--bundle", str(new), "--no-progress"]) == 0
+        assert "already runs" in capsys.readouterr().out
+        other = make_bundle(options={"residual": 8, "hidden": 8, "blocks": 1, "repeats": 1})
+        assert main(["flash", "--port", board.path, "--bundle", str(other),
+                     "--no-progress"]) == 1
+        out = capsys.readouterr().out
+        assert "UPLOAD_INVALID_MODEL" in out and "does not fit this board's bundle" in out
+    data = (new / "model.tflite").read_bytes()
+    assert (board_dir / "model.tflite").read_bytes() == data
+    assert read_bundle(board_dir).model_sha256 == hashlib.sha256(data).hexdigest()

@@ -1,0 +1,168 @@
+"""`tinysep export` / export_bundle: the bundle's files agree with docs/bundle.md and with
+each other, the folder appears only when complete, and bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from convert_helpers import clips, corpus, fitted_model_folder, workdir
+
+from convert.export import export_bundle
+from convert.manifest import read_manifest, sha256_of
+from convert.micro import plan_activations
+from convert.tflite_model import TfliteModel, misaligned_buffers
+from tinysep.cli import main
+
+
+@pytest.fixture(scope="module")
+def bundle() -> tuple[Path, dict]:
+    out = workdir() / "bundle-k2"
+    summary = export_bundle(fitted_model_folder("dualgate-tcn"), out, quant="int8",
+                            frames_per_invoke=2, calibration=list(clips("train")),
+                            calibration_frames=256, force=True, progress=False)
+    return out, summary
+
+
+def test_bundle_files_and_manifest_follow_the_contract(bundle):
+    out, summary = bundle
+    names = {p.name for p in out.iterdir()}
+    assert names == {"model.tflite", "manifest.json", "model_data.cc", "model_data.h",
+                     "micro_ops.txt", "edgetpu_report.json", "calibration.json"}
+    m = read_manifest(out)
+    content = (out / "model.tflite").read_bytes()
+    assert m["model"]["sha256"] == sha256_of(content) and m["model"]["bytes"] == len(content)
+    assert m["model"]["quantization"] == "int8" and m["model"]["name"] == "dualgate-tcn"
+    assert m["audio"] == {"sample_rate": 16000, "n_fft": 512, "hop_samples": 128,
+                          "analysis_window": "hann_periodic",
+                          "synthesis_window": "hann_periodic_ola", "frames_per_invoke": 2,
+                          "latency_samples": 512 + 128}
+    assert m["sources"] == ["vocals", "accompaniment"]
+    assert m["input"]["shape"] == [1, 2, 257] and m["input"]["dtype"] == "int8"
+    assert m["input"]["transform"] == {"kind": "log1p", "gain": 100.0}
+    assert m["output"]["shape"] == [1, 2, 257, 2]
+    # Tensor indices, positions, shapes and int8 params are the interpreter's own.
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    inputs = [d["index"] for d in interpreter.get_input_details()]
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+    entries = [(m["input"], inputs), (m["output"], outputs)]
+    entries += [(s["input"], inputs) for s in m["states"]]
+    entries += [(s["output"], outputs) for s in m["states"]]
+    for entry, order in entries:
+        d = details[entry["index"]]
+        assert list(d["shape"]) == entry["shape"]
+        assert d["quantization"] == (pytest.approx(entry["scale"]), entry["zero_point"])
+        assert order[entry["position"]] == entry["index"]
+    assert len(m["states"]) == summary["states"] == 4 * 2  # depthwise + SE window per block
+    assert all(s["requantize"] == "copy" for s in m["states"])
+    assert m["state_bytes"] == sum(int(np.prod(s["shape"])) for s in m["states"])
+    # The C array holds exactly the model bytes, 16-byte aligned.
+    source = (out / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_tinysep_model_data[]" in source
+    hex_bytes = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", source))
+    assert hex_bytes == content
+    assert f"g_tinysep_model_data_len = {len(content)};" in source
+    assert "extern const unsigned char g_tinysep_model_data[];" in (
+        out / "model_data.h").read_text()
+    assert misaligned_buffers(content) == []
+    # The resolver registers exactly the ops in the file.
+    model = TfliteModel(content)
+    resolver = (out / "micro_ops.txt").read_text()
+    assert f"MicroMutableOpResolver<{len(model.op_names)}>" in resolver
+    assert re.findall(r"// (\w+)\n", resolver) == model.op_names == m["micro_ops"]
+    # Internal tensor names are stripped; the signature still names the I/O.
+    assert sum(bool(t.name) for t in model.tensors) == len(inputs) + len(outputs)
+
+
+def test_arena_estimate_covers_the_live_tensors(bundle):
+    out, summary = bundle
+    model = TfliteModel((out / "model.tflite").read_bytes())
+    peak, placed = plan_activations(model)
+    arena = summary["arena_estimate"]
+    assert arena["bytes"] == arena["activations"] + arena["persistent"] + arena["scratch"]
+    assert arena["activations"] == peak
+    # No two buffers that are live at once overlap.
+    for i, a in enumerate(placed):
+        for b in placed[i + 1:]:
+            if a["first"] <= b["last"] and b["first"] <= a["last"]:
+                assert a["offset"] + a["size"] <= b["offset"] or \
+                    b["offset"] + b["size"] <= a["offset"]
+    # As in TFLite Micro's planner, all inputs are live at the start of an invoke and all
+    # outputs at its end; an input's memory is reused once its last reader has run.
+    def size(tensors):
+        return sum(-(-model.tensors[t].nbytes // 16) * 16 for t in tensors)
+
+    assert max(size(model.inputs), size(model.outputs)) <= peak < size(p["tensor"]
+                                                                        for p in placed)
+
+
+def test_edgetpu_report_checks_the_rules(bundle):
+    out, _ = bundle
+    report = json.loads((out / "edgetpu_report.json").read_text())
+    assert report["compatible"] is True
+    checks = {c["check"]: c["ok"] for c in report["checks"]}
+    assert checks == {"one subgraph": True, "full int8": True, "static shapes": True,
+                      "at most 3 inner dimensions above 1": True, "supported ops": True,
+                      "op limits": True, "builtin ops only": True}
+    import shutil
+
+    if shutil.which("edgetpu_compiler") is None:
+        assert report["compiler"]["ran"] is False
+        assert "not on PATH" in report["compiler"]["reason"]
+
+
+def test_existing_bundle_needs_force_and_nothing_half_written_remains(bundle, tmp_path):
+    out = tmp_path / "b"
+    folder = fitted_model_folder("dualgate-tcn")
+    export_bundle(folder, out, quant="float32", progress=False)
+    first = read_manifest(out)
+    with pytest.raises(ValueError, match="already exists; pass --force"):
+        export_bundle(folder, out, quant="float32", progress=False)
+    export_bundle(folder, out, quant="dynamic", force=True, progress=False)
+    assert read_manifest(out)["model"]["quantization"] == "dynamic" != first["model"][
+        "quantization"]
+    # A failure during export leaves neither the bundle nor a temporary folder.
+    bad = tmp_path / "bad"
+    wrong_rate = [type(c)(c.name, c.mixture, c.vocals, c.accompaniment, 8000)
+                  for c in clips("train")]
+    with pytest.raises(ValueError, match="8000 Hz"):
+        export_bundle(folder, bad, calibration=wrong_rate, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    # --force never deletes a folder that is not a bundle.
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a tinysep bundle"):
+        export_bundle(folder, other, quant="float32", force=True, progress=False)
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_cli_export_and_its_errors(tmp_path, capsys):
+    folder = fitted_model_folder("dualgate-tcn")
+    out = tmp_path / "cli-bundle"
+    args = ["export", str(folder), "--out", str(out), "--calibration", str(corpus()),
+            "--calibration-frames", "128", "--no-progress", "--json", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "copied byte for byte" in printed and "us per hop" in printed
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["model_bytes"] == (out / "model.tflite").stat().st_size
+    assert summary["host_latency"]["invoke_us_per_hop"] > 0
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x"), "--quant",
+                 "float32"]) == 2
+    assert "config.json is missing: not a saved tinysep model" in capsys.readouterr().err
+    assert main(["export", str(folder), "--out", str(tmp_path / "y")]) == 2
+    assert "needs --calibration" in capsys.readouterr().err
+    empty = tmp_path / "empty-data"
+    (empty / "Wavfile").mkdir(parents=True)
+    assert main(["export", str(folder), "--out", str(tmp_path / "z"), "--calibration",
+                 str(empty)]) == 2
+    assert "no .wav files" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()

@@ -1,0 +1,228 @@
+"""`tinysep train`: the loss goes down, runs resume exactly, bad input stops clearly, and
+the run folder is a model folder that loads and separates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+import tf_keras as keras
+
+from tinysep.cli import main as cli_main
+from tinysep.data.loaders import load_split
+from tinysep.data.synth import write_corpus
+from tinysep.models import load_model, model_from_config, separate
+from tinysep.train import TrainConfig, TrainingError, stored_config, train
+from tinysep.training.data import batch_for_step, fingerprint_clips
+from tinysep.training.spectral import batch_loss
+from tinysep.training.tensorboard import read_scalars
+from tinysep.training.validation import validation_sdr
+
+# A model small enough to trace and step in well under a second.
+TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "synth"
+    write_corpus(root, songs=6, seconds=6.0, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_epoch(corpus, tmp_path_factory) -> Path:
+    """A finished one-epoch run (3 steps); tests copy it before changing it."""
+    out = tmp_path_factory.mktemp("runs") / "one_epoch"
+    train(_config(corpus, epochs=1), out, progress=False)
+    return out
+
+
+def _copy_run(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+def _config(corpus: Path, **changes) -> TrainConfig:
+    base = TrainConfig(model="dualgate-tcn", preset="tiny", options=dict(TINY), data=str(corpus),
+                       epochs=2, steps_per_epoch=3, batch_size=4, chunk_seconds=0.5,
+                       valid_clips=1, valid_seconds=2.0, seed=5)
+    return base.replace(**changes)
+
+
+def _checkpoint_values(out: Path) -> dict[str, np.ndarray]:
+    state = json.loads((out / "state.json").read_text())
+    reader = tf.train.load_checkpoint(str(out / state["checkpoint"]))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def test_loss_decreases(corpus, tmp_path):
+    config = _config(corpus, epochs=4, steps_per_epoch=15, learning_rate=3e-3)
+    clips = load_split(corpus, split="train", progress=False)
+    batches = [batch_for_step(clips, 10_000 + k, 1, 8, 8000, config.augment) for k in range(3)]
+
+    def loss(model) -> float:  # on fixed batches, as the optimizer sees it
+        return sum(float(batch_loss(model, tf.constant(m), tf.constant(s), "l1", 0.0, True))
+                   for m, s in batches)
+
+    keras.utils.set_random_seed(config.seed)
+    initial = loss(model_from_config(config.model_config()))
+    result = train(config, tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.steps == 60
+    assert loss(load_model(tmp_path / "run")) < 0.8 * initial
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_resume_continues_exactly(corpus, one_epoch, tmp_path):
+    config = _config(corpus)
+    straight = train(config, tmp_path / "straight", progress=False)
+    _copy_run(one_epoch, tmp_path / "split")  # the same run, stopped after epoch 1
+    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    assert (resumed.epochs, resumed.steps) == (straight.epochs, straight.steps) == (2, 6)
+    assert stored_config(tmp_path / "split") == stored_config(tmp_path / "straight") == config
+    # Same batches, same optimizer state: the second epoch and its weights match.
+    assert [h["loss"] for h in resumed.history] == pytest.approx(
+        [h["loss"] for h in straight.history], rel=1e-5)
+    a, b = _checkpoint_values(tmp_path / "straight"), _checkpoint_values(tmp_path / "split")
+    assert a.keys() == b.keys() and any("optimizer" in k for k in a)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    run = json.loads((tmp_path / "split" / "run.json").read_text())
+    assert [r["step"] for r in run["resumes"]] == [3]
+    # TensorBoard logs hold every step of both sessions.
+    scalars = read_scalars(tmp_path / "split" / "logs")
+    assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]
+    assert len(scalars["valid/sdr_mean"]) == 2
+
+
+def test_resume_with_another_config_stops(corpus, one_epoch, tmp_path, capsys):
+    out = _copy_run(one_epoch, tmp_path / "run")
+    with pytest.raises(TrainingError, match=r"batch_size: stored 4, given 8"):
+        train(_config(corpus, batch_size=8), out, resume=True, progress=False)
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        train(_config(corpus), out, progress=False)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(_config(corpus), tmp_path / "none", resume=True, progress=False)
+    # The CLI takes the stored settings and rejects a different one in one line.
+    code = cli_main(["train", "--out", str(out), "--resume", "--learning-rate", "0.01",
+                     "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "learning_rate: stored 0.0003, given 0.01" in err
+    assert json.loads((out / "state.json").read_text())["epoch"] == 1
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, one_epoch, tmp_path):
+    out = _copy_run(one_epoch, tmp_path / "run")
+    weights = hashlib.sha256((out / "model.weights.h5").read_bytes()).hexdigest()
+    good = _checkpoint_values(out)
+    with pytest.raises(TrainingError, match=r"(?i)nan|infinite") as info:
+        train(_config(corpus, epochs=2, learning_rate=1e30), out, resume=True,
+              allow_changes=True, progress=False)
+    assert "last good checkpoint" in str(info.value)
+    state = json.loads((out / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["status"]) == (1, 3, "failed")
+    assert state["checkpoint"].endswith("ckpt-1")
+    assert hashlib.sha256((out / "model.weights.h5").read_bytes()).hexdigest() == weights
+    for key, value in _checkpoint_values(out).items():
+        np.testing.assert_array_equal(value, good[key])
+    # With a sane rate again the run continues from that checkpoint.
+    result = train(_config(corpus, epochs=2), out, resume=True, allow_changes=True,
+                   progress=False)
+    assert (result.epochs, result.steps, result.status) == (2, 6, "finished")
+
+
+def _copy_corpus(corpus: Path, dest: Path) -> Path:
+    shutil.copytree(corpus, dest)
+    return dest
+
+
+def test_too_few_clips_stops(corpus, tmp_path):
+    root = _copy_corpus(corpus, tmp_path / "few")
+    meta = json.loads((root / "splits.json").read_text())
+    meta["splits"]["train"] = meta["splits"]["train"][:1]
+    (root / "splits.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"train split holds 1 clip.*at least 2 train"):
+        train(_config(root), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_clip_shorter_than_a_window_stops(corpus, tmp_path):
+    root = _copy_corpus(corpus, tmp_path / "short")
+    name = json.loads((root / "splits.json").read_text())["splits"]["train"][0]
+    path = root / "Wavfile" / f"{name}.wav"
+    audio, rate = sf.read(str(path), dtype="float32")
+    sf.write(str(path), audio[:300], rate, subtype="PCM_16")
+    with pytest.raises(ValueError, match=rf"clip {name} has 300 samples, shorter than one 512"):
+        train(_config(root), tmp_path / "run", progress=False)
+
+
+def test_time_budget_stops_after_a_step(corpus, tmp_path):
+    result = train(_config(corpus, epochs=50, max_minutes=1e-4), tmp_path / "run",
+                   progress=False)
+    assert result.status == "time-budget"
+    assert (result.epochs, result.steps) == (1, 1)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["checkpoint"]
+
+
+def test_saved_folder_loads_and_separates(corpus, one_epoch):
+    out = one_epoch
+    best = json.loads((out / "state.json").read_text())["best"]
+    assert best["epoch"] == 1
+    model = load_model(out)
+    assert model.tinysep_config["options"] == TINY
+    clip = load_split(corpus, split="test", progress=False)[0]
+    estimates = separate(model, clip.mixture)
+    assert set(estimates) == {"vocals", "accompaniment"}
+    for audio in estimates.values():
+        assert audio.shape == clip.mixture.shape and np.all(np.isfinite(audio))
+    # Softmax masks: the estimates add up to the mixture.
+    np.testing.assert_allclose(estimates["vocals"] + estimates["accompaniment"], clip.mixture,
+                               atol=1e-4)
+    # The folder holds the best epoch's weights: re-scoring gives the recorded SDR.
+    from tinysep.training.data import validation_clips
+
+    valid = validation_clips(load_split(corpus, split="valid", progress=False), 1, 2.0)
+    rescored = validation_sdr(model, valid)
+    assert rescored["mean"] == pytest.approx(best["valid_sdr"]["mean"], abs=1e-3)
+    run = json.loads((out / "run.json").read_text())
+    assert run["data_fingerprint"]["train"]["clips"] == 3
+    assert run["model"]["parameters"] > 0
+    assert (out / "history.png").stat().st_size > 0
+
+
+def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsys):
+    from tinysep.cli import build_parser
+    from tinysep.commands.train import build_config
+
+    out = one_epoch
+    parser = build_parser()
+    args = parser.parse_args(["train", "--like", str(out), "--out", str(tmp_path / "again"),
+                              "--option", "kernel=2", "--seed", "9"])
+    config = build_config(args)
+    assert config == _config(corpus, epochs=1, seed=9, options={**TINY, "kernel": 2})
+    args = parser.parse_args(["train", "--model", "unet-se-sru", "--data", str(corpus),
+                              "--out", str(tmp_path / "u"), "--option", "channels=[4,8]",
+                              "--option", "recurrent=gru"])
+    config = build_config(args)
+    assert (config.model, config.options) == ("unet-se-sru",
+                                              {"channels": [4, 8], "recurrent": "gru"})
+    assert cli_main(["train", "--out", str(tmp_path / "x"), "--option", "oops"]) == 2
+    assert "--option expects KEY=VALUE" in capsys.readouterr().err
+
+
+def test_fingerprint_follows_the_audio(corpus):
+    train_clips = load_split(corpus, split="train", progress=False)
+    valid_clips = load_split(corpus, split="valid", progress=False)
+    first = fingerprint_clips(train_clips, valid_clips)
+    assert first == fingerprint_clips(list(reversed(train_clips)), valid_clips)
+    train_clips[0].vocals[100] += 1e-3
+    changed = fingerprint_clips(train_clips, valid_clips)
+    assert changed["train"]["sha256"] != first["train"]["sha256"]
+    assert changed["valid"] == first["valid"]

@@ -1,0 +1,64 @@
+"""Run the board agent: on a serial port, or emulated on a pseudo-terminal pair.
+
+``--emulate`` opens a pseudo-terminal pair, serves the agent on one end and prints the other
+end's device path, which the harness opens like a serial port (``tinysep hil --port PATH``).
+``--baud N`` paces the emulated link like a UART of N baud. ``--port`` runs the same agent
+on a real device (what ``python3 -m firmware_host.board`` does on a board).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--emulate", action="store_true",
+                       help="serve on a new pseudo-terminal and print its device path")
+    where.add_argument("--port", help="serial device or pyserial URL to serve on")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="deploy bundle folder (--emulate without it: a blank board "
+                        "whose folder is a new temporary one)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="emulate: pace the link to N baud; port: line speed")
+    parser.add_argument("--edgetpu", action="store_true", help="use the Edge TPU delegate")
+    parser.add_argument("--runtime", default="auto",
+                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
+                        help="TFLite runtime (default: the first that imports)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+
+    if args.emulate:
+        from firmware_host.emulator import serve_in_foreground
+
+        bundle = args.bundle
+        if bundle is None:
+            bundle = Path(tempfile.mkdtemp(prefix="tinysep-blank-board-"))
+        elif not bundle.is_dir():
+            raise CliError(f"bundle folder {bundle} does not exist")
+
+        def announce(path: str) -> None:
+            speed = f", paced to {args.baud} baud" if args.baud else ""
+            print(f"emulated board on {path} (bundle {bundle}{speed}); Ctrl-C stops it",
+                  flush=True)
+
+        stopping = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, frame: stopping.append(number))
+        return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
+                                   runtime=args.runtime, should_stop=lambda: bool(stopping))
+    if args.bundle is None:
+        raise CliError("--port needs --bundle")
+    from firmware_host.board.__main__ import main as agent_main
+
+    argv = ["--port", args.port, "--bundle", str(args.bundle), "--runtime", args.runtime]
+    if args.baud:
+        argv += ["--baud", str(args.baud)]
+    if args.edgetpu:
+        argv.append("--edgetpu")
+    return agent_main(argv)

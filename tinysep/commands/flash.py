@@ -1,0 +1,51 @@
+"""Upload a bundle's model to a board agent over serial (any pyserial URL).
+
+The agent verifies size and sha256, loads the new model and checks it against its manifest
+before an atomic swap; the old model stays active if anything fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", required=True,
+                        help="serial device or pyserial URL (/dev/ttyUSB0, socket://host:port)")
+    parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="line speed (default 921600; ignored by pseudo-terminals)")
+    parser.add_argument("--force", action="store_true",
+                        help="upload even when the board already runs this model")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for each reply (default 30)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware_host.board.bundle import read_bundle
+    from firmware_host.hil.flash import flash_bundle
+    from firmware_host.hil.session import BoardSession, HilError
+    from firmware_host.protocol.errors import PeerError, ProtocolError
+    from tinysep.cli import CliError
+
+    read_bundle(args.bundle)  # a bad bundle is a user error (exit 2) before touching the port
+    try:
+        with BoardSession(port=args.port, baud=args.baud, reply_timeout=args.timeout) as session:
+            result = flash_bundle(session, str(args.bundle), force=args.force,
+                                  progress=not args.no_progress)
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    except (HilError, PeerError, ProtocolError) as exc:
+        print(f"tinysep flash: failed: {exc}")
+        return 1
+    if not result.uploaded:
+        print(f"the board on {args.port} already runs {result.sha256[:16]}... "
+              "(--force to upload anyway)")
+        return 0
+    rate = result.bytes / result.seconds / 1000.0 if result.seconds > 0 else 0.0
+    print(f"flashed {result.bytes} bytes to {args.port} in {result.seconds:.1f} s "
+          f"({rate:.1f} kB/s): model {result.previous_sha256[:12] or 'none'} -> "
+          f"{result.sha256[:12]}")
+    return 0

@@ -1,0 +1,146 @@
+"""Hardware-in-the-loop accuracy test: stream every clip through a board and compare it with
+float and int8 on the host.
+
+Reports per clip and in summary SDR / SIR / SAR for float (Keras, host), int8 (TFLite, host)
+and int8 on the board; the drop against float; the board vs host int8 difference in LSB (a
+CPU board running the same runtime must be bit-exact) and a tensor-mode check of raw int8
+outputs; on-board invoke time p50 / p99; link throughput, real-time factor and resent frames.
+Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip. Exit
+status 1 when a check fails or the run stops early, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="board's serial device or pyserial URL "
+                       "(/dev/ttyUSB0, socket://host:port, rfc2217://host:port)")
+    where.add_argument("--emulate", action="store_true",
+                       help="start an emulated board: the agent on a pseudo-terminal")
+    parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
+    parser.add_argument("--float", dest="float_model", required=True, type=Path, metavar="MODEL",
+                        help="the float Keras model folder the bundle was made from")
+    parser.add_argument("--data", required=True, type=Path, help="dataset root folder")
+    parser.add_argument("--dataset", default="auto", choices=("auto", "mir1k", "musdb", "synth"),
+                        help="dataset layout (default: detect)")
+    parser.add_argument("--split", default="test", help="split to stream (default: test)")
+    parser.add_argument("--max-clips", type=int, default=None, metavar="N",
+                        help="stream only the first N clips")
+    parser.add_argument("--max-sdr-drop", type=float, default=0.5, metavar="DB",
+                        help="largest mean SDR drop of the board vs float per source (default 0.5)")
+    parser.add_argument("--max-lsb", type=int, default=None, metavar="N",
+                        help="largest board vs host int8 difference in LSB (default: 0 when the "
+                        "board runs the host's runtime or reference kernels on a CPU, else "
+                        "reported only); -1 never checks")
+    parser.add_argument("--min-realtime", type=float, default=None, metavar="X",
+                        help="fail when streaming is slower than X times real time")
+    parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
+                        help="folder for hil.json, hil.junit.xml, hil.md and figures/")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="port: line speed (default 921600); emulate: pace the link to N baud")
+    parser.add_argument("--chunk-hops", type=int, default=8,
+                        help="hops of 128 samples per audio chunk (default 8)")
+    parser.add_argument("--flash", action="store_true",
+                        help="upload the bundle's model first when the board runs another")
+    parser.add_argument("--plots", type=int, default=3, metavar="N",
+                        help="waveform/spectrogram figures for the first N clips (default 3)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for a reply before recovering (default 10)")
+    parser.add_argument("--board-python", default=None, metavar="PYTHON",
+                        help="emulate: run the agent with this interpreter (e.g. .venv-board)")
+    parser.add_argument("--board-kernels", default="default", choices=("default", "reference"),
+                        help="emulate: the agent's TFLite kernels (reference: bit-exact across "
+                        "runtime versions)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _check_args(args) -> None:
+    from tinysep.cli import CliError
+
+    if args.max_clips is not None and args.max_clips < 1:
+        raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
+    if not 1 <= args.chunk_hops <= 64:
+        raise CliError(f"--chunk-hops must be 1..64, got {args.chunk_hops}")
+    if args.max_sdr_drop < 0:
+        raise CliError(f"--max-sdr-drop must be >= 0, got {args.max_sdr_drop}")
+    if args.baud is not None and args.baud <= 0:
+        raise CliError(f"--baud must be positive, got {args.baud}")
+    if args.report.exists() and not args.report.is_dir():
+        raise CliError(f"--report must be a folder, {args.report} is a file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware_host.board.bundle import read_bundle
+    from firmware_host.emulator import EmulatedBoard
+    from firmware_host.hil.harness import HilSettings, run_hil
+    from firmware_host.hil.session import BoardSession
+    from tinysep.cli import CliError
+    from tinysep.models import read_config
+
+    _check_args(args)
+    read_bundle(args.bundle)  # bad bundles and model folders are user errors (exit 2)
+    read_config(args.float_model)
+    settings = HilSettings(
+        bundle=str(args.bundle),
+        float_model=str(args.float_model),
+        data=str(args.data),
+        report_dir=str(args.report),
+        dataset=args.dataset,
+        split=args.split,
+        max_clips=args.max_clips,
+        max_sdr_drop=args.max_sdr_drop,
+        max_lsb=args.max_lsb,
+        min_realtime=args.min_realtime,
+        chunk_hops=args.chunk_hops,
+        plots=args.plots,
+        progress=not args.no_progress,
+        flash=args.flash,
+    )
+    board = None
+    try:
+        if args.emulate:
+            args.report.mkdir(parents=True, exist_ok=True)
+            board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python,
+                                  extra_args=["--kernels", args.board_kernels],
+                                  log_path=args.report / "agent.log")
+            port, baud = board.path, args.baud
+        else:
+            port, baud = args.port, args.baud or 921600
+        meta = {"port": port, "emulated": bool(args.emulate), "baud": baud}
+        try:
+            session = BoardSession(port=port, baud=baud, reply_timeout=args.timeout)
+        except OSError as exc:
+            raise CliError(str(exc)) from None
+        with session:
+            report = run_hil(session, settings, meta)
+    finally:
+        if board is not None:
+            board.close()
+    _print_summary(report)
+    return 0 if report["passed"] else 1
+
+
+def _print_summary(report: dict) -> None:
+    summary = report["summary"]
+    print(f"HIL {'PASSED' if report['passed'] else 'FAILED'}: {summary['clips_ok']} of "
+          f"{summary['clips']} clips, {summary['audio_seconds']:.1f} s of audio "
+          f"({report['status']})")
+    if report.get("error"):
+        print(f"stopped: {report['error']}")
+    for check in report["checks"]:
+        mark = {True: "pass", False: "FAIL", None: "skip"}[check["passed"]]
+        print(f"  [{mark}] {check['name']}: {check['text']}")
+    invoke = summary["invoke_us"]
+    if invoke["p50"] is not None:
+        print(f"  invoke p50 {invoke['p50']:.1f} us, p99 {invoke['p99']:.1f} us; "
+              f"{summary['realtime_factor']:.2f}x real time; "
+              f"{summary['link']['resends']} frames resent")
+    files = report.get("report_files", {})
+    if files:
+        print("report: " + ", ".join(files.values()))
+    sys.stdout.flush()

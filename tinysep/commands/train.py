@@ -1,0 +1,171 @@
+"""Train a separator on a dataset folder; checkpoints, validation SDR, TensorBoard logs.
+
+A fresh run: ``tinysep train --model dualgate-tcn --preset tiny --data DIR --out
+runs/NAME``. ``--resume`` continues the run in ``--out`` from its last complete epoch;
+settings not given are taken from the run, settings given must match it (except
+``--epochs``, ``--max-minutes`` and ``--data``). ``--like RUN`` starts a new run with
+all the settings of an earlier one (its ``run.json``), so a run can be repeated from
+its folder alone. The best weights land in ``--out`` as a model folder that
+``tinysep eval --method model:OUT`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+# CLI flag -> TrainConfig field, for the plain value flags.
+_FIELDS = {
+    "model": "model",
+    "preset": "preset",
+    "dataset": "dataset",
+    "epochs": "epochs",
+    "steps_per_epoch": "steps_per_epoch",
+    "batch_size": "batch_size",
+    "chunk_seconds": "chunk_seconds",
+    "learning_rate": "learning_rate",
+    "lr_schedule": "lr_schedule",
+    "warmup_steps": "warmup_steps",
+    "final_lr_fraction": "final_lr_fraction",
+    "loss": "loss",
+    "sdr_weight": "sdr_weight",
+    "seed": "seed",
+    "patience": "patience",
+    "valid_clips": "valid_clips",
+    "valid_seconds": "valid_seconds",
+    "max_minutes": "max_minutes",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinysep.train import TrainConfig
+    from tinysep.training.choices import LOSSES, SCHEDULES
+
+    d = TrainConfig()
+    parser.add_argument("--model", help=f"separator: dualgate-tcn or unet-se-sru "
+                                        f"(default {d.model})")
+    parser.add_argument("--preset", help=f"size preset (default {d.preset})")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option overriding the preset (value parsed as JSON if it "
+                             "can be, e.g. norm=group, channels=[8,16]); repeatable")
+    parser.add_argument("--data", type=Path, help="dataset folder (synth, mir1k or musdb layout)")
+    parser.add_argument("--dataset", choices=("auto", "mir1k", "musdb", "synth"),
+                        help="dataset layout (default: detect)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
+    parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
+    parser.add_argument("--steps-per-epoch", type=int,
+                        help=f"optimizer steps per epoch (default {d.steps_per_epoch})")
+    parser.add_argument("--batch-size", type=int, help=f"chunks per batch (default {d.batch_size})")
+    parser.add_argument("--chunk-seconds", type=float,
+                        help=f"training chunk length (default {d.chunk_seconds})")
+    parser.add_argument("--learning-rate", type=float,
+                        help=f"Adam learning rate (default {d.learning_rate}, paper 2)")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES,
+                        help=f"learning-rate schedule over all steps (default {d.lr_schedule})")
+    parser.add_argument("--warmup-steps", type=int,
+                        help=f"linear learning-rate warm-up (default {d.warmup_steps})")
+    parser.add_argument("--final-lr-fraction", type=float,
+                        help=f"cosine: final rate / peak rate (default {d.final_lr_fraction})")
+    parser.add_argument("--loss", choices=LOSSES,
+                        help=f"l1: masked-magnitude L1 (paper 2); sdr: negative waveform SDR; "
+                             f"l1+sdr: both (default {d.loss})")
+    parser.add_argument("--sdr-weight", type=float,
+                        help=f"weight of the SDR term in l1+sdr (default {d.sdr_weight})")
+    parser.add_argument("--seed", type=int, help=f"seed of weights and data (default {d.seed})")
+    parser.add_argument("--patience", type=int,
+                        help=f"early stopping: epochs without a better validation SDR "
+                             f"(0 = never stop early; default {d.patience})")
+    parser.add_argument("--valid-clips", type=int,
+                        help=f"valid clips scored each epoch (default {d.valid_clips})")
+    parser.add_argument("--valid-seconds", type=float,
+                        help=f"longest part of a valid clip scored (default {d.valid_seconds})")
+    parser.add_argument("--max-minutes", type=float,
+                        help="wall-clock budget of the whole run, resumes included")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last complete epoch")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: accept settings that differ from the stored run "
+                             "(recorded in run.json), e.g. a lower --learning-rate after a NaN")
+    parser.add_argument("--like", type=Path, metavar="RUN",
+                        help="start from the settings of the run folder RUN (new --out)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> dict; values parsed as JSON when possible, else strings."""
+    from tinysep.cli import CliError
+
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options[key.strip()] = value
+    return options
+
+
+def build_config(args: argparse.Namespace):
+    """The TrainConfig of this call: defaults (or ``--like`` / the resumed run) + the flags."""
+    from tinysep.cli import CliError
+    from tinysep.train import TrainConfig, stored_config
+
+    if args.resume and args.like:
+        raise CliError("--resume continues --out's own run; --like starts a new one: pick one")
+    given = {field: getattr(args, flag) for flag, field in _FIELDS.items()
+             if getattr(args, flag) is not None}
+    if args.data is not None:
+        given["data"] = str(args.data)
+    options = parse_options(args.option)
+    if args.resume:
+        base = stored_config(args.out)
+    elif args.like:
+        base = stored_config(args.like)
+    else:
+        base = TrainConfig()
+        if "model" in given and given["model"] != base.model:
+            base = base.replace(options={})
+    if options:
+        given["options"] = {**(base.options if given.get("model", base.model) == base.model
+                               else {}), **options}
+    config = base.replace(**given)
+    if not config.data:
+        raise CliError("--data is required (the dataset folder to train on)")
+    return config
+
+
+def _invoked_as_train() -> bool:
+    """True when this process is the ``tinysep train ...`` command itself."""
+    return len(sys.argv) > 1 and Path(sys.argv[0]).name == "tinysep" and sys.argv[1] == "train"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+    from tinysep.train import TrainingError, train
+
+    config = build_config(args)
+    command = shlex.join(["tinysep", "train", *sys.argv[2:]]) if _invoked_as_train() else None
+    try:
+        result = train(config, args.out, resume=args.resume,
+                       allow_changes=args.allow_config_change, progress=not args.no_progress,
+                       command=command)
+    except TrainingError as exc:
+        raise CliError(str(exc)) from exc
+    best = result.best_sdr or {}
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.2f} dB"
+
+    print(f"run {result.out}: {result.status} after {result.epochs} epoch(s), {result.steps} "
+          f"steps, {result.train_seconds / 60:.1f} min of training")
+    print(f"best epoch {result.best_epoch}: validation SDR vocals {fmt(best.get('vocals'))}, "
+          f"accompaniment {fmt(best.get('accompaniment'))}, mean {fmt(best.get('mean'))}")
+    print(f"best weights: {result.out}/config.json + model.weights.h5; "
+          f"TensorBoard: tensorboard --logdir {result.out}/logs")
+    return 0

@@ -1,0 +1,474 @@
+"""Train a separator: augmented chunks -> STFT -> masks -> L1 loss, with checkpoints.
+
+:func:`train` runs one training (fresh or resumed) into a run folder (see
+:mod:`tinysep.training.run_folder`): the best weights by validation SDR, the full
+training config with the data fingerprint, TensorFlow checkpoints of model and
+optimizer, TensorBoard logs and a history plot. What it guarantees:
+
+- the same config, data and seed give the same run: batch ``k`` is drawn from a
+  generator seeded with ``(seed, k)`` and weights start from ``seed``;
+- a killed run resumes (``resume=True``) from its last complete epoch with the
+  optimizer state and step count it had, and then sees the batches it would have seen;
+- a resumed run whose config differs from the stored one (other than the fields in
+  :data:`RESUMABLE_CHANGES`) stops with the differences listed;
+- bad data (too few clips, a clip shorter than one window) and a NaN loss stop with a
+  :class:`TrainingError` or ValueError naming the cause; the last good checkpoint and
+  the best weights stay on disk;
+- ``max_minutes`` bounds the total training time of the run (over all resumes);
+- training stops early when the mean validation SDR of vocals and accompaniment has
+  not improved for ``patience`` epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import tinysep
+from tinysep.training.choices import LOSSES, SCHEDULES
+from tinysep.training.run_folder import (
+    CHECKPOINT_DIR,
+    LOG_DIR,
+    PLOT_FILE,
+    RUN_FILE,
+    STATE_FILE,
+    has_run,
+    plot_history,
+    read_json,
+    save_best,
+    write_json,
+)
+
+RUN_FORMAT = 1
+# Fields a resumed run may change: how long it goes on, and where the (same) data lives.
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data"})
+DEFAULT_AUGMENT = {
+    "random_offset": True,
+    "random_gain": True,
+    "gain_range": [0.25, 1.25],
+    "sign_flip": True,
+    "remix": True,
+    "remix_probability": 0.5,
+}
+CHECKPOINTS_KEPT = 3
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, or the run folder does not fit the request)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run computes (saved in ``run.json``)."""
+
+    model: str = "dualgate-tcn"
+    preset: str = "tiny"
+    options: dict = field(default_factory=dict)
+    data: str = ""
+    dataset: str = "auto"
+    epochs: int = 50
+    steps_per_epoch: int = 200
+    batch_size: int = 16
+    chunk_seconds: float = 2.0
+    learning_rate: float = 3e-4  # paper 2
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
+    loss: str = "l1"
+    sdr_weight: float = 0.01
+    augment: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_AUGMENT))
+    seed: int = 0
+    patience: int = 10  # epochs without a better validation SDR before stopping; 0: never
+    valid_clips: int = 8
+    valid_seconds: float = 10.0
+    max_minutes: float | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown training field(s) {unknown}; "
+                             f"known: {sorted(known)}")
+        return cls(**copy.deepcopy(data))
+
+    def replace(self, **changes) -> TrainConfig:
+        return TrainConfig.from_json({**self.to_json(), **changes})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that is out of range."""
+        for key in ("epochs", "steps_per_epoch", "batch_size", "valid_clips"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        for key in ("warmup_steps", "patience"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        for key in ("chunk_seconds", "learning_rate", "valid_seconds"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be a positive number, got {value!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+        unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
+        if unknown:
+            raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+        if not self.data:
+            raise ValueError("data: a dataset folder is required")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def model_config(self) -> dict:
+        from tinysep.models import make_config
+
+        return make_config(self.model, self.preset, **self.options)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) call of :func:`train` reports."""
+
+    out: Path
+    status: str  # "finished" (all epochs), "early-stopped", "time-budget"
+    epochs: int
+    steps: int
+    train_seconds: float
+    best_epoch: int | None
+    best_sdr: dict
+    history: list[dict]
+
+
+def config_differences(stored: TrainConfig, given: TrainConfig,
+                       allowed: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
+    """``"field: stored X, given Y"`` for every field that differs and may not change."""
+    a, b = stored.to_json(), given.to_json()
+    return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
+            for key in a if key not in allowed and a[key] != b[key]]
+
+
+def stored_config(out: str | Path) -> TrainConfig:
+    """The training config of the run in ``out`` (to resume it or to repeat it)."""
+    out = Path(out)
+    if not has_run(out):
+        raise FileNotFoundError(f"{out / RUN_FILE} is missing: {out} holds no training run")
+    record = read_json(out / RUN_FILE, "not a training run folder")
+    if "train_config" not in record:
+        raise ValueError(f"{out / RUN_FILE}: no 'train_config' object")
+    return TrainConfig.from_json(record["train_config"], str(out / RUN_FILE))
+
+
+def _versions() -> dict:
+    import tensorflow as tf
+    import tf_keras
+
+    return {
+        "tinysep": tinysep.__version__,
+        "tensorflow": tf.__version__,
+        "tf_keras": tf_keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _fresh_state() -> dict:
+    return {
+        "epoch": 0,
+        "step": 0,
+        "train_seconds": 0.0,
+        "checkpoint": None,
+        "best": {"epoch": None, "step": None, "valid_sdr": {}},
+        "epochs_since_best": 0,
+        "history": [],
+        "status": "running",
+        "stop_reason": None,
+    }
+
+
+def _check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool) -> None:
+    """A fresh run needs a folder without a run; a resumed one its run, with this config."""
+    if not resume:
+        if has_run(out):
+            raise TrainingError(f"{out} already holds a training run; pass --resume to continue "
+                                f"it, or choose another --out")
+        return
+    if not has_run(out):
+        raise TrainingError(f"nothing to resume: {out / RUN_FILE} does not exist")
+    diffs = config_differences(stored_config(out), config)
+    if diffs and not allow_changes:
+        raise TrainingError(
+            f"cannot resume {out}: the config differs from the stored run ({'; '.join(diffs)}); "
+            f"use the stored values, start a new run with another --out, or pass "
+            f"--allow-config-change to resume anyway"
+        )
+
+
+def _prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool,
+                    fingerprint: dict, command: str | None, model_info: dict) -> dict:
+    """Create the run folder, or record the resume in it; returns the state to start from."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {
+            "format": RUN_FORMAT,
+            "created": now,
+            "command": command,
+            "train_config": config.to_json(),
+            "model_config": config.model_config(),
+            "model": model_info,
+            "data_fingerprint": fingerprint,
+            "versions": _versions(),
+            "resumes": [],
+        }
+        write_json(out / RUN_FILE, record)
+        state = _fresh_state()
+        write_json(out / STATE_FILE, state)
+        return state
+
+    record = read_json(out / RUN_FILE, "not a training run folder")
+    diffs = config_differences(stored_config(out), config)
+    if record.get("data_fingerprint", {}).get("sha256") != fingerprint["sha256"]:
+        diffs.append(f"data fingerprint: stored {record.get('data_fingerprint', {}).get('sha256')}"
+                     f", given {fingerprint['sha256']} (the clips in {config.data} differ)")
+    if diffs and not allow_changes:
+        raise TrainingError(f"cannot resume {out}: {'; '.join(diffs)}; pass "
+                            f"--allow-config-change to resume anyway")
+    state = read_json(out / STATE_FILE, "the run's progress file")
+    record["resumes"].append({"at": now, "command": command, "epoch": state["epoch"],
+                              "step": state["step"], "changes": diffs})
+    record["train_config"] = config.to_json()
+    record["data_fingerprint"] = fingerprint
+    write_json(out / RUN_FILE, record)
+    return state
+
+
+def _train_step_function(model, optimizer, config: TrainConfig):
+    import tensorflow as tf
+
+    from tinysep.training.spectral import batch_loss
+
+    variables = model.trainable_variables
+
+    @tf.function(autograph=False)  # straight-line code: skipping autograph halves tracing
+    def step(mixture, sources):
+        with tf.GradientTape() as tape:
+            loss = batch_loss(model, mixture, sources, config.loss, config.sdr_weight,
+                              training=True)
+        grads = tape.gradient(loss, variables)
+        finite = tf.math.is_finite(loss)
+        for g in grads:
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        # A non-finite step is applied too, but reported: training then stops without
+        # saving, so nothing it touched reaches the disk.
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss, finite
+
+    return step
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
+          allow_changes: bool = False, progress: bool = True,
+          command: str | None = None) -> TrainResult:
+    """Train (or, with ``resume``, continue) the run in ``out``; see the module docstring.
+
+    Raises :class:`TrainingError` for a diverged loss or a run folder that does not fit
+    (exists without ``resume``, missing or different config with it), ValueError for
+    bad data or config values.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    from tinysep.models import count_params, macs_per_hop, model_from_config
+    from tinysep.training.data import (
+        chunk_samples,
+        load_training_data,
+        make_dataset,
+        validation_clips,
+    )
+    from tinysep.training.schedule import StepSchedule
+    from tinysep.training.tensorboard import ScalarLog
+    from tinysep.training.validation import NonFiniteOutput, validation_sdr
+
+    out = Path(out)
+    config.validate()
+    model_config = config.model_config()
+    _check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
+    data = load_training_data(config.data, config.dataset, progress=progress)
+    samples = chunk_samples(config.chunk_seconds)
+    valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
+
+    keras.utils.set_random_seed(config.seed)
+    model = model_from_config(model_config)
+    model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model)}
+    state = _prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
+                            model_info)
+
+    schedule = StepSchedule(config.learning_rate, config.lr_schedule, config.total_steps,
+                            config.warmup_steps, config.final_lr_fraction)
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(out / CHECKPOINT_DIR),
+                                         max_to_keep=CHECKPOINTS_KEPT)
+    if state["checkpoint"]:
+        path = out / state["checkpoint"]
+        checkpoint.restore(str(path)).assert_existing_objects_matched()
+        if int(optimizer.iterations.numpy()) != state["step"]:
+            raise TrainingError(f"{path}: the optimizer restored at step "
+                                f"{int(optimizer.iterations.numpy())}, but {out / STATE_FILE} "
+                                f"says {state['step']}")
+    step_fn = _train_step_function(model, optimizer, config)
+    log = ScalarLog(out / LOG_DIR)
+    batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
+                                samples, config.augment))
+    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
+    session_start = time.perf_counter()
+    seconds_before = float(state["train_seconds"])
+    last_valid_seconds = 0.0
+    state["status"], state["stop_reason"] = "running", None
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - session_start
+
+    def out_of_time() -> bool:
+        return budget is not None and elapsed() + last_valid_seconds >= budget
+
+    committed = copy.deepcopy(state)  # the state that matches the last checkpoint
+
+    def fail(message: str) -> TrainingError:
+        failed = {**copy.deepcopy(committed), "status": "failed", "stop_reason": message}
+        write_json(out / STATE_FILE, failed)
+        kept = (f"the last good checkpoint ({out / failed['checkpoint']}, epoch "
+                f"{failed['epoch']}) and the best weights are kept; --resume continues from it"
+                if failed["checkpoint"] else "no epoch had finished, so there is no checkpoint")
+        return TrainingError(f"{message}; {kept}")
+
+    def patience_spent() -> bool:
+        return config.patience > 0 and state["epochs_since_best"] >= config.patience
+
+    stop_reason = None
+    if state["epoch"] >= config.epochs:
+        stop_reason = "finished"
+    elif patience_spent():
+        stop_reason = "early-stopped"
+    elif out_of_time():
+        stop_reason = "time-budget"
+    while stop_reason is None:
+        epoch = state["epoch"] + 1
+        epoch_start = time.perf_counter()
+        losses: list[float] = []
+        bar = tqdm(total=config.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
+                   unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        for _ in range(config.steps_per_epoch):
+            mixture, sources = next(batches)
+            loss, finite = step_fn(mixture, sources)
+            loss = float(loss)
+            if not bool(finite):
+                bar.close()
+                raise fail(f"the training loss (or its gradient) became {loss} at step "
+                           f"{state['step'] + 1} (epoch {epoch}); lower --learning-rate "
+                           f"or check the data")
+            state["step"] += 1
+            losses.append(loss)
+            log.scalar("train/loss", loss, state["step"])
+            log.scalar("train/learning_rate", schedule.value(state["step"] - 1),
+                       state["step"])
+            bar.update(1)
+            bar.set_postfix_str(f"loss {np.mean(losses[-50:]):.4g}")
+            if out_of_time():
+                stop_reason = "time-budget"
+                break
+        bar.close()
+        train_seconds = time.perf_counter() - epoch_start
+        if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
+            raise fail(f"the weights became NaN or infinite in epoch {epoch}; lower "
+                       f"--learning-rate or check the data")
+        valid_start = time.perf_counter()
+        try:
+            sdr = validation_sdr(model, valid)
+        except NonFiniteOutput as exc:
+            raise fail(f"validation after epoch {epoch} failed: {exc}") from exc
+        last_valid_seconds = time.perf_counter() - valid_start
+
+        state["epoch"] = epoch
+        entry = {
+            "epoch": epoch,
+            "step": state["step"],
+            "steps": len(losses),
+            "loss": float(np.mean(losses)),
+            "learning_rate": schedule.value(state["step"] - 1),
+            "valid_sdr": sdr,
+            "train_seconds": train_seconds,
+            "valid_seconds": last_valid_seconds,
+        }
+        state["history"].append(entry)
+        best = state["best"]["valid_sdr"].get("mean")
+        improved = sdr["mean"] is not None and (best is None or sdr["mean"] > best)
+        if improved:
+            save_best(model, out, model_config)
+            state["best"] = {"epoch": epoch, "step": state["step"], "valid_sdr": sdr}
+            state["epochs_since_best"] = 0
+        else:
+            state["epochs_since_best"] += 1
+        log.scalar("epoch/loss", entry["loss"], state["step"])
+        for key, value in sdr.items():
+            if value is not None:
+                log.scalar(f"valid/sdr_{key}", value, state["step"])
+        log.flush()
+        saved = Path(manager.save(checkpoint_number=epoch))
+        state["checkpoint"] = str(saved.relative_to(out))
+        state["train_seconds"] = elapsed()
+        if stop_reason is None:
+            if epoch >= config.epochs:
+                stop_reason = "finished"
+            elif patience_spent():
+                stop_reason = "early-stopped"
+            elif out_of_time():
+                stop_reason = "time-budget"
+        if stop_reason is not None:
+            state["status"], state["stop_reason"] = "stopped", stop_reason
+        write_json(out / STATE_FILE, state)
+        committed = copy.deepcopy(state)
+        tqdm.write(_epoch_line(entry, improved, elapsed()), file=sys.stderr)
+
+    state["status"], state["stop_reason"] = "stopped", stop_reason
+    state["train_seconds"] = elapsed()
+    write_json(out / STATE_FILE, state)
+    if state["history"]:
+        plot_history(state["history"], out / PLOT_FILE,
+                     f"{config.model} {config.preset} ({out.name})")
+    return TrainResult(out, stop_reason, state["epoch"], state["step"], state["train_seconds"],
+                       state["best"]["epoch"], state["best"]["valid_sdr"], state["history"])
+
+
+def _epoch_line(entry: dict, improved: bool, total_seconds: float) -> str:
+    sdr = entry["valid_sdr"]
+
+    def fmt(value):
+        return "  n/a" if value is None else f"{value:5.2f}"
+
+    return (f"epoch {entry['epoch']:3d}  step {entry['step']:6d}  loss {entry['loss']:.4g}  "
+            f"valid SDR vocals {fmt(sdr['vocals'])} accompaniment {fmt(sdr['accompaniment'])} "
+            f"mean {fmt(sdr['mean'])} dB{'  *best' if improved else ''}  "
+            f"({entry['train_seconds']:.0f}+{entry['valid_seconds']:.0f} s, "
+            f"total {total_seconds / 60:.1f} min)")

@@ -1,0 +1,1 @@
+"""Pieces of `tinysep.train`: the data pipeline, spectral losses, validation, run state."""

@@ -1,0 +1,168 @@
+"""Training data: load and check the splits, fingerprint them, and feed batches via tf.data.
+
+Batch ``k`` of a run is drawn from a generator seeded with ``(seed, k)``, so the data a
+step sees depends only on the seed and the step number: a run resumed at step ``k``
+sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinysep.data.augment import training_chunks
+from tinysep.data.clip import SOURCES, Clip
+from tinysep.data.loaders import find_clips, load_clips
+from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+from tinysep.metrics.bss import MIN_SAMPLES
+
+MIN_TRAIN_CLIPS = 2
+MIN_VALID_CLIPS = 1
+MIN_CLIP_SAMPLES = N_FFT  # one analysis window
+
+
+@dataclass
+class TrainingData:
+    """The clips a run trains and validates on, and their content fingerprint."""
+
+    train: list[Clip]
+    valid: list[Clip]
+    fingerprint: dict
+
+
+def _check_clips(clips: Sequence[Clip], root, split: str) -> None:
+    for clip in clips:
+        if clip.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"{root} [{split}] clip {clip.name}: sample rate {clip.sample_rate} "
+                             f"Hz, expected {SAMPLE_RATE} Hz")
+        if len(clip.mixture) < MIN_CLIP_SAMPLES:
+            raise ValueError(
+                f"{root} [{split}] clip {clip.name} has {len(clip.mixture)} samples, shorter than "
+                f"one {MIN_CLIP_SAMPLES}-sample analysis window; remove it or use longer clips"
+            )
+        for name in SOURCES:
+            if not np.all(np.isfinite(clip.source(name))):
+                raise ValueError(f"{root} [{split}] clip {clip.name}: {name} holds NaN or "
+                                 f"infinite samples")
+
+
+def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
+    """sha256 over every clip's name and sample values (both sources), per split, plus sizes.
+
+    Independent of file paths, formats and modification times: two folders holding the
+    same audio have the same fingerprint.
+    """
+    out: dict = {}
+    digest_all = hashlib.sha256()
+    for split, clips in (("train", train), ("valid", valid)):
+        digest = hashlib.sha256()
+        for clip in sorted(clips, key=lambda c: c.name):
+            digest.update(clip.name.encode("utf-8") + b"\0")
+            for name in SOURCES:
+                digest.update(np.ascontiguousarray(clip.source(name), np.float32).tobytes())
+        out[split] = {
+            "clips": len(clips),
+            "seconds": round(float(sum(c.seconds for c in clips)), 3),
+            "sha256": digest.hexdigest(),
+        }
+        digest_all.update(digest.digest())
+    out["sha256"] = digest_all.hexdigest()
+    return out
+
+
+def load_training_data(root, dataset: str = "auto", progress: bool = True) -> TrainingData:
+    """The train and valid splits of the dataset at ``root``, checked for training.
+
+    Errors (ValueError naming the folder, split or clip): fewer than
+    :data:`MIN_TRAIN_CLIPS` train or :data:`MIN_VALID_CLIPS` valid clips, a clip shorter
+    than one analysis window, non-finite samples, a wrong sample rate.
+    """
+    splits = {}
+    for split, minimum in (("train", MIN_TRAIN_CLIPS), ("valid", MIN_VALID_CLIPS)):
+        sources = find_clips(root, dataset, split)
+        if len(sources) < minimum:
+            raise ValueError(
+                f"{root}: the {split} split holds {len(sources)} clip(s); training needs at "
+                f"least {MIN_TRAIN_CLIPS} train and {MIN_VALID_CLIPS} valid clip(s)"
+            )
+        clips = load_clips(sources, progress=progress)
+        _check_clips(clips, root, split)
+        splits[split] = clips
+    return TrainingData(splits["train"], splits["valid"],
+                        fingerprint_clips(splits["train"], splits["valid"]))
+
+
+def chunk_samples(chunk_seconds: float) -> int:
+    """Samples in a training chunk: ``chunk_seconds`` rounded to whole hops (>= one window)."""
+    if not chunk_seconds > 0:
+        raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+    hops = max(int(round(chunk_seconds * SAMPLE_RATE / HOP_SAMPLES)), N_FFT // HOP_SAMPLES)
+    return hops * HOP_SAMPLES
+
+
+def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
+                   samples: int, augment: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Batch number ``step``: mixtures ``(B, samples)`` and sources ``(B, 2, samples)``.
+
+    Augmentation (paper 2): random offsets, per-source random gain and sign flip,
+    cross-song remix (see :func:`tinysep.data.augment.training_chunks`); ``augment``
+    holds its keyword options.
+    """
+    rng = np.random.default_rng([int(seed), int(step)])
+    chunks = list(training_chunks(clips, samples, rng, count=batch_size, **augment))
+    mixtures = np.stack([c[0] for c in chunks])
+    sources = np.stack([np.stack(c[1:]) for c in chunks])
+    return mixtures.astype(np.float32), sources.astype(np.float32)
+
+
+def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
+                 samples: int, augment: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless batches for steps ``first_step, first_step + 1, ...``."""
+    step = int(first_step)
+    while True:
+        yield batch_for_step(clips, step, seed, batch_size, samples, augment)
+        step += 1
+
+
+def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
+                 samples: int, augment: dict):
+    """A prefetching ``tf.data.Dataset`` of ``(mixture, sources)`` batches from ``first_step``.
+
+    The augmentation runs in numpy on tf.data's thread while the model trains.
+    """
+    import tensorflow as tf
+
+    signature = (
+        tf.TensorSpec((batch_size, samples), tf.float32),
+        tf.TensorSpec((batch_size, len(SOURCES), samples), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment),
+        output_signature=signature,
+    )
+    return dataset.prefetch(2)
+
+
+def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float) -> list[Clip]:
+    """``count`` valid clips spread evenly over the split (sorted by name, so over its
+    songs), each long enough for BSS-eval and cut to ``max_seconds`` so that
+    validation stays a small share of an epoch."""
+    if count < 1:
+        raise ValueError(f"valid_clips must be at least 1, got {count}")
+    limit = int(max_seconds * SAMPLE_RATE)
+    usable = [c for c in sorted(clips, key=lambda c: c.name) if len(c.mixture) >= MIN_SAMPLES]
+    if not usable:
+        raise ValueError(f"no validation clip has the {MIN_SAMPLES} samples BSS-eval needs "
+                         f"({MIN_SAMPLES / SAMPLE_RATE:.3f} s)")
+    picks = sorted(set(np.linspace(0, len(usable) - 1, min(count, len(usable))).round()))
+    chosen = []
+    for index in picks:
+        clip = usable[int(index)]
+        if len(clip.mixture) > limit:
+            clip = Clip(clip.name, clip.mixture[:limit], clip.vocals[:limit],
+                        clip.accompaniment[:limit], clip.sample_rate, clip.song)
+        chosen.append(clip)
+    return chosen

@@ -1,0 +1,102 @@
+"""The STFT / inverse STFT of :mod:`tinysep.dsp` written in TensorFlow, and the losses.
+
+Training computes spectrograms inside the graph so that a loss can also look at the
+resynthesised waveform. Framing, windows and lengths are exactly those of
+:func:`tinysep.dsp.stft` / :func:`tinysep.dsp.istft` (causal framing, periodic Hann
+analysis window, synthesis window that overlap-adds to one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
+from tinysep.models.losses import magnitude_l1
+from tinysep.training.choices import LOSSES
+
+# Keeps the SDR of a (near-)silent target chunk finite: 1e-3 of the mean chunk power
+# of full-scale noise, i.e. -60 dB, far below any audible source.
+SDR_EPSILON = 1e-6
+
+
+def tf_stft(audio: tf.Tensor) -> tf.Tensor:
+    """Complex STFT ``(B, frames, 257)`` of ``(B, samples)`` audio (as ``dsp.stft``)."""
+    samples = int(audio.shape[-1])
+    frames = frame_count(samples)
+    front = N_FFT - HOP_SAMPLES
+    back = (frames - 1) * HOP_SAMPLES + N_FFT - front - samples
+    padded = tf.pad(audio, [[0, 0], [front, back]])
+    window = tf.constant(analysis_window(N_FFT), tf.float32)
+    framed = tf.signal.frame(padded, N_FFT, HOP_SAMPLES)
+    return tf.signal.rfft(framed * window, fft_length=[N_FFT])
+
+
+def tf_istft(spec: tf.Tensor, samples: int) -> tf.Tensor:
+    """``(B, samples)`` audio from a complex STFT ``(B, frames, 257)`` (as ``dsp.istft``)."""
+    window = tf.constant(synthesis_window(N_FFT, HOP_SAMPLES), tf.float32)
+    frames = tf.signal.irfft(spec, fft_length=[N_FFT]) * window
+    audio = tf.signal.overlap_and_add(frames, HOP_SAMPLES)
+    front = N_FFT - HOP_SAMPLES
+    return audio[:, front : front + samples]
+
+
+def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of ``-10 log10(|s|^2 / |s - s_hat|^2)`` (plain SDR, in dB).
+
+    ``reference`` and ``estimate`` are ``(B, samples)``; a small constant keeps silent
+    chunks finite (their SDR then reads as ~0 dB whatever the estimate's noise floor).
+    """
+    signal = tf.reduce_mean(tf.square(reference), axis=-1) + SDR_EPSILON
+    error = tf.reduce_mean(tf.square(reference - estimate), axis=-1) + SDR_EPSILON
+    return -tf.reduce_mean(10.0 * tf.math.log(signal / error) / np.log(10.0))
+
+
+def separation_loss(
+    kind: str,
+    mixture_spec: tf.Tensor,
+    masks: tf.Tensor,
+    target_magnitudes: tf.Tensor,
+    targets: tf.Tensor,
+    sdr_weight: float,
+) -> tf.Tensor:
+    """The training loss ``kind`` (one of :data:`LOSSES`).
+
+    - ``l1``: mean absolute error of the masked mixture magnitudes (paper 2's L1 loss in
+      its spectral form, :func:`tinysep.models.magnitude_l1`);
+    - ``sdr``: the negative SDR (dB) of the waveforms resynthesised with the mixture
+      phase, averaged over both sources -- the quantity evaluation measures;
+    - ``l1+sdr``: ``l1 + sdr_weight * sdr``.
+
+    Shapes: ``mixture_spec`` complex ``(B, T, F)``, ``masks`` and ``target_magnitudes``
+    ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    total = tf.constant(0.0)
+    if kind in ("l1", "l1+sdr"):
+        total += magnitude_l1(tf.abs(mixture_spec), target_magnitudes, masks)
+    if kind in ("sdr", "l1+sdr"):
+        samples = int(targets.shape[-1])
+        weight = 1.0 if kind == "sdr" else sdr_weight
+        terms = []
+        for i in range(int(masks.shape[-1])):
+            spec = mixture_spec * tf.cast(masks[..., i], tf.complex64)
+            terms.append(negative_sdr(targets[:, i], tf_istft(spec, samples)))
+        total += weight * tf.add_n(terms) / len(terms)
+    return total
+
+
+def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_weight: float,
+               training: bool) -> tf.Tensor:
+    """The loss ``kind`` of ``model`` on a batch: mixtures ``(B, samples)``, sources
+    ``(B, 2, samples)`` (STFT, masks from the mixture magnitudes, loss)."""
+    spec = tf_stft(mixture)
+    batch, count, samples = (int(d) for d in sources.shape)
+    target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
+    target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
+    masks = model(tf.abs(spec), training=training)
+    return separation_loss(kind, spec, masks, target, sources, sdr_weight)
+
+
+__all__ = ["LOSSES", "batch_loss", "negative_sdr", "separation_loss", "tf_istft", "tf_stft"]

@@ -91,10 +91,22 @@ class BundleRunner:
 
     def __init__(self, bundle: str | Path, num_threads: int = 1):
         self.folder = Path(bundle)
-        self.manifest = read_manifest(self.folder)
-        self.interpreter = _interpreter(self.folder / self.manifest["model"]["file"], num_threads)
-        self.frames_per_invoke = int(self.manifest["audio"]["frames_per_invoke"])
-        self.sources = list(self.manifest["sources"])
+        manifest = read_manifest(self.folder)
+        self._load(self.folder / manifest["model"]["file"], manifest, num_threads)
+
+    @classmethod
+    def from_content(cls, content: bytes, manifest: dict, num_threads: int = 1) -> BundleRunner:
+        """A runner over model bytes and their manifest (no bundle folder needed)."""
+        runner = cls.__new__(cls)
+        runner.folder = Path("<memory>")
+        runner._load(content, manifest, num_threads)
+        return runner
+
+    def _load(self, model, manifest: dict, num_threads: int) -> None:
+        self.manifest = manifest
+        self.interpreter = _interpreter(model, num_threads)
+        self.frames_per_invoke = int(manifest["audio"]["frames_per_invoke"])
+        self.sources = list(manifest["sources"])
         self._check_tensors()
         self.reset()
 

@@ -23,7 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("tinysep.commands.ablate", "paper 2's unet-se-sru ablation: train variants, score"),
     # convert/ and calibration/: prune, quantize, export, sweep
     "prune": ("convert.commands.prune", "prune a model: magnitude (tfmot) or channel pruning"),
+    "quantize": ("convert.commands.quantize", "quantize (PTQ / QAT) and measure SDR vs float"),
     "export": ("convert.commands.export", "write a deploy bundle: streaming int8 TFLite, manifest"),
+    "sweep": ("convert.commands.sweep", "sparsity x quantization x calibration grid + plot"),
     # firmware_host/: flash, board, hil
     "flash": ("tinysep.commands.flash", "upload a bundle's model to a board agent over serial"),
     "board": ("tinysep.commands.board", "run the board agent on a port, or --emulate it on a pty"),

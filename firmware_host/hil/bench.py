@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 SAMPLE_RATE = 16000
@@ -54,6 +55,16 @@ def _load() -> float:
         return 0.0
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _songs(count: int, seconds: float, seed: int) -> list:
     from tinysep.data.clip import Clip
     from tinysep.data.synth import mix_clip, render_song
@@ -94,12 +105,20 @@ def stream_once(
             session.connect()
             session.check(checked)
             session.stream_clip(pcm[: SAMPLE_RATE // 4], chunk_hops)  # warm up both ends
+            agent_cpu = _process_cpu_seconds(board.process.pid)
+            host_cpu = time.process_time()
             result = session.stream_clip(pcm, chunk_hops)
+            host_cpu = time.process_time() - host_cpu
+            agent_cpu = _process_cpu_seconds(board.process.pid) - agent_cpu
     chunk = chunk_hops * checked.hop
     pcm_bytes = result.chunks * chunk * 2 * (1 + len(checked.sources))
     wire = result.link["bytes_sent"] + result.link["bytes_received"]
     invoke = np.asarray(result.invoke_us)
+    busiest = max(host_cpu, agent_cpu)
     return {
+        "host_cpu_ms_per_chunk": 1000.0 * host_cpu / result.chunks,
+        "agent_cpu_ms_per_chunk": 1000.0 * agent_cpu / result.chunks,
+        "cpu_bound_x_realtime": (pcm.size / SAMPLE_RATE / busiest) if busiest > 0 else None,
         "audio_seconds": pcm.size / SAMPLE_RATE,
         "wall_seconds": result.wall_seconds,
         "x_realtime": pcm.size / SAMPLE_RATE / result.wall_seconds,
@@ -131,6 +150,9 @@ def throughput_section(quick: bool = False) -> dict:
                 "invoke_p50_us": measured["invoke_us_p50"],
                 "invoke_p99_us": measured["invoke_us_p99"],
                 "kB_per_s": measured["wire_bytes_per_second"] / 1000.0,
+                "agent_cpu_ms": measured["agent_cpu_ms_per_chunk"],
+                "host_cpu_ms": measured["host_cpu_ms_per_chunk"],
+                "cpu_bound_x": measured["cpu_bound_x_realtime"],
                 "meets_target": "yes" if measured["x_realtime"] >= TARGET_REALTIME else "NO",
             }
         )
@@ -149,6 +171,9 @@ def throughput_section(quick: bool = False) -> dict:
             ["invoke_p50_us", "invoke p50 us"],
             ["invoke_p99_us", "invoke p99 us"],
             ["kB_per_s", "wire kB/s"],
+            ["agent_cpu_ms", "agent CPU ms/chunk"],
+            ["host_cpu_ms", "host CPU ms/chunk"],
+            ["cpu_bound_x", "CPU-bound x"],
             ["meets_target", f">= {TARGET_REALTIME:.0f}x"],
         ],
         "rows": rows,
@@ -156,9 +181,12 @@ def throughput_section(quick: bool = False) -> dict:
         "best_x_realtime": best,
         "target_x_realtime": TARGET_REALTIME,
         "meets_target": median >= TARGET_REALTIME,
+        "load_average": _load(),
         "note": (
             f"median {median:.1f}x real time (target >= {TARGET_REALTIME:.0f}x); invoke "
-            "times are per model run, measured on the agent"
+            "times are per model run, measured on the agent; load average "
+            f"{_load():.1f} on {os.cpu_count()} cores (other work slows both ends); CPU-bound "
+            "x = audio time / CPU time of the busier end (the speed with a free core for each)"
         ),
     }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tinysep.ablate import VARIANT_NAMES
+    from tinysep.training.choices import SCHEDULES
 
     parser.add_argument("--data", required=True, type=Path, help="dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="folder for the runs + report")
@@ -29,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per batch (default 8)")
     parser.add_argument("--chunk-seconds", type=float, default=1.0,
                         help="training chunk length (default 1.0)")
-    parser.add_argument("--learning-rate", type=float, default=3e-4,
-                        help="Adam learning rate (default 3e-4, paper 2)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak Adam learning rate (default 1e-3)")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
+                        help="learning-rate schedule (default cosine)")
+    parser.add_argument("--warmup-steps", type=int, default=50,
+                        help="linear learning-rate warm-up (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     parser.add_argument("--max-minutes-each", type=float, default=None,
                         help="wall-clock cap per variant (a guard; the step count is the budget)")
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         model=MODEL, preset=args.preset, options=parse_options(args.option),
         data=str(args.data), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
-        learning_rate=args.learning_rate, seed=args.seed, patience=0,
+        learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps, seed=args.seed, patience=0,
         max_minutes=args.max_minutes_each,
     )
     base.validate()

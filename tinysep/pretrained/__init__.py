@@ -38,3 +38,56 @@ def default_model_path() -> Path:
 def training_record(name: str = DEFAULT_MODEL) -> dict:
     """The ``training.json`` of a shipped model: command, training time, test SDRs."""
     return json.loads((model_path(name) / TRAINING_FILE).read_text())
+
+
+def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL) -> Path:
+    """Copy the best weights of training run ``run`` into the package as ``name`` and write
+    its ``training.json`` from the run's records and a ``tinysep eval`` JSON report
+    (the report's ``model:`` method that names ``run`` gives the test SDRs).
+    """
+    import shutil
+
+    run, eval_report = Path(run), Path(eval_report)
+    record = json.loads((run / "run.json").read_text())
+    state = json.loads((run / "state.json").read_text())
+    report = json.loads(eval_report.read_text())
+    method = next((m for m in report.get("summary", {})
+                   if m.startswith("model:") and Path(m[len("model:"):]).resolve()
+                   == run.resolve()), None)
+    if method is None:
+        raise ValueError(f"{eval_report} holds no 'model:{run}' method to take test scores from")
+    sources = report["summary"][method]["sources"]
+    test = {source: {key: block[key]["mean"] for key in ("sdr", "sir", "sar", "si_sdr")}
+            for source, block in sources.items()}
+    baselines = {m: {s: b["sdr"]["mean"] for s, b in summary["sources"].items()}
+                 for m, summary in report["summary"].items() if m != method}
+    folder = PACKAGE_DIR / name
+    folder.mkdir(exist_ok=True)
+    for file in ("config.json", "model.weights.h5"):
+        shutil.copyfile(run / file, folder / file)
+    training = {
+        "command": record.get("command"),
+        "train_config": record["train_config"],
+        "model": record.get("model"),
+        "data_fingerprint": record.get("data_fingerprint"),
+        "versions": record.get("versions"),
+        "training": {
+            "minutes": round(state["train_seconds"] / 60.0, 2),
+            "epochs": state["epoch"],
+            "steps": state["step"],
+            "stopped": state["stop_reason"],
+            "best_epoch": state["best"]["epoch"],
+            "valid_sdr": state["best"]["valid_sdr"],
+        },
+        "test": {
+            "data": report.get("data"),
+            "split": report.get("split"),
+            "clips": report.get("clips_done"),
+            "sdr_sir_sar_mean_db": test,
+            "baselines_sdr_mean_db": baselines,
+            "eval_command": f"tinysep eval --method {','.join(report.get('methods', []))} "
+                            f"--data {report.get('data')} --split {report.get('split')}",
+        },
+    }
+    (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
+    return folder

@@ -1,0 +1,145 @@
+"""Quantize a trained separator and measure what it costs: bytes, and SDR against float.
+
+Converts the streaming model (``--mode int8``, ``int16x8``, ``dynamic``, ``float16``,
+``float32``) after optional quantization-aware training (``--qat-steps N``, with
+``--preserve-sparsity`` for a pruned model), and scores the float and the converted model
+on held-out clips (``--eval-clips``). ``--layer-errors`` adds the per-layer report of
+TFLite's quantization debugger (worst layers named); ``--keep-float`` leaves named layers
+in float to see what they cost; ``--study-sizes 16,64,256`` runs the calibration-size
+study. Writes OUT/model.tflite, OUT/quantize.json and the optional reports and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from convert.quantize import QUANT_MODES
+
+    parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset folder: train split calibrates (and trains QAT), the "
+                             "--eval-split scores")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--mode", default="int8", choices=tuple(QUANT_MODES))
+    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K")
+    parser.add_argument("--calibration-frames", type=int, default=1024, metavar="N")
+    parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
+                        help="quantization-aware fine-tuning batches before converting")
+    parser.add_argument("--preserve-sparsity", action="store_true",
+                        help="QAT keeps pruned (zero) weights at zero")
+    parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
+                        help="Keras layers left in float (int8 only)")
+    parser.add_argument("--eval-split", default="test")
+    parser.add_argument("--eval-clips", type=int, default=8, metavar="N",
+                        help="held-out clips scored (0: skip scoring; default 8)")
+    parser.add_argument("--layer-errors", action="store_true",
+                        help="per-layer error report from the quantization debugger")
+    parser.add_argument("--study-sizes", default="", metavar="N,N,...",
+                        help="calibration-size study over these frame counts")
+    parser.add_argument("--study-seeds", type=int, default=3)
+    parser.add_argument("--max-clips", type=int, default=64,
+                        help="training clips loaded (calibration, QAT; default 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+
+    if args.frames_per_invoke < 1 or args.calibration_frames < 1 or args.qat_steps < 0:
+        raise CliError("--frames-per-invoke and --calibration-frames must be >= 1, "
+                       "--qat-steps >= 0")
+    try:
+        sizes = [int(s) for s in args.study_sizes.split(",") if s.strip()]
+    except ValueError:
+        raise CliError(f"--study-sizes expects comma-separated integers, got "
+                       f"{args.study_sizes!r}") from None
+    if args.preserve_sparsity and not args.qat_steps:
+        raise CliError("--preserve-sparsity applies to QAT: give --qat-steps N")
+
+    from calibration.representative import (
+        build_representative_set,
+        format_coverage,
+        load_calibration_clips,
+    )
+    from convert.quality import float_records, quantized_records, sdr_delta
+    from convert.quantize import FULL_INTEGER, quantize_stream
+    from tinysep.models import load_model, make_streaming_model, save_model
+
+    progress = not args.no_progress
+    model = load_model(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
+                                   seed=args.seed, progress=progress)
+    report: dict = {"model": str(args.model), "mode": args.mode,
+                    "frames_per_invoke": args.frames_per_invoke}
+    if args.qat_steps:
+        from convert.qat import qat_fine_tune
+
+        model, report["qat"] = qat_fine_tune(model, train, args.qat_steps,
+                                             preserve_sparsity=args.preserve_sparsity,
+                                             seed=args.seed, progress=progress)
+        save_model(model, args.out / "qat_model")
+        print(f"QAT: {args.qat_steps} steps, loss {report['qat']['loss_first']:.4f} -> "
+              f"{report['qat']['loss_last']:.4f}; weights in {args.out / 'qat_model'}")
+    stream = make_streaming_model(model, args.frames_per_invoke)
+    rep = None
+    if args.mode in FULL_INTEGER or args.layer_errors:
+        rep = build_representative_set(stream, train, args.calibration_frames, seed=args.seed,
+                                       progress=progress)
+        print(format_coverage(rep))
+        report["calibration"] = rep.summary()
+    keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
+    quantized = quantize_stream(stream, args.mode, rep, keep_float=keep)
+    (args.out / "model.tflite").write_bytes(quantized.content)
+    report.update({"bytes": quantized.bytes, "keep_float": keep,
+                   "states_tied": len(quantized.tied_states)})
+    print(f"{args.mode}: {quantized.bytes:,} B -> {args.out / 'model.tflite'}")
+
+    if args.eval_clips:
+        from tinysep.data.loaders import find_clips, load_clips
+
+        sources = find_clips(args.data, split=args.eval_split)[: args.eval_clips]
+        if not sources:
+            raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
+        clips = load_clips(sources)
+        delta = sdr_delta(float_records(model, clips, progress),
+                          quantized_records(quantized, stream, clips, progress))
+        report["sdr"] = delta
+        for source, row in delta.items():
+            print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.mode} "
+                  f"{row['sdr']:6.2f} dB, delta {row['delta_db']:+.3f} dB ({row['clips']} clips)")
+    if args.layer_errors:
+        from calibration.layer_errors import (
+            format_layer_report,
+            layer_error_report,
+            write_layer_report,
+        )
+
+        layers = layer_error_report(stream, rep, keep_float=keep)
+        write_layer_report(layers, args.out)
+        report["worst_layers"] = layers["worst_layers"]
+        print(format_layer_report(layers))
+    if sizes:
+        from calibration.study import calibration_size_study, plot_study
+        from tinysep.data.loaders import find_clips, load_clips
+
+        eval_clips = load_clips(find_clips(args.data, split=args.eval_split)[
+            : max(1, args.eval_clips)])
+        study = calibration_size_study(model, train, eval_clips, sizes,
+                                       range(args.study_seeds), args.frames_per_invoke,
+                                       progress)
+        (args.out / "calibration_study.json").write_text(json.dumps(study, indent=1) + "\n")
+        plot_study(study, args.out / "calibration_study.png")
+        report["calibration_study"] = study["summary"]
+        for row in study["summary"]:
+            print(f"calibration {row['frames']:>6} frames: " + ", ".join(
+                f"{s} {row[s]['delta_db_mean']:+.3f} +- {row[s]['delta_db_std']:.3f} dB"
+                for s in ("vocals", "accompaniment") if row[s]["delta_db_mean"] is not None))
+    (args.out / "quantize.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out / 'quantize.json'}")
+    return 0

@@ -1,0 +1,183 @@
+"""Quantization-aware training (tfmot) of the whole-clip separator, and its pruning-preserving
+variant.
+
+tfmot's default 8-bit registry knows Conv2D, DepthwiseConv2D, Dense, Add, Activation,
+Reshape, ZeroPadding2D and Softmax, and folds a BatchNormalization into the convolution
+before it. Every other layer gets a :class:`OutputQuantizeConfig` (no weights of its own
+are quantized; its output passes a moving-average int8 fake quantizer, as the int8 TFLite
+graph requantizes that tensor): ``Multiply`` (the gates), ``ReduceMean``,
+``FrameGroupNorm``, ``Recurrence``, the input ``BatchNormalization``, and
+``LogCompression`` (the board quantizes its output: the features). :class:`NoOpQuantizeConfig`
+covers ``SliceAxis``, which only moves values (same scale in and out).
+
+After training, the learned float weights are copied back into a clean tinysep model
+(:func:`extract_model`); the streaming export then calibrates and converts it as usual, so a
+QAT model deploys through exactly the same path as a PTQ one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def _configs():
+    """The two QuantizeConfig classes (defined lazily: tfmot imports TensorFlow)."""
+    tfmot = _tfmot()
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """Quantize only the layer's output (8 bits, asymmetric, moving average range)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False,
+                                                      symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    class NoOpQuantizeConfig(OutputQuantizeConfig):
+        """Quantize nothing: the layer moves values, the int8 graph keeps their scale."""
+
+        def get_output_quantizers(self, layer):
+            return []
+
+    return OutputQuantizeConfig, NoOpQuantizeConfig
+
+
+def _scope():
+    from tinysep.models.layers import CUSTOM_OBJECTS
+
+    output_config, noop_config = _configs()
+    return output_config, noop_config, {
+        **CUSTOM_OBJECTS,
+        "OutputQuantizeConfig": output_config,
+        "NoOpQuantizeConfig": noop_config,
+    }
+
+
+def annotate(model):
+    """``model`` cloned with every layer annotated for quantization (see module doc)."""
+    import tf_keras as keras
+
+    from tinysep.models.layers import SliceAxis
+
+    tfmot = _tfmot()
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    output_config, noop_config, _ = _scope()
+    annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+    producers = {}
+    for layer in model.layers:
+        for node in layer._outbound_nodes:
+            producers.setdefault(node.outbound_layer.name, []).append(layer)
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+    def wrap(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        clone = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.BatchNormalization):
+            before = producers.get(layer.name, [])
+            if len(before) == 1 and isinstance(before[0], conv_types):
+                return annotate_layer(clone)  # folded into the conv by quantize_apply
+            return annotate_layer(clone, quantize_config=output_config())
+        if registry.supports(layer):
+            return annotate_layer(clone)
+        if isinstance(layer, SliceAxis):
+            return annotate_layer(clone, quantize_config=noop_config())
+        return annotate_layer(clone, quantize_config=output_config())
+
+    annotated = keras.models.clone_model(model, clone_function=wrap)
+    annotated.set_weights(model.get_weights())
+    return annotated
+
+
+def quantize_aware(model, preserve_sparsity: bool = False):
+    """The fake-quantized (QAT) version of ``model``; with ``preserve_sparsity`` tfmot's
+    pruning-preserving scheme keeps zero weights at zero during training."""
+    tfmot = _tfmot()
+    _, _, scope = _scope()
+    annotated = annotate(model)
+    with tfmot.quantization.keras.quantize_scope(scope):
+        if preserve_sparsity:
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            return tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        return tfmot.quantization.keras.quantize_apply(annotated)
+
+
+def extract_model(qat_model, config: dict):
+    """A clean tinysep model (of ``config``) with the QAT model's trained float weights."""
+    from tinysep.models import model_from_config
+
+    clean = model_from_config(config)
+    # A QuantizeWrapper tracks the wrapped layer's kernel itself: search the wrapper's
+    # weights, named "<layer>/<weight>:0" like the clean model's.
+    wrappers = {getattr(layer, "layer", layer).name: layer for layer in qat_model.layers}
+    for layer in clean.layers:
+        if not layer.weights:
+            continue
+        source = wrappers.get(layer.name)
+        if source is None:
+            raise ValueError(f"layer {layer.name!r} is missing from the QAT model")
+        by_name = {w.name: w for w in source.weights}
+        values = []
+        for w in layer.weights:
+            key = f"{layer.name}/{w.name.split('/')[-1]}"
+            if key not in by_name:
+                raise ValueError(f"QAT layer {layer.name!r} has no weight {key!r}")
+            values.append(np.asarray(by_name[key].numpy()))
+        layer.set_weights(values)
+    return clean
+
+
+def qat_fine_tune(
+    model,
+    clips: Sequence,
+    steps: int,
+    *,
+    preserve_sparsity: bool = False,
+    batch_size: int = 4,
+    chunk_frames: int = 64,
+    learning_rate: float = 1e-4,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """Quantization-aware fine-tuning for ``steps`` batches; returns ``(clean tinysep model
+    with the trained weights, report)``."""
+    from convert.finetune import fine_tune
+    from convert.prune import sparsity_report
+    from tinysep.models import model_config
+
+    config = model_config(model)
+    qat = quantize_aware(model, preserve_sparsity)
+    losses = fine_tune(qat, clips, steps, batch_size=batch_size, chunk_frames=chunk_frames,
+                       learning_rate=learning_rate, seed=seed, progress=progress)
+    trained = extract_model(qat, config)
+    report = {
+        "steps": steps,
+        "preserve_sparsity": preserve_sparsity,
+        "loss_first": losses[0],
+        "loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])),
+        "sparsity_before": sparsity_report(model)["sparsity"],
+        "sparsity_after": sparsity_report(trained)["sparsity"],
+    }
+    return trained, report

@@ -1,0 +1,333 @@
+"""Quantization sweeps: a grid of model variants x quantization modes x calibration sizes.
+
+Variants are the base model, magnitude-pruned copies (one per sparsity) and narrower
+copies from structured pruning (one per width set); each is fine-tuned once and saved
+under ``OUT/models/``. Every cell converts one variant, measures its size, MACs per hop,
+host time per hop (one thread) and the SDR of the float and the converted model on the
+same held-out clips, and is written to ``OUT/cells/<cell>.json`` the moment it finishes.
+A killed sweep resumes where it stopped: finished variants and cells are never redone.
+The tables (CSV, JSON, Markdown) and the plot are rebuilt from the cell files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinysep.data.clip import SOURCES
+
+DONE_FILE = "done.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model variant: ``base``, ``s0.5`` (magnitude sparsity) or ``w-residual24-hidden48``."""
+
+    name: str
+    sparsity: float = 0.0
+    widths: tuple = ()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "sparsity": self.sparsity, "widths": dict(self.widths)}
+
+
+@dataclass
+class SweepPlan:
+    variants: list[Variant]
+    modes: list[str]
+    calibration_frames: list[int]
+    frames_per_invoke: int = 1
+    prune_steps: int = 300
+    eval_clips: int = 8
+    cells: list[dict] = field(default_factory=list)
+
+
+def variant_for_widths(widths: dict) -> Variant:
+    tag = "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, list) else v}"
+                   for k, v in sorted(widths.items()))
+    return Variant(f"w-{tag}", 0.0, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                 for k, v in widths.items())))
+
+
+def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_frames:
+              Sequence[int], widths: Sequence[dict] = (), frames_per_invoke: int = 1,
+              prune_steps: int = 300, eval_clips: int = 8) -> SweepPlan:
+    """The grid; full-integer modes get one cell per calibration size, others one cell."""
+    from convert.prune import check_sparsity
+    from convert.quantize import FULL_INTEGER, QUANT_MODES
+
+    for mode in modes:
+        if mode not in QUANT_MODES:
+            raise ValueError(f"unknown quantization {mode!r}; choose from {', '.join(QUANT_MODES)}")
+    if not modes:
+        raise ValueError("a sweep needs at least one quantization mode")
+    for frames in calibration_frames:
+        if int(frames) < 1:
+            raise ValueError(f"calibration frames must be positive, got {frames}")
+    variants = []
+    for s in sparsities:
+        s = check_sparsity(float(s))
+        variants.append(Variant("base") if s == 0 else Variant(f"s{s:g}", s))
+    variants += [variant_for_widths(w) for w in widths]
+    if not variants:
+        variants = [Variant("base")]
+    plan = SweepPlan(list(dict.fromkeys(variants)), list(modes),
+                     sorted({int(f) for f in calibration_frames}) or [1024], frames_per_invoke,
+                     prune_steps, eval_clips)
+    for variant in plan.variants:
+        for mode in plan.modes:
+            sizes = plan.calibration_frames if mode in FULL_INTEGER else [0]
+            for frames in sizes:
+                cal = f"-cal{frames}" if frames else ""
+                plan.cells.append({"id": f"{variant.name}-{mode}{cal}", "variant": variant,
+                                   "mode": mode, "calibration_frames": frames})
+    return plan
+
+
+def _atomic_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, seed: int):
+    """The variant's model, from ``OUT/models/<name>`` when a finished copy exists."""
+    from convert.finetune import fine_tune
+    from convert.prune import magnitude_prune, narrow_model
+    from tinysep.models import load_model, save_model
+
+    if variant.name == "base":
+        return base
+    folder = out / "models" / variant.name
+    if (folder / DONE_FILE).is_file():
+        return load_model(folder)
+    start = time.perf_counter()
+    report: dict = {"variant": variant.to_json()}
+    if variant.widths:
+        model, report["structured"] = narrow_model(base, **{k: list(v) if isinstance(v, tuple)
+                                                          else v for k, v in variant.widths})
+        report["losses"] = fine_tune(model, clips, plan.prune_steps, seed=seed)[-5:]
+    else:
+        model, report["magnitude"] = magnitude_prune(base, clips, variant.sparsity,
+                                                     plan.prune_steps, seed=seed)
+    tmp = folder.with_name(folder.name + f".partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(model, tmp)
+    report["seconds"] = time.perf_counter() - start
+    _atomic_json(tmp / DONE_FILE, report)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return model
+
+
+def _float_scores(variant: Variant, model, eval_clips, out: Path) -> list[dict]:
+    from convert.quality import float_records
+
+    path = out / "models" / f"{variant.name}.float_scores.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    records = float_records(model, eval_clips)
+    _atomic_json(path, records)
+    return records
+
+
+def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: list[dict],
+             frames_per_invoke: int, seed: int = 0) -> dict:
+    """Convert ``model`` as the cell says and measure it (see the module doc)."""
+    from calibration.representative import build_representative_set
+    from convert.prune import gzip_size
+    from convert.quality import quantized_records, runner_for, sdr_delta
+    from convert.quantize import quantize_stream
+    from convert.runtime import measure_latency
+    from convert.tflite_model import TfliteModel
+    from tinysep.models import count_params, macs_per_hop, make_streaming_model
+
+    start = time.perf_counter()
+    stream = make_streaming_model(model, frames_per_invoke)
+    rep = None
+    if cell["calibration_frames"]:
+        rep = build_representative_set(stream, calibration_clips, cell["calibration_frames"],
+                                       seed=seed, progress=False)
+    quantized = quantize_stream(stream, cell["mode"], rep)
+    latency = measure_latency(runner_for(quantized, stream), invokes=200, warmup=20)
+    delta = sdr_delta(float_scores, quantized_records(quantized, stream, eval_clips))
+    return {
+        "id": cell["id"],
+        "variant": cell["variant"].to_json(),
+        "mode": cell["mode"],
+        "calibration_frames": cell["calibration_frames"],
+        "frames_per_invoke": frames_per_invoke,
+        "bytes": quantized.bytes,
+        "weight_bytes": TfliteModel(quantized.content).weight_bytes,
+        "gzip_bytes": gzip_size(quantized.content),
+        "params": count_params(model),
+        "macs_per_hop": macs_per_hop(stream),
+        "host_us_per_hop": latency["invoke_us_per_hop"],
+        "states_tied": len(quantized.tied_states),
+        "sources": delta,
+        "eval_clips": len(eval_clips),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan: SweepPlan,
+              *, max_clips: int = 64, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Run every unfinished cell of ``plan``; returns all finished cells (old and new)."""
+    from tqdm import tqdm
+
+    from calibration.representative import load_calibration_clips
+    from tinysep.data.loaders import find_clips, load_clips
+    from tinysep.models import load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan_json = {"model": str(model_folder), "data": str(data),
+                 "variants": [v.to_json() for v in plan.variants], "modes": plan.modes,
+                 "calibration_frames": plan.calibration_frames,
+                 "frames_per_invoke": plan.frames_per_invoke, "prune_steps": plan.prune_steps,
+                 "eval_clips": plan.eval_clips}
+    plan_path = out / "plan.json"
+    if plan_path.is_file():
+        previous = json.loads(plan_path.read_text())
+        for key in ("model", "frames_per_invoke", "prune_steps", "eval_clips"):
+            if previous.get(key) != plan_json[key]:
+                raise ValueError(f"{out} holds a sweep with {key}={previous.get(key)!r}, not "
+                                 f"{plan_json[key]!r}; use another --out or the same settings")
+    _atomic_json(plan_path, plan_json)
+    todo = [c for c in plan.cells if not (out / "cells" / f"{c['id']}.json").is_file()]
+    if todo:
+        base = load_model(model_folder)
+        clips = load_calibration_clips(data, "train", max_clips=max_clips, seed=seed,
+                                       progress=progress)
+        sources = find_clips(data, split="test")[: plan.eval_clips]
+        if not sources:
+            raise ValueError(f"no clips in the test split of {data}")
+        eval_clips = load_clips(sources)
+        bar = tqdm(todo, desc="sweep", unit="cell", file=sys.stderr, disable=not progress)
+        for cell in bar:
+            bar.set_postfix_str(cell["id"])
+            model = _variant_model(cell["variant"], base, clips, out, plan, seed)
+            scores = _float_scores(cell["variant"], model, eval_clips, out)
+            result = run_cell(cell, model, clips, eval_clips, scores, plan.frames_per_invoke,
+                              seed)
+            _atomic_json(out / "cells" / f"{cell['id']}.json", result)
+            write_tables(out, plan)
+        bar.close()
+    write_tables(out, plan)
+    return finished_cells(out, plan)
+
+
+def finished_cells(out: Path, plan: SweepPlan | None = None) -> list[dict]:
+    cells = [json.loads(p.read_text()) for p in sorted((Path(out) / "cells").glob("*.json"))]
+    if plan is not None:
+        order = {c["id"]: i for i, c in enumerate(plan.cells)}
+        cells = [c for c in cells if c["id"] in order]
+        cells.sort(key=lambda c: order[c["id"]])
+    return cells
+
+
+COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "gzip_bytes", "params",
+           "macs_per_hop", "host_us_per_hop"]
+
+
+def flat_rows(cells: list[dict]) -> list[dict]:
+    rows = []
+    for c in cells:
+        row = {k: c[k] for k in COLUMNS if k != "variant"}
+        row["variant"] = c["variant"]["name"]
+        for source in SOURCES:
+            s = c["sources"][source]
+            row[f"{source}_sdr_float"] = s["sdr_reference"]
+            row[f"{source}_sdr_quant"] = s["sdr"]
+            row[f"{source}_delta_db"] = s["delta_db"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ["cell", "bytes", "MACs/hop", "us/hop"]
+    for source in SOURCES:
+        header += [f"{source} float", f"{source} quant", f"{source} delta"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["id"], _fmt(r["bytes"]), _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
+        for source in SOURCES:
+            cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
+                      _fmt(r[f"{source}_delta_db"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
+    """``results.csv``, ``results.json``, ``results.md`` and ``results.png`` from the cells."""
+    out = Path(out)
+    cells = finished_cells(out, plan)
+    rows = flat_rows(cells)
+    paths = [out / "results.csv", out / "results.json", out / "results.md", out / "results.png"]
+    fields = list(rows[0]) if rows else COLUMNS
+    tmp = paths[0].with_name("results.csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, paths[0])
+    _atomic_json(paths[1], {"cells": cells, "rows": rows})
+    paths[2].write_text(markdown_table(rows))
+    plot_sweep(rows, paths[3])
+    return paths
+
+
+def plot_sweep(rows: list[dict], path: Path) -> Path:
+    """SDR delta (mean of the sources) against model bytes, one marker per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    markers = {"int8": "o", "int16x8": "s", "dynamic": "^", "float16": "D", "float32": "x"}
+    for mode in sorted({r["mode"] for r in rows}):
+        sel = [r for r in rows if r["mode"] == mode]
+        deltas = [_mean_delta(r) for r in sel]
+        axes[0].scatter([r["bytes"] / 1024 for r in sel], deltas, marker=markers.get(mode, "o"),
+                        label=mode)
+        axes[1].scatter([r["host_us_per_hop"] for r in sel], deltas,
+                        marker=markers.get(mode, "o"), label=mode)
+        for r, d in zip(sel, deltas, strict=True):
+            axes[0].annotate(r["variant"], (r["bytes"] / 1024, d), fontsize=7)
+    for ax, label in zip(axes, ("model size (KiB)", "host time per hop (us, 1 thread)"),
+                         strict=True):
+        ax.axhline(0.0, color="k", linewidth=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("SDR delta vs float (dB, mean of sources)")
+        ax.legend()
+    fig.suptitle("tinysep sweep")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _mean_delta(row: dict) -> float:
+    values = [row[f"{s}_delta_db"] for s in SOURCES if row[f"{s}_delta_db"] is not None]
+    return float(sum(values) / len(values)) if values else float("nan")

@@ -1,0 +1,75 @@
+"""`tinysep sweep`: the grid, the per-cell measurements, the tables, and resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from convert_helpers import corpus, fitted_model_folder
+
+from convert.sweep import make_plan, run_sweep
+from tinysep.cli import main
+
+
+def test_plan_expands_the_grid():
+    plan = make_plan([0, 0.5], ["int8", "float16"], [64, 256], [{"hidden": 24}])
+    ids = [c["id"] for c in plan.cells]
+    assert ids == ["base-int8-cal64", "base-int8-cal256", "base-float16",
+                   "s0.5-int8-cal64", "s0.5-int8-cal256", "s0.5-float16",
+                   "w-hidden24-int8-cal64", "w-hidden24-int8-cal256", "w-hidden24-float16"]
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
+        make_plan([1.0], ["int8"], [64])
+    with pytest.raises(ValueError, match="unknown quantization"):
+        make_plan([0], ["int4"], [64])
+
+
+def test_sweep_measures_cells_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    model = fitted_model_folder("dualgate-tcn")
+    small = make_plan([0, 0.5], ["int8"], [64], prune_steps=8, eval_clips=1)
+    cells = run_sweep(model, corpus(), out, small, max_clips=3, progress=False)
+    assert [c["id"] for c in cells] == ["base-int8-cal64", "s0.5-int8-cal64"]
+    base, pruned = cells
+    for cell in cells:
+        assert cell["bytes"] > cell["weight_bytes"] > 0 and cell["host_us_per_hop"] > 0
+        for source in ("vocals", "accompaniment"):
+            s = cell["sources"][source]
+            assert s["delta_db"] == pytest.approx(s["sdr"] - s["sdr_reference"])
+            assert abs(s["delta_db"]) < 3.0
+    assert pruned["gzip_bytes"] < base["gzip_bytes"]
+    assert pruned["macs_per_hop"] == base["macs_per_hop"]  # zeros do not remove MACs
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    variant_stamp = (out / "models" / "s0.5" / "done.json").stat().st_mtime_ns
+    # A leftover half-written variant folder is not mistaken for a finished one.
+    (out / "models" / "s0.5.partial-1").mkdir()
+
+    bigger = make_plan([0, 0.5], ["int8", "float32"], [64], prune_steps=8, eval_clips=1)
+    cells = run_sweep(model, corpus(), out, bigger, max_clips=3, progress=False)
+    assert [c["id"] for c in cells] == ["base-int8-cal64", "base-float32", "s0.5-int8-cal64",
+                                        "s0.5-float32"]
+    for name, stamp in stamps.items():  # finished cells were not redone
+        assert (out / "cells" / name).stat().st_mtime_ns == stamp
+    assert (out / "models" / "s0.5" / "done.json").stat().st_mtime_ns == variant_stamp
+    float32 = next(c for c in cells if c["id"] == "s0.5-float32")
+    assert abs(float32["sources"]["vocals"]["delta_db"]) < 0.01
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["id"] for r in rows] == [c["id"] for c in cells]
+    assert "| s0.5-float32 |" in (out / "results.md").read_text()
+    assert len(json.loads((out / "results.json").read_text())["rows"]) == 4
+    assert (out / "results.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="holds a sweep with prune_steps=8"):
+        run_sweep(model, corpus(), out, make_plan([0], ["int8"], [64], prune_steps=9,
+                                                  eval_clips=1), progress=False)
+
+
+def test_cli_sweep_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "cli-sweep"
+    args = ["sweep", str(fitted_model_folder("dualgate-tcn")), "--data", str(corpus()),
+            "--out", str(out), "--quant", "dynamic", "--eval-clips", "1", "--max-clips", "2",
+            "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| base-dynamic |" in printed and "1/1 cells" in printed
+    assert main([*args[:-1], "--sparsity", "2"]) == 2
+    assert "[0, 1)" in capsys.readouterr().err

@@ -1,48 +1,158 @@
-"""The main job on its embedded default: synthesize a small test set and evaluate on it.
+"""The main job end to end on the embedded default, with no board attached.
 
-With no board attached this runs everything on this machine: it writes a fresh
-synthetic corpus, separates its test split with every method and prints the BSS-eval
-table (SDR / SIR / SAR per source, NSDR). Results land in ``--out`` as JSON and PNG.
+Synthesize a small test set, take the shipped ``tiny`` dualgate-tcn (or train one with
+``--train``), compare it with the classic baselines, quantize and export an int8 deploy
+bundle, start the emulated board (the board agent on a pseudo-terminal), run the
+hardware-in-the-loop test over it and print one table: SDR for float, int8 on the host
+and int8 on the board per source, the drop, bit-exactness, invoke latency, model bytes
+and MACs per hop. Every step is the same code as its own subcommand; the reports land
+in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import time
 from pathlib import Path
 
-DEFAULT_METHODS = "mix,hpss,repet,repet-sim,repet-mfcc,irm"
+BASELINES = "repet,repet-mfcc,hpss,mix,irm"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"),
-                        help="folder for the corpus and the reports (default: out/demo)")
+                        help="folder for the corpus, bundle and reports (default: out/demo)")
     parser.add_argument("--songs", type=int, default=15, help="songs to synthesize (default 15)")
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="seconds per song (default 20)")
     parser.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
-    parser.add_argument("--methods", default=DEFAULT_METHODS,
-                        help=f"methods to compare (default {DEFAULT_METHODS})")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="saved Keras model folder (default: the shipped tiny dualgate-tcn)")
+    parser.add_argument("--train", action="store_true",
+                        help="train the model first instead of taking the shipped one")
+    parser.add_argument("--train-minutes", type=float, default=20.0,
+                        help="with --train: the training budget in minutes (default 20)")
+    parser.add_argument("--train-songs", type=int, default=60,
+                        help="with --train: songs in the training corpus (default 60)")
+    parser.add_argument("--baselines", default=BASELINES,
+                        help=f"methods to compare with (default {BASELINES}; '' for none)")
+    parser.add_argument("--quant", default="int8", help="bundle quantization (default int8)")
+    parser.add_argument("--max-sdr-drop", type=float, default=0.5,
+                        help="HIL threshold: largest SDR drop board vs float (default 0.5 dB)")
+    parser.add_argument("--jobs", type=int, default=None, help="evaluation worker processes")
+
+
+def _step(number: int, total: int, text: str) -> float:
+    print(f"\n[{number}/{total}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def _cli(argv: list[str]) -> int:
+    from tinysep.cli import main
+
+    return main(argv)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.data.loaders import find_clips
+    from tinysep.cli import CliError
     from tinysep.data.synth import write_corpus
-    from tinysep.evaluate import evaluate, parse_methods
-    from tinysep.metrics import format_table, plot_summary
+    from tinysep.pretrained import default_model_path
 
-    data_dir = args.out / "data"
-    print(f"[1/2] synthesizing {args.songs} songs x {args.seconds:g} s into {data_dir}")
+    total = 5 + int(args.train)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = out / "data"
+    step = 1
+    _step(step, total, f"synthesizing {args.songs} songs x {args.seconds:g} s into {data_dir}")
     write_corpus(data_dir, songs=args.songs, seconds=args.seconds, seed=args.seed)
-    sources = find_clips(data_dir, dataset="synth", split="test")
-    methods = parse_methods(args.methods)
-    json_path = args.out / "baselines.json"
-    print(f"[2/2] evaluating {len(methods)} methods on {len(sources)} test clips")
-    report = evaluate(sources, methods, jobs=args.jobs, json_path=json_path,
-                      meta={"command": "demo", "data": str(data_dir), "split": "test"})
-    title = f"{report['clips_done']} synthetic test clips, BSS-eval v3 whole-clip"
-    print(format_table(report["summary"], title))
-    plot_path = json_path.with_suffix(".png")
-    plot_summary(report["summary"], plot_path)
-    print(f"\nreport: {json_path}\nplot:   {plot_path}")
-    return 1 if report["failures"] else 0
+
+    model = args.model
+    if args.train:
+        step += 1
+        train_data = out / "train-data"
+        run_dir = out / "run"
+        _step(step, total, f"training a tiny dualgate-tcn for {args.train_minutes:g} min "
+              f"on {args.train_songs} songs")
+        write_corpus(train_data, songs=args.train_songs, seconds=30.0, seed=args.seed + 1)
+        code = _cli(["train", "--model", "dualgate-tcn", "--preset", "tiny",
+                     "--data", str(train_data), "--out", str(run_dir),
+                     "--max-minutes", str(args.train_minutes)]
+                    + (["--resume"] if (run_dir / "state.json").is_file() else []))
+        if code:
+            raise CliError(f"training failed (exit {code}); see {run_dir}")
+        model = run_dir
+    elif model is None:
+        model = default_model_path()
+    print(f"model: {model}")
+
+    step += 1
+    _step(step, total, "float model vs classic baselines on the test split (BSS-eval)")
+    methods = ",".join([f"model:{model}"] + [m for m in args.baselines.split(",") if m])
+    eval_argv = ["eval", "--method", methods, "--data", str(data_dir),
+                 "--json", str(out / "eval.json")]
+    if args.jobs:
+        eval_argv += ["--jobs", str(args.jobs)]
+    if _cli(eval_argv):
+        raise CliError(f"evaluation failed; see {out / 'eval.json'}")
+
+    step += 1
+    bundle = out / "bundle"
+    _step(step, total, f"{args.quant} export of the streaming model to {bundle}")
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    code = _cli(["export", str(model), "--out", str(bundle), "--quant", args.quant,
+                 "--calibration", str(data_dir), "--json", str(out / "export.json")])
+    if code:
+        raise CliError(f"export failed (exit {code})")
+
+    step += 1
+    report_dir = out / "hil"
+    _step(step, total, "hardware-in-the-loop test on the emulated board (agent on a pty)")
+    hil_code = _cli(["hil", "--emulate", "--bundle", str(bundle), "--float", str(model),
+                     "--data", str(data_dir), "--max-sdr-drop", str(args.max_sdr_drop),
+                     "--report", str(report_dir)])
+
+    step += 1
+    _step(step, total, "summary")
+    print(summary_table(bundle, report_dir / "hil.json"))
+    print(f"\nreports: {out / 'eval.json'} (+ .png), {report_dir}/hil.md, "
+          f"{report_dir}/hil.junit.xml, {report_dir}/figures/")
+    return hil_code
+
+
+def summary_table(bundle: Path, hil_json: Path) -> str:
+    """The demo's closing table from the bundle manifest and the HIL report."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    report = json.loads(hil_json.read_text())
+    summary = report["summary"]
+    scores, drop = summary["scores"], summary["drop"]
+    lines = [
+        f"{'source':<14} {'SDR float':>10} {'SDR int8 host':>14} {'SDR int8 board':>15} "
+        f"{'drop board':>11}",
+    ]
+    for source in manifest["sources"]:
+        lines.append(
+            f"{source:<14} {scores['float'][source]['sdr']:>10.2f} "
+            f"{scores['int8_host'][source]['sdr']:>14.2f} "
+            f"{scores['int8_board'][source]['sdr']:>15.2f} "
+            f"{drop['int8_board'][source]:>11.3f}"
+        )
+    lsb = summary["lsb"]
+    invoke = summary["invoke_us"]
+    model = manifest["model"]
+    lines += [
+        "",
+        f"clips {summary['clips_ok']}/{summary['clips']}, {summary['audio_seconds']:.1f} s of "
+        f"audio; HIL {'PASSED' if report['passed'] else 'FAILED'}",
+        f"board vs host int8: max {lsb['max_abs']} LSB, {lsb['differing_samples']} of "
+        f"{lsb['samples']} samples differ"
+        + (" (bit-exact)" if lsb["max_abs"] == 0 else ""),
+        f"on-board invoke time per chunk: p50 {invoke['p50']:.0f} us, p99 {invoke['p99']:.0f} us;"
+        f" streaming {summary['realtime_factor']:.1f}x real time, "
+        f"{summary['link']['resends']} frames resent",
+        f"model: {model['name']} {model['preset']} {model['quantization']}, "
+        f"{model['bytes']:,} bytes, {model['macs_per_hop']:,} MACs per hop, "
+        f"arena estimate {manifest.get('arena_bytes_estimate', 0):,} bytes",
+    ]
+    return "\n".join(lines)

@@ -1,7 +1,10 @@
 """Byte streams under the wire protocol: serial ports and URLs, raw ttys, ptys, UART pacing.
 
 A byte stream has ``read(max_bytes)`` (returns the bytes available now, or b"" after a short
-wait), ``write(data)`` (writes everything) and ``close()``. ``open_port`` opens any pyserial URL
+wait), ``write(data)`` (writes everything), ``write_some(data, timeout)`` (writes what the line
+takes within ``timeout`` and says how much: the link's writer never blocks longer than that, so
+its timers keep running while a peer stops reading) and ``close()``. A stream closed or failing
+under a read or write raises ``LinkClosed`` naming the port. ``open_port`` opens any pyserial URL
 (``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``, ``loop://``); without pyserial
 (a bare board) it opens device paths with termios. ``PtyPair`` makes a real pseudo-terminal pair
 for the emulated board, and ``ThrottledStream`` paces a stream to N baud like a UART.
@@ -22,6 +25,16 @@ DEFAULT_POLL_INTERVAL = 0.02  # longest a read waits before returning b""
 BITS_PER_BYTE = 10  # UART 8N1: start bit, 8 data bits, stop bit
 
 
+def link_closed(text: str) -> Exception:
+    """The wire protocol's ``LinkClosed`` error with ``text`` (the port, and what it was doing).
+
+    Imported when needed, so that importing this module loads the standard library only.
+    """
+    from firmware_host.protocol.errors import LinkClosed
+
+    return LinkClosed(text)
+
+
 class ByteStream:
     """The byte-stream interface the link uses (documentation base class)."""
 
@@ -33,12 +46,41 @@ class ByteStream:
         """Write all of ``data`` (blocking while the other side is slow)."""
         raise NotImplementedError
 
+    def write_some(self, data: bytes, timeout: float) -> int:
+        """Write what the line takes within ``timeout`` seconds; returns the bytes written.
+
+        0 means the line took nothing in that time (the peer is not reading). This default
+        writes everything, blocking; the streams below override it to return in time.
+        """
+        self.write(data)
+        return len(data)
+
     def close(self) -> None:
         """Release the underlying file descriptor or port."""
 
 
+def write_some(stream, data: bytes, timeout: float) -> int:
+    """``stream.write_some(data, timeout)``, or a whole blocking write for streams without it."""
+    method = getattr(stream, "write_some", None)
+    if method is None:
+        stream.write(data)
+        return len(data)
+    return method(data, timeout)
+
+
+def write_all(stream, data: bytes, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
+    """Write all of ``data`` through ``write_some``, waiting while the line is full."""
+    view = memoryview(bytes(data))
+    while view:
+        view = view[write_some(stream, view, poll_interval) :]
+
+
 class FdStream(ByteStream):
-    """A byte stream over a file descriptor (tty, pty end, pipe, socket)."""
+    """A byte stream over a file descriptor (tty, pty end, pipe, socket).
+
+    Writes are non-blocking (the descriptor gets ``O_NONBLOCK`` while this stream writes to it;
+    ``close`` restores its flags), so ``write_some`` returns within its timeout.
+    """
 
     def __init__(
         self, fd: int, poll_interval: float = DEFAULT_POLL_INTERVAL, close_fd: bool = True
@@ -47,11 +89,23 @@ class FdStream(ByteStream):
         self.poll_interval = poll_interval
         self._close_fd = close_fd
         self._closed = False
+        self._was_blocking = None  # the descriptor's mode before this stream changed it
+
+    def _closed_error(self, action: str, cause=None) -> Exception:
+        text = f"fd {self.fd} was closed while {action}"
+        if cause is not None:
+            text += f" ({type(cause).__name__}: {cause})"
+        return link_closed(text)
 
     def read(self, max_bytes: int) -> bytes:
         if self._closed:
-            raise ValueError(f"read from a closed stream (fd {self.fd})")
-        ready, _, _ = select.select([self.fd], [], [], self.poll_interval)
+            raise self._closed_error("reading")
+        try:
+            ready, _, _ = select.select([self.fd], [], [], self.poll_interval)
+        except (OSError, ValueError) as exc:
+            if self._closed:
+                raise self._closed_error("reading", exc) from None
+            raise
         if not ready:
             return b""
         try:
@@ -59,6 +113,8 @@ class FdStream(ByteStream):
         except BlockingIOError:
             return b""
         except OSError as exc:
+            if self._closed:
+                raise self._closed_error("reading", exc) from None
             if exc.errno == errno.EIO:  # pty whose other side is closed
                 raise ConnectionResetError(
                     f"fd {self.fd}: the other end of the terminal closed"
@@ -68,23 +124,40 @@ class FdStream(ByteStream):
             raise ConnectionResetError(f"fd {self.fd}: end of stream")
         return data
 
-    def write(self, data: bytes) -> None:
+    def write_some(self, data: bytes, timeout: float) -> int:
         if self._closed:
-            raise ValueError(f"write to a closed stream (fd {self.fd})")
-        view = memoryview(bytes(data))
-        while view:
-            try:
-                written = os.write(self.fd, view)
-            except BlockingIOError:
-                select.select([], [self.fd], [], self.poll_interval)
-                continue
-            view = view[written:]
+            raise self._closed_error("writing")
+        if not data:
+            return 0
+        try:
+            if os.get_blocking(self.fd):
+                if self._was_blocking is None:
+                    self._was_blocking = True
+                os.set_blocking(self.fd, False)
+            _, ready, _ = select.select([], [self.fd], [], max(0.0, timeout))
+            if not ready:
+                return 0
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except (OSError, ValueError) as exc:
+            if self._closed:
+                raise self._closed_error("writing", exc) from None
+            raise
+
+    def write(self, data: bytes) -> None:
+        write_all(self, data, self.poll_interval)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._close_fd:
-                os.close(self.fd)
+            try:
+                if self._was_blocking:
+                    os.set_blocking(self.fd, True)  # the descriptor may be shared: as found
+                if self._close_fd:
+                    os.close(self.fd)
+            except OSError:
+                pass  # already closed by its owner
 
 
 class SerialStream(ByteStream):
@@ -92,34 +165,72 @@ class SerialStream(ByteStream):
 
     The port is switched to non-blocking reads (``timeout = 0``); waiting happens in ``select``
     on its file descriptor, or by polling ``in_waiting`` for ports without one (``loop://``).
+    Ports with a descriptor also write without blocking (``write_timeout = 0`` after ``select``
+    says the line has room), so ``write_some`` returns within its timeout; ports without one
+    (``loop://``, ``rfc2217://``) write whole pieces. A port closed or failing under a read or
+    write raises ``LinkClosed`` naming the port, never pyserial's internal errors.
     """
 
     def __init__(self, port, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
         self.port = port
         self.poll_interval = poll_interval
+        self.name = getattr(port, "port", None) or getattr(port, "name", None) or repr(port)
+        self._closed = False
         port.timeout = 0
         try:
             self._fileno = port.fileno()
         except Exception:  # loop:// and rfc2217:// have no descriptor to select on
             self._fileno = None
+        if self._fileno is not None:
+            port.write_timeout = 0  # one non-blocking os.write per call, returning its count
+
+    def _failed(self, action: str, exc: BaseException) -> Exception:
+        """The error for a port that was closed (or failed) while ``action`` was under way."""
+        if self._closed or not getattr(self.port, "is_open", True):
+            text = f"serial port {self.name} was closed while {action}"
+        else:
+            text = f"serial port {self.name} failed while {action}"
+        return link_closed(f"{text} ({type(exc).__name__}: {exc})")
 
     def read(self, max_bytes: int) -> bytes:
-        if self._fileno is not None:
-            ready, _, _ = select.select([self._fileno], [], [], self.poll_interval)
-            if not ready:
-                return b""
+        if self._closed:
+            raise link_closed(f"serial port {self.name} is closed: cannot read")
+        try:
+            if self._fileno is not None:
+                ready, _, _ = select.select([self._fileno], [], [], self.poll_interval)
+                if not ready:
+                    return b""
+                return bytes(self.port.read(max_bytes))
+            deadline = time.monotonic() + self.poll_interval
+            while not self.port.in_waiting:
+                if time.monotonic() >= deadline:
+                    return b""
+                time.sleep(0.001)
             return bytes(self.port.read(max_bytes))
-        deadline = time.monotonic() + self.poll_interval
-        while not self.port.in_waiting:
-            if time.monotonic() >= deadline:
-                return b""
-            time.sleep(0.001)
-        return bytes(self.port.read(max_bytes))
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            raise self._failed("reading", exc) from None
+
+    def write_some(self, data: bytes, timeout: float) -> int:
+        if self._closed:
+            raise link_closed(f"serial port {self.name} is closed: cannot write")
+        if not data:
+            return 0
+        try:
+            if self._fileno is None:
+                self.port.write(data)
+                return len(data)
+            _, ready, _ = select.select([], [self._fileno], [], max(0.0, timeout))
+            if not ready:
+                return 0
+            return self.port.write(data) or 0
+        except (OSError, TypeError, ValueError, AttributeError) as exc:
+            raise self._failed(f"writing {len(data)} bytes", exc) from None
 
     def write(self, data: bytes) -> None:
-        self.port.write(data)
+        write_all(self, data, self.poll_interval)
 
     def close(self) -> None:
+        self._closed = True
         self.port.close()
 
 
@@ -149,13 +260,23 @@ class ThrottledStream(ByteStream):
             time.sleep(finish - now)
         return finish
 
-    def write(self, data: bytes) -> None:
+    def write_some(self, data: bytes, timeout: float) -> int:
         view = memoryview(bytes(data))
+        deadline = time.monotonic() + timeout
+        written = 0
         with self._tx_lock:
-            for start in range(0, len(view), self.piece):
-                piece = view[start : start + self.piece]
-                self.inner.write(piece)
-                self._tx_clock = self._pace(self._tx_clock, len(piece))
+            while written < len(view):
+                piece = view[written : written + self.piece]
+                count = write_some(self.inner, piece, max(0.0, deadline - time.monotonic()))
+                if count:
+                    self._tx_clock = self._pace(self._tx_clock, count)
+                    written += count
+                if not count or time.monotonic() >= deadline:
+                    break
+        return written
+
+    def write(self, data: bytes) -> None:
+        write_all(self, data)
 
     def read(self, max_bytes: int) -> bytes:
         data = self.inner.read(min(max_bytes, self.piece))

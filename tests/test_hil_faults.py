@@ -54,9 +54,8 @@ def _connected(session: BoardSession, bundle) -> BoardSession:
                          ids=["corrupt", "drop", "truncate", "all-kinds"])
 def test_damaged_frames_are_recovered_without_losing_or_repeating_audio(clean, kinds):
     bundle, pcm, expected = clean
-    # random damage (seeded): a fixed period would line up with go-back-N's resend bursts
-    plan = dict(kinds=kinds, rate=0.12, max_faults=10, skip_first=2, data_only=True,
-                stall_seconds=0.05)
+    # every 4th data frame in each direction is damaged, resends included, for the whole clip
+    plan = dict(kinds=kinds, every=4, skip_first=2, data_only=True, stall_seconds=0.05)
     with PtyRelay(FaultPlan(seed=1, **plan), FaultPlan(seed=2, **plan)) as relay:
         with EmulatedBoard(bundle.folder, port=relay.board_path, extra_args=FAST_AGENT_ARGS):
             with _session(relay.host_path) as session:
@@ -107,6 +106,7 @@ def test_a_briefly_stalled_board_is_waited_for(clean):
     assert np.array_equal(result.sources, expected)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_board_that_stays_stalled_stops_the_harness_with_a_clear_error(clean):
     bundle, pcm, _ = clean
     with EmulatedBoard(bundle.folder, extra_args=FAST_AGENT_ARGS) as board:
@@ -122,7 +122,6 @@ def test_a_board_that_stays_stalled_stops_the_harness_with_a_clear_error(clean):
             with pytest.raises(HilError, match="stopped answering and did not come back"):
                 session.stream_clip(pcm, CHUNK_HOPS, progress)
             assert time.monotonic() - start < 10.0
-            board.resume()  # let the host's blocked writes drain before its port closes
 
 
 def test_upload_over_a_damaged_line_and_a_restart_mid_upload(tmp_path):

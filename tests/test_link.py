@@ -23,7 +23,7 @@ from test_link_support import (
 )
 
 from firmware_host.protocol.client import BoardClient
-from firmware_host.protocol.errors import MessageError, PeerError
+from firmware_host.protocol.errors import LinkClosed, MessageError, PeerError
 from firmware_host.protocol.faults import PtyRelay
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
@@ -293,6 +293,80 @@ def test_loop_url_stream_returns_what_was_written():
         assert stream.read(100) == b""
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("opener", ["pyserial", "fd"])
+def test_write_some_returns_within_its_timeout_when_the_line_is_full(opener):
+    with PtyPair() as pair:
+        stream = open_port(pair.slave_path) if opener == "pyserial" else pair.slave_stream()
+        data = os.urandom(1_000_000)
+        taken, calls = 0, []
+        for _ in range(8):  # nothing reads the other end: the pty buffers a few KB at most
+            start = time.monotonic()
+            count = stream.write_some(data[taken:], 0.1)
+            calls.append((count, time.monotonic() - start))
+            taken += count
+        assert 0 < taken < 200_000  # each call returned with what the line took, not all of it
+        assert all(elapsed < 1.0 for _, elapsed in calls)  # none blocked on the full line
+        waits = [elapsed for count, elapsed in calls if count == 0]
+        assert waits and min(waits) >= 0.09  # a full line: waited the timeout, wrote nothing
+        reader = pair.master_stream()
+        got = b""
+        deadline = time.monotonic() + 5.0
+        while len(got) < taken and time.monotonic() < deadline:
+            got += reader.read(65536)
+        assert got == data[:taken]
+        if opener == "pyserial":
+            stream.close()
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_closing_a_serial_port_under_a_blocked_write_raises_link_closed():
+    with PtyPair() as pair:
+        port = open_port(pair.slave_path)  # pyserial on a real pty whose other end reads nothing
+        failures = []
+
+        def write():
+            try:
+                port.write(os.urandom(200_000))
+            except Exception as exc:  # noqa: BLE001 (the test checks which one)
+                failures.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.2)
+        assert writer.is_alive()  # blocked on the full pty
+        start = time.monotonic()
+        port.close()
+        writer.join(timeout=2.0)
+        elapsed = time.monotonic() - start
+    assert not writer.is_alive() and elapsed < 0.5
+    assert len(failures) == 1 and isinstance(failures[0], LinkClosed), failures
+    assert f"serial port {pair.slave_path} was closed while writing" in str(failures[0])
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_link_whose_port_is_closed_under_a_blocked_write_reports_link_closed():
+    with PtyPair() as pair:
+        board = EchoBoard(pair.master_stream())
+        port = open_port(pair.slave_path)
+        host = Link(port, fast_host_config(max_retries=50), name="host")
+        try:
+            host.connect(timeout=2.0)
+            board.stop()  # nothing reads the board's end: the host's writes stall
+            for nonce in range(8):
+                host.send(Ping(nonce, os.urandom(8000)), timeout=2.0)
+            time.sleep(0.2)
+            port.close()  # e.g. a USB adapter unplugged, or another thread closing the port
+            start = time.monotonic()
+            with pytest.raises(LinkClosed) as closed:
+                host.flush(timeout=3.0)
+            elapsed = time.monotonic() - start
+        finally:
+            host.close()
+    # whichever of the link's threads notices first (both were using the port) says so
+    assert f"host: serial port {pair.slave_path} was closed while" in str(closed.value)
+    assert elapsed < 0.5
 
 
 def test_throttled_stream_paces_a_pty_to_the_baud_rate():

@@ -15,7 +15,7 @@ from test_link_support import EchoBoard, expected_sources, fast_board_config, fa
 from firmware_host.protocol.client import BoardClient
 from firmware_host.protocol.errors import LinkError, LinkTimeout, PeerRestarted
 from firmware_host.protocol.faults import FAULT_KINDS, FaultPlan, PtyRelay
-from firmware_host.protocol.link import Link
+from firmware_host.protocol.link import DEFAULT_MAX_RETRIES, Link
 from firmware_host.protocol.messages import AudioChunk, Ping
 from firmware_host.transport import PtyPair, open_port
 
@@ -67,6 +67,46 @@ def test_each_fault_kind_is_recovered_exactly_once_in_order(kind):
         assert resends >= 6 and host_stats.timeouts + board_stats.timeouts >= 1
     if kind == "duplicate":
         assert host_stats.duplicates + board_stats.duplicates == 6
+
+
+PERIODIC_FAULTS = [("corrupt", 2), ("corrupt", 3), ("corrupt", 5), ("drop", 4), ("lose", 4)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "every"), PERIODIC_FAULTS, ids=[f"{kind}-every-{n}" for kind, n in PERIODIC_FAULTS]
+)
+def test_periodic_faults_cannot_line_up_with_resends_and_everything_arrives_once(kind, every):
+    # Every Nth data frame is damaged in both directions, resends included, for the whole run,
+    # with a full window of requests in flight. A resend burst of a fixed length would meet the
+    # period at the same place each time; the link resends the oldest frame alone first, so a
+    # fixed period cannot spoil every attempt, and the default retry limit is never reached.
+    plan = dict(kinds=(kind,), every=every, data_only=True)
+    with PtyRelay(to_board=FaultPlan(seed=5, **plan), to_host=FaultPlan(seed=6, **plan)) as relay:
+        board = EchoBoard(relay.board_stream(), fast_board_config(max_retries=DEFAULT_MAX_RETRIES))
+        host = Link(
+            relay.host_stream(), fast_host_config(max_retries=DEFAULT_MAX_RETRIES), name="host"
+        )
+        try:
+            host.connect(timeout=2.0)
+            sent, replies = [], []
+            for _ in range(4):  # batches of 8 requests: the board's whole window in flight
+                batch = [Ping(len(sent) + i, RNG.bytes(1000)) for i in range(8)]
+                for ping in batch:
+                    host.send(ping, timeout=5.0)
+                sent += batch
+                replies += [host.receive(5.0) for _ in batch]
+        finally:
+            host.close()
+            board.stop()
+    expected = [(ping.nonce, ping.data) for ping in sent]
+    assert [(m.nonce, m.data) for m in board.received] == expected  # each request once, in order
+    assert [(r.nonce, r.data) for r in replies] == expected
+    assert board.errors == []
+    data_frames = len(sent)  # first transmissions alone, per direction (one frame per message)
+    assert relay.to_board.faults[kind] >= data_frames // every
+    assert relay.to_host.faults[kind] >= data_frames // every
+    assert host.stats.resends >= data_frames // every
+    assert board.link.stats.resends >= data_frames // every
 
 
 def test_streaming_survives_random_mixed_faults_without_losing_or_repeating_a_chunk():
@@ -181,6 +221,31 @@ def test_a_dead_board_gives_a_timeout_naming_the_unacknowledged_frame():
     assert "ACK of seq 1 (PING)" in str(failure.value) and "3 retransmissions" in str(failure.value)
     assert elapsed < 1.0
     assert host.stats.resends == 3
+
+
+def test_a_peer_that_stops_reading_fails_the_link_in_its_give_up_time_not_the_reply_timeout():
+    config = fast_host_config(ack_timeout=0.05, max_retries=4)
+    with PtyPair() as pair:
+        board = EchoBoard(pair.master_stream())
+        host = Link(open_port(pair.slave_path), config, name="host")
+        try:
+            host.connect(timeout=2.0)
+            board.stop()  # nothing reads the board's end any more: its pty fills up
+            start = time.monotonic()
+            for nonce in range(8):  # 64 KB, far more than a pty buffers: the host's writes stall
+                host.send(Ping(nonce, RNG.bytes(8000)), timeout=5.0)
+            with pytest.raises(LinkTimeout) as failure:
+                host.flush(timeout=5.0)  # the application would wait 5 s
+            elapsed = time.monotonic() - start
+        finally:
+            host.close(close_stream=True)
+    text = str(failure.value)
+    assert "waiting for the peer to read the line and send an ACK of seq 0 (PING)" in text
+    assert "the line has taken no bytes for" in text and "the peer stopped reading" in text
+    assert "4 retransmission timeouts with the line full" in text
+    give_up = config.give_up_time(8192)  # 0.05 s, then 4 x 0.1 s of backed-off timeouts
+    assert give_up * 0.9 <= elapsed <= give_up + 0.5
+    assert failure.value.waiting_for.startswith("the peer to read")
 
 
 def test_a_hung_board_application_gives_a_reply_timeout():

@@ -234,6 +234,43 @@ def test_unacknowledged_frame_is_resent_after_the_timeout_and_at_once_on_nak(rig
     assert link.stats.resends >= 2 and link.stats.naks_received == 1
 
 
+def test_a_loss_resends_the_oldest_frame_alone_and_the_frames_after_it_once_it_is_acked(rig):
+    make, peer = rig
+    link = make(ack_timeout=0.3, max_retries=3)
+    peer.handshake()
+    for nonce in range(4):
+        link.send(Ping(nonce))
+    assert [peer.expect(MessageType.PING).seq for _ in range(4)] == [0, 1, 2, 3]
+    peer.send(MessageType.NAK, ack=1)  # seq 0 arrived, seq 1 did not (2 and 3 were dropped)
+    resent = [f for f in peer.silence(0.15) if f.msg_type == MessageType.PING]
+    assert [f.seq for f in resent] == [1]  # the oldest alone, not a burst of 1, 2, 3
+    assert resent[0].payload == Ping(1).encode()
+    peer.send(MessageType.ACK, ack=2)  # it arrived: now the frames after it, in order
+    assert [f.seq for f in peer.silence(0.15) if f.msg_type == MessageType.PING] == [2, 3]
+    peer.send(MessageType.ACK, ack=4)
+    link.flush(1.0)
+    assert link.stats.resends == 3 and link.stats.timeouts == 0
+
+
+def test_the_retransmission_timeout_doubles_once_while_there_is_no_progress(rig):
+    make, peer = rig
+    link = make(ack_timeout=0.3, max_retries=3)
+    peer.handshake()
+    link.send(Ping(5))
+    sends = []
+    for _ in range(4):  # the first transmission and three resends
+        peer.expect(MessageType.PING, timeout=2.0)
+        sends.append(time.monotonic())
+    gaps = [later - earlier for earlier, later in zip(sends[:-1], sends[1:], strict=True)]
+    # arrival times on a busy machine wobble by up to ~0.1 s either way
+    assert gaps[0] >= 0.2  # one RTO (0.3 s)
+    assert gaps[1] >= 0.45 and gaps[2] >= 0.45  # then 0.6 s: doubled ...
+    assert gaps[2] < 1.0  # ... once, not again (that would be 1.2 s)
+    with pytest.raises(LinkTimeout, match="ACK of seq 0"):
+        link.receive(2.0)
+    assert link.config.give_up_time(8192) == pytest.approx(0.3 * (1 + 2 * 3))
+
+
 def test_retries_are_bounded_and_the_timeout_says_what_was_waited_for(rig):
     make, peer = rig
     link = make(ack_timeout=0.03, max_retries=2)

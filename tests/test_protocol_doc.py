@@ -7,6 +7,8 @@ import io
 import pathlib
 import re
 
+import pytest
+
 from firmware_host.protocol.examples import BEGIN_MARKER, example_frames, render_examples_markdown
 from firmware_host.protocol.framing import crc32, encode_frame, frame_bytes
 from firmware_host.protocol.messages import ErrorCode, MessageType
@@ -63,6 +65,23 @@ def test_overhead_table_in_the_doc_is_current_and_the_default_meets_the_target()
     sizes = [chunk_overhead(h).overhead for h in (1, 2, 4, 8, 16)]
     assert sizes == sorted(sizes, reverse=True)
     assert default.pcm_bytes == 1024 * 2 * 3 and default.frames == 4
+
+
+def test_retransmission_timeout_table_matches_the_link():
+    from firmware_host.protocol.link import LinkConfig
+
+    rows = {
+        None: "| pseudo-terminal / USB CDC (no baud) |",
+        2_000_000: "| 2 000 000 baud |",
+        921_600: "| 921 600 baud |",
+        115_200: "| 115 200 baud |",
+    }
+    for baud, label in rows.items():
+        config = LinkConfig(baud=baud)
+        rto = config.retransmit_timeout(8192)
+        give_up = config.give_up_time(8192)
+        assert f"{label} {rto:.2f} s | {give_up:.2f} s |" in DOC, label
+        assert give_up == pytest.approx(rto * (1 + 2 * config.max_retries))
 
 
 def test_overhead_uses_the_kit_hop_and_sample_rate():

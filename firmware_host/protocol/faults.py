@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from firmware_host.transport import PtyPair
 
 from .cobs import CobsError, cobs_decode
+from .errors import LinkClosed
 from .messages import LINK_TYPES
 
 FAULT_KINDS = ("corrupt", "drop", "truncate", "garbage", "lose", "duplicate", "stall")
@@ -169,7 +170,7 @@ class FaultyRelay:
         while self._running:
             try:
                 data = src.read(65536)
-            except (OSError, ValueError):
+            except (OSError, ValueError, LinkClosed):
                 return
             if not data:
                 continue
@@ -178,7 +179,7 @@ class FaultyRelay:
                     time.sleep(stall)
                 try:
                     dst.write(chunk)
-                except (OSError, ValueError):
+                except (OSError, ValueError, LinkClosed):
                     return
                 direction.stats.bytes_out += len(chunk)
 

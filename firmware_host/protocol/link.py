@@ -1,15 +1,19 @@
 """Reliable link: exactly-once, in-order messages over a byte stream that corrupts, drops, stalls.
 
 Both ends (host harness and board agent) run the same ``Link``. It frames messages
-(fragmenting those larger than the peer's max payload), numbers them, retransmits on NAK or
-timeout (go-back-N, bounded retries), acknowledges duplicates without delivering them twice,
-and sends a frame only when the peer granted credit for it. A HELLO exchange opens a session;
-a HELLO with a new session id from the peer means it restarted, which resets the sequence state
-and surfaces ``PeerRestarted`` once. Rules are specified in docs/protocol.md.
+(fragmenting those larger than the peer's max payload), numbers them, recovers losses (on NAK
+or timeout it resends the oldest unacknowledged frame alone, with backoff, and only once that
+frame is acknowledged goes back to resend the frames after it), bounds the retransmissions of
+each frame, acknowledges duplicates without delivering them twice, and sends a frame only when
+the peer granted credit for it. A HELLO exchange opens a session; a HELLO with a new session id
+from the peer means it restarted, which resets the sequence state and surfaces
+``PeerRestarted`` once. Rules are specified in docs/protocol.md.
 
 Two threads per link: a reader that decodes frames and updates state (it never blocks on a
 write, so two links cannot deadlock on full buffers) and a writer that owns the stream's write
-side, builds each frame with the current ack and credit, and runs the retransmission timers.
+side, builds each frame with the current ack and credit, and runs the timers. The writer hands
+the stream a bounded ``write_some`` at a time, so a peer that stops reading cannot hold its
+timers: the retransmissions run out and the link fails with a LinkTimeout saying so.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ DEFAULT_WINDOW = 8
 DEFAULT_MAX_MESSAGE = 1 << 20
 DEFAULT_ACK_TIMEOUT = 0.25
 DEFAULT_MAX_RETRIES = 8
+MAX_BACKOFF = 2  # after a timeout without progress the retransmission timeout doubles, once
 
 _IDLE = "idle"  # no session (never connected, or dropped after a failure)
 _CONNECTING = "connecting"  # connect() sent HELLO and waits for the reply
@@ -77,7 +82,7 @@ class LinkConfig:
     max_message: int = DEFAULT_MAX_MESSAGE  # largest reassembled message this end accepts
     window: int = DEFAULT_WINDOW  # messages this end buffers for the application (credits)
     ack_timeout: float = DEFAULT_ACK_TIMEOUT  # retransmission timeout on a fast link, seconds
-    max_retries: int = DEFAULT_MAX_RETRIES  # retransmissions of one frame before giving up
+    max_retries: int = DEFAULT_MAX_RETRIES  # resends of the oldest frame without progress
     baud: int | None = None  # line speed, when known: adds frame transmit times to the timeout
     role: int = ROLE_HOST
 
@@ -107,6 +112,12 @@ class LinkConfig:
             largest = max(self.max_payload, peer_max_payload)
             rto += 3.0 * max_wire_size(largest) * 10.0 / self.baud
         return rto
+
+    def give_up_time(self, peer_max_payload: int) -> float:
+        """Seconds without progress before the link fails: the first RTO, then ``max_retries``
+        backed-off RTOs (a dead or stalled peer is reported after this long)."""
+        rto = self.retransmit_timeout(peer_max_payload)
+        return sum(rto * min(2**k, MAX_BACKOFF) for k in range(self.max_retries + 1))
 
 
 @dataclass
@@ -159,6 +170,8 @@ class LinkStats:
 
 
 class _TxFrame:
+    """A sequenced frame kept until acknowledged (times are when a write of it completed)."""
+
     __slots__ = ("msg_type", "flags", "payload", "sends", "first_sent", "last_sent")
 
     def __init__(self, msg_type: int, flags: int, payload: bytes) -> None:
@@ -168,6 +181,25 @@ class _TxFrame:
         self.sends = 0
         self.first_sent = 0.0
         self.last_sent = 0.0
+
+
+class _Outgoing:
+    """The encoded frame the writer is putting on the line, possibly over several writes."""
+
+    __slots__ = ("data", "seq", "msg_type", "tx", "written")
+
+    def __init__(self, data: bytes, frame: Frame, tx) -> None:
+        self.data = memoryview(data)
+        self.seq = frame.seq
+        self.msg_type = frame.msg_type
+        self.tx = tx
+        self.written = 0
+
+    def describe(self) -> str:
+        what = message_type_name(self.msg_type)
+        if self.tx is not None:
+            what = f"seq {self.seq} ({what})"
+        return f"{len(self.data) - self.written} of {len(self.data)} bytes of {what}"
 
 
 class _Oversize:
@@ -186,12 +218,13 @@ class Link:
     """
 
     def __init__(self, stream, config: LinkConfig | None = None, name: str = "link") -> None:
-        from firmware_host.transport import as_byte_stream
+        from firmware_host.transport import as_byte_stream, write_some
 
         self.config = config if config is not None else LinkConfig()
         self.config.check()
         self.name = name
         self._stream = as_byte_stream(stream)
+        self._write_some = write_some
         self._decoder = FrameDecoder(self.config.max_payload)
         self._cond = threading.Condition(threading.Lock())
         self._send_lock = threading.Lock()
@@ -208,6 +241,8 @@ class Link:
         self._last_bad_frame = ""
         self._rto = self.config.retransmit_timeout(self.config.max_payload)
         self._epoch = 0
+        self._outgoing = None  # _Outgoing being written (writer thread; read under the lock)
+        self._line_full_since = None  # when the line last stopped taking bytes, while it does
         self._reset_sequence_state()
         self._reader = threading.Thread(
             target=self._reader_loop, name=name + "-reader", daemon=True
@@ -256,7 +291,7 @@ class Link:
 
     @property
     def retransmit_timeout(self) -> float:
-        """The current retransmission timeout in seconds."""
+        """The base retransmission timeout in seconds (before backoff)."""
         with self._cond:
             return self._rto
 
@@ -437,7 +472,10 @@ class Link:
         self._unacked = collections.OrderedDict()
         self._peer_edge = 0
         self._retries = 0
-        self._progress_at = time.monotonic()
+        self._backoff = 1
+        self._timer_start = time.monotonic()
+        self._resend_oldest = False
+        self._recovering = False
         self._credit_wait_since = None
         self._last_poll = 0.0
         self._polls_unanswered = 0
@@ -494,6 +532,16 @@ class Link:
             f"and granted credit up to seq {self._peer_edge}"
         )
 
+    def _line_stall(self, now: float) -> str:
+        """What the writer waits to write when the line has taken no bytes for a while, or ""."""
+        out = self._outgoing
+        if out is None or self._line_full_since is None:
+            return ""
+        return (
+            f"the line has taken no bytes for {now - self._line_full_since:.2f} s with "
+            f"{out.describe()} waiting: the peer stopped reading"
+        )
+
     def _describe(self, extra: str = "") -> str:
         s = self._stats
         errors = sorted((kind, count) for kind, count in self._decoder.errors.items() if count)
@@ -505,6 +553,9 @@ class Link:
             parts.append("decode errors " + ", ".join(f"{kind}={count}" for kind, count in errors))
         if self._last_bad_frame:
             parts.append("last bad frame: " + self._last_bad_frame)
+        stall = self._line_stall(time.monotonic())
+        if stall:
+            parts.append(stall)
         if extra:
             parts.append(extra)
         return "; ".join(parts)
@@ -522,7 +573,8 @@ class Link:
     def _closed_by_stream(self, exc: BaseException) -> None:
         with self._cond:
             if self._state != _CLOSED:
-                self._pending_exc = LinkClosed(f"{self.name}: byte stream failed: {exc}")
+                what = "" if isinstance(exc, LinkClosed) else "byte stream failed: "
+                self._pending_exc = LinkClosed(f"{self.name}: {what}{exc}")
                 self._state = _CLOSED
             self._cond.notify_all()
 
@@ -536,7 +588,7 @@ class Link:
                     return
             try:
                 data = stream.read(65536)
-            except (OSError, EOFError, ValueError) as exc:
+            except (OSError, EOFError, ValueError, LinkClosed) as exc:
                 self._closed_by_stream(exc)
                 return
             if not data:
@@ -635,8 +687,14 @@ class Link:
             self._send_base = ack
             if seq_diff(self._send_cursor, ack) < 0:
                 self._send_cursor = ack
+            elif self._recovering:
+                # The receiver dropped the frames after the lost one: resend them, in order.
+                self._send_cursor = ack
+            self._recovering = False
+            self._resend_oldest = False
             self._retries = 0
-            self._progress_at = time.monotonic()
+            self._backoff = 1
+            self._timer_start = time.monotonic()
         elif seq_diff(ack, self._send_base) < 0:
             return  # an old ack: its credit is old too
         edge = (ack + credit) & 0xFFFF
@@ -645,26 +703,36 @@ class Link:
 
     def _on_nak(self, expected: int) -> None:
         self._stats.naks_received += 1
-        if self._unacked and expected == self._send_base and self._send_cursor != self._send_base:
-            self._rewind("NAK")
+        if not self._unacked or expected != self._send_base or self._resend_oldest:
+            return  # nothing to resend, a stale NAK, or the resend is already due
+        if self._unacked[self._send_base].sends:
+            self._recover("NAK")
 
-    def _rewind(self, why: str) -> None:
-        """Go back N: retransmit every unacknowledged frame, oldest first."""
+    def _recover(self, why: str) -> None:
+        """A frame was lost (NAK or timeout): resend the oldest unacknowledged frame alone.
+
+        New frames wait until it is acknowledged; then the frames after it, which the receiver
+        dropped, are resent in order (see ``_on_ack_fields``). Resending one frame, not a
+        burst, makes each attempt independent of the last, so faults that recur every N frames
+        cannot hit every attempt. Gives up after ``max_retries`` resends without progress.
+        """
+        now = time.monotonic()
         self._retries += 1
         if self._retries > self.config.max_retries:
             oldest = self._unacked[self._send_base]
-            self._fail(
-                LinkTimeout(
-                    f"an ACK of seq {self._send_base} ({message_type_name(oldest.msg_type)})",
-                    time.monotonic() - (oldest.first_sent or time.monotonic()),
-                    self._describe(
-                        f"{self.config.max_retries} retransmissions, last after a {why}"
-                    ),
-                )
-            )
+            name = message_type_name(oldest.msg_type)
+            waited = now - (oldest.first_sent or self._timer_start)
+            stall = self._line_stall(now)
+            waiting_for = f"an ACK of seq {self._send_base} ({name})"
+            attempts = f"{self.config.max_retries} retransmissions, last after a {why}"
+            if stall:
+                waiting_for = f"the peer to read the line and send {waiting_for}"
+                attempts = f"{self.config.max_retries} retransmission timeouts with the line full"
+            self._fail(LinkTimeout(waiting_for, waited, self._describe(attempts)))
             return
-        self._send_cursor = self._send_base
-        self._progress_at = time.monotonic()
+        self._recovering = True
+        self._resend_oldest = True
+        self._timer_start = now
 
     def _on_data(self, frame: Frame) -> None:
         distance = seq_diff(frame.seq, self._rx_expected)
@@ -727,35 +795,56 @@ class Link:
                 while True:
                     if self._state == _CLOSED:
                         return
-                    now = time.monotonic()
-                    self._check_timers(now)
+                    self._check_timers(time.monotonic())
+                    out = self._outgoing
+                    if out is not None:
+                        break
                     picked = self._next_frame()
                     if picked is not None:
                         break
                     self._cond.wait(tick)
+            if out is None:
                 frame, tx = picked
-            data = encode_frame(frame)
+                out = _Outgoing(encode_frame(frame), frame, tx)
+                with self._cond:
+                    self._outgoing = out
+            # Never block longer than a tick: the timers above must keep running while the
+            # peer does not read (a full line), so a stalled peer ends in a LinkTimeout.
             try:
-                self._stream.write(data)
-            except (OSError, ValueError) as exc:
+                written = self._write_some(self._stream, out.data[out.written :], tick)
+            except (OSError, ValueError, LinkClosed) as exc:
                 self._closed_by_stream(exc)
                 return
             with self._cond:
+                now = time.monotonic()
+                if written:
+                    out.written += written
+                    self._stats.bytes_sent += written
+                    self._line_full_since = None
+                elif self._line_full_since is None:
+                    self._line_full_since = now
+                if out.written < len(out.data):
+                    continue
+                self._outgoing = None
                 self._stats.frames_sent += 1
-                self._stats.bytes_sent += len(data)
+                tx = out.tx
                 if tx is not None:
-                    tx.last_sent = time.monotonic()
+                    tx.last_sent = now
                     if not tx.first_sent:
-                        tx.first_sent = tx.last_sent
+                        tx.first_sent = now
+                    if out.seq == self._send_base and self._unacked.get(out.seq) is tx:
+                        self._timer_start = now  # the timer runs from the oldest's last send
 
     def _check_timers(self, now: float) -> None:
         if self._state != _ESTABLISHED:
             return
         if self._unacked:
             oldest = self._unacked[self._send_base]
-            if oldest.sends and now - max(oldest.last_sent, self._progress_at) > self._rto:
+            timeout = self._rto * self._backoff
+            if oldest.sends and now - self._timer_start > timeout:
                 self._stats.timeouts += 1
-                self._rewind("timeout")
+                self._backoff = min(MAX_BACKOFF, self._backoff * 2)
+                self._recover("timeout")
             return
         if (
             self._credit_wait_since is not None
@@ -783,7 +872,8 @@ class Link:
         return self._rx_expected, credit
 
     def _next_frame(self):
-        """Pick the next frame to write (lock held): HELLO, NAK, data at the cursor, or ACK."""
+        """Pick the next frame to write (lock held): HELLO, NAK, the oldest frame when it is to be
+        resent, data at the cursor (not while recovering a loss), or ACK."""
         if self._hello_out is not None:
             echo = self._hello_out
             self._hello_out = None
@@ -805,10 +895,17 @@ class Link:
             ack, credit = self._ack_fields()
             self._stats.naks_sent += 1
             return Frame(MessageType.NAK, 0, credit, self._next_seq, ack, b""), None
-        if self._send_cursor != self._next_seq:
+        seq = None
+        if self._resend_oldest:
+            self._resend_oldest = False
+            seq = self._send_base
+            if seq_diff(self._send_cursor, seq) <= 0:
+                self._send_cursor = (seq + 1) & 0xFFFF
+        elif self._send_cursor != self._next_seq and not self._recovering:
             seq = self._send_cursor
-            tx = self._unacked[seq]
             self._send_cursor = (seq + 1) & 0xFFFF
+        if seq is not None:
+            tx = self._unacked[seq]
             if tx.sends:
                 self._stats.resends += 1
             else:

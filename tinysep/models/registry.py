@@ -151,7 +151,14 @@ def save_model(model: keras.Model, folder: str | Path, config: dict | None = Non
     config = _check_config(config) if config is not None else model_config(model)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(folder / WEIGHTS_FILE))
-    record = {**config, "format": CONFIG_FORMAT, "tinysep_version": tinysep.__version__}
+    # Every resolved hyper-parameter is stored too, so that a later change of a preset or
+    # a default cannot silently change what a saved folder rebuilds.
+    record = {
+        **config,
+        "params": resolved_params(config),
+        "format": CONFIG_FORMAT,
+        "tinysep_version": tinysep.__version__,
+    }
     (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return folder
 
@@ -170,6 +177,13 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict) or "name" not in record:
         raise ValueError(f"{path}: expected an object with 'name', 'preset', 'options'")
+    params = record.get("params")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: 'params' must be an object, got {params!r}")
+        # The stored parameters are complete: they pin the architecture whatever the
+        # preset means today.
+        record = {**record, "options": params}
     return _check_config(record)
 
 

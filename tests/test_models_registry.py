@@ -23,6 +23,7 @@ from tinysep.models import (
     model_config,
     model_from_config,
     predict_masks,
+    resolved_params,
     save_model,
     separate,
 )
@@ -46,7 +47,9 @@ def test_tiny_preset_fits_the_cortex_m7_budget(name):
 
 
 def test_tcn_macs_match_the_architecture_formula():
-    r, h, k, blocks, repeats, red, window = 32, 64, 3, 5, 3, 4, 8  # the tiny preset
+    p = resolved_params(make_config("dualgate-tcn"))  # the tiny preset
+    r, h, k, blocks, repeats = p["residual"], p["hidden"], p["kernel"], p["blocks"], p["repeats"]
+    red, window = p["se_reduction"], p["se_window"]
     per_block = 2 * r * h + k * h + h * (h // red) + window * (h // red) + (h // red) * h + h * r
     expected = 257 * r + repeats * blocks * per_block + r * 2 * 257
     assert macs_per_hop(build_model("dualgate-tcn")) == expected
@@ -84,7 +87,8 @@ def test_config_is_json_and_rebuilds_the_same_model():
     a, b = model_from_config(config), model_from_config(restored)
     assert [layer.name for layer in a.layers] == [layer.name for layer in b.layers]
     assert count_params(a) == count_params(b)
-    assert model_config(b) == restored
+    assert model_config(b) == {**restored, "params": resolved_params(restored)}
+    assert model_config(b)["params"]["units"] == 12
     assert isinstance(b.get_layer("rnn"), Recurrence) and b.get_layer("rnn").cell == "gru"
 
 

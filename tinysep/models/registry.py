@@ -89,9 +89,13 @@ def make_config(name: str, preset: str = DEFAULT_PRESET, **options) -> dict:
 
 
 def resolved_params(config: dict) -> dict:
-    """All hyper-parameters of a config (defaults + preset + options)."""
+    """All hyper-parameters of a config: its pinned ``params`` when it has them, else
+    defaults + preset + options."""
     config = _check_config(config)
-    return get_spec(config["name"]).params(config["preset"], config["options"])
+    spec = get_spec(config["name"])
+    if "params" in config:
+        return spec.params(config["preset"], config["params"])
+    return spec.params(config["preset"], config["options"])
 
 
 def _check_config(config) -> dict:
@@ -102,18 +106,24 @@ def _check_config(config) -> dict:
     options = config.get("options", {}) or {}
     if not isinstance(options, dict):
         raise ValueError(f"model config 'options' must be a dict, got {options!r}")
-    return {
+    checked = {
         "name": config["name"],
         "preset": config.get("preset", DEFAULT_PRESET),
         "options": options,
     }
+    # "params", when present, is the complete resolved parameter set a model was built
+    # with: it pins the architecture whatever the preset or the defaults mean today.
+    params = config.get("params")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise ValueError(f"model config 'params' must be a dict, got {params!r}")
+        checked["params"] = dict(params)
+    return checked
 
 
 def build_body(graph: Graph, config: dict, features):
     """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form."""
-    config = _check_config(config)
-    spec = get_spec(config["name"])
-    return spec.module.body(graph, features, spec.params(config["preset"], config["options"]))
+    return get_spec(config["name"]).module.body(graph, features, resolved_params(config))
 
 
 def model_from_config(config: dict) -> keras.Model:
@@ -125,7 +135,7 @@ def model_from_config(config: dict) -> keras.Model:
     features = LogCompression(params["input_gain"], name="compress")(magnitude)
     masks = build_body(graph, config, features)
     model = keras.Model(magnitude, masks, name=config["name"].replace("-", "_"))
-    model.tinysep_config = copy.deepcopy(config)
+    model.tinysep_config = {**copy.deepcopy(config), "params": copy.deepcopy(params)}
     return model
 
 
@@ -155,7 +165,7 @@ def save_model(model: keras.Model, folder: str | Path, config: dict | None = Non
     # a default cannot silently change what a saved folder rebuilds.
     record = {
         **config,
-        "params": resolved_params(config),
+        "params": resolved_params(config),  # pins the architecture (see _check_config)
         "format": CONFIG_FORMAT,
         "tinysep_version": tinysep.__version__,
     }
@@ -177,13 +187,6 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict) or "name" not in record:
         raise ValueError(f"{path}: expected an object with 'name', 'preset', 'options'")
-    params = record.get("params")
-    if params is not None:
-        if not isinstance(params, dict):
-            raise ValueError(f"{path}: 'params' must be an object, got {params!r}")
-        # The stored parameters are complete: they pin the architecture whatever the
-        # preset means today.
-        record = {**record, "options": params}
     return _check_config(record)
 
 

@@ -120,9 +120,9 @@ def run_ablation(base: TrainConfig, out: str | Path, variants: list[Variant], *,
         sources = sources[:max_clips]
     methods = [f"model:{row['run']}" for row in rows]
     start = time.perf_counter()
+    meta = {"command": "ablate", "data": base.data, "split": split, "max_clips": max_clips}
     report = evaluate(sources, methods, jobs=jobs, json_path=out / "ablation-eval.json",
-                      progress=progress, in_process=in_process, meta={"command": "ablate", "data": base.data,
-                                               "split": split, "max_clips": max_clips})
+                      progress=progress, in_process=in_process, meta=meta)
     for row, method in zip(rows, methods, strict=True):
         row["test"] = _test_scores(report["summary"][method])
     result = {

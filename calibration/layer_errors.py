@@ -21,8 +21,9 @@ import numpy as np
 ROUNDING_ONLY_STEPS = 1 / np.sqrt(12)  # RMSE of uniform rounding, in steps
 
 
-def _input_order(converter) -> list[str]:
-    """Signature input names in the order of the converted model's inputs."""
+def _io_names(converter) -> tuple[list[str], dict[str, str]]:
+    """Signature input names in the order of the converted model's inputs, and the
+    signature name of each output tensor (the converter names them generically)."""
     import tensorflow as tf
 
     from convert.tflite_model import TfliteModel
@@ -31,7 +32,9 @@ def _input_order(converter) -> list[str]:
     converter.optimizations = []
     float_model = TfliteModel(tf.lite.TFLiteConverter.convert(converter))
     by_index = {index: name for name, index in float_model.signature.inputs.items()}
-    return [by_index[i] for i in float_model.inputs]
+    outputs = {float_model.tensors[index].name: name
+               for name, index in float_model.signature.outputs.items()}
+    return [by_index[i] for i in float_model.inputs], outputs
 
 
 def layer_error_report(
@@ -61,7 +64,7 @@ def layer_error_report(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         return converter
 
-    order = _input_order(make_converter())
+    order, output_names = _io_names(make_converter())
     denylist = []
     if keep_float:
         probe = make_converter()
@@ -85,7 +88,7 @@ def layer_error_report(
         rmse = float(np.sqrt(max(mse, 0.0)))
         rows.append({
             "tensor": row["tensor_name"],
-            "layer": layer_of(row["tensor_name"]),
+            "layer": output_names.get(row["tensor_name"], layer_of(row["tensor_name"])),
             "op": row.get("op_name", ""),
             "elements": int(float(row["num_elements"])),
             "scale": scale,

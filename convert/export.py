@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.manifest import FORMAT, MANIFEST_FILE, MODEL_FILE, build_manifest
+from convert.manifest import FORMAT, MANIFEST_FILE, MODEL_FILE, build_manifest, sha256_of
 from convert.quantize import FULL_INTEGER, QUANT_MODES, quantize_stream
 
 DEFAULT_SYMBOL = "g_tinysep_model"
@@ -89,6 +89,7 @@ def export_bundle(
     keep_float: Sequence[str] = (),
     per_channel: bool = True,
     keep_tensor_names: bool = False,
+    micro_compact: bool = False,
     edgetpu_compile: bool = True,
     symbol: str = DEFAULT_SYMBOL,
     seed: int = 0,
@@ -99,9 +100,18 @@ def export_bundle(
 
     ``calibration``: a dataset folder, a list of clips, or a ready
     :class:`calibration.representative.RepresentativeSet` (int8 / int16x8 only).
+    ``micro_compact``: the C array gets all-zero per-channel zero-point vectors shortened
+    to one value (TFLite Micro reads them so; ~8 B per output channel saved), so it is no
+    longer byte-identical to ``model.tflite``.
     """
     from convert.edgetpu import edgetpu_report
-    from convert.micro import c_source, estimate_arena, resolver_source, unsupported_micro_ops
+    from convert.micro import (
+        c_source,
+        compact_zero_points,
+        estimate_arena,
+        resolver_source,
+        unsupported_micro_ops,
+    )
     from convert.tflite_model import TfliteModel
     from tinysep.models import count_params, macs_per_hop, make_streaming_model, model_config
 
@@ -129,6 +139,11 @@ def export_bundle(
     arena = estimate_arena(tflite)
     ops = tflite.op_names
     integer = quant in FULL_INTEGER
+    c_array = content
+    if micro_compact:
+        compact = TfliteModel(content)
+        compact_zero_points(compact)
+        c_array = compact.to_bytes()
     calibration_info = rep.summary() if rep is not None else None
     extra = {
         "export": {
@@ -148,6 +163,10 @@ def export_bundle(
             "c_source": "model_data.cc",
             "c_header": "model_data.h",
             "c_symbol": f"{symbol}_data",
+            "c_array_bytes": len(c_array),
+            "c_array_sha256": sha256_of(c_array),
+            "c_array_form": "zero points compacted for TFLite Micro" if micro_compact
+            else "identical to model.tflite",
             "micro_ops": "micro_ops.txt",
             "edgetpu_report": "edgetpu_report.json",
         },
@@ -165,7 +184,7 @@ def export_bundle(
     tmp.mkdir()
     try:
         (tmp / MODEL_FILE).write_bytes(content)
-        source, header = c_source(content, symbol)
+        source, header = c_source(c_array, symbol)
         (tmp / "model_data.cc").write_text(source)
         (tmp / "model_data.h").write_text(header)
         (tmp / "micro_ops.txt").write_text(resolver_source(ops))
@@ -185,6 +204,7 @@ def export_bundle(
         "quantization": quant,
         "frames_per_invoke": frames_per_invoke,
         "model_bytes": len(content),
+        "c_array_bytes": len(c_array),
         "weight_bytes": tflite.weight_bytes,
         "arena_bytes_estimate": arena["bytes"],
         "arena_estimate": arena,

@@ -1,29 +1,46 @@
 """Short training runs on clips in memory: fine-tuning after pruning, quantization-aware
 training, and the small fitted models the tests need.
 
-Batches are augmented chunks (:func:`tinysep.data.augment.training_batches`) turned into
-STFT magnitudes; the loss is the L1 distance between masked mixture magnitudes and the
-reference magnitudes (:func:`tinysep.models.magnitude_l1`). Uses ``model.fit`` so that
-tfmot's callbacks (the pruning step) run as they expect.
+Batches are augmented waveform chunks (:func:`tinysep.data.augment.training_batches`);
+the loss is one of the training losses (``l1`` on masked magnitudes, ``sdr`` on the
+resynthesised waveforms, or ``l1+sdr``, see :mod:`tinysep.training.spectral`), so a model
+is fine-tuned with the loss it was trained with (:func:`training_loss_of` reads it from a
+run folder). Keras ``fit`` drives the steps so tfmot's callbacks (the pruning step) run
+as they expect.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from tinysep.data.clip import Clip
 from tinysep.dsp import HOP_SAMPLES, N_FFT
 
+DEFAULT_LOSS = ("l1", 0.01)
 
-def magnitude_batches(
+
+def training_loss_of(folder: str | Path) -> tuple[str, float]:
+    """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
+    ``tinysep train``), else plain ``l1``."""
+    path = Path(folder) / "run.json"
+    try:
+        config = json.loads(path.read_text()).get("train_config", {})
+        return str(config.get("loss", DEFAULT_LOSS[0])), float(config.get("sdr_weight",
+                                                                          DEFAULT_LOSS[1]))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_LOSS
+
+
+def audio_batches(
     clips: Sequence[Clip], chunk_frames: int, batch_size: int, seed: int = 0, **augment
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless ``(mixture magnitude (B, T, 257), packed target (B, T, 257, 3))``: the target
-    holds the mixture, vocals and accompaniment magnitudes on its last axis."""
+    """Endless ``(mixtures (B, samples), sources (B, 2, samples))`` chunks whose STFT has
+    ``chunk_frames`` frames."""
     from tinysep.data.augment import training_batches
-    from tinysep.dsp import magnitude, stft
 
     if not clips:
         raise ValueError("training needs at least one clip")
@@ -34,18 +51,52 @@ def magnitude_batches(
     for mixture, vocals, accompaniment in training_batches(
         clips, samples, batch_size, rng, **augment
     ):
-        mags = [
-            np.stack([magnitude(stft(x)) for x in rows])
-            for rows in (mixture, vocals, accompaniment)
-        ]
-        yield mags[0], np.stack(mags, axis=-1)
+        yield mixture.astype(np.float32), np.stack([vocals, accompaniment], 1).astype(np.float32)
 
 
-def packed_l1(target, masks):
-    """L1 loss on masked magnitudes, the target packed as by :func:`magnitude_batches`."""
-    from tinysep.models import magnitude_l1
+def feature_batches(clips: Sequence[Clip], frames: int, batch_size: int, gain: float,
+                    seed: int = 0) -> np.ndarray:
+    """One batch of features ``log1p(gain |X|)`` ``(B, frames, 257)`` (for range probes)."""
+    from tinysep.dsp import magnitude, stft
 
-    return magnitude_l1(target[..., 0], target[..., 1:], masks)
+    mixture, _ = next(audio_batches(clips, frames, batch_size, seed))
+    return np.stack([np.log1p(gain * magnitude(stft(x))) for x in mixture]).astype(np.float32)
+
+
+def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None):
+    """A Keras model whose ``fit`` trains ``model`` on ``(mixture, sources)`` batches."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from tinysep.training.spectral import separation_loss, tf_stft
+
+    class SeparationTrainer(keras.Model):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def call(self, inputs, training=False):
+            return self.inner(inputs, training=training)
+
+        def train_step(self, data):
+            mixture, sources = data
+            spec = tf_stft(mixture)
+            batch, count, samples = (int(d) for d in sources.shape)
+            target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
+            target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])),
+                                  (0, 2, 3, 1))
+            x = tf.abs(spec)
+            if features_gain is not None:
+                x = tf.math.log1p(features_gain * x)
+            with tf.GradientTape() as tape:
+                masks = self.inner(x, training=True)
+                loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
+            variables = self.inner.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
+                                               strict=True))
+            return {"loss": loss}
+
+    return SeparationTrainer(model)
 
 
 def fine_tune(
@@ -53,27 +104,42 @@ def fine_tune(
     clips: Sequence[Clip],
     steps: int,
     *,
+    loss: str = "l1",
+    sdr_weight: float = 0.01,
     batch_size: int = 4,
     chunk_frames: int = 64,
     learning_rate: float = 1e-3,
     callbacks: Sequence = (),
     seed: int = 0,
     progress: bool = False,
+    features_gain: float | None = None,
 ) -> list[float]:
-    """Train ``model`` (whole-clip, magnitudes -> masks) for ``steps`` batches; returns the
-    loss of every step."""
+    """Train ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
+    for ``steps`` batches with ``loss``; returns the loss of every step."""
+    import tensorflow as tf
     import tf_keras as keras
 
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    batches = magnitude_batches(clips, chunk_frames, batch_size, seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=packed_l1)
+    from tinysep.training.choices import LOSSES
+
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    samples = (chunk_frames - (N_FFT // HOP_SAMPLES - 1)) * HOP_SAMPLES
+    batches = audio_batches(clips, chunk_frames, batch_size, seed)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: batches,
+        output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
+                          tf.TensorSpec((batch_size, 2, samples), tf.float32)),
+    )
+    trainer = _trainer(model, loss, sdr_weight, features_gain)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
 
     class _Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             losses.append(float((logs or {}).get("loss", np.nan)))
 
-    model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=1 if progress else 0,
-              callbacks=[*callbacks, _Record()])
+    trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=1 if progress else 0,
+                callbacks=[*callbacks, _Record()])
     return losses

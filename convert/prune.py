@@ -103,6 +103,8 @@ def magnitude_prune(
     min_weights: int = 1024,
     ramp: float = 0.7,
     frequency: int | None = None,
+    loss: str = "l1",
+    sdr_weight: float = 0.01,
     batch_size: int = 4,
     chunk_frames: int = 64,
     learning_rate: float = 3e-4,
@@ -135,7 +137,8 @@ def magnitude_prune(
     # clone_model shares the layers it is given: wrap a copy, never the caller's model.
     wrapped = keras.models.clone_model(clean_copy(model, config), clone_function=wrap)
     losses = fine_tune(
-        wrapped, clips, steps, batch_size=batch_size, chunk_frames=chunk_frames,
+        wrapped, clips, steps, loss=loss, sdr_weight=sdr_weight, batch_size=batch_size,
+        chunk_frames=chunk_frames,
         learning_rate=learning_rate, seed=seed, progress=progress,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
     )
@@ -144,6 +147,7 @@ def magnitude_prune(
     report = {
         "target_sparsity": sparsity,
         "steps": steps,
+        "loss": loss,
         "schedule": {"kind": "polynomial_decay", "begin_step": 0, "end_step": end,
                      "frequency": schedule.frequency},
         "min_weights": min_weights,
@@ -349,13 +353,27 @@ def narrow_model(model, **widths):
 
 
 def save_pruned(model, folder: str | Path, report: dict) -> Path:
-    """Save the model folder plus ``prune_report.json`` beside its config."""
+    """Save the model folder plus ``prune_report.json`` beside its config; written to a
+    hidden temporary folder first and renamed, so a crash leaves no half-written model."""
     import json
+    import os
+    import shutil
 
     from tinysep.models import save_model
 
-    folder = save_model(model, folder)
-    (folder / "prune_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        save_model(model, tmp)
+        (tmp / "prune_report.json").write_text(json.dumps(report, indent=1) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -1,17 +1,21 @@
 """Quantization-aware training (tfmot) of the whole-clip separator, and its pruning-preserving
 variant.
 
-tfmot's default 8-bit registry knows Conv2D, DepthwiseConv2D, Dense, Add, Activation,
-Reshape, ZeroPadding2D and Softmax, and folds a BatchNormalization into the convolution
-before it. Every other layer gets a :class:`OutputQuantizeConfig` (no weights of its own
-are quantized; its output passes a moving-average int8 fake quantizer, as the int8 TFLite
-graph requantizes that tensor): ``Multiply`` (the gates), ``ReduceMean``,
-``FrameGroupNorm``, ``Recurrence``, the input ``BatchNormalization``, and
-``LogCompression`` (the board quantizes its output: the features). :class:`NoOpQuantizeConfig`
-covers ``SliceAxis``, which only moves values (same scale in and out).
+QAT trains the graph the board runs: it starts at the features ``log1p(g |X|)`` (the
+float compression runs before the int8 graph), so tfmot's input quantizer quantizes the
+features exactly as the board does. tfmot's default 8-bit registry knows Conv2D,
+DepthwiseConv2D, Dense, Add, Activation, Reshape, ZeroPadding2D and Softmax, and folds a
+BatchNormalization into the convolution before it. Every other layer gets an
+:class:`OutputQuantizeConfig` (no weights of its own are quantized; its output passes a
+moving-average int8 fake quantizer, as the int8 TFLite graph requantizes that tensor):
+``Multiply`` (the gates), ``ReduceMean``, ``FrameGroupNorm``, ``Recurrence`` and the input
+``BatchNormalization``. :class:`NoOpQuantizeConfig` covers ``SliceAxis``, which only moves
+values (same scale in and out).
 
-After training, the learned float weights are copied back into a clean tinysep model
-(:func:`extract_model`); the streaming export then calibrates and converts it as usual, so a
+The activation ranges start from the float model's ranges on training audio (tfmot's
+moving averages start at [-6, 6] and would take thousands of steps to get there). After
+training, the learned float weights are copied back into a clean tinysep model
+(:func:`extract_model`); the streaming export calibrates and converts it as usual, so a
 QAT model deploys through exactly the same path as a PTQ one.
 """
 
@@ -111,17 +115,76 @@ def annotate(model):
     return annotated
 
 
-def quantize_aware(model, preserve_sparsity: bool = False):
-    """The fake-quantized (QAT) version of ``model``; with ``preserve_sparsity`` tfmot's
-    pruning-preserving scheme keeps zero weights at zero during training."""
+def features_model(model):
+    """``model`` without its log compression: features ``(B, T, 257)`` -> masks, same
+    weights (layer names are shared, so weights copy back by name)."""
+    import tf_keras as keras
+
+    from tinysep.dsp import N_BINS
+    from tinysep.models import model_config
+    from tinysep.models.causal import Graph
+    from tinysep.models.registry import build_body
+
+    config = model_config(model)
+    graph = Graph(streaming=False)
+    features = graph.input((N_BINS,), "features")
+    body = keras.Model(features, build_body(graph, config, features),
+                       name=f"{model.name}_features")
+    by_name = {layer.name: layer for layer in model.layers}
+    for layer in body.layers:
+        if layer.weights:
+            layer.set_weights(by_name[layer.name].get_weights())
+    body.tinysep_config = config
+    return body
+
+
+def init_ranges(qat_model, float_model, features: np.ndarray) -> int:
+    """Set every activation fake quantizer of ``qat_model`` to the range (0 included) its
+    layer's output takes in ``float_model`` on ``features``; returns how many were set."""
+    import tf_keras as keras
+
+    layers = [layer for layer in float_model.layers
+              if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(float_model.inputs, [layer.output for layer in layers])
+    values = dict(zip([layer.name for layer in layers], probe(features, training=False),
+                      strict=True))
+    values["__input__"] = features
+    count = 0
+    for wrapper in qat_model.layers:
+        inner = getattr(wrapper, "layer", None)
+        key = inner.name if inner is not None else (
+            "__input__" if wrapper.__class__.__name__ == "QuantizeLayer" else None)
+        if key not in values:
+            continue
+        v = np.asarray(values[key])
+        lo, hi = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+        for w in wrapper.weights:
+            name = w.name.split("/")[-1].split(":")[0]
+            if name in ("output_min", "post_activation_min", "quantize_layer_min"):
+                w.assign(lo)
+                count += 1
+            elif name in ("output_max", "post_activation_max", "quantize_layer_max"):
+                w.assign(hi)
+    return count
+
+
+def quantize_aware(model, preserve_sparsity: bool = False, features: np.ndarray | None = None):
+    """The fake-quantized (QAT) version of ``model`` without its log compression (input:
+    features); with ``preserve_sparsity`` tfmot's pruning-preserving scheme keeps zero
+    weights at zero. ``features`` (a batch) initialises the activation ranges."""
     tfmot = _tfmot()
     _, _, scope = _scope()
-    annotated = annotate(model)
+    body = features_model(model)
+    annotated = annotate(body)
     with tfmot.quantization.keras.quantize_scope(scope):
         if preserve_sparsity:
             scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            return tfmot.quantization.keras.quantize_apply(annotated, scheme)
-        return tfmot.quantization.keras.quantize_apply(annotated)
+            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        else:
+            qat = tfmot.quantization.keras.quantize_apply(annotated)
+    if features is not None:
+        init_ranges(qat, body, features)
+    return qat
 
 
 def extract_model(qat_model, config: dict):
@@ -155,6 +218,8 @@ def qat_fine_tune(
     steps: int,
     *,
     preserve_sparsity: bool = False,
+    loss: str = "l1",
+    sdr_weight: float = 0.01,
     batch_size: int = 4,
     chunk_frames: int = 64,
     learning_rate: float = 1e-4,
@@ -163,17 +228,22 @@ def qat_fine_tune(
 ):
     """Quantization-aware fine-tuning for ``steps`` batches; returns ``(clean tinysep model
     with the trained weights, report)``."""
-    from convert.finetune import fine_tune
+    from convert.finetune import feature_batches, fine_tune
     from convert.prune import sparsity_report
-    from tinysep.models import model_config
+    from tinysep.models import model_config, resolved_params
 
     config = model_config(model)
-    qat = quantize_aware(model, preserve_sparsity)
-    losses = fine_tune(qat, clips, steps, batch_size=batch_size, chunk_frames=chunk_frames,
-                       learning_rate=learning_rate, seed=seed, progress=progress)
+    gain = float(resolved_params(config)["input_gain"])
+    ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1)
+    qat = quantize_aware(model, preserve_sparsity, ranges)
+    losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
+                       batch_size=batch_size, chunk_frames=chunk_frames,
+                       learning_rate=learning_rate, seed=seed, progress=progress,
+                       features_gain=gain)
     trained = extract_model(qat, config)
     report = {
         "steps": steps,
+        "loss": loss,
         "preserve_sparsity": preserve_sparsity,
         "loss_first": losses[0],
         "loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])),

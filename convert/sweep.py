@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tinysep.data.clip import SOURCES
 
 DONE_FILE = "done.json"
@@ -47,6 +49,7 @@ class SweepPlan:
     prune_steps: int = 300
     eval_clips: int = 8
     cells: list[dict] = field(default_factory=list)
+    loss: tuple = ("l1", 0.01)  # fine-tuning loss and SDR weight (the model's own)
 
 
 def variant_for_widths(widths: dict) -> Variant:
@@ -111,13 +114,17 @@ def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, se
         return load_model(folder)
     start = time.perf_counter()
     report: dict = {"variant": variant.to_json()}
+    loss, sdr_weight = plan.loss
     if variant.widths:
         model, report["structured"] = narrow_model(base, **{k: list(v) if isinstance(v, tuple)
                                                           else v for k, v in variant.widths})
-        report["losses"] = fine_tune(model, clips, plan.prune_steps, seed=seed)[-5:]
+        report["losses"] = fine_tune(model, clips, plan.prune_steps, loss=loss,
+                                     sdr_weight=sdr_weight, learning_rate=3e-4,
+                                     seed=seed)[-5:]
     else:
         model, report["magnitude"] = magnitude_prune(base, clips, variant.sparsity,
-                                                     plan.prune_steps, seed=seed)
+                                                     plan.prune_steps, loss=loss,
+                                                     sdr_weight=sdr_weight, seed=seed)
     tmp = folder.with_name(folder.name + f".partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -145,6 +152,7 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
              frames_per_invoke: int, seed: int = 0) -> dict:
     """Convert ``model`` as the cell says and measure it (see the module doc)."""
     from calibration.representative import build_representative_set
+    from convert.micro import compact_zero_points
     from convert.prune import gzip_size
     from convert.quality import quantized_records, runner_for, sdr_delta
     from convert.quantize import quantize_stream
@@ -159,7 +167,11 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
         rep = build_representative_set(stream, calibration_clips, cell["calibration_frames"],
                                        seed=seed, progress=False)
     quantized = quantize_stream(stream, cell["mode"], rep)
-    latency = measure_latency(runner_for(quantized, stream), invokes=200, warmup=20)
+    latency = measure_latency(runner_for(quantized, stream), invokes=100, warmup=10)
+    bundle_model = TfliteModel(quantized.content)
+    bundle_model.strip_internal_names()  # as `tinysep export` writes it
+    bundle_bytes = bundle_model.to_bytes()
+    compact_zero_points(bundle_model)
     delta = sdr_delta(float_scores, quantized_records(quantized, stream, eval_clips))
     return {
         "id": cell["id"],
@@ -167,9 +179,10 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
         "mode": cell["mode"],
         "calibration_frames": cell["calibration_frames"],
         "frames_per_invoke": frames_per_invoke,
-        "bytes": quantized.bytes,
+        "bytes": len(bundle_bytes),
+        "micro_bytes": len(bundle_model.to_bytes()),
         "weight_bytes": TfliteModel(quantized.content).weight_bytes,
-        "gzip_bytes": gzip_size(quantized.content),
+        "gzip_bytes": gzip_size(bundle_bytes),
         "params": count_params(model),
         "macs_per_hop": macs_per_hop(stream),
         "host_us_per_hop": latency["invoke_us_per_hop"],
@@ -186,10 +199,12 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
     from tqdm import tqdm
 
     from calibration.representative import load_calibration_clips
+    from convert.finetune import training_loss_of
     from tinysep.data.loaders import find_clips, load_clips
     from tinysep.models import load_model
 
     out = Path(out)
+    plan.loss = training_loss_of(model_folder)
     out.mkdir(parents=True, exist_ok=True)
     plan_json = {"model": str(model_folder), "data": str(data),
                  "variants": [v.to_json() for v in plan.variants], "modes": plan.modes,
@@ -236,20 +251,28 @@ def finished_cells(out: Path, plan: SweepPlan | None = None) -> list[dict]:
     return cells
 
 
-COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "gzip_bytes", "params",
-           "macs_per_hop", "host_us_per_hop"]
+COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "micro_bytes",
+           "gzip_bytes", "params", "macs_per_hop", "host_us_per_hop"]
 
 
 def flat_rows(cells: list[dict]) -> list[dict]:
+    """One flat row per cell. ``delta_db`` is against the variant's own float model (the
+    cost of quantizing); ``vs_base_db`` against the unpruned float model (pruning and
+    quantization together), when the sweep has the base variant."""
+    base = next((c for c in cells if c["variant"]["name"] == "base"), None)
     rows = []
     for c in cells:
-        row = {k: c[k] for k in COLUMNS if k != "variant"}
+        row = {k: c.get(k) for k in COLUMNS if k != "variant"}
         row["variant"] = c["variant"]["name"]
         for source in SOURCES:
             s = c["sources"][source]
             row[f"{source}_sdr_float"] = s["sdr_reference"]
             row[f"{source}_sdr_quant"] = s["sdr"]
             row[f"{source}_delta_db"] = s["delta_db"]
+            reference = base["sources"][source]["sdr_reference"] if base else None
+            row[f"{source}_vs_base_db"] = (
+                s["sdr"] - reference if s["sdr"] is not None and reference is not None
+                else None)
         rows.append(row)
     return rows
 
@@ -267,13 +290,14 @@ def _fmt(value) -> str:
 def markdown_table(rows: list[dict]) -> str:
     header = ["cell", "bytes", "MACs/hop", "us/hop"]
     for source in SOURCES:
-        header += [f"{source} float", f"{source} quant", f"{source} delta"]
+        header += [f"{source} float", f"{source} quant", f"{source} delta",
+                   f"{source} vs base"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r["id"], _fmt(r["bytes"]), _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
         for source in SOURCES:
             cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
-                      _fmt(r[f"{source}_delta_db"])]
+                      _fmt(r[f"{source}_delta_db"]), _fmt(r[f"{source}_vs_base_db"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -298,28 +322,32 @@ def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
 
 
 def plot_sweep(rows: list[dict], path: Path) -> Path:
-    """SDR delta (mean of the sources) against model bytes, one marker per mode."""
+    """SDR against model bytes and host time, one marker per mode: the quantization cost
+    (vs the variant's float) on the left, the total cost (vs the unpruned float) in the
+    middle, and host time on the right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     markers = {"int8": "o", "int16x8": "s", "dynamic": "^", "float16": "D", "float32": "x"}
-    for mode in sorted({r["mode"] for r in rows}):
-        sel = [r for r in rows if r["mode"] == mode]
-        deltas = [_mean_delta(r) for r in sel]
-        axes[0].scatter([r["bytes"] / 1024 for r in sel], deltas, marker=markers.get(mode, "o"),
-                        label=mode)
-        axes[1].scatter([r["host_us_per_hop"] for r in sel], deltas,
-                        marker=markers.get(mode, "o"), label=mode)
-        for r, d in zip(sel, deltas, strict=True):
-            axes[0].annotate(r["variant"], (r["bytes"] / 1024, d), fontsize=7)
-    for ax, label in zip(axes, ("model size (KiB)", "host time per hop (us, 1 thread)"),
-                         strict=True):
+    panels = (("delta_db", "bytes", "model size (KiB)", "SDR vs own float (dB)"),
+              ("vs_base_db", "bytes", "model size (KiB)", "SDR vs unpruned float (dB)"),
+              ("vs_base_db", "host_us_per_hop", "host time per hop (us, 1 thread)",
+               "SDR vs unpruned float (dB)"))
+    for ax, (key, x_key, x_label, y_label) in zip(axes, panels, strict=True):
+        for mode in sorted({r["mode"] for r in rows}):
+            sel = [r for r in rows if r["mode"] == mode]
+            xs = [r[x_key] / (1024 if x_key == "bytes" else 1) for r in sel]
+            ys = [_mean(r, key) for r in sel]
+            ax.scatter(xs, ys, marker=markers.get(mode, "o"), label=mode)
+            for r, x, y in zip(sel, xs, ys, strict=True):
+                if np.isfinite(y):
+                    ax.annotate(r["variant"], (x, y), fontsize=7)
         ax.axhline(0.0, color="k", linewidth=0.8)
-        ax.set_xlabel(label)
-        ax.set_ylabel("SDR delta vs float (dB, mean of sources)")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label + ", mean of sources")
         ax.legend()
     fig.suptitle("tinysep sweep")
     fig.tight_layout()
@@ -328,6 +356,6 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _mean_delta(row: dict) -> float:
-    values = [row[f"{s}_delta_db"] for s in SOURCES if row[f"{s}_delta_db"] is not None]
+def _mean(row: dict, key: str) -> float:
+    values = [row[f"{s}_{key}"] for s in SOURCES if row[f"{s}_{key}"] is not None]
     return float(sum(values) / len(values)) if values else float("nan")

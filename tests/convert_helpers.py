@@ -17,7 +17,7 @@ SMALL = {
     "dualgate-tcn": {"residual": 16, "hidden": 32, "blocks": 4, "repeats": 1},
     "unet-se-sru": {"channels": [8, 16], "units": 16},
 }
-FIT_STEPS = {"dualgate-tcn": 200, "unet-se-sru": 120}
+FIT_STEPS = {"dualgate-tcn": 150, "unet-se-sru": 100}
 
 
 @functools.cache

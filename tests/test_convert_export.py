@@ -24,8 +24,14 @@ def bundle() -> tuple[Path, dict]:
     out = workdir() / "bundle-k2"
     summary = export_bundle(fitted_model_folder("dualgate-tcn"), out, quant="int8",
                             frames_per_invoke=2, calibration=list(clips("train")),
-                            calibration_frames=256, force=True, progress=False)
+                            calibration_frames=256, micro_compact=True, force=True,
+                            progress=False)
     return out, summary
+
+
+def _c_array(folder: Path) -> bytes:
+    source = (folder / "model_data.cc").read_text()
+    return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", source))
 
 
 def test_bundle_files_and_manifest_follow_the_contract(bundle):
@@ -61,15 +67,28 @@ def test_bundle_files_and_manifest_follow_the_contract(bundle):
     assert len(m["states"]) == summary["states"] == 4 * 2  # depthwise + SE window per block
     assert all(s["requantize"] == "copy" for s in m["states"])
     assert m["state_bytes"] == sum(int(np.prod(s["shape"])) for s in m["states"])
-    # The C array holds exactly the model bytes, 16-byte aligned.
+    # The C array is the same model for TFLite Micro, its all-zero per-channel zero-point
+    # vectors cut to one value (--micro-compact), 16-byte aligned.
     source = (out / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_tinysep_model_data[]" in source
-    hex_bytes = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", source))
-    assert hex_bytes == content
-    assert f"g_tinysep_model_data_len = {len(content)};" in source
+    c_array = _c_array(out)
+    assert len(c_array) == m["files"]["c_array_bytes"] < len(content)
+    assert sha256_of(c_array) == m["files"]["c_array_sha256"]
+    assert f"g_tinysep_model_data_len = {len(c_array)};" in source
     assert "extern const unsigned char g_tinysep_model_data[];" in (
         out / "model_data.h").read_text()
-    assert misaligned_buffers(content) == []
+    assert misaligned_buffers(content) == misaligned_buffers(c_array) == []
+    full, compact = TfliteModel(content), TfliteModel(c_array)
+    shortened = 0
+    for a, b in zip(full.tensors, compact.tensors, strict=True):
+        assert (a.shape, a.dtype, a.scale, a.data_bytes) == (b.shape, b.dtype, b.scale,
+                                                             b.data_bytes)
+        if len(a.zero_point) > 1:
+            assert b.zero_point == (0,) and not any(a.zero_point)
+            shortened += 1
+        else:
+            assert a.zero_point == b.zero_point
+    assert shortened > 10
     # The resolver registers exactly the ops in the file.
     model = TfliteModel(content)
     resolver = (out / "micro_ops.txt").read_text()
@@ -152,6 +171,7 @@ def test_cli_export_and_its_errors(tmp_path, capsys):
     assert "copied byte for byte" in printed and "us per hop" in printed
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["model_bytes"] == (out / "model.tflite").stat().st_size
+    assert _c_array(out) == (out / "model.tflite").read_bytes()  # no --micro-compact
     assert summary["host_latency"]["invoke_us_per_hop"] > 0
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err

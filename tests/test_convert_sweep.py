@@ -27,40 +27,48 @@ def test_plan_expands_the_grid():
 def test_sweep_measures_cells_and_resumes(tmp_path):
     out = tmp_path / "sweep"
     model = fitted_model_folder("dualgate-tcn")
-    small = make_plan([0, 0.5], ["int8"], [64], prune_steps=8, eval_clips=1)
+    small = make_plan([0], ["int8"], [64], [{"hidden": 24}], prune_steps=8, eval_clips=1)
     cells = run_sweep(model, corpus(), out, small, max_clips=3, progress=False)
-    assert [c["id"] for c in cells] == ["base-int8-cal64", "s0.5-int8-cal64"]
-    base, pruned = cells
+    assert [c["id"] for c in cells] == ["base-int8-cal64", "w-hidden24-int8-cal64"]
+    base, narrow = cells
     for cell in cells:
         assert cell["bytes"] > cell["weight_bytes"] > 0 and cell["host_us_per_hop"] > 0
         for source in ("vocals", "accompaniment"):
             s = cell["sources"][source]
             assert s["delta_db"] == pytest.approx(s["sdr"] - s["sdr_reference"])
             assert abs(s["delta_db"]) < 3.0
-    assert pruned["gzip_bytes"] < base["gzip_bytes"]
-    assert pruned["macs_per_hop"] == base["macs_per_hop"]  # zeros do not remove MACs
+    assert narrow["macs_per_hop"] < base["macs_per_hop"]
+    assert narrow["weight_bytes"] < base["weight_bytes"]
+    assert base["micro_bytes"] < base["bytes"]  # per-channel zero points compacted
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
-    variant_stamp = (out / "models" / "s0.5" / "done.json").stat().st_mtime_ns
+    variant_stamp = (out / "models" / "w-hidden24" / "done.json").stat().st_mtime_ns
     # A leftover half-written variant folder is not mistaken for a finished one.
-    (out / "models" / "s0.5.partial-1").mkdir()
+    (out / "models" / "w-hidden24.partial-1").mkdir()
 
-    bigger = make_plan([0, 0.5], ["int8", "float32"], [64], prune_steps=8, eval_clips=1)
+    bigger = make_plan([0], ["int8", "float32"], [64], [{"hidden": 24}], prune_steps=8,
+                       eval_clips=1)
     cells = run_sweep(model, corpus(), out, bigger, max_clips=3, progress=False)
-    assert [c["id"] for c in cells] == ["base-int8-cal64", "base-float32", "s0.5-int8-cal64",
-                                        "s0.5-float32"]
+    assert [c["id"] for c in cells] == ["base-int8-cal64", "base-float32",
+                                        "w-hidden24-int8-cal64", "w-hidden24-float32"]
     for name, stamp in stamps.items():  # finished cells were not redone
         assert (out / "cells" / name).stat().st_mtime_ns == stamp
-    assert (out / "models" / "s0.5" / "done.json").stat().st_mtime_ns == variant_stamp
-    float32 = next(c for c in cells if c["id"] == "s0.5-float32")
+    assert (out / "models" / "w-hidden24" / "done.json").stat().st_mtime_ns == variant_stamp
+    float32 = next(c for c in cells if c["id"] == "w-hidden24-float32")
     assert abs(float32["sources"]["vocals"]["delta_db"]) < 0.01
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["id"] for r in rows] == [c["id"] for c in cells]
-    assert "| s0.5-float32 |" in (out / "results.md").read_text()
+    by_id = {r["id"]: r for r in rows}
+    base_float = float(by_id["base-int8-cal64"]["vocals_sdr_float"])
+    for r in rows:  # total cost = quantized SDR - the unpruned float SDR
+        assert float(r["vocals_vs_base_db"]) == pytest.approx(
+            float(r["vocals_sdr_quant"]) - base_float, abs=1e-9)
+    assert "| w-hidden24-float32 |" in (out / "results.md").read_text()
     assert len(json.loads((out / "results.json").read_text())["rows"]) == 4
     assert (out / "results.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="holds a sweep with prune_steps=8"):
         run_sweep(model, corpus(), out, make_plan([0], ["int8"], [64], prune_steps=9,
                                                   eval_clips=1), progress=False)
+    assert not (out / "cells" / "base-int8-cal64.json.tmp").exists()
 
 
 def test_cli_sweep_prints_the_table(tmp_path, capsys):

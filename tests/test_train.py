@@ -94,7 +94,8 @@ def test_resume_continues_exactly(corpus, one_epoch, tmp_path):
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
     run = json.loads((tmp_path / "split" / "run.json").read_text())
-    assert [r["step"] for r in run["resumes"]] == [3]
+    resumes = [(r["step"], r["changes"]) for r in run["resumes"]]
+    assert resumes == [(3, ["epochs: stored 1, given 2"])]
     # TensorBoard logs hold every step of both sessions.
     scalars = read_scalars(tmp_path / "split" / "logs")
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]
@@ -226,3 +227,23 @@ def test_fingerprint_follows_the_audio(corpus):
     changed = fingerprint_clips(train_clips, valid_clips)
     assert changed["train"]["sha256"] != first["train"]["sha256"]
     assert changed["valid"] == first["valid"]
+
+
+def test_schedules():
+    from tinysep.training.schedule import StepSchedule
+
+    constant = StepSchedule(1e-3, "constant", total_steps=100, warmup_steps=10)
+    assert constant.value(0) == pytest.approx(1e-4)
+    assert constant.value(9) == constant.value(99) == pytest.approx(1e-3)
+    cosine = StepSchedule(1e-3, "cosine", total_steps=110, warmup_steps=10, final_fraction=0.1)
+    assert cosine.value(10) == pytest.approx(1e-3)
+    assert cosine.value(60) == pytest.approx(0.55e-3)  # half way: mean of peak and final
+    assert cosine.value(110) == cosine.value(500) == pytest.approx(1e-4)
+    budget = StepSchedule(1e-3, "cosine-budget", total_steps=1000)
+    assert budget.value(500) == pytest.approx(0.5e-3)
+    budget.set_time_fraction(0.75)  # the clock is ahead of the steps: it decides
+    assert budget.value(500) == pytest.approx(0.5e-3 * (1 + np.cos(0.75 * np.pi)))
+    budget.set_time_fraction(0.1)  # the steps are ahead: they decide
+    assert budget.value(500) == pytest.approx(0.5e-3)
+    with pytest.raises(ValueError, match="needs max_minutes"):
+        TrainConfig(data="x", lr_schedule="cosine-budget").validate()

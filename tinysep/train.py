@@ -14,7 +14,8 @@ optimizer, TensorBoard logs and a history plot. What it guarantees:
 - bad data (too few clips, a clip shorter than one window) and a NaN loss stop with a
   :class:`TrainingError` or ValueError naming the cause; the last good checkpoint and
   the best weights stay on disk;
-- ``max_minutes`` bounds the total training time of the run (over all resumes);
+- ``max_minutes`` bounds the training time of the run, resumes included (time spent
+  loading data and tracing the graph is not counted);
 - training stops early when the mean validation SDR of vocals and accompaniment has
   not improved for ``patience`` epochs.
 """
@@ -124,6 +125,9 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine-budget" and self.max_minutes is None:
+            raise ValueError("lr_schedule 'cosine-budget' decays over the time budget: "
+                             "it needs max_minutes")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -245,16 +249,20 @@ def _prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes:
         return state
 
     record = read_json(out / RUN_FILE, "not a training run folder")
-    diffs = config_differences(stored_config(out), config)
+    stored = stored_config(out)
+    data_diff = []
     if record.get("data_fingerprint", {}).get("sha256") != fingerprint["sha256"]:
-        diffs.append(f"data fingerprint: stored {record.get('data_fingerprint', {}).get('sha256')}"
-                     f", given {fingerprint['sha256']} (the clips in {config.data} differ)")
+        data_diff.append(f"data fingerprint: stored "
+                         f"{record.get('data_fingerprint', {}).get('sha256')}, given "
+                         f"{fingerprint['sha256']} (the clips in {config.data} differ)")
+    diffs = config_differences(stored, config) + data_diff
     if diffs and not allow_changes:
         raise TrainingError(f"cannot resume {out}: {'; '.join(diffs)}; pass "
                             f"--allow-config-change to resume anyway")
     state = read_json(out / STATE_FILE, "the run's progress file")
+    changes = config_differences(stored, config, allowed=frozenset()) + data_diff
     record["resumes"].append({"at": now, "command": command, "epoch": state["epoch"],
-                              "step": state["step"], "changes": diffs})
+                              "step": state["step"], "changes": changes})
     record["train_config"] = config.to_json()
     record["data_fingerprint"] = fingerprint
     write_json(out / RUN_FILE, record)
@@ -285,6 +293,163 @@ def _train_step_function(model, optimizer, config: TrainConfig):
     return step
 
 
+class _Session:
+    """One call of :func:`train`: the model, optimizer and checkpoints of a run folder, and
+    the run's state (``state.json``), which it commits after every epoch."""
+
+    def __init__(self, config: TrainConfig, out: Path, state: dict, model, progress: bool):
+        import tensorflow as tf
+        import tf_keras as keras
+
+        from tinysep.training.schedule import StepSchedule
+        from tinysep.training.tensorboard import ScalarLog
+
+        self.config, self.out, self.state, self.model = config, out, state, model
+        self.progress = progress
+        self.schedule = StepSchedule(config.learning_rate, config.lr_schedule,
+                                     config.total_steps, config.warmup_steps,
+                                     config.final_lr_fraction)
+        self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
+        self.optimizer.build(model.trainable_variables)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(out / CHECKPOINT_DIR),
+                                                  max_to_keep=CHECKPOINTS_KEPT)
+        self.log = ScalarLog(out / LOG_DIR)
+        self.budget = None if config.max_minutes is None else 60.0 * config.max_minutes
+        self.started = time.perf_counter()
+        self.seconds_before = float(state["train_seconds"])
+        self.valid_seconds = 0.0
+        self.committed = copy.deepcopy(state)  # the state that matches the last checkpoint
+
+    def start_clock(self) -> None:
+        """Training time counts from here (data loading and tracing excluded)."""
+        self.started = time.perf_counter()
+        if self.budget is not None:
+            self.schedule.set_time_fraction(self.elapsed() / self.budget)
+
+    def restore(self) -> None:
+        """Load the checkpoint the state names (a fresh run has none)."""
+        if not self.state["checkpoint"]:
+            return
+        path = self.out / self.state["checkpoint"]
+        self.checkpoint.restore(str(path)).assert_existing_objects_matched()
+        restored = int(self.optimizer.iterations.numpy())
+        if restored != self.state["step"]:
+            raise TrainingError(f"{path}: the optimizer restored at step {restored}, but "
+                                f"{self.out / STATE_FILE} says {self.state['step']}")
+
+    def elapsed(self) -> float:
+        """Training seconds of the run so far, earlier sessions included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def out_of_time(self) -> bool:
+        """True when another validation would overrun ``max_minutes``."""
+        return self.budget is not None and self.elapsed() + self.valid_seconds >= self.budget
+
+    def stop_reason(self) -> str | None:
+        if self.state["epoch"] >= self.config.epochs:
+            return "finished"
+        if self.config.patience > 0 and self.state["epochs_since_best"] >= self.config.patience:
+            return "early-stopped"
+        if self.out_of_time():
+            return "time-budget"
+        return None
+
+    def fail(self, message: str) -> TrainingError:
+        """Record the failure beside the last good checkpoint; the error to raise."""
+        failed = {**copy.deepcopy(self.committed), "status": "failed", "stop_reason": message}
+        write_json(self.out / STATE_FILE, failed)
+        kept = (f"the last good checkpoint ({self.out / failed['checkpoint']}, epoch "
+                f"{failed['epoch']}) and the best weights are kept; --resume continues from it"
+                if failed["checkpoint"] else "no epoch had finished, so there is no checkpoint")
+        return TrainingError(f"{message}; {kept}")
+
+    def train_epoch(self, epoch: int, step_fn, batches) -> tuple[list[float], bool]:
+        """Up to ``steps_per_epoch`` steps; returns the losses and whether time ran out."""
+        from tqdm import tqdm
+
+        losses: list[float] = []
+        bar = tqdm(total=self.config.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
+                   unit="step", file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+        try:
+            for _ in range(self.config.steps_per_epoch):
+                mixture, sources = next(batches)
+                loss, finite = step_fn(mixture, sources)
+                loss = float(loss)
+                if not bool(finite):
+                    raise self.fail(f"the training loss (or its gradient) became {loss} at "
+                                    f"step {self.state['step'] + 1} (epoch {epoch}); lower "
+                                    f"--learning-rate or check the data")
+                self.state["step"] += 1
+                losses.append(loss)
+                if self.budget is not None:
+                    self.schedule.set_time_fraction(self.elapsed() / self.budget)
+                self.log.scalar("train/loss", loss, self.state["step"])
+                self.log.scalar("train/learning_rate",
+                                self.schedule.value(self.state["step"] - 1), self.state["step"])
+                bar.update(1)
+                bar.set_postfix_str(f"loss {np.mean(losses[-50:]):.4g}")
+                if self.out_of_time():
+                    return losses, True
+            return losses, False
+        finally:
+            bar.close()
+
+    def end_epoch(self, epoch: int, losses: list[float], train_seconds: float, valid) -> None:
+        """Validate, keep the best weights, checkpoint, log and commit the state."""
+        from tqdm import tqdm
+
+        from tinysep.training.validation import NonFiniteOutput, validation_sdr
+
+        if not all(np.all(np.isfinite(w)) for w in self.model.get_weights()):
+            raise self.fail(f"the weights became NaN or infinite in epoch {epoch}; lower "
+                            f"--learning-rate or check the data")
+        start = time.perf_counter()
+        try:
+            sdr = validation_sdr(self.model, valid)
+        except NonFiniteOutput as exc:
+            raise self.fail(f"validation after epoch {epoch} failed: {exc}") from exc
+        self.valid_seconds = time.perf_counter() - start
+        state = self.state
+        state["epoch"] = epoch
+        entry = {
+            "epoch": epoch,
+            "step": state["step"],
+            "steps": len(losses),
+            "loss": float(np.mean(losses)),
+            "learning_rate": self.schedule.value(state["step"] - 1),
+            "valid_sdr": sdr,
+            "train_seconds": train_seconds,
+            "valid_seconds": self.valid_seconds,
+        }
+        state["history"].append(entry)
+        best = state["best"]["valid_sdr"].get("mean")
+        improved = sdr["mean"] is not None and (best is None or sdr["mean"] > best)
+        if improved:
+            save_best(self.model, self.out, self.config.model_config())
+            state["best"] = {"epoch": epoch, "step": state["step"], "valid_sdr": sdr}
+            state["epochs_since_best"] = 0
+        else:
+            state["epochs_since_best"] += 1
+        self.log.scalar("epoch/loss", entry["loss"], state["step"])
+        for key, value in sdr.items():
+            if value is not None:
+                self.log.scalar(f"valid/sdr_{key}", value, state["step"])
+        self.log.flush()
+        saved = Path(self.manager.save(checkpoint_number=epoch))
+        state["checkpoint"] = str(saved.relative_to(self.out))
+        self.commit()
+        tqdm.write(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr)
+
+    def commit(self, stop_reason: str | None = None) -> None:
+        """Write the state (after the checkpoint it names)."""
+        self.state["train_seconds"] = self.elapsed()
+        self.state["status"] = "running" if stop_reason is None else "stopped"
+        self.state["stop_reason"] = stop_reason
+        write_json(self.out / STATE_FILE, self.state)
+        self.committed = copy.deepcopy(self.state)
+
+
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
           allow_changes: bool = False, progress: bool = True,
           command: str | None = None) -> TrainResult:
@@ -294,9 +459,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     (exists without ``resume``, missing or different config with it), ValueError for
     bad data or config values.
     """
-    import tensorflow as tf
     import tf_keras as keras
-    from tqdm import tqdm
 
     from tinysep.models import count_params, macs_per_hop, model_from_config
     from tinysep.training.data import (
@@ -305,16 +468,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         make_dataset,
         validation_clips,
     )
-    from tinysep.training.schedule import StepSchedule
-    from tinysep.training.tensorboard import ScalarLog
-    from tinysep.training.validation import NonFiniteOutput, validation_sdr
 
     out = Path(out)
     config.validate()
     model_config = config.model_config()
     _check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
     data = load_training_data(config.data, config.dataset, progress=progress)
-    samples = chunk_samples(config.chunk_seconds)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
 
     keras.utils.set_random_seed(config.seed)
@@ -322,138 +481,20 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model)}
     state = _prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                             model_info)
-
-    schedule = StepSchedule(config.learning_rate, config.lr_schedule, config.total_steps,
-                            config.warmup_steps, config.final_lr_fraction)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(out / CHECKPOINT_DIR),
-                                         max_to_keep=CHECKPOINTS_KEPT)
-    if state["checkpoint"]:
-        path = out / state["checkpoint"]
-        checkpoint.restore(str(path)).assert_existing_objects_matched()
-        if int(optimizer.iterations.numpy()) != state["step"]:
-            raise TrainingError(f"{path}: the optimizer restored at step "
-                                f"{int(optimizer.iterations.numpy())}, but {out / STATE_FILE} "
-                                f"says {state['step']}")
-    step_fn = _train_step_function(model, optimizer, config)
-    log = ScalarLog(out / LOG_DIR)
+    session = _Session(config, out, state, model, progress)
+    session.restore()
+    step_fn = _train_step_function(model, session.optimizer, config)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
-                                samples, config.augment))
-    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
-    session_start = time.perf_counter()
-    seconds_before = float(state["train_seconds"])
-    last_valid_seconds = 0.0
-    state["status"], state["stop_reason"] = "running", None
-
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - session_start
-
-    def out_of_time() -> bool:
-        return budget is not None and elapsed() + last_valid_seconds >= budget
-
-    committed = copy.deepcopy(state)  # the state that matches the last checkpoint
-
-    def fail(message: str) -> TrainingError:
-        failed = {**copy.deepcopy(committed), "status": "failed", "stop_reason": message}
-        write_json(out / STATE_FILE, failed)
-        kept = (f"the last good checkpoint ({out / failed['checkpoint']}, epoch "
-                f"{failed['epoch']}) and the best weights are kept; --resume continues from it"
-                if failed["checkpoint"] else "no epoch had finished, so there is no checkpoint")
-        return TrainingError(f"{message}; {kept}")
-
-    def patience_spent() -> bool:
-        return config.patience > 0 and state["epochs_since_best"] >= config.patience
-
-    stop_reason = None
-    if state["epoch"] >= config.epochs:
-        stop_reason = "finished"
-    elif patience_spent():
-        stop_reason = "early-stopped"
-    elif out_of_time():
-        stop_reason = "time-budget"
+                                chunk_samples(config.chunk_seconds), config.augment))
+    session.start_clock()
+    stop_reason = session.stop_reason()
     while stop_reason is None:
         epoch = state["epoch"] + 1
-        epoch_start = time.perf_counter()
-        losses: list[float] = []
-        bar = tqdm(total=config.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}",
-                   unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
-        for _ in range(config.steps_per_epoch):
-            mixture, sources = next(batches)
-            loss, finite = step_fn(mixture, sources)
-            loss = float(loss)
-            if not bool(finite):
-                bar.close()
-                raise fail(f"the training loss (or its gradient) became {loss} at step "
-                           f"{state['step'] + 1} (epoch {epoch}); lower --learning-rate "
-                           f"or check the data")
-            state["step"] += 1
-            losses.append(loss)
-            log.scalar("train/loss", loss, state["step"])
-            log.scalar("train/learning_rate", schedule.value(state["step"] - 1),
-                       state["step"])
-            bar.update(1)
-            bar.set_postfix_str(f"loss {np.mean(losses[-50:]):.4g}")
-            if out_of_time():
-                stop_reason = "time-budget"
-                break
-        bar.close()
-        train_seconds = time.perf_counter() - epoch_start
-        if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
-            raise fail(f"the weights became NaN or infinite in epoch {epoch}; lower "
-                       f"--learning-rate or check the data")
-        valid_start = time.perf_counter()
-        try:
-            sdr = validation_sdr(model, valid)
-        except NonFiniteOutput as exc:
-            raise fail(f"validation after epoch {epoch} failed: {exc}") from exc
-        last_valid_seconds = time.perf_counter() - valid_start
-
-        state["epoch"] = epoch
-        entry = {
-            "epoch": epoch,
-            "step": state["step"],
-            "steps": len(losses),
-            "loss": float(np.mean(losses)),
-            "learning_rate": schedule.value(state["step"] - 1),
-            "valid_sdr": sdr,
-            "train_seconds": train_seconds,
-            "valid_seconds": last_valid_seconds,
-        }
-        state["history"].append(entry)
-        best = state["best"]["valid_sdr"].get("mean")
-        improved = sdr["mean"] is not None and (best is None or sdr["mean"] > best)
-        if improved:
-            save_best(model, out, model_config)
-            state["best"] = {"epoch": epoch, "step": state["step"], "valid_sdr": sdr}
-            state["epochs_since_best"] = 0
-        else:
-            state["epochs_since_best"] += 1
-        log.scalar("epoch/loss", entry["loss"], state["step"])
-        for key, value in sdr.items():
-            if value is not None:
-                log.scalar(f"valid/sdr_{key}", value, state["step"])
-        log.flush()
-        saved = Path(manager.save(checkpoint_number=epoch))
-        state["checkpoint"] = str(saved.relative_to(out))
-        state["train_seconds"] = elapsed()
-        if stop_reason is None:
-            if epoch >= config.epochs:
-                stop_reason = "finished"
-            elif patience_spent():
-                stop_reason = "early-stopped"
-            elif out_of_time():
-                stop_reason = "time-budget"
-        if stop_reason is not None:
-            state["status"], state["stop_reason"] = "stopped", stop_reason
-        write_json(out / STATE_FILE, state)
-        committed = copy.deepcopy(state)
-        tqdm.write(_epoch_line(entry, improved, elapsed()), file=sys.stderr)
-
-    state["status"], state["stop_reason"] = "stopped", stop_reason
-    state["train_seconds"] = elapsed()
-    write_json(out / STATE_FILE, state)
+        start = time.perf_counter()
+        losses, out_of_time = session.train_epoch(epoch, step_fn, batches)
+        session.end_epoch(epoch, losses, time.perf_counter() - start, valid)
+        stop_reason = "time-budget" if out_of_time else session.stop_reason()
+    session.commit(stop_reason)
     if state["history"]:
         plot_history(state["history"], out / PLOT_FILE,
                      f"{config.model} {config.preset} ({out.name})")

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-tensor weight scales instead of per-channel")
     parser.add_argument("--keep-tensor-names", action="store_true",
                         help="keep internal tensor names in model.tflite (bigger file)")
+    parser.add_argument("--micro-compact", action="store_true",
+                        help="C array with per-channel zero points compacted (TFLite Micro "
+                             "only; smaller flash)")
     parser.add_argument("--no-edgetpu-compiler", action="store_true",
                         help="do not run edgetpu_compiler even if it is on PATH")
     parser.add_argument("--symbol", default="g_tinysep_model",
@@ -65,8 +68,9 @@ def format_summary(summary: dict) -> str:
         ("bundle", summary["bundle"]),
         ("quantization", f"{summary['quantization']}, {summary['frames_per_invoke']} frame(s) "
                          "per invoke"),
-        ("model", f"{summary['model_bytes']:,} B (weights {summary['weight_bytes']:,} B); "
-                  f"budget 256 KB {_fits(summary['model_bytes'], BUDGET_MODEL_BYTES)}"),
+        ("model", f"{summary['model_bytes']:,} B (weights {summary['weight_bytes']:,} B; C array "
+                  f"{summary['c_array_bytes']:,} B); budget 256 KB "
+                  f"{_fits(summary['c_array_bytes'], BUDGET_MODEL_BYTES)}"),
         ("arena", f"{arena['bytes']:,} B estimate (activations {arena['activations']:,} + "
                   f"persistent {arena['persistent']:,} + scratch {arena['scratch']:,}); "
                   f"budget 64 KB {_fits(arena['bytes'], BUDGET_ARENA_BYTES)}"),
@@ -126,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         keep_float=[n.strip() for n in args.keep_float.split(",") if n.strip()],
         per_channel=not args.per_tensor,
         keep_tensor_names=args.keep_tensor_names,
+        micro_compact=args.micro_compact,
         edgetpu_compile=not args.no_edgetpu_compiler,
         symbol=args.symbol,
         seed=args.seed,

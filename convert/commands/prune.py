@@ -5,8 +5,9 @@ polynomial schedule while fine-tuning N batches, strips the wrappers and reports
 sparsity per layer and the compressed (gzip) size. ``--narrow residual=24 --narrow
 hidden=48`` rebuilds a narrower model that keeps the most important channels (MACs per
 hop drop, not only the zipped size), then fine-tunes ``--steps`` batches. Both can be
-combined (narrow first). The result is a model folder (plus prune_report.json) that
-``tinysep export`` and ``tinysep eval --method model:OUT`` read.
+combined (narrow first). Fine-tuning uses the loss the model was trained with (its
+run.json from ``tinysep train``; L1 otherwise). The result is a model folder (plus
+prune_report.json) that ``tinysep export`` and ``tinysep eval --method model:OUT`` read.
 """
 
 from __future__ import annotations
@@ -74,16 +75,21 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     if args.steps < 0 or (args.sparsity is not None and args.steps < 1):
         raise CliError(f"--steps must be at least 1 for magnitude pruning, got {args.steps}")
-    if args.out.exists() and any(args.out.iterdir()) and not args.force:
-        raise CliError(f"{args.out} already exists; pass --force to overwrite it")
+    if args.out.exists() and any(args.out.iterdir()):
+        if not args.force:
+            raise CliError(f"{args.out} already exists; pass --force to overwrite it")
+        if not (args.out / "config.json").is_file():
+            raise CliError(f"{args.out} is not a model folder and not empty; refusing to "
+                           "replace it")
 
     from calibration.representative import build_representative_set, load_calibration_clips
-    from convert.finetune import fine_tune
+    from convert.finetune import fine_tune, training_loss_of
     from convert.prune import compressed_sizes, magnitude_prune, narrow_model, save_pruned
     from tinysep.commands.models import parse_options
     from tinysep.models import load_model, make_streaming_model
 
     model = load_model(args.model)
+    loss, sdr_weight = training_loss_of(args.model)
     clips = load_calibration_clips(args.data, "train", max_clips=args.max_clips, seed=args.seed,
                                    progress=not args.no_progress)
     rep = build_representative_set(make_streaming_model(model, 1), clips, 256,
@@ -92,13 +98,15 @@ def run(args: argparse.Namespace) -> int:
     if args.narrow:
         model, report["structured"] = narrow_model(model, **parse_options(args.narrow))
         if args.sparsity is None and args.steps:
-            losses = fine_tune(model, clips, args.steps, batch_size=args.batch_size,
+            losses = fine_tune(model, clips, args.steps, loss=loss, sdr_weight=sdr_weight,
+                               batch_size=args.batch_size,
                                chunk_frames=args.chunk_frames, learning_rate=args.learning_rate,
                                seed=args.seed, progress=not args.no_progress)
             report["structured"]["loss_last"] = losses[-1]
     if args.sparsity is not None:
         model, report["magnitude"] = magnitude_prune(
             model, clips, args.sparsity, args.steps, min_weights=args.min_weights,
+            loss=loss, sdr_weight=sdr_weight,
             batch_size=args.batch_size, chunk_frames=args.chunk_frames,
             learning_rate=args.learning_rate, seed=args.seed, progress=not args.no_progress,
         )

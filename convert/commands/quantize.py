@@ -29,8 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-frames", type=int, default=1024, metavar="N")
     parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
                         help="quantization-aware fine-tuning batches before converting")
+    parser.add_argument("--qat-learning-rate", type=float, default=1e-4,
+                        help="QAT learning rate (default 1e-4); the loss is the model's own "
+                             "(run.json of tinysep train, else L1)")
+    parser.add_argument("--qat-batch-size", type=int, default=4)
+    parser.add_argument("--qat-chunk-frames", type=int, default=64,
+                        help="STFT frames per QAT training chunk (default 64)")
     parser.add_argument("--preserve-sparsity", action="store_true",
                         help="QAT keeps pruned (zero) weights at zero")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one weight scale per tensor instead of per output channel")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
                         help="Keras layers left in float (int8 only)")
     parser.add_argument("--eval-split", default="test")
@@ -71,17 +79,23 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.models import load_model, make_streaming_model, save_model
 
     progress = not args.no_progress
-    model = load_model(args.model)
+    model = original = load_model(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
                                    seed=args.seed, progress=progress)
     report: dict = {"model": str(args.model), "mode": args.mode,
                     "frames_per_invoke": args.frames_per_invoke}
     if args.qat_steps:
+        from convert.finetune import training_loss_of
         from convert.qat import qat_fine_tune
 
+        loss, sdr_weight = training_loss_of(args.model)
         model, report["qat"] = qat_fine_tune(model, train, args.qat_steps,
                                              preserve_sparsity=args.preserve_sparsity,
+                                             loss=loss, sdr_weight=sdr_weight,
+                                             learning_rate=args.qat_learning_rate,
+                                             batch_size=args.qat_batch_size,
+                                             chunk_frames=args.qat_chunk_frames,
                                              seed=args.seed, progress=progress)
         save_model(model, args.out / "qat_model")
         print(f"QAT: {args.qat_steps} steps, loss {report['qat']['loss_first']:.4f} -> "
@@ -94,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
         print(format_coverage(rep))
         report["calibration"] = rep.summary()
     keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
-    quantized = quantize_stream(stream, args.mode, rep, keep_float=keep)
+    quantized = quantize_stream(stream, args.mode, rep, keep_float=keep,
+                                per_channel=not args.per_tensor)
     (args.out / "model.tflite").write_bytes(quantized.content)
     report.update({"bytes": quantized.bytes, "keep_float": keep,
+                   "per_channel": not args.per_tensor,
                    "states_tied": len(quantized.tied_states)})
     print(f"{args.mode}: {quantized.bytes:,} B -> {args.out / 'model.tflite'}")
 
@@ -107,12 +123,18 @@ def run(args: argparse.Namespace) -> int:
         if not sources:
             raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
         clips = load_clips(sources)
-        delta = sdr_delta(float_records(model, clips, progress),
-                          quantized_records(quantized, stream, clips, progress))
+        converted = quantized_records(quantized, stream, clips, progress)
+        delta = sdr_delta(float_records(model, clips, progress), converted)
         report["sdr"] = delta
         for source, row in delta.items():
             print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.mode} "
                   f"{row['sdr']:6.2f} dB, delta {row['delta_db']:+.3f} dB ({row['clips']} clips)")
+        if model is not original:  # QAT: also against the model before fine-tuning
+            report["sdr_vs_original"] = sdr_delta(float_records(original, clips, progress),
+                                                  converted)
+            for source, row in report["sdr_vs_original"].items():
+                print(f"{source:<14} vs the model before QAT ({row['sdr_reference']:6.2f} dB): "
+                      f"delta {row['delta_db']:+.3f} dB")
     if args.layer_errors:
         from calibration.layer_errors import (
             format_layer_report,

@@ -24,12 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny", help="unet-se-sru size preset (default tiny)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option for every variant, e.g. units=32; repeatable")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per variant (default 4)")
-    parser.add_argument("--steps-per-epoch", type=int, default=100,
-                        help="steps per epoch (default 100)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per variant (default 3)")
+    parser.add_argument("--steps-per-epoch", type=int, default=200,
+                        help="steps per epoch (default 200)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per batch (default 8)")
-    parser.add_argument("--chunk-seconds", type=float, default=1.0,
-                        help="training chunk length (default 1.0)")
+    parser.add_argument("--chunk-seconds", type=float, default=1.5,
+                        help="training chunk length (default 1.5)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak Adam learning rate (default 1e-3)")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and data")
     parser.add_argument("--max-minutes-each", type=float, default=None,
                         help="wall-clock cap per variant (a guard; the step count is the budget)")
+    parser.add_argument("--valid-clips", type=int, default=4,
+                        help="valid clips scored after each epoch to pick the best (default 4)")
     parser.add_argument("--split", default="test", help="split scored at the end (default test)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",
                         help="score only the first N clips of the split")
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.ablate import MODEL, run_ablation, select_variants
+    from tinysep.ablate import MODEL, format_markdown, run_ablation, select_variants
     from tinysep.commands.train import parse_options
     from tinysep.train import TrainConfig
 
@@ -59,13 +61,12 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
         learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps, seed=args.seed, patience=0,
+        valid_clips=args.valid_clips, valid_seconds=6.0,
         max_minutes=args.max_minutes_each,
     )
     base.validate()
     result = run_ablation(base, args.out, variants, split=args.split, max_clips=args.max_clips,
                           jobs=args.jobs, progress=not args.no_progress)
-    from tinysep.ablate import format_markdown
-
     print(format_markdown(result))
     print(f"wrote {args.out / 'ablation.md'} and {args.out / 'ablation.json'}")
     return 0

@@ -64,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float,
                         help=f"Adam learning rate (default {d.learning_rate}, paper 2)")
     parser.add_argument("--lr-schedule", choices=SCHEDULES,
-                        help=f"learning-rate schedule over all steps (default {d.lr_schedule})")
+                        help=f"learning-rate schedule: constant, cosine over all steps, or "
+                             f"cosine-budget: over the steps or --max-minutes, whichever ends "
+                             f"first (default {d.lr_schedule})")
     parser.add_argument("--warmup-steps", type=int,
                         help=f"linear learning-rate warm-up (default {d.warmup_steps})")
     parser.add_argument("--final-lr-fraction", type=float,

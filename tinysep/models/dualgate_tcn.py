@@ -16,8 +16,8 @@ gives two masks per bin (vocals, accompaniment; softmax over the pair by default
 separated magnitude is mask x mixture magnitude, resynthesised with the mixture phase.
 
 Every weight is used once per frame, so MACs per hop ~= parameters; ``tiny`` is sized by
-the 256 k parameter budget and by the state it must carry (the depthwise contexts,
-``2 * (2**blocks - 1)`` frames per stack).
+the 256 k parameter budget (and ~200 k int8 weights for a 256 KB file) and by the state
+it must carry (the depthwise contexts, ``2 * (2**blocks - 1)`` frames per stack).
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ DEFAULTS = {
 }
 
 PRESETS = {
-    "tiny": {},
+    # Wide residual path, two stacks (receptive field 125 frames = 1 s): at equal training
+    # steps it separates better than 32-wide x 3 stacks, with ~206 k parameters.
+    "tiny": {"residual": 64, "hidden": 64, "repeats": 2},
     "small": {"residual": 64, "hidden": 128, "blocks": 6},
     "medium": {"residual": 128, "hidden": 256, "blocks": 7, "se_window": 16},
 }

@@ -2,4 +2,4 @@
 so the CLI can offer them as choices without loading TensorFlow)."""
 
 LOSSES = ("l1", "l1+sdr", "sdr")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "cosine-budget")

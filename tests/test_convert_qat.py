@@ -1,0 +1,110 @@
+"""Quantization-aware training (custom QuantizeConfigs for the layers tfmot does not know),
+pruning-preserving QAT, and `tinysep quantize` with its reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from convert_helpers import SMALL, clips, corpus, fitted_model_folder
+
+from calibration.representative import build_representative_set
+from convert.prune import sparsity_report
+from convert.qat import qat_fine_tune, quantize_aware
+from convert.quantize import quantize_stream
+from tinysep.cli import main
+from tinysep.models import (
+    build_model,
+    compress_magnitude,
+    make_streaming_model,
+    predict_masks,
+)
+
+
+def _magnitudes(frames: int = 30) -> np.ndarray:
+    rng = np.random.default_rng(2)
+    return rng.gamma(0.5, 0.2, (frames, 257)).astype(np.float32)
+
+
+def _wrapper_configs(qat_model) -> dict[str, str]:
+    return {
+        layer.layer.name: type(layer.quantize_config).__name__
+        for layer in qat_model.layers
+        if hasattr(layer, "quantize_config") and layer.quantize_config is not None
+    }
+
+
+def test_qat_model_fake_quantizes_every_layer_kind():
+    model = build_model("dualgate-tcn", **{**SMALL["dualgate-tcn"], "blocks": 2})
+    mag = _magnitudes()
+    features = compress_magnitude(mag, 100.0)[None]
+    qat = quantize_aware(model, features=features)
+    configs = _wrapper_configs(qat)
+    assert configs["s0b0_in_gated"] == "OutputQuantizeConfig"  # Multiply: no tfmot default
+    assert configs["s0b0_in"] == "Default8BitConvQuantizeConfig"
+    assert "compress" not in configs  # the board compresses in float, then quantizes
+    fake, real = qat(features).numpy()[0], predict_masks(model, mag)
+    # Ranges initialised from the float model: int8 noise, not a different model.
+    assert 0 < np.mean(np.abs(fake - real)) < 0.05
+    untuned = quantize_aware(model)(features).numpy()[0]  # tfmot's default [-6, 6] ranges
+    assert np.mean(np.abs(untuned - real)) > 2 * np.mean(np.abs(fake - real))
+    unet = quantize_aware(build_model("unet-se-sru", **SMALL["unet-se-sru"]))
+    configs = _wrapper_configs(unet)
+    for layer in ("rnn", "enc0_norm", "enc0_se_squeeze", "enc0_glu"):  # custom layers
+        assert configs[layer] == "OutputQuantizeConfig", layer
+
+
+def test_qat_fine_tuning_returns_a_deployable_model():
+    model = build_model("dualgate-tcn", **{**SMALL["dualgate-tcn"], "blocks": 2})
+    trained, report = qat_fine_tune(model, list(clips("train")), 6, chunk_frames=32)
+    assert report["steps"] == 6 and np.isfinite(report["loss_last"])
+    assert trained.tinysep_config == model.tinysep_config
+    mag = _magnitudes()
+    changed = np.mean(np.abs(predict_masks(trained, mag) - predict_masks(model, mag)))
+    assert 0 < changed < 0.05  # trained on, not replaced
+    stream = make_streaming_model(trained, 1)
+    rep = build_representative_set(stream, list(clips("train")), 32, progress=False)
+    assert quantize_stream(stream, "int8", rep).tied_states  # converts like any model
+
+
+def test_pruning_preserving_qat_keeps_zeros_and_plain_qat_does_not():
+    model = build_model("dualgate-tcn", **{**SMALL["dualgate-tcn"], "blocks": 2})
+    for layer in model.layers:
+        if layer.__class__.__name__ == "Conv2D" and layer.kernel.shape.num_elements() >= 256:
+            kernel, *rest = layer.get_weights()
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.5)] = 0
+            layer.set_weights([kernel, *rest])
+    before = sparsity_report(model, 256)["sparsity"]
+    assert before == pytest.approx(0.5, abs=0.01)
+    kept, _ = qat_fine_tune(model, list(clips("train")), 4, chunk_frames=32,
+                            preserve_sparsity=True, learning_rate=1e-3)
+    lost, _ = qat_fine_tune(model, list(clips("train")), 4, chunk_frames=32,
+                            learning_rate=1e-3)
+    assert sparsity_report(kept, 256)["sparsity"] == pytest.approx(before, abs=1e-6)
+    assert sparsity_report(lost, 256)["sparsity"] < 0.1
+
+
+def test_cli_quantize_reports_sdr_layers_and_calibration_size(tmp_path, capsys):
+    out = tmp_path / "q"
+    args = ["quantize", str(fitted_model_folder("dualgate-tcn")), "--data", str(corpus()),
+            "--out", str(out), "--calibration-frames", "64", "--eval-clips", "1",
+            "--max-clips", "2", "--layer-errors", "--study-sizes", "16,64", "--study-seeds",
+            "1", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "SDR float" in printed and "worst layers:" in printed
+    report = json.loads((out / "quantize.json").read_text())
+    assert report["bytes"] == (out / "model.tflite").stat().st_size
+    for source in ("vocals", "accompaniment"):
+        assert abs(report["sdr"][source]["delta_db"]) < 2.0
+    layers = json.loads((out / "layer_errors.json").read_text())
+    assert layers["worst_layers"] == report["worst_layers"]
+    steps = [row["rmse_steps"] for row in layers["tensors"]]
+    assert steps == sorted(steps, reverse=True) and steps[0] > 0.2
+    assert (out / "layer_errors.png").is_file() and (out / "calibration_study.png").is_file()
+    study = json.loads((out / "calibration_study.json").read_text())
+    assert [row["frames"] for row in study["summary"]] == [16, 64]
+    assert main([*args[:2], "--data", str(corpus()), "--out", str(tmp_path / "x"),
+                 "--preserve-sparsity"]) == 2
+    assert "--qat-steps" in capsys.readouterr().err

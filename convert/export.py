@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,7 @@ def export_bundle(
     calibration_split: str = "train",
     force: bool = False,
     keep_float: Sequence[str] = (),
-    per_channel: bool = True,
+    per_channel: bool = False,
     keep_tensor_names: bool = False,
     micro_compact: bool = False,
     edgetpu_compile: bool = True,
@@ -109,6 +110,7 @@ def export_bundle(
         c_source,
         compact_zero_points,
         estimate_arena,
+        measure_arena,
         resolver_source,
         unsupported_micro_ops,
     )
@@ -144,8 +146,13 @@ def export_bundle(
         compact = TfliteModel(content)
         compact_zero_points(compact)
         c_array = compact.to_bytes()
+    try:
+        arena_tflm = measure_arena(c_array)  # None without the tflite-micro package
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        arena_tflm = {"bytes": None, "error": str(exc)}
     calibration_info = rep.summary() if rep is not None else None
     extra = {
+        "arena_tflite_micro": arena_tflm,
         "export": {
             "seconds": None,
             "tied_states": quantized.tied_states,
@@ -208,6 +215,8 @@ def export_bundle(
         "weight_bytes": tflite.weight_bytes,
         "arena_bytes_estimate": arena["bytes"],
         "arena_estimate": arena,
+        "arena_bytes_tflm": None if arena_tflm is None else arena_tflm["bytes"],
+        "arena_tflite_micro": arena_tflm,
         "macs_per_hop": manifest["model"]["macs_per_hop"],
         "params": manifest["model"]["params"],
         "state_bytes": manifest["state_bytes"],

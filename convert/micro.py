@@ -9,13 +9,22 @@
   reads it; buffers are placed largest first at the lowest offset that does not collide
   with a placed buffer whose lifetime overlaps (the greedy planner). Persistent memory
   is added per tensor (an eval tensor, 16 B), per op (node + registration + op data,
-  ~128 B) and per output channel of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED (int32
-  multiplier + shift, 8 B), plus the int16 im2col scratch optimized kernels use for
-  convolutions with a kernel larger than 1x1. Allocate ~10% more on a board; the exact
-  figure is ``MicroInterpreter::arena_used_bytes()`` after ``AllocateTensors()``.
+  ~128 B) and per output channel of CONV_2D / DEPTHWISE_CONV_2D (always) and
+  FULLY_CONNECTED (per-channel weights only) (int32 multiplier + shift, 8 B), plus the
+  int16 im2col scratch optimized kernels use for convolutions with a kernel larger than
+  1x1. Allocate ~10% more on a board; the exact figure is
+  ``MicroInterpreter::arena_used_bytes()`` after ``AllocateTensors()``.
+- :func:`measure_arena`: that exact figure from TFLite Micro itself (the ``tflite-micro``
+  Python package: the real allocator and kernels, built for this 64-bit host, so its
+  pointer-sized structs are larger than on a 32-bit Cortex-M: an upper bound there).
 """
 
 from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 
@@ -202,7 +211,10 @@ def estimate_arena(model: TfliteModel) -> dict:
     for op in model.operators:
         if op.op in _CHANNEL_OPS and len(op.inputs) > 1:
             weights = model.tensors[op.inputs[1]]
-            channels += weights.shape[-1] if op.op == "DEPTHWISE_CONV_2D" else weights.shape[0]
+            # FULLY_CONNECTED keeps per-channel multipliers only for per-channel weights
+            if op.op != "FULLY_CONNECTED" or len(weights.scale) > 1:
+                channels += (weights.shape[-1] if op.op == "DEPTHWISE_CONV_2D"
+                             else weights.shape[0])
             if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(weights.shape) == 4:
                 kernel = weights.shape[1] * weights.shape[2]
                 if kernel > 1:
@@ -224,3 +236,82 @@ def estimate_arena(model: TfliteModel) -> dict:
             "channel + largest int16 im2col scratch; allocate ~10% more"
         ),
     }
+
+
+_MEASURE_SCRIPT = r"""
+import json, sys
+from tflite_micro.python.tflite_micro import runtime
+from tflite_micro.python.tflite_micro import _version
+data = open(sys.argv[1], "rb").read()
+interp = runtime.Interpreter.from_bytes(data, arena_size=int(sys.argv[2]))
+sys.stdout.flush()
+print(json.dumps({"version": getattr(_version, "__version__", "unknown")}), flush=True)
+interp.print_allocations()
+"""
+_ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_PART = re.compile(r"'([^']+)' used (\d+) bytes")
+
+
+def measure_arena(content: bytes, max_arena: int = 4 << 20, timeout: float = 120.0) -> dict | None:
+    """The tensor arena TFLite Micro needs for ``content``: ``bytes``, the smallest arena it
+    allocates the model in, and ``used`` with its parts, what its recording allocator keeps;
+    None when the ``tflite-micro`` package is not installed.
+
+    Runs in a child process: TFLite Micro aborts the process on some allocation errors.
+    Raises RuntimeError (with TFLite Micro's message) when the model does not allocate.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_micro") is None:
+        return None
+    done = _run_micro(_MEASURE_SCRIPT, content, max_arena, timeout)
+    text = done.stdout + done.stderr
+    totals = dict((k, int(v)) for k, v in _ALLOCATION.findall(text))
+    if done.returncode != 0 or "total" not in totals:
+        lines = [ln.strip() for ln in text.splitlines() if "ailed" in ln or "missing" in ln]
+        raise RuntimeError("TFLite Micro could not allocate the model in "
+                           f"{int(max_arena):,} B: " + " | ".join(dict.fromkeys(lines[:4])))
+    version = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("{")))
+    return {
+        "bytes": _smallest_arena(content, totals["total"], timeout),
+        "used": totals["total"],
+        "head": totals.get("head", 0),
+        "tail": totals.get("tail", 0),
+        "parts": {name: int(n) for name, n in _PART.findall(text)},
+        "tflite_micro": version["version"],
+        "host": "64-bit host build of TFLite Micro (pointer-sized structs are smaller on a "
+                "32-bit MCU)",
+    }
+
+
+_ALLOCATE_SCRIPT = r"""
+import sys
+from tflite_micro.python.tflite_micro import runtime
+runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=int(sys.argv[2]))
+"""
+
+
+def _run_micro(script: str, content: bytes, arena: int, timeout: float):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as handle:
+        handle.write(content)
+        handle.flush()
+        return subprocess.run([sys.executable, "-c", script, handle.name, str(int(arena))],
+                              capture_output=True, text=True, timeout=timeout)
+
+
+def _smallest_arena(content: bytes, used: int, timeout: float, step: int = 64) -> int:
+    """The smallest ``arena_size`` (to ``step`` bytes) with which TFLite Micro allocates the
+    model: above the bytes it keeps (``used``), since preparing the ops also takes temporary
+    memory and the arena start is aligned. One child process per try."""
+    lo, hi = used - 1, used + 4096
+    while _run_micro(_ALLOCATE_SCRIPT, content, hi, timeout).returncode != 0:
+        lo, hi = hi, 2 * hi
+    while hi - lo > step:
+        mid = (lo + hi) // 2
+        if _run_micro(_ALLOCATE_SCRIPT, content, mid, timeout).returncode == 0:
+            hi = mid
+        else:
+            lo = mid
+    return hi

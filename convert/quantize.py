@@ -116,7 +116,7 @@ def quantize_stream(
     representative=None,
     *,
     keep_float: Sequence[str] = (),
-    per_channel: bool = True,
+    per_channel: bool = False,
     micro_ops_only: bool = True,
 ) -> QuantizedModel:
     """Convert streaming Keras model ``stream`` to TFLite in ``mode`` (see QUANT_MODES).
@@ -154,7 +154,8 @@ def quantize_stream(
         result.calibration_frames = count * spec.frames_per_invoke
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = generate
-        converter._experimental_disable_per_channel = not per_channel
+        # int16x8 needs per-channel depthwise weights (the converter rejects per-tensor)
+        converter._experimental_disable_per_channel = not per_channel and mode == "int8"
         if mode == "int16x8":
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8

@@ -152,7 +152,7 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
              frames_per_invoke: int, seed: int = 0) -> dict:
     """Convert ``model`` as the cell says and measure it (see the module doc)."""
     from calibration.representative import build_representative_set
-    from convert.micro import compact_zero_points
+    from convert.micro import compact_zero_points, measure_arena
     from convert.prune import gzip_size
     from convert.quality import quantized_records, runner_for, sdr_delta
     from convert.quantize import quantize_stream
@@ -172,6 +172,10 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
     bundle_model.strip_internal_names()  # as `tinysep export` writes it
     bundle_bytes = bundle_model.to_bytes()
     compact_zero_points(bundle_model)
+    try:
+        arena = measure_arena(bundle_bytes)
+    except RuntimeError:  # e.g. an op TFLite Micro has no kernel for (dynamic, float16)
+        arena = None
     delta = sdr_delta(float_scores, quantized_records(quantized, stream, eval_clips))
     return {
         "id": cell["id"],
@@ -183,6 +187,7 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
         "micro_bytes": len(bundle_model.to_bytes()),
         "weight_bytes": TfliteModel(quantized.content).weight_bytes,
         "gzip_bytes": gzip_size(bundle_bytes),
+        "arena_tflm": None if arena is None else arena["bytes"],
         "params": count_params(model),
         "macs_per_hop": macs_per_hop(stream),
         "host_us_per_hop": latency["invoke_us_per_hop"],
@@ -252,7 +257,7 @@ def finished_cells(out: Path, plan: SweepPlan | None = None) -> list[dict]:
 
 
 COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "micro_bytes",
-           "gzip_bytes", "params", "macs_per_hop", "host_us_per_hop"]
+           "gzip_bytes", "arena_tflm", "params", "macs_per_hop", "host_us_per_hop"]
 
 
 def flat_rows(cells: list[dict]) -> list[dict]:

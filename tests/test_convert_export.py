@@ -24,8 +24,8 @@ def bundle() -> tuple[Path, dict]:
     out = workdir() / "bundle-k2"
     summary = export_bundle(fitted_model_folder("dualgate-tcn"), out, quant="int8",
                             frames_per_invoke=2, calibration=list(clips("train")),
-                            calibration_frames=256, micro_compact=True, force=True,
-                            progress=False)
+                            calibration_frames=256, per_channel=True, micro_compact=True,
+                            force=True, progress=False)
     return out, summary
 
 

@@ -176,3 +176,19 @@ def test_a_board_behind_a_tcp_serial_server_streams_through_a_socket_url(clean):
         conn.close()
         server.close()
     assert np.array_equal(result.sources, expected)
+
+
+def test_a_slow_line_raises_the_reply_timeout_to_the_links_give_up_time(clean):
+    # At 115200 baud the link keeps resending for ~41 s before it gives up; a reply timeout
+    # shorter than that would take a slow line for a stalled board.
+    bundle = clean[0]
+    with EmulatedBoard(bundle.folder, extra_args=FAST_AGENT_ARGS) as board:
+        with BoardSession(port=board.path, baud=115200, reply_timeout=10.0) as session:
+            session.connect()
+            give_up = session.link.config.give_up_time(session.link.peer.max_payload)
+            assert give_up > 30.0
+            assert session.client.timeout == pytest.approx(give_up)
+        with BoardSession(port=board.path, reply_timeout=10.0) as fast:
+            fast.connect()  # on a fast line the link gives up sooner: the option stands
+            assert fast.link.config.give_up_time(fast.link.peer.max_payload) < 10.0
+            assert fast.client.timeout == 10.0

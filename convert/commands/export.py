@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames in the representative dataset (default 1024)")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
                         help="Keras layers to leave in float (debugging; not full-integer)")
-    parser.add_argument("--per-tensor", action="store_true",
-                        help="per-tensor weight scales instead of per-channel")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="per-channel weight scales (default per-tensor: as accurate here, a "
+                             "smaller file, and no per-channel buffers for TFLite Micro's "
+                             "FULLY_CONNECTED)")
     parser.add_argument("--keep-tensor-names", action="store_true",
                         help="keep internal tensor names in model.tflite (bigger file)")
     parser.add_argument("--micro-compact", action="store_true",
@@ -60,6 +62,16 @@ def _fits(value: int, budget: int) -> str:
     return "ok" if value <= budget else "OVER"
 
 
+def _measured_arena(measured: dict | None) -> str:
+    if measured is None:
+        return "not measured (the tflite-micro package is not installed)"
+    if measured.get("bytes") is None:
+        return f"TFLite Micro failed: {measured.get('error')}"
+    return (f"{measured['bytes']:,} B needed ({measured['used']:,} B kept) by TFLite Micro "
+            f"{measured['tflite_micro']} on this 64-bit host (an upper bound for a 32-bit MCU); "
+            f"budget 64 KB {_fits(measured['bytes'], BUDGET_ARENA_BYTES)}")
+
+
 def format_summary(summary: dict) -> str:
     """Human-readable summary of :func:`convert.export.export_bundle`'s result."""
     arena = summary["arena_estimate"]
@@ -74,6 +86,7 @@ def format_summary(summary: dict) -> str:
         ("arena", f"{arena['bytes']:,} B estimate (activations {arena['activations']:,} + "
                   f"persistent {arena['persistent']:,} + scratch {arena['scratch']:,}); "
                   f"budget 64 KB {_fits(arena['bytes'], BUDGET_ARENA_BYTES)}"),
+        ("arena TFLM", _measured_arena(summary.get("arena_tflite_micro"))),
         ("MACs per hop", f"{summary['macs_per_hop']:,}; budget 1 M "
                          f"{_fits(summary['macs_per_hop'], BUDGET_MACS_PER_HOP)}"),
         ("states", f"{summary['states']} ({summary['state_bytes']:,} B), "
@@ -128,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_split=args.calibration_split,
         force=args.force,
         keep_float=[n.strip() for n in args.keep_float.split(",") if n.strip()],
-        per_channel=not args.per_tensor,
+        per_channel=args.per_channel,
         keep_tensor_names=args.keep_tensor_names,
         micro_compact=args.micro_compact,
         edgetpu_compile=not args.no_edgetpu_compiler,

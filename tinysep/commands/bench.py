@@ -1,8 +1,10 @@
 """Measure the kit's speed: a list of named sections, each printed as a table and saved as JSON.
 
 Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the
-metrics alone, in clip-seconds per wall-second). Later parts of the kit add theirs
-(TFLite latency, serial throughput, ...) by appending to ``SECTIONS``.
+metrics alone, in clip-seconds per wall-second), ``hil_*`` (the board link over a
+pseudo-terminal), ``model_latency`` (host TFLite time per hop of the shipped model, float32
+vs int8) and ``model_size`` (its default export against the MCU budgets). Later parts of
+the kit add theirs by appending to ``SECTIONS``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ SECTIONS: list[tuple[str, str]] = [
     ("hil_throughput", "firmware_host.hil.bench:throughput_section"),
     ("hil_overhead", "firmware_host.hil.bench:overhead_section"),
     ("hil_baud", "firmware_host.hil.bench:baud_section"),
+    ("model_latency", "convert.bench:model_latency_section"),
+    ("model_size", "convert.bench:model_size_section"),
 ]
 
 

@@ -133,8 +133,18 @@ def causal_depthwise(
 
 
 def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None):
-    """Pointwise conv = a dense layer applied to every (frame, position)."""
-    y = L.Conv2D(channels, 1, use_bias=use_bias, name=name)(x)
+    """Pointwise conv = a dense layer applied to every (frame, position).
+
+    The whole-clip form (time axis ``None``) uses a 1x1 ``Conv2D``; the streaming form
+    (fixed time axis) a ``Dense`` with the same weights, which TFLite turns into one
+    FULLY_CONNECTED op: with per-tensor weights TFLite Micro then keeps no per-channel
+    multipliers in its arena (a CONV_2D always holds 8 B per output channel there).
+    :func:`tinysep.models.streaming.make_streaming_model` copies the kernel across.
+    """
+    if x.shape[1] is not None:
+        y = L.Dense(channels, use_bias=use_bias, name=name)(x)
+    else:
+        y = L.Conv2D(channels, 1, use_bias=use_bias, name=name)(x)
     if activation:
         y = L.Activation(activation, name=f"{name}_{activation}")(y)
     return y

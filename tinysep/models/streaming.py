@@ -123,6 +123,8 @@ def _copy_weights(source: keras.Model, target: keras.Model) -> None:
             )
         src = by_name[layer.name].get_weights()
         dst = layer.get_weights()
+        if isinstance(layer, keras.layers.Dense) and src and src[0].shape[:2] == (1, 1):
+            src = [src[0].reshape(src[0].shape[2:]), *src[1:]]  # 1x1 conv kernel -> dense
         if [w.shape for w in src] != [w.shape for w in dst]:
             raise ValueError(
                 f"layer {layer.name!r}: weight shapes {[w.shape for w in src]} do not match the "

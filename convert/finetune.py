@@ -25,14 +25,15 @@ DEFAULT_LOSS = ("l1", 0.01)
 
 def training_loss_of(folder: str | Path) -> tuple[str, float]:
     """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
-    ``tinysep train``), else plain ``l1``."""
-    path = Path(folder) / "run.json"
-    try:
-        config = json.loads(path.read_text()).get("train_config", {})
-        return str(config.get("loss", DEFAULT_LOSS[0])), float(config.get("sdr_weight",
-                                                                          DEFAULT_LOSS[1]))
-    except (OSError, ValueError, AttributeError):
-        return DEFAULT_LOSS
+    ``tinysep train``, or the ``training.json`` of a shipped model), else plain ``l1``."""
+    for name in ("run.json", "training.json"):
+        try:
+            config = json.loads((Path(folder) / name).read_text()).get("train_config", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(config, dict) and "loss" in config:
+            return str(config["loss"]), float(config.get("sdr_weight", DEFAULT_LOSS[1]))
+    return DEFAULT_LOSS
 
 
 def audio_batches(

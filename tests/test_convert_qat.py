@@ -108,3 +108,19 @@ def test_cli_quantize_reports_sdr_layers_and_calibration_size(tmp_path, capsys):
     assert main([*args[:2], "--data", str(corpus()), "--out", str(tmp_path / "x"),
                  "--preserve-sparsity"]) == 2
     assert "--qat-steps" in capsys.readouterr().err
+
+
+def test_fine_tuning_uses_the_loss_the_model_was_trained_with(tmp_path):
+    import json
+
+    from convert.finetune import DEFAULT_LOSS, training_loss_of
+
+    assert training_loss_of(tmp_path) == DEFAULT_LOSS  # no record: plain L1
+    shipped = {"train_config": {"loss": "sdr", "sdr_weight": 0.01}}
+    (tmp_path / "training.json").write_text(json.dumps(shipped))  # a shipped model's record
+    assert training_loss_of(tmp_path) == ("sdr", 0.01)
+    run = {"train_config": {"loss": "l1+sdr", "sdr_weight": 0.5}}
+    (tmp_path / "run.json").write_text(json.dumps(run))  # a training run's folder wins
+    assert training_loss_of(tmp_path) == ("l1+sdr", 0.5)
+    (tmp_path / "run.json").write_text("{not json")
+    assert training_loss_of(tmp_path) == ("sdr", 0.01)

@@ -16,7 +16,8 @@ from firmware_host.protocol.link import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_RETRIES
 from firmware_host.transport import FdStream, ThrottledStream, open_port
 
 from .agent import AGENT_VERSION, BoardAgent
-from .runtime import KERNELS, RUNTIMES, RuntimeUnavailable, load_runtime
+from .micro import MicroAllocationFailed
+from .runtime import ALL_RUNTIMES, KERNELS, RuntimeUnavailable, load_runtime
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--runtime",
         default="auto",
-        choices=("auto",) + RUNTIMES,
-        help="TFLite runtime (default: the first that imports)",
+        choices=("auto",) + ALL_RUNTIMES,
+        help="TFLite runtime (default: the first of ai_edge_litert, tflite_runtime, tensorflow "
+        "that imports); tflite_micro runs TensorFlow Lite Micro's own kernels",
     )
     parser.add_argument(
         "--kernels",
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
             log=log,
             kernels=args.kernels,
         )
-    except (RuntimeUnavailable, FileNotFoundError) as exc:
+    except (RuntimeUnavailable, MicroAllocationFailed, FileNotFoundError) as exc:
         sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")
         return 2
     try:

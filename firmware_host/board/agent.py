@@ -3,6 +3,8 @@
 Requests are handled one at a time, in order, each with exactly one reply (none for a good
 UPLOAD_CHUNK). A bundle that cannot be loaded leaves the agent running without a model: INFO
 says so, audio and tensor requests answer NO_MODEL with the reason, and an upload can fix it.
+The exception is a model TFLite Micro cannot allocate: that stops the agent with the reason
+(a failed TFLite Micro allocation can leave the process unstable).
 
 Uploads go through ``UploadReceiver`` into a temporary file in the bundle folder. Before the
 swap the new model is loaded and checked against the manifest's tensor layout, and the
@@ -65,6 +67,7 @@ from .bundle import (
     read_bundle,
     sha256_of,
 )
+from .micro import MicroAllocationFailed
 from .pipeline import StreamingSeparator
 
 AGENT_VERSION = "tinysep-agent 0.1.0"
@@ -127,9 +130,13 @@ class BoardAgent:
             return "edgetpu"
         return "cpu-reference" if self.kernels == "reference" else "cpu"
 
-    def _interpreter(self, path: str):
+    def _interpreter(self, path: str, bundle):
         return self.runtime.make_interpreter(
-            path, edgetpu=self.edgetpu, num_threads=self.num_threads, kernels=self.kernels
+            path,
+            edgetpu=self.edgetpu,
+            num_threads=self.num_threads,
+            kernels=self.kernels,
+            measured_arena=bundle.arena_tflite_micro,
         )
 
     def _model_file_name(self) -> str:
@@ -160,17 +167,22 @@ class BoardAgent:
             self.log("removed a partial upload left by an earlier run")
 
     def load(self) -> bool:
-        """(Re)load the bundle; on failure run without a model and remember why."""
+        """(Re)load the bundle; on failure run without a model and remember why.
+
+        A failed TFLite Micro allocation (``MicroAllocationFailed``) is raised instead.
+        """
         self.model = None
         try:
             bundle = read_bundle(self.bundle_dir)
             compiled = bundle.compiled_edgetpu_model() if self.edgetpu else None
-            interpreter = self._interpreter(compiled or bundle.model_path)
+            interpreter = self._interpreter(compiled or bundle.model_path, bundle)
             if compiled:  # the compiler keeps the order of inputs and outputs, not the indices
                 bundle.bind_by_position(interpreter)
                 self.log(f"Edge TPU model {os.path.basename(compiled)}")
             check_model(bundle, interpreter)
             self.model = LoadedModel(bundle, interpreter, bundle.model_sha256, bundle.model_bytes)
+        except MicroAllocationFailed:  # TFLite Micro may be unstable after it: stop, say why
+            raise
         except Exception as exc:  # a bad bundle must not stop the agent: an upload can fix it
             self.load_error = f"{type(exc).__name__}: {exc}"
             self.log("no model loaded: " + self.load_error)
@@ -193,7 +205,7 @@ class BoardAgent:
             raise ValueError(
                 f"the bundle folder has no usable manifest to check it against: {exc}"
             ) from None
-        interpreter = self._interpreter(path)
+        interpreter = self._interpreter(path, bundle)
         try:
             manifest = manifest_for_model(
                 bundle, interpreter, sha256_of(path), os.path.getsize(path)

@@ -187,6 +187,21 @@ def _positive_int(value, where: str) -> int:
     return value
 
 
+def _measured_arena(entry, where: str):
+    """``arena_tflite_micro.bytes`` (the arena TFLite Micro allocated the model in at export),
+    or None when the export could not measure it (null entry, or ``bytes`` null)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise BundleError(
+            f"{where}: arena_tflite_micro must be an object or null, got {type(entry).__name__}"
+        )
+    value = entry.get("bytes")
+    if value is None:
+        return None
+    return _positive_int(value, where + ": arena_tflite_micro.bytes")
+
+
 class Bundle:
     """A parsed, checked bundle folder (see ``read_bundle``)."""
 
@@ -309,6 +324,7 @@ class Bundle:
         indices += [p.input.index for p in self.states] + [p.output.index for p in self.states]
         if len(set(indices)) != len(indices):
             raise BundleError(f"{where}: two tensor entries share one interpreter index")
+        self.arena_tflite_micro = _measured_arena(manifest.get("arena_tflite_micro"), where)
 
     @property
     def delay_samples(self) -> int:

@@ -1,5 +1,6 @@
 """The TFLite runtime on the board: whichever of ai_edge_litert, tflite_runtime, tensorflow.lite
-imports first, plus the Edge TPU delegate when asked.
+imports first, plus the Edge TPU delegate when asked; or, only when asked by name,
+``tflite_micro``: TensorFlow Lite Micro's interpreter and kernels (see ``micro``).
 
 Kernels: ``default`` lets the runtime pick its optimized kernels (XNNPACK or the optimized
 builtins, which differ between runtime versions, so int8 outputs may differ by a few LSB);
@@ -11,8 +12,13 @@ every runtime version that offers them. Imports happen inside functions, so the 
 from __future__ import annotations
 
 import importlib
+import os
 
-RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+from .micro import MicroInterpreter, arena_size, import_micro
+
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")  # what "auto" tries, in order
+MICRO_RUNTIME = "tflite_micro"  # never chosen by "auto": only when asked for
+ALL_RUNTIMES = RUNTIMES + (MICRO_RUNTIME,)
 KERNELS = ("default", "reference")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -37,9 +43,17 @@ class Runtime:
         return f"{self.name} {self.version}"
 
     def make_interpreter(
-        self, model_path: str, edgetpu: bool = False, num_threads: int = 1, kernels: str = "default"
+        self,
+        model_path: str,
+        edgetpu: bool = False,
+        num_threads: int = 1,
+        kernels: str = "default",
+        measured_arena=None,
     ):
-        """An interpreter for ``model_path`` with tensors allocated (Edge TPU delegate if asked)."""
+        """An interpreter for ``model_path`` with tensors allocated (Edge TPU delegate if asked).
+
+        ``measured_arena`` (the manifest's TFLite Micro arena) matters to TFLite Micro only.
+        """
         if kernels not in KERNELS:
             raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
         options = {}
@@ -66,7 +80,46 @@ class Runtime:
         return interpreter
 
 
+class MicroRuntime(Runtime):
+    """TensorFlow Lite Micro (the ``tflite-micro`` package): its own kernels, one thread, an
+    arena of the size the manifest measured, no delegates."""
+
+    def __init__(self, module, version):
+        Runtime.__init__(self, MICRO_RUNTIME, version, None, None)
+        self.module = module
+
+    def make_interpreter(
+        self,
+        model_path: str,
+        edgetpu: bool = False,
+        num_threads: int = 1,
+        kernels: str = "default",
+        measured_arena=None,
+    ):
+        """A ``MicroInterpreter`` for ``model_path`` in an arena from ``measured_arena``.
+
+        Raises ``micro.MicroAllocationFailed`` when TFLite Micro cannot allocate the model.
+        """
+        if edgetpu:
+            raise RuntimeUnavailable(
+                f"{self.label} runs on the CPU only: the Edge TPU needs a LiteRT runtime "
+                "(ai_edge_litert or tflite_runtime)"
+            )
+        if kernels != "default":
+            raise RuntimeUnavailable(
+                f"{self.label} has only TFLite Micro's own kernels: --kernels {kernels} applies "
+                "to the LiteRT runtimes"
+            )
+        with open(model_path, "rb") as handle:
+            model = handle.read()
+        size, origin = arena_size(measured_arena, os.path.getsize(model_path))
+        return MicroInterpreter(self.module, model, size, origin, model_path)
+
+
 def _import(name: str) -> Runtime:
+    if name == MICRO_RUNTIME:
+        module, version = import_micro()
+        return MicroRuntime(module, version)
     if name == "ai_edge_litert":
         package = importlib.import_module("ai_edge_litert")
         module = importlib.import_module("ai_edge_litert.interpreter")
@@ -96,11 +149,14 @@ def _import(name: str) -> Runtime:
             tf.lite.experimental.load_delegate,
             getattr(tf.lite.experimental, "OpResolverType", None),
         )
-    raise RuntimeUnavailable(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+    raise RuntimeUnavailable(
+        f"unknown runtime {name!r}; choose from {', '.join(ALL_RUNTIMES)}"
+    )
 
 
 def load_runtime(prefer: str = "auto") -> Runtime:
-    """The first runtime that imports, in the order of RUNTIMES (or exactly ``prefer``)."""
+    """The first runtime that imports, in the order of RUNTIMES (or exactly ``prefer``, which
+    may also be ``tflite_micro``)."""
     names = RUNTIMES if prefer in ("auto", "", None) else (prefer,)
     failures = []
     for name in names:
@@ -108,7 +164,9 @@ def load_runtime(prefer: str = "auto") -> Runtime:
             return _import(name)
         except ImportError as exc:
             failures.append(f"{name}: {exc}")
-    raise RuntimeUnavailable(
-        f"no TFLite runtime could be imported ({'; '.join(failures)}); "
+    hint = "install tflite-micro" if names == (MICRO_RUNTIME,) else (
         "install ai-edge-litert or tflite-runtime"
+    )
+    raise RuntimeUnavailable(
+        f"no TFLite runtime could be imported ({'; '.join(failures)}); {hint}"
     )

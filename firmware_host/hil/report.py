@@ -28,6 +28,10 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+def _difference(a, b) -> float | None:
+    return None if a is None or b is None else float(a - b)
+
+
 def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
@@ -55,6 +59,16 @@ def summarize(report: dict) -> dict:
         summary["drop"][variant] = {
             source: _mean(c["drop"][variant][source] for c in clips) for source in SOURCES
         }
+    summary["board_vs_host_sdr"] = {
+        source: _mean(
+            _difference(
+                c["scores"]["int8_board"][source].get("sdr"),
+                c["scores"]["int8_host"][source].get("sdr"),
+            )
+            for c in clips
+        )
+        for source in SOURCES
+    }
     lsb = [c["lsb"] for c in clips]
     summary["lsb"] = {
         "max_abs": max((s["max_abs"] for entry in lsb for s in entry.values()), default=None),
@@ -304,7 +318,11 @@ def markdown(report: dict) -> str:
         "## Board",
         "",
         f"- board vs host int8: largest difference {_fmt(summary['lsb']['max_abs'])} LSB, "
-        f"{summary['lsb']['differing_samples']} of {summary['lsb']['samples']} samples differ",
+        f"{summary['lsb']['differing_samples']} of {summary['lsb']['samples']} samples differ; "
+        "SDR board - host "
+        + ", ".join(f"{s} {_fmt(summary['board_vs_host_sdr'][s], 3)} dB" for s in SOURCES),
+        f"- bit-exact expected: {'yes' if board.get('exact_expected') else 'no'} "
+        f"({board.get('exact_reason', 'the board was not reached')})",
         f"- tensor mode: {tensor.get('invokes', 0)} invokes, largest raw int8 difference "
         f"{_fmt(tensor.get('max_abs_diff'))} LSB",
         f"- invoke time per model run: p50 {_fmt(summary['invoke_us']['p50'], 1)} us, "

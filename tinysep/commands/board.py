@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: pace the link to N baud; port: line speed")
     parser.add_argument("--edgetpu", action="store_true", help="use the Edge TPU delegate")
     parser.add_argument("--runtime", default="auto",
-                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
-                        help="TFLite runtime (default: the first that imports)")
+                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
+                                 "tflite_micro"),
+                        help="TFLite runtime (default: the first that imports; tflite_micro: "
+                        "TensorFlow Lite Micro's kernels, only when asked)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +52,14 @@ def run(args: argparse.Namespace) -> int:
         stopping = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda number, frame: stopping.append(number))
-        return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
-                                   runtime=args.runtime, should_stop=lambda: bool(stopping))
+        from firmware_host.board.micro import MicroAllocationFailed
+        from firmware_host.board.runtime import RuntimeUnavailable
+
+        try:
+            return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
+                                       runtime=args.runtime, should_stop=lambda: bool(stopping))
+        except (RuntimeUnavailable, MicroAllocationFailed) as exc:
+            raise CliError(str(exc)) from None
     if args.bundle is None:
         raise CliError("--port needs --bundle")
     from firmware_host.board.__main__ import main as agent_main

@@ -153,6 +153,14 @@ def summary_table(bundle: Path, hil_json: Path) -> str:
         f"{summary['link']['resends']} frames resent",
         f"model: {model['name']} {model['preset']} {model['quantization']}, "
         f"{model['bytes']:,} bytes, {model['macs_per_hop']:,} MACs per hop, "
-        f"arena estimate {manifest.get('arena_bytes_estimate', 0):,} bytes",
+        f"arena estimate {manifest.get('arena_bytes_estimate', 0):,} bytes"
+        + _measured_arena(manifest.get("arena_tflite_micro")),
     ]
     return "\n".join(lines)
+
+
+def _measured_arena(measured: dict | None) -> str:
+    """", TFLite Micro arena N bytes" when the export measured it."""
+    if not measured or measured.get("bytes") is None:
+        return ""
+    return f", TFLite Micro arena {measured['bytes']:,} bytes (64-bit host)"

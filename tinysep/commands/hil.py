@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board-kernels", default="default", choices=("default", "reference"),
                         help="emulate: the agent's TFLite kernels (reference: bit-exact across "
                         "runtime versions)")
+    parser.add_argument("--board-runtime", default="auto",
+                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
+                                 "tflite_micro"),
+                        help="emulate: the agent's runtime (default: the first that imports; "
+                        "tflite_micro: TensorFlow Lite Micro's kernels, not bit-exact with the "
+                        "host, judged by SDR)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -106,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         if args.emulate:
             args.report.mkdir(parents=True, exist_ok=True)
             board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python,
-                                  extra_args=["--kernels", args.board_kernels],
+                                  extra_args=["--kernels", args.board_kernels,
+                                              "--runtime", args.board_runtime],
                                   log_path=args.report / "agent.log")
             port, baud = board.path, args.baud
         else:
@@ -118,11 +125,26 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         with session:
             report = run_hil(session, settings, meta)
+        if board is not None and not board.running and report["status"] == "aborted":
+            _explain_agent_exit(report, board, args.report)
     finally:
         if board is not None:
             board.close()
     _print_summary(report)
     return 0 if report["passed"] else 1
+
+
+def _explain_agent_exit(report: dict, board, folder: Path) -> None:
+    """Put why the emulated agent exited (its last error line in agent.log) into the report."""
+    from firmware_host.hil.report import write_reports
+
+    log = folder / "agent.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    errors = [line for line in lines if ": error: " in line]
+    why = errors[-1] if errors else f"see {log}"
+    report["error"] = (f"the emulated agent exited with status {board.process.returncode}: "
+                       f"{why} ({report['error']})")
+    write_reports(report, folder)
 
 
 def _print_summary(report: dict) -> None:
@@ -135,6 +157,12 @@ def _print_summary(report: dict) -> None:
     for check in report["checks"]:
         mark = {True: "pass", False: "FAIL", None: "skip"}[check["passed"]]
         print(f"  [{mark}] {check['name']}: {check['text']}")
+    if summary["clips_ok"]:
+        sdr = summary["board_vs_host_sdr"]
+        print(f"  board vs host int8: largest difference {summary['lsb']['max_abs']} LSB; "
+              "SDR board - host " + ", ".join(
+                  f"{name} {'n/a' if value is None else f'{round(value, 3) + 0.0:+.3f} dB'}"
+                  for name, value in sdr.items()))
     invoke = summary["invoke_us"]
     if invoke["p50"] is not None:
         print(f"  invoke p50 {invoke['p50']:.1f} us, p99 {invoke['p99']:.1f} us; "

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 AGENT_FILES = sorted((ROOT / "firmware_host" / "board").glob("*.py"))
-RUNTIME_PACKAGES = {"ai_edge_litert", "tflite_runtime", "tensorflow"}
+RUNTIME_PACKAGES = {"ai_edge_litert", "tflite_runtime", "tensorflow", "tflite_micro"}
 NEVER = {"tinysep", "tf_keras", "scipy", "librosa", "pickle", "marshal", "serial", "convert"}
 
 
@@ -61,7 +61,8 @@ def test_agent_module_imports_only_what_a_board_has(path):
 def test_agent_starts_without_tinysep_pyserial_or_a_runtime_and_says_what_is_missing(tmp_path):
     script = (
         "import sys\n"
-        "for name in ('serial', 'tinysep', 'tensorflow', 'ai_edge_litert', 'tflite_runtime'):\n"
+        "for name in ('serial', 'tinysep', 'tensorflow', 'ai_edge_litert', 'tflite_runtime',\n"
+        "             'tflite_micro'):\n"
         "    sys.modules[name] = None\n"
         "from firmware_host.board.__main__ import main\n"
         f"code = main(['--port', '/dev/null', '--bundle', {str(tmp_path)!r}])\n"

@@ -4,7 +4,8 @@
 protocol with a deploy bundle's model. Python 3.7+, the standard library, numpy and a TFLite
 runtime only; it never imports ``tinysep`` or TensorFlow (unless TensorFlow is the runtime).
 Modules: ``runtime`` (which TFLite), ``bundle`` (manifest contract), ``dsp`` (streaming STFT),
-``pipeline`` (the per-hop loop), ``agent`` (protocol handlers), ``__main__`` (command line).
+``pipeline`` (the per-hop loop), ``micro`` (TFLite Micro behind the same interface), ``agent``
+(protocol handlers), ``__main__`` (command line).
 """
 
 from __future__ import annotations

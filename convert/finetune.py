@@ -114,9 +114,15 @@ def fine_tune(
     seed: int = 0,
     progress: bool = False,
     features_gain: float | None = None,
+    freeze_batchnorm: bool = False,
 ) -> list[float]:
     """Train ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
-    for ``steps`` batches with ``loss``; returns the loss of every step."""
+    for ``steps`` batches with ``loss``; returns the loss of every step.
+
+    ``freeze_batchnorm``: BatchNorm layers keep the statistics of the full training run
+    (inference mode, not trained): fine-tuning a trained model on small batches would
+    otherwise move them, and the float model with them.
+    """
     import tensorflow as tf
     import tf_keras as keras
 
@@ -127,6 +133,11 @@ def fine_tune(
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     samples = (chunk_frames - (N_FFT // HOP_SAMPLES - 1)) * HOP_SAMPLES
+    if freeze_batchnorm:
+        for layer in model.layers:
+            inner = getattr(layer, "layer", layer)  # tfmot wraps layers
+            if isinstance(inner, keras.layers.BatchNormalization):
+                inner.trainable = False
     batches = audio_batches(clips, chunk_frames, batch_size, seed)
     dataset = tf.data.Dataset.from_generator(
         lambda: batches,

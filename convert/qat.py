@@ -239,12 +239,13 @@ def qat_fine_tune(
     losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
                        batch_size=batch_size, chunk_frames=chunk_frames,
                        learning_rate=learning_rate, seed=seed, progress=progress,
-                       features_gain=gain)
+                       features_gain=gain, freeze_batchnorm=True)
     trained = extract_model(qat, config)
     report = {
         "steps": steps,
         "loss": loss,
         "preserve_sparsity": preserve_sparsity,
+        "batchnorm": "frozen (statistics of the full training run)",
         "loss_first": losses[0],
         "loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])),
         "sparsity_before": sparsity_report(model)["sparsity"],

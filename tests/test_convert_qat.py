@@ -124,3 +124,25 @@ def test_fine_tuning_uses_the_loss_the_model_was_trained_with(tmp_path):
     assert training_loss_of(tmp_path) == ("l1+sdr", 0.5)
     (tmp_path / "run.json").write_text("{not json")
     assert training_loss_of(tmp_path) == ("sdr", 0.01)
+
+
+def test_fine_tuning_a_trained_model_can_keep_its_batchnorm_statistics():
+    import tf_keras as keras
+
+    from convert.finetune import fine_tune
+
+    def batchnorm_means(model) -> list[np.ndarray]:
+        return [layer.moving_mean.numpy().copy() for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)]
+
+    for freeze in (True, False):
+        model = build_model("dualgate-tcn", **{**SMALL["dualgate-tcn"], "blocks": 2})
+        before = batchnorm_means(model)
+        kernels = {w.name: w.numpy().copy() for w in model.weights if "kernel" in w.name}
+        fine_tune(model, list(clips("train")), 3, chunk_frames=32, freeze_batchnorm=freeze)
+        moved = [not np.allclose(a, b) for a, b in zip(before, batchnorm_means(model),
+                                                        strict=True)]
+        assert before and (not any(moved) if freeze else all(moved))
+        # the other weights still train
+        assert any(not np.allclose(kernels[w.name], w.numpy()) for w in model.weights
+                   if w.name in kernels)

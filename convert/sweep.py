@@ -293,13 +293,14 @@ def _fmt(value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    header = ["cell", "bytes", "MACs/hop", "us/hop"]
+    header = ["cell", "bytes", "gzip bytes", "arena (TFLM)", "MACs/hop", "us/hop"]
     for source in SOURCES:
         header += [f"{source} float", f"{source} quant", f"{source} delta",
                    f"{source} vs base"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["id"], _fmt(r["bytes"]), _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
+        cells = [r["id"], _fmt(r["bytes"]), _fmt(r.get("gzip_bytes")), _fmt(r.get("arena_tflm")),
+                 _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
         for source in SOURCES:
             cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
                       _fmt(r[f"{source}_delta_db"]), _fmt(r[f"{source}_vs_base_db"])]

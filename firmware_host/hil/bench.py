@@ -1,7 +1,7 @@
 """`tinysep bench` sections for the board link: harness + agent speed over a pseudo-terminal,
 protocol overhead at several chunk sizes, and real time under UART baud emulation.
 
-Each section exports the default model (untrained weights: speed does not depend on them) to a
+Each section exports the shipped default model (the trained tiny dualgate-tcn) to a
 temporary bundle once per process, runs the agent as the emulated board (a subprocess on a
 pseudo-terminal, opened by the harness through pyserial) and streams a synthetic song.
 """
@@ -24,26 +24,24 @@ _bundle_cache: dict = {}
 
 
 def default_bundle() -> tuple:
-    """(bundle folder, description) of the default model, exported once per process."""
+    """(bundle folder, description) of the shipped default model, exported once per process."""
     if "bundle" not in _bundle_cache:
-        import tensorflow as tf
-
         from convert.export import export_bundle
-        from tinysep.models import DEFAULT_PRESET, MODELS, build_model, save_model
+        from tinysep.models import DEFAULT_PRESET, MODELS
+        from tinysep.pretrained import default_model_path
 
         name = next(iter(MODELS))
         root = Path(tempfile.mkdtemp(prefix="tinysep-bench-board-"))
-        tf.keras.utils.set_random_seed(0)
-        save_model(build_model(name, DEFAULT_PRESET), root / "model")
         export_bundle(
-            root / "model",
+            default_model_path(),
             root / "bundle",
             calibration=_songs(2, 3.0, seed=11),
             calibration_frames=256,
             edgetpu_compile=False,
             progress=False,
         )
-        _bundle_cache["bundle"] = (root / "bundle", f"{name} {DEFAULT_PRESET}, int8, K=1")
+        _bundle_cache["bundle"] = (root / "bundle",
+                                   f"{name} {DEFAULT_PRESET} (shipped), int8, K=1")
     return _bundle_cache["bundle"]
 
 

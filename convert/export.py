@@ -56,8 +56,10 @@ def _load(model):
     return model
 
 
-def _representative(stream, calibration, frames: int, split: str, seed: int, progress: bool):
+def _representative(stream, calibration, frames: int, split: str, seed: int, progress: bool,
+                    gains_db=None):
     from calibration.representative import (
+        DEFAULT_GAINS_DB,
         RepresentativeSet,
         build_representative_set,
         load_calibration_clips,
@@ -74,6 +76,7 @@ def _representative(stream, calibration, frames: int, split: str, seed: int, pro
                                              max_clips=segments_needed(frames),
                                              progress=progress)
     return build_representative_set(stream, list(calibration), frames, seed=seed,
+                                    gains_db=DEFAULT_GAINS_DB if gains_db is None else gains_db,
                                     progress=progress)
 
 
@@ -84,8 +87,9 @@ def export_bundle(
     quant: str = "int8",
     frames_per_invoke: int = 1,
     calibration=None,
-    calibration_frames: int = 1024,
+    calibration_frames: int = 2048,  # = calibration.representative.DEFAULT_FRAMES
     calibration_split: str = "train",
+    calibration_gains: Sequence[float] | None = None,
     force: bool = False,
     keep_float: Sequence[str] = (),
     per_channel: bool = False,
@@ -100,7 +104,9 @@ def export_bundle(
     :mod:`tinysep.models`) to ``out``; returns a summary (paths, sizes, checks).
 
     ``calibration``: a dataset folder, a list of clips, or a ready
-    :class:`calibration.representative.RepresentativeSet` (int8 / int16x8 only).
+    :class:`calibration.representative.RepresentativeSet` (int8 / int16x8 only);
+    ``calibration_gains``: the levels (dB) its segments are replayed at (None: the default
+    of :func:`calibration.representative.build_representative_set`).
     ``micro_compact``: the C array gets all-zero per-channel zero-point vectors shortened
     to one value (TFLite Micro reads them so; ~8 B per output channel saved), so it is no
     longer byte-identical to ``model.tflite``.
@@ -130,7 +136,7 @@ def export_bundle(
     rep = None
     if quant in FULL_INTEGER:
         rep = _representative(stream, calibration, calibration_frames, calibration_split, seed,
-                              progress)
+                              progress, calibration_gains)
     quantized = quantize_stream(stream, quant, rep, keep_float=keep_float,
                                 per_channel=per_channel)
     tflite = TfliteModel(quantized.content)

@@ -82,7 +82,7 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     if not variants:
         variants = [Variant("base")]
     plan = SweepPlan(list(dict.fromkeys(variants)), list(modes),
-                     sorted({int(f) for f in calibration_frames}) or [1024], frames_per_invoke,
+                     sorted({int(f) for f in calibration_frames}) or [2048], frames_per_invoke,
                      prune_steps, eval_clips)
     for variant in plan.variants:
         for mode in plan.modes:

@@ -19,6 +19,7 @@ BUDGET_MACS_PER_HOP = 1_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
     from convert.quantize import QUANT_MODES
 
     parser.add_argument("model", type=Path, metavar="MODEL",
@@ -34,8 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "training corpus)")
     parser.add_argument("--calibration-split", default="train",
                         help="split of --calibration to draw from (default train)")
-    parser.add_argument("--calibration-frames", type=int, default=1024, metavar="N",
-                        help="frames in the representative dataset (default 1024)")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                        help=f"frames in the representative dataset (default {DEFAULT_FRAMES}), "
+                             "shared out over the calibration gains")
+    parser.add_argument("--calibration-gains", default=format_gains(DEFAULT_GAINS_DB),
+                        metavar="DB[,DB]",
+                        help="levels (dB) the calibration segments are replayed at, in turn "
+                             f"(default {format_gains(DEFAULT_GAINS_DB)})")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
                         help="Keras layers to leave in float (debugging; not full-integer)")
     parser.add_argument("--per-channel", action="store_true",
@@ -106,8 +112,11 @@ def format_summary(summary: dict) -> str:
     cal = summary.get("calibration")
     if cal:
         frames = cal["coverage"]["frames"]
+        gains = cal["coverage"].get("gains_db")
         lines.append(("calibration", f"{cal['frames']} frames: loud {frames['loud']}, quiet "
-                                     f"{frames['quiet']}, silent {frames['silent']}"))
+                                     f"{frames['quiet']}, silent {frames['silent']}"
+                      + (f" (gains {','.join(f'{g:g}' for g in gains)} dB)" if gains else "")
+                      + "".join(f"; warning: {w}" for w in cal["coverage"].get("warnings", []))))
     lines.append(("time", f"{summary['seconds']:.1f} s"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
@@ -124,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--quant {args.quant} needs --calibration DATA (a dataset folder)")
     if args.json is not None and args.json.suffix.lower() != ".json":
         raise CliError(f"--json must name a .json file, got {args.json}")
+    from calibration.representative import parse_gains
+
+    try:
+        gains = parse_gains(args.calibration_gains)
+    except ValueError as exc:
+        raise CliError(f"--calibration-gains: {exc}") from None
 
     from convert.export import check_destination, export_bundle
     from convert.runtime import measure_latency
@@ -139,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
         calibration_frames=args.calibration_frames,
         calibration_split=args.calibration_split,
+        calibration_gains=gains,
         force=args.force,
         keep_float=[n.strip() for n in args.keep_float.split(",") if n.strip()],
         per_channel=args.per_channel,

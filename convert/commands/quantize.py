@@ -6,7 +6,10 @@ Converts the streaming model (``--mode int8``, ``int16x8``, ``dynamic``, ``float
 on held-out clips (``--eval-clips``). ``--layer-errors`` adds the per-layer report of
 TFLite's quantization debugger (worst layers named); ``--keep-float`` leaves named layers
 in float to see what they cost; ``--study-sizes 16,64,256`` runs the calibration-size
-study. Writes OUT/model.tflite, OUT/quantize.json and the optional reports and plots.
+study and ``--study-levels "0;0,-30"`` the calibration-level study (int8 against float
+with the clips played back at each ``--study-playback`` level). ``--calibration-gains``
+sets the levels the representative set replays its segments at. Writes OUT/model.tflite,
+OUT/quantize.json and the optional reports and plots.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
     from convert.quantize import QUANT_MODES
 
     parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
@@ -26,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--mode", default="int8", choices=tuple(QUANT_MODES))
     parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K")
-    parser.add_argument("--calibration-frames", type=int, default=1024, metavar="N")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                        help=f"frames in the representative dataset (default {DEFAULT_FRAMES})")
+    parser.add_argument("--calibration-gains", default=format_gains(DEFAULT_GAINS_DB),
+                        metavar="DB[,DB]",
+                        help="levels (dB) the calibration segments are replayed at, in turn "
+                             f"(default {format_gains(DEFAULT_GAINS_DB)})")
     parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
                         help="quantization-aware fine-tuning batches before converting")
     parser.add_argument("--qat-learning-rate", type=float, default=1e-4,
@@ -50,7 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-layer error report from the quantization debugger")
     parser.add_argument("--study-sizes", default="", metavar="N,N,...",
                         help="calibration-size study over these frame counts")
-    parser.add_argument("--study-seeds", type=int, default=3)
+    parser.add_argument("--study-levels", default="", metavar="DB[,DB][;DB[,DB]]",
+                        help="calibration-level study over these sets of calibration gains, "
+                             "';'-separated (e.g. \"0;0,-30;0,-20,-40\")")
+    parser.add_argument("--study-playback", default="0,-30", metavar="DB[,DB]",
+                        help="playback levels (dB) of the held-out clips in the level study "
+                             "(default 0,-30); its clips are spread over the --eval-split")
+    parser.add_argument("--study-seeds", type=int, default=3,
+                        help="calibration draws per study cell (default 3)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded (calibration, QAT; default 64)")
     parser.add_argument("--seed", type=int, default=0)
@@ -70,6 +86,16 @@ def run(args: argparse.Namespace) -> int:
                        f"{args.study_sizes!r}") from None
     if args.preserve_sparsity and not args.qat_steps:
         raise CliError("--preserve-sparsity applies to QAT: give --qat-steps N")
+    from calibration.representative import parse_gains
+
+    try:
+        gains = parse_gains(args.calibration_gains)
+        level_sets = [parse_gains(part) for part in args.study_levels.split(";") if part.strip()]
+        playback = parse_gains(args.study_playback) if level_sets else ()
+    except ValueError as exc:
+        raise CliError(f"--calibration-gains / --study-levels / --study-playback: {exc}") from None
+    if args.study_seeds < 1:
+        raise CliError(f"--study-seeds must be at least 1, got {args.study_seeds}")
 
     from calibration.representative import (
         build_representative_set,
@@ -106,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     rep = None
     if args.mode in FULL_INTEGER or args.layer_errors:
         rep = build_representative_set(stream, train, args.calibration_frames, seed=args.seed,
-                                       progress=progress)
+                                       gains_db=gains, progress=progress)
         print(format_coverage(rep))
         report["calibration"] = rep.summary()
     keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
@@ -164,6 +190,40 @@ def run(args: argparse.Namespace) -> int:
             print(f"calibration {row['frames']:>6} frames: " + ", ".join(
                 f"{s} {row[s]['delta_db_mean']:+.3f} +- {row[s]['delta_db_std']:.3f} dB"
                 for s in ("vocals", "accompaniment") if row[s]["delta_db_mean"] is not None))
+    if level_sets:
+        report["calibration_levels"] = _level_study(args, model, train, level_sets, playback,
+                                                    progress)
     (args.out / "quantize.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out / 'quantize.json'}")
     return 0
+
+
+def _spread(items: list, count: int) -> list:
+    """``count`` items evenly spread over ``items`` (all of them when there are fewer)."""
+    import numpy as np
+
+    if count >= len(items):
+        return list(items)
+    return [items[i] for i in sorted({int(i) for i in np.linspace(0, len(items) - 1, count)})]
+
+
+def _level_study(args, model, train, level_sets, playback, progress: bool) -> list[dict]:
+    """Run the calibration-level study; write calibration_levels.json / .md / .png."""
+    from calibration.study import calibration_level_study, format_level_table, plot_level_study
+    from tinysep.cli import CliError
+    from tinysep.data.loaders import find_clips, load_clips
+
+    sources = _spread(find_clips(args.data, split=args.eval_split), max(1, args.eval_clips))
+    if not sources:
+        raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
+    study = calibration_level_study(model, train, load_clips(sources, progress=progress),
+                                    level_sets, playback, args.calibration_frames,
+                                    range(args.seed, args.seed + args.study_seeds),
+                                    args.frames_per_invoke, progress)
+    (args.out / "calibration_levels.json").write_text(json.dumps(study, indent=1) + "\n")
+    table = format_level_table(study)
+    (args.out / "calibration_levels.md").write_text(table)
+    plot_level_study(study, args.out / "calibration_levels.png")
+    print(table, end="")
+    print(f"wrote {args.out / 'calibration_levels.json'} (.md, .png)")
+    return study["summary"]

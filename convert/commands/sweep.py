@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="magnitude sparsities (0 = the model as is; default 0)")
     parser.add_argument("--quant", default="int8,int16x8", metavar="MODE,MODE,...",
                         help="quantization modes (default int8,int16x8)")
-    parser.add_argument("--calibration-frames", default="1024", metavar="N,N,...",
-                        help="calibration sizes for int8/int16x8 (default 1024)")
+    parser.add_argument("--calibration-frames", default="2048", metavar="N,N,...",
+                        help="calibration sizes for int8/int16x8 (default 2048)")
     parser.add_argument("--widths", action="append", default=[], metavar="KEY=V[,KEY=V]",
                         help="a structured-pruning variant (repeatable), e.g. "
                              "residual=24,hidden=48")

@@ -38,12 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {format_gains(DEFAULT_GAINS_DB)})")
     parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
                         help="quantization-aware fine-tuning batches before converting")
-    parser.add_argument("--qat-learning-rate", type=float, default=1e-4,
-                        help="QAT learning rate (default 1e-4); the loss is the model's own "
-                             "(run.json of tinysep train, else L1)")
-    parser.add_argument("--qat-batch-size", type=int, default=4)
-    parser.add_argument("--qat-chunk-frames", type=int, default=64,
-                        help="STFT frames per QAT training chunk (default 64)")
+    parser.add_argument("--qat-learning-rate", type=float, default=1e-5,
+                        help="QAT learning rate (default 1e-5: a trained model needs only a "
+                             "nudge); the loss is the model's own (run.json of tinysep train, "
+                             "or training.json of a shipped model, else L1)")
+    parser.add_argument("--qat-batch-size", type=int, default=8,
+                        help="QAT chunks per batch (default 8)")
+    parser.add_argument("--qat-chunk-frames", type=int, default=250,
+                        help="STFT frames per QAT training chunk (default 250 = 2 s, the "
+                             "shipped model's training chunk; short chunks move the float "
+                             "model with an SDR loss)")
     parser.add_argument("--preserve-sparsity", action="store_true",
                         help="QAT keeps pruned (zero) weights at zero")
     parser.add_argument("--per-channel", action="store_true",

@@ -3,7 +3,8 @@
 Run in the project's environment (TensorFlow, ai_edge_litert). Writes into OUT/:
 ``bundle/`` (exported by convert.export), ``reference.npz`` with a test signal, the int16
 sources the agent's pipeline gives with the reference kernels, and tensor-mode inputs and
-outputs (reference kernels: the same int8 results on every runtime version).
+outputs (reference kernels: the same int8 results on every runtime version, but for int8
+FULLY_CONNECTED, which can round a tie 1 LSB the other way).
 Usage: python tests/make_board_reference.py OUT
 """
 

@@ -192,3 +192,18 @@ def test_a_slow_line_raises_the_reply_timeout_to_the_links_give_up_time(clean):
             fast.connect()  # on a fast line the link gives up sooner: the option stands
             assert fast.link.config.give_up_time(fast.link.peer.max_payload) < 10.0
             assert fast.client.timeout == 10.0
+
+
+def test_bit_exactness_is_expected_only_from_the_same_runtime_version(clean):
+    from firmware_host.hil.reference import exactness_expected
+
+    host = HostPipeline(clean[0])
+    same = host.runtime.label
+    assert exactness_expected(same, "cpu", host)[0]
+    assert exactness_expected(same, "cpu-reference", host)[0]
+    # reference kernels of another version: int8 FULLY_CONNECTED may round a tie apart
+    expected, why = exactness_expected("tflite_runtime 2.11.0", "cpu-reference", host)
+    assert not expected and "FULLY_CONNECTED" in why
+    assert not exactness_expected("tflite_runtime 2.11.0", "cpu", host)[0]
+    assert not exactness_expected(same, "edgetpu", host)[0]
+    assert not exactness_expected("tflite_micro 0.dev", "cpu", host)[0]

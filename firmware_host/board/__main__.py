@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernels",
         default="default",
         choices=KERNELS,
-        help="reference: the runtime's reference kernels, bit-exact across "
-        "runtime versions (slower)",
+        help="reference: the runtime's reference kernels (slower; across runtime versions "
+        "they differ only where int8 FULLY_CONNECTED rounds a tie, 1 LSB)",
     )
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument(

@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board-python", default=None, metavar="PYTHON",
                         help="emulate: run the agent with this interpreter (e.g. .venv-board)")
     parser.add_argument("--board-kernels", default="default", choices=("default", "reference"),
-                        help="emulate: the agent's TFLite kernels (reference: bit-exact across "
-                        "runtime versions)")
+                        help="emulate: the agent's TFLite kernels (reference: portable across "
+                        "runtime versions to 1 LSB)")
     parser.add_argument("--board-runtime", default="auto",
                         choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
                                  "tflite_micro"),

@@ -30,19 +30,6 @@ CALIBRATION_SECONDS = 3.0
 _cache: dict = {}
 
 
-def _synthetic_clips(count: int, seconds: float, seed: int) -> list:
-    """``count`` synthetic songs mixed at 0 dB, in memory."""
-    from tinysep.data.clip import Clip
-    from tinysep.data.synth import mix_clip, render_song
-
-    clips = []
-    for index in range(count):
-        song = render_song(seed, index, seconds)
-        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
-        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
-        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
-    return clips
-
 
 def model_description() -> str:
     """``name preset`` of the shipped default model, from its config."""
@@ -59,6 +46,7 @@ def exported_bundle(quant: str = "int8", frames_per_invoke: int = 1) -> tuple[Pa
     its default (int8 K=1 is then exactly what ``tinysep export`` writes by default)."""
     from convert.export import export_bundle
     from convert.quantize import FULL_INTEGER
+    from tinysep.data.synth import synthetic_clips
     from tinysep.pretrained import default_model_path
 
     key = (quant, frames_per_invoke)
@@ -68,7 +56,7 @@ def exported_bundle(quant: str = "int8", frames_per_invoke: int = 1) -> tuple[Pa
         calibration = None
         if quant in FULL_INTEGER:
             if "calibration" not in _cache:
-                _cache["calibration"] = _synthetic_clips(CALIBRATION_SONGS, CALIBRATION_SECONDS,
+                _cache["calibration"] = synthetic_clips(CALIBRATION_SONGS, CALIBRATION_SECONDS,
                                                          seed=7)
             calibration = _cache["calibration"]
         out = Path(_cache["root"].name) / f"{quant}-k{frames_per_invoke}"
@@ -115,12 +103,13 @@ def model_latency_section(quick: bool = False) -> dict:
     from tqdm import tqdm
 
     from convert.runtime import BundleRunner
+    from tinysep.data.synth import synthetic_clips
     from tinysep.dsp import magnitude, stft
 
     ks = (1,) if quick else (1, 8)
     warmup, rounds = (10, 40) if quick else (50, 500)
     seconds = 4.0 if quick else 10.0
-    mixture = _synthetic_clips(1, seconds, seed=29)[0].mixture
+    mixture = synthetic_clips(1, seconds, seed=29)[0].mixture
     spectrum_magnitude = magnitude(stft(mixture))
 
     entries = []

@@ -22,16 +22,9 @@ _ROOT = Path(tempfile.mkdtemp(prefix="tinysep-test-bundles-"))
 
 def calibration_clips(count: int = 2, seconds: float = 3.0) -> list:
     """Short synthetic songs (vocals over accompaniment at 0 dB) for int8 calibration."""
-    from tinysep.data.clip import Clip
-    from tinysep.data.synth import mix_clip, render_song
+    from tinysep.data.synth import synthetic_clips
 
-    clips = []
-    for index in range(count):
-        song = render_song(5, index, seconds)
-        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
-        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
-        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
-    return clips
+    return synthetic_clips(count, seconds, seed=5)
 
 
 def make_bundle(

@@ -14,6 +14,7 @@ import pytest
 
 from convert import bench
 from convert.runtime import BundleRunner
+from tinysep.data.synth import synthetic_clips
 from tinysep.dsp import magnitude, stft
 
 
@@ -50,7 +51,7 @@ def test_latency_rows_are_consistent_medians_and_percentiles(latency):
 
 def test_timed_interpreter_times_the_invoke_and_leaves_the_stream_unchanged():
     folder, _ = bench.exported_bundle("int8", 1)
-    clip = bench._synthetic_clips(1, 0.5, seed=3)[0]
+    clip = synthetic_clips(1, 0.5, seed=3)[0]
     plain, timed = BundleRunner(folder), BundleRunner(folder)
     timer = bench.TimedInterpreter(timed.interpreter)
     timed.interpreter = timer

@@ -230,3 +230,17 @@ def test_cli_synth_prints_a_summary(tmp_path, capsys):
     assert cli_main(["synth", "--out", str(out), "--songs", "4", "--seconds", "5",
                      "--quiet"]) == 2
     assert "other parameters" in capsys.readouterr().err
+
+
+def test_synthetic_clips_are_the_corpus_songs_mixed_at_0_db():
+    from tinysep.data.synth import synthetic_clips
+
+    clips = synthetic_clips(2, 2.0, seed=4)
+    assert [c.name for c in clips] == [render_song(4, i, 2.0).song_id for i in range(2)]
+    for clip in clips:
+        assert clip.mixture.size == 32000
+        np.testing.assert_allclose(clip.mixture, clip.vocals + clip.accompaniment, atol=1e-6)
+        ratio_db = 10 * np.log10(np.sum(clip.vocals.astype(np.float64) ** 2)
+                                 / np.sum(clip.accompaniment.astype(np.float64) ** 2))
+        assert abs(ratio_db) < 1e-3
+    assert not np.allclose(clips[0].mixture, clips[1].mixture)

@@ -27,6 +27,7 @@ def default_bundle() -> tuple:
     """(bundle folder, description) of the shipped default model, exported once per process."""
     if "bundle" not in _bundle_cache:
         from convert.export import export_bundle
+        from tinysep.data.synth import synthetic_clips
         from tinysep.models import DEFAULT_PRESET, MODELS
         from tinysep.pretrained import default_model_path
 
@@ -35,7 +36,7 @@ def default_bundle() -> tuple:
         export_bundle(
             default_model_path(),
             root / "bundle",
-            calibration=_songs(2, 3.0, seed=11),
+            calibration=synthetic_clips(2, 3.0, seed=11),
             calibration_frames=256,
             edgetpu_compile=False,
             progress=False,
@@ -63,26 +64,12 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _songs(count: int, seconds: float, seed: int) -> list:
-    from tinysep.data.clip import Clip
-    from tinysep.data.synth import mix_clip, render_song
-
-    clips = []
-    for index in range(count):
-        song = render_song(seed, index, seconds)
-        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
-        clips.append(
-            Clip(
-                song.song_id, stereo[:, 0] + stereo[:, 1], stereo[:, 1].copy(), stereo[:, 0].copy()
-            )
-        )
-    return clips
-
 
 def _song_pcm(seconds: float):
     from firmware_host.board.pipeline import to_pcm
+    from tinysep.data.synth import synthetic_clips
 
-    return to_pcm(_songs(1, seconds, seed=23)[0].mixture)
+    return to_pcm(synthetic_clips(1, seconds, seed=23)[0].mixture)
 
 
 def stream_once(

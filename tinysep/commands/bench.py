@@ -113,7 +113,9 @@ def eval_speed_section(quick: bool = False) -> dict:
 
     # MIR-1K and the synthetic corpus have 4-13 s clips; REPET-SIM's cost grows with length^2
     count, seconds, repeats = (1, 3.0, 3) if quick else (4, 8.0, 3)
-    clips = _synthetic_clips(count, seconds, seed=1234)
+    from tinysep.data.synth import synthetic_clips
+
+    clips = synthetic_clips(count, seconds, seed=1234)
     result = measure_speed(clips, list(METHODS), repeats=repeats)
     result.update(
         title=(f"Evaluation speed: {count} synthetic songs x {seconds:.0f} s, one process, "
@@ -125,16 +127,3 @@ def eval_speed_section(quick: bool = False) -> dict:
     )
     return result
 
-
-def _synthetic_clips(count: int, seconds: float, seed: int) -> list:
-    """``count`` songs from the corpus generator, in memory, mixed at 0 dB like MIR-1K."""
-    from tinysep.data.clip import Clip
-    from tinysep.data.synth import mix_clip, render_song
-
-    clips = []
-    for index in range(count):
-        song = render_song(seed, index, seconds)
-        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
-        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
-        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
-    return clips

@@ -22,6 +22,7 @@ import numpy as np
 
 import tinysep
 from tinysep.data.audio_io import write_audio
+from tinysep.data.clip import Clip
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import compose
@@ -137,6 +138,18 @@ def mix_clip(vocals: np.ndarray, accompaniment: np.ndarray, var_db: float) -> np
     a = accompaniment.astype(np.float64)
     peak = max(np.max(np.abs(a)), np.max(np.abs(v)), np.max(np.abs(a + v)), 1e-9)
     return (np.stack([a, v], axis=1) * (PEAK / peak)).astype(np.float32)
+
+
+def synthetic_clips(count: int, seconds: float, seed: int) -> list[Clip]:
+    """``count`` whole songs of corpus ``seed``, mixed at 0 dB and kept in memory (for
+    calibration, benchmarks and tests that need music but no corpus on disk)."""
+    clips = []
+    for index in range(count):
+        song = render_song(seed, index, seconds)
+        stereo = mix_clip(song.vocals, song.accompaniment, var_db=0.0)
+        accompaniment, vocals = stereo[:, 0].copy(), stereo[:, 1].copy()
+        clips.append(Clip(song.song_id, accompaniment + vocals, vocals, accompaniment))
+    return clips
 
 
 def corpus_parameters(songs: int, seconds: float, seed: int) -> dict:

@@ -17,14 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-HOP_US = 128 / 16000 * 1e6  # one 8 ms hop of audio, in microseconds
 TARGET_HOP_US = 80.0  # issue 4: host int8 inference of one hop >= 100x real time
-BUDGET_MODEL_BYTES = 256 * 1024
-BUDGET_ARENA_BYTES = 64 * 1024
-BUDGET_MACS_PER_HOP = 1_000_000
 QUANTS = ("float32", "int8")
 BLOCK_INVOKES = 8  # consecutive invokes of one bundle before the loop moves to the next
-CALIBRATION_SONGS = 8  # segments_needed(1024): as many clips as `tinysep export` would read
+CALIBRATION_SONGS = 8  # short songs rendered in memory; segments cycle through them
 CALIBRATION_SECONDS = 3.0
 
 _cache: dict = {}
@@ -102,7 +98,7 @@ def model_latency_section(quick: bool = False) -> dict:
     all of them alike, while each still runs a few hops in a row as it would on a board."""
     from tqdm import tqdm
 
-    from convert.runtime import BundleRunner
+    from convert.runtime import HOP_SECONDS, BundleRunner
     from tinysep.data.synth import synthetic_clips
     from tinysep.dsp import magnitude, stft
 
@@ -155,7 +151,7 @@ def model_latency_section(quick: bool = False) -> dict:
             "invoke_us_p99": p99,
             "hop_us_median": median / k,
             "hop_us_p99": p99 / k,
-            "realtime_factor": HOP_US / (median / k),
+            "realtime_factor": HOP_SECONDS * 1e6 / (median / k),
             "step_us_per_hop_median": float(np.median(entry["step_ns"])) / 1e3 / k,
             "model_bytes": entry["model_bytes"],
             "int8_speedup": None,
@@ -213,6 +209,8 @@ def _fits(value: int | None, budget: int | None) -> str | None:
 def model_size_section(quick: bool = False) -> dict:
     """The default export of the shipped model (int8, 1 frame per invoke, as ``tinysep
     export`` writes it) against the MCU budgets: model bytes, arena, MACs per hop."""
+    from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
+
     folder, summary = exported_bundle("int8", 1)
     tflm = summary.get("arena_bytes_tflm")
     quantities = [

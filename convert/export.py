@@ -21,6 +21,11 @@ from pathlib import Path
 from convert.manifest import FORMAT, MANIFEST_FILE, MODEL_FILE, build_manifest, sha256_of
 from convert.quantize import FULL_INTEGER, QUANT_MODES, quantize_stream
 
+# The microcontroller budgets a default bundle is held to (issue 4): flash for the model,
+# TFLite Micro tensor arena, multiply-accumulates per 8 ms hop.
+BUDGET_MODEL_BYTES = 256 * 1024
+BUDGET_ARENA_BYTES = 64 * 1024
+BUDGET_MACS_PER_HOP = 1_000_000
 DEFAULT_SYMBOL = "g_tinysep_model"
 
 

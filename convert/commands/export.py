@@ -13,10 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-BUDGET_MODEL_BYTES = 256 * 1024
-BUDGET_ARENA_BYTES = 64 * 1024
-BUDGET_MACS_PER_HOP = 1_000_000
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
@@ -69,6 +65,8 @@ def _fits(value: int, budget: int) -> str:
 
 
 def _measured_arena(measured: dict | None) -> str:
+    from convert.export import BUDGET_ARENA_BYTES
+
     if measured is None:
         return "not measured (the tflite-micro package is not installed)"
     if measured.get("bytes") is None:
@@ -80,6 +78,8 @@ def _measured_arena(measured: dict | None) -> str:
 
 def format_summary(summary: dict) -> str:
     """Human-readable summary of :func:`convert.export.export_bundle`'s result."""
+    from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
+
     arena = summary["arena_estimate"]
     latency = summary.get("host_latency")
     lines = [

@@ -101,7 +101,6 @@ class BoardSession:
         config = config if config is not None else LinkConfig(baud=baud)
         self.link = Link(stream, config, name="host")
         self.client = BoardClient(self.link, timeout=reply_timeout)
-        self.reply_timeout = reply_timeout
         self.connect_timeout = connect_timeout
         self.max_recoveries = max_recoveries
         self.info = None
@@ -111,7 +110,6 @@ class BoardSession:
         """Open a session and read INFO; a silent board raises HilError naming the port."""
         try:
             self.info = self.client.connect(timeout=self.connect_timeout)
-            self._fit_reply_timeout()
         except LinkTimeout as exc:
             raise HilError(
                 f"no board agent answers on {self.port or 'the stream'}: {exc}. Is the agent "
@@ -150,19 +148,10 @@ class BoardSession:
             )
         self.bundle = bundle
 
-    def _fit_reply_timeout(self) -> None:
-        """Wait for a reply at least as long as the link keeps resending before it gives up
-        (at 115200 baud ~41 s), so a slow line is not taken for a stalled board."""
-        peer = self.link.peer
-        if peer is not None:
-            give_up = self.link.config.give_up_time(peer.max_payload)
-            self.client.timeout = max(self.reply_timeout, give_up)
-
     def reconnect(self) -> Info:
         """A new session after a restart or a stall; checks the model again."""
         try:
             self.info = self.client.connect(timeout=self.connect_timeout)
-            self._fit_reply_timeout()
         except LinkTimeout as exc:
             raise HilError(
                 f"the board stopped answering and did not come back within "

@@ -49,8 +49,13 @@ class BoardClient:
         self.timeout = timeout
 
     def connect(self, timeout: float | None = None) -> Info:
-        """Open a session (HELLO) and return the board's INFO."""
-        self.link.connect(timeout)
+        """Open a session (HELLO) and return the board's INFO.
+
+        From then on a reply is awaited at least as long as the link keeps resending before
+        it gives up (at 115200 baud ~41 s), so a slow line is not taken for a stalled board.
+        """
+        peer = self.link.connect(timeout)
+        self.timeout = max(self.timeout, self.link.config.give_up_time(peer.max_payload))
         return self.info()
 
     def _expect(self, reply: Message, cls, request_type: int):

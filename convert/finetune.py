@@ -114,14 +114,14 @@ def fine_tune(
     seed: int = 0,
     progress: bool = False,
     features_gain: float | None = None,
-    freeze_batchnorm: bool = False,
+    freeze_batchnorm: bool = True,
 ) -> list[float]:
-    """Train ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
+    """Fine-tune ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
     for ``steps`` batches with ``loss``; returns the loss of every step.
 
     ``freeze_batchnorm``: BatchNorm layers keep the statistics of the full training run
-    (inference mode, not trained): fine-tuning a trained model on small batches would
-    otherwise move them, and the float model with them.
+    (inference mode, not trained): on the small batches of fine-tuning (pruning, QAT) they
+    would drift and move the float model with them. Pass False to fit a model from scratch.
     """
     import tensorflow as tf
     import tf_keras as keras

@@ -239,7 +239,7 @@ def qat_fine_tune(
     losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
                        batch_size=batch_size, chunk_frames=chunk_frames,
                        learning_rate=learning_rate, seed=seed, progress=progress,
-                       features_gain=gain, freeze_batchnorm=True)
+                       features_gain=gain)
     trained = extract_model(qat, config)
     report = {
         "steps": steps,

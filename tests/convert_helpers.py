@@ -51,7 +51,8 @@ def fitted_model_folder(name: str, **extra) -> Path:
     from tinysep.models import build_model, save_model
 
     model = build_model(name, **{**SMALL[name], **extra})
-    fine_tune(model, list(clips("train")), FIT_STEPS[name], chunk_frames=32, seed=1)
+    fine_tune(model, list(clips("train")), FIT_STEPS[name], chunk_frames=32, seed=1,
+              freeze_batchnorm=False)  # from scratch: BatchNorm learns its statistics
     suffix = "-".join(f"{k}{v}" for k, v in sorted(extra.items()))
     return save_model(model, workdir() / f"model-{name}{suffix}")
 

@@ -13,7 +13,16 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install demo test board-test lint bench clean
+.PHONY: install system-deps demo test test-onednn board-test lint bench clean
+
+# Debian packages the kit's optional parts need (run as root; CI calls it first).
+SYSTEM_PACKAGES :=
+
+system-deps:
+	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \
+	  echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +58,12 @@ $(BOARD_STAMP):
 board-test: $(STAMP) $(BOARD_STAMP)
 	$(BIN)/python tests/make_board_reference.py $(BOARD_TEST_DIR)
 	$(BOARD_VENV)/bin/python tests/board_env_check.py $(BOARD_TEST_DIR)
+
+# The model tests once with TensorFlow's oneDNN kernels forced off and once forced on: the
+# graphs must not depend on which CPU kernels a machine picks.
+test-onednn: $(STAMP)
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
+	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

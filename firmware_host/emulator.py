@@ -58,7 +58,7 @@ class EmulatedBoard:
         start: bool = True,
         port: str | None = None,
     ) -> None:
-        self.bundle = Path(bundle)
+        self.bundle = Path(bundle).resolve()  # the agent runs in another working folder
         if not self.bundle.is_dir():
             raise FileNotFoundError(f"bundle folder {self.bundle} does not exist")
         self.baud = baud
@@ -86,6 +86,7 @@ class EmulatedBoard:
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         stderr = subprocess.DEVNULL
         if self.log_path is not None:
+            self.log_path = self.log_path.resolve()
             stderr = open(self.log_path, "ab")  # noqa: SIM115 (closed after Popen below)
         try:
             self.process = subprocess.Popen(

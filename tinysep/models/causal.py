@@ -111,10 +111,11 @@ def causal_depthwise(
     """Causal dilated depthwise conv over time on a tensor from :meth:`Graph.context`.
 
     ``context`` holds at least ``(kernel - 1) * dilation`` past frames; ``skip`` leading
-    frames beyond that are ignored. The whole-clip form is a dilated conv; the streaming
-    form gathers each output's taps with a strided slice and runs the same kernel with
-    stride ``kernel`` (TFLite would lower a dilated conv to SPACE_TO_BATCH_ND, which
-    neither TFLite Micro nor the Edge TPU accept).
+    frames beyond that are ignored. The whole-clip form is a dilated conv. The streaming
+    form gathers each output frame's taps with a strided slice and runs the same layer,
+    stride 1, on every gathered window: TFLite would lower a dilated conv to
+    SPACE_TO_BATCH_ND (which neither TFLite Micro nor the Edge TPU accept), and a conv
+    strided along time only refuses to run on TensorFlow's plain CPU kernels.
     """
     if skip:
         context = SliceAxis(1, start=skip, name=f"{name}_skip")(context)
@@ -124,12 +125,12 @@ def causal_depthwise(
     if not graph.streaming:
         return L.DepthwiseConv2D((kernel, 1), dilation_rate=(dilation, 1), **args)(context)
     span = (kernel - 1) * dilation + 1
-    taps = [
-        SliceAxis(1, start=f, stop=f + span, step=dilation, name=f"{name}_taps{f}")(context)
+    conv = L.DepthwiseConv2D((kernel, 1), **args)
+    outputs = [
+        conv(SliceAxis(1, start=f, stop=f + span, step=dilation, name=f"{name}_taps{f}")(context))
         for f in range(graph.frames)
     ]
-    gathered = taps[0] if len(taps) == 1 else L.Concatenate(axis=1, name=f"{name}_taps")(taps)
-    return L.DepthwiseConv2D((kernel, 1), strides=(kernel, 1), **args)(gathered)
+    return outputs[0] if len(outputs) == 1 else L.Concatenate(axis=1, name=f"{name}_out")(outputs)
 
 
 def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None):

@@ -28,10 +28,16 @@ def agent_command(
     python: str | None = None,
     throttle_baud: int | None = None,
     extra_args=(),
+    interpreter=None,
 ) -> list[str]:
-    """The command line that runs the agent on an inherited descriptor (int) or a device path."""
+    """The command line that runs the agent on an inherited descriptor (int) or a device path.
+
+    ``interpreter`` (a command list, e.g. qemu-user running an ARM root's Python) replaces
+    ``python``.
+    """
     target = ["--fd", str(where)] if isinstance(where, int) else ["--port", str(where)]
-    command = [python or sys.executable, "-m", "firmware_host.board"] + target
+    runner = list(interpreter) if interpreter else [python or sys.executable]
+    command = runner + ["-m", "firmware_host.board"] + target
     command += ["--bundle", str(bundle)]
     if throttle_baud:
         command += ["--throttle-baud", str(int(throttle_baud))]
@@ -45,7 +51,9 @@ class EmulatedBoard:
     ``extra_args`` go to the agent (e.g. ``--ack-timeout 0.05``); ``python`` picks the
     interpreter (another virtual environment, e.g. one with tflite_runtime). With ``port``
     the agent opens that device instead (e.g. the board end of a fault-injecting relay) and
-    no pseudo-terminal pair is made.
+    no pseudo-terminal pair is made. ``interpreter`` (a command list) and ``env`` (variables
+    added to the agent's environment) run it elsewhere, e.g. on an emulated ARM board
+    (``firmware_host.emulated_arm.agent_launcher``).
     """
 
     def __init__(
@@ -57,6 +65,8 @@ class EmulatedBoard:
         log_path: str | Path | None = None,
         start: bool = True,
         port: str | None = None,
+        interpreter=None,
+        env: dict | None = None,
     ) -> None:
         self.bundle = Path(bundle).resolve()  # the agent runs in another working folder
         if not self.bundle.is_dir():
@@ -66,6 +76,8 @@ class EmulatedBoard:
         self.extra_args = list(extra_args)
         self.log_path = Path(log_path) if log_path else None
         self.port = port
+        self.interpreter = list(interpreter) if interpreter else None
+        self.env = dict(env or {})
         self.pair = PtyPair() if port is None else None
         self.path = self.pair.slave_path if self.pair is not None else None
         self.process = None
@@ -78,8 +90,10 @@ class EmulatedBoard:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("the emulated board's agent is already running")
         where = self.pair.master_fd if self.pair is not None else self.port
-        command = agent_command(where, self.bundle, self.python, self.baud, self.extra_args)
+        command = agent_command(where, self.bundle, self.python, self.baud, self.extra_args,
+                                interpreter=self.interpreter)
         env = dict(os.environ)
+        env.update(self.env)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         )

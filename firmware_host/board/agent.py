@@ -28,7 +28,6 @@ from firmware_host.protocol.errors import (
     LinkClosed,
     LinkError,
     MessageError,
-    NotConnected,
     PeerRestarted,
     RequestRejected,
 )
@@ -55,6 +54,7 @@ from firmware_host.protocol.messages import (
     UploadChunk,
     UploadDone,
     UploadEnd,
+    decode_message,
     message_type_name,
 )
 from firmware_host.protocol.upload import DEFAULT_MAX_UPLOAD, UploadReceiver
@@ -276,7 +276,7 @@ class BoardAgent:
                 msg_type,
             )
         try:
-            message = cls.decode(payload)
+            message = decode_message(msg_type, payload)
         except MessageError as exc:
             return ErrorReply(ErrorCode.BAD_MESSAGE, str(exc), msg_type)
         try:
@@ -399,33 +399,57 @@ class BoardAgent:
         return UploadDone(done.size, done.sha256)
 
     def on_session_reset(self) -> None:
-        """The host reconnected or the link restarted: the stream starts over."""
+        """The host reconnected or the link restarted: the stream starts over, and an upload
+        left half-finished is discarded (its temporary file removed), so an UPLOAD_END of a
+        later session can never apply to it."""
         if self.model is not None:
             self.model.separator.reset()
         self.position = 0
+        if self.uploads.cancel():
+            self.log("discarded an unfinished upload of the previous session")
+        self._drop_staged_manifest()
 
     # ------------------------------------------------------------------ serving
 
     def serve(self, link, should_stop=None) -> None:
-        """Answer requests on a board-side Link until the stream closes or ``should_stop()``."""
-        while should_stop is None or not should_stop():
-            try:
-                msg_type, payload = link.receive_raw(timeout=0.2)
-            except PeerRestarted:
-                self.on_session_reset()
-                continue
-            except MessageError as exc:  # a message beyond our max_message was dropped
-                too_large = ErrorReply(ErrorCode.MESSAGE_TOO_LARGE, str(exc), exc.msg_type)
-                if not self._reply(link, too_large):
+        """Answer requests on a board-side Link until the stream closes or ``should_stop()``.
+
+        Nothing a peer sends ends this loop: a request that fails in an unforeseen way is
+        answered with ERROR INTERNAL, a reply that cannot be sent is logged and dropped.
+        """
+        epoch = link.session_epoch
+        try:
+            while should_stop is None or not should_stop():
+                try:
+                    msg_type, payload = link.receive_raw(timeout=0.2)
+                except PeerRestarted:
+                    epoch = link.session_epoch
+                    self.on_session_reset()
+                    continue
+                except MessageError as exc:  # a message beyond our max_message was dropped
+                    too_large = ErrorReply(ErrorCode.MESSAGE_TOO_LARGE, str(exc), exc.msg_type)
+                    if not self._reply(link, too_large):
+                        return
+                    continue
+                except LinkClosed:
                     return
-                continue
-            except LinkClosed:
-                return
-            except LinkError:  # timeout waiting, or a session that failed: keep serving
-                continue
-            reply = self.handle(msg_type, payload)
-            if reply is not None and not self._reply(link, reply):
-                return
+                except LinkError:  # timeout waiting, or a session that failed: keep serving
+                    continue
+                current = link.session_epoch
+                if current != epoch:  # a session opened since the last request (no restart
+                    epoch = current  # is reported after our own link gave up): start over
+                    self.on_session_reset()
+                try:
+                    reply = self.handle(msg_type, payload)
+                except Exception as exc:  # handle() catches request errors; this is a last resort
+                    reply = ErrorReply(
+                        ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", msg_type & 0xFF
+                    )
+                if reply is not None and not self._reply(link, reply):
+                    return
+        finally:
+            self.uploads.cancel()
+            self._drop_staged_manifest()
 
     def _reply(self, link, reply) -> bool:
         """Send one reply; False when the stream is closed (serving ends)."""
@@ -435,7 +459,7 @@ class BoardAgent:
             self.on_session_reset()
         except LinkClosed:
             return False
-        except (NotConnected, LinkError, MessageError) as exc:
+        except Exception as exc:  # no session, a timeout, a reply that does not fit: drop it
             self.log(f"reply {message_type_name(int(reply.TYPE))} dropped: {exc}")
         return True
 

@@ -10,6 +10,7 @@ Modules: ``cobs`` and ``framing`` (bytes on the wire), ``messages`` (payload lay
 from __future__ import annotations
 
 from .errors import (
+    HandshakeRefused,
     LinkClosed,
     LinkError,
     LinkTimeout,
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "PROTOCOL_VERSION",
     "ErrorCode",
+    "HandshakeRefused",
     "Link",
     "LinkClosed",
     "LinkConfig",

@@ -2,6 +2,10 @@
 
 Replies come back in request order (the link delivers in order and the agent answers in
 order), so each helper sends and reads the matching reply; an ERROR reply raises PeerError.
+The client counts the replies still owed in the current session: when a request fails while
+others are in flight (an ERROR for one of several pipelined audio chunks, a reply that came
+too late), the replies still owed are read and discarded before the next request, so every
+reply is matched to its own request exactly once.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import collections
 import hashlib
 import time
 
-from .errors import PeerError, ProtocolError
+from .errors import HandshakeRefused, PeerError, ProtocolError
+from .framing import PROTOCOL_VERSION
 from .link import Link
 from .messages import (
     AudioChunk,
+    ErrorCode,
     ErrorReply,
     GetInfo,
     Info,
@@ -47,6 +53,9 @@ class BoardClient:
     def __init__(self, link: Link, timeout: float = DEFAULT_REPLY_TIMEOUT) -> None:
         self.link = link
         self.timeout = timeout
+        self._owed = 0  # replies the board still owes for requests already sent
+        self._owed_epoch = None  # the link session those replies belong to
+        self.discarded = 0  # stale replies read and dropped so far
 
     def connect(self, timeout: float | None = None) -> Info:
         """Open a session (HELLO) and return the board's INFO.
@@ -55,11 +64,54 @@ class BoardClient:
         it gives up (at 115200 baud ~41 s), so a slow line is not taken for a stalled board.
         """
         peer = self.link.connect(timeout)
+        self._owed = 0
         self.timeout = max(self.timeout, self.link.config.give_up_time(peer.max_payload))
         return self.info()
 
+    @property
+    def owed(self) -> int:
+        """Replies still owed by the board in the current session (0 once settled)."""
+        if self._owed_epoch != self.link.session_epoch:
+            return 0
+        return self._owed
+
+    def _sent(self) -> None:
+        """Count one more reply owed (the request was handed to the link)."""
+        epoch = self.link.session_epoch
+        if self._owed_epoch != epoch:
+            self._owed_epoch = epoch
+            self._owed = 0
+        self._owed += 1
+
+    def _receive(self, wait: float) -> Message:
+        """The next reply; it settles one owed reply (an ERROR to an UPLOAD_CHUNK is extra)."""
+        reply = self.link.receive(wait)
+        if not (isinstance(reply, ErrorReply) and reply.request_type == MessageType.UPLOAD_CHUNK):
+            self._owed = max(0, self._owed - 1)
+        return reply
+
+    def settle(self, timeout: float | None = None) -> int:
+        """Read and discard the replies still owed to earlier requests; returns how many.
+
+        Called before every request. A reply that never comes raises the link's LinkTimeout
+        (the session is then in doubt: reconnect); a new session owes nothing.
+        """
+        wait = self.timeout if timeout is None else timeout
+        dropped = 0
+        while self.owed > 0:
+            self._receive(wait)
+            dropped += 1
+        self.discarded += dropped
+        return dropped
+
     def _expect(self, reply: Message, cls, request_type: int):
         if isinstance(reply, ErrorReply):
+            if reply.request_type not in (0, request_type):
+                raise ProtocolError(
+                    f"ERROR {reply.code:#06x} for {message_type_name(reply.request_type)} "
+                    f"in reply to {message_type_name(request_type)}: replies out of step "
+                    f"({reply.text})"
+                )
             raise _peer_error(reply)
         if not isinstance(reply, cls):
             raise ProtocolError(
@@ -71,12 +123,25 @@ class BoardClient:
     def request(self, message: Message, reply_cls, timeout: float | None = None):
         """Send ``message`` and return its reply of class ``reply_cls`` (ERROR raises PeerError)."""
         wait = self.timeout if timeout is None else timeout
+        self.settle(wait)
         self.link.send(message, wait)
-        return self._expect(self.link.receive(wait), reply_cls, int(message.TYPE))
+        self._sent()
+        return self._expect(self._receive(wait), reply_cls, int(message.TYPE))
 
     def info(self) -> Info:
-        """What runs on the board: agent, runtime, delegate, model sha256 and manifest."""
-        return self.request(GetInfo(), Info)
+        """What runs on the board: agent, runtime, delegate, model sha256 and manifest.
+
+        An INFO of another protocol version raises HandshakeRefused (UNSUPPORTED_VERSION).
+        """
+        info = self.request(GetInfo(), Info)
+        if info.protocol_version != PROTOCOL_VERSION:
+            raise HandshakeRefused(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"INFO: protocol_version {info.protocol_version} is not supported, "
+                f"this end speaks {PROTOCOL_VERSION}",
+                by_peer=False,
+            )
+        return info
 
     def reset_state(self) -> None:
         """Zero the board's streaming state; the next audio chunk starts at position 0."""
@@ -109,8 +174,13 @@ class BoardClient:
     def stream(
         self, chunks, max_outstanding: int = DEFAULT_OUTSTANDING, timeout: float | None = None
     ):
-        """Separate an iterable of AudioChunks, keeping a few in flight; yields replies in order."""
+        """Separate an iterable of AudioChunks, keeping a few in flight; yields replies in order.
+
+        An ERROR for one chunk raises PeerError once the replies to the chunks sent after it
+        were read and discarded, so the next request starts on a clean link.
+        """
         wait = self.timeout if timeout is None else timeout
+        self.settle(wait)
         peer = self.link.peer
         limit = max(1, min(max_outstanding, self.link.config.window, peer.window if peer else 1))
         pending = collections.deque()
@@ -124,10 +194,15 @@ class BoardClient:
                     exhausted = True
                     break
                 self.link.send(chunk, wait)
+                self._sent()
                 pending.append(chunk.position)
             if not pending:
                 return
-            reply = self._expect(self.link.receive(wait), SeparatedChunk, MessageType.AUDIO_CHUNK)
+            try:
+                reply = self._expect(self._receive(wait), SeparatedChunk, MessageType.AUDIO_CHUNK)
+            except PeerError:
+                self.settle(wait)  # the chunks after the failed one are answered too: drop them
+                raise
             position = pending.popleft()
             if reply.position != position:
                 raise ProtocolError(
@@ -147,7 +222,11 @@ class BoardClient:
         """
         data = bytes(data)
         digest = hashlib.sha256(data).digest()
-        self.request(UploadBegin(len(data), digest), Ok)
+        begun = self.request(UploadBegin(len(data), digest), Ok)
+        if begun.request_type != MessageType.UPLOAD_BEGIN:
+            raise ProtocolError(
+                f"OK for {message_type_name(begun.request_type)} in reply to UPLOAD_BEGIN"
+            )
         peer = self.link.peer
         size = chunk_size or max(1, (peer.max_payload if peer else 1024) - 4)
         for offset in range(0, len(data), size):
@@ -155,9 +234,10 @@ class BoardClient:
             if progress is not None:
                 progress(min(offset + size, len(data)))
         self.link.send(UploadEnd(), self.timeout)
+        self._sent()
         first_error = None
         while True:
-            reply = self.link.receive(self.timeout)
+            reply = self._receive(self.timeout)
             if isinstance(reply, ErrorReply):
                 first_error = first_error or reply
                 if reply.request_type == MessageType.UPLOAD_END:

@@ -53,6 +53,24 @@ class LinkClosed(LinkError):
     """The byte stream under the link was closed or failed; the link cannot be used again."""
 
 
+class HandshakeRefused(LinkError):
+    """A session could not be opened: one end refused the other's HELLO (or INFO).
+
+    ``code`` is the ErrorCode (UNSUPPORTED_VERSION, BAD_HELLO); ``by_peer`` says whether the
+    peer refused ours (it sent a refusal ERROR) or this end refused the peer's.
+    """
+
+    def __init__(self, code: int, text: str, by_peer: bool) -> None:
+        from .messages import error_code_name
+
+        self.code = code
+        self.code_name = error_code_name(code)
+        self.text = text
+        self.by_peer = by_peer
+        who = "the peer refused this end's" if by_peer else "this end refused the peer's"
+        super().__init__(f"{who} handshake: {self.code_name} (0x{code:04x}): {text}")
+
+
 class PeerError(ProtocolError):
     """The peer answered a request with an ERROR message."""
 

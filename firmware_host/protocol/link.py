@@ -25,7 +25,14 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from .errors import LinkClosed, LinkTimeout, MessageError, NotConnected, PeerRestarted
+from .errors import (
+    HandshakeRefused,
+    LinkClosed,
+    LinkTimeout,
+    MessageError,
+    NotConnected,
+    PeerRestarted,
+)
 from .framing import (
     DEFAULT_MAX_PAYLOAD,
     FLAG_MORE,
@@ -42,6 +49,9 @@ from .messages import (
     LINK_TYPES,
     ROLE_BOARD,
     ROLE_HOST,
+    ROLE_NAMES,
+    ErrorCode,
+    ErrorReply,
     Hello,
     Message,
     MessageType,
@@ -157,6 +167,7 @@ class LinkStats:
     bad_fragments: int = 0
     oversize_messages: int = 0
     frames_without_session: int = 0
+    hellos_refused: int = 0  # peer HELLOs this end refused (bad version, limits or role)
     peer_restarts: int = 0
     max_in_flight: int = 0  # most unacknowledged frames at once
     decode_errors: int = 0  # sum of the decoder's errors below
@@ -236,12 +247,15 @@ class Link:
         self._peer_knows_us = False
         self._pending_exc = None
         self._hello_out = None  # echo session of a HELLO to send (0 = request)
+        self._refusal_out = None  # payload of an ERROR refusing the peer's HELLO, to send
+        self._last_refusal = -1e9
         self._last_announce = -1e9
         self._last_rx = time.monotonic()
         self._last_bad_frame = ""
         self._rto = self.config.retransmit_timeout(self.config.max_payload)
         self._epoch = 0
         self._outgoing = None  # _Outgoing being written (writer thread; read under the lock)
+        self._building = False  # the writer picked a frame and is encoding it
         self._line_full_since = None  # when the line last stopped taking bytes, while it does
         self._reset_sequence_state()
         self._reader = threading.Thread(
@@ -290,6 +304,16 @@ class Link:
             return self._session_id
 
     @property
+    def session_epoch(self) -> int:
+        """A number that changes whenever the sequence state is reset (a new or dropped session).
+
+        A message received under one value belongs to that session; an application that keeps
+        per-session state (a stream position, a partial upload) starts over when it changes.
+        """
+        with self._cond:
+            return self._epoch
+
+    @property
     def retransmit_timeout(self) -> float:
         """The base retransmission timeout in seconds (before backoff)."""
         with self._cond:
@@ -315,6 +339,13 @@ class Link:
             next_hello = start
             while not (self._state == _ESTABLISHED and self._peer_knows_us):
                 self._check_open()
+                if isinstance(self._pending_exc, HandshakeRefused):
+                    exc, self._pending_exc = self._pending_exc, None
+                    self._state = _IDLE
+                    self._peer_session = None
+                    self._peer = None
+                    self._reset_sequence_state()
+                    raise exc
                 now = time.monotonic()
                 if now - start >= limit:
                     if self._state == _CONNECTING:
@@ -443,9 +474,31 @@ class Link:
                     raise LinkTimeout("a message from the peer", elapsed, self._describe())
                 self._cond.wait(0.05 if timeout is None else min(0.05, timeout - elapsed))
 
-    def close(self, close_stream: bool = False) -> None:
-        """Stop both threads (and close the stream if asked). The link cannot be reused."""
+    def close(self, close_stream: bool = False, ack_wait: float | None = None) -> None:
+        """Send the ACK this end owes, then stop both threads (and close the stream if asked).
+
+        Without that last ACK a peer whose final frames (an INFO, an UPLOAD_DONE) were taken
+        but not yet acknowledged would resend them until it gave up and dropped its session.
+        ``ack_wait`` bounds the wait for the ACK to leave (default: one RTO). The link cannot
+        be reused.
+        """
         with self._cond:
+            if self._state == _ESTABLISHED and (
+                self._ack_pending or self._last_ack_sent != self._rx_expected
+            ):
+                self._ack_pending = True
+                self._cond.notify_all()
+                deadline = time.monotonic() + (self._rto if ack_wait is None else ack_wait)
+                while self._state == _ESTABLISHED and (
+                    self._ack_pending
+                    or self._last_ack_sent != self._rx_expected
+                    or self._building
+                    or self._outgoing is not None
+                ):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(min(0.02, left))
             if self._state != _CLOSED:
                 self._state = _CLOSED
             self._cond.notify_all()
@@ -489,6 +542,7 @@ class Link:
         self._poll_pending = False
         self._last_nak = (None, 0.0)
         self._adv_edge = 0
+        self._last_ack_sent = 0  # the ack field of the last frame built (nothing owed at 0)
         return lost
 
     def _check_open(self) -> None:
@@ -626,6 +680,9 @@ class Link:
             return
         if self._state != _ESTABLISHED:
             self._stats.frames_without_session += 1
+            if self._state == _CONNECTING and frame.msg_type == MessageType.ERROR:
+                self._on_refusal(frame)
+                return
             now = time.monotonic()
             if self._state == _IDLE and now - self._last_announce >= self._rto:
                 self._hello_out = 0  # tell the peer we have no session so it resynchronises
@@ -643,9 +700,19 @@ class Link:
 
     def _on_hello(self, frame: Frame) -> None:
         try:
-            hello = Hello.decode(frame.payload)
+            hello = Hello.parse(frame.payload)
+            problem = hello.problem()
         except MessageError as exc:
-            self._last_bad_frame = str(exc)
+            hello, problem = None, (ErrorCode.BAD_HELLO, str(exc))
+        if problem is None and hello.role == self.config.role:
+            role = ROLE_NAMES[hello.role]
+            problem = (
+                ErrorCode.BAD_HELLO,
+                f"HELLO: role {hello.role} ({role}) is this end's own role; a {role} "
+                f"talks to a {ROLE_NAMES[1 - hello.role]}",
+            )
+        if problem is not None:
+            self._refuse_hello(hello, problem)
             return
         if hello.echo_session not in (0, self._session_id):
             return  # a reply to an earlier connect attempt
@@ -676,6 +743,34 @@ class Link:
             self._peer_knows_us = True
         if hello.echo_session == 0:
             self._hello_out = hello.session_id
+
+    def _refuse_hello(self, hello, problem) -> None:
+        """Answer a HELLO this end cannot accept with a refusal ERROR; keep any session.
+
+        While connecting, the refusal also ends ``connect()`` with HandshakeRefused at once
+        (a peer with other limits or another version will not answer differently later).
+        """
+        code, text = problem
+        self._stats.hellos_refused += 1
+        self._last_bad_frame = text
+        now = time.monotonic()
+        if now - self._last_refusal >= self._rto:  # at most one refusal per RTO
+            self._last_refusal = now
+            self._refusal_out = ErrorReply(code, text, int(MessageType.HELLO)).encode()
+        if self._state == _CONNECTING and (
+            hello is None or hello.echo_session in (0, self._session_id)
+        ):
+            self._pending_exc = HandshakeRefused(code, text, by_peer=False)
+
+    def _on_refusal(self, frame: Frame) -> None:
+        """An ERROR outside a session: the peer refused our HELLO (docs/protocol.md 2.3)."""
+        try:
+            error = ErrorReply.decode(frame.payload)
+        except MessageError as exc:
+            self._last_bad_frame = str(exc)
+            return
+        if error.request_type == MessageType.HELLO:
+            self._pending_exc = HandshakeRefused(error.code, error.text, by_peer=True)
 
     def _on_ack_fields(self, ack: int, credit: int) -> None:
         if seq_diff(ack, self._next_seq) > 0:
@@ -801,6 +896,7 @@ class Link:
                         break
                     picked = self._next_frame()
                     if picked is not None:
+                        self._building = True  # picked, not yet ``_outgoing``: close() waits
                         break
                     self._cond.wait(tick)
             if out is None:
@@ -808,6 +904,7 @@ class Link:
                 out = _Outgoing(encode_frame(frame), frame, tx)
                 with self._cond:
                     self._outgoing = out
+                    self._building = False
             # Never block longer than a tick: the timers above must keep running while the
             # peer does not read (a full line), so a stalled peer ends in a LinkTimeout.
             try:
@@ -869,6 +966,7 @@ class Link:
     def _ack_fields(self):
         credit = max(0, min(255, self.config.window - len(self._rx_queue)))
         self._adv_edge = (self._rx_expected + credit) & 0xFFFF
+        self._last_ack_sent = self._rx_expected
         return self._rx_expected, credit
 
     def _next_frame(self):
@@ -887,6 +985,9 @@ class Link:
             )
             self._stats.hellos_sent += 1
             return Frame(MessageType.HELLO, 0, self.config.window, 0, 0, hello.encode()), None
+        if self._refusal_out is not None:
+            payload, self._refusal_out = self._refusal_out, None
+            return Frame(MessageType.ERROR, 0, 0, 0, 0, payload), None
         if self._state != _ESTABLISHED:
             return None
         if self._nak_pending:

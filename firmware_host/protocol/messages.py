@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import MessageError
-from .framing import PROTOCOL_VERSION
+from .framing import MAX_PAYLOAD_LIMIT, MIN_MAX_PAYLOAD, PROTOCOL_VERSION
 
 
 class MessageType(enum.IntEnum):
@@ -53,6 +53,8 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_TYPE = 0x0002  # message type not implemented by this end
     MESSAGE_TOO_LARGE = 0x0003  # reassembled message exceeds the announced max message size
     UNEXPECTED = 0x0004  # message not valid in the current state
+    UNSUPPORTED_VERSION = 0x0005  # HELLO / INFO protocol_version other than PROTOCOL_VERSION
+    BAD_HELLO = 0x0006  # HELLO limits out of range, session_id 0, or the receiver's own role
     NO_MODEL = 0x0100  # no model loaded: audio and tensor requests cannot run
     BAD_AUDIO = 0x0101  # sample count or position not hop-aligned, or a gap in positions
     BAD_TENSOR = 0x0102  # tensor index, dtype or shape differs from the model's inputs
@@ -90,6 +92,10 @@ CAP_UPLOAD = 0x0004  # UPLOAD_* supported
 
 ROLE_HOST = 0
 ROLE_BOARD = 1
+ROLE_NAMES = {ROLE_HOST: "host", ROLE_BOARD: "board"}
+
+MAX_WINDOW = 255  # largest receive window a HELLO may announce (u8)
+MAX_TENSOR_NDIM = 8  # TENSOR_IN / TENSOR_OUT records carry at most this many dimensions
 
 UPLOAD_TARGET_MODEL = 0
 
@@ -231,19 +237,47 @@ class Hello(Message):
         )
 
     @classmethod
-    def decode(cls, payload: bytes) -> Hello:
+    def parse(cls, payload: bytes) -> Hello:
+        """The fields of a HELLO payload, checking only its layout (20 bytes)."""
         reader = cls._reader(payload)
         version, role, max_payload, session, echo, max_message, window, _, _ = reader.unpack(
             "BBHIIIBBH", "HELLO fields"
         )
         reader.done()
-        if session == 0:
-            raise reader.fail("session_id must not be 0")
-        if window == 0:
-            raise reader.fail("window must be at least 1")
-        if max_message < max_payload:
-            raise reader.fail(f"max_message {max_message} is below max_payload {max_payload}")
         return cls(session, echo, role, max_payload, max_message, window, version)
+
+    def problem(self):
+        """``(ErrorCode, text)`` when a receiver must refuse this HELLO, else None."""
+        if self.protocol_version != PROTOCOL_VERSION:
+            return (
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"HELLO: protocol_version {self.protocol_version} is not supported, "
+                f"this end speaks {PROTOCOL_VERSION}",
+            )
+        if self.session_id == 0:
+            text = "session_id must not be 0"
+        elif self.role not in ROLE_NAMES:
+            text = f"role must be 0 (host) or 1 (board), got {self.role}"
+        elif not MIN_MAX_PAYLOAD <= self.max_payload <= MAX_PAYLOAD_LIMIT:
+            text = (
+                f"max_payload must be {MIN_MAX_PAYLOAD}..{MAX_PAYLOAD_LIMIT}, "
+                f"got {self.max_payload}"
+            )
+        elif not 1 <= self.window <= MAX_WINDOW:
+            text = f"window must be 1..{MAX_WINDOW}, got {self.window}"
+        elif self.max_message < self.max_payload:
+            text = f"max_message {self.max_message} is below max_payload {self.max_payload}"
+        else:
+            return None
+        return ErrorCode.BAD_HELLO, "HELLO: " + text
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Hello:
+        hello = cls.parse(payload)
+        problem = hello.problem()
+        if problem is not None:
+            raise MessageError(problem[1], int(cls.TYPE))
+        return hello
 
 
 class GetInfo(_Empty):
@@ -306,7 +340,7 @@ class Info(Message):
         if manifest:
             try:
                 parsed = json.loads(manifest)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise reader.fail(f"manifest is not valid JSON ({exc})") from None
             if not isinstance(parsed, dict):
                 raise reader.fail(f"manifest must be a JSON object, got {type(parsed).__name__}")
@@ -487,6 +521,13 @@ class Tensor:
 def _encode_tensors(tensors, name: str) -> bytes:
     if len(tensors) > 255:
         raise MessageError(f"{name} carries at most 255 tensors, got {len(tensors)}")
+    for tensor in tensors:
+        shape = np.shape(tensor.array)
+        if len(shape) > MAX_TENSOR_NDIM or 0 in shape:
+            raise MessageError(
+                f"{name} tensor {tensor.index} has shape {shape}: at most {MAX_TENSOR_NDIM} "
+                "dimensions, none of them 0"
+            )
     parts = [struct.pack("<BBBB", len(tensors), 0, 0, 0)]
     for tensor in tensors:
         array = np.asarray(tensor.array)
@@ -496,7 +537,7 @@ def _encode_tensors(tensors, name: str) -> bytes:
                 f"{name} tensor {tensor.index} has dtype {array.dtype}; "
                 "supported: int8, uint8, int16, int32, float32"
             )
-        if not 0 <= tensor.index <= 255 or array.ndim > 255:
+        if not 0 <= tensor.index <= 255:
             raise MessageError(f"{name} tensor index must be 0..255, got {tensor.index}")
         parts.append(struct.pack("<BBBB", tensor.index, code, array.ndim, 0))
         parts.append(struct.pack(f"<{array.ndim}I", *array.shape))
@@ -505,18 +546,26 @@ def _encode_tensors(tensors, name: str) -> bytes:
 
 
 def _decode_tensors(reader: _Reader) -> list:
+    """Tensor records, each bounded before anything is allocated: at most MAX_TENSOR_NDIM
+    dimensions, every dimension at least 1, and exactly the value bytes the shape needs."""
     count = reader.unpack("BBBB", "n_tensors")[0]
     tensors = []
     for number in range(count):
         index, code, ndim, _ = reader.unpack("BBBB", f"tensor {number} header")
         if code not in DTYPE_CODES:
             raise reader.fail(f"tensor {number} has unknown dtype code {code}")
+        if ndim > MAX_TENSOR_NDIM:
+            raise reader.fail(
+                f"tensor {number} has {ndim} dimensions, at most {MAX_TENSOR_NDIM} are allowed"
+            )
         shape = reader.unpack(f"{ndim}I", f"tensor {number} shape")
+        if 0 in shape:
+            raise reader.fail(f"tensor {number} shape {shape} has a zero dimension")
         dtype = np.dtype(DTYPE_CODES[code])
-        size = 1
-        for dim in shape:
+        size = dtype.itemsize
+        for dim in shape:  # at most MAX_TENSOR_NDIM Python-int products: never overflows
             size *= dim
-        data = reader.take(size * dtype.itemsize, f"tensor {number} data {shape}")
+        data = reader.take(size, f"tensor {number} data {shape}")
         array = np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)
         tensors.append(Tensor(index, array))
     return tensors
@@ -663,10 +712,23 @@ MESSAGE_CLASSES = dict(
 
 
 def decode_message(msg_type: int, payload: bytes) -> Message:
-    """Decode a payload by its type byte; raises MessageError for unknown types or bad layouts."""
+    """Decode a payload by its type byte; raises MessageError for unknown types or bad layouts.
+
+    Every decoder bounds what it reads; any other exception a crafted payload could still
+    raise is turned into a MessageError too, so a caller handles exactly one error type.
+    """
     cls = MESSAGE_CLASSES.get(msg_type)
     if cls is None:
         raise MessageError(
             f"unknown message type 0x{msg_type:02x} ({len(payload)} payload bytes)", msg_type
         )
-    return cls.decode(payload)
+    try:
+        return cls.decode(payload)
+    except MessageError:
+        raise
+    except (ValueError, TypeError, IndexError, OverflowError, MemoryError, RecursionError) as exc:
+        raise MessageError(
+            f"{message_type_name(msg_type)}: payload of {len(payload)} bytes cannot be decoded "
+            f"({type(exc).__name__}: {exc})",
+            msg_type,
+        ) from None

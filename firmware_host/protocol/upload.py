@@ -172,6 +172,17 @@ class UploadReceiver:
             ) from None
         return UploadDone(self._size, digest)
 
+    def cancel(self) -> bool:
+        """Forget any upload in progress or aborted (the session that sent it ended); True when
+        there was one. Its temporary file is removed."""
+        had = self._fd is not None or bool(self._failure) or os.path.exists(self.temp_path)
+        try:
+            self._discard("")
+        except OSError:  # the file could not be removed; a later UPLOAD_BEGIN truncates it
+            self._fd = None
+            self._failure = ""
+        return had
+
     def _abort(self, code: int, text: str, keep_failure: bool = True) -> None:
         self._discard(text if keep_failure else "")
         raise RequestRejected(code, text)

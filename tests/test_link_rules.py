@@ -10,7 +10,7 @@ import struct
 import time
 
 import pytest
-from test_link_support import fast_board_config
+from test_link_support import RawPeer, fast_board_config
 
 from firmware_host.protocol.cobs import cobs_encode
 from firmware_host.protocol.errors import LinkTimeout, MessageError, PeerRestarted
@@ -19,7 +19,6 @@ from firmware_host.protocol.framing import (
     FLAG_POLL,
     PROTOCOL_VERSION,
     Frame,
-    FrameDecoder,
     crc32,
     encode_frame,
     frame_bytes,
@@ -27,61 +26,6 @@ from firmware_host.protocol.framing import (
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import ROLE_BOARD, Hello, MessageType, Ping, Pong
 from firmware_host.transport import PtyPair
-
-
-class RawPeer:
-    """Writes and reads raw frames on one end of a pty."""
-
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self.decoder = FrameDecoder(0xFFFF)
-        self.frames = []
-        self.session = 0x0BADCAFE
-
-    def send(self, msg_type, seq=0, ack=0, credit=8, flags=0, payload=b"") -> None:
-        self.stream.write(encode_frame(Frame(int(msg_type), flags, credit, seq, ack, payload)))
-
-    def send_message(self, message, seq, ack=0, credit=8, flags=0) -> None:
-        self.send(message.TYPE, seq, ack, credit, flags, message.encode())
-
-    def _pump(self, timeout: float) -> None:
-        data = self.stream.read(65536) if timeout > 0 else b""
-        for event in self.decoder.feed(data):
-            if isinstance(event, Frame):
-                self.frames.append(event)
-
-    def expect(self, msg_type, timeout: float = 1.0, where=None) -> Frame:
-        """First frame of ``msg_type`` (matching ``where``) received within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for index, frame in enumerate(self.frames):
-                if frame.msg_type == msg_type and (where is None or where(frame)):
-                    del self.frames[: index + 1]
-                    return frame
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {MessageType(msg_type).name} frame within {timeout:.1f} s; "
-                    f"got {self.frames!r}"
-                )
-            self._pump(timeout)
-
-    def silence(self, seconds: float) -> list:
-        """Every frame received during ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self._pump(deadline - time.monotonic())
-        frames, self.frames = self.frames, []
-        return frames
-
-    def handshake(
-        self, window: int = 8, max_payload: int = 8192, max_message: int = 1 << 20
-    ) -> Hello:
-        self.send(
-            MessageType.HELLO,
-            credit=window,
-            payload=Hello(self.session, 0, 0, max_payload, max_message, window).encode(),
-        )
-        return Hello.decode(self.expect(MessageType.HELLO).payload)
 
 
 @pytest.fixture

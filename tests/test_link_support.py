@@ -1,4 +1,5 @@
-"""Shared pieces of the link tests: a peer that answers every request, and a flow-control tap.
+"""Shared pieces of the link tests: a peer that answers every request, a flow-control tap, and a
+raw peer that writes and reads frames by hand.
 
 ``EchoBoard`` is a real board-side Link endpoint on its own thread whose answers are a fixed
 function of the request (sources = samples and their negation, tensors negated), so each
@@ -21,7 +22,7 @@ from firmware_host.protocol.errors import (
     PeerRestarted,
     RequestRejected,
 )
-from firmware_host.protocol.framing import parse_frame
+from firmware_host.protocol.framing import Frame, FrameDecoder, encode_frame, parse_frame
 from firmware_host.protocol.link import Link, LinkConfig, board_config, seq_diff
 from firmware_host.protocol.messages import (
     LINK_TYPES,
@@ -29,6 +30,7 @@ from firmware_host.protocol.messages import (
     ErrorCode,
     ErrorReply,
     GetInfo,
+    Hello,
     Info,
     MessageType,
     Ok,
@@ -209,3 +211,61 @@ class FlowTap:
                 self.max_in_flight = max(
                     self.max_in_flight, seq_diff(self.host_next, self.board_ack)
                 )
+
+
+class RawPeer:
+    """Writes and reads raw frames on one end of a pty."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.decoder = FrameDecoder(0xFFFF)
+        self.frames = []
+        self.session = 0x0BADCAFE
+
+    def send(self, msg_type, seq=0, ack=0, credit=8, flags=0, payload=b"") -> None:
+        self.stream.write(encode_frame(Frame(int(msg_type), flags, credit, seq, ack, payload)))
+
+    def send_message(self, message, seq, ack=0, credit=8, flags=0) -> None:
+        self.send(message.TYPE, seq, ack, credit, flags, message.encode())
+
+    def _pump(self, timeout: float) -> None:
+        data = self.stream.read(65536) if timeout > 0 else b""
+        for event in self.decoder.feed(data):
+            if isinstance(event, Frame):
+                self.frames.append(event)
+
+    def expect(self, msg_type, timeout: float = 1.0, where=None) -> Frame:
+        """First frame of ``msg_type`` (matching ``where``) received within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, frame in enumerate(self.frames):
+                if frame.msg_type == msg_type and (where is None or where(frame)):
+                    del self.frames[: index + 1]
+                    return frame
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {MessageType(msg_type).name} frame within {timeout:.1f} s; "
+                    f"got {self.frames!r}"
+                )
+            self._pump(timeout)
+
+    def silence(self, seconds: float) -> list:
+        """Every frame received during ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._pump(deadline - time.monotonic())
+        frames, self.frames = self.frames, []
+        return frames
+
+    def handshake(
+        self, window: int = 8, max_payload: int = 8192, max_message: int = 1 << 20
+    ) -> Hello:
+        self.send(
+            MessageType.HELLO,
+            credit=window,
+            payload=Hello(self.session, 0, 0, max_payload, max_message, window).encode(),
+        )
+        reply = self.expect(
+            MessageType.HELLO, where=lambda f: f.payload[8:12] == self.session.to_bytes(4, "little")
+        )
+        return Hello.decode(reply.payload)

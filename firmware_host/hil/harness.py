@@ -278,7 +278,8 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
         session.check(bundle)
         kernels = "reference" if info.delegate == "cpu-reference" else "default"
         host = HostPipeline(bundle, kernels=kernels)
-        exact, why = exactness_expected(info.runtime, info.delegate, host)
+        exact, why = exactness_expected(info.runtime, info.delegate, host,
+                                        board_meta.get("arch"))
         report["board"].update(
             host_runtime=host.runtime.label,
             host_kernels=kernels,

@@ -110,7 +110,9 @@ def runs_tflite_micro(board_runtime: str) -> bool:
     return (board_runtime or "").split(" ")[0] in MICRO_RUNTIMES
 
 
-def exactness_expected(board_runtime: str, board_delegate: str, host: HostPipeline) -> tuple:
+def exactness_expected(
+    board_runtime: str, board_delegate: str, host: HostPipeline, board_arch: str | None = None
+) -> tuple:
     """(bool, why): must the board equal the host pipeline bit for bit?
 
     Yes with the same runtime version on a CPU (default or reference kernels). Reference
@@ -120,7 +122,14 @@ def exactness_expected(board_runtime: str, board_delegate: str, host: HostPipeli
     tflite_runtime's builtins) differ by a few LSB.
     Never on TFLite Micro: its int8 kernels round differently from LiteRT's (by a few LSB per
     op, more after LOGISTIC and SOFTMAX), so only the SDR tells how close the board is.
+    An emulated ARM board (``board_arch``) is exact only for the runtime pairs measured so
+    (``firmware_host.emulated_arm.MEASURED_EXACT``).
     """
+    from firmware_host.emulated_arm import measured_exactness
+
+    measured = measured_exactness(board_arch, board_runtime, board_delegate, host.runtime.label)
+    if measured is not None and not runs_tflite_micro(board_runtime):
+        return measured
     if runs_tflite_micro(board_runtime):
         return False, (
             f"the board runs TFLite Micro's kernels ({board_runtime}), the host "

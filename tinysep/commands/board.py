@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from firmware_host.emulated_arm import BOARD_ARCHES
+
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--emulate", action="store_true",
                        help="serve on a new pseudo-terminal and print its device path")
@@ -25,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baud", type=int, default=None,
                         help="emulate: pace the link to N baud; port: line speed")
     parser.add_argument("--edgetpu", action="store_true", help="use the Edge TPU delegate")
+    parser.add_argument("--arch", default="host", choices=BOARD_ARCHES,
+                        help="emulate: the board's CPU (arm64: the agent on Debian arm64 Python "
+                        "and the aarch64 LiteRT under qemu-user, built by `make board-arm64`)")
     parser.add_argument("--runtime", default="auto",
                         choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
                                  "tflite_micro"),
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         from firmware_host.board.micro import MicroAllocationFailed
         from firmware_host.board.runtime import RuntimeUnavailable
 
+        if args.arch != "host":
+            return _serve_emulated_arch(args, bundle, lambda: bool(stopping))
         try:
             return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
                                        runtime=args.runtime, should_stop=lambda: bool(stopping))
@@ -62,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if args.bundle is None:
         raise CliError("--port needs --bundle")
+    if args.arch != "host":
+        raise CliError("--arch is for --emulate (on a port the agent runs on the board's CPU)")
     from firmware_host.board.__main__ import main as agent_main
 
     argv = ["--port", args.port, "--bundle", str(args.bundle), "--runtime", args.runtime]
@@ -70,3 +79,24 @@ def run(args: argparse.Namespace) -> int:
     if args.edgetpu:
         argv.append("--edgetpu")
     return agent_main(argv)
+
+
+def _serve_emulated_arch(args: argparse.Namespace, bundle: Path, should_stop) -> int:
+    """The agent on an emulated ARM board (qemu-user) on a new pseudo-terminal."""
+    from firmware_host.emulated_arm import ArmBoardError, serve_emulated
+    from tinysep.cli import CliError
+
+    if getattr(args, "profile", None) not in (None, "host"):
+        raise CliError(f"--profile {args.profile} runs on the host's CPU; --arch {args.arch} "
+                       "emulates a Linux board")
+
+    def announce(path: str) -> None:
+        speed = f", paced to {args.baud} baud" if args.baud else ""
+        print(f"emulated {args.arch} board on {path} (bundle {bundle}{speed}; qemu-user: "
+              "correct, not real-time); Ctrl-C stops it", flush=True)
+
+    try:
+        return serve_emulated(args.arch, bundle, baud=args.baud, runtime=args.runtime,
+                              announce=announce, should_stop=should_stop)
+    except ArmBoardError as exc:
+        raise CliError(str(exc)) from None

@@ -17,6 +17,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from firmware_host.emulated_arm import BOARD_ARCHES
+
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="board's serial device or pyserial URL "
                        "(/dev/ttyUSB0, socket://host:port, rfc2217://host:port)")
@@ -62,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: the agent's runtime (default: the first that imports; "
                         "tflite_micro: TensorFlow Lite Micro's kernels, not bit-exact with the "
                         "host, judged by SDR)")
+    parser.add_argument("--board-arch", default="host", choices=BOARD_ARCHES,
+                        help="emulate: the board's CPU (arm64: the agent on Debian arm64 Python "
+                        "and the aarch64 LiteRT under qemu-user; build it with `make "
+                        "board-arm64`; slow, so stream a few short clips)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -74,6 +80,8 @@ def _check_args(args) -> None:
         raise CliError(f"--chunk-hops must be 1..64, got {args.chunk_hops}")
     if args.max_sdr_drop < 0:
         raise CliError(f"--max-sdr-drop must be >= 0, got {args.max_sdr_drop}")
+    if args.board_arch != "host" and not args.emulate:
+        raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
     if args.baud is not None and args.baud <= 0:
         raise CliError(f"--baud must be positive, got {args.baud}")
     if args.report.exists() and not args.report.is_dir():
@@ -111,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.emulate:
             args.report.mkdir(parents=True, exist_ok=True)
-            board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python,
+            from firmware_host.emulated_arm import ArmRootMissing, board_launch
+
+            try:
+                launch = board_launch(args.board_arch, args.board_python,
+                                      getattr(args, "board_profile", None))
+            except (ArmRootMissing, ValueError) as exc:
+                raise CliError(str(exc)) from None
+            board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python, **launch,
                                   extra_args=["--kernels", args.board_kernels,
                                               "--runtime", args.board_runtime],
                                   log_path=args.report / "agent.log")
@@ -119,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             port, baud = args.port, args.baud or 921600
         meta = {"port": port, "emulated": bool(args.emulate), "baud": baud}
+        if args.board_arch != "host":
+            meta["arch"] = args.board_arch
         try:
             session = BoardSession(port=port, baud=baud, reply_timeout=args.timeout)
         except OSError as exc:

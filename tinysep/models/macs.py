@@ -24,35 +24,43 @@ def _positions(output_shape) -> int:
     return int(np.prod([1 if d is None else int(d) for d in output_shape[1:-1]]))
 
 
-def layer_macs(layer: keras.layers.Layer) -> int:
-    """MACs of one call of ``layer`` (must have been called exactly once)."""
+def _node_macs(layer: keras.layers.Layer, input_shape, output_shape) -> int:
+    """MACs of one call of ``layer`` with these input and output shapes."""
     if isinstance(layer, L.DepthwiseConv2D):
         kh, kw = layer.kernel_size
-        channels = int(layer.input_shape[-1])
-        return _positions(layer.output_shape) * kh * kw * channels * layer.depth_multiplier
+        channels = int(input_shape[-1])
+        return _positions(output_shape) * kh * kw * channels * layer.depth_multiplier
     if isinstance(layer, L.Conv2D):
         kh, kw = layer.kernel_size
-        cin = int(layer.input_shape[-1]) // layer.groups
-        return _positions(layer.output_shape) * kh * kw * cin * layer.filters
+        cin = int(input_shape[-1]) // layer.groups
+        return _positions(output_shape) * kh * kw * cin * layer.filters
     if isinstance(layer, L.Dense):
-        return _positions(layer.output_shape) * int(layer.input_shape[-1]) * layer.units
+        return _positions(output_shape) * int(input_shape[-1]) * layer.units
     counter = getattr(layer, "macs_per_frame", None)
     if counter is not None:
-        shape = layer.input_shape
-        first = shape[0] if isinstance(shape, list) else shape
+        first = input_shape[0] if isinstance(input_shape, list) else input_shape
         frames = first[1] if len(first) > 2 and first[1] is not None else 1
         return int(counter(first)) * int(frames)
     return 0
 
 
+def layer_macs(layer: keras.layers.Layer, model: keras.Model | None = None) -> int:
+    """MACs of ``layer`` summed over its calls in ``model`` (every call when ``model`` is
+    None): the streaming form applies some layers once per frame with shared weights."""
+    nodes = range(len(layer._inbound_nodes))
+    if model is not None and hasattr(model, "_network_nodes"):
+        nodes = [i for i in nodes if f"{layer.name}_ib-{i}" in model._network_nodes]
+    if len(layer._inbound_nodes) == 1:
+        return _node_macs(layer, layer.input_shape, layer.output_shape)
+    return sum(
+        _node_macs(layer, layer.get_input_shape_at(i), layer.get_output_shape_at(i))
+        for i in nodes
+    )
+
+
 def count_macs(model: keras.Model) -> int:
     """MACs of one forward call (one frame if the time axis is ``None``)."""
-    total = 0
-    for layer in model.layers:
-        if len(layer._inbound_nodes) > 1:
-            raise ValueError(f"layer {layer.name!r} is called more than once; count per call")
-        total += layer_macs(layer)
-    return int(total)
+    return int(sum(layer_macs(layer, model) for layer in model.layers))
 
 
 def macs_per_hop(model: keras.Model) -> int:
@@ -64,4 +72,4 @@ def macs_per_hop(model: keras.Model) -> int:
 
 def macs_by_layer(model: keras.Model) -> dict[str, int]:
     """Per-layer MACs (non-zero only), for reports."""
-    return {layer.name: m for layer in model.layers if (m := layer_macs(layer))}
+    return {layer.name: m for layer in model.layers if (m := layer_macs(layer, model))}

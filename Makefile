@@ -17,6 +17,10 @@ export PYTHONHASHSEED := 0
 
 # Debian packages the kit's optional parts need (run as root; CI calls it first).
 SYSTEM_PACKAGES :=
+# The corpus's music engines: fluidsynth and General MIDI sound fonts, Festival and its voices.
+SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
+  musescore-general-soundfont-small festival festvox-kallpc16k festvox-kdlpc16k \
+  festvox-us-slt-hts festvox-italp16k festvox-itapc16k
 
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \

@@ -1,13 +1,21 @@
-"""Write a synthetic music corpus (singing voice over chords, bass and drums) in MIR-1K layout.
+"""Write a synthetic music corpus from several music engines, in MIR-1K layout plus stems.
 
 Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, right
-vocals; splits.json: song-disjoint train/valid/test clip lists and the parameters.
-The same arguments always write the same bytes.
+vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
+splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
+clip, its vocal engine, accompaniment engine and sound font (so evaluation can hold one
+out). By default every engine plays and the production is randomized; a missing engine
+names the Debian package to install (`make system-deps`). The same arguments always write
+the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+
+from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, VOCAL_ENGINES
+from tinysep.data.soundfont import FONTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,14 +25,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="length of each song in seconds, cut into 4-10 s clips (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="comma-separated engines a song draws from (default all: "
+                        f"{','.join(ENGINES)}); vocal engines: {', '.join(VOCAL_ENGINES)}; "
+                        f"accompaniment engines: {', '.join(ACCOMPANIMENT_ENGINES)}; "
+                        "'--engines additive' writes the original single-engine corpus")
+    parser.add_argument("--fonts", default=None,
+                        help="comma-separated sound fonts for the soundfont and choir engines: "
+                        f"names among {', '.join(FONTS)} or .sf2/.sf3 paths (default all "
+                        "names; leave one out to hold it out for evaluation)")
+    parser.add_argument("--no-production", action="store_true",
+                        help="dry stems: no rooms, EQ, dynamics, saturation or noise")
+    parser.add_argument("--no-stems", action="store_true",
+                        help="write only the stereo clips, not Stems/{clip}/*.wav")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes rendering songs (default min(2, CPUs))")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+    from tinysep.data.engines import EngineUnavailable
     from tinysep.data.synth import write_corpus
 
-    summary = write_corpus(args.out, songs=args.songs, seconds=args.seconds, seed=args.seed,
-                           progress=not args.quiet)
+    try:
+        summary = write_corpus(args.out, songs=args.songs, seconds=args.seconds,
+                               seed=args.seed, progress=not args.quiet, engines=args.engines,
+                               fonts=args.fonts, production=not args.no_production,
+                               stems=not args.no_stems, workers=args.workers)
+    except EngineUnavailable as exc:
+        raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
     print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "
           f"{summary.out_dir} in {summary.elapsed:.1f} s")
     print(f"{'split':<6} {'songs':>6} {'clips':>6} {'minutes':>8}")
@@ -33,5 +63,11 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.seconds[split] / 60:>8.2f}")
     print(f"{'total':<6} {sum(summary.songs.values()):>6} {sum(summary.clips.values()):>6} "
           f"{summary.total_minutes:>8.2f}")
+    print("songs per engine (vocals / accompaniment, font):")
+    for name, count in summary.engines.items():
+        print(f"  {count:>5}  {name}")
+    print(f"skipped songs: {len(summary.skipped)}")
+    for song, reason in summary.skipped.items():
+        print(f"  {song}: {reason}")
     print(f"splits and parameters: {summary.out_dir / 'splits.json'}")
     return 0

@@ -1,21 +1,37 @@
-"""The synthetic music corpus: songs rendered from random scores, written in MIR-1K layout.
+"""The synthetic music corpus: songs from several music engines, written in MIR-1K layout.
 
-A song is a singing voice (`voice`) over an accompaniment of chords, a riff, bass and
-drums (`instruments`, `drums`) from a random score (`score`). Everything is drawn from
+A song's score (key, tempo, form, parts, melody) comes from `score`; its vocal engine and its
+accompaniment engine are drawn per song among the selected ones (`engines`: additive,
+soundfont, physical accompaniments; additive, festival, choir vocals), then a randomized
+production (`production`: rooms, EQ, compression, saturation, band limits, noise floors,
+vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
-seconds): the same command writes the same bytes. The corpus is cut into 4-10 s clips,
-each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5] dB), and written
-as 16-bit stereo wavs with the accompaniment on the left and the vocals on the right,
-plus ``splits.json`` (song-disjoint train/valid/test and the generation parameters).
+seconds, engines, fonts): the same command writes the same bytes. The corpus is cut into
+4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5] dB).
+
+Layout of a corpus folder:
+- ``Wavfile/{singer}_{song}_{clip:02d}.wav``: 16 kHz 16-bit stereo, left accompaniment,
+  right vocals (MIR-1K layout; what the loaders read);
+- ``Stems/{clip}/{vocals,drums,bass,other}.wav``: 16 kHz 16-bit mono stems of the same clip
+  at the same gains (drums + bass + other = the left channel, up to 16-bit rounding), for
+  four-source work (written unless ``stems=False``);
+- ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
+  per clip the engines (``engines``: vocals, accompaniment, font), the songs skipped (a
+  sound font that failed to load, a song that rendered silent) and why.
+The folder is written under a temporary name beside it and renamed when complete, so an
+interrupted or failed run leaves no half-written corpus.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +39,32 @@ import numpy as np
 import tinysep
 from tinysep.data.audio_io import write_audio
 from tinysep.data.clip import Clip
-from tinysep.data.drums import render_drums
-from tinysep.data.instruments import random_timbre, render_part
-from tinysep.data.score import compose
-from tinysep.data.voice import Singer, random_singer, render_voice
+from tinysep.data.engines import (
+    SongPlan,
+    check_engines,
+    parse_engines,
+    parse_fonts,
+    plan_song,
+    render_stems,
+    singer_pool,  # noqa: F401  (re-exported: the additive singers)
+    song_singer,
+)
+from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
+from tinysep.data.soundfont import FontError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CORPUS_FORMAT = "tinysep-synth"
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = (4.0, 10.0)
 VAR_DB = (-5.0, 5.0)
 SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
-N_SINGERS = 12
 PEAK = 0.9  # written peak of max(|accompaniment|, |vocals|, |mixture|)
 SPLITS_FILE = "splits.json"
 WAV_DIR = "Wavfile"
-
-# Loudness of each accompaniment part, dB relative to the others (uniform range).
-PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0),
-                  "lead": (-6.0, -2.0), "bass": (-4.0, 0.0), "drums": (-4.0, 0.0)}
+STEMS_DIR = "Stems"
+SILENT_RMS = 1e-5  # a song whose vocals or accompaniment stay below this is skipped
+DEFAULT_ENGINES = ("additive",)  # the library default; the command line uses every engine
+PROGRESS_LINES = 10  # plain progress lines when stderr is not a terminal
 
 
 @dataclass
@@ -54,51 +77,20 @@ class Song:
     info: dict = field(default_factory=dict)
 
 
-@lru_cache(maxsize=8)
-def singer_pool(seed: int) -> tuple[Singer, ...]:
-    """The corpus's singers; a song picks one, so a voice recurs across songs (as in MIR-1K)."""
-    rng = np.random.default_rng([seed, 0])
-    return tuple(random_singer(rng, f"singer{i:02d}") for i in range(N_SINGERS))
-
-
-def song_singer(seed: int, index: int) -> Singer:
-    """The singer of song ``index`` (a pure function of seed and index)."""
-    rng = np.random.default_rng([seed, 3, index])
-    return singer_pool(seed)[int(rng.integers(N_SINGERS))]
-
-
 def song_id(seed: int, index: int) -> str:
-    """``{singer}_{song}`` as MIR-1K names its songs; song numbers start at 1."""
+    """``{singer}_{song}`` of an additive song, as MIR-1K names its songs."""
     return f"{song_singer(seed, index).name}_{index + 1:03d}"
 
 
-def _rms(x: np.ndarray) -> float:
-    loud = np.abs(x) > 1e-3 * (np.max(np.abs(x)) + 1e-12)
-    return float(np.sqrt(np.mean(x[loud].astype(np.float64) ** 2))) if loud.any() else 0.0
+def _additive_plan(seed: int, index: int) -> SongPlan:
+    return SongPlan(index, "additive", "additive", None, song_singer(seed, index).name)
 
 
 def render_song(seed: int, index: int, seconds: float, sample_rate: int = SAMPLE_RATE) -> Song:
-    """Render song ``index`` of the corpus drawn with ``seed``: vocals and accompaniment."""
-    rng = np.random.default_rng([seed, 1, index])
-    singer = song_singer(seed, index)
-    n = int(round(seconds * sample_rate))
-    score = compose(rng, seconds, singer.vocal_range)
-
-    accompaniment = np.zeros(n, dtype=np.float32)
-    tracks = {name: render_part(notes, random_timbre(rng, name), n, sample_rate, rng)
-              for name, notes in sorted(score.parts.items())}
-    if score.drums:
-        tracks["drums"] = render_drums(score.drums, n, sample_rate, rng)
-    for name, track in tracks.items():
-        rms = _rms(track)
-        if rms > 0:
-            level = 10 ** (rng.uniform(*PART_LEVELS_DB[name]) / 20)
-            accompaniment += np.float32(level / rms) * track
-
-    vocals = render_voice(score.melody, singer, n, sample_rate, rng)
-    info = {"singer": singer.name, "key": score.key_name, "tempo_bpm": round(score.tempo_bpm, 2),
-            "instruments": sorted(tracks), "sung_notes": len(score.melody)}
-    return Song(song_id(seed, index), vocals, accompaniment, info)
+    """Render song ``index`` of the additive corpus drawn with ``seed`` (dry, no production)."""
+    plan = _additive_plan(seed, index)
+    song = render_stems(seed, plan, seconds, sample_rate)
+    return Song(plan.song_id, song.stems["vocals"], song.accompaniment, song.info)
 
 
 def clip_bounds(n_samples: int, rng: np.random.Generator,
@@ -152,11 +144,37 @@ def synthetic_clips(count: int, seconds: float, seed: int) -> list[Clip]:
     return clips
 
 
-def corpus_parameters(songs: int, seconds: float, seed: int) -> dict:
+def mix_stems(stems: dict[str, np.ndarray], var_db: float) -> tuple[np.ndarray,
+                                                                      dict[str, np.ndarray]]:
+    """`mix_clip` of four stems: the stereo clip and the stems at the clip's gains.
+
+    The left channel is the sum of the scaled drums, bass and other stems.
+    """
+    acc = sum(stems[name].astype(np.float64) for name in ACCOMPANIMENT_STEMS)
+    v = stems["vocals"].astype(np.float64)
+    e_voc, e_acc = float(np.sum(v ** 2)), float(np.sum(acc ** 2))
+    vocal_gain = np.sqrt(e_acc / e_voc) * 10 ** (var_db / 20) if e_voc > 0 and e_acc > 0 else 1.0
+    v = v * vocal_gain
+    peak = max(np.max(np.abs(acc)), np.max(np.abs(v)), np.max(np.abs(acc + v)), 1e-9)
+    gain = PEAK / peak
+    scaled = {name: (stems[name].astype(np.float64) * gain).astype(np.float32)
+              for name in ACCOMPANIMENT_STEMS}
+    scaled["vocals"] = (v * gain).astype(np.float32)
+    left = sum(scaled[name].astype(np.float64) for name in ACCOMPANIMENT_STEMS)
+    stereo = np.stack([left, scaled["vocals"]], axis=1).astype(np.float32)
+    return stereo, {name: scaled[name] for name in STEMS}
+
+
+def corpus_parameters(songs: int, seconds: float, seed: int,
+                      engines: tuple[str, ...] = DEFAULT_ENGINES,
+                      fonts: tuple[str, ...] = (), production: bool = False,
+                      stems: bool = False) -> dict:
     """What determines the corpus's content (compared when writing into an existing folder)."""
     return {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
             "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
-            "var_db": list(VAR_DB), "generator_version": GENERATOR_VERSION}
+            "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
+            "production": bool(production), "stems": bool(stems),
+            "generator_version": GENERATOR_VERSION}
 
 
 def _check_arguments(songs: int, seconds: float, seed: int) -> None:
@@ -195,41 +213,54 @@ def _check_destination(out: Path, parameters: dict) -> None:
 
 @dataclass
 class CorpusSummary:
-    """What `write_corpus` wrote: songs, clips and seconds of audio per split."""
+    """What `write_corpus` wrote: songs, clips and seconds of audio per split, songs per
+    engine and the songs skipped (with why)."""
 
     out_dir: Path
     songs: dict[str, int]
     clips: dict[str, int]
     seconds: dict[str, float]
     elapsed: float
+    engines: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_minutes(self) -> float:
         return sum(self.seconds.values()) / 60.0
 
 
-def plan_corpus(songs: int, seconds: float, seed: int) -> dict:
-    """The corpus's metadata before rendering: splits, clip names and their bounds."""
+def plan_corpus(songs: int, seconds: float, seed: int,
+                engines: tuple[str, ...] = DEFAULT_ENGINES, fonts: tuple[str, ...] = (),
+                production: bool = False, stems: bool = False) -> dict:
+    """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
     _check_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
     split_of = {i: name for name, idx in split_songs(songs, seed).items() for i in idx}
     clips, song_meta = {}, {}
     for i in range(songs):
-        sid = song_id(seed, i)
+        plan = plan_song(seed, i, engines, fonts)
+        sid = plan.song_id
         rng = np.random.default_rng([seed, 4, i])
         names = []
         for c, (a, b) in enumerate(clip_bounds(n, rng), start=1):
             name = f"{sid}_{c:02d}"
             clips[name] = {"song": sid, "split": split_of[i], "start_seconds": a / SAMPLE_RATE,
                            "seconds": (b - a) / SAMPLE_RATE,
-                           "var_db": round(float(rng.uniform(*VAR_DB)), 4)}
+                           "var_db": round(float(rng.uniform(*VAR_DB)), 4),
+                           "engines": plan.engines()}
             names.append(name)
-        song_meta[sid] = {"index": i, "split": split_of[i], "clips": names}
+        song_meta[sid] = {"index": i, "split": split_of[i], "engines": plan.engines(),
+                          "clips": names}
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
-    return {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
-            "parameters": corpus_parameters(songs, seconds, seed), "complete": False,
-            "channels": {"left": "accompaniment", "right": "vocals"},
-            "splits": splits, "songs": song_meta, "clips": clips}
+    meta = {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
+            "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
+                                            stems),
+            "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
+    if stems:
+        meta["stems"] = {"folder": STEMS_DIR, "names": list(STEMS),
+                         "note": "accompaniment = drums + bass + other"}
+    meta.update({"splits": splits, "skipped": {}, "songs": song_meta, "clips": clips})
+    return meta
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -238,45 +269,176 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def silence_reason(stems: dict[str, np.ndarray]) -> str | None:
+    """Why a rendered song is unusable (silent vocals or accompaniment), or None."""
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))) if len(x) else 0.0
+
+    if not all(np.all(np.isfinite(stems[name])) for name in STEMS):
+        return "rendered non-finite samples"
+    if rms(stems["vocals"]) < SILENT_RMS:
+        return "vocals render silent"
+    if rms(sum(stems[name].astype(np.float64) for name in ACCOMPANIMENT_STEMS)) < SILENT_RMS:
+        return "accompaniment renders silent"
+    return None
+
+
+def render_corpus_song(seed: int, plan: SongPlan, seconds: float,
+                       production: bool) -> tuple[dict[str, np.ndarray] | None, dict]:
+    """The produced stems of one corpus song and its description, or (None, {"skipped":
+    reason}) when a sound font fails to load or the song renders silent."""
+    try:
+        song = render_stems(seed, plan, seconds, SAMPLE_RATE)
+    except FontError as exc:
+        return None, {"skipped": f"sound font {plan.font} failed to load ({exc})"}
+    stems, info = song.stems, dict(song.info)
+    reason = silence_reason(stems)
+    if reason is None and production:
+        stems, info["production"] = produce(stems, SAMPLE_RATE,
+                                            np.random.default_rng([seed, 7, plan.index]))
+        reason = silence_reason(stems)
+    if reason is not None:
+        return None, {"skipped": reason}
+    return stems, info
+
+
+def _song_task(task: tuple) -> dict:
+    """Render one song and write its clips into the (temporary) corpus folder."""
+    seed, plan, seconds, production, with_stems, clip_list, out = task
+    stems, info = render_corpus_song(seed, plan, seconds, production)
+    if stems is None:
+        return info
+    out = Path(out)
+    for name, start, length, var_db in clip_list:
+        a = int(round(start * SAMPLE_RATE))
+        b = a + int(round(length * SAMPLE_RATE))
+        stereo, scaled = mix_stems({k: v[a:b] for k, v in stems.items()}, var_db)
+        write_audio(out / WAV_DIR / f"{name}.wav", stereo, SAMPLE_RATE)
+        if with_stems:
+            folder = out / STEMS_DIR / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for stem in STEMS:
+                write_audio(folder / f"{stem}.wav", scaled[stem], SAMPLE_RATE)
+    return info
+
+
+class _Progress:
+    """A bar on a terminal, a few plain lines otherwise, nothing when disabled."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.begin = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="synth songs", unit="song", file=sys.stderr)
+
+    def step(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled:
+            every = max(1, self.total // PROGRESS_LINES)
+            if self.done % every == 0 or self.done == self.total:
+                print(f"synth: {self.done}/{self.total} songs "
+                      f"({time.perf_counter() - self.begin:.1f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _results(tasks: list[tuple], workers: int):
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_song_task, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(_song_task, tasks, chunksize=1)
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished temporary folder to ``out`` (replacing an earlier same corpus)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
-                 progress: bool = True) -> CorpusSummary:
-    """Render ``songs`` songs of ``seconds`` each and write them in MIR-1K layout.
+                 progress: bool = True, engines: tuple[str, ...] | str = DEFAULT_ENGINES,
+                 fonts: tuple[str, ...] | str | None = None, production: bool = False,
+                 stems: bool = False, workers: int = 1) -> CorpusSummary:
+    """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
-    Writes ``out_dir/Wavfile/{singer}_{song}_{clip:02d}.wav`` (16 kHz, 16-bit, left
-    accompaniment, right vocals) and ``out_dir/splits.json``. Refuses a non-empty
-    folder unless it holds an earlier corpus with the same parameters (then it is
-    rewritten, with the same bytes).
+    ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
+    ``fonts``: sound fonts for the soundfont and choir engines (default every known font);
+    ``production``: randomized production; ``stems``: also write the four stems per clip;
+    ``workers``: processes rendering songs. Refuses a non-empty folder unless it holds an
+    earlier corpus with the same parameters (then it is rewritten, with the same bytes).
+    Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
     """
-    from tqdm import tqdm
-
     begin = time.perf_counter()
     out = Path(out_dir)
-    meta = plan_corpus(songs, seconds, seed)
+    engines = parse_engines(engines)
+    fonts = parse_fonts(fonts) if any(e in ("soundfont", "choir") for e in engines) else ()
+    check_engines(engines, fonts)
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive whole number, got {workers}")
+    meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems)
     _check_destination(out, meta["parameters"])
-    wav_dir = out / WAV_DIR
-    wav_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = out / SPLITS_FILE
-    _write_json(meta_path, meta)
-
-    for i in tqdm(range(songs), desc="synth songs", unit="song", file=sys.stderr,
-                  disable=not progress):
-        song = render_song(seed, i, seconds)
-        song_meta = meta["songs"][song.song_id]
-        song_meta.update(song.info)
-        for name in song_meta["clips"]:
-            clip = meta["clips"][name]
-            a = int(round(clip["start_seconds"] * SAMPLE_RATE))
-            b = a + int(round(clip["seconds"] * SAMPLE_RATE))
-            stereo = mix_clip(song.vocals[a:b], song.accompaniment[a:b], clip["var_db"])
-            write_audio(wav_dir / f"{name}.wav", stereo, SAMPLE_RATE)
-    meta["complete"] = True
-    _write_json(meta_path, meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / WAV_DIR).mkdir(parents=True)
+    bar = _Progress(songs, progress)
+    try:
+        tasks = []
+        for song_meta in meta["songs"].values():
+            plan = plan_song(seed, song_meta["index"], engines, fonts)
+            clip_list = [(c, meta["clips"][c]["start_seconds"], meta["clips"][c]["seconds"],
+                          meta["clips"][c]["var_db"]) for c in song_meta["clips"]]
+            tasks.append((seed, plan, float(seconds), production, stems, clip_list, str(tmp)))
+        for (sid, song_meta), info in zip(meta["songs"].items(), _results(tasks, workers),
+                                          strict=True):
+            song_meta.update(info)
+            if "skipped" in info:
+                meta["skipped"][sid] = info["skipped"]
+            bar.step()
+        bar.close()
+        if len(meta["skipped"]) == songs:
+            first = next(iter(meta["skipped"].items()))
+            raise ValueError(f"every song was skipped (first: {first[0]}: {first[1]}); "
+                             f"nothing written to {out}")
+        for sid in meta["skipped"]:
+            for name in meta["songs"][sid]["clips"]:
+                del meta["clips"][name]
+                meta["splits"][meta["songs"][sid]["split"]].remove(name)
+        meta["complete"] = True
+        _write_json(tmp / SPLITS_FILE, meta)
+        _replace_folder(tmp, out)
+    finally:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     per_split = {s: [meta["clips"][c] for c in meta["splits"][s]] for s in SPLIT_FRACTIONS}
+    used: dict[str, int] = {}
+    for sid, song_meta in meta["songs"].items():
+        if sid not in meta["skipped"]:
+            e = song_meta["engines"]
+            font = f" ({Path(e['font']).stem})" if e["font"] else ""
+            key = f"{e['vocals']} vocals / {e['accompaniment']} band{font}"
+            used[key] = used.get(key, 0) + 1
     return CorpusSummary(
         out_dir=out,
         songs={s: len({c["song"] for c in cl}) for s, cl in per_split.items()},
         clips={s: len(cl) for s, cl in per_split.items()},
         seconds={s: float(sum(c["seconds"] for c in cl)) for s, cl in per_split.items()},
         elapsed=time.perf_counter() - begin,
+        engines=dict(sorted(used.items())),
+        skipped=dict(meta["skipped"]),
     )
+

@@ -1,0 +1,290 @@
+"""The corpus's music engines, chosen per song, and the four stems each song renders to.
+
+Accompaniment engines (drums, bass, other):
+- ``additive``: harmonic-partial instruments and synthetic drums (`instruments`, `drums`);
+- ``soundfont``: sampled real instruments and drum kits from General MIDI sound fonts played by
+  fluidsynth, in Slakh-style arrangements (`soundfont`);
+- ``physical``: Karplus-Strong plucks, bowed strings, FM keys and bells, modal drums
+  (`physical`).
+
+Vocal engines:
+- ``additive``: the glottal-pulse and formant singer (`voice`);
+- ``festival``: Festival's recorded diphone / HTS voices re-pitched onto the melody with the
+  WORLD vocoder (`singing`);
+- ``choir``: the sound fonts' choir and voice samples (choir aahs, voice oohs, synth voice).
+
+``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
+and its accompaniment engine independently (uniformly among the selected ones) from
+``default_rng([seed, 5, song])``, and one sound font for both when it uses one, so
+evaluation can hold out an engine or a font. The score (key, tempo, form, parts, melody)
+always comes from `score.compose` with ``default_rng([seed, 1, song])``; a song with both
+engines ``additive`` renders exactly as the single-engine corpus did.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from tinysep.data import physical, singing, soundfont
+from tinysep.data.drums import render_drums
+from tinysep.data.instruments import random_timbre, render_part
+from tinysep.data.score import SongScore, compose
+from tinysep.data.voice import Singer, random_singer, render_voice
+
+VOCAL_ENGINES = ("additive", "festival", "choir")
+ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical")
+ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
+FONT_ENGINES = ("soundfont", "choir")
+N_SINGERS = 12
+# Loudness of each accompaniment part, dB relative to the others (uniform range).
+PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0),
+                  "lead": (-6.0, -2.0), "bass": (-4.0, 0.0), "drums": (-4.0, 0.0)}
+CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
+
+
+class EngineUnavailable(RuntimeError):
+    """An engine whose programs, voices or sound fonts are not installed."""
+
+
+@dataclass(frozen=True)
+class SongPlan:
+    """Which engines (and font, singer) render one song; a pure function of seed and index."""
+
+    index: int
+    vocal_engine: str
+    accompaniment_engine: str
+    font: str | None
+    singer: str
+
+    @property
+    def song_id(self) -> str:
+        """``{singer}_{song}`` as MIR-1K names its songs; song numbers start at 1."""
+        return f"{self.singer}_{self.index + 1:03d}"
+
+    def engines(self) -> dict:
+        return {"vocals": self.vocal_engine, "accompaniment": self.accompaniment_engine,
+                "font": self.font}
+
+
+def parse_engines(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Engine names from ``"a,b"`` or a list; error on unknown names or no vocal/accompaniment
+    engine among them."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in ENGINES]
+    if unknown or not names:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown) or '(none)'}; expected a "
+                         f"comma-separated list of {', '.join(ENGINES)}")
+    chosen = tuple(n for n in ENGINES if n in names)
+    if not any(n in VOCAL_ENGINES for n in chosen):
+        raise ValueError(f"engines {','.join(chosen)} have no vocal engine; add one of "
+                         f"{', '.join(VOCAL_ENGINES)}")
+    if not any(n in ACCOMPANIMENT_ENGINES for n in chosen):
+        raise ValueError(f"engines {','.join(chosen)} have no accompaniment engine; add one "
+                         f"of {', '.join(ACCOMPANIMENT_ENGINES)}")
+    return chosen
+
+
+def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Sound font names of `soundfont.FONTS` or paths to .sf2/.sf3 files (default: all names)."""
+    if text is None:
+        return tuple(soundfont.FONTS)
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise ValueError(f"no sound font given; expected names among "
+                         f"{', '.join(soundfont.FONTS)} or paths to .sf2/.sf3 files")
+    for name in names:
+        if name not in soundfont.FONTS and not name.lower().endswith((".sf2", ".sf3")):
+            raise ValueError(f"unknown sound font {name!r}; expected one of "
+                             f"{', '.join(soundfont.FONTS)} or a path to a .sf2/.sf3 file")
+    return tuple(names)
+
+
+def _install_hint(packages: list[str]) -> str:
+    return (f"install the Debian package(s) {' '.join(packages)} (`make system-deps` installs "
+            f"everything the engines need)")
+
+
+def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...]) -> None:
+    """Raise EngineUnavailable naming the engine and the Debian package it lacks."""
+    if any(e in FONT_ENGINES for e in engines):
+        users = ", ".join(e for e in engines if e in FONT_ENGINES)
+        try:
+            soundfont.load_fluidsynth()
+        except ImportError as exc:
+            raise EngineUnavailable(f"engine {users}: {exc}") from exc
+        for font in fonts:
+            if font in soundfont.FONTS:
+                path, package = soundfont.FONTS[font]
+                if not soundfont.font_path(font).is_file():
+                    raise EngineUnavailable(f"engine {users}: sound font {font} ({path}) is "
+                                            f"missing; {_install_hint([package])}, or choose "
+                                            f"other fonts with --fonts")
+            elif not soundfont.font_path(font).is_file():
+                raise EngineUnavailable(f"engine {users}: sound font file {font} does not exist")
+    if "festival" in engines:
+        missing = singing.missing_tools()
+        absent = [v for v in sorted(singing.VOICES) if v not in singing.installed_voices()]
+        if missing is None and absent:
+            missing = "the Festival voices " + ", ".join(absent)
+        if missing is not None:
+            packages = ["festival"] + [singing.VOICES[v][1] for v in sorted(singing.VOICES)]
+            raise EngineUnavailable(f"engine festival: {missing} is missing; "
+                                    f"{_install_hint(packages)}")
+        if shutil.which("festival") is None:  # pragma: no cover - checked above
+            raise EngineUnavailable("engine festival: " + _install_hint(["festival"]))
+
+
+@lru_cache(maxsize=8)
+def singer_pool(seed: int) -> tuple[Singer, ...]:
+    """The additive singers; a song picks one, so a voice recurs across songs (as in MIR-1K)."""
+    rng = np.random.default_rng([seed, 0])
+    return tuple(random_singer(rng, f"singer{i:02d}") for i in range(N_SINGERS))
+
+
+def song_singer(seed: int, index: int) -> Singer:
+    """The additive singer of song ``index`` (a pure function of seed and index)."""
+    rng = np.random.default_rng([seed, 3, index])
+    return singer_pool(seed)[int(rng.integers(N_SINGERS))]
+
+
+def _voice_singer(seed: int, index: int) -> singing.VoiceSinger:
+    rng = np.random.default_rng([seed, 6, index])
+    return singing.random_singer(rng, sorted(singing.VOICES), int(rng.integers(10)))
+
+
+def plan_song(seed: int, index: int, engines: tuple[str, ...],
+              fonts: tuple[str, ...]) -> SongPlan:
+    """Engines, font and singer of song ``index``."""
+    rng = np.random.default_rng([seed, 5, index])
+    vocal_options = [e for e in engines if e in VOCAL_ENGINES]
+    acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
+    vocal = vocal_options[int(rng.integers(len(vocal_options)))]
+    acc = acc_options[int(rng.integers(len(acc_options)))]
+    font_index = int(rng.integers(len(fonts))) if fonts else 0
+    font = fonts[font_index] if uses_font(vocal, acc) and fonts else None
+    if vocal == "additive":
+        singer = song_singer(seed, index).name
+    elif vocal == "festival":
+        singer = _voice_singer(seed, index).name
+    else:
+        singer = f"choir{int(rng.integers(10))}"
+    return SongPlan(index, vocal, acc, font, singer)
+
+
+def uses_font(vocal: str, accompaniment: str) -> bool:
+    """Whether a song with these engines plays a sound font."""
+    return vocal in FONT_ENGINES or accompaniment in FONT_ENGINES
+
+
+def _rms(x: np.ndarray) -> float:
+    loud = np.abs(x) > 1e-3 * (np.max(np.abs(x)) + 1e-12)
+    return float(np.sqrt(np.mean(x[loud].astype(np.float64) ** 2))) if loud.any() else 0.0
+
+
+def _soundfont_tracks(score: SongScore, font: str, n: int, sr: int,
+                      rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    roles = sorted(score.parts)
+    arr = soundfont.random_arrangement(rng, roles)
+    tracks = {}
+    for name in roles:
+        notes = [soundfont.MidiNote(x.start, x.duration, soundfont.to_midi(x.pitch),
+                                    int(round(20 + 100 * x.velocity)))
+                 for x in score.parts[name]]
+        tracks[name] = soundfont.render_notes(font, arr.programs[name], notes, n, sr)
+    if score.drums:
+        hits = [soundfont.MidiNote(t, 0.15, arr.drum_keys[drum], int(round(20 + 100 * v)))
+                for drum, drum_hits in sorted(score.drums.items()) for t, v in drum_hits]
+        crash = int(rng.choice(soundfont.CRASH_KEYS))
+        for i, bar in enumerate(score.bars):
+            if i == 0 or bar.section_index != score.bars[i - 1].section_index:
+                if rng.random() < 0.6:
+                    hits.append(soundfont.MidiNote(bar.start, 0.5, crash, 90))
+        tracks["drums"] = soundfont.render_notes(font, arr.kit, hits, n, sr, drums=True)
+    return tracks, {"style": arr.style, "programs": arr.programs, "kit": arr.kit}
+
+
+def _physical_tracks(score: SongScore, n: int, sr: int,
+                     rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    tracks, kinds = {}, {}
+    for name in sorted(score.parts):
+        model = physical.random_model(rng, name)
+        kinds[name] = model.kind
+        tracks[name] = physical.render_part(score.parts[name], model, n, sr, rng)
+    if score.drums:
+        tracks["drums"] = physical.render_drums(score.drums, n, sr, rng)
+    return tracks, {"models": kinds}
+
+
+@dataclass
+class RenderedSong:
+    """The four dry stems of one song (float32) and a description of what plays."""
+
+    plan: SongPlan
+    stems: dict[str, np.ndarray]
+    accompaniment: np.ndarray  # drums + bass + other, summed part by part
+    info: dict
+
+
+def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int) -> RenderedSong:
+    """Render one song with its planned engines: vocals, drums, bass, other (dry)."""
+    index = plan.index
+    rng = np.random.default_rng([seed, 1, index])
+    n = int(round(seconds * sr))
+    voice_singer = None
+    if plan.vocal_engine == "additive":
+        singer = song_singer(seed, index)
+        vocal_range = singer.vocal_range
+    elif plan.vocal_engine == "festival":
+        voice_singer = _voice_singer(seed, index)
+        vocal_range = voice_singer.vocal_range
+    else:
+        low = int(np.random.default_rng([seed, 6, index]).integers(*CHOIR_LOW))
+        vocal_range = (low, low + 14)
+    score = compose(rng, seconds, vocal_range)
+    info: dict = {"key": score.key_name, "tempo_bpm": round(score.tempo_bpm, 2)}
+
+    engine_rng = np.random.default_rng([seed, 8, index])
+    if plan.accompaniment_engine == "additive":
+        tracks = {name: render_part(notes, random_timbre(rng, name), n, sr, rng)
+                  for name, notes in sorted(score.parts.items())}
+        if score.drums:
+            tracks["drums"] = render_drums(score.drums, n, sr, rng)
+    elif plan.accompaniment_engine == "soundfont":
+        tracks, extra = _soundfont_tracks(score, plan.font, n, sr, engine_rng)
+        info.update(extra)
+    else:
+        tracks, extra = _physical_tracks(score, n, sr, engine_rng)
+        info.update(extra)
+
+    accompaniment = np.zeros(n, dtype=np.float32)
+    stems = {name: np.zeros(n, dtype=np.float32) for name in ("drums", "bass", "other")}
+    for name, track in tracks.items():
+        rms = _rms(track)
+        if rms > 0:
+            level = 10 ** (rng.uniform(*PART_LEVELS_DB[name]) / 20)
+            part = np.float32(level / rms) * track
+            accompaniment += part
+            stems[name if name in ("drums", "bass") else "other"] += part
+
+    if plan.vocal_engine == "additive":
+        vocals = render_voice(score.melody, singer, n, sr, rng)
+        info["singer"] = singer.name
+    elif plan.vocal_engine == "festival":
+        vocals = singing.render_singing(score.melody, voice_singer, n, sr, engine_rng)
+        info["singer"] = voice_singer.name
+        info["voice"] = voice_singer.voice
+    else:
+        program = int(engine_rng.choice(soundfont.VOICE_PROGRAMS))
+        notes = [soundfont.MidiNote(x.start, x.duration, soundfont.to_midi(x.pitch),
+                                    int(round(40 + 80 * x.velocity))) for x in score.melody]
+        vocals = soundfont.render_notes(plan.font, program, notes, n, sr)
+        info["singer"] = plan.singer
+        info["voice_program"] = program
+    info["instruments"] = sorted(tracks)
+    info["sung_notes"] = len(score.melody)
+    return RenderedSong(plan, {"vocals": vocals.astype(np.float32), **stems}, accompaniment,
+                        info)

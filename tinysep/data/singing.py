@@ -1,0 +1,222 @@
+"""Recorded-voice singing: Festival's diphone and HTS voices re-pitched onto a melody.
+
+Festival speaks a bank of lyric-like syllables per voice (diphones cut from real speakers);
+the WORLD vocoder (pyworld) splits each into pitch, spectral envelope and aperiodicity. A
+song's syllables are then laid on its sung notes: the consonant frames keep their length,
+the vowel frames are stretched over the note (and its melisma), the pitch follows the melody
+with portamento and vibrato, and the envelope is warped per singer (vocal tract length) so
+a few speakers give several singers and ranges.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from tinysep.data.audio_io import read_mono
+from tinysep.data.score import SungNote
+
+# Voice -> (Festival voice function, Debian package, lowest MIDI note of its natural range).
+VOICES: dict[str, tuple[str, str, int]] = {
+    "kal": ("voice_kal_diphone", "festvox-kallpc16k", 45),
+    "ked": ("voice_ked_diphone", "festvox-kdlpc16k", 45),
+    "slt": ("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts", 55),
+    "lp": ("voice_lp_diphone", "festvox-italp16k", 55),
+    "pc": ("voice_pc_diphone", "festvox-itapc16k", 45),
+}
+VOICE_DIRS = {"kal": "english/kal_diphone", "ked": "english/ked_diphone",
+              "slt": "us/cmu_us_slt_arctic_hts", "lp": "italian/lp_diphone",
+              "pc": "italian/pc_diphone"}
+FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
+SYLLABLES = ("la", "na", "oh", "day", "me", "so", "love", "you", "sky", "light", "go", "home",
+             "fly", "night", "dream", "see", "high", "low", "more", "time", "way", "rain",
+             "sun", "stay", "heart", "blue", "sea", "fire", "mine", "away", "star", "ride")
+FRAME_MS = 5.0
+FESTIVAL_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Syllable:
+    """WORLD parameters of one spoken syllable; frames ``onset:`` are the voiced nucleus."""
+
+    f0: np.ndarray
+    sp: np.ndarray
+    ap: np.ndarray
+    onset: int
+
+
+@dataclass(frozen=True)
+class VoiceSinger:
+    """A singer made from a Festival voice: range and vocal tract warp."""
+
+    name: str
+    voice: str
+    low: int
+    high: int
+    warp: float  # > 1 shorter tract (brighter), < 1 longer
+    vibrato_cents: float
+    vibrato_hz: float
+    glide: float  # seconds
+
+    @property
+    def vocal_range(self) -> tuple[int, int]:
+        return self.low, self.high
+
+
+def installed_voices() -> list[str]:
+    """Voices of `VOICES` whose Festival files are installed."""
+    return [v for v in sorted(VOICES) if (FESTIVAL_VOICE_ROOT / VOICE_DIRS[v]).is_dir()]
+
+
+def missing_tools() -> str | None:
+    """What the festival engine lacks, or None when it can run."""
+    if shutil.which("festival") is None:
+        return "the festival program (Debian package festival)"
+    if not installed_voices():
+        return "a Festival voice (Debian packages " + ", ".join(
+            sorted({p for _, p, _ in VOICES.values()})) + ")"
+    try:
+        import pyworld  # noqa: F401
+    except ImportError:
+        return "the WORLD vocoder's Python package pyworld (`make install`)"
+    return None
+
+
+def random_singer(rng: np.random.Generator, voices: list[str], index: int) -> VoiceSinger:
+    """A singer on one of ``voices``: natural range shifted by up to +-4 semitones."""
+    voice = voices[int(rng.integers(len(voices)))]
+    base = VOICES[voice][2] + int(rng.integers(-3, 5))
+    warp = float(rng.uniform(0.9, 1.15))
+    return VoiceSinger(name=f"{voice}{index % 10}", voice=voice, low=base,
+                       high=base + int(rng.integers(14, 19)), warp=warp,
+                       vibrato_cents=float(rng.uniform(15, 60)),
+                       vibrato_hz=float(rng.uniform(4.5, 6.5)),
+                       glide=float(rng.uniform(0.02, 0.06)))
+
+
+@lru_cache(maxsize=8)
+def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
+    """Festival speaks every syllable of `SYLLABLES` once per process; WORLD analyses them."""
+    import pyworld
+
+    function = VOICES[voice][0]
+    with tempfile.TemporaryDirectory(prefix="tinysep-festival-") as tmp:
+        lines = [f"({function})"]
+        for i, text in enumerate(SYLLABLES):
+            lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) '
+                         f'"{tmp}/s{i:02d}.wav" \'riff)')
+        script = Path(tmp) / "bank.scm"
+        script.write_text("\n".join(lines) + "\n")
+        try:
+            done = subprocess.run(["festival", "-b", str(script)], capture_output=True,
+                                  text=True, timeout=FESTIVAL_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"festival voice {voice}: could not run festival ({exc})") from exc
+        bank = []
+        for i in range(len(SYLLABLES)):
+            path = Path(tmp) / f"s{i:02d}.wav"
+            if not path.is_file():
+                raise RuntimeError(f"festival voice {voice} wrote no audio for "
+                                   f"{SYLLABLES[i]!r}: {done.stderr.strip()[-300:]}")
+            x = read_mono(path, sample_rate).astype(np.float64)
+            loud = np.flatnonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))
+            x = x[loud[0]:loud[-1] + 1] if loud.size else x
+            f0, t = pyworld.dio(x, sample_rate, frame_period=FRAME_MS, f0_floor=60, f0_ceil=500)
+            f0 = pyworld.stonemask(x, f0, t, sample_rate)
+            sp = pyworld.cheaptrick(x, f0, t, sample_rate)
+            ap = pyworld.d4c(x, f0, t, sample_rate)
+            voiced = np.flatnonzero(f0 > 0)
+            if voiced.size < 4:
+                continue
+            lo, hi = voiced[0], voiced[-1] + 1
+            bank.append(Syllable(f0[:hi], sp[:hi], ap[:hi], int(lo)))
+    if not bank:
+        raise RuntimeError(f"festival voice {voice}: no voiced syllable")
+    return tuple(bank)
+
+
+def _warp_envelope(sp: np.ndarray, warp: float) -> np.ndarray:
+    """Scale the spectral envelope's frequency axis by ``warp`` (formants move with it)."""
+    bins = np.arange(sp.shape[1], dtype=np.float64)
+    source = np.clip(bins / warp, 0, sp.shape[1] - 1)
+    lo = np.floor(source).astype(int)
+    hi = np.minimum(lo + 1, sp.shape[1] - 1)
+    frac = source - lo
+    return sp[:, lo] * (1 - frac) + sp[:, hi] * frac
+
+
+def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
+                   sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The sung vocal track of ``melody``: float32, ``n_samples`` long."""
+    import pyworld
+
+    bank = syllable_bank(singer.voice, sample_rate)
+    hop = FRAME_MS / 1000.0
+    n_frames = int(np.ceil(n_samples / sample_rate / hop)) + 1
+    n_bins = bank[0].sp.shape[1]
+    f0 = np.zeros(n_frames)
+    sp = np.full((n_frames, n_bins), 1e-12)
+    ap = np.ones((n_frames, n_bins))
+    # group each syllable with the melisma notes that follow it
+    groups: list[list[SungNote]] = []
+    for note in melody:
+        if note.syllable_start or not groups:
+            groups.append([note])
+        else:
+            groups[-1].append(note)
+    target = np.zeros(n_frames)
+    for group in groups:
+        syl = bank[int(rng.integers(len(bank)))]
+        start = group[0].start
+        end = group[-1].start + group[-1].duration
+        first = int(round(start / hop))
+        lead = syl.onset
+        a = max(0, first - lead)
+        b = min(n_frames, int(round(end / hop)))
+        if b - first < 2:
+            continue
+        # consonant frames before the note, unstretched
+        sp[a:first] = syl.sp[lead - (first - a):lead]
+        ap[a:first] = syl.ap[lead - (first - a):lead]
+        nucleus = np.arange(syl.onset, len(syl.f0))
+        pos = np.linspace(0, len(nucleus) - 1, b - first)
+        idx = nucleus[np.round(pos).astype(int)]
+        sp[first:b] = syl.sp[idx]
+        ap[first:b] = syl.ap[idx]
+        f0[first:b] = 1.0
+        for note in group:
+            s = int(round(note.start / hop))
+            e = min(n_frames, int(round((note.start + note.duration) / hop)))
+            target[s:e] = note.pitch
+    # pitch: portamento between notes (one-pole glide), delayed vibrato, slight drift
+    held = target.copy()
+    last = 0.0
+    for i in range(n_frames):
+        if held[i] > 0:
+            last = held[i]
+        else:
+            held[i] = last
+    alpha = 1 - np.exp(-hop / singer.glide)
+    smooth = np.empty(n_frames)
+    value = held[np.flatnonzero(held > 0)[0]] if np.any(held > 0) else 60.0
+    for i in range(n_frames):
+        value += alpha * (held[i] - value)
+        smooth[i] = value
+    t = np.arange(n_frames) * hop
+    vibrato = singer.vibrato_cents / 100 * np.sin(2 * np.pi * singer.vibrato_hz * t
+                                                  + rng.uniform(0, 2 * np.pi))
+    pitch = smooth + vibrato * 0.8 + rng.uniform(-0.1, 0.1)
+    f0 = np.where(f0 > 0, 440.0 * 2 ** ((pitch - 69) / 12), 0.0)
+    sp = _warp_envelope(sp, singer.warp)
+    y = pyworld.synthesize(f0, np.ascontiguousarray(sp), np.ascontiguousarray(ap),
+                           sample_rate, FRAME_MS)
+    out = np.zeros(n_samples, dtype=np.float32)
+    m = min(n_samples, len(y))
+    out[:m] = y[:m]
+    return out

@@ -13,10 +13,10 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install system-deps demo test test-onednn board-test lint bench clean
+.PHONY: install system-deps demo test test-onednn board-test board-arm64 test-arm64 lint bench clean
 
 # Debian packages the kit's optional parts need (run as root; CI calls it first).
-SYSTEM_PACKAGES :=
+SYSTEM_PACKAGES := mmdebstrap qemu-user-static
 # The corpus's music engines: fluidsynth and General MIDI sound fonts, Festival and its voices.
 SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
   musescore-general-soundfont-small festival festvox-kallpc16k festvox-kdlpc16k \
@@ -68,6 +68,17 @@ board-test: $(STAMP) $(BOARD_STAMP)
 test-onednn: $(STAMP)
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
 	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
+
+# The emulated ARM64 board: a Debian arm64 root (Debian's packages unpacked, no foreign code
+# run) plus the aarch64 LiteRT wheel, built once under build/; the agent runs in it under
+# qemu-user. `make test-arm64` streams a short HIL through it (CI runs it after `make test`).
+ARM64_LITERT := 1.4.0
+
+board-arm64: $(STAMP)
+	$(BIN)/python -m firmware_host.emulated_arm build --arch arm64 --litert $(ARM64_LITERT)
+
+test-arm64: $(STAMP) board-arm64
+	$(BIN)/python -m pytest -q -m arm64 tests/test_board_arm64.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,234 @@
+"""The corpus's music engines: real sound fonts (fluidsynth), real Festival voices, physical
+models; stems, determinism, engine metadata, missing tools and skipped songs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tinysep.cli import main as cli_main
+from tinysep.data import engines as engines_mod
+from tinysep.data import singing, soundfont
+from tinysep.data.engines import (
+    ENGINES,
+    EngineUnavailable,
+    SongPlan,
+    check_engines,
+    parse_engines,
+    plan_song,
+    render_stems,
+)
+from tinysep.data.production import STEMS
+from tinysep.data.synth import (
+    SAMPLE_RATE,
+    mix_stems,
+    plan_corpus,
+    render_corpus_song,
+    silence_reason,
+    write_corpus,
+)
+
+SEED, SECONDS = 5, 4.0
+FONT = "timgm6mb"  # the smallest Debian font: loads in a fraction of a second
+
+needs_fluidsynth = pytest.mark.skipif(not soundfont.font_path(FONT).is_file(),
+                                      reason="make system-deps installs the sound fonts")
+needs_festival = pytest.mark.skipif(singing.missing_tools() is not None,
+                                    reason="make system-deps installs Festival and its voices")
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# (vocal engine, accompaniment engine): every engine appears at least once
+COMBOS = [("additive", "soundfont"), ("festival", "physical"), ("choir", "additive"),
+          ("festival", "soundfont")]
+
+
+@needs_fluidsynth
+@needs_festival
+@pytest.mark.parametrize(("vocal", "accompaniment"), COMBOS)
+def test_each_engine_renders_distinct_non_silent_stems_that_sum_to_the_mix(vocal,
+                                                                           accompaniment):
+    index = 1  # a song with drums in every combination (the score draws them 90% of the time)
+    plan = SongPlan(index, vocal, accompaniment, FONT, "x")
+    stems, info = render_corpus_song(SEED, plan, SECONDS, production=True)
+    assert stems is not None, info
+    assert "drums" in info["instruments"]
+    for name in STEMS:
+        assert stems[name].shape == (int(SECONDS * SAMPLE_RATE),)
+        assert _rms(stems[name]) > 1e-3, name
+    for i, a in enumerate(STEMS):
+        for b in STEMS[i + 1:]:
+            corr = abs(np.corrcoef(stems[a], stems[b])[0, 1])
+            assert corr < 0.8, (a, b, corr)
+    stereo, scaled = mix_stems(stems, var_db=2.0)
+    left = scaled["drums"].astype(np.float64) + scaled["bass"] + scaled["other"]
+    np.testing.assert_allclose(stereo[:, 0], left, atol=1e-6)
+    np.testing.assert_array_equal(stereo[:, 1], scaled["vocals"])
+    assert 10 * np.log10(_rms(stereo[:, 1]) ** 2 / _rms(stereo[:, 0]) ** 2) == pytest.approx(
+        2.0, abs=0.01)
+
+
+@needs_fluidsynth
+@needs_festival
+def test_engines_sound_different_on_the_same_score():
+    """The same score through two accompaniment / vocal engines gives different audio."""
+    songs = {combo: render_stems(SEED, SongPlan(1, *combo, FONT, "x"), SECONDS, SAMPLE_RATE)
+             for combo in [("additive", "additive"), ("festival", "soundfont"),
+                           ("choir", "physical")]}
+    bands = [s.stems["other"] for s in songs.values()]
+    voices = [s.stems["vocals"] for s in songs.values()]
+    for group in (bands, voices):
+        for i in range(len(group)):
+            for j in range(i + 1, len(group)):
+                assert abs(np.corrcoef(group[i], group[j])[0, 1]) < 0.5
+
+
+@needs_fluidsynth
+def test_a_sound_font_stem_depends_only_on_its_notes():
+    notes = [soundfont.MidiNote(0.05, 0.3, 48, 100), soundfont.MidiNote(0.2, 0.4, 55, 80)]
+    first = soundfont.render_notes(FONT, 33, notes, 12_000, SAMPLE_RATE)
+    soundfont.render_notes(FONT, 0, notes, 12_000, SAMPLE_RATE, drums=True)  # other state
+    again = soundfont.render_notes(FONT, 33, notes, 12_000, SAMPLE_RATE)
+    np.testing.assert_array_equal(first, again)
+    assert _rms(first[800:]) > 1e-3
+    assert _rms(first[:700]) < 1e-6  # nothing before the first note (reverb/chorus off)
+
+
+@needs_fluidsynth
+@needs_festival
+def test_same_command_writes_the_same_bytes_with_any_number_of_workers(tmp_path):
+    kwargs = dict(songs=3, seconds=SECONDS, seed=SEED, progress=False, engines=ENGINES,
+                  fonts=(FONT,), production=True, stems=True)
+    write_corpus(tmp_path / "a", workers=2, **kwargs)
+    write_corpus(tmp_path / "b", workers=1, **kwargs)
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert a == b
+    meta = json.loads(a["splits.json"])
+    for clip in meta["clips"]:
+        for stem in STEMS:
+            assert f"Stems/{clip}/{stem}.wav" in a
+        left, _ = sf.read(tmp_path / "a" / "Wavfile" / f"{clip}.wav")
+        parts = sum(sf.read(tmp_path / "a" / "Stems" / clip / f"{s}.wav")[0]
+                    for s in ("drums", "bass", "other"))
+        assert np.max(np.abs(parts - left[:, 0])) <= 3 / 32768
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folders
+
+
+def test_splits_name_the_engines_of_every_song_and_clip():
+    meta = plan_corpus(40, 12.0, SEED, ENGINES, ("fluidr3", "timgm6mb"))
+    seen_vocals, seen_band, seen_fonts = set(), set(), set()
+    for song in meta["songs"].values():
+        e = song["engines"]
+        seen_vocals.add(e["vocals"])
+        seen_band.add(e["accompaniment"])
+        uses_font = e["vocals"] == "choir" or e["accompaniment"] == "soundfont"
+        assert (e["font"] is not None) == uses_font
+        seen_fonts.add(e["font"])
+        for clip in song["clips"]:
+            assert meta["clips"][clip]["engines"] == e
+    assert seen_vocals == {"additive", "festival", "choir"}
+    assert seen_band == {"additive", "soundfont", "physical"}
+    assert {"fluidr3", "timgm6mb"} <= seen_fonts
+    assert meta["parameters"]["engines"] == list(ENGINES)
+    # an engine left out never plays
+    only = plan_corpus(20, 12.0, SEED, ("additive", "physical"), ())
+    assert {s["engines"]["accompaniment"] for s in only["songs"].values()} <= {"additive",
+                                                                              "physical"}
+    assert {s["engines"]["vocals"] for s in only["songs"].values()} == {"additive"}
+
+
+def test_additive_songs_keep_their_names_when_other_engines_join():
+    for index in range(10):
+        plan = plan_song(SEED, index, ENGINES, (FONT,))
+        if plan.vocal_engine == "additive":
+            assert plan.song_id == plan_song(SEED, index, ("additive",), ()).song_id
+
+
+def test_engine_names_are_checked():
+    assert parse_engines("physical, festival") == ("physical", "festival")
+    with pytest.raises(ValueError, match="unknown engine.*banjo.*expected"):
+        parse_engines("additive,banjo")
+    with pytest.raises(ValueError, match="no vocal engine"):
+        parse_engines("soundfont,physical")
+    with pytest.raises(ValueError, match="no accompaniment engine"):
+        parse_engines("festival")
+
+
+def test_missing_festival_names_the_engine_and_the_package(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(EngineUnavailable, match=r"engine festival: .*festival.*make system-deps"):
+        check_engines(("additive", "festival"), ())
+    out = tmp_path / "corpus"
+    code = cli_main(["synth", "--out", str(out), "--songs", "2", "--seconds", "2",
+                     "--engines", "additive,festival", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "engine festival" in err and "Debian package" in err and "festival" in err
+    assert "make system-deps" in err and "--engines" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_sound_font_names_its_package(monkeypatch, tmp_path):
+    monkeypatch.setitem(soundfont.FONTS, "fluidr3", (str(tmp_path / "gone.sf2"),
+                                                     "fluid-soundfont-gm"))
+    with pytest.raises(EngineUnavailable, match=r"soundfont.*fluidr3.*fluid-soundfont-gm"):
+        check_engines(("additive", "soundfont"), ("fluidr3",))
+
+
+@needs_fluidsynth
+def test_a_font_that_fails_to_load_skips_its_songs_and_counts_them(tmp_path):
+    bad = tmp_path / "broken.sf2"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00sfbkLIST" + bytes(64))
+    out = tmp_path / "corpus"
+    summary = write_corpus(out, songs=6, seconds=3.0, seed=SEED, progress=False,
+                           engines=("additive", "soundfont"), fonts=(str(bad), FONT),
+                           stems=True)
+    meta = json.loads((out / "splits.json").read_text())
+    broken = [sid for sid, s in meta["songs"].items() if s["engines"]["font"] == str(bad)
+              and s["engines"]["accompaniment"] == "soundfont"]
+    assert broken, "the plan should give the broken font a soundfont song"
+    assert sorted(meta["skipped"]) == sorted(broken) == sorted(summary.skipped)
+    assert all("failed to load" in r for r in meta["skipped"].values())
+    listed = [c for names in meta["splits"].values() for c in names]
+    assert sorted(listed) == sorted(meta["clips"])
+    assert not any(meta["clips"][c]["song"] in broken for c in listed)
+    wavs = sorted(p.stem for p in (out / "Wavfile").glob("*.wav"))
+    assert wavs == sorted(listed)
+    assert sorted(p.name for p in (out / "Stems").iterdir()) == sorted(listed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.sf2", "corpus"]
+
+
+def test_a_silent_song_is_skipped():
+    song = render_stems(SEED, SongPlan(0, "additive", "additive", None, "x"), 2.0, SAMPLE_RATE)
+    assert silence_reason(song.stems) is None
+    quiet = dict(song.stems, vocals=np.zeros_like(song.stems["vocals"]))
+    assert silence_reason(quiet) == "vocals render silent"
+    no_band = {k: (v if k == "vocals" else 1e-7 * v) for k, v in song.stems.items()}
+    assert silence_reason(no_band) == "accompaniment renders silent"
+    broken = dict(song.stems, bass=np.full_like(song.stems["bass"], np.nan))
+    assert silence_reason(broken) == "rendered non-finite samples"
+
+
+@needs_fluidsynth
+def test_every_song_skipped_writes_nothing(tmp_path):
+    bad = tmp_path / "broken.sf2"
+    bad.write_bytes(b"not a sound font")
+    with pytest.raises(ValueError, match="every song was skipped.*failed to load"):
+        write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
+                     engines=("choir", "soundfont"), fonts=(str(bad),))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.sf2"]
+
+
+def test_unknown_font_names_are_refused():
+    with pytest.raises(ValueError, match="unknown sound font 'piano'"):
+        engines_mod.parse_fonts("piano")

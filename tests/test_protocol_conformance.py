@@ -1,0 +1,113 @@
+"""Conformance vectors: the file matches its generator, and the real agent passes every case it
+meets the requirements of, replayed over a real pseudo-terminal as a C firmware would be."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+
+import pytest
+from board_support import ThreadAgent
+
+from firmware_host.protocol.conformance import (
+    VECTORS_FILE,
+    Replayer,
+    build_vectors,
+    load_vectors,
+    main,
+    match_pattern,
+    vectors_text,
+)
+from firmware_host.transport import open_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_vectors_file_matches_the_generator():
+    on_disk = (ROOT / VECTORS_FILE).read_text()
+    assert on_disk == vectors_text(), (
+        "regenerate with: python -m firmware_host.protocol.conformance --write " + VECTORS_FILE
+    )
+    vectors = json.loads(on_disk)
+    names = [case["name"] for case in vectors["cases"]]
+    assert len(names) == len(set(names)) >= 15
+    for case in vectors["cases"]:
+        for step in case["steps"]:
+            assert {"send", "expect", "expect_none"} & set(step), (case["name"], step)
+            if "send" in step:
+                wire = bytes.fromhex(step["wire"].replace(" ", ""))
+                assert wire[0] == 0 and wire[-1] == 0 and 0 not in wire[1:-1]
+
+
+def test_patterns_match_bytes_wildcards_and_runs():
+    assert match_pattern("01 ?? 03", b"\x01\xff\x03")
+    assert not match_pattern("01 ?? 03", b"\x01\xff\x04")
+    assert not match_pattern("01 ??", b"\x01")
+    assert match_pattern("01 00 *", b"\x01\x00")
+    assert match_pattern("01 00 *", b"\x01\x00hello")
+    assert match_pattern("01 * 03", b"\x01\x02\x02\x03")
+    assert not match_pattern("01 * 03", b"\x01\x02")
+    assert match_pattern("", b"") and not match_pattern("", b"\x00")
+
+
+def _replay(board, vectors=None):
+    port = open_port(board.path)
+    try:
+        return Replayer(port).run(vectors or load_vectors(str(ROOT / VECTORS_FILE)))
+    finally:
+        port.close()
+
+
+def test_the_agent_without_a_model_passes_every_case_it_qualifies_for(tmp_path):
+    with ThreadAgent(tmp_path) as board:
+        results = _replay(board)
+    status = dict((name, (state, detail)) for name, state, detail in results)
+    failed = [(name, detail) for name, (state, detail) in status.items() if state == "fail"]
+    assert not failed, failed
+    assert status["no-model"][0] == "pass" and status["bad-requests"][0] == "pass"
+    assert status["model-state-rules"] == ("skip", "requires model")
+    assert status["upload-dropped-with-its-session"][0] == "pass"
+    assert sum(state == "pass" for state, _ in status.values()) == len(status) - 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no upload file left behind
+
+
+def test_a_board_that_answers_wrongly_is_reported_with_the_step_and_the_bytes(tmp_path):
+    vectors = copy.deepcopy(build_vectors())
+    case = next(c for c in vectors["cases"] if c["name"] == "bad-requests")
+    step = next(s for s in case["steps"] if s.get("expect", {}).get("type") == 0x16)
+    step["expect"]["payload"] = "03 00 7e 00 *"  # pretend MESSAGE_TOO_LARGE were expected
+    vectors["cases"] = [case]
+    with ThreadAgent(tmp_path) as board:
+        results = _replay(board, vectors)
+    ((name, state, detail),) = results
+    assert (name, state) == ("bad-requests", "fail")
+    assert "step 3 (ERROR UNKNOWN_TYPE to type 0x7e)" in detail
+    assert "payload 02 00 7e 00" in detail and "does not match 03 00 7e 00 *" in detail
+
+
+def test_the_agent_with_a_model_passes_the_model_cases(tmp_path):
+    from board_bundle import copy_bundle, make_bundle
+
+    bundle_dir = copy_bundle(make_bundle(), tmp_path / "bundle")
+    inside = sorted(p.name for p in bundle_dir.iterdir())
+    with ThreadAgent(bundle_dir) as board:
+        results = _replay(board)
+    status = dict((name, (state, detail)) for name, state, detail in results)
+    failed = [(name, detail) for name, (state, detail) in status.items() if state == "fail"]
+    assert not failed, failed
+    assert status["model-state-rules"][0] == "pass"
+    assert status["no-model"] == ("skip", "requires no_model")
+    assert sorted(p.name for p in bundle_dir.iterdir()) == inside
+
+
+def test_the_command_line_replays_a_port_and_writes_the_file(tmp_path, capsys):
+    out = tmp_path / "vectors.json"
+    assert main(["--write", str(out)]) == 0
+    assert out.read_text() == vectors_text()
+    with ThreadAgent(tmp_path) as board:
+        code = main([board.path, "--vectors", str(out), "--case", "ping", "--case", "handshake"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "2 passed, 0 failed, 0 skipped" in printed
+    with pytest.raises(SystemExit):
+        main([])

@@ -246,6 +246,22 @@ def test_a_board_refusing_the_host_hello_ends_connect_with_its_code(host_rig):
     assert exc.code == ErrorCode.UNSUPPORTED_VERSION and "version 3" in str(exc)
 
 
+def test_a_refusal_arriving_inside_a_session_is_never_delivered(host_rig):
+    make, peer = host_rig
+    host = make()
+    result = {}
+    thread = threading.Thread(target=lambda: _catch(result, host.connect, 5.0))
+    thread.start()
+    _answer_hello(peer)
+    thread.join(5.0)
+    assert host.connected and "exc" not in result
+    refusal = ErrorReply(ErrorCode.BAD_HELLO, "stale refusal", MessageType.HELLO)
+    peer.send(MessageType.ERROR, credit=0, payload=refusal.encode())
+    with pytest.raises(Exception, match="a message from the peer"):
+        host.receive(0.3)
+    assert host.connected and host.stats.messages_received == 0
+
+
 def _catch(result, call, *args):
     try:
         result["value"] = call(*args)

@@ -503,9 +503,8 @@ class Replayer:
                 frame = self.frames.pop(0)
                 if frame.msg_type in (MessageType.HELLO, MessageType.ACK, MessageType.NAK):
                     return frame, frame.payload
-                if frame.msg_type == MessageType.ERROR and frame.seq == 0 and frame.credit == 0:
-                    if self.peer is None:  # a refusal outside a session
-                        return frame, frame.payload
+                if frame.msg_type == MessageType.ERROR and frame.payload[2:3] == b"\x01":
+                    return frame, frame.payload  # a HELLO refusal: outside the sequence
                 distance = ((frame.seq - self.board_expected + 0x8000) & 0xFFFF) - 0x8000
                 if distance != 0:  # a duplicate (our ACK was lost) or a gap: acknowledge again
                     self._ack()

@@ -678,11 +678,18 @@ class Link:
         if frame.msg_type == MessageType.HELLO:
             self._on_hello(frame)
             return
+        if (
+            frame.msg_type == MessageType.ERROR
+            and len(frame.payload) > 2
+            and frame.payload[2] == MessageType.HELLO
+        ):  # a refusal of our HELLO: never sequenced, whatever our state
+            if self._state == _CONNECTING:
+                self._on_refusal(frame)
+            else:
+                self._last_bad_frame = "a HELLO refusal outside a connect attempt"
+            return
         if self._state != _ESTABLISHED:
             self._stats.frames_without_session += 1
-            if self._state == _CONNECTING and frame.msg_type == MessageType.ERROR:
-                self._on_refusal(frame)
-                return
             now = time.monotonic()
             if self._state == _IDLE and now - self._last_announce >= self._rto:
                 self._hello_out = 0  # tell the peer we have no session so it resynchronises

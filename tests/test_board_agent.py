@@ -195,6 +195,26 @@ def test_agent_answers_bad_requests_with_error_codes_and_keeps_going():
     assert board.agent.handle(MessageType.AUDIO_CHUNK, b"\x01").code == ErrorCode.BAD_MESSAGE
 
 
+def test_an_error_mid_stream_is_settled_before_the_next_clip_starts():
+    bundle_dir = make_bundle()
+    with ThreadAgent(bundle_dir) as board:
+        client = host_client(board.path)
+        pcm = test_signal(0.6, seed=3)[:8192]
+        client.reset_state()
+        # the second chunk leaves a gap: it and the 3 chunks in flight behind it get BAD_AUDIO
+        positions = [0, 2048, 3072, 4096, 5120, 6144]
+        chunks = [AudioChunk(p, pcm[i * 1024 : (i + 1) * 1024]) for i, p in enumerate(positions)]
+        with pytest.raises(PeerError) as err:
+            list(client.stream(chunks, max_outstanding=4))
+        assert err.value.code == ErrorCode.BAD_AUDIO and "expected 1024" in err.value.text
+        assert client.discarded == 3 and client.owed == 0
+        client.reset_state()  # its own OK, not the ERROR for position 4096
+        replies = list(client.stream([AudioChunk(i, pcm[i : i + 1024]) for i in (0, 1024)]))
+        assert [r.position for r in replies] == [0, 1024]
+        client.link.close()
+    assert not any("dropped" in line for line in board.logs), board.logs
+
+
 # ------------------------------------------------------------------ model upload
 
 

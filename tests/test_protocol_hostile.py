@@ -141,6 +141,35 @@ def test_a_hello_out_of_range_is_refused_with_an_error_and_opens_no_session(
     assert not info.has_model and info.protocol_version == 1
 
 
+def test_a_reply_beyond_the_host_max_message_becomes_an_error_that_fits(agent):
+    board, peer = agent
+    peer.handshake(max_payload=64, max_message=64)
+    peer.send_message(GetInfo(), seq=0)
+    frame = peer.expect(MessageType.ERROR)
+    assert len(frame.payload) <= 64
+    error = _error(frame)
+    assert error.code == ErrorCode.MESSAGE_TOO_LARGE and error.request_type == 0x10
+    assert error.text.startswith("the INFO reply does not fit")
+    peer.send_message(Ping(1, b"ok"), seq=1, ack=1)
+    assert Pong.decode(peer.expect(MessageType.PONG).payload) == Pong(1, b"ok")
+
+
+def test_an_upload_is_dropped_when_the_board_link_gave_up_and_a_new_session_opened(agent):
+    board, peer = agent
+    peer.handshake()
+    peer.send_message(UploadBegin(64, hashlib.sha256(b"x").digest()), seq=0)
+    peer.expect(MessageType.OK)  # never acknowledged: the board's link gives up on it
+    deadline = time.monotonic() + 10.0
+    while board.link.connected and time.monotonic() < deadline:
+        peer.silence(0.1)
+    assert not board.link.connected
+    peer.session = 0x600DF00D
+    peer.handshake()  # a new session on an idle link: no restart is reported to the agent
+    peer.send_message(UploadEnd(), seq=0)
+    error = _error(peer.expect(MessageType.ERROR))
+    assert error.code == ErrorCode.UPLOAD_NOT_STARTED, error  # not SIZE_MISMATCH of the old one
+
+
 def test_nonzero_reserved_bytes_in_hello_are_ignored(agent):
     board, peer = agent
     peer.silence(0.05)  # the agent's start-up announcement

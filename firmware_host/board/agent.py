@@ -445,21 +445,37 @@ class BoardAgent:
                     reply = ErrorReply(
                         ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", msg_type & 0xFF
                     )
-                if reply is not None and not self._reply(link, reply):
+                if reply is not None and not self._reply(link, reply, msg_type & 0xFF):
                     return
         finally:
             self.uploads.cancel()
             self._drop_staged_manifest()
 
-    def _reply(self, link, reply) -> bool:
-        """Send one reply; False when the stream is closed (serving ends)."""
+    def _reply(self, link, reply, request_type: int = 0) -> bool:
+        """Send one reply; False when the stream is closed (serving ends).
+
+        A reply larger than the host's max_message becomes ERROR MESSAGE_TOO_LARGE (its text
+        cut to fit), so the request still gets exactly one reply.
+        """
         try:
-            link.send(reply, timeout=SEND_TIMEOUT)
+            try:
+                link.send(reply, timeout=SEND_TIMEOUT)
+            except MessageError as exc:
+                peer = link.peer
+                if peer is None:
+                    raise
+                text = f"the {message_type_name(int(reply.TYPE))} reply does not fit: {exc}"
+                room = max(0, peer.max_message - 6)  # ERROR header: code, type, reserved, length
+                short = text.encode("utf-8")[:room].decode("utf-8", "ignore")
+                link.send(
+                    ErrorReply(ErrorCode.MESSAGE_TOO_LARGE, short, request_type),
+                    timeout=SEND_TIMEOUT,
+                )
         except PeerRestarted:
             self.on_session_reset()
         except LinkClosed:
             return False
-        except Exception as exc:  # no session, a timeout, a reply that does not fit: drop it
+        except Exception as exc:  # no session, a timeout: the reply is dropped, serving goes on
             self.log(f"reply {message_type_name(int(reply.TYPE))} dropped: {exc}")
         return True
 

@@ -348,3 +348,35 @@ def test_edge_tpu_model_is_found_and_bound_by_position_and_a_missing_delegate_is
     agent = BoardAgent(str(bundle_dir), load_runtime(), edgetpu=True, log=logs.append)
     assert agent.model is None and agent.info().delegate == "edgetpu"
     assert "cannot load the Edge TPU delegate libedgetpu.so.1" in agent.load_error
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--max-payload", "63"], "max_payload must be 64..65535, got 63"),
+        (["--max-payload", "1024", "--max-message", "100"], "max_message must be at least"),
+        (["--window", "0"], "window must be 1..255, got 0"),
+    ],
+)
+def test_agent_refuses_to_announce_limits_a_hello_may_not_carry(tmp_path, options, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware_host.board",
+            "--bundle",
+            str(tmp_path),
+            "--fd",
+            "0",
+            "--quiet",
+            *options,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr

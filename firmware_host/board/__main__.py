@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=8192,
         help="largest frame payload this board accepts (64..65535)",
     )
+    parser.add_argument(
+        "--max-message",
+        type=int,
+        default=None,
+        help="largest message this board reassembles, bytes (>= max payload; default 1 MiB; "
+        "equal to --max-payload on a board without a reassembly buffer)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log nothing to stderr")
     return parser
 
@@ -117,6 +124,14 @@ def main(argv=None) -> int:
         window=args.window,
         max_payload=args.max_payload,
     )
+    if args.max_message is not None:
+        config.max_message = args.max_message
+    try:
+        config.check()  # limits this board announces must be ones a HELLO may carry
+    except ValueError as exc:
+        sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")
+        stream.close()
+        return 2
     stopping = []
 
     def stop(signum, frame):

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "board": ("tinysep.commands.board", "run the board agent on a port, or --emulate it on a pty"),
     "hil": ("tinysep.commands.hil", "hardware-in-the-loop test: board vs float, report + JUnit"),
     # the whole chain: bench, demo
+    "separate": ("tinysep.commands.separate", "separate songs into one audio file per source"),
     "bench": ("tinysep.commands.bench", "measure speed (evaluation throughput, ...)"),
     "demo": ("tinysep.commands.demo", "run the main job end to end on the embedded default"),
 }

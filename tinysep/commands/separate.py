@@ -1,0 +1,123 @@
+"""Separate songs into one audio file per source: DIR/<song>/vocals.wav, accompaniment.wav.
+
+INPUT is an audio file (wav, flac, ogg, mp3, ... at any rate and channel count) or a folder
+of them. `--model` picks what separates: a saved float model folder (default: the shipped
+model) or a deploy bundle, whose int8 model then runs on the host exactly as a board runs
+it. The stems are written at the input's rate and channel count and add up to the input;
+long songs are read block by block in constant memory. A summary lands in DIR/separate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="audio file(s), or folder(s) whose audio files are all separated")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output folder; each song goes to DIR/<song name>/")
+    parser.add_argument("--model", type=Path, default=None, metavar="PATH",
+                        help="saved model folder, deploy bundle folder or its model.tflite "
+                             "(default: the shipped dualgate-tcn tiny, float)")
+    parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                        help="separate from this time on (default 0)")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="separate only this many seconds (default: to the end)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace DIR/<song>/ when it exists (default: refuse)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar or progress lines")
+
+
+def audio_files(inputs: list[Path]) -> list[Path]:
+    """The files to separate: each file given, and the audio files directly in each folder."""
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir()
+                           if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise ValueError(f"{item}: a folder with no audio files "
+                                 f"({', '.join(AUDIO_SUFFIXES)})")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    stems = [f.stem for f in files]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise ValueError(f"several inputs are named {', '.join(repeated)}: their stems would "
+                         f"land in the same DIR/<name>/ folder; separate them one at a time")
+    return files
+
+
+def load_separator(path: Path | None):
+    """``(separator, sources, description)`` for a model folder, a bundle or its .tflite."""
+    from convert.manifest import MANIFEST_FILE
+    from tinysep.pretrained import default_model_path
+
+    if path is None:
+        path = default_model_path()
+    if path.is_file() and path.suffix == ".tflite":
+        if not (path.parent / MANIFEST_FILE).is_file():
+            raise ValueError(f"{path}: a .tflite file outside a deploy bundle (no "
+                             f"{MANIFEST_FILE} beside it); pass the bundle folder")
+        path = path.parent
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such model folder or deploy bundle")
+    if (path / MANIFEST_FILE).is_file():
+        from convert.runtime import BundleRunner
+
+        runner = BundleRunner(path)
+        return runner.separate, list(runner.sources), f"int8 bundle {path} (host interpreter)"
+    from tinysep.data.clip import SOURCES
+    from tinysep.models import load_model, separate
+
+    model = load_model(path)
+    return (lambda audio: separate(model, audio)), list(SOURCES), f"float model {path}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.cli import CliError
+    from tinysep.stems import separate_file
+
+    if args.start < 0:
+        raise CliError(f"--start must be >= 0 seconds, got {args.start}")
+    if args.duration is not None and args.duration <= 0:
+        raise CliError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out} is a file, expected a folder")
+    files = audio_files(args.inputs)
+    separator, sources, description = load_separator(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"separating {len(files)} file(s) with the {description}")
+    results, failed = [], []
+    for path in files:
+        try:
+            summary = separate_file(path, args.out, separator, sources, start=args.start,
+                                    duration=args.duration, overwrite=args.overwrite,
+                                    progress=not args.no_progress)
+        except (ValueError, FileExistsError, FileNotFoundError) as exc:
+            print(f"  {path}: skipped: {exc}")
+            failed.append({"input": str(path), "error": str(exc)})
+            continue
+        results.append(summary)
+        clipped = sum(summary["clipped_samples"].values())
+        note = f", {clipped} samples clipped to full scale" if clipped else ""
+        print(f"  {path} -> {Path(summary['outputs'][sources[0]]).parent}/ "
+              f"({summary['seconds']:.1f} s at {summary['sample_rate']} Hz, "
+              f"{summary['channels']} ch, {summary['realtime_factor']:.1f}x real time{note})")
+    report = {"command": "separate", "model": description, "sources": sources,
+              "songs": results, "failed": failed}
+    (args.out / "separate.json").write_text(json.dumps(report, indent=2) + "\n")
+    if failed:
+        print(f"{len(failed)} of {len(files)} file(s) could not be separated "
+              f"(see {args.out / 'separate.json'})")
+        return 1
+    return 0

@@ -1,0 +1,181 @@
+"""Turn an audio file of any rate, length and channel count into one audio file per source.
+
+The separators run on 16 kHz mono; a song is read block by block (constant memory), each
+channel resampled to 16 kHz with ``CONTEXT_SECONDS`` of the audio before the block (so a
+causal separator sees the same past as in one pass) and separated; the estimates are
+resampled back to the file's rate. The last source (``accompaniment``, or ``other``) also
+receives the residual, input minus the sum of the estimates: the band above 8 kHz that a
+16 kHz model never sees stays in the song, and the stems add up to the input exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tinysep.data.audio_io import SAMPLE_RATE, resample
+from tinysep.progress import Progress
+
+BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
+CONTEXT_SECONDS = 4.0  # past audio fed before each block (receptive fields here are < 2 s)
+MARGIN_SECONDS = 0.05  # audio read past each block so resampling has no edge inside it
+OUTPUT_SUBTYPE = "PCM_16"
+
+MonoSeparator = Callable[[np.ndarray], dict]  # 16 kHz mono float32 -> {source: audio}
+
+
+@dataclass(frozen=True)
+class AudioFileInfo:
+    """What a file holds, read from its header."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe(path: str | Path) -> AudioFileInfo:
+    """The header of an audio file; ValueError naming the file when it is not readable audio."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, expected an audio file (wav, flac, ogg, mp3, ...)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable audio file ({exc})") from exc
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise ValueError(f"{path}: header says {info.samplerate} Hz, {info.channels} channels")
+    if info.frames <= 0:
+        raise ValueError(f"{path}: the file holds no audio samples")
+    return AudioFileInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
+                         str(info.format), str(info.subtype))
+
+
+def sample_range(info: AudioFileInfo, start: float = 0.0,
+                 duration: float | None = None) -> tuple[int, int]:
+    """``[first, end)`` samples of ``info``'s file for ``--start`` / ``--duration`` seconds."""
+    if not np.isfinite(start) or start < 0:
+        raise ValueError(f"start must be a non-negative number of seconds, got {start}")
+    if duration is not None and not (np.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration}")
+    first = int(round(start * info.sample_rate))
+    if first >= info.frames:
+        raise ValueError(f"{info.path}: start {start:g} s is past its end ({info.seconds:.2f} s)")
+    end = info.frames if duration is None else min(
+        info.frames, first + max(1, int(round(duration * info.sample_rate))))
+    return first, end
+
+
+def _separate_channel(separator: MonoSeparator, audio: np.ndarray, rate: int,
+                      sources: Sequence[str]) -> np.ndarray:
+    """``(len(audio), S)`` estimates at ``rate`` for one channel."""
+    mono16 = resample(audio, rate, SAMPLE_RATE)
+    if mono16.size < 1:
+        return np.zeros((audio.size, len(sources)), np.float32)
+    estimates = separator(np.ascontiguousarray(mono16, np.float32))
+    missing = [s for s in sources if s not in estimates]
+    if missing:
+        raise ValueError(f"the separator returned no {', '.join(missing)}")
+    out = np.zeros((audio.size, len(sources)), np.float32)
+    for i, source in enumerate(sources):
+        back = resample(np.asarray(estimates[source], np.float32), SAMPLE_RATE, rate)
+        n = min(back.size, audio.size)
+        out[:n, i] = back[:n]
+    return out
+
+
+def separate_file(
+    path: str | Path,
+    out_dir: str | Path,
+    separator: MonoSeparator,
+    sources: Sequence[str],
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    block_seconds: float = BLOCK_SECONDS,
+) -> dict:
+    """Write ``out_dir/<file stem>/<source>.wav`` for every source; returns a summary.
+
+    The stems are written into a hidden folder first and renamed into place at the end,
+    so an interrupted or failed run leaves no half-written stems behind.
+    """
+    info = probe(path)
+    first, end = sample_range(info, start, duration)
+    target = Path(out_dir) / info.path.stem
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    partial = Path(out_dir) / f".{info.path.stem}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    rate, block = info.sample_rate, max(1, int(round(block_seconds * info.sample_rate)))
+    context = int(round(CONTEXT_SECONDS * rate))
+    margin = int(round(MARGIN_SECONDS * rate))
+    clipped = {s: 0 for s in sources}
+    began = time.monotonic()
+    writers = []
+    try:
+        writers = [
+            soundfile.SoundFile(str(partial / f"{s}.wav"), "w", rate, info.channels,
+                                OUTPUT_SUBTYPE, format="WAV")
+            for s in sources
+        ]
+        with soundfile.SoundFile(str(info.path)) as reader, Progress(
+            (end - first) / rate, f"separating {info.path.name}", "s", enabled=progress
+        ) as bar:
+            for lo in range(first, end, block):
+                hi = min(end, lo + block)
+                read_lo, read_hi = max(0, lo - context), min(info.frames, hi + margin)
+                reader.seek(read_lo)
+                chunk = reader.read(read_hi - read_lo, dtype="float32", always_2d=True)
+                if chunk.shape[0] < hi - read_lo:
+                    raise ValueError(f"{info.path}: the file ends at sample "
+                                     f"{read_lo + chunk.shape[0]}, its header says {info.frames}")
+                keep = slice(lo - read_lo, hi - read_lo)
+                stems = np.zeros((hi - lo, info.channels, len(sources)), np.float32)
+                for ch in range(info.channels):
+                    stems[:, ch] = _separate_channel(separator, chunk[:, ch], rate, sources)[keep]
+                residual = chunk[keep] - stems.sum(axis=2)
+                stems[..., -1] += residual
+                for i, (source, writer) in enumerate(zip(sources, writers, strict=True)):
+                    clipped[source] += int(np.count_nonzero(np.abs(stems[..., i]) > 1.0))
+                    writer.write(np.clip(stems[..., i], -1.0, 1.0))
+                bar.update((hi - lo) / rate)
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    for writer in writers:
+        writer.close()
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+    seconds = (end - first) / rate
+    wall = time.monotonic() - began
+    return {
+        "input": str(info.path),
+        "sample_rate": rate,
+        "channels": info.channels,
+        "start_seconds": first / rate,
+        "seconds": seconds,
+        "outputs": {s: str(target / f"{s}.wav") for s in sources},
+        "clipped_samples": clipped,
+        "wall_seconds": wall,
+        "realtime_factor": seconds / wall if wall > 0 else None,
+    }

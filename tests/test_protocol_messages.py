@@ -226,3 +226,23 @@ def test_unknown_types_and_codes_have_readable_names():
         error_code_name(0x0204) == "UPLOAD_SHA256_MISMATCH"
         and error_code_name(0x4242) == "code 0x4242"
     )
+
+
+def test_crafted_tensor_records_raise_message_error_only_and_bound_the_rank():
+    rng = random.Random(12)
+    dims = (0, 1, 2, 3, 255, 1 << 16, (1 << 32) - 1)
+    for _ in range(400):
+        ndim = rng.choice((0, 1, 2, 3, 8, 9, 64, 65, 255))
+        shape = [rng.choice(dims) for _ in range(ndim)]
+        body = bytes([1, 0, 0, 0, rng.randrange(3), rng.randrange(1, 6), ndim, 0])
+        body += struct.pack(f"<{ndim}I", *shape) + bytes(rng.randrange(0, 40))
+        for msg_type, payload in ((0x22, body), (0x23, b"\x00" * 4 + body)):
+            try:
+                message = decode_message(msg_type, payload)
+            except MessageError as exc:
+                assert exc.msg_type == msg_type
+                if ndim > 8:
+                    assert f"{ndim} dimensions, at most 8" in str(exc)
+                continue
+            (tensor,) = message.tensors
+            assert tensor.array.ndim == ndim <= 8 and 0 not in tensor.array.shape

@@ -18,7 +18,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.manifest import FORMAT, MANIFEST_FILE, MODEL_FILE, build_manifest, sha256_of
+from convert.manifest import (
+    FORMAT,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    build_manifest,
+    calibration_digest,
+    float_model_digest,
+    sha256_of,
+)
 from convert.quantize import FULL_INTEGER, QUANT_MODES, quantize_stream
 
 # The microcontroller budgets a default bundle is held to (issue 4): flash for the model,
@@ -162,7 +170,12 @@ def export_bundle(
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         arena_tflm = {"bytes": None, "error": str(exc)}
     calibration_info = rep.summary() if rep is not None else None
+    provenance = {
+        "float_model": float_model_digest(keras_model),
+        "calibration": calibration_digest(rep) if rep is not None else None,
+    }
     extra = {
+        "provenance": provenance,
         "arena_tflite_micro": arena_tflm,
         "export": {
             "seconds": None,
@@ -237,6 +250,7 @@ def export_bundle(
         "micro_unsupported_ops": extra["export"]["micro_unsupported_ops"],
         "edgetpu": {"compatible": report["compatible"], "compiler": report["compiler"]},
         "calibration": extra["calibration"],
+        "provenance": provenance,
         "seconds": manifest["export"]["seconds"],
     }
 

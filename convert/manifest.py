@@ -27,6 +27,44 @@ def sha256_of(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+def _hash_array(digest, name: str, array) -> None:
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode())
+    digest.update(array.tobytes())
+
+
+def float_model_digest(model) -> dict:
+    """sha256 of a float Keras model built by :mod:`tinysep.models`: of its architecture
+    (name and resolved parameters, canonical JSON), of its weights (dtype, shape and bytes of
+    each, in order) and of both together. A saved and reloaded model hashes the same."""
+    from tinysep.models import model_config
+    from tinysep.models.registry import resolved_params
+
+    config = model_config(model)
+    architecture = {"name": config["name"], "params": resolved_params(config)}
+    config_sha = sha256_of(json.dumps(architecture, sort_keys=True).encode())
+    weights = hashlib.sha256()
+    for number, array in enumerate(model.get_weights()):
+        _hash_array(weights, str(number), array)
+    weights_sha = weights.hexdigest()
+    return {
+        "sha256": sha256_of(f"{config_sha}{weights_sha}".encode()),
+        "config_sha256": config_sha,
+        "weights_sha256": weights_sha,
+    }
+
+
+def calibration_digest(representative) -> dict:
+    """sha256 of a calibration set: every recorded model input of every invoke, in order."""
+    digest = hashlib.sha256()
+    for number, sample in enumerate(representative.samples):
+        for name in sorted(sample):
+            _hash_array(digest, f"{number}:{name}", sample[name])
+    return {"sha256": digest.hexdigest(), "invokes": len(representative.samples)}
+
+
 def tensor_entry(tensor: TensorInfo, name: str, position: int) -> dict:
     """A manifest tensor entry (``scale`` / ``zero_point`` only for integer tensors)."""
     if tensor.dtype not in TENSOR_DTYPES:

@@ -6,20 +6,94 @@ harness and agent use separate cores and the board can be killed, restarted or f
 (SIGSTOP) mid-stream like a real one; the pseudo-terminal outlives the agent, so the host keeps
 its port open across a restart. ``serve_in_foreground`` runs the agent in this process instead
 (``tinysep board --emulate``).
+
+Both work on a private copy of the bundle folder (``private_copy``), like a board's own flash:
+an upload to the emulated board never writes into the user's folder.
+
+``BOARD_PROFILES`` name emulated board classes: ``host`` (the agent as it runs on a Linux
+board) and ``cortex-m`` (a microcontroller: 1 KiB messages, a window of one message, TensorFlow
+Lite Micro's kernels in the arena the manifest measured; pace it like a UART with a baud).
+The Python agent has no option for its max message, so a profile that sets one runs the agent
+through this module (``python -m firmware_host.emulator --max-message N AGENT-ARGS``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_host.transport import PtyPair, ThrottledStream
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+AGENT_MODULE = "firmware_host.board"
+EMULATOR_MODULE = "firmware_host.emulator"
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    """A class of emulated board: what its agent announces and which runtime it uses."""
+
+    name: str
+    runtime: str = "auto"
+    max_payload: int | None = None  # None: the agent's default
+    max_message: int | None = None
+    window: int | None = None
+    description: str = ""
+
+    def agent_args(self) -> list:
+        """Agent options for this profile (``--max-message`` only the emulator entry takes)."""
+        args = []
+        if self.runtime != "auto":
+            args += ["--runtime", self.runtime]
+        if self.max_payload is not None:
+            args += ["--max-payload", str(self.max_payload)]
+        if self.window is not None:
+            args += ["--window", str(self.window)]
+        if self.max_message is not None:
+            args += ["--max-message", str(self.max_message)]
+        return args
+
+
+BOARD_PROFILES = {
+    "host": BoardProfile("host", description="the agent as on a Linux board (LiteRT, 8 KiB "
+                         "frames, 1 MiB messages, window 8)"),
+    "cortex-m": BoardProfile(
+        "cortex-m",
+        runtime="tflite_micro",
+        max_payload=1024,
+        max_message=1024,
+        window=1,
+        description="a microcontroller: TFLite Micro in the measured arena, 1 KiB messages, "
+        "window 1",
+    ),
+}
+
+
+def board_profile(name: str | None) -> BoardProfile:
+    """The profile called ``name`` (None: ``host``); ValueError names the known ones."""
+    if name is None:
+        return BOARD_PROFILES["host"]
+    if name not in BOARD_PROFILES:
+        raise ValueError(f"unknown board profile {name!r}; known: {', '.join(BOARD_PROFILES)}")
+    return BOARD_PROFILES[name]
+
+
+def private_bundle_copy(bundle: str | Path) -> tuple:
+    """(temporary folder, copy of ``bundle`` inside it): the emulated board's own flash."""
+    source = Path(bundle).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"bundle folder {source} does not exist")
+    folder = Path(tempfile.mkdtemp(prefix="tinysep-emulated-board-"))
+    copy = folder / source.name
+    shutil.copytree(source, copy)
+    return folder, copy
 
 
 def agent_command(
@@ -37,7 +111,8 @@ def agent_command(
     """
     target = ["--fd", str(where)] if isinstance(where, int) else ["--port", str(where)]
     runner = list(interpreter) if interpreter else [python or sys.executable]
-    command = runner + ["-m", "firmware_host.board"] + target
+    module = EMULATOR_MODULE if "--max-message" in [str(a) for a in extra_args] else AGENT_MODULE
+    command = runner + ["-m", module] + target
     command += ["--bundle", str(bundle)]
     if throttle_baud:
         command += ["--throttle-baud", str(int(throttle_baud))]
@@ -67,10 +142,18 @@ class EmulatedBoard:
         port: str | None = None,
         interpreter=None,
         env: dict | None = None,
+        profile: str | None = None,
+        private_copy: bool = True,
     ) -> None:
-        self.bundle = Path(bundle).resolve()  # the agent runs in another working folder
-        if not self.bundle.is_dir():
-            raise FileNotFoundError(f"bundle folder {self.bundle} does not exist")
+        self.source_bundle = Path(bundle).resolve()  # the agent runs in another working folder
+        if not self.source_bundle.is_dir():
+            raise FileNotFoundError(f"bundle folder {self.source_bundle} does not exist")
+        self.profile = board_profile(profile)
+        self.workdir = None
+        self.bundle = self.source_bundle
+        if private_copy:
+            self.workdir, self.bundle = private_bundle_copy(self.source_bundle)
+        extra_args = self.profile.agent_args() + list(extra_args)
         self.baud = baud
         self.python = python
         self.extra_args = list(extra_args)
@@ -155,10 +238,13 @@ class EmulatedBoard:
                 self.process.wait(timeout=5)
 
     def close(self) -> None:
-        """Stop the agent and close the pseudo-terminal."""
+        """Stop the agent, close the pseudo-terminal and remove the private bundle copy."""
         self.stop()
         if self.pair is not None:
             self.pair.close()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def __enter__(self) -> EmulatedBoard:
         return self
@@ -173,29 +259,79 @@ def serve_in_foreground(
     announce_path=None,
     runtime: str = "auto",
     should_stop=None,
+    profile: str | None = None,
+    private_copy: bool = True,
 ) -> int:
     """Open a pseudo-terminal pair and serve the agent on it in this process until stopped.
 
-    ``announce_path(path)`` is called with the device path the harness should open.
+    ``announce_path(path, bundle_copy)`` is called with the device path the harness should
+    open and the folder the board works in (a private copy unless ``private_copy`` is off).
+    ``profile`` sets the limits the board announces and, unless ``runtime`` is given, its
+    runtime.
     """
     from firmware_host.board.agent import BoardAgent
     from firmware_host.board.runtime import load_runtime
     from firmware_host.protocol.link import Link, board_config
 
-    agent = BoardAgent(str(bundle), load_runtime(runtime))
-    with PtyPair() as pair:
-        stream = pair.master_stream()
-        if baud:
-            stream = ThrottledStream(stream, baud)
-        link = Link(stream, board_config(baud=baud), name="board")
-        try:
-            link.announce()
-            if announce_path is not None:
-                announce_path(pair.slave_path)
-            agent.serve(link, should_stop=should_stop)
-        finally:
-            link.close()
+    chosen = board_profile(profile)
+    if runtime == "auto":
+        runtime = chosen.runtime
+    workdir = None
+    folder = Path(bundle)
+    if private_copy:
+        workdir, folder = private_bundle_copy(bundle)
+    limits = dict(
+        (key, value)
+        for key, value in (
+            ("max_payload", chosen.max_payload),
+            ("max_message", chosen.max_message),
+            ("window", chosen.window),
+        )
+        if value is not None
+    )
+    try:
+        agent = BoardAgent(str(folder), load_runtime(runtime))
+        with PtyPair() as pair:
+            stream = pair.master_stream()
+            if baud:
+                stream = ThrottledStream(stream, baud)
+            link = Link(stream, board_config(baud=baud, **limits), name="board")
+            try:
+                link.announce()
+                if announce_path is not None:
+                    announce_path(pair.slave_path, str(folder))
+                agent.serve(link, should_stop=should_stop)
+            finally:
+                link.close()
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _agent_main(argv: list) -> int:
+    """The agent's command line plus ``--max-message N`` (set through the link config)."""
+    from firmware_host.board import __main__ as agent
+
+    argv = list(argv)
+    max_message = None
+    if "--max-message" in argv:
+        at = argv.index("--max-message")
+        try:
+            max_message = int(argv[at + 1])
+        except (IndexError, ValueError):
+            sys.stderr.write("firmware_host.emulator: --max-message needs a number of bytes\n")
+            return 2
+        del argv[at : at + 2]
+    if max_message is not None:
+        make_config = agent.board_config
+
+        def board_config_with_max_message(**overrides):
+            overrides["max_message"] = max_message
+            return make_config(**overrides)
+
+        agent.board_config = board_config_with_max_message
+    return agent.main(argv)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
@@ -207,3 +343,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+if __name__ == "__main__":
+    sys.exit(_agent_main(sys.argv[1:]))

@@ -50,7 +50,9 @@ def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
         assert main(["flash", "--port", board.path, "--bundle", str(other),
                      "--no-progress"]) == 1
         out = capsys.readouterr().out
-        assert "UPLOAD_INVALID_MODEL" in out and "does not fit this board's bundle" in out
+        # refused before a byte is sent: hil would refuse the board's manifest afterwards
+        assert "the board's bundle differs from" in out and "input (index" in out
+        assert "copy the whole bundle folder" in out
     data = (new / "model.tflite").read_bytes()
     assert (board_dir / "model.tflite").read_bytes() == data
     assert read_bundle(board_dir).model_sha256 == hashlib.sha256(data).hexdigest()

@@ -102,14 +102,18 @@ def test_a_board_with_another_model_stops_the_run_and_flash_fixes_it(corpus, tmp
         base = ["hil", "--port", board.path, "--bundle", str(bundle), "--float", str(model),
                 "--data", str(corpus), "--split", "all", "--max-clips", "1", "--plots", "0",
                 "--no-progress"]
-        assert main(base + ["--report", str(tmp_path / "r1")]) == 1
+        assert main(base + ["--report", str(tmp_path / "r1")]) == 3
         report = json.loads((tmp_path / "r1" / "hil.json").read_text())
         assert report["status"] == "aborted" and "tinysep flash" in report["error"]
         assert report["clips"] == [] and not report["passed"]
         assert main(base + ["--report", str(tmp_path / "r2"), "--flash"]) == 0
         report = json.loads((tmp_path / "r2" / "hil.json").read_text())
         assert report["board"]["flashed"] and report["passed"]
-    assert (board_bundle / "model.tflite").read_bytes() == (bundle / "model.tflite").read_bytes()
+        flashed = (board.bundle / "model.tflite").read_bytes()
+    assert flashed == (bundle / "model.tflite").read_bytes()
+    # the emulated board flashed its own copy: the folder it was started from is untouched
+    assert (board_bundle / "model.tflite").read_bytes() == (
+        make_bundle(seed=8) / "model.tflite").read_bytes()
 
 
 def test_a_bundle_whose_manifest_does_not_match_its_model(corpus, tmp_path, capsys):
@@ -120,8 +124,9 @@ def test_a_bundle_whose_manifest_does_not_match_its_model(corpus, tmp_path, caps
     (bad / "manifest.json").write_text(json.dumps(manifest))
     argv = ["hil", "--emulate", "--bundle", str(bad), "--float", str(model), "--data",
             str(corpus), "--split", "all", "--report", str(tmp_path / "r"), "--no-progress"]
-    assert main(argv) == 1
+    assert main(argv) == 3  # the board cannot run: a board fault, not a failed check
     report = json.loads((tmp_path / "r" / "hil.json").read_text())
+    assert report["status"] == "aborted" and report["fault"] == "board"
     assert "no model loaded" in report["error"] and "does not match the model" in report["error"]
     tampered = bytearray((bad / "model.tflite").read_bytes())
     tampered[-1] ^= 0x01  # now the sha256 check catches it before anything starts

@@ -2,7 +2,10 @@
 
 The agent writes the upload beside its model, checks size and sha256, loads and checks the new
 model against its manifest, and only then swaps it in; afterwards INFO must report the bundle's
-sha256. A board that already runs the model is left alone unless ``force``.
+sha256. A board that already runs the model is left alone unless ``force``. Before uploading,
+the board's manifest is compared with the bundle's: an upload rewrites only the model's hash,
+size, scales and zero points, so a board whose bundle differs in anything else (audio, sources,
+tensor layout, input transform) is refused here rather than by ``tinysep hil`` afterwards.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def flash_bundle(
         data = handle.read()
     info = session.connect()
     previous = info.model_sha256.hex() if info.has_model else ""
+    session.refuse_unfit_upload(bundle)
     if previous == bundle.model_sha256 and not force:
         return FlashResult(previous, previous, len(data), False, 0.0)
     bar = None

@@ -5,11 +5,18 @@ Per clip: the mixture is rounded to int16 (what the board gets; the host referen
 same samples), streamed through the board, run through the same streaming pipeline on the host
 (bit-exact reference), through the host int8 runner and the float Keras model, and scored with
 BSS-eval. Before the clips, a tensor-mode check compares the board's raw int8 outputs with the
-host interpreter's for real model inputs (states included).
+host interpreter's for real model inputs (states included), when the board lists tensor mode
+and one request fits its max message; otherwise the check is reported as skipped, with why.
+
+Before anything runs, the float model is checked against the bundle: the sha256 of its
+architecture and weights must be the one the bundle records as its source (``provenance``),
+and the manifest's audio fields must be the float model's STFT. Each clip's original sample
+rate and sample width are reported, and clips that are silent are reported as such.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,11 +27,17 @@ import numpy as np
 from firmware_host.board.bundle import read_bundle
 from firmware_host.board.pipeline import PCM_SCALE, to_pcm
 from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
-from firmware_host.protocol.messages import Tensor
+from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
 
 from .reference import HostPipeline, exactness_expected, float_runner, host_runner
 from .report import write_reports
 from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError
+
+BOARD_FAULTS = (HilError, ProtocolError, OSError)  # LinkError, PeerError, MessageError included
+
+
+class InputRefused(HilError):
+    """The inputs do not belong together (float model vs bundle): nothing was run."""
 
 
 @dataclass
@@ -39,6 +52,7 @@ class HilSettings:
     split: str = "test"
     max_clips: int | None = None
     max_sdr_drop: float = 0.5
+    max_sdr_gain: float = 0.5  # a board this much better than float is not the same model
     max_lsb: int | None = None  # board vs host int8: None = 0 where exactness is expected, -1 off
     min_realtime: float | None = None
     chunk_hops: int = DEFAULT_CHUNK_HOPS
@@ -46,6 +60,7 @@ class HilSettings:
     tensor_invokes: int = 8
     progress: bool = True
     flash: bool = False
+    allow_float_mismatch: bool = False  # compare with a float model that is not the source
 
 
 def _now() -> str:
@@ -69,16 +84,48 @@ def _as_estimates(pcm_sources: np.ndarray, names: list) -> dict:
     return {name: pcm_sources[i].astype(np.float32) / PCM_SCALE for i, name in enumerate(names)}
 
 
+def _tensor_skipped(reason: str) -> dict:
+    return {"skipped": True, "reason": reason, "invokes": 0, "max_abs_diff": None,
+            "differing_values": 0, "values": 0, "invoke_us_median": None}
+
+
 def tensor_check(session: BoardSession, host: HostPipeline, pcm: np.ndarray, invokes: int) -> dict:
-    """Raw int8 outputs of the board vs the host interpreter for the same real model inputs."""
+    """Raw int8 outputs of the board vs the host interpreter for the same real model inputs.
+
+    Skipped (with the reason) when the board's INFO does not list tensor mode or one
+    TENSOR_IN or TENSOR_OUT would not fit the board's max message (every model input travels
+    in one message); a board that refuses the request fails the check.
+    """
+    limits = session.limits
+    if limits is not None and not limits.has(CAP_TENSOR):
+        return _tensor_skipped(
+            "the board's INFO does not list tensor mode (capabilities: "
+            + (", ".join(limits.capability_names()) or "none") + ")"
+        )
     records = host.tensor_check_inputs(pcm, invokes)
+    if records and limits is not None:
+        request = len(TensorIn([Tensor(i, a) for i, a in enumerate(records[0])]).encode())
+        outputs = host.run_tensors(records[0])
+        reply = len(TensorOut([Tensor(i, a) for i, a in enumerate(outputs)]).encode())
+        if max(request, reply) > limits.max_message:
+            return _tensor_skipped(
+                f"one TENSOR_IN of this model is {request} bytes and its TENSOR_OUT {reply}; "
+                f"the board holds messages of at most {limits.max_message} bytes"
+            )
     worst = 0
     differing = 0
     values = 0
     invoke_us = []
-    for inputs in records:
+    for number, inputs in enumerate(records):
         expected = host.run_tensors(inputs)
-        reply = session.client.run_tensors([Tensor(i, a) for i, a in enumerate(inputs)])
+        tensors = [Tensor(i, a) for i, a in enumerate(inputs)]
+        try:
+            reply = session.recovering(
+                "the tensor check", lambda tensors=tensors: session.client.run_tensors(tensors)
+            )
+        except PeerError as exc:
+            return dict(_tensor_skipped(""), skipped=False, reason="",
+                        error=f"invoke {number}: {exc}", invokes=number)
         got = dict((t.index, t.array) for t in reply.tensors)
         if sorted(got) != list(range(len(expected))):
             raise ProtocolError(
@@ -96,12 +143,91 @@ def tensor_check(session: BoardSession, host: HostPipeline, pcm: np.ndarray, inv
             values += int(diff.size)
         invoke_us.append(reply.invoke_us)
     return {
+        "skipped": False,
         "invokes": len(records),
         "max_abs_diff": worst,
         "differing_values": differing,
         "values": values,
         "invoke_us_median": float(np.median(invoke_us)) if invoke_us else None,
     }
+
+
+def check_float_model(bundle, model, allow_mismatch: bool) -> dict:
+    """The float model against the bundle: provenance hashes and the audio fields.
+
+    Raises InputRefused naming the field or hash that differs; with ``allow_mismatch`` a
+    hash mismatch is recorded (``overridden``) instead. Returns the provenance record.
+    """
+    from convert.manifest import float_model_digest
+    from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+    from tinysep.models import model_config
+
+    manifest = json.loads(bundle.manifest_text)
+    audio = manifest.get("audio", {})
+    config = model_config(model)
+    wanted = {
+        "sample_rate": config.get("sample_rate", SAMPLE_RATE),
+        "n_fft": config.get("n_fft", N_FFT),
+        "hop_samples": config.get("hop_samples", HOP_SAMPLES),
+    }
+    for field, value in wanted.items():
+        if audio.get(field) != value:
+            raise InputRefused(
+                f"{bundle.manifest_path}: audio.{field} is {audio.get(field)!r}, the float "
+                f"model works at {field} = {value}; the manifest was edited or belongs to "
+                "another model"
+            )
+    digest = float_model_digest(model)
+    recorded = (manifest.get("provenance") or {}).get("float_model")
+    record = {
+        "float_model": digest,
+        "recorded": recorded,
+        "calibration": (manifest.get("provenance") or {}).get("calibration"),
+        "overridden": False,
+    }
+    if not isinstance(recorded, dict) or "sha256" not in recorded:
+        record["match"] = None
+        record["note"] = ("the bundle records no float model (exported before provenance "
+                          "was recorded): the comparison is not verified")
+        return record
+    record["match"] = recorded.get("sha256") == digest["sha256"]
+    if record["match"]:
+        return record
+    parts = [
+        what for what, key in (("architecture", "config_sha256"), ("weights", "weights_sha256"))
+        if recorded.get(key) != digest[key]
+    ]
+    text = (
+        f"the float model is not the one {bundle.folder} was exported from: its "
+        f"{' and '.join(parts) or 'hash'} differ (float sha256 {digest['sha256'][:16]}..., the "
+        f"bundle records {str(recorded.get('sha256'))[:16]}...)"
+    )
+    if not allow_mismatch:
+        raise InputRefused(text + "; pass --allow-float-mismatch to compare anyway")
+    record["overridden"] = True
+    record["note"] = "OVERRIDDEN (--allow-float-mismatch): " + text
+    return record
+
+
+def clip_input(source) -> dict:
+    """The clip's files as stored: sample rate, sample format, channels, and whether the
+    harness converted them (resampled to the bundle's rate or from another sample width)."""
+    import soundfile
+
+    files = []
+    for path in source.paths:
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, OSError, ValueError) as exc:
+            files.append({"path": str(path), "error": str(exc)})
+            continue
+        files.append({
+            "path": str(path),
+            "sample_rate": int(info.samplerate),
+            "subtype": str(info.subtype),
+            "channels": int(info.channels),
+        })
+    return {"files": files}
 
 
 class _Progress:
@@ -170,6 +296,9 @@ def new_report(settings: HilSettings, bundle, board_meta: dict, clips_planned: i
             chunk_samples=settings.chunk_hops * bundle.hop,
         ),
         "clips_planned": clips_planned,
+        "fault": None,
+        "provenance": None,
+        "session": None,
         "tensor_check": None,
         "clips": [],
         "plots": [],
@@ -180,15 +309,27 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
-def run_clip(source, session, host, int8_runner, float_run, settings, progress, names) -> tuple:
+def run_clip(
+    source, session, host, int8_runner, float_run, settings, progress, names, chunk_hops=None
+) -> tuple:
     """Stream, reference and score one clip; returns (record, audio for plots)."""
     from tinysep.metrics import score_estimates, score_mixture
 
-    clip = source.load()
+    chunk_hops = chunk_hops or settings.chunk_hops
+    clip = source.load(host.bundle.sample_rate)
+    stored = clip_input(source)
+    rates = sorted({f["sample_rate"] for f in stored["files"] if "sample_rate" in f})
+    subtypes = sorted({f["subtype"] for f in stored["files"] if "subtype" in f})
+    conversions = []
+    if any(rate != clip.sample_rate for rate in rates):
+        conversions.append(f"resampled {'/'.join(map(str, rates))} Hz -> {clip.sample_rate} Hz")
+    if any(sub != "PCM_16" for sub in subtypes):
+        conversions.append(f"{'/'.join(subtypes)} -> PCM_16")
+    stored["converted"] = conversions
     pcm = to_pcm(clip.mixture)
     mixture = pcm.astype(np.float32) / PCM_SCALE
-    chunk = settings.chunk_hops * host.bundle.hop
-    streamed = session.stream_clip(pcm, settings.chunk_hops, progress.clip(pcm.size))
+    chunk = chunk_hops * host.bundle.hop
+    streamed = session.stream_clip(pcm, chunk_hops, progress.clip(pcm.size))
     host_pcm = host.stream(pcm, chunk)
     estimates = {
         "float": float_run(mixture),
@@ -211,9 +352,12 @@ def run_clip(source, session, host, int8_runner, float_run, settings, progress, 
         return None if a is None or b is None else a - b
 
     invoke = np.asarray(streamed.invoke_us, dtype=np.float64)
+    silent = not np.any(pcm)
     record = {
         "name": clip.name,
         "status": "ok",
+        "input": stored,
+        "silent": bool(silent),
         "samples": int(pcm.size),
         "seconds": float(pcm.size / clip.sample_rate),
         "mixture": mixture_scores,
@@ -243,9 +387,26 @@ def run_clip(source, session, host, int8_runner, float_run, settings, progress, 
     return record, audio
 
 
+def _sync_session(report: dict, session: BoardSession) -> None:
+    """Whole-session link counters and recoveries (INFO, tensor check, upload, clips)."""
+    report["session"] = {
+        "link": session.counters(),
+        "recoveries": list(session.recoveries),
+        "budget": asdict(session.budget),
+    }
+    if session.limits is not None:
+        report["board"]["limits"] = session.limits.as_dict()
+
+
 def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> dict:
-    """Run the whole test on a board session; returns the report (also written to disk)."""
+    """Run the whole test on a board session; returns the report (also written to disk).
+
+    The report's ``status`` ends as ``finished``, ``refused`` (the inputs do not belong
+    together; nothing ran), ``aborted`` (``fault``: ``board`` for a board or link that
+    failed, ``host`` for an error of the harness) or, after Ctrl-C, ``aborted``.
+    """
     from tinysep.data.loaders import find_clips
+    from tinysep.models import load_model
 
     bundle = read_bundle(settings.bundle)
     sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split)
@@ -254,15 +415,18 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
     if not sources:
         raise ValueError(f"no clips in split {settings.split!r} under {settings.data}")
     names = list(bundle.sources)
-    float_run = float_runner(settings.float_model)
-    int8_runner = host_runner(settings.bundle)
     report_dir = Path(settings.report_dir)
     report = new_report(settings, bundle, board_meta, len(sources))
-    report["int8_host_runner"] = "convert.runtime" if int8_runner else "agent pipeline on host"
     write_reports(report, report_dir)
-    progress = _Progress(len(sources), settings.progress)
+    progress = None
     plotted = []
     try:
+        model = load_model(settings.float_model)
+        report["provenance"] = check_float_model(bundle, model, settings.allow_float_mismatch)
+        float_run = float_runner(model)
+        int8_runner = host_runner(settings.bundle)
+        report["int8_host_runner"] = "convert.runtime" if int8_runner else "agent pipeline on host"
+        progress = _Progress(len(sources), settings.progress)
         info = session.connect()
         report["board"].update(
             agent=info.agent_version,
@@ -270,12 +434,22 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
             delegate=info.delegate,
             model_sha256=info.model_sha256.hex(),
         )
+        _sync_session(report, session)
         if settings.flash and info.model_sha256.hex() != bundle.model_sha256:
+            session.refuse_unfit_upload(bundle)
             with open(bundle.model_path, "rb") as handle:
                 session.upload(handle.read())
             report["board"]["flashed"] = True
             report["board"]["model_sha256"] = session.info.model_sha256.hex()
         session.check(bundle)
+        chunk_hops = session.chunk_hops(settings.chunk_hops, bundle)
+        report["settings"]["chunk_hops_used"] = chunk_hops
+        report["settings"]["chunk_samples"] = chunk_hops * bundle.hop
+        if chunk_hops != settings.chunk_hops:
+            report["settings"]["chunk_note"] = (
+                f"{settings.chunk_hops} hops per chunk asked, {chunk_hops} fit the board's "
+                f"max message of {session.limits.max_message} bytes"
+            )
         kernels = "reference" if info.delegate == "cpu-reference" else "default"
         host = HostPipeline(bundle, kernels=kernels)
         exact, why = exactness_expected(info.runtime, info.delegate, host,
@@ -286,15 +460,17 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
             exact_expected=exact,
             exact_reason=why,
         )
-        first = to_pcm(sources[0].load().mixture)
+        first = to_pcm(sources[0].load(bundle.sample_rate).mixture)
         report["tensor_check"] = tensor_check(session, host, first, settings.tensor_invokes)
+        _sync_session(report, session)
         write_reports(report, report_dir)
         for number, source in enumerate(sources):
             try:
                 record, audio = run_clip(
-                    source, session, host, int8_runner, float_run, settings, progress, names
+                    source, session, host, int8_runner, float_run, settings, progress, names,
+                    chunk_hops,
                 )
-            except (HilError, LinkError):
+            except (HilError, LinkError, OSError):
                 report["clips"].append(
                     {"name": source.name, "status": "error", "error": "run stopped here"}
                 )
@@ -316,18 +492,30 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
             progress.finish_clip(
                 " ".join(f"{n[:3]} {v:+.2f}" for n, v in drop.items() if v is not None)
             )
+            _sync_session(report, session)
             write_reports(report, report_dir)
         report["status"] = "finished"
     except KeyboardInterrupt:
         report["status"] = "aborted"
         report["error"] = "interrupted (Ctrl-C)"
         raise
-    except (HilError, LinkError, ProtocolError, PeerError, OSError) as exc:
+    except InputRefused as exc:
+        report["status"] = "refused"
+        report["fault"] = "input"
+        report["error"] = str(exc)
+    except BOARD_FAULTS as exc:
         report["status"] = "aborted"
+        report["fault"] = "board"
         report["error"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a harness bug must still end the report, never "running"
+        report["status"] = "aborted"
+        report["fault"] = "host"
+        report["error"] = f"internal error: {type(exc).__name__}: {exc}"
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         report["finished"] = _now()
+        _sync_session(report, session)
         from .plots import plot_sdr_bars
 
         bars = plot_sdr_bars(report["clips"], report_dir / "figures" / "sdr_bars.png")

@@ -90,11 +90,14 @@ def host_runner(bundle_dir):
     return run
 
 
-def float_runner(model_dir):
-    """``mixture -> {source: float audio}`` with the float Keras model (whole clip)."""
+def float_runner(model_or_dir):
+    """``mixture -> {source: float audio}`` with the float Keras model (whole clip); takes a
+    loaded model or its folder."""
     from tinysep.models import load_model, separate
 
-    model = load_model(model_dir)
+    model = model_or_dir
+    if isinstance(model_or_dir, (str, bytes)) or hasattr(model_or_dir, "__fspath__"):
+        model = load_model(model_or_dir)
 
     def run(mixture: np.ndarray) -> dict:
         return separate(model, mixture)

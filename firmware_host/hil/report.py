@@ -95,11 +95,26 @@ def summarize(report: dict) -> dict:
     )
     totals = {key: int(sum(c["stream"]["link"][key] for c in clips)) for key in link_keys}
     wire = totals["bytes_sent"] + totals["bytes_received"]
+    session = report.get("session") or {}
+    recoveries = session.get("recoveries")
+    if session.get("link"):  # the whole session: INFO, tensor check, upload, stopped clips
+        totals = {key: int(session["link"].get(key, 0)) for key in link_keys}
     summary["link"] = totals
     summary["stream_seconds"] = wall
     summary["realtime_factor"] = summary["audio_seconds"] / wall if wall > 0 else None
     summary["wire_bytes_per_second"] = wire / wall if wall > 0 else None
-    summary["recoveries"] = int(sum(len(c["stream"]["recoveries"]) for c in clips))
+    if recoveries is None:
+        recoveries = [r for c in clips for r in c["stream"]["recoveries"]]
+    summary["recoveries"] = len(recoveries)
+    summary["recoveries_by_request"] = {}
+    for entry in recoveries:
+        during = entry.get("during", "a clip")
+        summary["recoveries_by_request"][during] = summary["recoveries_by_request"].get(
+            during, 0) + 1
+    summary["silent_clips"] = [c["name"] for c in clips if c.get("silent")]
+    summary["converted_clips"] = [
+        c["name"] for c in clips if (c.get("input") or {}).get("converted")
+    ]
     return summary
 
 
@@ -125,18 +140,25 @@ def evaluate_checks(report: dict) -> list:
         )
     )
     limit = settings["max_sdr_drop"]
+    gain_limit = settings.get("max_sdr_gain", limit)
+    silent = len(summary.get("silent_clips", []))
+    silent_text = f"; {silent} silent clip(s) have no SDR and are not scored" if silent else ""
     for source in SOURCES:
         drop = summary["drop"]["int8_board"][source]
+        if drop is None:
+            passed = False if summary["clips_ok"] else None
+            text = (f"no SDR for {source}: " + (
+                "no clip could be scored" + silent_text if summary["clips_ok"]
+                else "no clip streamed"))
+        else:
+            passed = -gain_limit <= drop <= limit
+            text = (f"mean SDR drop of the board vs float for {source}: {drop:.3f} dB "
+                    f"(allowed {-gain_limit:g} .. {limit:g} dB)" + silent_text)
+            if drop < -gain_limit:
+                text += (": the board is far better than its float model, so they are not "
+                         "the same model")
         checks.append(
-            _check(
-                f"sdr_drop_{source}",
-                None if drop is None else drop <= limit,
-                drop,
-                limit,
-                f"mean SDR drop of the board vs float for {source}: "
-                + ("n/a" if drop is None else f"{drop:.3f} dB")
-                + f" (limit {limit} dB)",
-            )
+            _check(f"sdr_drop_{source}", passed, drop, [-gain_limit, limit], text)
         )
     limit, why = lsb_limit(report)
     worst = summary["lsb"]["max_abs"]
@@ -155,16 +177,25 @@ def evaluate_checks(report: dict) -> list:
     tensor = report.get("tensor_check")
     if tensor is not None:
         tensor_worst = tensor.get("max_abs_diff")
-        checks.append(
-            _check(
-                "tensor_mode_bit_exact",
-                None if limit is None else (tensor_worst is not None and tensor_worst <= limit),
-                tensor_worst,
-                limit,
-                f"raw int8 outputs of {tensor.get('invokes', 0)} invokes: largest difference "
-                f"{tensor_worst} LSB" + note,
-            )
-        )
+        if tensor.get("skipped"):
+            passed, text = None, "tensor mode not supported by this board, skipped: " + tensor[
+                "reason"]
+        elif tensor.get("error"):
+            passed, text = False, "the board refused tensor mode: " + tensor["error"]
+        else:
+            passed = None if limit is None else (tensor_worst is not None and tensor_worst <= limit)
+            text = (f"raw int8 outputs of {tensor.get('invokes', 0)} invokes: largest "
+                    f"difference {tensor_worst} LSB" + note)
+        checks.append(_check("tensor_mode_bit_exact", passed, tensor_worst, limit, text))
+    provenance = report.get("provenance")
+    if provenance is not None:
+        if provenance.get("match"):
+            passed, text = True, ("the float model is the bundle's source (sha256 "
+                                  f"{provenance['float_model']['sha256'][:16]}...)")
+        else:
+            passed, text = None, provenance.get("note", "not verified")
+        checks.append(_check("float_model_provenance", passed, provenance.get("match"), True,
+                             text))
     if settings.get("min_realtime") is not None:
         rtf = summary["realtime_factor"]
         checks.append(
@@ -195,7 +226,7 @@ def finalize(report: dict) -> dict:
     """Recompute summary and checks; set ``passed``."""
     report["summary"] = summarize(report)
     report["checks"] = evaluate_checks(report)
-    report["passed"] = report["status"] != "aborted" and all(
+    report["passed"] = report["status"] == "finished" and all(
         c["passed"] is not False for c in report["checks"]
     )
     return report
@@ -250,7 +281,7 @@ def junit_xml(report: dict) -> str:
             ET.SubElement(case, "failure", message=check["text"]).text = check["text"]
         else:
             ET.SubElement(case, "system-out").text = check["text"]
-    if report["status"] == "aborted":
+    if report["status"] in ("aborted", "refused"):
         cases += 1
         failures += 1
         case = ET.SubElement(suite, "testcase", classname="hil.run", name="run_completed")
@@ -285,7 +316,7 @@ def markdown(report: dict) -> str:
         f"[{board.get('delegate')}]" + (" (emulated)" if board.get("emulated") else ""),
         f"- bundle: {report['bundle']['path']} (model sha256 "
         f"{report['bundle']['sha256'][:16]}..., K={report['bundle']['frames_per_invoke']})",
-        f"- float model: {report['float_model']}",
+        f"- float model: {report['float_model']}" + _provenance_text(report),
         f"- data: {report['data']['path']} [{report['data']['split']}], "
         f"{summary['clips_ok']} of {summary['clips']} clips ok, "
         f"{summary['audio_seconds']:.1f} s of audio",
@@ -323,8 +354,15 @@ def markdown(report: dict) -> str:
         + ", ".join(f"{s} {_fmt(summary['board_vs_host_sdr'][s], 3)} dB" for s in SOURCES),
         f"- bit-exact expected: {'yes' if board.get('exact_expected') else 'no'} "
         f"({board.get('exact_reason', 'the board was not reached')})",
-        f"- tensor mode: {tensor.get('invokes', 0)} invokes, largest raw int8 difference "
-        f"{_fmt(tensor.get('max_abs_diff'))} LSB",
+        "- tensor mode: " + (
+            f"skipped ({tensor.get('reason')})" if tensor.get("skipped") else
+            f"{tensor.get('invokes', 0)} invokes, largest raw int8 difference "
+            f"{_fmt(tensor.get('max_abs_diff'))} LSB"),
+        "- board limits: " + (", ".join(
+            f"{k} {v if not isinstance(v, list) else '/'.join(v) or 'none'}"
+            for k, v in (board.get("limits") or {}).items()) or "unknown")
+        + (f"; {report['settings']['chunk_note']}" if report["settings"].get("chunk_note")
+           else ""),
         f"- invoke time per model run: p50 {_fmt(summary['invoke_us']['p50'], 1)} us, "
         f"p99 {_fmt(summary['invoke_us']['p99'], 1)} us",
         f"- streaming: {_fmt(summary['realtime_factor'])}x real time, "
@@ -333,7 +371,9 @@ def markdown(report: dict) -> str:
         f"- link: {link['resends']} frames resent, {link['timeouts']} timeouts, "
         f"{link['naks_sent'] + link['naks_received']} NAKs, {link['duplicates']} duplicates, "
         f"{link['decode_errors']} damaged frames, {summary['recoveries']} recoveries "
-        f"(board restarts / stalls)",
+        f"(board restarts / stalls"
+        + "".join(f"; {n} during {what}" for what, n in
+                  summary.get("recoveries_by_request", {}).items()) + ")",
         "",
         "## Clips",
         "",
@@ -348,6 +388,10 @@ def markdown(report: dict) -> str:
         b = clip["scores"]["int8_board"]
         d = clip["drop"]["int8_board"]
         lsb = max(s["max_abs"] for s in clip["lsb"].values())
+        if clip.get("silent"):
+            lines.append(f"| {clip['name']} | {clip['seconds']:.1f} | silent: not scored "
+                         "| | | | |")
+            continue
         lines.append(
             f"| {clip['name']} | {clip['seconds']:.1f} | "
             + "/".join(_fmt(f[s]["sdr"]) for s in SOURCES)
@@ -357,10 +401,26 @@ def markdown(report: dict) -> str:
             + "/".join(_fmt(d[s], 3) for s in SOURCES)
             + f" | {lsb} | {_fmt(clip['stream']['realtime_factor'])} |"
         )
+    converted = [c for c in report["clips"] if (c.get("input") or {}).get("converted")]
+    if converted:
+        lines += ["", "## Converted inputs", ""]
+        for clip in converted:
+            lines.append(f"- {clip['name']}: " + ", ".join(clip["input"]["converted"]))
     if report.get("plots"):
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in report["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _provenance_text(report: dict) -> str:
+    provenance = report.get("provenance") or {}
+    if provenance.get("overridden"):
+        return f"\n\n**WARNING: {provenance.get('note')}**\n"
+    if provenance.get("match"):
+        return " (the bundle's recorded source)"
+    if provenance.get("note"):
+        return f" ({provenance['note']})"
+    return ""
 
 
 def write_reports(report: dict, folder: str | Path) -> dict:

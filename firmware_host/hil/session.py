@@ -1,12 +1,19 @@
 """The host's session with a board agent: open the port, check the board runs the bundle, and
 stream whole clips through it with recovery.
 
+After HELLO and INFO the session knows the board's limits (``BoardLimits``: the largest
+message it holds, its window, the capabilities it lists) and sizes every request to them:
+audio chunks shrink to the whole hops that fit (one hop per message is enough), and a request
+that cannot fit or a mode the board does not list is reported, never sent.
+
 ``stream_clip`` sends a clip as contiguous AUDIO_CHUNKs and puts every SEPARATED_CHUNK at its
 stream position; it checks that each position arrives exactly once, so a lost or duplicated
 frame cannot go unnoticed. When the board restarts (``PeerRestarted``) or stops answering for
-a while (``LinkTimeout``), the session reconnects, checks the board's model again, resets its
-state and replays the clip from position 0 (the model state of the lost run is gone, so only
-a full replay gives the same output); after ``max_recoveries`` it stops with ``HilError``.
+a while (``LinkTimeout``) during any request of the session (INFO, the tensor check, an upload
+or a clip), the session reconnects, checks the board's model again and repeats the request (a
+clip is replayed from position 0: the model state of the lost run is gone, so only a full
+replay gives the same output). It gives up with ``HilError`` when one request used up its
+``RecoveryBudget``: a number of recoveries and a time since its first fault.
 """
 
 from __future__ import annotations
@@ -21,16 +28,79 @@ from firmware_host.board.bundle import Bundle
 from firmware_host.protocol.client import BoardClient
 from firmware_host.protocol.errors import LinkTimeout, PeerError, PeerRestarted, ProtocolError
 from firmware_host.protocol.link import Link, LinkConfig
-from firmware_host.protocol.messages import AudioChunk, Info
+from firmware_host.protocol.messages import (
+    CAP_AUDIO,
+    CAP_TENSOR,
+    CAP_UPLOAD,
+    AudioChunk,
+    Info,
+    SeparatedChunk,
+)
 from firmware_host.transport import open_port
 
 DEFAULT_CHUNK_HOPS = 8  # 1024 samples, 64 ms: 1.8 % protocol overhead (docs/protocol.md)
 DEFAULT_BAUD = 921600
 MANIFEST_KEYS = ("audio", "sources", "input", "output", "states")
+AUDIO_CHUNK_HEAD = AudioChunk._HEAD.size  # bytes before the samples of an AUDIO_CHUNK
+SEPARATED_CHUNK_HEAD = SeparatedChunk._HEAD.size
+CAPABILITY_NAMES = ((CAP_AUDIO, "audio"), (CAP_TENSOR, "tensor"), (CAP_UPLOAD, "upload"))
 
 
 class HilError(RuntimeError):
     """The harness cannot go on: says what happened and what to do."""
+
+
+@dataclass
+class RecoveryBudget:
+    """When the session stops recovering one request (a clip, a tensor invoke, an upload, INFO).
+
+    A request is repeated after each board restart or stall until it used ``max_recoveries``
+    recoveries or ``max_seconds`` passed since its first fault, whichever comes first.
+    Measured on the emulated board: faults at 3 % of frames of every line class plus board
+    kills and stalls need at most a handful per clip (docs/bundle.md, "HIL recovery").
+    """
+
+    max_recoveries: int = 12
+    max_seconds: float = 300.0
+
+    def text(self) -> str:
+        return f"{self.max_recoveries} recoveries or {self.max_seconds:.0f} s per request"
+
+
+@dataclass
+class BoardLimits:
+    """What the board announced: its HELLO limits and the capabilities listed in INFO.
+
+    A board that holds at most ``max_message`` bytes per message is taken to build replies
+    no larger either, so requests are sized for both directions.
+    """
+
+    max_payload: int
+    max_message: int
+    window: int
+    capabilities: int
+
+    def has(self, capability: int) -> bool:
+        return bool(self.capabilities & capability)
+
+    def capability_names(self) -> list:
+        return [name for bit, name in CAPABILITY_NAMES if self.capabilities & bit]
+
+    def as_dict(self) -> dict:
+        return {
+            "max_payload": self.max_payload,
+            "max_message": self.max_message,
+            "window": self.window,
+            "capabilities": self.capability_names(),
+        }
+
+
+def fitting_chunk_hops(requested: int, hop: int, n_sources: int, max_message: int) -> int:
+    """The most whole hops (at most ``requested``) whose AUDIO_CHUNK and SEPARATED_CHUNK both
+    fit in ``max_message`` bytes; 0 when not even one hop fits."""
+    by_request = (max_message - AUDIO_CHUNK_HEAD) // (2 * hop)
+    by_reply = (max_message - SEPARATED_CHUNK_HEAD) // (2 * hop * max(1, n_sources))
+    return max(0, min(requested, by_request, by_reply))
 
 
 @dataclass
@@ -79,6 +149,59 @@ def manifest_differences(board_manifest, bundle: Bundle) -> list:
     return problems
 
 
+MODEL_FIELDS = ("scale", "zero_point")  # manifest tensor fields an upload takes from the model
+
+
+def _tensor_entries(manifest: dict):
+    yield "input", manifest.get("input")
+    yield "output", manifest.get("output")
+    for number, state in enumerate(manifest.get("states") or []):
+        if isinstance(state, dict):
+            yield f"states[{number}]", state
+
+
+def differences_after_upload(board_manifest, bundle: Bundle) -> list:
+    """Fields in which the board's manifest would still differ from ``bundle``'s after the
+    bundle's model is uploaded (an upload rewrites only the model's sha256, size, scales,
+    zero points and requantize rules; the rest of the board's manifest stays). Empty: the
+    harness will accept the board after the upload. None: the board sent no manifest."""
+    if not isinstance(board_manifest, dict):
+        return None
+    local = json.loads(bundle.manifest_text)
+    predicted = json.loads(json.dumps(board_manifest))
+    local_entries = dict(_tensor_entries(local))
+    for where, entry in _tensor_entries(predicted):
+        source = local_entries.get(where)
+        if not isinstance(entry, dict) or not isinstance(source, dict):
+            continue
+        if where.startswith("states"):
+            if "requantize" in source:
+                entry["requantize"] = source["requantize"]
+            for side in ("input", "output"):
+                if isinstance(entry.get(side), dict) and isinstance(source.get(side), dict):
+                    for field in MODEL_FIELDS:
+                        if field in source[side]:
+                            entry[side][field] = source[side][field]
+        else:
+            for field in MODEL_FIELDS:
+                if field in source:
+                    entry[field] = source[field]
+    problems = []
+    for key in MANIFEST_KEYS:
+        if predicted.get(key) == local.get(key):
+            continue
+        if isinstance(predicted.get(key), dict) and isinstance(local.get(key), dict):
+            fields = sorted(
+                name
+                for name in set(predicted[key]) | set(local[key])
+                if predicted[key].get(name) != local[key].get(name)
+            )
+            problems.append(f"{key} ({', '.join(fields)})")
+        else:
+            problems.append(key)
+    return problems
+
+
 class BoardSession:
     """A connected board: ``open`` a pyserial URL (or take a byte stream), ``check`` the model."""
 
@@ -90,7 +213,8 @@ class BoardSession:
         config: LinkConfig | None = None,
         reply_timeout: float = 10.0,
         connect_timeout: float = 20.0,
-        max_recoveries: int = 3,
+        max_recoveries: int | None = None,
+        budget: RecoveryBudget | None = None,
     ) -> None:
         if (port is None) == (stream is None):
             raise ValueError("give either a port URL or a byte stream")
@@ -102,20 +226,109 @@ class BoardSession:
         self.link = Link(stream, config, name="host")
         self.client = BoardClient(self.link, timeout=reply_timeout)
         self.connect_timeout = connect_timeout
-        self.max_recoveries = max_recoveries
+        self.budget = budget if budget is not None else RecoveryBudget()
+        if max_recoveries is not None:
+            self.budget.max_recoveries = max_recoveries
         self.info = None
         self.bundle = None
+        self.limits = None
+        self.recoveries = []  # every recovery of the session: during what, kind, detail
+        self.started = time.monotonic()
+        self.counters_at_start = _counters(self.link)
+
+    @property
+    def max_recoveries(self) -> int:
+        """Recoveries one request may use (see ``RecoveryBudget``)."""
+        return self.budget.max_recoveries
+
+    def counters(self) -> dict:
+        """Link counters since the session was opened (resends, timeouts, restarts ...)."""
+        return _delta(self.counters_at_start, _counters(self.link))
+
+    def _read_limits(self) -> None:
+        peer = self.link.peer
+        if peer is None:
+            return
+        self.limits = BoardLimits(
+            int(peer.max_payload),
+            int(min(peer.max_message, self.link.config.max_message)),
+            int(peer.window),
+            int(getattr(self.info, "capabilities", CAP_AUDIO | CAP_TENSOR | CAP_UPLOAD)),
+        )
+
+    def chunk_hops(self, requested: int, bundle: Bundle | None = None) -> int:
+        """Hops per audio chunk for this board: ``requested`` or fewer, so both the chunk and
+        its reply fit the board's max message; HilError when not even one hop fits."""
+        bundle = bundle or self.bundle
+        if self.limits is None or bundle is None:
+            return requested
+        hops = fitting_chunk_hops(
+            requested, bundle.hop, len(bundle.sources), self.limits.max_message
+        )
+        if hops < 1:
+            need = max(
+                AUDIO_CHUNK_HEAD + 2 * bundle.hop,
+                SEPARATED_CHUNK_HEAD + 2 * bundle.hop * len(bundle.sources),
+            )
+            raise HilError(
+                f"the board holds messages of at most {self.limits.max_message} bytes, one hop "
+                f"of audio ({bundle.hop} samples, {len(bundle.sources)} sources back) needs "
+                f"{need}: it cannot stream this bundle"
+            )
+        return hops
+
+    def _note_recovery(self, what: str, exc: Exception) -> None:
+        kind = "board restarted" if isinstance(exc, PeerRestarted) else "timeout"
+        self.recoveries.append(
+            {
+                "during": what,
+                "kind": kind,
+                "detail": str(exc),
+                "at_seconds": round(time.monotonic() - self.started, 3),
+            }
+        )
+
+    def recovering(self, what: str, operation, on_recover=None):
+        """Run ``operation()``; after a board restart or stall reconnect and run it again,
+        within the budget. ``on_recover()`` runs before each repeat (e.g. a progress reset)."""
+        first_fault = None
+        used = 0
+        while True:
+            try:
+                return operation()
+            except (PeerRestarted, LinkTimeout) as exc:
+                now = time.monotonic()
+                first_fault = now if first_fault is None else first_fault
+                budget = self.budget
+                if used >= budget.max_recoveries or now - first_fault > budget.max_seconds:
+                    raise HilError(
+                        f"gave up on {what} after {used} recoveries in "
+                        f"{now - first_fault:.1f} s (budget: {self.budget.text()}); last: {exc}"
+                    ) from None
+                used += 1
+                self._note_recovery(what, exc)
+                self.reconnect()
+                if on_recover is not None:
+                    on_recover()
 
     def connect(self) -> Info:
-        """Open a session and read INFO; a silent board raises HilError naming the port."""
+        """Open a session and read INFO; a silent board raises HilError naming the port.
+
+        A restart or a stall after the board answered HELLO (while INFO is read) is recovered
+        by reconnecting.
+        """
         try:
             self.info = self.client.connect(timeout=self.connect_timeout)
-        except LinkTimeout as exc:
-            raise HilError(
-                f"no board agent answers on {self.port or 'the stream'}: {exc}. Is the agent "
-                "running (python3 -m firmware_host.board --port ... --bundle ...) "
-                "and the baud right?"
-            ) from None
+        except (LinkTimeout, PeerRestarted) as exc:
+            if _hello_unanswered(exc):
+                raise HilError(
+                    f"no board agent answers on {self.port or 'the stream'}: {exc}. Is the "
+                    "agent running (python3 -m firmware_host.board --port ... --bundle ...) "
+                    "and the baud right?"
+                ) from None
+            self._note_recovery("INFO", exc)
+            self.reconnect()
+        self._read_limits()
         return self.info
 
     def check(self, bundle: Bundle) -> None:
@@ -128,6 +341,12 @@ class BoardSession:
             except PeerError as exc:
                 reason = f": {exc.text}"
             raise HilError(f"the board has no model loaded{reason}")
+        if self.limits is not None and not self.limits.has(CAP_AUDIO):
+            raise HilError(
+                "the board's INFO does not list audio streaming (capabilities: "
+                + (", ".join(self.limits.capability_names()) or "none")
+                + "): nothing to test"
+            )
         board_sha = info.model_sha256.hex()
         if board_sha != bundle.model_sha256:
             raise HilError(
@@ -149,14 +368,25 @@ class BoardSession:
         self.bundle = bundle
 
     def reconnect(self) -> Info:
-        """A new session after a restart or a stall; checks the model again."""
-        try:
-            self.info = self.client.connect(timeout=self.connect_timeout)
-        except LinkTimeout as exc:
-            raise HilError(
-                f"the board stopped answering and did not come back within "
-                f"{self.connect_timeout:.1f} s: {exc}"
-            ) from None
+        """A new session after a restart or a stall; checks the model again.
+
+        A board that restarts again while INFO is read is asked again, until
+        ``connect_timeout`` passed without an answer.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                self.info = self.client.connect(timeout=max(0.1, remaining))
+                break
+            except (LinkTimeout, PeerRestarted) as exc:
+                if time.monotonic() < deadline and not _hello_unanswered(exc):
+                    continue
+                raise HilError(
+                    f"the board stopped answering and did not come back within "
+                    f"{self.connect_timeout:.1f} s: {exc}"
+                ) from None
+        self._read_limits()
         if self.bundle is not None:
             self.check(self.bundle)
         return self.info
@@ -177,21 +407,13 @@ class BoardSession:
         total = -(-(pcm.size + delay) // chunk) * chunk
         padded = np.zeros(total, dtype=np.int16)
         padded[: pcm.size] = pcm
-        recoveries = []
         start = time.perf_counter()
         before = _counters(self.link)
-        while True:
-            try:
-                sources, invoke_us, invokes = self._stream_once(padded, chunk, progress)
-                break
-            except (PeerRestarted, LinkTimeout) as exc:
-                if len(recoveries) >= self.max_recoveries:
-                    raise HilError(
-                        f"gave up after {len(recoveries)} recoveries in one clip; last: {exc}"
-                    ) from None
-                kind = "board restarted" if isinstance(exc, PeerRestarted) else "timeout"
-                recoveries.append({"kind": kind, "detail": str(exc)})
-                self.reconnect()
+        first = len(self.recoveries)
+        sources, invoke_us, invokes = self.recovering(
+            "a clip", lambda: self._stream_once(padded, chunk, progress)
+        )
+        recoveries = self.recoveries[first:]
         wall = time.perf_counter() - start
         aligned = sources[:, delay : delay + pcm.size]
         return StreamResult(
@@ -240,17 +462,48 @@ class BoardSession:
             raise ProtocolError(f"no SEPARATED_CHUNK for positions {missing}")
         return out, invoke_us, invokes
 
+    def refuse_unfit_upload(self, bundle: Bundle) -> None:
+        """HilError when uploading ``bundle``'s model would leave a board the harness refuses
+        (its manifest differs beyond what an upload rewrites)."""
+        try:
+            board_manifest = self.info.manifest
+        except ValueError:
+            board_manifest = None
+        problems = differences_after_upload(board_manifest, bundle)
+        if problems:
+            raise HilError(
+                f"the board's bundle differs from {bundle.folder} in {'; '.join(problems)}: an "
+                "upload replaces only the model (and its scales), so the harness would still "
+                "refuse the board; copy the whole bundle folder to the board instead"
+            )
+
     def upload(self, data: bytes, progress=None):
-        """Upload a model file and refresh INFO (see ``BoardClient.upload``)."""
-        done = self.client.upload(data, progress=progress)
-        self.info = self.client.info()
+        """Upload a model file and refresh INFO (see ``BoardClient.upload``); a restart or a
+        stall mid-upload starts the upload again (the board discards a partial one)."""
+        if self.limits is not None and not self.limits.has(CAP_UPLOAD):
+            raise HilError("the board's INFO does not list the upload capability: flash it "
+                           "with its own tools")
+
+        def once():
+            done = self.client.upload(data, progress=progress)
+            self.info = self.client.info()
+            return done
+
+        done = self.recovering("the upload", once)
+        self._read_limits()
         return done
 
     def close(self) -> None:
         self.link.close(close_stream=True)
+
 
     def __enter__(self) -> BoardSession:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _hello_unanswered(exc: Exception) -> bool:
+    """True when ``exc`` says the peer never answered HELLO (no board, not a stall)."""
+    return isinstance(exc, LinkTimeout) and "HELLO" in getattr(exc, "waiting_for", "")

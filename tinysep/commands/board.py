@@ -2,8 +2,11 @@
 
 ``--emulate`` opens a pseudo-terminal pair, serves the agent on one end and prints the other
 end's device path, which the harness opens like a serial port (``tinysep hil --port PATH``).
-``--baud N`` paces the emulated link like a UART of N baud. ``--port`` runs the same agent
-on a real device (what ``python3 -m firmware_host.board`` does on a board).
+The emulated board works on its own copy of the bundle (an upload never changes the folder
+given). ``--baud N`` paces the emulated link like a UART of N baud; ``--profile cortex-m``
+emulates a microcontroller (1 KiB messages, window 1, TFLite Micro in the measured arena).
+``--port`` runs the same agent on a real device (what ``python3 -m firmware_host.board`` does
+on a board).
 """
 
 from __future__ import annotations
@@ -33,8 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="auto",
                         choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
                                  "tflite_micro"),
-                        help="TFLite runtime (default: the first that imports; tflite_micro: "
-                        "TensorFlow Lite Micro's kernels, only when asked)")
+                        help="TFLite runtime (default: the first that imports, or the "
+                        "profile's; tflite_micro: TensorFlow Lite Micro's kernels, only when "
+                        "asked)")
+    parser.add_argument("--profile", default=None, choices=("host", "cortex-m"),
+                        help="emulate: the board class (host: as on a Linux board; cortex-m: "
+                        "1 KiB messages, window 1, TFLite Micro in the manifest's measured "
+                        "arena)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
         elif not bundle.is_dir():
             raise CliError(f"bundle folder {bundle} does not exist")
 
-        def announce(path: str) -> None:
+        def announce(path: str, folder: str) -> None:
             speed = f", paced to {args.baud} baud" if args.baud else ""
-            print(f"emulated board on {path} (bundle {bundle}{speed}); Ctrl-C stops it",
-                  flush=True)
+            profile = f", profile {args.profile}" if args.profile else ""
+            print(f"emulated board on {path} (bundle {bundle}, served from its copy {folder}"
+                  f"{profile}{speed}); Ctrl-C stops it", flush=True)
 
         stopping = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -64,13 +73,16 @@ def run(args: argparse.Namespace) -> int:
             return _serve_emulated_arch(args, bundle, lambda: bool(stopping))
         try:
             return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
-                                       runtime=args.runtime, should_stop=lambda: bool(stopping))
+                                       runtime=args.runtime, should_stop=lambda: bool(stopping),
+                                       profile=args.profile)
         except (RuntimeUnavailable, MicroAllocationFailed) as exc:
             raise CliError(str(exc)) from None
     if args.bundle is None:
         raise CliError("--port needs --bundle")
     if args.arch != "host":
         raise CliError("--arch is for --emulate (on a port the agent runs on the board's CPU)")
+    if args.profile is not None:
+        raise CliError("--profile is for --emulate; on a port the agent's own options apply")
     from firmware_host.board.__main__ import main as agent_main
 
     argv = ["--port", args.port, "--bundle", str(args.bundle), "--runtime", args.runtime]

@@ -5,8 +5,17 @@ Reports per clip and in summary SDR / SIR / SAR for float (Keras, host), int8 (T
 and int8 on the board; the drop against float; the board vs host int8 difference in LSB (a
 CPU board running the same runtime must be bit-exact) and a tensor-mode check of raw int8
 outputs; on-board invoke time p50 / p99; link throughput, real-time factor and resent frames.
-Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip. Exit
-status 1 when a check fails or the run stops early, 2 for bad arguments.
+Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip.
+
+Requests are sized to the limits the board announces (max message, window) and to the
+capabilities its INFO lists; a float model that is not the bundle's recorded source is refused
+(``--allow-float-mismatch`` compares anyway and the report says so in bold).
+
+Exit status: 0 passed; 1 a check failed (or the harness itself failed); 2 bad arguments, or
+inputs that do not belong together (the report's status is ``refused``); 3 the board could
+not run the test or the link failed and the run stopped (no answer, another model or no model
+on the board, a protocol violation, more restarts or stalls than the recovery budget);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream only the first N clips")
     parser.add_argument("--max-sdr-drop", type=float, default=0.5, metavar="DB",
                         help="largest mean SDR drop of the board vs float per source (default 0.5)")
+    parser.add_argument("--max-sdr-gain", type=float, default=0.5, metavar="DB",
+                        help="largest mean SDR gain of the board over float per source: a "
+                        "board far better than its float model is not the same model "
+                        "(default 0.5)")
+    parser.add_argument("--allow-float-mismatch", action="store_true",
+                        help="compare with a float model that is not the one the bundle "
+                        "records as its source (the report says so)")
     parser.add_argument("--max-lsb", type=int, default=None, metavar="N",
                         help="largest board vs host int8 difference in LSB (default: 0 when the "
                         "board runs the host's runtime or reference kernels on a CPU, else "
@@ -53,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="waveform/spectrogram figures for the first N clips (default 3)")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for a reply before recovering (default 10)")
+    parser.add_argument("--connect-timeout", type=float, default=20.0, metavar="S",
+                        help="seconds to wait for the board to answer HELLO (default 20)")
     parser.add_argument("--board-python", default=None, metavar="PYTHON",
                         help="emulate: run the agent with this interpreter (e.g. .venv-board)")
     parser.add_argument("--board-kernels", default="default", choices=("default", "reference"),
@@ -64,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: the agent's runtime (default: the first that imports; "
                         "tflite_micro: TensorFlow Lite Micro's kernels, not bit-exact with the "
                         "host, judged by SDR)")
+    parser.add_argument("--board-profile", default=None, choices=("host", "cortex-m"),
+                        help="emulate: the board class (cortex-m: 1 KiB messages, window 1, "
+                        "TFLite Micro in the manifest's measured arena)")
+    parser.add_argument("--max-recoveries", type=int, default=None, metavar="N",
+                        help="board restarts or stalls one request (a clip, a tensor invoke, "
+                        "the upload) may recover from (default 12)")
+    parser.add_argument("--recovery-seconds", type=float, default=None, metavar="S",
+                        help="time one request may spend recovering (default 300)")
     parser.add_argument("--board-arch", default="host", choices=BOARD_ARCHES,
                         help="emulate: the board's CPU (arm64: the agent on Debian arm64 Python "
                         "and the aarch64 LiteRT under qemu-user; build it with `make "
@@ -80,6 +108,16 @@ def _check_args(args) -> None:
         raise CliError(f"--chunk-hops must be 1..64, got {args.chunk_hops}")
     if args.max_sdr_drop < 0:
         raise CliError(f"--max-sdr-drop must be >= 0, got {args.max_sdr_drop}")
+    if args.max_sdr_gain < 0:
+        raise CliError(f"--max-sdr-gain must be >= 0, got {args.max_sdr_gain}")
+    if args.max_recoveries is not None and args.max_recoveries < 0:
+        raise CliError(f"--max-recoveries must be >= 0, got {args.max_recoveries}")
+    if args.recovery_seconds is not None and args.recovery_seconds <= 0:
+        raise CliError(f"--recovery-seconds must be positive, got {args.recovery_seconds}")
+    if args.connect_timeout <= 0 or args.timeout <= 0:
+        raise CliError("--connect-timeout and --timeout must be positive")
+    if args.board_profile is not None and not args.emulate:
+        raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     if args.board_arch != "host" and not args.emulate:
         raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
     if args.baud is not None and args.baud <= 0:
@@ -92,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.board.bundle import read_bundle
     from firmware_host.emulator import EmulatedBoard
     from firmware_host.hil.harness import HilSettings, run_hil
-    from firmware_host.hil.session import BoardSession
+    from firmware_host.hil.session import BoardSession, RecoveryBudget
     from tinysep.cli import CliError
     from tinysep.models import read_config
 
@@ -108,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         max_clips=args.max_clips,
         max_sdr_drop=args.max_sdr_drop,
+        max_sdr_gain=args.max_sdr_gain,
+        allow_float_mismatch=args.allow_float_mismatch,
         max_lsb=args.max_lsb,
         min_realtime=args.min_realtime,
         chunk_hops=args.chunk_hops,
@@ -126,18 +166,27 @@ def run(args: argparse.Namespace) -> int:
                                       getattr(args, "board_profile", None))
             except (ArmRootMissing, ValueError) as exc:
                 raise CliError(str(exc)) from None
+            runtime = [] if args.board_runtime == "auto" else ["--runtime", args.board_runtime]
             board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python, **launch,
-                                  extra_args=["--kernels", args.board_kernels,
-                                              "--runtime", args.board_runtime],
-                                  log_path=args.report / "agent.log")
+                                  extra_args=["--kernels", args.board_kernels] + runtime,
+                                  log_path=args.report / "agent.log",
+                                  profile=args.board_profile)
             port, baud = board.path, args.baud
         else:
             port, baud = args.port, args.baud or 921600
         meta = {"port": port, "emulated": bool(args.emulate), "baud": baud}
         if args.board_arch != "host":
             meta["arch"] = args.board_arch
+        if board is not None:
+            meta["profile"] = board.profile.name
+        budget = RecoveryBudget()
+        if args.max_recoveries is not None:
+            budget.max_recoveries = args.max_recoveries
+        if args.recovery_seconds is not None:
+            budget.max_seconds = args.recovery_seconds
         try:
-            session = BoardSession(port=port, baud=baud, reply_timeout=args.timeout)
+            session = BoardSession(port=port, baud=baud, reply_timeout=args.timeout,
+                                   connect_timeout=args.connect_timeout, budget=budget)
         except OSError as exc:
             raise CliError(str(exc)) from None
         with session:
@@ -148,6 +197,11 @@ def run(args: argparse.Namespace) -> int:
         if board is not None:
             board.close()
     _print_summary(report)
+    if report["status"] == "refused":
+        print(f"tinysep hil: error: {report['error']}", file=sys.stderr)
+        return 2
+    if report["status"] == "aborted" and report.get("fault") == "board":
+        return BOARD_FAULT_EXIT
     return 0 if report["passed"] else 1
 
 
@@ -169,8 +223,17 @@ def _print_summary(report: dict) -> None:
     print(f"HIL {'PASSED' if report['passed'] else 'FAILED'}: {summary['clips_ok']} of "
           f"{summary['clips']} clips, {summary['audio_seconds']:.1f} s of audio "
           f"({report['status']})")
+    provenance = report.get("provenance") or {}
+    if provenance.get("overridden") or provenance.get("match") is None and provenance.get("note"):
+        print(f"WARNING: {provenance['note']}", file=sys.stderr)
+        print(f"WARNING: {provenance['note']}")
     if report.get("error"):
         print(f"stopped: {report['error']}")
+    summary_link = summary["link"]
+    if summary["recoveries"] or summary_link["resends"]:
+        print(f"  session: {summary_link['resends']} frames resent, {summary_link['timeouts']} "
+              f"timeouts, {summary['recoveries']} recoveries "
+              + str(summary.get("recoveries_by_request", {})))
     for check in report["checks"]:
         mark = {True: "pass", False: "FAIL", None: "skip"}[check["passed"]]
         print(f"  [{mark}] {check['name']}: {check['text']}")

@@ -20,6 +20,7 @@ from tinysep.data.engines import (
     plan_song,
     render_stems,
 )
+from tinysep.data.loaders import detect_dataset, load_split
 from tinysep.data.production import STEMS
 from tinysep.data.synth import (
     SAMPLE_RATE,
@@ -122,6 +123,13 @@ def test_same_command_writes_the_same_bytes_with_any_number_of_workers(tmp_path)
                     for s in ("drums", "bass", "other"))
         assert np.max(np.abs(parts - left[:, 0])) <= 3 / 32768
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folders
+    # the loaders read the multi-engine corpus as vocals vs accompaniment, as before
+    assert detect_dataset(tmp_path / "a") == "synth"
+    clips = load_split(tmp_path / "a", "auto", "all", progress=False)
+    assert sorted(c.name for c in clips) == sorted(meta["clips"])
+    for clip in clips:
+        np.testing.assert_allclose(clip.mixture, clip.vocals + clip.accompaniment, atol=1e-6)
+        assert _rms(clip.vocals) > 1e-3 and _rms(clip.accompaniment) > 1e-3
 
 
 def test_splits_name_the_engines_of_every_song_and_clip():

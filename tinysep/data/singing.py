@@ -38,6 +38,7 @@ SYLLABLES = ("la", "na", "oh", "day", "me", "so", "love", "you", "sky", "light",
              "fly", "night", "dream", "see", "high", "low", "more", "time", "way", "rain",
              "sun", "stay", "heart", "blue", "sea", "fire", "mine", "away", "star", "ride")
 FRAME_MS = 5.0
+RELEASE_FRAMES = 8  # a sung syllable fades over its last 40 ms
 FESTIVAL_TIMEOUT = 120.0
 
 
@@ -141,6 +142,13 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
     return tuple(bank)
 
 
+@lru_cache(maxsize=64)
+def warped_bank(voice: str, sample_rate: int, warp: float) -> tuple[Syllable, ...]:
+    """The syllable bank of ``voice`` with every envelope warped for one singer."""
+    return tuple(Syllable(s.f0, _warp_envelope(s.sp, warp), s.ap, s.onset)
+                 for s in syllable_bank(voice, sample_rate))
+
+
 def _warp_envelope(sp: np.ndarray, warp: float) -> np.ndarray:
     """Scale the spectral envelope's frequency axis by ``warp`` (formants move with it)."""
     bins = np.arange(sp.shape[1], dtype=np.float64)
@@ -156,7 +164,7 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
     """The sung vocal track of ``melody``: float32, ``n_samples`` long."""
     import pyworld
 
-    bank = syllable_bank(singer.voice, sample_rate)
+    bank = warped_bank(singer.voice, sample_rate, round(singer.warp, 4))
     hop = FRAME_MS / 1000.0
     n_frames = int(np.ceil(n_samples / sample_rate / hop)) + 1
     n_bins = bank[0].sp.shape[1]
@@ -171,6 +179,8 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
         else:
             groups[-1].append(note)
     target = np.zeros(n_frames)
+    gain = np.ones(n_frames)  # note dynamics: velocity, and a short release at the end
+    active = np.zeros(n_frames, dtype=bool)  # frames with sound (the rest is not synthesized)
     for group in groups:
         syl = bank[int(rng.integers(len(bank)))]
         start = group[0].start
@@ -189,11 +199,15 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
         idx = nucleus[np.round(pos).astype(int)]
         sp[first:b] = syl.sp[idx]
         ap[first:b] = syl.ap[idx]
+        active[a:b] = True
         f0[first:b] = 1.0
         for note in group:
             s = int(round(note.start / hop))
             e = min(n_frames, int(round((note.start + note.duration) / hop)))
             target[s:e] = note.pitch
+            gain[s:e] = note.velocity
+        fade = min(RELEASE_FRAMES, b - first)
+        gain[b - fade:b] *= np.linspace(1.0, 0.2, fade)
     # pitch: portamento between notes (one-pole glide), delayed vibrato, slight drift
     held = target.copy()
     last = 0.0
@@ -213,10 +227,17 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
                                                   + rng.uniform(0, 2 * np.pi))
     pitch = smooth + vibrato * 0.8 + rng.uniform(-0.1, 0.1)
     f0 = np.where(f0 > 0, 440.0 * 2 ** ((pitch - 69) / 12), 0.0)
-    sp = _warp_envelope(sp, singer.warp)
-    y = pyworld.synthesize(f0, np.ascontiguousarray(sp), np.ascontiguousarray(ap),
-                           sample_rate, FRAME_MS)
+    sp *= (gain ** 2)[:, None]
     out = np.zeros(n_samples, dtype=np.float32)
-    m = min(n_samples, len(y))
-    out[:m] = y[:m]
+    per_frame = int(round(hop * sample_rate))
+    # synthesize each stretch of sound on its own (with a little silence either side)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        a, b = max(0, start - 4), min(n_frames, stop + 4)
+        y = pyworld.synthesize(f0[a:b], np.ascontiguousarray(sp[a:b]),
+                               np.ascontiguousarray(ap[a:b]), sample_rate, FRAME_MS)
+        offset = a * per_frame
+        m = min(n_samples - offset, len(y))
+        if m > 0:
+            out[offset:offset + m] += y[:m]
     return out

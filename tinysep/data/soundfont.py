@@ -25,6 +25,8 @@ FONTS: dict[str, tuple[str, str]] = {
 }
 DRUM_CHANNEL = 9  # General MIDI channel 10
 DRUM_BANK = 128
+MIDI_CHANNELS = 16
+QUIET_LOG_LEVELS = (2, 3)  # fluidsynth's FLUID_WARN and FLUID_INFO
 SYNTH_GAIN = 0.25
 CHUNK = 4096  # longest get_samples call, samples
 
@@ -99,6 +101,7 @@ class _Fluid:
             "fluid_synth_noteon": (i, [vp, i, i, i]),
             "fluid_synth_noteoff": (i, [vp, i, i]),
             "fluid_synth_write_float": (i, [vp, i, vp, i, i, vp, i, i]),
+            "fluid_set_log_function": (vp, [i, vp, vp]),
         }
         for name, (restype, argtypes) in signatures.items():
             func = getattr(lib, name)
@@ -112,13 +115,16 @@ def _font(path: str, sample_rate: int):
     fluidsynth = load_fluidsynth()
     settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 256,
                 "synth.cpu-cores": 1, "synth.dynamic-sample-loading": 0}
-    owner = fluidsynth.Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate), **settings)
+    lib = _Fluid(fluidsynth)
+    for level in QUIET_LOG_LEVELS:  # "no preset on channel N" for every fresh synthesizer
+        lib.fluid_set_log_function(level, None, None)
+    owner = fluidsynth.Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate),
+                             channels=MIDI_CHANNELS, **settings)
     if not Path(path).is_file():
         raise FontError(f"sound font {path}: no such file")
     sfid = owner.sfload(path)
     if sfid < 0:
         raise FontError(f"sound font {path}: fluidsynth could not load it")
-    lib = _Fluid(fluidsynth)
     sfont = lib.fluid_synth_get_sfont_by_id(owner.synth, sfid)
     if not sfont:
         raise FontError(f"sound font {path}: loaded but not found in the synthesizer")

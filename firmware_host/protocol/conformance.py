@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 
-from .framing import FLAG_MORE, Frame, FrameDecoder, encode_frame
+from .framing import FLAG_MORE, FLAG_POLL, Frame, FrameDecoder, encode_frame
 from .messages import (
     CAP_UPLOAD,
     ROLE_BOARD,
@@ -276,6 +276,22 @@ def build_vectors() -> dict:
         case.expect_error(ErrorCode.BAD_MESSAGE, MessageType.TENSOR_IN)
     case.send(MessageType.PING, Ping(7, b"alive").encode(), note="PING")
     case.expect(MessageType.PONG, _hex(Ping(7, b"alive").encode()), "still serving")
+
+    case.send(MessageType.OK, b"\x12", note="OK, a board-to-host message, sent to the board")
+    case.expect_error(
+        [ErrorCode.UNEXPECTED, ErrorCode.UNKNOWN_TYPE],
+        MessageType.OK,
+        "ERROR UNEXPECTED (or UNKNOWN_TYPE) to OK",
+    )
+    case.send(MessageType.PING, Ping(8, b"").encode(), note="PING")
+    case.expect(MessageType.PONG, _hex(Ping(8, b"").encode()), "still serving")
+    cases.append(case)
+
+    session = 0x0C000035
+    case = _Case("poll", "An ACK with POLL is answered by an ACK at once.", session=session)
+    case.expect_hello_reply(session)
+    case.send(MessageType.ACK, flags=FLAG_POLL, seq=0, ack=0, note="ACK with POLL")
+    case.expect(MessageType.ACK, "", "ACK: acknowledges nothing yet (ack 0)", header={"ack": 0})
     cases.append(case)
 
     cases.extend(_refusal_cases())

@@ -168,6 +168,7 @@ class LinkStats:
     oversize_messages: int = 0
     frames_without_session: int = 0
     hellos_refused: int = 0  # peer HELLOs this end refused (bad version, limits or role)
+    internal_errors: int = 0  # received frames dropped because processing them failed
     peer_restarts: int = 0
     max_in_flight: int = 0  # most unacknowledged frames at once
     decode_errors: int = 0  # sum of the decoder's errors below
@@ -647,14 +648,27 @@ class Link:
                 return
             if not data:
                 continue
-            events = self._decoder.feed(data)
+            try:
+                events = self._decoder.feed(data)
+            except Exception as exc:  # a decoder bug must not end the reader: resynchronise
+                self._decoder.reset()
+                events = []
+                with self._cond:
+                    self._last_bad_frame = f"decoder failed: {type(exc).__name__}: {exc}"
             with self._cond:
                 self._stats.bytes_received += len(data)
                 for event in events:
-                    if isinstance(event, DecodeError):
-                        self._on_decode_error(event)
-                    else:
-                        self._on_frame(event)
+                    try:
+                        if isinstance(event, DecodeError):
+                            self._on_decode_error(event)
+                        else:
+                            self._on_frame(event)
+                    except Exception as exc:  # same: drop the frame, keep the link alive
+                        self._stats.internal_errors += 1
+                        self._last_bad_frame = (
+                            f"frame {message_type_name(getattr(event, 'msg_type', 0))} could "
+                            f"not be processed: {type(exc).__name__}: {exc}"
+                        )
                 self._cond.notify_all()
 
     def _on_decode_error(self, error) -> None:

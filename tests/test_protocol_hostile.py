@@ -353,3 +353,49 @@ def _connect_then(client, call):
 def test_tensor_out_decoder_is_exercised_by_name():
     with pytest.raises(MessageError, match="TENSOR_OUT: tensor 0 has 65 dimensions"):
         TensorOut.decode(b"\x00" * 4 + tensor_record(65, [1] * 65, b"\x00"))
+
+
+def test_hundreds_of_random_well_framed_messages_do_not_stop_the_agent(agent):
+    """CRC-valid frames of every type (and unknown ones) with random flags, sequence numbers and
+    payloads, some cut from real messages: the agent keeps its thread and then serves a new
+    session as if nothing happened."""
+    import random
+
+    board, peer = agent
+    rng = random.Random(5)
+    peer.handshake()
+    seeds = [
+        Ping(1, b"abc").encode(),
+        Info("a", "b", "c").encode(),
+        tensor_record(2, [2, 3], b"\x00" * 6),
+        UploadBegin(10, bytes(32)).encode(),
+        hello_payload(),
+        ErrorReply(1, "x", 0x01).encode(),
+    ]
+    types = [int(t) for t in MessageType] + [0x00, 0x7E, 0xFF]
+    for number in range(400):
+        if rng.random() < 0.5:
+            payload = bytearray(rng.choice(seeds))
+            for _ in range(rng.randrange(1, 4)):
+                if payload:
+                    payload[rng.randrange(len(payload))] = rng.randrange(256)
+            payload = bytes(payload[: rng.randrange(len(payload) + 1)])
+        else:
+            payload = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64)))
+        peer.send(
+            rng.choice(types),
+            seq=rng.choice((number, rng.randrange(0x10000))) & 0xFFFF,
+            ack=rng.randrange(0x10000),
+            credit=rng.randrange(256),
+            flags=rng.randrange(256),
+            payload=payload,
+        )
+        if number % 50 == 0:
+            peer.silence(0.02)
+    peer.silence(0.3)
+    assert board._thread.is_alive()
+    peer.session = 0x0DDBA11
+    peer.handshake()
+    peer.send_message(Ping(77, b"after"), seq=0)
+    assert Pong.decode(peer.expect(MessageType.PONG, timeout=3.0).payload) == Pong(77, b"after")
+    assert board.link.stats.internal_errors == 0

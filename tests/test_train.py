@@ -19,7 +19,7 @@ from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
 from tinysep.models import load_model, model_from_config, separate
 from tinysep.train import TrainConfig, TrainingError, stored_config, train
-from tinysep.training.data import batch_for_step, fingerprint_clips
+from tinysep.training.data import batch_for_step, fingerprint_clips, validation_clips
 from tinysep.training.spectral import batch_loss
 from tinysep.training.tensorboard import read_scalars
 from tinysep.training.validation import validation_sdr
@@ -247,3 +247,33 @@ def test_schedules():
     assert budget.value(500) == pytest.approx(0.5e-3)
     with pytest.raises(ValueError, match="needs max_minutes"):
         TrainConfig(data="x", lr_schedule="cosine-budget").validate()
+
+
+def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path):
+    """Validation on another corpus (held-out engines), weights started from a saved model,
+    and run.json naming the folders and engines the run trained and selected on."""
+    other = tmp_path / "other"
+    write_corpus(other, songs=10, seconds=4.0, seed=11, progress=False)
+    out = tmp_path / "run"
+    config = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
+                     valid_data=str(other), init_from=str(one_epoch))
+    train(config, out, progress=False)
+    run = json.loads((out / "run.json").read_text())
+    assert run["corpora"]["train"]["folder"] == str(corpus.resolve())
+    assert run["corpora"]["valid"]["folder"] == str(other.resolve())
+    meta = json.loads((corpus / "splits.json").read_text())
+    trained = {c["engines"]["vocals"] for n, c in meta["clips"].items()
+               if n in meta["splits"]["train"]}
+    assert run["corpora"]["train"]["engines"]["vocals"] == sorted(trained)
+    # a learning rate of 1e-9: the trained weights are (almost) those it started from
+    start = [w.numpy() for w in load_model(one_epoch).trainable_weights]
+    after = [w.numpy() for w in load_model(out).trainable_weights]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(start, after, strict=True)) < 1e-5
+    fresh = [w.numpy() for w in model_from_config(load_model(out).tinysep_config).trainable_weights]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(fresh, after, strict=True)) > 1e-2
+    # the validation clips came from the other corpus
+    valid = validation_clips(load_split(other, split="valid", progress=False), 1, 2.0)
+    best = json.loads((out / "state.json").read_text())["best"]["valid_sdr"]["mean"]
+    assert validation_sdr(load_model(out), valid)["mean"] == pytest.approx(best, abs=1e-3)
+    with pytest.raises(ValueError, match="init_from"):
+        train(config.replace(options={**TINY, "hidden": 8}), tmp_path / "bad", progress=False)

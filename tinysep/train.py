@@ -50,7 +50,7 @@ from tinysep.training.run_folder import (
 
 RUN_FORMAT = 1
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
-RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data"})
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
 DEFAULT_AUGMENT = {
     "random_offset": True,
     "random_gain": True,
@@ -75,6 +75,8 @@ class TrainConfig:
     options: dict = field(default_factory=dict)
     data: str = ""
     dataset: str = "auto"
+    valid_data: str = ""  # validation (model selection) from this folder's valid split
+    init_from: str = ""  # saved model folder whose weights start the run
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16
@@ -240,6 +242,7 @@ def _prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes:
             "model_config": config.model_config(),
             "model": model_info,
             "data_fingerprint": fingerprint,
+            "corpora": _corpora(config),
             "versions": _versions(),
             "resumes": [],
         }
@@ -265,8 +268,29 @@ def _prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes:
                               "step": state["step"], "changes": changes})
     record["train_config"] = config.to_json()
     record["data_fingerprint"] = fingerprint
+    record["corpora"] = _corpora(config)
     write_json(out / RUN_FILE, record)
     return state
+
+
+def _corpora(config: TrainConfig) -> dict:
+    """The folders (and music engines) the run trains and selects on."""
+    from tinysep.training.data import corpus_record
+
+    return {"train": corpus_record(config.data, "train"),
+            "valid": corpus_record(config.valid_data or config.data, "valid")}
+
+
+def _load_initial_weights(model, model_config: dict, folder: str) -> None:
+    """Start from the weights of the saved model in ``folder`` (same architecture)."""
+    from tinysep.models.registry import WEIGHTS_FILE, read_config, resolved_params
+
+    stored = read_config(folder)
+    theirs = (stored.get("name"), resolved_params(stored))
+    ours = (model_config["name"], resolved_params(model_config))
+    if theirs != ours:
+        raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's {ours}")
+    model.load_weights(str(Path(folder) / WEIGHTS_FILE))
 
 
 def _train_step_function(model, optimizer, config: TrainConfig):
@@ -473,11 +497,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     config.validate()
     model_config = config.model_config()
     _check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
-    data = load_training_data(config.data, config.dataset, progress=progress)
+    data = load_training_data(config.data, config.dataset, progress=progress,
+                              valid_root=config.valid_data or None)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
+    if config.init_from and not resume:
+        _load_initial_weights(model, model_config, config.init_from)
     model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model)}
     state = _prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                             model_info)

@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="dataset folder (synth, mir1k or musdb layout)")
     parser.add_argument("--dataset", choices=("auto", "mir1k", "musdb", "synth"),
                         help="dataset layout (default: detect)")
+    parser.add_argument("--valid-data", type=Path, metavar="DIR",
+                        help="take the validation clips (model selection) from this dataset's "
+                             "valid split, e.g. a corpus of engines held out from training "
+                             "(default: --data's valid split)")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL",
+                        help="start from the weights of this saved model (same model and "
+                             "options; default: random initialization)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     parser.add_argument("--steps-per-epoch", type=int,
@@ -124,6 +131,10 @@ def build_config(args: argparse.Namespace):
              if getattr(args, flag) is not None}
     if args.data is not None:
         given["data"] = str(args.data)
+    if args.valid_data is not None:
+        given["valid_data"] = str(args.valid_data)
+    if args.init_from is not None:
+        given["init_from"] = str(args.init_from)
     options = parse_options(args.option)
     if args.resume:
         base = stored_config(args.out)

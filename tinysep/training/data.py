@@ -73,8 +73,11 @@ def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
     return out
 
 
-def load_training_data(root, dataset: str = "auto", progress: bool = True) -> TrainingData:
-    """The train and valid splits of the dataset at ``root``, checked for training.
+def load_training_data(root, dataset: str = "auto", progress: bool = True,
+                       valid_root=None) -> TrainingData:
+    """The train and valid splits of the dataset at ``root``, checked for training; the
+    valid split comes from ``valid_root`` when given (e.g. a corpus of held-out engines,
+    so that model selection rewards music the model does not train on).
 
     Errors (ValueError naming the folder, split or clip): fewer than
     :data:`MIN_TRAIN_CLIPS` train or :data:`MIN_VALID_CLIPS` valid clips, a clip shorter
@@ -82,17 +85,44 @@ def load_training_data(root, dataset: str = "auto", progress: bool = True) -> Tr
     """
     splits = {}
     for split, minimum in (("train", MIN_TRAIN_CLIPS), ("valid", MIN_VALID_CLIPS)):
-        sources = find_clips(root, dataset, split)
+        folder = valid_root if split == "valid" and valid_root else root
+        sources = find_clips(folder, dataset if folder == root else "auto", split)
         if len(sources) < minimum:
             raise ValueError(
-                f"{root}: the {split} split holds {len(sources)} clip(s); training needs at "
+                f"{folder}: the {split} split holds {len(sources)} clip(s); training needs at "
                 f"least {MIN_TRAIN_CLIPS} train and {MIN_VALID_CLIPS} valid clip(s)"
             )
         clips = load_clips(sources, progress=progress)
-        _check_clips(clips, root, split)
+        _check_clips(clips, folder, split)
         splits[split] = clips
     return TrainingData(splits["train"], splits["valid"],
                         fingerprint_clips(splits["train"], splits["valid"]))
+
+
+def corpus_record(root, split: str) -> dict:
+    """Which corpus and which music engines one split comes from, for the run's record:
+    ``{"folder", "split", "engines": {"vocals": [...], "accompaniment": [...], "font": [...]}}``
+    (engines only for a synthetic corpus whose ``splits.json`` names them)."""
+    import json
+    from pathlib import Path
+
+    record: dict = {"folder": str(Path(root).resolve()), "split": split}
+    meta_path = Path(root) / "splits.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return record
+    names = meta.get("splits", {}).get(split, []) if isinstance(meta, dict) else []
+    clips = meta.get("clips", {}) if isinstance(meta, dict) else {}
+    engines: dict[str, set] = {}
+    for name in names:
+        entry = clips.get(name, {}) if isinstance(clips, dict) else {}
+        for role, engine in (entry.get("engines") or {}).items():
+            if engine:
+                engines.setdefault(role, set()).add(str(engine))
+    if engines:
+        record["engines"] = {role: sorted(found) for role, found in sorted(engines.items())}
+    return record
 
 
 def chunk_samples(chunk_seconds: float) -> int:

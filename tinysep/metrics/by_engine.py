@@ -1,0 +1,189 @@
+"""Scores per music engine: how a model does on the engines it trained on and on the ones it
+never heard, next to the classic methods and the IRM oracle on the same clips.
+
+A synthetic corpus names, per clip, its vocal engine, its accompaniment engine and its
+sound font (``splits.json``); a model folder's ``run.json`` (or a shipped model's
+``training.json``) names the corpora and engines it trained and was selected on. Every
+clip is counted once per role: under its vocal engine, its accompaniment engine and its
+font.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tinysep.data.clip import SOURCES
+
+ROLES = ("vocals", "accompaniment", "font")
+CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
+ORACLE = "irm"
+TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
+
+
+def clip_engines(root: str | Path) -> dict[str, dict]:
+    """``{clip name: {"vocals": engine, "accompaniment": engine, "font": font or None}}``
+    from a synthetic corpus's ``splits.json`` (empty when the corpus names no engines)."""
+    path = Path(root) / "splits.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    clips = meta.get("clips", {}) if isinstance(meta, dict) else {}
+    return {name: dict(entry["engines"]) for name, entry in clips.items()
+            if isinstance(entry, dict) and isinstance(entry.get("engines"), dict)}
+
+
+def parse_engine_filter(text: str) -> dict[str, set[str]]:
+    """``"vocals=choir,accompaniment=physical"`` -> ``{role: {engines}}`` (roles OR-ed)."""
+    wanted: dict[str, set[str]] = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        role, sep, engine = item.partition("=")
+        if not sep or role not in ROLES or not engine:
+            raise ValueError(f"engine filter {item!r}: expected ROLE=ENGINE with ROLE one of "
+                             f"{', '.join(ROLES)}, e.g. vocals=choir")
+        wanted.setdefault(role, set()).add(engine)
+    if not wanted:
+        raise ValueError("engine filter: expected at least one ROLE=ENGINE")
+    return wanted
+
+
+def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -> bool:
+    """True when one of the clip's roles plays one of the wanted engines."""
+    return any(engines.get(role) in names for role, names in wanted.items())
+
+
+def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
+    """``{"train": {role: engines}, "valid": {role: engines}}`` recorded in a model folder
+    (``run.json`` of a training run, or a shipped model's ``training.json``); empty roles
+    when the folder records none."""
+    folder = Path(folder)
+    for name in ("run.json", "training.json"):
+        path = folder / name
+        if path.is_file():
+            try:
+                corpora = json.loads(path.read_text()).get("corpora", {})
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+            return {split: {role: set(names) for role, names in
+                            (corpora.get(split, {}).get("engines") or {}).items()}
+                    for split in ("train", "valid")}
+    return {"train": {}, "valid": {}}
+
+
+def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[str]]]) -> str:
+    """trained, selection only (validation corpus) or held out, for one model."""
+    if not any(seen.get(split) for split in ("train", "valid")):
+        return UNKNOWN
+    if engine in seen.get("train", {}).get(role, set()):
+        return TRAINED
+    if engine in seen.get("valid", {}).get(role, set()):
+        return SELECTION
+    return HELD_OUT
+
+
+def _summaries(clips: Sequence[Mapping], methods: Sequence[str]) -> dict:
+    """``{method: summary}`` over the clip records where the method succeeded."""
+    from tinysep.metrics.summary import summarize
+
+    return {m: summarize({"samples": c["samples"], "sources": c["methods"][m]["sources"]}
+                         for c in clips if "sources" in c.get("methods", {}).get(m, {}))
+            for m in methods}
+
+
+def _mean_sdr(summary: Mapping, source: str) -> float | None:
+    return summary.get("sources", {}).get(source, {}).get("sdr", {}).get("mean")
+
+
+def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
+              seen: Mapping[str, Mapping[str, set[str]]] | None = None) -> list[dict]:
+    """One row per (role, engine): the model's mean SDR per source, the best classic method
+    per source on the same clips, the margin, the IRM oracle, the clip count and whether the
+    model trained on the engine."""
+    methods = list(report["methods"])
+    done = [r for r in report["clips"] if "error" not in r]
+    rows = []
+    for role in ROLES:
+        names = sorted({str(e[role]) for c in done if (e := engines_of.get(c["name"]))
+                        and e.get(role)})
+        for engine in names:
+            clips = [c for c in done if (engines_of.get(c["name"]) or {}).get(role) == engine]
+            summary = _summaries(clips, methods)
+            row = {"role": role, "engine": engine, "clips": len(clips),
+                   "status": engine_status(role, engine, seen or {}), "sources": {}}
+            for source in SOURCES:
+                classic = {m: _mean_sdr(summary[m], source) for m in methods
+                           if m in CLASSIC_METHODS and _mean_sdr(summary[m], source) is not None}
+                best = max(classic, key=classic.get) if classic else None
+                value = _mean_sdr(summary[model], source) if model in summary else None
+                row["sources"][source] = {
+                    "model": value,
+                    "best_classic": best,
+                    "best_classic_sdr": classic.get(best) if best else None,
+                    "margin": (value - classic[best]) if best and value is not None else None,
+                    "irm": _mean_sdr(summary[ORACLE], source) if ORACLE in summary else None,
+                }
+            rows.append(row)
+    return rows
+
+
+def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
+    """The per-engine rows as a fixed-width table (SDR means in dB; v / a per cell)."""
+
+    def pair(a, b) -> str:
+        return "    n/a      " if a is None or b is None else f"{a:5.2f} / {b:5.2f}"
+
+    def margin(a, b) -> str:
+        return "    n/a      " if a is None or b is None else f"{a:+5.2f} / {b:+5.2f}"
+
+    v, a = SOURCES
+    lines = [title] if title else []
+    lines.append(f"{'engine':<26}{'status':<16}{'clips':>5}  {'model v / a':<14}"
+                 f"{'best classic v / a':<28}{'margin v / a':<15}{'IRM v / a':<13}")
+    for row in rows:
+        sv, sa = row["sources"][v], row["sources"][a]
+        classic = "/".join(sorted({s for s in (sv["best_classic"], sa["best_classic"]) if s}))
+        lines.append(
+            f"{row['role'] + ':' + row['engine']:<26}{row['status']:<16}{row['clips']:>5}  "
+            f"{pair(sv['model'], sa['model']):<14}"
+            f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} {classic:<14}"
+            f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<13}")
+    return "\n".join(lines)
+
+
+def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
+    """Grouped bars per engine: model, best classic and IRM SDR, vocals and accompaniment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    path = Path(path)
+    labels = [f"{r['role'][:5]}:{r['engine']}\n({r['status']})" for r in rows]
+    fig, axes = plt.subplots(1, len(SOURCES), figsize=(max(6, 1.3 * len(rows)) * 1.6, 4.2),
+                             sharey=True)
+    x = np.arange(len(rows))
+    series = (("model", "model", "tab:blue"), ("best classic", "best_classic_sdr", "tab:orange"),
+              ("IRM (oracle)", "irm", "tab:gray"))
+    for ax, source in zip(np.atleast_1d(axes), SOURCES, strict=True):
+        for k, (label, key, color) in enumerate(series):
+            values = [r["sources"][source][key] for r in rows]
+            ax.bar(x + (k - 1) * 0.27, [np.nan if v is None else v for v in values], 0.27,
+                   label=label, color=color)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_title(source)
+        ax.set_ylabel("SDR mean (dB)")
+        ax.grid(axis="y", alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

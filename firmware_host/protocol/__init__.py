@@ -4,7 +4,8 @@ Board-safe: the standard library and numpy only, Python 3.7 syntax. Spec: docs/p
 Modules: ``cobs`` and ``framing`` (bytes on the wire), ``messages`` (payload layouts),
 ``link`` (sequencing, retransmission, credits, sessions), ``client`` (host requests),
 ``upload`` (board-side model upload), ``faults`` (fault-injecting relay for tests),
-``overhead`` and ``examples`` (numbers and worked frames for the spec).
+``overhead`` and ``examples`` (numbers and worked frames for the spec), ``conformance``
+(request/reply vectors for any board, and their replayer).
 """
 
 from __future__ import annotations

@@ -364,6 +364,8 @@ class Link:
                     next_hello = now + self._rto
                     self._cond.notify_all()
                 self._cond.wait(max(0.001, min(next_hello, start + limit) - now))
+            if isinstance(self._pending_exc, HandshakeRefused):
+                self._pending_exc = None  # a valid HELLO reply came after all: it decides
             return self._peer
 
     def announce(self) -> None:

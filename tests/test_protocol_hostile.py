@@ -343,6 +343,8 @@ def test_the_host_raises_a_typed_protocol_error_for_a_crafted_reply(
     thread.join(5.0)
     exc = result.get("exc")
     assert isinstance(exc, error) and isinstance(exc, ProtocolError), repr(exc)
+    # never taken for a bad argument of the command (which would be exit status 2)
+    assert not isinstance(exc, (ValueError, IndexError, TypeError)), type(exc).__mro__
 
 
 def _connect_then(client, call):

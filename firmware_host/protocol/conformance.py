@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 
+from .errors import MessageError
 from .framing import FLAG_MORE, FLAG_POLL, Frame, FrameDecoder, encode_frame
 from .messages import (
     CAP_UPLOAD,
@@ -550,8 +551,8 @@ class Replayer:
                 return frame, payload
             if frame.msg_type == MessageType.ACK:
                 continue
-            if frame.msg_type == MessageType.HELLO and Hello.parse(payload).echo_session == 0:
-                continue  # the board announcing itself
+            if frame.msg_type == MessageType.HELLO and payload[8:12] == b"\x00\x00\x00\x00":
+                continue  # the board announcing itself (echo_session 0)
             if frame.msg_type == MessageType.NAK and wanted != MessageType.NAK:
                 continue
             return frame, payload
@@ -587,7 +588,10 @@ class Replayer:
         got = self._wait_for({"type": MessageType.HELLO}, DEFAULT_TIMEOUT * self.scale)
         if got is None or got[0].msg_type != MessageType.HELLO:
             raise ConformanceError(f"the board did not answer a HELLO request: {got!r}")
-        self.peer = Hello.decode(got[1])
+        try:
+            self.peer = Hello.decode(got[1])
+        except MessageError as exc:
+            raise ConformanceError(f"the board's HELLO reply is invalid: {exc}") from None
 
     def _request_info(self) -> Info:
         frame = Frame(int(MessageType.GET_INFO), 0, HOST_WINDOW, 0, self.board_expected, b"")
@@ -595,7 +599,10 @@ class Replayer:
         got = self._wait_for({"type": MessageType.INFO}, DEFAULT_TIMEOUT * self.scale)
         if got is None or got[0].msg_type != MessageType.INFO:
             raise ConformanceError(f"the board did not answer GET_INFO with INFO: {got!r}")
-        return Info.decode(got[1])
+        try:
+            return Info.decode(got[1])
+        except MessageError as exc:
+            raise ConformanceError(f"the board's INFO is invalid: {exc}") from None
 
     def run_case(self, case: dict, met) -> tuple:
         """``("pass" | "fail" | "skip", detail)`` for one case."""
@@ -609,7 +616,7 @@ class Replayer:
             where = f"step {number} ({step.get('note', '')})"
             try:
                 problem = self._run_step(step)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, MessageError) as exc:
                 raise ConformanceError("case {}, {}: {}".format(case["name"], where, exc)) from None
             if problem:
                 return "fail", where + ": " + problem
@@ -677,7 +684,7 @@ class Replayer:
                     return f"HELLO reply role {self.peer.role}, expected 1 (board)"
             elif check == "info":
                 Info.decode(payload)
-        except ValueError as exc:
+        except MessageError as exc:
             return str(exc)
         return ""
 

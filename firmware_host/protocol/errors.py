@@ -10,8 +10,12 @@ class ProtocolError(Exception):
     """Base class of every wire-protocol error."""
 
 
-class MessageError(ProtocolError, ValueError):
-    """A message payload that does not follow its layout (names the message and the field)."""
+class MessageError(ProtocolError):
+    """A message payload that does not follow its layout (names the message and the field).
+
+    Deliberately not a ValueError: bytes from a peer are a protocol fault, which a command
+    must not take for a bad argument of its own.
+    """
 
     def __init__(self, text: str, msg_type: int = 0) -> None:
         super().__init__(text)

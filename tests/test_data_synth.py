@@ -219,17 +219,27 @@ def test_bad_arguments_are_named(tmp_path, songs, seconds, seed, field):
 
 def test_cli_synth_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "cli"
+    # every engine (the default), the smallest sound font, one worker
     assert cli_main(["synth", "--out", str(out), "--songs", "3", "--seconds", "5",
-                     "--seed", "1", "--quiet"]) == 0
+                     "--seed", "1", "--fonts", "timgm6mb", "--workers", "1", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "test" in printed and "total" in printed
     total = next(line for line in printed.splitlines() if line.startswith("total")).split()
     assert total[1:3] == ["3", "3"]  # 3 songs, one 5 s clip each
     assert float(total[3]) == pytest.approx(15 / 60, abs=0.01)
+    assert "skipped songs: 0" in printed and " vocals / " in printed
+    meta = _meta(out)
+    assert meta["parameters"]["engines"] == ["additive", "soundfont", "physical", "festival",
+                                             "choir"]
+    assert meta["parameters"]["production"] and meta["parameters"]["stems"]
+    assert sorted(p.name for p in (out / "Stems").iterdir()) == sorted(meta["clips"])
     (out / "extra.txt").write_text("x")
     assert cli_main(["synth", "--out", str(out), "--songs", "4", "--seconds", "5",
-                     "--quiet"]) == 2
+                     "--fonts", "timgm6mb", "--quiet"]) == 2
     assert "other parameters" in capsys.readouterr().err
+    assert cli_main(["synth", "--out", str(tmp_path / "x"), "--engines", "additive,lute"]) == 2
+    assert "unknown engine(s) lute" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_synthetic_clips_are_the_corpus_songs_mixed_at_0_db():

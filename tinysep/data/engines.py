@@ -23,7 +23,6 @@ engines ``additive`` renders exactly as the single-engine corpus did.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -134,8 +133,6 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...]) -> None:
             packages = ["festival"] + [singing.VOICES[v][1] for v in sorted(singing.VOICES)]
             raise EngineUnavailable(f"engine festival: {missing} is missing; "
                                     f"{_install_hint(packages)}")
-        if shutil.which("festival") is None:  # pragma: no cover - checked above
-            raise EngineUnavailable("engine festival: " + _install_hint(["festival"]))
 
 
 @lru_cache(maxsize=8)

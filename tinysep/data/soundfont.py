@@ -112,6 +112,8 @@ class _Fluid:
 @lru_cache(maxsize=4)
 def _font(path: str, sample_rate: int):
     """A font loaded once per process; every stem gets a fresh synthesizer sharing it."""
+    if not Path(path).is_file():
+        raise FontError(f"sound font {path}: no such file")
     fluidsynth = load_fluidsynth()
     settings = {"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 256,
                 "synth.cpu-cores": 1, "synth.dynamic-sample-loading": 0}
@@ -120,8 +122,6 @@ def _font(path: str, sample_rate: int):
         lib.fluid_set_log_function(level, None, None)
     owner = fluidsynth.Synth(gain=SYNTH_GAIN, samplerate=float(sample_rate),
                              channels=MIDI_CHANNELS, **settings)
-    if not Path(path).is_file():
-        raise FontError(f"sound font {path}: no such file")
     sfid = owner.sfload(path)
     if sfid < 0:
         raise FontError(f"sound font {path}: fluidsynth could not load it")

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if getattr(args._module, "USES_TENSORFLOW", True):
+        from tinysep.quiet import import_tensorflow
+
+        import_tensorflow()  # without the CUDA / absl start-up lines
     try:
         return int(args._module.run(args) or 0)
     except CliError as exc:

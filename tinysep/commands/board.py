@@ -16,6 +16,8 @@ import signal
 import tempfile
 from pathlib import Path
 
+USES_TENSORFLOW = False  # the command starts without loading TensorFlow
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from firmware_host.emulated_arm import BOARD_ARCHES

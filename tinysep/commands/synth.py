@@ -17,6 +17,8 @@ import os
 from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, VOCAL_ENGINES
 from tinysep.data.soundfont import FONTS
 
+USES_TENSORFLOW = False  # the command starts without loading TensorFlow
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an "

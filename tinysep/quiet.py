@@ -1,0 +1,51 @@
+"""TensorFlow's start-up, without the CUDA and absl lines it writes on a machine with no GPU.
+
+TensorFlow's native code writes "Could not find cuda drivers" and "failed call to cuInit"
+straight to the process's stderr (file descriptor 2), before any Python logging setting
+applies. ``import_tensorflow`` runs the import and the device set-up with descriptor 2
+pointed at a temporary file, and prints what was captured only when the import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[tempfile.TemporaryFile]:
+    """Point file descriptor 2 at a temporary file for the block (yields the file)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow and set up its CPU device quietly (once per process)."""
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_captured() as captured:
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices("CPU")
+        except BaseException:
+            failed = True
+        else:
+            failed = False
+        if failed:
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+    if failed:
+        sys.stderr.write(text)
+        import tensorflow  # noqa: F401  (raise the import error again, now visible)

@@ -30,6 +30,15 @@ def test_vectors_file_matches_the_generator():
         "regenerate with: python -m firmware_host.protocol.conformance --write " + VECTORS_FILE
     )
     vectors = json.loads(on_disk)
+    largest = max(
+        len(step["send"]["payload"].split())
+        for case in vectors["cases"]
+        for step in case["steps"]
+        if "send" in step
+    )
+    assert f"largest request payload in the file is {largest} bytes" in (
+        ROOT / "docs" / "protocol.md"
+    ).read_text().replace("\n  ", " ")
     names = [case["name"] for case in vectors["cases"]]
     assert len(names) == len(set(names)) >= 15
     for case in vectors["cases"]:
@@ -111,3 +120,39 @@ def test_the_command_line_replays_a_port_and_writes_the_file(tmp_path, capsys):
     assert code == 0 and "2 passed, 0 failed, 0 skipped" in printed
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_a_board_with_microcontroller_limits_passes_and_skips_what_it_leaves_out(tmp_path):
+    """1 KiB frames and messages, window 1: no reassembly, no pipelining; every other case
+    passes."""
+    import threading
+
+    from test_link_support import fast_board_config
+
+    from firmware_host.board.agent import BoardAgent
+    from firmware_host.board.runtime import load_runtime
+    from firmware_host.protocol.link import Link
+    from firmware_host.transport import PtyPair
+
+    pair = PtyPair()
+    agent = BoardAgent(str(tmp_path), load_runtime(), log=lambda text: None)
+    config = fast_board_config(max_payload=1024, max_message=1024, window=1)
+    link = Link(pair.master_stream(), config, name="board")
+    stopping = []
+    thread = threading.Thread(target=agent.serve, args=(link, lambda: bool(stopping)))
+    thread.start()
+    port = open_port(pair.slave_path)
+    try:
+        results = Replayer(port).run(load_vectors(str(ROOT / VECTORS_FILE)))
+    finally:
+        port.close()
+        stopping.append(True)
+        thread.join(5.0)
+        link.close()
+        pair.close()
+    status = dict((name, (state, detail)) for name, state, detail in results)
+    failed = [(name, detail) for name, (state, detail) in status.items() if state == "fail"]
+    assert not failed, failed
+    assert status["fragmented-request"] == ("skip", "requires reassembly")
+    assert status["pipelined-requests"] == ("skip", "requires window3")
+    assert status["bad-requests"][0] == status["hello-max-payload-63"][0] == "pass"

@@ -269,7 +269,7 @@ def build_vectors() -> dict:
     case.expect_error(ErrorCode.BAD_MESSAGE, MessageType.AUDIO_CHUNK)
     for ndim, shape, what in (
         (65, [1] * 65, "65 dimensions"),
-        (255, [1] * 255, "255 dimensions"),
+        (255, [1] * 16, "255 dimensions claimed, 16 given (fits a 1 KiB frame)"),
         (3, [0xFFFFFFFF, 0xFFFFFFFF, 0], "shape (2^32-1, 2^32-1, 0)"),
         (2, [0xFFFFFFFF, 0xFFFFFFFF], "shape (2^32-1, 2^32-1) without data"),
     ):
@@ -494,6 +494,7 @@ class Replayer:
         self.board_expected = 0  # next board sequence number
         self.assembly = None
         self.peer = None  # the board's HELLO reply
+        self.board_max_payload = None  # from the probe session's HELLO reply
 
     # -- wire
 
@@ -575,6 +576,7 @@ class Replayer:
             met.add("reassembly")
         if peer.window >= 3:
             met.add("window3")
+        self.board_max_payload = peer.max_payload
         return {"requirements": sorted(met), "info": info, "hello": peer}
 
     def _reset(self, session: int) -> None:
@@ -609,6 +611,14 @@ class Replayer:
         missing = [r for r in case.get("requires", []) if r not in met]
         if missing:
             return "skip", "requires " + ", ".join(missing)
+        largest = max(
+            [len(step["send"]["payload"].split()) for step in case["steps"] if "send" in step] + [0]
+        )
+        if self.board_max_payload is not None and largest > self.board_max_payload:
+            return "skip", (
+                f"a request of {largest} payload bytes exceeds the board's max_payload "
+                f"{self.board_max_payload}"
+            )
         self._pump(0.05)
         self.frames = []
         self.peer = None

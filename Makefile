@@ -13,7 +13,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install system-deps demo test test-onednn board-test board-arm64 test-arm64 lint bench clean
+.PHONY: install system-deps demo test test-onednn board-test board-arm64 test-arm64 board-armhf test-armhf lint bench clean
 
 # Debian packages the kit's optional parts need (run as root; CI calls it first).
 SYSTEM_PACKAGES := mmdebstrap qemu-user-static
@@ -72,13 +72,22 @@ test-onednn: $(STAMP)
 # The emulated ARM64 board: a Debian arm64 root (Debian's packages unpacked, no foreign code
 # run) plus the aarch64 LiteRT wheel, built once under build/; the agent runs in it under
 # qemu-user. `make test-arm64` streams a short HIL through it (CI runs it after `make test`).
-ARM64_LITERT := 1.4.0
+# `make board-armhf` / `test-armhf` do the same for a 32-bit armhf board (Debian bullseye,
+# tflite-runtime: no ai-edge-litert wheel exists for 32-bit ARM).
+ARM64_RUNTIME := ai-edge-litert==1.4.0
+ARMHF_RUNTIME := tflite-runtime==2.11.0
 
 board-arm64: $(STAMP)
-	$(BIN)/python -m firmware_host.emulated_arm build --arch arm64 --litert $(ARM64_LITERT)
+	$(BIN)/python -m firmware_host.emulated_arm build --arch arm64 --wheel $(ARM64_RUNTIME)
 
 test-arm64: $(STAMP) board-arm64
 	$(BIN)/python -m pytest -q -m arm64 tests/test_board_arm64.py
+
+board-armhf: $(STAMP)
+	$(BIN)/python -m firmware_host.emulated_arm build --arch armhf --wheel $(ARMHF_RUNTIME)
+
+test-armhf: $(STAMP) board-armhf
+	$(BIN)/python -m pytest -q -m armhf tests/test_board_arm64.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

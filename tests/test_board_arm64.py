@@ -1,8 +1,9 @@
-"""The emulated ARM64 board: the unchanged agent on Debian arm64 Python, numpy and the aarch64
-LiteRT under qemu-user (`make board-arm64` builds its root), driven over a real pseudo-terminal.
+"""The emulated ARM boards: the unchanged agent on Debian arm64 Python, numpy and the aarch64
+LiteRT (and on armhf with the armv7l tflite-runtime) under qemu-user, driven over a real
+pseudo-terminal. `make board-arm64` / `make board-armhf` build the roots.
 
-Tests marked ``arm64`` need the root and skip without it (`make test-arm64` builds it first);
-the others check the launcher, the expectations and the errors without it.
+Tests marked ``arm64`` / ``armhf`` need that root and skip without it (`make test-arm64`
+builds it first); the others check the launcher, the expectations and the errors without it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ from firmware_host.protocol.link import Link
 from firmware_host.transport import open_port
 from tinysep.cli import main
 
-needs_root = pytest.mark.skipif(
-    not emulated_arm.root_available("arm64"),
-    reason="no emulated arm64 board root: `make board-arm64` builds it",
-)
+
+def board(arch: str):
+    """A test parameter for the emulated ``arch`` board: its marker, skipped without a root."""
+    return pytest.param(arch, id=arch, marks=[
+        getattr(pytest.mark, arch),
+        pytest.mark.skipif(not emulated_arm.root_available(arch),
+                           reason=f"no emulated {arch} board root: `make board-{arch}` builds it"),
+    ])
+
+
+BOARDS = [board("arm64"), board("armhf")]
 # qemu-user starts the root's Python and numpy in a few seconds unloaded; give it room.
 START_SECONDS = 120.0
 
@@ -44,14 +52,15 @@ def corpus(tmp_path_factory):
 @pytest.fixture
 def no_root(tmp_path, monkeypatch):
     missing = tmp_path / "no-root"
-    monkeypatch.setenv("TINYSEP_ARM64_ROOT", str(missing))
+    for arch in emulated_arm.ARCHES:
+        monkeypatch.setenv(f"TINYSEP_{arch.upper()}_ROOT", str(missing))
     return missing
 
 
-def pinned_runtime() -> str:
+def pinned_runtime(arch: str) -> str:
     """The runtime label the built root runs, from its build record."""
-    record = emulated_arm.read_stamp(emulated_arm.default_root("arm64"))
-    return "ai_edge_litert " + record["wheel"].split("==")[1]
+    record = emulated_arm.read_stamp(emulated_arm.default_root(arch))
+    return emulated_arm.runtime_label(record["wheel"])
 
 
 def test_missing_root_says_how_to_build_it(no_root, tmp_path, capsys):
@@ -108,6 +117,8 @@ def test_exactness_is_expected_only_for_measured_runtime_pairs():
     exact, why = measured("arm64", "ai_edge_litert 1.4.0", "cpu-reference",
                           "ai_edge_litert 2.3.0")
     assert exact and "reference kernels" in why
+    exact, why = measured("armhf", "tflite_runtime 2.11.0", "cpu", "ai_edge_litert 2.3.0")
+    assert not exact and "measured up to 36 LSB" in why and "SDR checks decide" in why
     # the same version on two CPUs is not a measurement
     exact, why = measured("arm64", "ai_edge_litert 2.3.0", "cpu", "ai_edge_litert 2.3.0")
     assert not exact and "not measured" in why
@@ -119,63 +130,66 @@ def test_exactness_is_expected_only_for_measured_runtime_pairs():
 def test_bench_section_without_a_root_is_a_note(no_root):
     result = emulated_arm.bench_section(quick=True)
     assert result["rows"] == [] and result["emulated"]
-    assert "make board-arm64" in result["note"] and "not real time" in result["title"]
+    assert "make board-arm64" in result["note"] and "make board-armhf" in result["note"]
+    assert "not real time" in result["title"]
 
 
-@pytest.mark.arm64
-@needs_root
-def test_the_root_runs_aarch64_python_numpy_and_the_pinned_runtime():
-    found = emulated_arm.probe("arm64")
-    assert found["machine"] == "aarch64"
-    assert found["runtime"] == pinned_runtime()
+@pytest.mark.parametrize("arch", BOARDS)
+def test_the_root_runs_arm_python_numpy_and_the_pinned_runtime(arch):
+    found = emulated_arm.probe(arch)
+    assert found["machine"] == {"arm64": "aarch64", "armhf": "armv7l"}[arch]
+    assert found["runtime"] == pinned_runtime(arch)
     assert found["numpy"].startswith("1.") and found["python"].startswith("3.")
 
 
-@pytest.mark.arm64
-@needs_root
-def test_hil_on_the_emulated_arm64_board_is_bit_exact_with_the_host(corpus, tmp_path):
+@pytest.mark.parametrize("arch", BOARDS)
+def test_hil_on_the_emulated_arm_board_meets_the_measured_expectation(arch, corpus, tmp_path):
     bundle, model = make_bundle(float_model=True)
     report_dir = tmp_path / "report"
-    status = main(["hil", "--emulate", "--board-arch", "arm64", "--bundle", str(bundle),
+    status = main(["hil", "--emulate", "--board-arch", arch, "--bundle", str(bundle),
                    "--float", str(model), "--data", str(corpus), "--split", "all",
                    "--max-clips", "2", "--plots", "0", "--timeout", "60",
                    "--report", str(report_dir), "--no-progress"])
     report = json.loads((report_dir / "hil.json").read_text())
     assert status == 0, report.get("error")
     board = report["board"]
-    assert board["arch"] == "arm64" and board["emulated"] and board["delegate"] == "cpu"
-    assert board["runtime"] == pinned_runtime()
-    assert board["exact_expected"] and "measured bit-exact" in board["exact_reason"]
+    assert board["arch"] == arch and board["emulated"] and board["delegate"] == "cpu"
+    assert board["runtime"] == pinned_runtime(arch)
     summary = report["summary"]
-    assert summary["clips_ok"] == 2
-    assert summary["lsb"]["max_abs"] == 0 and summary["lsb"]["samples"] > 2 * 2 * 16000
-    assert report["tensor_check"]["max_abs_diff"] == 0
+    assert summary["clips_ok"] == 2 and summary["lsb"]["samples"] > 2 * 2 * 16000
     check = next(c for c in report["checks"] if c["name"] == "board_vs_host_int8_lsb")
-    assert check["passed"] is True
+    if arch == "arm64":  # measured bit-exact: the limit is 0 LSB
+        assert board["exact_expected"] and "measured bit-exact" in board["exact_reason"]
+        assert summary["lsb"]["max_abs"] == 0 and report["tensor_check"]["max_abs_diff"] == 0
+        assert check["passed"] is True
+        sdr_tolerance = 0.01
+    else:  # measured tens of LSB on 32-bit ARM: reported, the SDR decides
+        assert not board["exact_expected"] and "measured up to" in board["exact_reason"]
+        assert summary["lsb"]["max_abs"] > 0 and check["passed"] is None
+        sdr_tolerance = 0.05
     for clip in report["clips"]:
         for source, scores in clip["scores"]["int8_board"].items():
             assert scores["sdr"] == pytest.approx(clip["scores"]["int8_host"][source]["sdr"],
-                                                  abs=0.01)
+                                                  abs=sdr_tolerance)
     assert summary["invoke_us"]["p50"] > 0
 
 
-@pytest.mark.arm64
-@needs_root
-def test_board_emulate_arch_arm64_serves_the_bundle_until_sigint():
+@pytest.mark.parametrize("arch", BOARDS[:1])
+def test_board_emulate_arch_serves_the_bundle_until_sigint(arch):
     bundle = read_bundle(make_bundle())
     process = subprocess.Popen(
-        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--arch", "arm64",
+        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--arch", arch,
          "--bundle", bundle.folder],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = process.stdout.readline()
-        assert line.startswith("emulated arm64 board on /dev/"), line + process.stderr.read()
+        assert line.startswith(f"emulated {arch} board on /dev/"), line + process.stderr.read()
         link = Link(open_port(line.split()[4]), fast_host_config(), name="host")
         client = BoardClient(link, timeout=START_SECONDS)
         client.connect(timeout=START_SECONDS)
         info = client.info()
-        assert info.runtime == pinned_runtime() and info.delegate == "cpu"
+        assert info.runtime == pinned_runtime(arch) and info.delegate == "cpu"
         assert info.model_sha256.hex() == bundle.model_sha256
         link.close(close_stream=True)
         process.send_signal(signal.SIGINT)

@@ -56,3 +56,32 @@ def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
     data = (new / "model.tflite").read_bytes()
     assert (board_dir / "model.tflite").read_bytes() == data
     assert read_bundle(board_dir).model_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_an_emulated_cortex_m_board_announces_its_limits_and_flashes_only_its_own_copy(capsys):
+    bundle = make_bundle()
+    before = (bundle / "model.tflite").read_bytes()
+    new = make_bundle(seed=8)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--profile", "cortex-m",
+         "--bundle", str(bundle)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("emulated board on /dev/") and "profile cortex-m" in line, line
+        path = line.split()[3]
+        client = host_client(path)
+        peer = client.link.peer
+        assert (peer.max_payload, peer.max_message, peer.window) == (1024, 1024, 1)
+        assert client.info().runtime.startswith("tflite_micro")
+        client.link.close(close_stream=True)
+        assert main(["flash", "--port", path, "--bundle", str(new), "--no-progress"]) == 0
+        assert "flashed" in capsys.readouterr().out
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (bundle / "model.tflite").read_bytes() == before  # the user's folder is untouched

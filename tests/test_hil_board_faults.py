@@ -324,3 +324,34 @@ def test_a_budget_of_zero_recoveries_gives_up_and_says_why(tmp_path):
 
             with pytest.raises(HilError, match=r"gave up on a clip after 0 recoveries .*budget"):
                 session.stream_clip(test_signal(1.0), 8, restart)
+
+
+@pytest.mark.parametrize("frames_per_invoke, chunk_hops", [(1, 8), (3, 5)])
+def test_a_restart_resumes_the_clip_shortly_before_the_missing_chunk(frames_per_invoke,
+                                                                     chunk_hops):
+    """The board's state is rebuilt from the last few chunks (every state is a context ring
+    buffer), so the resumed stream equals an uninterrupted one sample for sample."""
+    bundle = read_bundle(make_bundle(frames_per_invoke=frames_per_invoke))
+    pcm = test_signal(3.0, seed=12)
+    chunk = chunk_hops * bundle.hop
+    expected = HostPipeline(bundle).stream(pcm, chunk)
+    with EmulatedBoard(bundle.folder, extra_args=FAST_AGENT_ARGS) as board:
+        restarted = []
+
+        def progress(returned: int) -> None:
+            if returned >= 2 * pcm.size // 3 and not restarted:
+                restarted.append(returned)
+                board.restart()
+
+        with _session(board.path) as session:
+            session.connect()
+            session.check(bundle)
+            warm = session.resume_hops()
+            result = session.stream_clip(pcm, chunk_hops, progress)
+    assert np.array_equal(result.sources, expected)
+    assert len(result.recoveries) == 1 and len(result.resumed_from) == 1
+    resumed = result.resumed_from[0]
+    assert resumed > 0 and (resumed // bundle.hop) % frames_per_invoke == 0
+    # the chunks streamed again before the first missing one hold enough audio for the state
+    assert result.warmup_chunks * chunk >= warm * bundle.hop > 0
+    assert resumed + result.warmup_chunks * chunk >= restarted[0]

@@ -84,6 +84,7 @@ def test_a_board_restart_mid_stream_replays_the_clip(clean):
             after = session.info
         assert board.starts == 2
     assert restarted and len(result.recoveries) == 1
+    assert result.resumed_from[0] > 0  # resumed near where it stopped, not from position 0
     assert np.array_equal(result.sources, expected)
     assert after.model_sha256.hex() == bundle.model_sha256  # checked again after the restart
 
@@ -142,17 +143,19 @@ def test_upload_over_a_damaged_line_and_a_restart_mid_upload(tmp_path):
                     if len(sent) == 2:
                         board.restart()  # power loss in the middle of the upload
 
+                flash = board.bundle  # the emulated board's own copy of the bundle
                 with pytest.raises((PeerRestarted, LinkTimeout)):
                     session.client.upload(new_model, chunk_size=1024, progress=progress)
-                assert (bundle_dir / "model.tflite").read_bytes() == before
+                assert (flash / "model.tflite").read_bytes() == before
                 session.reconnect()
                 assert session.info.model_sha256 == hashlib.sha256(before).digest()
                 done = session.upload(new_model)
                 assert relay.to_board.total_faults > 0
+                assert (flash / "model.tflite").read_bytes() == new_model
+                assert sorted(p.name for p in flash.iterdir()) == listing  # no partial files
+                assert read_bundle(flash).model_sha256 == hashlib.sha256(new_model).hexdigest()
     assert done.sha256 == hashlib.sha256(new_model).digest()
-    assert (bundle_dir / "model.tflite").read_bytes() == new_model
-    assert sorted(p.name for p in bundle_dir.iterdir()) == listing  # no partial files left
-    assert read_bundle(bundle_dir).model_sha256 == hashlib.sha256(new_model).hexdigest()
+    assert (bundle_dir / "model.tflite").read_bytes() == before  # the user's folder: untouched
 
 
 def test_a_board_behind_a_tcp_serial_server_streams_through_a_socket_url(clean):

@@ -375,6 +375,8 @@ def run_clip(
             "invoke_us_per_chunk": [round(float(v), 1) for v in invoke],
             "link": streamed.link,
             "recoveries": streamed.recoveries,
+            "resumed_from": streamed.resumed_from,
+            "warmup_chunks": streamed.warmup_chunks,
             "positions_ok": True,
         },
     }

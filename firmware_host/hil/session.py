@@ -54,17 +54,20 @@ class HilError(RuntimeError):
 class RecoveryBudget:
     """When the session stops recovering one request (a clip, a tensor invoke, an upload, INFO).
 
-    A request is repeated after each board restart or stall until it used ``max_recoveries``
-    recoveries or ``max_seconds`` passed since its first fault, whichever comes first.
-    Measured on the emulated board: faults at 3 % of frames of every line class plus board
-    kills and stalls need at most a handful per clip (docs/bundle.md, "HIL recovery").
+    After each board restart or stall the request is resumed (a clip from shortly before the
+    first chunk not yet returned) or repeated. The session gives up after ``max_recoveries``
+    recoveries in a row without progress (no new chunk of the clip came back between them)
+    or ``max_seconds`` since the last progress, whichever comes first: a board that keeps
+    failing at the same place is given up on, one that faults at random but moves on is
+    carried through. Measured figures: docs/bundle.md, "Board faults, recovery and exit status".
     """
 
     max_recoveries: int = 12
     max_seconds: float = 300.0
 
     def text(self) -> str:
-        return f"{self.max_recoveries} recoveries or {self.max_seconds:.0f} s per request"
+        return (f"{self.max_recoveries} recoveries or {self.max_seconds:.0f} s without "
+                "progress per request")
 
 
 @dataclass
@@ -114,6 +117,8 @@ class StreamResult:
     wall_seconds: float
     link: dict  # link counter deltas during the clip (bytes, resends, ...)
     recoveries: list = field(default_factory=list)  # what went wrong and how it was recovered
+    resumed_from: list = field(default_factory=list)  # stream position of every resume
+    warmup_chunks: int = 0  # chunks streamed again only to rebuild the board's state
 
 
 def _counters(link: Link) -> dict:
@@ -147,6 +152,28 @@ def manifest_differences(board_manifest, bundle: Bundle) -> list:
         if board_manifest.get(key) != local.get(key):
             problems.append(key)
     return problems
+
+
+class _ClipState:
+    """What came back of one clip so far, across resumes."""
+
+    def __init__(self, n_sources: int, count: int, chunk: int) -> None:
+        self.out = np.zeros((n_sources, count * chunk), dtype=np.int16)
+        self.seen = np.zeros(count, dtype=bool)
+        self.done = 0  # chunks 0..done-1 came back (always a prefix: replies are in order)
+        self.invoke_us = {}
+        self.invokes = 0
+        self.warmup = 0  # chunks streamed again only to rebuild the board's state
+        self.resumes = []  # first chunk of every attempt
+
+
+def _resume_chunk(done: int, warm_hops: int, chunk_hops: int, frames_per_invoke: int) -> int:
+    """The chunk to resume from: at least ``warm_hops`` before chunk ``done``, starting on an
+    invoke boundary (a multiple of K hops), or 0."""
+    begin = (done * chunk_hops - warm_hops) // chunk_hops
+    while begin > 0 and (begin * chunk_hops) % frames_per_invoke:
+        begin -= 1
+    return max(0, begin)
 
 
 MODEL_FIELDS = ("scale", "zero_point")  # manifest tensor fields an upload takes from the model
@@ -288,28 +315,31 @@ class BoardSession:
             }
         )
 
-    def recovering(self, what: str, operation, on_recover=None):
+    def recovering(self, what: str, operation, progress_mark=None):
         """Run ``operation()``; after a board restart or stall reconnect and run it again,
-        within the budget. ``on_recover()`` runs before each repeat (e.g. a progress reset)."""
-        first_fault = None
+        within the budget. ``progress_mark()`` (optional) returns how far the request got: a
+        rise between two faults starts the budget afresh."""
+        since = None  # when the budget started: the first fault after the last progress
         used = 0
+        mark = progress_mark() if progress_mark is not None else None
         while True:
             try:
                 return operation()
             except (PeerRestarted, LinkTimeout) as exc:
                 now = time.monotonic()
-                first_fault = now if first_fault is None else first_fault
+                if progress_mark is not None and progress_mark() != mark:
+                    mark = progress_mark()
+                    since, used = None, 0
+                since = now if since is None else since
                 budget = self.budget
-                if used >= budget.max_recoveries or now - first_fault > budget.max_seconds:
+                if used >= budget.max_recoveries or now - since > budget.max_seconds:
                     raise HilError(
-                        f"gave up on {what} after {used} recoveries in "
-                        f"{now - first_fault:.1f} s (budget: {self.budget.text()}); last: {exc}"
+                        f"gave up on {what} after {used} recoveries without progress in "
+                        f"{now - since:.1f} s (budget: {budget.text()}); last: {exc}"
                     ) from None
                 used += 1
                 self._note_recovery(what, exc)
                 self.reconnect()
-                if on_recover is not None:
-                    on_recover()
 
     def connect(self) -> Info:
         """Open a session and read INFO; a silent board raises HilError naming the port.
@@ -391,12 +421,37 @@ class BoardSession:
             self.check(self.bundle)
         return self.info
 
+    def resume_hops(self, bundle: Bundle | None = None):
+        """Hops of audio that rebuild the board's whole streaming state after a restart, or
+        None when it cannot be rebuilt (a recurrent state remembers the whole clip).
+
+        Every ``context`` state holds the last frames of its layer's input, so the model's
+        state depends only on the last (sum of the context lengths) frames; the STFT adds
+        n_fft / hop frames of overlap and an invoke K frames. Replaying that much audio before
+        the first missing chunk gives the same output as an uninterrupted stream.
+        """
+        bundle = bundle or self.bundle
+        try:
+            states = json.loads(bundle.manifest_text).get("states") or []
+        except ValueError:
+            return None
+        frames = 0
+        for state in states:
+            shape = state.get("shape") if isinstance(state, dict) else None
+            if state.get("kind") != "context" or not isinstance(shape, list) or len(shape) < 2:
+                return None
+            frames += max([int(d) for d in shape[1:-1]] or [1])
+        overlap = -(-bundle.n_fft // bundle.hop)
+        return frames + overlap + 2 * bundle.frames_per_invoke
+
     def stream_clip(
         self, pcm: np.ndarray, chunk_hops: int = DEFAULT_CHUNK_HOPS, progress=None
     ) -> StreamResult:
         """Separate int16 ``pcm`` on the board; output aligned to the input, same length.
 
-        ``progress(samples)`` is called as chunks come back (again from 0 after a replay).
+        After a restart or a stall the clip resumes a few chunks before the first chunk not
+        yet returned (``resume_hops``), or from position 0 when the state cannot be rebuilt.
+        ``progress(samples)`` is called as new chunks come back.
         """
         bundle = self.bundle
         if bundle is None:
@@ -410,57 +465,71 @@ class BoardSession:
         start = time.perf_counter()
         before = _counters(self.link)
         first = len(self.recoveries)
-        sources, invoke_us, invokes = self.recovering(
-            "a clip", lambda: self._stream_once(padded, chunk, progress)
-        )
+        state = _ClipState(len(bundle.sources), padded.size // chunk, chunk)
+        warm = self.resume_hops(bundle)
+
+        def attempt():
+            begin = 0
+            if state.done and warm is not None:
+                begin = _resume_chunk(state.done, warm, chunk_hops, bundle.frames_per_invoke)
+            state.resumes.append(begin)
+            return self._stream_from(padded, chunk, progress, state, begin)
+
+        self.recovering("a clip", attempt, lambda: state.done)
         recoveries = self.recoveries[first:]
         wall = time.perf_counter() - start
-        aligned = sources[:, delay : delay + pcm.size]
+        aligned = state.out[:, delay : delay + pcm.size]
         return StreamResult(
             aligned,
             total // chunk,
-            invoke_us,
-            invokes,
+            [state.invoke_us[i] for i in sorted(state.invoke_us)],
+            state.invokes,
             wall,
             _delta(before, _counters(self.link)),
             recoveries,
+            [begin * chunk for begin in state.resumes[1:]],
+            state.warmup,
         )
 
-    def _stream_once(self, padded: np.ndarray, chunk: int, progress):
+    def _stream_from(self, padded: np.ndarray, chunk: int, progress, state, begin: int):
+        """Reset the board and stream chunks ``begin``.. of ``padded`` (board positions from 0);
+        chunks before ``state.done`` only warm the board's state up and are not kept."""
         n_sources = len(self.bundle.sources)
         count = padded.size // chunk
-        out = np.zeros((n_sources, padded.size), dtype=np.int16)
-        seen = np.zeros(count, dtype=bool)
-        invoke_us = []
-        invokes = 0
         self.client.reset_state()
-        chunks = (AudioChunk(i * chunk, padded[i * chunk : (i + 1) * chunk]) for i in range(count))
+        chunks = (
+            AudioChunk((i - begin) * chunk, padded[i * chunk : (i + 1) * chunk])
+            for i in range(begin, count)
+        )
         expected = 0
         for reply in self.client.stream(chunks):
             if reply.position != expected or reply.position % chunk:
                 raise ProtocolError(
                     f"SEPARATED_CHUNK at position {reply.position}, expected {expected}"
                 )
-            index = reply.position // chunk
-            if seen[index]:
-                raise ProtocolError(f"position {reply.position} arrived twice")
             if reply.sources.shape != (n_sources, chunk):
                 raise ProtocolError(
                     f"SEPARATED_CHUNK at {reply.position} has shape {reply.sources.shape}, "
                     f"expected {(n_sources, chunk)}"
                 )
-            seen[index] = True
-            out[:, reply.position : reply.position + chunk] = reply.sources
-            if reply.n_invokes:
-                invoke_us.append(reply.invoke_us / reply.n_invokes)
-            invokes += reply.n_invokes
+            index = begin + reply.position // chunk
             expected += chunk
+            if index < state.done:
+                state.warmup += 1
+                continue
+            if state.seen[index]:
+                raise ProtocolError(f"position {index * chunk} arrived twice")
+            state.seen[index] = True
+            state.out[:, index * chunk : (index + 1) * chunk] = reply.sources
+            if reply.n_invokes:
+                state.invoke_us[index] = reply.invoke_us / reply.n_invokes
+            state.invokes += reply.n_invokes
+            state.done = index + 1
             if progress is not None:
-                progress(expected)
-        if not seen.all():
-            missing = [int(i) * chunk for i in np.flatnonzero(~seen)[:5]]
+                progress(state.done * chunk)
+        if not state.seen.all():
+            missing = [int(i) * chunk for i in np.flatnonzero(~state.seen)[:5]]
             raise ProtocolError(f"no SEPARATED_CHUNK for positions {missing}")
-        return out, invoke_us, invokes
 
     def refuse_unfit_upload(self, bundle: Bundle) -> None:
         """HilError when uploading ``bundle``'s model would leave a board the harness refuses

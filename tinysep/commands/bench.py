@@ -3,8 +3,8 @@
 Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the
 metrics alone, in clip-seconds per wall-second), ``hil_*`` (the board link over a
 pseudo-terminal), ``model_latency`` (host TFLite time per hop of the shipped model, float32
-vs int8), ``model_size`` (its default export against the MCU budgets) and ``arm64_emulated``
-(invoke time on the emulated ARM64 board under qemu-user, labelled emulated: it measures the
+vs int8), ``model_size`` (its default export against the MCU budgets) and ``arm_emulated``
+(invoke time on the emulated ARM boards under qemu-user, labelled emulated: it measures the
 emulator, not a board; skipped with a note without `make board-arm64`). Later parts of
 the kit add theirs by appending to ``SECTIONS``.
 """
@@ -28,7 +28,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("hil_baud", "firmware_host.hil.bench:baud_section"),
     ("model_latency", "convert.bench:model_latency_section"),
     ("model_size", "convert.bench:model_size_section"),
-    ("arm64_emulated", "firmware_host.emulated_arm:bench_section"),
+    ("arm_emulated", "firmware_host.emulated_arm:bench_section"),
 ]
 
 

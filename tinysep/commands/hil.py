@@ -88,10 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: the board class (cortex-m: 1 KiB messages, window 1, "
                         "TFLite Micro in the manifest's measured arena)")
     parser.add_argument("--max-recoveries", type=int, default=None, metavar="N",
-                        help="board restarts or stalls one request (a clip, a tensor invoke, "
-                        "the upload) may recover from (default 12)")
+                        help="board restarts or stalls in a row without progress that one "
+                        "request (a clip, a tensor invoke, the upload) may recover from "
+                        "(default 12)")
     parser.add_argument("--recovery-seconds", type=float, default=None, metavar="S",
-                        help="time one request may spend recovering (default 300)")
+                        help="time one request may spend recovering without progress "
+                        "(default 300)")
     parser.add_argument("--board-arch", default="host", choices=BOARD_ARCHES,
                         help="emulate: the board's CPU (arm64: the agent on Debian arm64 Python "
                         "and the aarch64 LiteRT under qemu-user; build it with `make "

@@ -209,3 +209,18 @@ def test_models_command_json_and_table(tmp_path, capsys):
 def test_models_command_bad_input(args, message, capsys):
     assert main(["models", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_stored_preset_sizes_are_what_the_presets_build():
+    """`tinysep models` reads preset_sizes.json instead of building every preset: it must
+    hold exactly what building them gives."""
+    from tinysep.models import MODELS
+    from tinysep.models.registry import make_config
+    from tinysep.models.summary import describe_config, preset_rows, stored_preset_sizes
+
+    configs = [make_config(n, p) for n in MODELS for p in MODELS[n].presets]
+    stored = stored_preset_sizes()
+    assert len(stored) == len(configs)
+    assert preset_rows(configs) == [describe_config(c) for c in configs]
+    custom = make_config("dualgate-tcn", "tiny", hidden=8)
+    assert preset_rows([custom])[0]["params"] < stored[next(iter(stored))]["params"]

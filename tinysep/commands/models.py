@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -84,12 +83,10 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from tinysep.cli import CliError
     from tinysep.models import MODELS
     from tinysep.models.registry import make_config
-    from tinysep.models.summary import MCU_BUDGET, describe_config
+    from tinysep.models.summary import MCU_BUDGET, preset_rows
 
     names = args.model or list(MODELS)
     unknown = [n for n in names if n not in MODELS]
@@ -102,12 +99,7 @@ def run(args: argparse.Namespace) -> int:
         for preset in presets:
             configs.append(make_config(name, preset, **options))
 
-    rows = [
-        describe_config(c)
-        for c in tqdm(
-            configs, desc="models", unit="model", file=sys.stderr, disable=None, leave=False
-        )
-    ]
+    rows = preset_rows(configs)
     report = {"budget": MCU_BUDGET, "hop_samples": 128, "rows": rows}
     if args.json is not None and str(args.json) == "-":
         print(json.dumps(report, indent=2))

@@ -1,19 +1,29 @@
-"""Size of a model config: parameters, MACs per hop, streaming state, MCU budget check."""
+"""Size of a model config: parameters, MACs per hop, streaming state, MCU budget check.
+
+Building a model in TensorFlow to count it takes seconds per preset, so the presets' rows
+are also kept in ``preset_sizes.json`` beside this module (a test rebuilds every preset
+and compares); ``preset_rows`` reads them and builds only what the file does not hold.
+"""
 
 from __future__ import annotations
 
-import tf_keras as keras
+import json
+from pathlib import Path
 
-from tinysep.models.macs import macs_per_hop
-from tinysep.models.registry import count_params, model_from_config, resolved_params
-from tinysep.models.streaming import make_streaming_model
+PRESET_SIZES_FILE = Path(__file__).with_name("preset_sizes.json")
 
 # Cortex-M7-class budget for the default (tiny) model.
 MCU_BUDGET = {"params": 256_000, "macs_per_hop": 1_000_000}
 
 
 def describe_config(config: dict) -> dict:
-    """Parameters, MACs per 128-sample hop and state size of ``config``."""
+    """Parameters, MACs per 128-sample hop and state size of ``config`` (builds it)."""
+    import tf_keras as keras
+
+    from tinysep.models.macs import macs_per_hop
+    from tinysep.models.registry import count_params, model_from_config, resolved_params
+    from tinysep.models.streaming import make_streaming_model
+
     model = model_from_config(config)
     params = resolved_params(config)
     trainable = int(sum(keras.backend.count_params(w) for w in model.trainable_weights))
@@ -38,3 +48,32 @@ def describe_config(config: dict) -> dict:
         and info["streamable"]
     )
     return info
+
+
+def _key(config: dict) -> str:
+    return json.dumps([config["name"], config.get("preset"), config.get("options") or {}],
+                      sort_keys=True)
+
+
+def stored_preset_sizes() -> dict[str, dict]:
+    """The rows kept in ``preset_sizes.json``, by config key (empty if the file is absent)."""
+    try:
+        rows = json.loads(PRESET_SIZES_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {_key(r): r for r in rows}
+
+
+def preset_rows(configs: list[dict]) -> list[dict]:
+    """``describe_config`` of each config, taken from ``preset_sizes.json`` when it holds
+    the config (no option overrides), built otherwise."""
+    stored = stored_preset_sizes()
+    return [dict(stored[_key(c)]) if _key(c) in stored else describe_config(c)
+            for c in configs]
+
+
+def write_preset_sizes(configs: list[dict]) -> Path:
+    """Rebuild every config and write ``preset_sizes.json`` (run after changing a preset)."""
+    rows = [describe_config(c) for c in configs]
+    PRESET_SIZES_FILE.write_text(json.dumps(rows, indent=1) + "\n")
+    return PRESET_SIZES_FILE

@@ -311,7 +311,9 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Hardware-in-the-loop report: {verdict}",
         "",
-        f"- status: {report['status']}" + (f" ({report['error']})" if report.get("error") else ""),
+        f"- status: {report['status']}"
+        + (f", {report['fault']} fault" if report.get("fault") else "")
+        + (f" ({report['error']})" if report.get("error") else ""),
         f"- board: {board.get('port')} - {board.get('agent')}, {board.get('runtime')} "
         f"[{board.get('delegate')}]" + (" (emulated)" if board.get("emulated") else ""),
         f"- bundle: {report['bundle']['path']} (model sha256 "

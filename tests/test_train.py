@@ -21,7 +21,7 @@ from tinysep.models import load_model, model_from_config, separate
 from tinysep.train import TrainConfig, TrainingError, stored_config, train
 from tinysep.training.data import batch_for_step, fingerprint_clips, validation_clips
 from tinysep.training.spectral import batch_loss
-from tinysep.training.tensorboard import read_scalars
+from tinysep.training.tensorboard import read_scalars, read_tags, spectrogram_image
 from tinysep.training.validation import validation_sdr
 
 # A model small enough to trace and step in well under a second.
@@ -100,6 +100,37 @@ def test_resume_continues_exactly(corpus, one_epoch, tmp_path):
     scalars = read_scalars(tmp_path / "split" / "logs")
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]
     assert len(scalars["valid/sdr_mean"]) == 2
+
+
+def test_tensorboard_logs_audio_spectrogram_and_hparams(one_epoch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = one_epoch / "logs"
+    tags = read_tags(logs)
+    assert tags["train/loss"] == "scalars" and tags["valid/sdr_mean"] == "scalars"
+    for name in ("mixture", "vocals", "accompaniment"):
+        assert tags[f"valid_clip/{name}"] == "audio"
+    assert tags["valid_clip/spectrogram"] == "images"
+    assert "hparams" in set(tags.values())
+    # TensorBoard itself reads them: one 2 s clip at 16 kHz per epoch, a 3-panel image.
+    events = EventAccumulator(str(logs), size_guidance={"tensors": 0}).Reload()
+    (audio,) = events.Tensors("valid_clip/vocals")
+    wav, rate = tf.audio.decode_wav(tf.make_ndarray(audio.tensor_proto)[0, 0])
+    assert int(rate) == 16_000 and wav.shape == (32_000, 1)
+    (image,) = events.Tensors("valid_clip/spectrogram")
+    width, height = (int(v) for v in tf.make_ndarray(image.tensor_proto)[:2])
+    assert height == 3 * 257 + 2 * 2 and width > 100
+    scalars = read_scalars(logs)
+    assert set(scalars) == {t for t, p in tags.items() if p == "scalars"}
+
+
+def test_spectrogram_image_puts_loud_low_bins_at_the_bottom():
+    tone = np.sin(2 * np.pi * 250 * np.arange(8000) / 16_000).astype(np.float32)
+    image = spectrogram_image([tone, 0.0 * tone])
+    assert image.shape[0] == 2 * 257 + 2 and image.dtype == np.uint8
+    top_panel = image[:257].astype(int).sum(axis=(1, 2))
+    assert np.argmax(top_panel) == 256 - 8  # 250 Hz is bin 8 of 257, counted from below
+    assert len(np.unique(image[259:].reshape(-1, 3), axis=0)) == 1  # silence: one colour
 
 
 def test_resume_with_another_config_stops(corpus, one_epoch, tmp_path, capsys):

@@ -60,6 +60,7 @@ DEFAULT_AUGMENT = {
     "remix_probability": 0.5,
 }
 CHECKPOINTS_KEPT = 3
+LOGGED_AUDIO_SECONDS = 5.0  # the validation clip's audio in TensorBoard is cut to this
 
 
 class TrainingError(RuntimeError):
@@ -326,7 +327,7 @@ class _Session:
         import tf_keras as keras
 
         from tinysep.training.schedule import StepSchedule
-        from tinysep.training.tensorboard import ScalarLog
+        from tinysep.training.tensorboard import RunLog
 
         self.config, self.out, self.state, self.model = config, out, state, model
         self.progress = progress
@@ -338,7 +339,10 @@ class _Session:
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(out / CHECKPOINT_DIR),
                                                   max_to_keep=CHECKPOINTS_KEPT)
-        self.log = ScalarLog(out / LOG_DIR)
+        self.log = RunLog(out / LOG_DIR)
+        self.log.hparams({**config.to_json(), "model_config": config.model_config()},
+                         trial_id=out.name)
+        self.mixture_logged = False
         self.budget = None if config.max_minutes is None else 60.0 * config.max_minutes
         self.started = time.perf_counter()
         self.seconds_before = float(state["train_seconds"])
@@ -389,12 +393,15 @@ class _Session:
         return TrainingError(f"{message}; {kept}")
 
     def train_epoch(self, epoch: int, step_fn, batches) -> tuple[list[float], bool]:
-        """Up to ``steps_per_epoch`` steps; returns the losses and whether time ran out."""
-        from tqdm import tqdm
+        """Up to ``steps_per_epoch`` steps; returns the losses and whether time ran out.
+
+        The step bar is drawn on a terminal only: in a log the epoch line says it all.
+        """
+        from tinysep.progress import Progress
 
         losses: list[float] = []
-        bar = tqdm(total=self.config.steps_per_epoch, desc=f"epoch {epoch}/{self.config.epochs}",
-                   unit="step", file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+        bar = Progress(self.config.steps_per_epoch, f"epoch {epoch}/{self.config.epochs}",
+                       unit="step", enabled=self.progress and sys.stderr.isatty())
         try:
             for _ in range(self.config.steps_per_epoch):
                 mixture, sources = next(batches)
@@ -412,17 +419,31 @@ class _Session:
                 self.log.scalar("train/learning_rate",
                                 self.schedule.value(self.state["step"] - 1), self.state["step"])
                 bar.update(1)
-                bar.set_postfix_str(f"loss {np.mean(losses[-50:]):.4g}")
+                bar.postfix(f"loss {np.mean(losses[-50:]):.4g}")
                 if self.out_of_time():
                     return losses, True
             return losses, False
         finally:
             bar.close()
 
+    def log_clip(self, clip, step: int) -> None:
+        """One validation clip's separated audio and spectrogram into TensorBoard."""
+        from tinysep.data.clip import SOURCES
+        from tinysep.models import separate
+
+        length = min(len(clip.mixture), int(LOGGED_AUDIO_SECONDS * clip.sample_rate))
+        mixture = clip.mixture[:length]
+        estimates = separate(self.model, mixture)
+        if not self.mixture_logged:  # the mixture does not change: once per session
+            self.log.audio("valid_clip/mixture", mixture, clip.sample_rate, step)
+            self.mixture_logged = True
+        for name in SOURCES:
+            self.log.audio(f"valid_clip/{name}", estimates[name], clip.sample_rate, step)
+        self.log.spectrogram("valid_clip/spectrogram",
+                             [mixture] + [estimates[name] for name in SOURCES], step)
+
     def end_epoch(self, epoch: int, losses: list[float], train_seconds: float, valid) -> None:
         """Validate, keep the best weights, checkpoint, log and commit the state."""
-        from tqdm import tqdm
-
         from tinysep.training.validation import NonFiniteOutput, validation_sdr
 
         if not all(np.all(np.isfinite(w)) for w in self.model.get_weights()):
@@ -459,11 +480,12 @@ class _Session:
         for key, value in sdr.items():
             if value is not None:
                 self.log.scalar(f"valid/sdr_{key}", value, state["step"])
+        self.log_clip(valid[0], state["step"])
         self.log.flush()
         saved = Path(self.manager.save(checkpoint_number=epoch))
         state["checkpoint"] = str(saved.relative_to(self.out))
         self.commit()
-        tqdm.write(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr)
+        print(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr, flush=True)
 
     def commit(self, stop_reason: str | None = None) -> None:
         """Write the state (after the checkpoint it names)."""

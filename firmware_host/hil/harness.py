@@ -31,9 +31,11 @@ from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, Tensor
 
 from .reference import HostPipeline, exactness_expected, float_runner, host_runner
 from .report import write_reports
-from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError
+from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused
 
-BOARD_FAULTS = (HilError, ProtocolError, OSError)  # LinkError, PeerError, MessageError included
+# LinkError, PeerError, MessageError included; a board that cannot take the bundle's model
+# (UploadRefused with --flash) cannot be tested either
+BOARD_FAULTS = (HilError, UploadRefused, ProtocolError, OSError)
 
 
 class InputRefused(HilError):

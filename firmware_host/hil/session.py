@@ -46,6 +46,11 @@ SEPARATED_CHUNK_HEAD = SeparatedChunk._HEAD.size
 CAPABILITY_NAMES = ((CAP_AUDIO, "audio"), (CAP_TENSOR, "tensor"), (CAP_UPLOAD, "upload"))
 
 
+class UploadRefused(RuntimeError):
+    """The upload was not started: the board cannot take this bundle's model, or would
+    then be refused by the harness (nothing was sent)."""
+
+
 class HilError(RuntimeError):
     """The harness cannot go on: says what happened and what to do."""
 
@@ -540,7 +545,7 @@ class BoardSession:
             board_manifest = None
         problems = differences_after_upload(board_manifest, bundle)
         if problems:
-            raise HilError(
+            raise UploadRefused(
                 f"the board's bundle differs from {bundle.folder} in {'; '.join(problems)}: an "
                 "upload replaces only the model (and its scales), so the harness would still "
                 "refuse the board; copy the whole bundle folder to the board instead"
@@ -550,7 +555,7 @@ class BoardSession:
         """Upload a model file and refresh INFO (see ``BoardClient.upload``); a restart or a
         stall mid-upload starts the upload again (the board discards a partial one)."""
         if self.limits is not None and not self.limits.has(CAP_UPLOAD):
-            raise HilError("the board's INFO does not list the upload capability: flash it "
+            raise UploadRefused("the board's INFO does not list the upload capability: flash it "
                            "with its own tools")
 
         def once():

@@ -1,7 +1,9 @@
 """Upload a bundle's model to a board agent over serial (any pyserial URL).
 
 The agent verifies size and sha256, loads the new model and checks it against its manifest
-before an atomic swap; the old model stays active if anything fails.
+before an atomic swap; the old model stays active if anything fails. Exit status: 0 flashed
+(or already current), 1 refused (the board would then fail the HIL check), 2 bad arguments,
+3 the board or the link failed.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from firmware_host.board.bundle import read_bundle
     from firmware_host.hil.flash import flash_bundle
-    from firmware_host.hil.session import BoardSession, HilError
+    from firmware_host.hil.session import BoardSession, HilError, UploadRefused
     from firmware_host.protocol.errors import PeerError, ProtocolError
     from tinysep.cli import CliError
+    from tinysep.commands.hil import BOARD_FAULT_EXIT
 
     read_bundle(args.bundle)  # a bad bundle is a user error (exit 2) before touching the port
     try:
@@ -39,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
                                   progress=not args.no_progress)
     except OSError as exc:
         raise CliError(str(exc)) from None
-    except (HilError, PeerError, ProtocolError) as exc:
-        print(f"tinysep flash: failed: {exc}")
+    except UploadRefused as exc:  # nothing sent: the board cannot or should not take it
+        print(f"tinysep flash: refused: {exc}")
         return 1
+    except (HilError, PeerError, ProtocolError) as exc:  # the board or the link failed
+        print(f"tinysep flash: board fault: {exc}")
+        return BOARD_FAULT_EXIT
     if not result.uploaded:
         print(f"the board on {args.port} already runs {result.sha256[:16]}... "
               "(--force to upload anyway)")

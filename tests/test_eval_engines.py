@@ -80,3 +80,21 @@ def test_engine_filter_keeps_only_those_clips(corpus, tmp_path, capsys):
     bad = argv[: argv.index("--engines")] + ["--engines", "drums=physical", "--no-progress"]
     assert main(bad) == 2
     assert "ROLE=ENGINE" in capsys.readouterr().err
+
+
+def test_reuse_takes_earlier_scores_and_runs_only_the_new_method(corpus, model, tmp_path,
+                                                                 capsys):
+    first = tmp_path / "first.json"
+    base = ["eval", "--data", str(corpus), "--split", "all", "--jobs", "1", "--no-progress"]
+    assert main(base + ["--method", "hpss,mix", "--json", str(first)]) == 0
+    second = tmp_path / "second.json"
+    assert main(base + ["--method", f"model:{model},hpss,mix", "--json", str(second),
+                        "--reuse", str(first)]) == 0
+    assert "reusing hpss, mix" in capsys.readouterr().out
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert b["methods"] == [f"model:{model}", "hpss", "mix"]
+    assert b["reused"]["methods"] == ["hpss", "mix"]
+    for clip_a, clip_b in zip(a["clips"], b["clips"], strict=True):
+        assert clip_b["methods"]["hpss"] == clip_a["methods"]["hpss"]
+        assert "sources" in clip_b["methods"][f"model:{model}"]
+    assert b["summary"]["hpss"]["sources"] == a["summary"]["hpss"]["sources"]

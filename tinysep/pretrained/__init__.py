@@ -70,6 +70,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
         "train_config": record["train_config"],
         "model": record.get("model"),
         "data_fingerprint": record.get("data_fingerprint"),
+        "corpora": record.get("corpora"),
         "versions": record.get("versions"),
         "training": {
             "minutes": round(state["train_seconds"] / 60.0, 2),
@@ -86,8 +87,11 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             "sdr_sir_sar_mean_db": test,
             "baselines_sdr_mean_db": baselines,
             "eval_command": f"tinysep eval --method {','.join(report.get('methods', []))} "
-                            f"--data {report.get('data')} --split {report.get('split')}",
+                            f"--data {report.get('data')} --split {report.get('split')}"
+                            + (" --by-engine" if "by_engine" in report else ""),
         },
     }
+    if "by_engine" in report:  # per music engine, marked trained / held out
+        training["test"]["by_engine"] = report["by_engine"]["rows"]
     (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
     return folder

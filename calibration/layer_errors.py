@@ -64,20 +64,23 @@ def layer_error_report(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         return converter
 
-    order, output_names = _io_names(make_converter())
-    denylist = []
-    if keep_float:
-        probe = make_converter()
-        probe._experimental_calibrate_only = True
-        denylist = _nodes_of_layers(TfliteModel(probe.convert()), keep_float)
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist or None)
-    measured = data[: max(1, samples)]
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=make_converter(),
-        debug_dataset=lambda: ([sample[name] for name in order] for sample in measured),
-        debug_options=options,
-    )
-    debugger.run()
+    from tinysep.quiet import quiet_runtime
+
+    with quiet_runtime():  # the debugger's converter and interpreter, without their lines
+        order, output_names = _io_names(make_converter())
+        denylist = []
+        if keep_float:
+            probe = make_converter()
+            probe._experimental_calibrate_only = True
+            denylist = _nodes_of_layers(TfliteModel(probe.convert()), keep_float)
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist or None)
+        measured = data[: max(1, samples)]
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=make_converter(),
+            debug_dataset=lambda: ([sample[name] for name in order] for sample in measured),
+            debug_options=options,
+        )
+        debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     buffer.seek(0)

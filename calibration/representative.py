@@ -23,7 +23,6 @@ A warning is raised only for a missing loud or quiet level.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from tinysep.data.clip import Clip
 from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+from tinysep.progress import Progress
 
 SILENT_BELOW_DBFS = -60.0
 QUIET_BELOW_DBFS = -30.0
@@ -208,12 +208,15 @@ class FloatStream:
         from ai_edge_litert.interpreter import Interpreter
 
         from tinysep.models.streaming import serving_function, streaming_spec
+        from tinysep.quiet import quiet_runtime
 
         self.spec = streaming_spec(stream)
         function, holder = serving_function(stream)
-        content = tf.lite.TFLiteConverter.from_concrete_functions([function], holder).convert()
-        self.interpreter = Interpreter(model_content=content, num_threads=1)
-        self.interpreter.allocate_tensors()
+        with quiet_runtime():  # no converter / XNNPACK lines
+            content = tf.lite.TFLiteConverter.from_concrete_functions([function],
+                                                                      holder).convert()
+            self.interpreter = Interpreter(model_content=content, num_threads=1)
+            self.interpreter.allocate_tensors()
         runner = self.interpreter.get_signature_runner()
         ins, outs = runner.get_input_details(), runner.get_output_details()
         self.input_index = ins[self.spec.input["name"]]["index"]
@@ -267,8 +270,6 @@ def build_representative_set(
     shorter segments); the float stream runs from the clip start so the recorded states are
     the warmed-up ones.
     """
-    from tqdm import tqdm
-
     from tinysep.dsp import magnitude, stft
     from tinysep.models import compress_magnitude, resolved_params
     from tinysep.models.streaming import streaming_spec
@@ -302,8 +303,7 @@ def build_representative_set(
     samples: list[dict[str, np.ndarray]] = []
     segments, features_used = [], []
     counts = dict.fromkeys(LEVELS, 0)
-    bar = tqdm(total=n_segments * segment_frames, unit="frame", desc="calibration",
-               file=sys.stderr, disable=not progress)
+    bar = Progress(n_segments * segment_frames, "calibration", unit="frame", enabled=progress)
     for number, clip_index in enumerate(order[:n_segments]):
         clip = clips[clip_index]
         gain_db = gains[number % len(gains)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET_HOP_US = 80.0  # issue 4: host int8 inference of one hop >= 100x real time
+TARGET_HOP_US = 80.0  # the speed goal: host int8 inference of one hop >= 100x real time
 QUANTS = ("float32", "int8")
 BLOCK_INVOKES = 8  # consecutive invokes of one bundle before the loop moves to the next
 CALIBRATION_SONGS = 8  # short songs rendered in memory; segments cycle through them
@@ -96,11 +96,10 @@ def model_latency_section(quick: bool = False) -> dict:
     song through their states in the same loop (each round runs every bundle for
     ``BLOCK_INVOKES`` invokes, in a shuffled order) so that load from other processes hits
     all of them alike, while each still runs a few hops in a row as it would on a board."""
-    from tqdm import tqdm
-
     from convert.runtime import HOP_SECONDS, BundleRunner
     from tinysep.data.synth import synthetic_clips
     from tinysep.dsp import magnitude, stft
+    from tinysep.progress import Progress
 
     ks = (1,) if quick else (1, 8)
     warmup, rounds = (10, 40) if quick else (50, 500)
@@ -123,8 +122,9 @@ def model_latency_section(quick: bool = False) -> dict:
                             "model_bytes": (folder / "model.tflite").stat().st_size})
 
     order_rng = np.random.default_rng(0)
-    for round_index in tqdm(range(warmup + rounds), desc="model latency", unit="round",
-                            file=sys.stderr, leave=False):
+    bar = Progress(warmup + rounds, "model latency", unit="round")
+    for round_index in range(warmup + rounds):
+        bar.update(1)
         for i in order_rng.permutation(len(entries)):
             entry = entries[i]
             for _ in range(BLOCK_INVOKES):
@@ -138,6 +138,7 @@ def model_latency_section(quick: bool = False) -> dict:
                 if round_index >= warmup:
                     entry["invoke_ns"].append(entry["timer"].last_ns)
                     entry["step_ns"].append(step)
+    bar.close()
 
     rows = []
     for entry in entries:
@@ -189,7 +190,7 @@ def model_latency_section(quick: bool = False) -> dict:
         "meets_target": met,
         "load_average": _load(),
         "note": (
-            f"target (issue 4): host int8, one hop per invoke, under {TARGET_HOP_US:.0f} us "
+            f"speed goal: host int8, one hop per invoke, under {TARGET_HOP_US:.0f} us "
             f"(>= 100x real time): {default['hop_us_median']:.1f} us = "
             f"{default['realtime_factor']:.0f}x, {'met' if met else 'NOT met'}. int8 speed-up "
             f"over float32 (ratio of medians, same run): {ratios}. Invoke = "
@@ -210,6 +211,7 @@ def model_size_section(quick: bool = False) -> dict:
     """The default export of the shipped model (int8, 1 frame per invoke, as ``tinysep
     export`` writes it) against the MCU budgets: model bytes, arena, MACs per hop."""
     from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
+    from convert.sizes import kib
 
     folder, summary = exported_bundle("int8", 1)
     tflm = summary.get("arena_bytes_tflm")
@@ -238,7 +240,8 @@ def model_size_section(quick: bool = False) -> dict:
         "micro_unsupported_ops": summary["micro_unsupported_ops"],
         "within_budgets": not over,
         "note": (
-            "budgets: 256 KB model (262144 B), 64 KB tensor arena (65536 B), 1 M MACs per "
+            f"budgets: {kib(BUDGET_MODEL_BYTES)} model ({BUDGET_MODEL_BYTES:,} B), "
+            f"{kib(BUDGET_ARENA_BYTES)} tensor arena ({BUDGET_ARENA_BYTES:,} B), 1 M MACs per "
             "hop; " + (f"OVER: {', '.join(over)}" if over else "all within budget")
             + ("" if tflm is not None else
                "; TFLite Micro arena not measured by this export ('-')")

@@ -126,6 +126,7 @@ def fine_tune(
     import tensorflow as tf
     import tf_keras as keras
 
+    from tinysep.progress import Progress
     from tinysep.training.choices import LOSSES
 
     if not isinstance(steps, int) or steps < 1:
@@ -147,11 +148,19 @@ def fine_tune(
     trainer = _trainer(model, loss, sdr_weight, features_gain)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
+    # The kit's own progress (a bar on a terminal, a few lines in a log), not Keras's bar,
+    # whose ETA counts graph tracing as step time.
+    bar = Progress(steps, "fine-tuning", unit="step", enabled=progress)
 
     class _Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             losses.append(float((logs or {}).get("loss", np.nan)))
+            bar.update(1)
+            bar.postfix(f"loss {losses[-1]:.4g}")
 
-    trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=1 if progress else 0,
-                callbacks=[*callbacks, _Record()])
+    try:
+        trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
+                    callbacks=[*callbacks, _Record()])
+    finally:
+        bar.close()
     return losses

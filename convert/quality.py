@@ -3,13 +3,13 @@
 The float model separates whole clips in Keras (identical to its float stream); a
 converted model streams on the host interpreter exactly as a bundle runs on a board
 (:class:`convert.runtime.BundleRunner`). Both are scored on the same clips with the
-project's metrics; the delta is the mean over clips of the per-clip SDR difference, per
-source, so clip difficulty cancels out.
+project's metrics; the drop is the mean over clips of the per-clip SDR difference, float
+minus quantized (positive: quantization loses SDR), per source, so clip difficulty cancels
+out.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,23 +33,25 @@ def runner_for(quantized, stream):
 def score_separator(separate: Callable[[np.ndarray], dict], clips: Sequence[Clip],
                     label: str = "", progress: bool = False) -> list[dict]:
     """Per-clip records ``{"name", "samples", "sources": scores}`` for ``separate``."""
-    from tqdm import tqdm
-
     from tinysep.metrics import score_estimates, score_mixture
+    from tinysep.progress import Progress
 
     records = []
-    for clip in tqdm(clips, desc=label or "scoring", unit="clip", file=sys.stderr,
-                     disable=not progress):
+    bar = Progress(len(clips), label or "scoring", unit="clip", enabled=progress)
+    for clip in clips:
         references = {s: clip.source(s) for s in SOURCES}
         mixture_scores = score_mixture(references, clip.mixture)
         estimates = separate(clip.mixture)
         records.append({"name": clip.name, "samples": int(len(clip.mixture)),
                         "sources": score_estimates(references, estimates, mixture_scores)})
+        bar.update(1)
+    bar.close()
     return records
 
 
 def sdr_delta(reference: list[dict], other: list[dict]) -> dict:
-    """Per source: mean SDR of both and the mean per-clip difference (other - reference)."""
+    """Per source: mean SDR of both and the drop, the mean per-clip difference
+    reference - other (float - quantized: positive when quantization loses SDR)."""
     out = {}
     for source in SOURCES:
         pairs = [
@@ -58,11 +60,11 @@ def sdr_delta(reference: list[dict], other: list[dict]) -> dict:
             if a["sources"][source]["sdr"] is not None and b["sources"][source]["sdr"] is not None
         ]
         if not pairs:
-            out[source] = {"sdr_reference": None, "sdr": None, "delta_db": None, "clips": 0}
+            out[source] = {"sdr_reference": None, "sdr": None, "drop_db": None, "clips": 0}
             continue
         ref, got = np.array(pairs).T
         out[source] = {"sdr_reference": float(ref.mean()), "sdr": float(got.mean()),
-                       "delta_db": float(np.mean(got - ref)), "clips": len(pairs)}
+                       "drop_db": float(np.mean(ref - got)), "clips": len(pairs)}
     return out
 
 

@@ -129,6 +129,7 @@ def quantize_stream(
     import tensorflow as tf
 
     from tinysep.models.streaming import streaming_spec
+    from tinysep.quiet import quiet_runtime
 
     if mode not in QUANT_MODES:
         raise ValueError(f"unknown quantization {mode!r}; choose from {', '.join(QUANT_MODES)}")
@@ -137,42 +138,43 @@ def quantize_stream(
     if keep_float and mode != "int8":
         raise ValueError("keeping layers float applies to int8 quantization only")
     start = time.perf_counter()
-    converter = _converter(stream)
-    result = QuantizedModel(mode, b"", spec.frames_per_invoke, keep_float=keep_float)
-    if mode == "float32":
-        result.content = converter.convert()
-    elif mode == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-        result.content = converter.convert()
-    elif mode == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        result.content = converter.convert()
-    else:
-        samples = _check_representative(stream, representative)
-        generate, count = _dataset(samples)
-        result.calibration_frames = count * spec.frames_per_invoke
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = generate
-        # int16x8 needs per-channel depthwise weights (the converter rejects per-tensor)
-        converter._experimental_disable_per_channel = not per_channel and mode == "int8"
-        if mode == "int16x8":
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-            ]
-            converter.inference_input_type = tf.int16
-            converter.inference_output_type = tf.int16
-            result.content = _convert(converter, stream)
+    with quiet_runtime():  # no XNNPACK / fully_quantize lines, no converter warning
+        converter = _converter(stream)
+        result = QuantizedModel(mode, b"", spec.frames_per_invoke, keep_float=keep_float)
+        if mode == "float32":
+            result.content = converter.convert()
+        elif mode == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+            result.content = converter.convert()
+        elif mode == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            result.content = converter.convert()
         else:
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-            converter._experimental_calibrate_only = True
-            calibrated = _convert(converter, stream)
-            result.calibrated = calibrated
-            result.content, result.tied_states = _quantize_tied(
-                calibrated, spec, per_channel, keep_float
-            )
+            samples = _check_representative(stream, representative)
+            generate, count = _dataset(samples)
+            result.calibration_frames = count * spec.frames_per_invoke
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = generate
+            # int16x8 needs per-channel depthwise weights (the converter rejects per-tensor)
+            converter._experimental_disable_per_channel = not per_channel and mode == "int8"
+            if mode == "int16x8":
+                converter.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+                ]
+                converter.inference_input_type = tf.int16
+                converter.inference_output_type = tf.int16
+                result.content = _convert(converter, stream)
+            else:
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+                converter._experimental_calibrate_only = True
+                calibrated = _convert(converter, stream)
+                result.calibrated = calibrated
+                result.content, result.tied_states = _quantize_tied(
+                    calibrated, spec, per_channel, keep_float
+                )
     result.seconds = time.perf_counter() - start
     check_quantized(result, spec, micro_ops_only=micro_ops_only)
     return result

@@ -78,11 +78,14 @@ def apply_transform(magnitude: np.ndarray, transform: dict) -> np.ndarray:
 def _interpreter(model, num_threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
-    if isinstance(model, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-    else:
-        interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
-    interpreter.allocate_tensors()
+    from tinysep.quiet import quiet_runtime
+
+    with quiet_runtime():  # without the "Created TensorFlow Lite XNNPACK delegate" line
+        if isinstance(model, (bytes, bytearray)):
+            interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        else:
+            interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+        interpreter.allocate_tensors()
     return interpreter
 
 
@@ -240,7 +243,9 @@ def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
 def separator_for_path(path: str):
     """``tinysep eval --method model:PATH``: a bundle folder runs on the host interpreter,
     a saved Keras model folder runs in float."""
-    folder = Path(path)
+    from tinysep.evaluate import model_folder
+
+    folder = model_folder(path)  # bundle/model.tflite names the bundle
     if (folder / MANIFEST_FILE).is_file():
         runner = BundleRunner(folder)
         return lambda clip: runner.separate(clip.mixture)

@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -201,8 +200,6 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
 def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan: SweepPlan,
               *, max_clips: int = 64, seed: int = 0, progress: bool = True) -> list[dict]:
     """Run every unfinished cell of ``plan``; returns all finished cells (old and new)."""
-    from tqdm import tqdm
-
     from calibration.representative import load_calibration_clips
     from convert.finetune import training_loss_of
     from tinysep.data.loaders import find_clips, load_clips
@@ -233,15 +230,18 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
         if not sources:
             raise ValueError(f"no clips in the test split of {data}")
         eval_clips = load_clips(sources)
-        bar = tqdm(todo, desc="sweep", unit="cell", file=sys.stderr, disable=not progress)
-        for cell in bar:
-            bar.set_postfix_str(cell["id"])
+        from tinysep.progress import Progress
+
+        bar = Progress(len(todo), "sweep", unit="cell", enabled=progress)
+        for cell in todo:
+            bar.postfix(cell["id"])
             model = _variant_model(cell["variant"], base, clips, out, plan, seed)
             scores = _float_scores(cell["variant"], model, eval_clips, out)
             result = run_cell(cell, model, clips, eval_clips, scores, plan.frames_per_invoke,
                               seed)
             _atomic_json(out / "cells" / f"{cell['id']}.json", result)
             write_tables(out, plan)
+            bar.update(1)
         bar.close()
     write_tables(out, plan)
     return finished_cells(out, plan)
@@ -261,7 +261,7 @@ COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "micro_bytes"
 
 
 def flat_rows(cells: list[dict]) -> list[dict]:
-    """One flat row per cell. ``delta_db`` is against the variant's own float model (the
+    """One flat row per cell. ``drop_db`` is against the variant's own float model (the
     cost of quantizing); ``vs_base_db`` against the unpruned float model (pruning and
     quantization together), when the sweep has the base variant."""
     base = next((c for c in cells if c["variant"]["name"] == "base"), None)
@@ -273,7 +273,7 @@ def flat_rows(cells: list[dict]) -> list[dict]:
             s = c["sources"][source]
             row[f"{source}_sdr_float"] = s["sdr_reference"]
             row[f"{source}_sdr_quant"] = s["sdr"]
-            row[f"{source}_delta_db"] = s["delta_db"]
+            row[f"{source}_drop_db"] = s["drop_db"]
             reference = base["sources"][source]["sdr_reference"] if base else None
             row[f"{source}_vs_base_db"] = (
                 s["sdr"] - reference if s["sdr"] is not None and reference is not None
@@ -295,7 +295,7 @@ def _fmt(value) -> str:
 def markdown_table(rows: list[dict]) -> str:
     header = ["cell", "bytes", "gzip bytes", "arena (TFLM)", "MACs/hop", "us/hop"]
     for source in SOURCES:
-        header += [f"{source} float", f"{source} quant", f"{source} delta",
+        header += [f"{source} float", f"{source} quant", f"{source} drop",
                    f"{source} vs base"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -303,7 +303,7 @@ def markdown_table(rows: list[dict]) -> str:
                  _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
         for source in SOURCES:
             cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
-                      _fmt(r[f"{source}_delta_db"]), _fmt(r[f"{source}_vs_base_db"])]
+                      _fmt(r[f"{source}_drop_db"]), _fmt(r[f"{source}_vs_base_db"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -338,7 +338,7 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     markers = {"int8": "o", "int16x8": "s", "dynamic": "^", "float16": "D", "float32": "x"}
-    panels = (("delta_db", "bytes", "model size (KiB)", "SDR vs own float (dB)"),
+    panels = (("drop_db", "bytes", "model size (KiB)", "SDR drop vs own float (dB)"),
               ("vs_base_db", "bytes", "model size (KiB)", "SDR vs unpruned float (dB)"),
               ("vs_base_db", "host_us_per_hop", "host time per hop (us, 1 thread)",
                "SDR vs unpruned float (dB)"))

@@ -133,6 +133,19 @@ def test_spectrogram_image_puts_loud_low_bins_at_the_bottom():
     assert len(np.unique(image[259:].reshape(-1, 3), axis=0)) == 1  # silence: one colour
 
 
+def test_a_log_gets_one_line_per_epoch(corpus, tmp_path, capsys):
+    options = [a for k, v in TINY.items() for a in ("--option", f"{k}={v}")]
+    code = cli_main(["train", "--model", "dualgate-tcn", "--preset", "tiny", *options,
+                     "--data", str(corpus), "--out", str(tmp_path / "run"), "--epochs", "2",
+                     "--steps-per-epoch", "4", "--batch-size", "4", "--chunk-seconds", "0.5",
+                     "--valid-clips", "1", "--valid-seconds", "2"])
+    err = capsys.readouterr().err  # not a terminal: no step bar
+    assert code == 0
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("valid SDR" in line for line in epoch_lines)
+    assert "step/s" not in err and "steps/s" not in err and "epoch 1/2:" not in err
+
+
 def test_resume_with_another_config_stops(corpus, one_epoch, tmp_path, capsys):
     out = _copy_run(one_epoch, tmp_path / "run")
     with pytest.raises(TrainingError, match=r"batch_size: stored 4, given 8"):

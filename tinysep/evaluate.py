@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -61,13 +60,31 @@ def register_separator_factory(prefix: str, target: str) -> None:
     _separators.clear()
 
 
+def model_folder(path: str | Path) -> Path:
+    """The folder a ``model:PATH`` names: PATH itself, or the bundle / model folder of a
+    file inside it (``bundle/model.tflite``, ``run/config.json``). Raises with what was
+    expected when PATH is neither."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.is_file():
+        folder = path.parent
+        if (folder / "manifest.json").is_file() or (folder / "config.json").is_file():
+            return folder
+        raise ValueError(f"model:{path}: a file, not a model; give a saved model folder "
+                         "(config.json + weights) or a deploy bundle folder (manifest.json)")
+    raise FileNotFoundError(f"model:{path}: no such file or folder")
+
+
 def keras_model_separator(path: str) -> Separator:
     """Float separation with the model saved in folder ``path`` (loaded once)."""
-    from pathlib import Path
+    from tinysep.quiet import import_tensorflow
+
+    import_tensorflow()  # in a worker process too: without the CUDA / absl start-up lines
 
     from tinysep.models import load_model, separate
 
-    folder = Path(path)
+    folder = model_folder(path)
     if (folder / "manifest.json").is_file():
         raise ValueError(f"{folder} is a deploy bundle, not a saved Keras model: bundles run "
                          "on the TFLite interpreter, which `tinysep eval` provides")
@@ -119,12 +136,58 @@ def _error_entry(exc: BaseException) -> dict:
     }
 
 
-def evaluate_clip(clip: Clip, methods: Sequence[str]) -> dict:
+NO_REFERENCE = "no reference"  # a clip given without its true sources: separated, not scored
+
+
+def _unscored() -> dict:
+    from tinysep.metrics.scores import VALUE_KEYS
+
+    return {name: {key: None for key in VALUE_KEYS} | {"skipped": NO_REFERENCE}
+            for name in SOURCES}
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one file or folder name (path separators and colons replaced)."""
+    cleaned = "".join("-" if c in "/\\:" else c for c in text).strip(". ")
+    return cleaned or "_"
+
+
+def save_clip_audio(folder: str | Path, clip: Clip, estimates: dict[str, dict]) -> Path:
+    """Write ``FOLDER/<clip>/mixture.wav``, the references (``reference/<source>.wav``)
+    when the clip has them and ``<method>/<source>.wav`` per method; returns the clip's
+    folder. Method folders are the short labels of the table (``model:runs/a`` ->
+    ``model-a``)."""
+    import numpy as np
+
+    from tinysep.data.audio_io import write_audio
+    from tinysep.metrics.table import short_labels
+
+    out = Path(folder) / safe_name(clip.name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_audio(out / "mixture.wav", clip.mixture, clip.sample_rate)
+    if getattr(clip, "has_references", True):
+        (out / "reference").mkdir(exist_ok=True)
+        for name in SOURCES:
+            write_audio(out / "reference" / f"{name}.wav", clip.source(name), clip.sample_rate)
+    labels = short_labels(estimates)
+    for method, sources in estimates.items():
+        method_dir = out / safe_name(labels[method])
+        method_dir.mkdir(exist_ok=True)
+        for name, audio in sources.items():
+            write_audio(method_dir / f"{name}.wav", np.nan_to_num(audio), clip.sample_rate)
+    return out
+
+
+def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | None = None,
+                  ) -> dict:
     """Score every method on one loaded clip; a failing method is recorded, not raised.
 
     Returns ``{"name", "samples", "seconds", "mixture": scores, "methods": {method:
     {"sources": scores, "separate_seconds", "score_seconds"} or {"error", "traceback"}}}``
-    with ``scores`` as produced by :func:`tinysep.metrics.score_estimates`.
+    with ``scores`` as produced by :func:`tinysep.metrics.score_estimates`. A clip
+    without references (``has_references`` False) is separated but every score is None,
+    skipped as "no reference". With ``save_audio`` the mixture, references and each
+    method's sources are written as wav files (:func:`save_clip_audio`).
     """
     from tinysep.dsp import SAMPLE_RATE
     from tinysep.metrics import score_estimates, score_mixture
@@ -132,23 +195,29 @@ def evaluate_clip(clip: Clip, methods: Sequence[str]) -> dict:
     if clip.sample_rate != SAMPLE_RATE:
         raise ValueError(f"clip {clip.name}: sample rate {clip.sample_rate} Hz, expected "
                          f"{SAMPLE_RATE} Hz (the loaders resample)")
+    scored = getattr(clip, "has_references", True)
     references = {name: clip.source(name) for name in SOURCES}
     start = time.perf_counter()
-    mixture_scores = score_mixture(references, clip.mixture)
+    mixture_scores = score_mixture(references, clip.mixture) if scored else _unscored()
     record: dict[str, Any] = {
         "name": clip.name,
         "samples": int(len(clip.mixture)),
         "seconds": float(clip.seconds),
         "mixture": mixture_scores,
         "mixture_score_seconds": time.perf_counter() - start,
+        "references": scored,
         "methods": {},
     }
+    kept: dict[str, dict] = {}
     for method in methods:
         try:
             start = time.perf_counter()
             estimates = resolve_separator(method)(clip)
             separated = time.perf_counter()
-            scores = score_estimates(references, estimates, mixture_scores)
+            if save_audio is not None:
+                kept[method] = estimates
+            scores = (score_estimates(references, estimates, mixture_scores) if scored
+                      else _unscored())
             record["methods"][method] = {
                 "sources": scores,
                 "separate_seconds": separated - start,
@@ -156,11 +225,14 @@ def evaluate_clip(clip: Clip, methods: Sequence[str]) -> dict:
             }
         except Exception as exc:  # one method failing must not lose the others
             record["methods"][method] = _error_entry(exc)
+    if save_audio is not None:
+        record["audio_folder"] = str(save_clip_audio(save_audio, clip, kept))
     return record
 
 
 def _evaluate_task(
-    index: int, source: ClipSource, methods: Sequence[str], factories: dict | None = None
+    index: int, source: ClipSource, methods: Sequence[str], factories: dict | None = None,
+    save_audio: str | None = None,
 ) -> tuple[int, dict]:
     """Worker entry point: load the clip here, in the worker, then evaluate it."""
     if factories:
@@ -173,7 +245,7 @@ def _evaluate_task(
     except Exception as exc:
         return index, {"name": name, **_error_entry(exc)}
     try:
-        record = evaluate_clip(clip, methods)
+        record = evaluate_clip(clip, methods, save_audio)
     except Exception as exc:
         return index, {"name": name, **_error_entry(exc)}
     record["load_seconds"] = load_seconds
@@ -301,6 +373,7 @@ def evaluate(
     progress: bool = True,
     meta: dict | None = None,
     in_process: bool = False,
+    save_audio: str | Path | None = None,
 ) -> dict:
     """Evaluate ``methods`` on every clip of ``sources``; returns the full report.
 
@@ -309,9 +382,12 @@ def evaluate(
     ``in_process=True`` runs the clips one by one in this process instead (debugging,
     tests). With ``json_path`` the report is rewritten every few seconds and on exit,
     with ``status`` "running", "complete", "interrupted" or "failed", so a crash or
-    Ctrl-C leaves the finished clips on disk.
+    Ctrl-C leaves the finished clips on disk. ``save_audio``: a folder that receives
+    every clip's mixture, references and separated sources (:func:`save_clip_audio`).
     """
-    from tqdm import tqdm
+    from tinysep.progress import Progress
+
+    save = None if save_audio is None else str(save_audio)
 
     methods = list(methods)
     for method in methods:
@@ -320,8 +396,7 @@ def evaluate(
     jobs = 1 if in_process else max(1, min(jobs or available_cores(), max(1, len(sources))))
     report = _Report(len(sources), methods, jobs, meta)
     path = Path(json_path) if json_path is not None else None
-    bar = tqdm(total=len(sources), unit="clip", file=sys.stderr, disable=not progress,
-               desc="eval", dynamic_ncols=True)
+    bar = Progress(len(sources), "eval", unit="clip", enabled=progress)
     last_write = 0.0
     status = "failed"
 
@@ -332,7 +407,7 @@ def evaluate(
         entry = record.get("methods", {}).get(methods[-1], {})
         sdr = entry.get("sources", {}).get("vocals", {}).get("sdr")
         if sdr is not None:
-            bar.set_postfix_str(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")
+            bar.postfix(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")
         if path is not None and time.monotonic() - last_write >= JSON_WRITE_INTERVAL_S:
             _write_json_atomic(path, report.build("running"))
             last_write = time.monotonic()
@@ -340,9 +415,9 @@ def evaluate(
     try:
         if in_process:
             for index, source in enumerate(sources):
-                finished(*_evaluate_task(index, source, methods))
+                finished(*_evaluate_task(index, source, methods, None, save))
         else:
-            _run_parallel(sources, methods, jobs, finished)
+            _run_parallel(sources, methods, jobs, finished, save)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -360,6 +435,7 @@ def _run_parallel(
     methods: Sequence[str],
     jobs: int,
     finished: Callable[[int, dict], None],
+    save_audio: str | None = None,
 ) -> None:
     import multiprocessing
 
@@ -372,7 +448,7 @@ def _run_parallel(
         with _single_threaded_children():
             for index, source in enumerate(sources):
                 pending[executor.submit(_evaluate_task, index, source, methods,
-                                        dict(SEPARATOR_FACTORIES))] = index
+                                        dict(SEPARATOR_FACTORIES), save_audio)] = index
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:

@@ -13,6 +13,11 @@ import time
 LINE_EVERY = 0.1  # plain-line mode: one line per 10 % of the work
 
 
+def _number(value: float) -> str:
+    """``12`` for whole counts (clips, steps), ``12.5`` otherwise (seconds of audio)."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 class Progress:
     """``update(n)`` as work is done, ``close()`` at the end (or use ``with``)."""
 
@@ -28,6 +33,7 @@ class Progress:
         self._next_line = line_every
         self._start = time.monotonic()
         self._bar = None
+        self._postfix = ""
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
@@ -47,10 +53,17 @@ class Progress:
             while self._next_line <= fraction + 1e-12:
                 self._next_line += self.line_every
 
+    def postfix(self, text: str) -> None:
+        """A short status after the bar (or at the end of the next plain line)."""
+        self._postfix = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
+
     def _line(self, fraction: float) -> None:
         elapsed = time.monotonic() - self._start
-        print(f"{self.desc}: {self.done:,.1f}/{self.total:,.1f} {self.unit} "
-              f"({100 * fraction:.0f} %, {elapsed:.1f} s)", file=self.stream, flush=True)
+        tail = f"; {self._postfix}" if self._postfix else ""
+        print(f"{self.desc}: {_number(self.done)}/{_number(self.total)} {self.unit} "
+              f"({100 * fraction:.0f} %, {elapsed:.1f} s){tail}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if not self.enabled:

@@ -49,3 +49,45 @@ def import_tensorflow() -> None:
     if failed:
         sys.stderr.write(text)
         import tensorflow  # noqa: F401  (raise the import error again, now visible)
+
+
+# TensorFlow's converter calibrates through its own (deprecated) tf.lite.Interpreter and
+# warns about it; the kit itself runs models on ai_edge_litert only.
+_CONVERTER_WARNING = r"\s*Warning: tf\.lite\.Interpreter is deprecated"
+
+
+@contextlib.contextmanager
+def quiet_runtime() -> Iterator[None]:
+    """Run a TFLite conversion or interpreter set-up without the lines TensorFlow Lite
+    writes from native code ("Created TensorFlow Lite XNNPACK delegate", "fully_quantize:
+    ...") and without the converter's interpreter deprecation warning. Python's own
+    ``sys.stderr`` (progress, messages) still reaches the terminal; the captured native
+    text is printed if the block raises, so a failure keeps its explanation."""
+    import warnings
+
+    try:
+        real_stderr = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real_stderr = False  # sys.stderr is captured in Python (tests): leave it be
+    previous = sys.stderr
+    kept = os.fdopen(os.dup(2), "w", buffering=1, errors="replace") if real_stderr else None
+    failure = ""
+    try:
+        with native_stderr_captured() as captured:
+            if kept is not None:
+                sys.stderr = kept
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_CONVERTER_WARNING)
+                    yield
+            except BaseException:
+                captured.seek(0)
+                failure = captured.read().decode("utf-8", "replace")
+                raise
+            finally:
+                sys.stderr = previous
+                if kept is not None:
+                    kept.close()
+    except BaseException:
+        sys.stderr.write(failure)
+        raise

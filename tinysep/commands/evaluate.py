@@ -1,4 +1,7 @@
-"""Evaluate separation methods on a dataset: BSS-eval table (paper 1 Tables 3-4), JSON, PNG.
+"""Evaluate separation methods on a dataset: BSS-eval table, JSON, PNG.
+
+The table follows the layout of Tables 3-4 of "Real-time audio source separation in live
+music performances using edge AI technology" (J. Yang).
 
 `--method` takes one name or a comma-separated list (mix, hpss, repet, repet-sim,
 repet-mfcc, irm, model:PATH) so one call prints a whole comparison; ``model:PATH`` is a
@@ -6,6 +9,13 @@ saved model folder (float Keras) or a deploy bundle (its TFLite model, streamed 
 host exactly as a board runs it). Clips are evaluated in
 parallel worker processes; the JSON report is kept up to date while the run goes, so
 an interrupted run keeps what finished. A bar chart lands next to the JSON.
+
+``--data`` is a dataset (MIR-1K, MUSDB18-HQ or a ``tinysep synth`` corpus) or your own
+audio: one mixture file or a folder of them, ``.wav`` (any rate and channel count) or
+``.npy`` (1-D, 16 kHz), each with its references when present beside it as
+``NAME.vocals.wav`` and ``NAME.accompaniment.wav`` (or ``.npy``). Mixtures without
+references are separated but not scored. ``--save-audio DIR`` keeps, per clip,
+``DIR/CLIP/mixture.wav``, ``reference/`` and one folder of sources per method.
 """
 
 from __future__ import annotations
@@ -19,9 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True,
                         help="method name or comma-separated list, e.g. mix,hpss,repet,irm,"
                              "model:PATH (PATH: saved model folder or deploy bundle)")
-    parser.add_argument("--data", required=True, type=Path, help="dataset root folder")
-    parser.add_argument("--dataset", default="auto", choices=("auto", "mir1k", "musdb", "synth"),
-                        help="dataset layout (default: detect)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
+                             "of them, references beside as NAME.vocals.wav and "
+                             "NAME.accompaniment.wav")
+    parser.add_argument("--dataset", default="auto",
+                        choices=("auto", "mir1k", "musdb", "synth", "files"),
+                        help="layout of --data; files: mixture files as above (default: "
+                             "detect)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",
                         help="evaluate only the first N clips")
@@ -36,12 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by-engine", action="store_true",
                         help="also print (and plot, and write to the JSON) the scores per "
                              "music engine, marked trained / held out for the first model:PATH")
+    parser.add_argument("--save-audio", type=Path, metavar="DIR",
+                        help="keep every clip's mixture, references and each method's separated "
+                             "sources as wav files under DIR/CLIP/ (default: not kept)")
+    parser.add_argument("--reuse", type=Path, metavar="EARLIER.json",
+                        help="take the scores of methods that an earlier report holds for "
+                             "every selected clip from it instead of running them again, e.g. "
+                             "the classic methods when a new model is added (default: run all)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from tinysep.cli import CliError
-    from tinysep.data.loaders import find_clips
     from tinysep.evaluate import evaluate, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -55,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
     if args.json.suffix.lower() != ".json":
         raise CliError(f"--json must name a .json file, got {args.json}")
-    sources = find_clips(args.data, dataset=args.dataset, split=args.split)
+    sources, files = _sources(args)
+    if files and (args.engines or args.by_engine):
+        raise CliError("--engines and --by-engine need a synthetic corpus written by "
+                       f"`tinysep synth`, not mixture files ({args.data})")
     engines_of = clip_engines(args.data) if (args.engines or args.by_engine) else {}
     if (args.engines or args.by_engine) and not engines_of:
         raise CliError(f"{args.data} names no music engines per clip (only a synthetic corpus "
@@ -67,18 +91,26 @@ def run(args: argparse.Namespace) -> int:
         sources = sources[: args.max_clips]
     if not sources:
         raise CliError(f"no clips in split {args.split!r} under {args.data}")
+    if args.save_audio is not None and args.save_audio.exists() \
+            and not args.save_audio.is_dir():
+        raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
 
     meta = {
         "command": "eval",
         "data": str(args.data),
-        "dataset": args.dataset,
-        "split": args.split,
+        "dataset": "files" if files else args.dataset,
+        "split": None if files else args.split,
+        "save_audio": None if args.save_audio is None else str(args.save_audio),
         "max_clips": args.max_clips,
         "engines": args.engines,
     }
+    reused = _reusable(args.reuse, sources, methods) if args.reuse is not None else {}
+    to_run = [m for m in methods if m not in reused.get("methods", ())]
     try:
-        report = evaluate(sources, methods, jobs=args.jobs, json_path=args.json,
-                          progress=not args.no_progress, meta=meta)
+        report = evaluate(sources, to_run, jobs=args.jobs, json_path=args.json,
+                          progress=not args.no_progress, meta=meta, save_audio=args.save_audio)
+        if reused:
+            report = _merge_reused(report, reused, methods, args.json)
     except KeyboardInterrupt:
         print(f"partial results (the clips that finished) are in {args.json}", file=sys.stderr)
         raise
@@ -86,9 +118,17 @@ def run(args: argparse.Namespace) -> int:
     timing = report["timing"]
     title = (
         f"{report['clips_done']} clips ({timing['audio_seconds']:.0f} s of audio) from "
-        f"{args.data} [{args.split}], BSS-eval v3 whole-clip (fast_bss_eval)"
+        f"{args.data}{'' if files else f' [{args.split}]'}, BSS-eval v3 whole-clip "
+        "(fast_bss_eval)"
     )
     print(format_table(report["summary"], title))
+    unscored = [c["name"] for c in report["clips"] if c.get("references") is False]
+    if unscored:
+        print(f"\n{len(unscored)} clip(s) without references, separated but not scored: "
+              + ", ".join(unscored[:5]) + (" ..." if len(unscored) > 5 else ""))
+    if args.save_audio is not None:
+        print(f"separated audio: {args.save_audio}/CLIP/ (mixture.wav, reference/, one folder "
+              "per method)")
     print()
     print(
         f"wall time {timing['wall_seconds']:.1f} s with {report['jobs']} worker(s): "
@@ -111,6 +151,31 @@ def run(args: argparse.Namespace) -> int:
         _engine_report(args, report, methods, engines_of)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
+
+
+def _sources(args: argparse.Namespace) -> tuple[list, bool]:
+    """The clips ``--data`` names and whether they are mixture files (not a dataset)."""
+    from tinysep.cli import CliError
+    from tinysep.data.loaders import detect_dataset, find_clips
+    from tinysep.eval_inputs import input_sources, is_input_folder
+
+    data = args.data
+    if not data.exists():
+        raise CliError(f"--data {data}: no such file or folder")
+    files = args.dataset == "files" or data.is_file()
+    if not files and args.dataset == "auto":
+        try:
+            detect_dataset(data)
+        except ValueError:
+            if not is_input_folder(data):
+                raise CliError(f"--data {data}: neither a dataset (MIR-1K, MUSDB18-HQ, a synth "
+                               "corpus) nor a folder of mixture files (.wav / .npy)") from None
+            files = True
+    if files:
+        if data.is_file() and args.dataset not in ("auto", "files"):
+            raise CliError(f"--data {data} is a file; --dataset {args.dataset} needs a folder")
+        return input_sources(data), True
+    return find_clips(data, dataset=args.dataset, split=args.split), False
 
 
 def _engine_report(args: argparse.Namespace, report: dict, methods: list[str],
@@ -143,3 +208,45 @@ def _engine_report(args: argparse.Namespace, report: dict, methods: list[str],
     tmp.write_text(json.dumps(full, indent=1, allow_nan=False))
     tmp.replace(args.json)
     print(f"wrote {png}")
+
+
+def _reusable(path: Path, sources, methods: list[str]) -> dict:
+    """The methods (and their per-clip records) an earlier report holds for every clip in
+    ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``."""
+    import json
+
+    from tinysep.cli import CliError
+
+    try:
+        earlier = json.loads(Path(path).read_text())
+        records = {c["name"]: c for c in earlier["clips"] if "error" not in c}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"--reuse {path}: not a readable `tinysep eval` report ({exc})") from None
+    names = [s.name for s in sources]
+    found = [m for m in methods if all(
+        "sources" in records.get(n, {}).get("methods", {}).get(m, {}) for n in names)]
+    if not found:
+        return {}
+    print(f"reusing {', '.join(found)} from {path} ({len(names)} clips)")
+    return {"methods": found, "from": str(path),
+            "clips": {n: {m: records[n]["methods"][m] for m in found} for n in names}}
+
+
+def _merge_reused(report: dict, reused: dict, methods: list[str], json_path: Path) -> dict:
+    """``report`` with the reused methods' records put back beside the new ones, summaries
+    recomputed over all of them, written to ``json_path``."""
+    import json
+
+    from tinysep.evaluate import summarize_methods
+
+    for clip in report["clips"]:
+        if "error" not in clip:
+            clip.setdefault("methods", {}).update(reused["clips"].get(clip["name"], {}))
+    done = [c for c in report["clips"] if "error" not in c]
+    report["methods"] = list(methods)
+    report["reused"] = {"from": reused["from"], "methods": reused["methods"]}
+    report["summary"] = summarize_methods(done, methods)
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
+    tmp.replace(json_path)
+    return report

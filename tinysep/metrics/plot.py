@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tinysep.metrics.bss import METRIC_LIMIT_DB
-from tinysep.metrics.table import TABLE_SOURCES
+from tinysep.metrics.table import TABLE_SOURCES, short_labels
 
 PLOT_METRICS = ("sdr", "sir", "sar")
 
@@ -20,6 +20,7 @@ def plot_summary(summaries: Mapping[str, Mapping], path: str | Path, title: str 
     import numpy as np
 
     methods = list(summaries)
+    labels = short_labels(methods)  # model:/long/path/run -> model:run
     fig, axes = plt.subplots(1, len(TABLE_SOURCES), figsize=(5 + 1.2 * len(methods), 4.2),
                              sharey=True, squeeze=False)
     x = np.arange(len(methods))
@@ -45,7 +46,7 @@ def plot_summary(summaries: Mapping[str, Mapping], path: str | Path, title: str 
                             fontsize="x-small")
         ax.set_ylim(bottom, top)
         ax.axhline(0.0, color="black", linewidth=0.6)
-        ax.set_xticks(x, methods, rotation=30, ha="right")
+        ax.set_xticks(x, [labels[m] for m in methods], rotation=30, ha="right")
         ax.set_title(source)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("mean over clips (dB)")

@@ -1,4 +1,6 @@
-"""Text tables of evaluation summaries, one block per source, laid out like paper 1's Tables 3-4."""
+"""Text tables of evaluation summaries, one block per source, laid out like Tables 3-4 of
+"Real-time audio source separation in live music performances using edge AI technology"
+(J. Yang)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,46 @@ _COLUMNS = (
 )
 
 
+MODEL_PREFIX = "model:"
+MODEL_FILES = ("model.tflite",)  # a bundle's model file: the bundle folder names the method
+
+
+def _label_parts(method: str) -> list[str]:
+    """The path components of a ``model:PATH`` method, the file name of a bundle's model
+    dropped (``model:b/model.tflite`` is the bundle ``b``)."""
+    parts = [p for p in method[len(MODEL_PREFIX):].replace("\\", "/").split("/") if p]
+    if len(parts) > 1 and parts[-1] in MODEL_FILES:
+        parts = parts[:-1]
+    return parts or [method[len(MODEL_PREFIX):]]
+
+
+def short_labels(methods) -> dict[str, str]:
+    """Method -> short label for tables and figures: ``model:/long/path/run`` becomes
+    ``model:run`` (as many trailing folders as it takes to tell the models apart); other
+    method names stay as they are."""
+    methods = list(methods)
+    depth = {m: 1 for m in methods if m.startswith(MODEL_PREFIX)}
+
+    def label(m: str) -> str:
+        if m not in depth:
+            return m
+        return MODEL_PREFIX + "/".join(_label_parts(m)[-depth[m]:])
+
+    for _ in range(64):  # each pass lengthens the labels that still collide
+        labels = {m: label(m) for m in methods}
+        clashes = [m for m in depth
+                   if list(labels.values()).count(labels[m]) > 1
+                   and depth[m] < len(_label_parts(m))]
+        if not clashes:
+            break
+        for m in clashes:
+            depth[m] += 1
+    labels = {m: label(m) for m in methods}
+    if len(set(labels.values())) < len(labels):  # still ambiguous: the full names
+        return {m: m for m in methods}
+    return labels
+
+
 def _cell(value: float | None, width: int) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
 
@@ -31,7 +73,8 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
     ``summaries`` maps method name -> :func:`tinysep.metrics.summarize` output (plus the
     optional ``failed`` count). Values are dB; "-" marks an undefined value.
     """
-    name_width = max([len("Method")] + [len(m) for m in summaries]) + 2
+    labels = short_labels(summaries)
+    name_width = max([len("Method")] + [len(label) for label in labels.values()]) + 2
     widths = [max(len(header), 7) for header, _, _ in _COLUMNS]
     lines = [title] if title else []
     for source in TABLE_SOURCES:
@@ -45,7 +88,7 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
             cells = []
             for (_, key, stat), w in zip(_COLUMNS, widths, strict=True):
                 cells.append(_cell(block[key] if stat is None else block[key][stat], w))
-            lines.append(f"{method:<{name_width}}" + "  ".join(cells)
+            lines.append(f"{labels[method]:<{name_width}}" + "  ".join(cells)
                          + f"  {block['sdr']['n']:>5d}")
             skipped = block["skipped"]
             parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items()
@@ -53,13 +96,16 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
             if summary.get("failed"):
                 parts.append(f"{summary['failed']} failed")
             if parts:
-                notes.append(f"  {method}: skipped {', '.join(parts)}")
+                notes.append(f"  {labels[method]}: skipped {', '.join(parts)}")
         lines += notes
     at_limit = any(
         block[key][stat] is not None and block[key][stat] >= METRIC_LIMIT_DB - 1e-3
         for summary in summaries.values() for block in summary["sources"].values()
         for _, key, stat in _COLUMNS if stat is not None
     )
+    shortened = [f"  {label} = {method}" for method, label in labels.items() if label != method]
+    if shortened:
+        lines += ["", "Methods:", *shortened]
     if at_limit:
         lines += ["", f"{METRIC_LIMIT_DB:.2f} is the metric limit: a ratio whose denominator is "
                       "zero, e.g. the SAR of the mixture itself (no artifacts)."]

@@ -27,8 +27,8 @@ def calibration_size_study(
     frames_per_invoke: int = 1,
     progress: bool = False,
 ) -> dict:
-    """Rows ``{"frames", "seed", "sources": {source: {"sdr", "delta_db", ...}}}`` and a
-    per-size summary (mean and spread of the SDR delta over seeds)."""
+    """Rows ``{"frames", "seed", "sources": {source: {"sdr", "drop_db", ...}}}`` and a
+    per-size summary (mean and spread of the SDR drop, float - int8, over seeds)."""
     from calibration.representative import build_representative_set
     from convert.quality import float_records, quantized_records, sdr_delta
     from convert.quantize import quantize_stream
@@ -55,10 +55,10 @@ def calibration_size_study(
         cells = [r for r in rows if r["requested_frames"] == frames]
         entry = {"frames": frames}
         for source in SOURCES:
-            deltas = [c["sources"][source]["delta_db"] for c in cells
-                      if c["sources"][source]["delta_db"] is not None]
-            entry[source] = {"delta_db_mean": float(np.mean(deltas)) if deltas else None,
-                             "delta_db_std": float(np.std(deltas)) if deltas else None}
+            deltas = [c["sources"][source]["drop_db"] for c in cells
+                      if c["sources"][source]["drop_db"] is not None]
+            entry[source] = {"drop_db_mean": float(np.mean(deltas)) if deltas else None,
+                             "drop_db_std": float(np.std(deltas)) if deltas else None}
         summary.append(entry)
     return {"sizes": sizes, "seeds": list(seeds), "frames_per_invoke": frames_per_invoke,
             "eval_clips": len(eval_clips), "rows": rows, "summary": summary,
@@ -66,7 +66,7 @@ def calibration_size_study(
 
 
 def plot_study(study: dict, path: str | Path) -> Path:
-    """SDR delta (int8 - float) against calibration frames, mean and spread per source."""
+    """SDR drop (float - int8) against calibration frames, mean and spread per source."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,16 +77,16 @@ def plot_study(study: dict, path: str | Path) -> Path:
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6, 4))
     for source in SOURCES:
-        xs = [s["frames"] for s in study["summary"] if s[source]["delta_db_mean"] is not None]
-        ys = [s[source]["delta_db_mean"] for s in study["summary"]
-              if s[source]["delta_db_mean"] is not None]
-        err = [s[source]["delta_db_std"] for s in study["summary"]
-               if s[source]["delta_db_mean"] is not None]
+        xs = [s["frames"] for s in study["summary"] if s[source]["drop_db_mean"] is not None]
+        ys = [s[source]["drop_db_mean"] for s in study["summary"]
+              if s[source]["drop_db_mean"] is not None]
+        err = [s[source]["drop_db_std"] for s in study["summary"]
+               if s[source]["drop_db_mean"] is not None]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=source)
     ax.axhline(0.0, color="k", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("calibration frames")
-    ax.set_ylabel("SDR int8 - float (dB)")
+    ax.set_ylabel("SDR drop, float - int8 (dB)")
     ax.set_title(f"calibration size study ({len(study['seeds'])} seeds)")
     ax.legend()
     fig.tight_layout()
@@ -134,7 +134,7 @@ def calibration_level_study(
     For each set of calibration gains (``build_representative_set(gains_db=...)``, always
     ``frames`` frames in all, by default the representative set's default) and each seed,
     one int8 model is calibrated; it and the float model separate the held-out clips played
-    back at each level of ``playback_db``, and the SDR delta (int8 - float, same clips at
+    back at each level of ``playback_db``, and the SDR drop (float - int8, same clips at
     the same level) is recorded per source. Rows
     ``{"gains_db", "seed", "playback_db", "coverage", "sources"}`` and a summary per
     (gains, playback): mean and spread over seeds.
@@ -183,13 +183,13 @@ def calibration_level_study(
                                   for level in cells[0]["coverage"]}}
             for source in SOURCES:
                 got = [c["sources"][source] for c in cells
-                       if c["sources"][source]["delta_db"] is not None]
-                deltas = [g["delta_db"] for g in got]
+                       if c["sources"][source]["drop_db"] is not None]
+                deltas = [g["drop_db"] for g in got]
                 entry[source] = {
                     "sdr_float": got[0]["sdr_reference"] if got else None,
                     "sdr_int8": float(np.mean([g["sdr"] for g in got])) if got else None,
-                    "delta_db_mean": float(np.mean(deltas)) if deltas else None,
-                    "delta_db_std": float(np.std(deltas)) if deltas else None,
+                    "drop_db_mean": float(np.mean(deltas)) if deltas else None,
+                    "drop_db_std": float(np.std(deltas)) if deltas else None,
                 }
             summary.append(entry)
     return {"gain_sets": [list(g) for g in gain_sets], "playback_db": levels, "frames": frames,
@@ -199,14 +199,14 @@ def calibration_level_study(
 
 
 def format_level_table(study: dict) -> str:
-    """Markdown table of the level study: SDR float / int8 / delta per source, per
+    """Markdown table of the level study: SDR float / int8 / drop per source, per
     calibration gains and playback level (mean over seeds, +- spread when several)."""
     from tinysep.data.clip import SOURCES
 
     several = len(study["seeds"]) > 1
     head = ["calibration gains (dB)", "playback (dB)", "frames loud / quiet / silent"]
     for source in SOURCES:
-        head += [f"{source} float", f"{source} int8", f"{source} delta"]
+        head += [f"{source} float", f"{source} int8", f"{source} drop"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in study["summary"]:
         cov = entry["coverage"]
@@ -214,25 +214,25 @@ def format_level_table(study: dict) -> str:
                  f"{cov['loud']} / {cov['quiet']} / {cov['silent']}"]
         for source in SOURCES:
             row = entry[source]
-            if row["delta_db_mean"] is None:
+            if row["drop_db_mean"] is None:
                 cells += ["-", "-", "-"]
                 continue
-            delta = f"{row['delta_db_mean']:+.3f}"
+            delta = f"{row['drop_db_mean']:+.3f}"
             if several:
-                delta += f" +- {row['delta_db_std']:.3f}"
+                delta += f" +- {row['drop_db_std']:.3f}"
             cells += [f"{row['sdr_float']:.2f}", f"{row['sdr_int8']:.2f}", delta]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = (f"{len(study['seeds'])} calibration seeds (mean +- std; frame counts are "
              "means)" if several else "1 calibration seed")
     lines.append("")
-    lines.append(f"SDR in dB, mean over {study['eval_clips']} held-out clips; delta = int8 - "
-                 f"float on the same clips at the same playback level; {study['frames']} "
+    lines.append(f"SDR in dB, mean over {study['eval_clips']} held-out clips; drop = float - "
+                 f"int8 on the same clips at the same playback level; {study['frames']} "
                  f"calibration frames, {seeds}.")
     return "\n".join(lines) + "\n"
 
 
 def plot_level_study(study: dict, path: str | Path) -> Path:
-    """SDR delta (int8 - float) per playback level, one bar per set of calibration gains,
+    """SDR drop (float - int8) per playback level, one bar per set of calibration gains,
     one panel per source."""
     import matplotlib
 
@@ -250,9 +250,9 @@ def plot_level_study(study: dict, path: str | Path) -> Path:
         for i, gains in enumerate(sets):
             entries = [next(e for e in study["summary"]
                             if e["gains_db"] == gains and e["playback_db"] == p) for p in levels]
-            ys = [np.nan if e[source]["delta_db_mean"] is None else e[source]["delta_db_mean"]
+            ys = [np.nan if e[source]["drop_db_mean"] is None else e[source]["drop_db_mean"]
                   for e in entries]
-            err = [0.0 if e[source]["delta_db_std"] is None else e[source]["delta_db_std"]
+            err = [0.0 if e[source]["drop_db_std"] is None else e[source]["drop_db_std"]
                    for e in entries]
             xs = np.arange(len(levels)) + (i - (len(sets) - 1) / 2) * width
             ax.bar(xs, ys, width, yerr=err, capsize=3, label=f"gains {_gains_label(gains)} dB")
@@ -260,7 +260,7 @@ def plot_level_study(study: dict, path: str | Path) -> Path:
         ax.set_xticks(np.arange(len(levels)), [f"{p:g} dB" for p in levels])
         ax.set_xlabel("playback level")
         ax.set_title(source)
-    np.atleast_1d(axes)[0].set_ylabel("SDR int8 - float (dB)")
+    np.atleast_1d(axes)[0].set_ylabel("SDR drop, float - int8 (dB)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle(f"calibration level study ({study['frames']} frames, "
                  f"{len(study['seeds'])} seed(s))")

@@ -384,10 +384,12 @@ def compressed_sizes(model, representative=None) -> dict:
     sizes = {"float32_bytes": len(raw), "float32_gzip_bytes": gzip_size(raw)}
     if representative is not None:
         from convert.quantize import quantize_stream
+        from convert.sizes import deploy_form
         from tinysep.models import make_streaming_model
 
         stream = make_streaming_model(model, representative.frames_per_invoke)
-        content = quantize_stream(stream, "int8", representative).content
+        # the bytes a bundle ships (names stripped), as export and quantize report them
+        content = deploy_form(quantize_stream(stream, "int8", representative).content)
         sizes.update({"int8_tflite_bytes": len(content), "int8_tflite_gzip_bytes":
                       gzip_size(content)})
     return sizes

@@ -115,8 +115,8 @@ def test_level_study_rows_compare_int8_with_float_at_the_same_level():
     quiet_float = float_records(model, [attenuated(short, -30.0)])[0]["sources"]
     for row in rows:
         for source, cell in row["sources"].items():
-            assert cell["delta_db"] == pytest.approx(cell["sdr"] - cell["sdr_reference"])
-            assert abs(cell["delta_db"]) < 3.0
+            assert cell["drop_db"] == pytest.approx(cell["sdr_reference"] - cell["sdr"])
+            assert abs(cell["drop_db"]) < 3.0
             if row["playback_db"] == -30.0:  # the float reference is the quiet clip's
                 assert cell["sdr_reference"] == pytest.approx(quiet_float[source]["sdr"],
                                                               abs=1e-4)
@@ -128,7 +128,7 @@ def test_level_study_rows_compare_int8_with_float_at_the_same_level():
     vocals = rows[3]["sources"]["vocals"]
     assert table[5].startswith(f"| 0,-30 | -30 | {cov['loud']} / {cov['quiet']} / "
                                f"{cov['silent']} | {vocals['sdr_reference']:.2f} | "
-                               f"{vocals['sdr']:.2f} | {vocals['delta_db']:+.3f} |")
+                               f"{vocals['sdr']:.2f} | {vocals['drop_db']:+.3f} |")
 
 
 def test_cli_gains_options_and_level_study(tmp_path, capsys):

@@ -97,7 +97,7 @@ def test_cli_quantize_reports_sdr_layers_and_calibration_size(tmp_path, capsys):
     report = json.loads((out / "quantize.json").read_text())
     assert report["bytes"] == (out / "model.tflite").stat().st_size
     for source in ("vocals", "accompaniment"):
-        assert abs(report["sdr"][source]["delta_db"]) < 2.0
+        assert abs(report["sdr"][source]["drop_db"]) < 2.0
     layers = json.loads((out / "layer_errors.json").read_text())
     assert layers["worst_layers"] == report["worst_layers"]
     steps = [row["rmse_steps"] for row in layers["tensors"]]

@@ -35,8 +35,8 @@ def test_sweep_measures_cells_and_resumes(tmp_path):
         assert cell["bytes"] > cell["weight_bytes"] > 0 and cell["host_us_per_hop"] > 0
         for source in ("vocals", "accompaniment"):
             s = cell["sources"][source]
-            assert s["delta_db"] == pytest.approx(s["sdr"] - s["sdr_reference"])
-            assert abs(s["delta_db"]) < 3.0
+            assert s["drop_db"] == pytest.approx(s["sdr_reference"] - s["sdr"])
+            assert abs(s["drop_db"]) < 3.0
     assert narrow["macs_per_hop"] < base["macs_per_hop"]
     assert narrow["weight_bytes"] < base["weight_bytes"]
     assert base["micro_bytes"] <= base["bytes"]  # per-tensor by default: little to compact
@@ -55,7 +55,7 @@ def test_sweep_measures_cells_and_resumes(tmp_path):
         assert (out / "cells" / name).stat().st_mtime_ns == stamp
     assert (out / "models" / "w-hidden24" / "done.json").stat().st_mtime_ns == variant_stamp
     float32 = next(c for c in cells if c["id"] == "w-hidden24-float32")
-    assert abs(float32["sources"]["vocals"]["delta_db"]) < 0.01
+    assert abs(float32["sources"]["vocals"]["drop_db"]) < 0.01
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["id"] for r in rows] == [c["id"] for c in cells]
     by_id = {r["id"]: r for r in rows}

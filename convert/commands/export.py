@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="levels (dB) the calibration segments are replayed at, in turn "
                              f"(default {format_gains(DEFAULT_GAINS_DB)})")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
-                        help="Keras layers to leave in float (debugging; not full-integer)")
+                        help="Keras layers to leave in float (debugging; not full-integer; "
+                             "default none)")
     parser.add_argument("--per-channel", action="store_true",
                         help="per-channel weight scales (default per-tensor: as accurate here, a "
                              "smaller file, and no per-channel buffers for TFLite Micro's "
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not run edgetpu_compiler even if it is on PATH")
     parser.add_argument("--symbol", default="g_tinysep_model",
                         help="C symbol prefix of the model array (default g_tinysep_model)")
-    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
     parser.add_argument("--json", type=Path, metavar="OUT.json",
                         help="also write the export summary as JSON")
@@ -66,19 +67,21 @@ def _fits(value: int, budget: int) -> str:
 
 def _measured_arena(measured: dict | None) -> str:
     from convert.export import BUDGET_ARENA_BYTES
+    from convert.sizes import budget_text, kib, size_text
 
     if measured is None:
         return "not measured (the tflite-micro package is not installed)"
     if measured.get("bytes") is None:
         return f"TFLite Micro failed: {measured.get('error')}"
-    return (f"{measured['bytes']:,} B needed ({measured['used']:,} B kept) by TFLite Micro "
-            f"{measured['tflite_micro']} on this 64-bit host (an upper bound for a 32-bit MCU); "
-            f"budget 64 KB {_fits(measured['bytes'], BUDGET_ARENA_BYTES)}")
+    return (f"{size_text(measured['bytes'])} needed ({kib(measured['used'])} kept) by TFLite "
+            f"Micro {measured['tflite_micro']} on this 64-bit host (an upper bound for a 32-bit "
+            f"MCU); {budget_text(measured['bytes'], BUDGET_ARENA_BYTES)}")
 
 
 def format_summary(summary: dict) -> str:
     """Human-readable summary of :func:`convert.export.export_bundle`'s result."""
     from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
+    from convert.sizes import budget_text, kib, size_text
 
     arena = summary["arena_estimate"]
     latency = summary.get("host_latency")
@@ -86,12 +89,12 @@ def format_summary(summary: dict) -> str:
         ("bundle", summary["bundle"]),
         ("quantization", f"{summary['quantization']}, {summary['frames_per_invoke']} frame(s) "
                          "per invoke"),
-        ("model", f"{summary['model_bytes']:,} B (weights {summary['weight_bytes']:,} B; C array "
-                  f"{summary['c_array_bytes']:,} B); budget 256 KB "
-                  f"{_fits(summary['c_array_bytes'], BUDGET_MODEL_BYTES)}"),
-        ("arena", f"{arena['bytes']:,} B estimate (activations {arena['activations']:,} + "
-                  f"persistent {arena['persistent']:,} + scratch {arena['scratch']:,}); "
-                  f"budget 64 KB {_fits(arena['bytes'], BUDGET_ARENA_BYTES)}"),
+        ("model", f"{size_text(summary['model_bytes'])}: weights {kib(summary['weight_bytes'])}"
+                  f", C array {kib(summary['c_array_bytes'])}; "
+                  f"{budget_text(summary['c_array_bytes'], BUDGET_MODEL_BYTES)}"),
+        ("arena", f"{size_text(arena['bytes'])} estimate (activations {arena['activations']:,}"
+                  f" + persistent {arena['persistent']:,} + scratch {arena['scratch']:,} B); "
+                  f"{budget_text(arena['bytes'], BUDGET_ARENA_BYTES)}"),
         ("arena TFLM", _measured_arena(summary.get("arena_tflite_micro"))),
         ("MACs per hop", f"{summary['macs_per_hop']:,}; budget 1 M "
                          f"{_fits(summary['macs_per_hop'], BUDGET_MACS_PER_HOP)}"),

@@ -28,20 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "is JSON), e.g. --narrow residual=24 --narrow hidden=48")
     parser.add_argument("--steps", type=int, default=500, metavar="N",
                         help="fine-tuning batches (default 500)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="chunks per fine-tuning batch (default 4)")
     parser.add_argument("--chunk-frames", type=int, default=64,
                         help="STFT frames per training chunk (default 64)")
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--learning-rate", type=float, default=3e-4,
+                        help="fine-tuning learning rate (default 3e-4)")
     parser.add_argument("--min-weights", type=int, default=1024,
                         help="leave layers with fewer weights dense (default 1024)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded for fine-tuning (default 64)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fine-tuning batches and calibration (default 0)")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def format_report(report: dict) -> str:
+    from convert.sizes import size_text
+
     lines = []
     narrow = report.get("structured")
     if narrow:
@@ -61,7 +66,7 @@ def format_report(report: dict) -> str:
             lines.append(f"  {row['layer'].ljust(width)}  {row['weights']:>8,}  "
                          f"{100 * row['sparsity']:6.1f}%")
     for label, sizes in (("before", report["sizes_before"]), ("after", report["sizes_after"])):
-        text = ", ".join(f"{k.replace('_bytes', '')} {v:,} B" for k, v in sizes.items())
+        text = ", ".join(f"{k.replace('_bytes', '')} {size_text(v)}" for k, v in sizes.items())
         lines.append(f"size {label}: {text}")
     return "\n".join(lines)
 

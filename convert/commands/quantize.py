@@ -1,6 +1,6 @@
 """Quantize a trained separator and measure what it costs: bytes, and SDR against float.
 
-Converts the streaming model (``--mode int8``, ``int16x8``, ``dynamic``, ``float16``,
+Converts the streaming model (``--quant int8``, ``int16x8``, ``dynamic``, ``float16``,
 ``float32``) after optional quantization-aware training (``--qat-steps N``, with
 ``--preserve-sparsity`` for a pruned model), and scores the float and the converted model
 on held-out clips (``--eval-clips``). ``--layer-errors`` adds the per-layer report of
@@ -28,8 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder: train split calibrates (and trains QAT), the "
                              "--eval-split scores")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--mode", default="int8", choices=tuple(QUANT_MODES))
-    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K")
+    parser.add_argument("--quant", default="int8", choices=tuple(QUANT_MODES),
+                        help="quantization (default int8, the deploy form)")
+    parser.add_argument("--mode", dest="quant", choices=tuple(QUANT_MODES),
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
+    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K",
+                        help="STFT frames (8 ms hops) per model invoke (default 1)")
     parser.add_argument("--calibration-frames", type=int, default=DEFAULT_FRAMES, metavar="N",
                         help=f"frames in the representative dataset (default {DEFAULT_FRAMES})")
     parser.add_argument("--calibration-gains", default=format_gains(DEFAULT_GAINS_DB),
@@ -55,14 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "smaller file, and no per-channel buffers for TFLite Micro's "
                              "FULLY_CONNECTED)")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
-                        help="Keras layers left in float (int8 only)")
-    parser.add_argument("--eval-split", default="test")
+                        help="Keras layers left in float (int8 only; default none)")
+    parser.add_argument("--eval-split", default="test",
+                        help="split of --data the SDR is measured on (default test)")
     parser.add_argument("--eval-clips", type=int, default=8, metavar="N",
                         help="held-out clips scored (0: skip scoring; default 8)")
     parser.add_argument("--layer-errors", action="store_true",
                         help="per-layer error report from the quantization debugger")
     parser.add_argument("--study-sizes", default="", metavar="N,N,...",
-                        help="calibration-size study over these frame counts")
+                        help="calibration-size study over these frame counts (default: no study)")
     parser.add_argument("--study-levels", default="", metavar="DB[,DB][;DB[,DB]]",
                         help="calibration-level study over these sets of calibration gains, "
                              "';'-separated (e.g. \"0;0,-30;0,-20,-40\")")
@@ -73,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration draws per study cell (default 3)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded (calibration, QAT; default 64)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="calibration sampling seed (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from convert.quality import float_records, quantized_records, sdr_delta
     from convert.quantize import FULL_INTEGER, quantize_stream
+    from convert.sizes import deploy_form, size_text
     from tinysep.models import load_model, make_streaming_model, save_model
 
     progress = not args.no_progress
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
                                    seed=args.seed, progress=progress)
-    report: dict = {"model": str(args.model), "mode": args.mode,
+    report: dict = {"model": str(args.model), "mode": args.quant,
                     "frames_per_invoke": args.frames_per_invoke}
     if args.qat_steps:
         from convert.finetune import training_loss_of
@@ -134,19 +141,21 @@ def run(args: argparse.Namespace) -> int:
               f"{report['qat']['loss_last']:.4f}; weights in {args.out / 'qat_model'}")
     stream = make_streaming_model(model, args.frames_per_invoke)
     rep = None
-    if args.mode in FULL_INTEGER or args.layer_errors:
+    if args.quant in FULL_INTEGER or args.layer_errors:
         rep = build_representative_set(stream, train, args.calibration_frames, seed=args.seed,
                                        gains_db=gains, progress=progress)
         print(format_coverage(rep))
         report["calibration"] = rep.summary()
     keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
-    quantized = quantize_stream(stream, args.mode, rep, keep_float=keep,
+    quantized = quantize_stream(stream, args.quant, rep, keep_float=keep,
                                 per_channel=args.per_channel)
-    (args.out / "model.tflite").write_bytes(quantized.content)
-    report.update({"bytes": quantized.bytes, "keep_float": keep,
+    deployed = deploy_form(quantized.content)  # the bytes a bundle ships, as export sizes it
+    (args.out / "model.tflite").write_bytes(deployed)
+    report.update({"bytes": len(deployed), "keep_float": keep,
                    "per_channel": args.per_channel,
                    "states_tied": len(quantized.tied_states)})
-    print(f"{args.mode}: {quantized.bytes:,} B -> {args.out / 'model.tflite'}")
+    print(f"{args.quant}: {size_text(len(deployed))} -> {args.out / 'model.tflite'} (internal "
+          "tensor names stripped, as in a bundle)")
 
     if args.eval_clips:
         from tinysep.data.loaders import find_clips, load_clips
@@ -159,14 +168,15 @@ def run(args: argparse.Namespace) -> int:
         delta = sdr_delta(float_records(model, clips, progress), converted)
         report["sdr"] = delta
         for source, row in delta.items():
-            print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.mode} "
-                  f"{row['sdr']:6.2f} dB, delta {row['delta_db']:+.3f} dB ({row['clips']} clips)")
+            print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.quant} "
+                  f"{row['sdr']:6.2f} dB, drop {row['drop_db']:+.3f} dB (float - {args.quant}; "
+                  f"{row['clips']} clips)")
         if model is not original:  # QAT: also against the model before fine-tuning
             report["sdr_vs_original"] = sdr_delta(float_records(original, clips, progress),
                                                   converted)
             for source, row in report["sdr_vs_original"].items():
                 print(f"{source:<14} vs the model before QAT ({row['sdr_reference']:6.2f} dB): "
-                      f"delta {row['delta_db']:+.3f} dB")
+                      f"drop {row['drop_db']:+.3f} dB")
     if args.layer_errors:
         from calibration.layer_errors import (
             format_layer_report,
@@ -192,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
         report["calibration_study"] = study["summary"]
         for row in study["summary"]:
             print(f"calibration {row['frames']:>6} frames: " + ", ".join(
-                f"{s} {row[s]['delta_db_mean']:+.3f} +- {row[s]['delta_db_std']:.3f} dB"
-                for s in ("vocals", "accompaniment") if row[s]["delta_db_mean"] is not None))
+                f"{s} drop {row[s]['drop_db_mean']:+.3f} +- {row[s]['drop_db_std']:.3f} dB"
+                for s in ("vocals", "accompaniment") if row[s]["drop_db_mean"] is not None))
     if level_sets:
         report["calibration_levels"] = _level_study(args, model, train, level_sets, playback,
                                                     progress)

@@ -34,15 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", action="append", default=[], metavar="KEY=V[,KEY=V]",
                         help="a structured-pruning variant (repeatable), e.g. "
                              "residual=24,hidden=48")
-    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K")
+    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K",
+                        help="STFT frames (8 ms hops) per model invoke (default 1)")
     parser.add_argument("--prune-steps", type=int, default=300,
                         help="fine-tuning batches per pruned variant (default 300)")
     parser.add_argument("--eval-clips", type=int, default=8,
                         help="test clips scored per cell (default 8)")
     parser.add_argument("--max-clips", type=int, default=64,
-                        help="training clips loaded for calibration and fine-tuning")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+                        help="training clips loaded for calibration and fine-tuning (default 64)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of calibration and fine-tuning (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

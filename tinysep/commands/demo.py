@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_table(bundle: Path, hil_json: Path) -> str:
     """The demo's closing table from the bundle manifest and the HIL report."""
+    from convert.sizes import size_text
+
     manifest = json.loads((bundle / "manifest.json").read_text())
     report = json.loads(hil_json.read_text())
     summary = report["summary"]
@@ -152,15 +154,18 @@ def summary_table(bundle: Path, hil_json: Path) -> str:
         f" streaming {summary['realtime_factor']:.1f}x real time, "
         f"{summary['link']['resends']} frames resent",
         f"model: {model['name']} {model['preset']} {model['quantization']}, "
-        f"{model['bytes']:,} bytes, {model['macs_per_hop']:,} MACs per hop, "
-        f"arena estimate {manifest.get('arena_bytes_estimate', 0):,} bytes"
+        f"{size_text(model['bytes'])}, {model['macs_per_hop']:,} MACs per hop, "
+        f"arena estimate {size_text(manifest.get('arena_bytes_estimate', 0))}"
         + _measured_arena(manifest.get("arena_tflite_micro")),
+        "drop = SDR float - SDR int8 on the board (positive: the board loses SDR)",
     ]
     return "\n".join(lines)
 
 
 def _measured_arena(measured: dict | None) -> str:
-    """", TFLite Micro arena N bytes" when the export measured it."""
+    """", TFLite Micro arena N KiB (N B)" when the export measured it."""
+    from convert.sizes import size_text
+
     if not measured or measured.get("bytes") is None:
         return ""
-    return f", TFLite Micro arena {measured['bytes']:,} bytes (64-bit host)"
+    return f", TFLite Micro arena {size_text(measured['bytes'])} (64-bit host)"

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("tinysep.commands.evaluate", "evaluate separation methods: BSS-eval table + JSON"),
     "models": ("tinysep.commands.models", "list separators x presets: parameters, MACs per hop"),
     "train": ("tinysep.commands.train", "train a separator: checkpoints, validation SDR, resume"),
-    "ablate": ("tinysep.commands.ablate", "paper 2's unet-se-sru ablation: train variants, score"),
+    "ablate": ("tinysep.commands.ablate", "unet-se-sru ablation: SE, recurrence, norm variants"),
     # convert/ and calibration/: prune, quantize, export, sweep
     "prune": ("convert.commands.prune", "prune a model: magnitude (tfmot) or channel pruning"),
     "quantize": ("convert.commands.quantize", "quantize (PTQ / QAT) and measure SDR vs float"),
@@ -37,6 +37,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help states its default: options whose help text does not mention
+    one get ``(default: VALUE)`` appended (flags, empty lists and None have none to state)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is None
+                or default is False or default is argparse.SUPPRESS
+                or (isinstance(default, (list, tuple, str)) and not default)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
@@ -50,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser

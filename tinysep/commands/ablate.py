@@ -1,9 +1,10 @@
-"""Paper 2's ablation of ``unet-se-sru`` at a small scale: SE on/off, SRU vs LSTM vs GRU,
-GroupNorm vs BatchNorm vs none.
+"""The ablation of ``unet-se-sru`` at a small scale: SE on/off, SRU vs LSTM vs GRU,
+GroupNorm vs BatchNorm vs none, as in "Application of UNet-SE-BiSRU algorithm for music
+signal processing in music source separation" (T. Zhang).
 
 Trains every variant with the same recipe and number of steps into ``--out/VARIANT``
 (an interrupted ablation resumes), scores all of them on the test split, and writes
-``ablation.md`` (Table 4.1 layout: training time per epoch, SDR, SAR, SIR) and
+``ablation.md`` (that paper's Table 4.1 layout: training time per epoch, SDR, SAR, SIR) and
 ``ablation.json`` into ``--out``.
 """
 

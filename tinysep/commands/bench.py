@@ -5,8 +5,7 @@ metrics alone, in clip-seconds per wall-second), ``hil_*`` (the board link over 
 pseudo-terminal), ``model_latency`` (host TFLite time per hop of the shipped model, float32
 vs int8), ``model_size`` (its default export against the MCU budgets) and ``arm_emulated``
 (invoke time on the emulated ARM boards under qemu-user, labelled emulated: it measures the
-emulator, not a board; skipped with a note without `make board-arm64`). Later parts of
-the kit add theirs by appending to ``SECTIONS``.
+emulator, not a board; skipped with a note without `make board-arm64`).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-seconds", type=float,
                         help=f"training chunk length (default {d.chunk_seconds})")
     parser.add_argument("--learning-rate", type=float,
-                        help=f"Adam learning rate (default {d.learning_rate}, paper 2)")
+                        help=f"Adam learning rate (default {d.learning_rate}, as in the "
+                             "UNet-SE-BiSRU paper)")
     parser.add_argument("--lr-schedule", choices=SCHEDULES,
                         help=f"learning-rate schedule: constant, cosine over all steps, or "
                              f"cosine-budget: over the steps or --max-minutes, whichever ends "
@@ -79,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--final-lr-fraction", type=float,
                         help=f"cosine: final rate / peak rate (default {d.final_lr_fraction})")
     parser.add_argument("--loss", choices=LOSSES,
-                        help=f"l1: masked-magnitude L1 (paper 2); sdr: negative waveform SDR; "
-                             f"l1+sdr: both (default {d.loss})")
+                        help=f"l1: masked-magnitude L1 (the UNet-SE-BiSRU paper's loss); "
+                             f"sdr: negative waveform SDR; l1+sdr: both (default {d.loss})")
     parser.add_argument("--sdr-weight", type=float,
                         help=f"weight of the SDR term in l1+sdr (default {d.sdr_weight})")
     parser.add_argument("--seed", type=int, help=f"seed of weights and data (default {d.seed})")

@@ -104,3 +104,35 @@ def test_bad_inputs_are_named_and_leave_nothing_behind(models, tmp_path, capsys)
     assert main(["separate", str(good), "--out", str(out), "--start", "5", "--model",
                  str(model)]) == 1
     assert "past its end" in capsys.readouterr().out
+
+
+def test_the_emulated_board_writes_what_the_host_int8_writes(models, tmp_path):
+    """`--emulate` streams the song through the board agent on a pseudo-terminal and writes
+    what the board returns: the host int8 stems, to within a few LSB."""
+    bundle, _ = models
+    song = tmp_path / "song.wav"
+    soundfile.write(str(song), _song(2.0, 32000, 2, seed=4), 32000)
+    host, board = tmp_path / "host", tmp_path / "board"
+    common = [str(song), "--model", str(bundle), "--no-progress"]
+    assert main(["separate", *common, "--out", str(host)]) == 0
+    assert main(["separate", *common, "--out", str(board), "--emulate"]) == 0
+    a, rate = soundfile.read(str(host / "song" / "vocals.wav"), dtype="int16")
+    b, _ = soundfile.read(str(board / "song" / "vocals.wav"), dtype="int16")
+    assert rate == 32000 and a.shape == b.shape == (64000, 2)
+    # the host runner takes the input transform in float32, the board's pipeline in float64:
+    # an input value now and then lands on the other int8 step, a few LSB of output
+    diff = a.astype(np.float64) - b
+    assert np.abs(b).max() > 100 and np.abs(diff).max() <= 64
+    assert 20 * np.log10(np.linalg.norm(a) / max(np.linalg.norm(diff), 1e-9)) > 50
+    report = json.loads((board / "separate.json").read_text())
+    assert "emulated board" in report["model"]
+    assert sorted(p.name for p in board.iterdir()) == ["separate.json", "song"]
+
+
+def test_board_separation_needs_a_bundle(models, tmp_path, capsys):
+    _, model = models
+    song = tmp_path / "s.wav"
+    soundfile.write(str(song), _song(0.5, 16000, 1), 16000)
+    assert main(["separate", str(song), "--out", str(tmp_path / "o"), "--model", str(model),
+                 "--emulate"]) == 2
+    assert "deploy bundle" in capsys.readouterr().err

@@ -3,8 +3,11 @@
 INPUT is an audio file (wav, flac, ogg, mp3, ... at any rate and channel count) or a folder
 of them. `--model` picks what separates: a saved float model folder (default: the shipped
 model) or a deploy bundle, whose int8 model then runs on the host exactly as a board runs
-it. The stems are written at the input's rate and channel count and add up to the input;
-long songs are read block by block in constant memory. A summary lands in DIR/separate.json.
+it; with `--port URL` (a board running the agent with that bundle) or `--emulate` (the
+emulated board) the audio is streamed to the board and its output is written, so what the
+board produces can be listened to. The stems are written at the input's rate and channel
+count and add up to the input; long songs are read block by block in constant memory. A
+summary lands in DIR/separate.json.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="separate from this time on (default 0)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="separate only this many seconds (default: to the end)")
+    board = parser.add_mutually_exclusive_group()
+    board.add_argument("--port", default=None, metavar="URL",
+                       help="separate on the board at this serial device or pyserial URL, which "
+                            "runs the agent with the --model bundle (default: on this host)")
+    board.add_argument("--emulate", action="store_true",
+                       help="separate on the emulated board (the agent on a pseudo-terminal) "
+                            "running the --model bundle (default: on this host)")
+    parser.add_argument("--board-profile", default=None, metavar="NAME",
+                        help="with --emulate: the emulated board's limits and runtime, e.g. "
+                             "cortex-m (default: the host profile)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR/<song>/ when it exists (default: refuse)")
     parser.add_argument("--no-progress", action="store_true",
@@ -83,9 +96,39 @@ def load_separator(path: Path | None):
     return (lambda audio: separate(model, audio)), list(SOURCES), f"float model {path}"
 
 
+def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | None):
+    """``(separator, sources, description)`` streaming to a board (``port``) or, when
+    ``port`` is None, to an emulated board started here (closed by ``stack``)."""
+    import numpy as np
+
+    from firmware_host.board.bundle import read_bundle
+    from firmware_host.board.pipeline import PCM_SCALE, to_pcm
+    from firmware_host.emulator import EmulatedBoard
+    from firmware_host.hil.session import DEFAULT_CHUNK_HOPS, BoardSession
+
+    bundle = read_bundle(str(bundle_dir))
+    where = port
+    if port is None:
+        board = stack.enter_context(EmulatedBoard(bundle_dir, profile=profile))
+        port, where = board.path, f"the emulated board ({board.profile.name} profile)"
+    session = stack.enter_context(BoardSession(port=port))
+    session.connect()
+    session.check(bundle)
+    hops = session.chunk_hops(DEFAULT_CHUNK_HOPS, bundle)
+    names = list(bundle.sources)
+
+    def separate(audio):
+        result = session.stream_clip(to_pcm(audio), hops)
+        return {name: result.sources[i].astype(np.float32) / PCM_SCALE
+                for i, name in enumerate(names)}
+
+    return separate, names, f"int8 bundle {bundle_dir} on {where}"
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
     from tinysep.cli import CliError
-    from tinysep.stems import separate_file
 
     if args.start < 0:
         raise CliError(f"--start must be >= 0 seconds, got {args.start}")
@@ -93,8 +136,34 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--duration must be > 0 seconds, got {args.duration}")
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} is a file, expected a folder")
+    if args.board_profile is not None and not args.emulate:
+        raise CliError("--board-profile is for --emulate (a real board announces its limits)")
+    on_board = args.port is not None or args.emulate
+    if on_board and (args.model is None or not (args.model / "manifest.json").is_file()):
+        raise CliError("--port and --emulate stream to a board: --model must name the deploy "
+                       "bundle folder the board runs")
     files = audio_files(args.inputs)
-    separator, sources, description = load_separator(args.model)
+    if not on_board:
+        separator, sources, description = load_separator(args.model)
+        return _separate_all(args, files, separator, sources, description)
+    from firmware_host.hil.session import HilError, UploadRefused
+    from firmware_host.protocol.errors import ProtocolError
+    from tinysep.commands.hil import BOARD_FAULT_EXIT
+
+    try:
+        with contextlib.ExitStack() as stack:
+            separator, sources, description = board_separator(
+                stack, args.model, args.port, args.board_profile)
+            return _separate_all(args, files, separator, sources, description)
+    except (HilError, UploadRefused, ProtocolError) as exc:
+        print(f"tinysep separate: board fault: {exc}")
+        return BOARD_FAULT_EXIT
+
+
+def _separate_all(args: argparse.Namespace, files: list[Path], separator, sources: list[str],
+                  description: str) -> int:
+    from tinysep.stems import separate_file
+
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"separating {len(files)} file(s) with the {description}")
     results, failed = [], []

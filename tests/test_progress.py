@@ -1,4 +1,4 @@
-"""Progress in a log file: a few plain lines, never a redrawn bar."""
+"""Progress in a log: a few plain lines, never a redrawn bar; native runtime lines hidden."""
 
 from __future__ import annotations
 
@@ -43,3 +43,22 @@ def test_a_terminal_gets_a_bar():
         bar.postfix("loss 0.1")
         bar.update(5)
     assert "train" in screen.getvalue() and "\r" in screen.getvalue()
+
+
+def test_native_runtime_lines_are_hidden_unless_the_block_fails(capfd):
+    import os
+
+    import pytest
+
+    from tinysep.quiet import quiet_runtime
+
+    with quiet_runtime():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        print("kept: the kit's own message")
+    out, err = capfd.readouterr()
+    assert "XNNPACK" not in err and "kept: the kit's own message" in out
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        with quiet_runtime():
+            os.write(2, b"native explanation of the failure\n")
+            raise RuntimeError("conversion failed")
+    assert "native explanation of the failure" in capfd.readouterr().err

@@ -142,14 +142,14 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     v, a = SOURCES
     lines = [title] if title else []
     lines.append(f"{'engine':<26}{'status':<16}{'clips':>5}  {'model v / a':<14}"
-                 f"{'best classic v / a':<28}{'margin v / a':<15}{'IRM v / a':<13}")
+                 f"{'best classic v / a':<31}{'margin v / a':<15}{'IRM v / a':<13}")
     for row in rows:
         sv, sa = row["sources"][v], row["sources"][a]
         classic = "/".join(sorted({s for s in (sv["best_classic"], sa["best_classic"]) if s}))
         lines.append(
             f"{row['role'] + ':' + row['engine']:<26}{row['status']:<16}{row['clips']:>5}  "
             f"{pair(sv['model'], sa['model']):<14}"
-            f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} {classic:<14}"
+            f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} {classic:<16} "
             f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<13}")
     return "\n".join(lines)
 

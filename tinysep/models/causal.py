@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import tf_keras as keras
 
-from tinysep.models.layers import Recurrence, SliceAxis
+from tinysep.models.layers import FoldTime, Recurrence, SliceAxis, UnfoldTime
 
 L = keras.layers
 
@@ -112,10 +112,12 @@ def causal_depthwise(
 
     ``context`` holds at least ``(kernel - 1) * dilation`` past frames; ``skip`` leading
     frames beyond that are ignored. The whole-clip form is a dilated conv. The streaming
-    form gathers each output frame's taps with a strided slice and runs the same layer,
-    stride 1, on every gathered window: TFLite would lower a dilated conv to
-    SPACE_TO_BATCH_ND (which neither TFLite Micro nor the Edge TPU accept), and a conv
-    strided along time only refuses to run on TensorFlow's plain CPU kernels.
+    form gathers each output frame's ``kernel`` taps with a strided slice: TFLite would
+    lower a dilated conv to SPACE_TO_BATCH_ND, which neither TFLite Micro nor the Edge TPU
+    accept. With one frame per invoke the taps are exactly one valid window; with more, the
+    windows are concatenated and folded into the batch axis, so one conv (one output
+    scale once quantized) handles them all; a conv strided along time only would not run
+    on TensorFlow's plain CPU kernels.
     """
     if skip:
         context = SliceAxis(1, start=skip, name=f"{name}_skip")(context)
@@ -125,12 +127,15 @@ def causal_depthwise(
     if not graph.streaming:
         return L.DepthwiseConv2D((kernel, 1), dilation_rate=(dilation, 1), **args)(context)
     span = (kernel - 1) * dilation + 1
-    conv = L.DepthwiseConv2D((kernel, 1), **args)
-    outputs = [
-        conv(SliceAxis(1, start=f, stop=f + span, step=dilation, name=f"{name}_taps{f}")(context))
+    taps = [
+        SliceAxis(1, start=f, stop=f + span, step=dilation, name=f"{name}_taps{f}")(context)
         for f in range(graph.frames)
     ]
-    return outputs[0] if len(outputs) == 1 else L.Concatenate(axis=1, name=f"{name}_out")(outputs)
+    if len(taps) == 1:
+        return L.DepthwiseConv2D((kernel, 1), **args)(taps[0])
+    gathered = L.Concatenate(axis=1, name=f"{name}_taps")(taps)
+    windows = FoldTime(kernel, name=f"{name}_fold")(gathered)
+    return UnfoldTime(1, name=f"{name}_unfold")(L.DepthwiseConv2D((kernel, 1), **args)(windows))
 
 
 def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None):

@@ -19,9 +19,10 @@ L = keras.layers
 
 
 def _positions(output_shape) -> int:
-    """Output positions per frame: every axis between batch and channels; ``None``
-    (the whole-clip time axis) counts as one frame."""
-    return int(np.prod([1 if d is None else int(d) for d in output_shape[1:-1]]))
+    """Output positions per call: every axis but channels; ``None`` (the whole-clip batch
+    and time axes) counts as one. A streaming graph's batch is 1, except where windows of
+    time are folded into it (``FoldTime``)."""
+    return int(np.prod([1 if d is None else int(d) for d in output_shape[:-1]]))
 
 
 def _node_macs(layer: keras.layers.Layer, input_shape, output_shape) -> int:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import tf_keras as keras
 
-from tinysep.models.layers import FoldTime, Recurrence, SliceAxis, UnfoldTime
+from tinysep.models.layers import Recurrence, SliceAxis
 
 L = keras.layers
 
@@ -115,9 +115,10 @@ def causal_depthwise(
     form gathers each output frame's ``kernel`` taps with a strided slice: TFLite would
     lower a dilated conv to SPACE_TO_BATCH_ND, which neither TFLite Micro nor the Edge TPU
     accept. With one frame per invoke the taps are exactly one valid window; with more, the
-    windows are concatenated and folded into the batch axis, so one conv (one output
-    scale once quantized) handles them all; a conv strided along time only would not run
-    on TensorFlow's plain CPU kernels.
+    windows are placed side by side on the width axis, so one conv (one output scale once
+    quantized) handles them all, and reshaped back to frames. (A conv strided along time
+    only would not run on TensorFlow's plain CPU kernels; windows in the batch axis would
+    break the Edge TPU's rule that only the last three axes exceed 1.)
     """
     if skip:
         context = SliceAxis(1, start=skip, name=f"{name}_skip")(context)
@@ -133,9 +134,10 @@ def causal_depthwise(
     ]
     if len(taps) == 1:
         return L.DepthwiseConv2D((kernel, 1), **args)(taps[0])
-    gathered = L.Concatenate(axis=1, name=f"{name}_taps")(taps)
-    windows = FoldTime(kernel, name=f"{name}_fold")(gathered)
-    return UnfoldTime(1, name=f"{name}_unfold")(L.DepthwiseConv2D((kernel, 1), **args)(windows))
+    width, channels = (int(d) for d in context.shape[2:])
+    windows = L.Concatenate(axis=2, name=f"{name}_taps")(taps)  # (1, kernel, frames * width, C)
+    out = L.DepthwiseConv2D((kernel, 1), **args)(windows)  # (1, 1, frames * width, C)
+    return L.Reshape((graph.frames, width, channels), name=f"{name}_frames")(out)
 
 
 def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None):

@@ -88,51 +88,6 @@ class SliceAxis(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class FoldTime(keras.layers.Layer):
-    """``(B, T, ...)`` -> ``(B * T / window, window, ...)`` (RESHAPE): consecutive windows of
-    the time axis become batch items, so that one op processes them side by side."""
-
-    def __init__(self, window: int, **kwargs):
-        super().__init__(**kwargs)
-        self.window = int(window)
-
-    def call(self, inputs):
-        return tf.reshape(inputs, [-1, self.window, *inputs.shape.as_list()[2:]])
-
-    def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        return tf.TensorShape([shape[0] * shape[1] // self.window, self.window, *shape[2:]])
-
-    def get_prunable_weights(self):
-        return []
-
-    def get_config(self):
-        return {**super().get_config(), "window": self.window}
-
-
-@keras.utils.register_keras_serializable(package=PACKAGE)
-class UnfoldTime(keras.layers.Layer):
-    """``(N, t, ...)`` -> ``(batch, N * t / batch, ...)`` (RESHAPE): :class:`FoldTime` undone."""
-
-    def __init__(self, batch: int, **kwargs):
-        super().__init__(**kwargs)
-        self.batch = int(batch)
-
-    def call(self, inputs):
-        return tf.reshape(inputs, [self.batch, -1, *inputs.shape.as_list()[2:]])
-
-    def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        return tf.TensorShape([self.batch, shape[0] * shape[1] // self.batch, *shape[2:]])
-
-    def get_prunable_weights(self):
-        return []
-
-    def get_config(self):
-        return {**super().get_config(), "batch": self.batch}
-
-
-@keras.utils.register_keras_serializable(package=PACKAGE)
 class ReduceMean(keras.layers.Layer):
     """Mean over one axis, kept as size 1 (MEAN). Used to squeeze over frequency."""
 

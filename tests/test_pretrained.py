@@ -31,15 +31,25 @@ def test_default_model_is_the_tiny_dualgate_tcn_within_budget():
 
 
 def test_training_record_shows_the_margin_over_the_baselines():
+    """The record names the engines the model trained on, reports engines it never heard
+    apart, and the model is ahead of every classic method on each engine's clips."""
     record = training_record()
-    assert record["training"]["minutes"] <= 60.0
     assert record["command"].startswith("tinysep train ")
+    assert record["training"]["minutes"] <= 120.0
     test = record["test"]["sdr_sir_sar_mean_db"]
-    classic = {m: v for m, v in record["test"]["baselines_sdr_mean_db"].items() if m != "irm"}
-    assert {"mix", "repet"} <= set(classic)
+    classic = {m: v for m, v in record["test"]["baselines_sdr_mean_db"].items()
+               if not m.startswith("model:") and m != "irm"}
+    assert {"repet", "hpss"} <= set(classic)
     for source in SOURCES:
         best = max(v[source] for v in classic.values())
-        assert test[source]["sdr"] >= best + 4.0, (source, test[source]["sdr"], best)
+        assert test[source]["sdr"] >= best + 3.0, (source, test[source]["sdr"], best)
+    trained = record["corpora"]["train"]["engines"]
+    rows = record["test"]["by_engine"]
+    assert any(r["status"] == "held out" for r in rows)
+    for row in rows:
+        assert (row["status"] == "trained") == (row["engine"] in trained.get(row["role"], []))
+        for source in SOURCES:
+            assert row["sources"][source]["margin"] > 0.0, (row["role"], row["engine"], source)
 
 
 def test_separates_an_unseen_song(tmp_path):

@@ -29,7 +29,7 @@ from convert.manifest import (
 )
 from convert.quantize import FULL_INTEGER, QUANT_MODES, quantize_stream
 
-# The microcontroller budgets a default bundle is held to (issue 4): flash for the model,
+# The microcontroller budgets a default bundle is held to: flash for the model,
 # TFLite Micro tensor arena, multiply-accumulates per 8 ms hop.
 BUDGET_MODEL_BYTES = 256 * 1024
 BUDGET_ARENA_BYTES = 64 * 1024

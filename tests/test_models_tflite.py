@@ -114,7 +114,7 @@ def test_streaming_model_converts_to_int8_for_micro_and_edgetpu(name, options, f
     # Fixed initial weights: with some random draws a ReLU conv whose calibrated outputs
     # are all ~0 gets so small an output scale that XNNPACK (the interpreter's default
     # delegate) refuses the model (input x filter / output scale >= 256). A trained
-    # model can hit that too: the exporter must check it (see the report of issue 3).
+    # model can hit that too: the exporter must check it.
     keras.utils.set_random_seed(0)
     model = build_model(name, **options)
     stream = make_streaming_model(model, frames_per_invoke)

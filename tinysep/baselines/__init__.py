@@ -5,7 +5,7 @@ Only ``irm`` (the oracle) reads the clip's references; the others read ``clip.mi
 
 Extension point: evaluation resolves a method name through
 :func:`tinysep.evaluate.resolve_separator`, which consults this registry. Trained
-models (``model:PATH``) are added there by the models issue, not here, so this package
+models (``model:PATH``) are added there by the evaluation layer, not here, so this package
 stays below the model layer and never imports TensorFlow.
 """
 

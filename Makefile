@@ -13,7 +13,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: install system-deps demo test test-onednn board-test board-arm64 test-arm64 board-armhf test-armhf lint bench clean
+.PHONY: install system-deps demo test test-slow test-onednn board-test board-arm64 test-arm64 board-armhf test-armhf lint bench clean
 
 # Debian packages the kit's optional parts need (run as root; CI calls it first).
 SYSTEM_PACKAGES := mmdebstrap qemu-user-static
@@ -47,7 +47,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 
 $(BOARD_STAMP):
 	rm -rf $(BOARD_VENV)
@@ -68,6 +68,10 @@ $(BOARD_STAMP):
 board-test: $(STAMP) $(BOARD_STAMP)
 	$(BIN)/python tests/make_board_reference.py $(BOARD_TEST_DIR)
 	$(BOARD_VENV)/bin/python tests/board_env_check.py $(BOARD_TEST_DIR)
+
+# The checks that take a minute or more each (whole CLI runs: bench, ablation, sweep, ...).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 # The model tests once with TensorFlow's oneDNN kernels forced off and once forced on: the
 # graphs must not depend on which CPU kernels a machine picks.

@@ -23,6 +23,7 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)
 def test_ablation_trains_variants_and_reports(corpus, tmp_path):
     base = TrainConfig(model="unet-se-sru", options=dict(SMALL), data=str(corpus), epochs=1,
                        steps_per_epoch=2, batch_size=2, chunk_seconds=0.5, valid_clips=1,

@@ -55,6 +55,7 @@ def test_sections_are_named_and_importable():
         assert callable(bench._load(target))
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)
 def test_cli_quick_bench_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--json", str(out)]) == 0

@@ -131,6 +131,7 @@ def test_level_study_rows_compare_int8_with_float_at_the_same_level():
                                f"{vocals['sdr']:.2f} | {vocals['drop_db']:+.3f} |")
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)
 def test_cli_gains_options_and_level_study(tmp_path, capsys):
     folder = fitted_model_folder("dualgate-tcn")
     out = tmp_path / "q"

@@ -24,6 +24,7 @@ def test_plan_expands_the_grid():
         make_plan([0], ["int4"], [64])
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)
 def test_sweep_measures_cells_and_resumes(tmp_path):
     out = tmp_path / "sweep"
     model = fitted_model_folder("dualgate-tcn")

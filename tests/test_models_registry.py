@@ -211,6 +211,7 @@ def test_models_command_bad_input(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)
 def test_the_stored_preset_sizes_are_what_the_presets_build():
     """`tinysep models` reads preset_sizes.json instead of building every preset: it must
     hold exactly what building them gives."""

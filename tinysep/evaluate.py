@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import tinysep
 from tinysep.baselines import Separator, get_method
 from tinysep.data.clip import SOURCES, Clip
+from tinysep.metrics.summary import summarize_methods
 
 # Seconds between two rewrites of the JSON report while a run is going.
 JSON_WRITE_INTERVAL_S = 2.0
@@ -280,35 +281,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def summarize_methods(records: Sequence[dict], methods: Sequence[str]) -> dict[str, dict]:
-    """Per-method summary over the clip records that finished (see ``metrics.summarize``)."""
-    from tinysep.metrics import summarize
-
-    out = {}
-    for method in methods:
-        scored, failed = [], 0
-        separate_s = score_s = audio_s = 0.0
-        for record in records:
-            entry = record.get("methods", {}).get(method)
-            if entry is None or "error" in entry:
-                failed += 1
-                continue
-            scored.append({"samples": record["samples"], "sources": entry["sources"]})
-            separate_s += entry["separate_seconds"]
-            score_s += entry["score_seconds"]
-            audio_s += record["seconds"]
-        summary = summarize(scored)
-        summary["failed"] = failed
-        busy = separate_s + score_s
-        summary["timing"] = {
-            "separate_seconds": separate_s,
-            "score_seconds": score_s,
-            "clip_seconds_per_worker_second": audio_s / busy if busy > 0 else None,
-        }
-        out[method] = summary
-    return out
 
 
 def _write_json_atomic(path: Path, report: dict) -> None:

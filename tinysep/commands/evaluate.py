@@ -237,7 +237,7 @@ def _merge_reused(report: dict, reused: dict, methods: list[str], json_path: Pat
     recomputed over all of them, written to ``json_path``."""
     import json
 
-    from tinysep.evaluate import summarize_methods
+    from tinysep.metrics.summary import summarize_methods
 
     for clip in report["clips"]:
         if "error" not in clip:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tinysep.data.clip import SOURCES
+from tinysep.metrics.summary import summarize_methods
 
 ROLES = ("vocals", "accompaniment", "font")
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
@@ -85,15 +86,6 @@ def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[st
     return HELD_OUT
 
 
-def _summaries(clips: Sequence[Mapping], methods: Sequence[str]) -> dict:
-    """``{method: summary}`` over the clip records where the method succeeded."""
-    from tinysep.metrics.summary import summarize
-
-    return {m: summarize({"samples": c["samples"], "sources": c["methods"][m]["sources"]}
-                         for c in clips if "sources" in c.get("methods", {}).get(m, {}))
-            for m in methods}
-
-
 def _mean_sdr(summary: Mapping, source: str) -> float | None:
     return summary.get("sources", {}).get(source, {}).get("sdr", {}).get("mean")
 
@@ -111,7 +103,7 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                         and e.get(role)})
         for engine in names:
             clips = [c for c in done if (engines_of.get(c["name"]) or {}).get(role) == engine]
-            summary = _summaries(clips, methods)
+            summary = summarize_methods(clips, methods)
             row = {"role": role, "engine": engine, "clips": len(clips),
                    "status": engine_status(role, engine, seen or {}), "sources": {}}
             for source in SOURCES:

@@ -6,7 +6,7 @@ counted instead, so a summary never holds NaN or inf (an empty set gives None).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -54,3 +54,30 @@ def summarize(records: Iterable[Mapping]) -> dict:
         }
         summary["sources"][source] = block
     return summary
+
+
+def summarize_methods(records: Sequence[dict], methods: Sequence[str]) -> dict[str, dict]:
+    """Per-method summary over the clip records that finished (see ``metrics.summarize``)."""
+    out = {}
+    for method in methods:
+        scored, failed = [], 0
+        separate_s = score_s = audio_s = 0.0
+        for record in records:
+            entry = record.get("methods", {}).get(method)
+            if entry is None or "error" in entry:
+                failed += 1
+                continue
+            scored.append({"samples": record["samples"], "sources": entry["sources"]})
+            separate_s += entry["separate_seconds"]
+            score_s += entry["score_seconds"]
+            audio_s += record["seconds"]
+        summary = summarize(scored)
+        summary["failed"] = failed
+        busy = separate_s + score_s
+        summary["timing"] = {
+            "separate_seconds": separate_s,
+            "score_seconds": score_s,
+            "clip_seconds_per_worker_second": audio_s / busy if busy > 0 else None,
+        }
+        out[method] = summary
+    return out

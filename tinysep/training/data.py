@@ -106,18 +106,17 @@ def corpus_record(root, split: str) -> dict:
     import json
     from pathlib import Path
 
+    from tinysep.metrics.by_engine import clip_engines
+
     record: dict = {"folder": str(Path(root).resolve()), "split": split}
-    meta_path = Path(root) / "splits.json"
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
+        engines_of = clip_engines(root)
+        names = json.loads((Path(root) / "splits.json").read_text())["splits"][split]
+    except (OSError, ValueError, KeyError, TypeError):
         return record
-    names = meta.get("splits", {}).get(split, []) if isinstance(meta, dict) else []
-    clips = meta.get("clips", {}) if isinstance(meta, dict) else {}
     engines: dict[str, set] = {}
     for name in names:
-        entry = clips.get(name, {}) if isinstance(clips, dict) else {}
-        for role, engine in (entry.get("engines") or {}).items():
+        for role, engine in engines_of.get(name, {}).items():
             if engine:
                 engines.setdefault(role, set()).add(str(engine))
     if engines:

@@ -73,17 +73,10 @@ def audio_files(inputs: list[Path]) -> list[Path]:
 def load_separator(path: Path | None):
     """``(separator, sources, description)`` for a model folder, a bundle or its .tflite."""
     from convert.manifest import MANIFEST_FILE
+    from tinysep.evaluate import model_folder
     from tinysep.pretrained import default_model_path
 
-    if path is None:
-        path = default_model_path()
-    if path.is_file() and path.suffix == ".tflite":
-        if not (path.parent / MANIFEST_FILE).is_file():
-            raise ValueError(f"{path}: a .tflite file outside a deploy bundle (no "
-                             f"{MANIFEST_FILE} beside it); pass the bundle folder")
-        path = path.parent
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such model folder or deploy bundle")
+    path = default_model_path() if path is None else model_folder(path)
     if (path / MANIFEST_FILE).is_file():
         from convert.runtime import BundleRunner
 
@@ -139,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if args.board_profile is not None and not args.emulate:
         raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     on_board = args.port is not None or args.emulate
+    if on_board and args.model is not None:
+        from tinysep.evaluate import model_folder
+
+        args.model = model_folder(args.model)
     if on_board and (args.model is None or not (args.model / "manifest.json").is_file()):
         raise CliError("--port and --emulate stream to a board: --model must name the deploy "
                        "bundle folder the board runs")

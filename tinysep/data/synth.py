@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from tinysep.data.engines import (
 )
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
 from tinysep.data.soundfont import FontError
+from tinysep.progress import Progress
 
 GENERATOR_VERSION = 2
 CORPUS_FORMAT = "tinysep-synth"
@@ -64,7 +64,6 @@ WAV_DIR = "Wavfile"
 STEMS_DIR = "Stems"
 SILENT_RMS = 1e-5  # a song whose vocals or accompaniment stay below this is skipped
 DEFAULT_ENGINES = ("additive",)  # the library default; the command line uses every engine
-PROGRESS_LINES = 10  # plain progress lines when stderr is not a terminal
 
 
 @dataclass
@@ -322,33 +321,6 @@ def _song_task(task: tuple) -> dict:
     return info
 
 
-class _Progress:
-    """A bar on a terminal, a few plain lines otherwise, nothing when disabled."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.begin = time.perf_counter()
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc="synth songs", unit="song", file=sys.stderr)
-
-    def step(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.enabled:
-            every = max(1, self.total // PROGRESS_LINES)
-            if self.done % every == 0 or self.done == self.total:
-                print(f"synth: {self.done}/{self.total} songs "
-                      f"({time.perf_counter() - self.begin:.1f} s)", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _results(tasks: list[tuple], workers: int):
     if workers <= 1 or len(tasks) <= 1:
         yield from map(_song_task, tasks)
@@ -394,7 +366,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / WAV_DIR).mkdir(parents=True)
-    bar = _Progress(songs, progress)
+    bar = Progress(songs, "synth", "songs", enabled=progress)
     try:
         tasks = []
         for song_meta in meta["songs"].values():
@@ -407,7 +379,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
             song_meta.update(info)
             if "skipped" in info:
                 meta["skipped"][sid] = info["skipped"]
-            bar.step()
+            bar.update(1)
         bar.close()
         if len(meta["skipped"]) == songs:
             first = next(iter(meta["skipped"].items()))

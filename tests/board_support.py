@@ -26,14 +26,20 @@ FAST_AGENT_ARGS = ["--ack-timeout", "0.05", "--max-retries", "12"]
 class ThreadAgent:
     """The board agent on a pseudo-terminal (or on ``stream``), served by a thread."""
 
-    def __init__(self, bundle_dir, stream=None, **agent_options) -> None:
+    def __init__(self, bundle_dir, stream=None, limits=None, adapt=None,
+                 **agent_options) -> None:
+        """``limits``: HELLO limits the board announces (``fast_board_config`` keywords);
+        ``adapt(agent)``: changes the agent before it serves (a firmware with other
+        capabilities, a crafted reply)."""
         self.logs = []
         self.pair = PtyPair() if stream is None else None
         self.path = self.pair.slave_path if self.pair is not None else None
         self.agent = BoardAgent(str(bundle_dir), load_runtime(), log=self.logs.append,
                                 **agent_options)
+        if adapt is not None:
+            adapt(self.agent)
         stream = self.pair.master_stream() if stream is None else stream
-        self.link = Link(stream, fast_board_config(), name="board")
+        self.link = Link(stream, fast_board_config(**(limits or {})), name="board")
         self.link.announce()
         self._stopping = False
         self._thread = threading.Thread(

@@ -20,12 +20,10 @@ import time
 import numpy as np
 import pytest
 from board_bundle import make_bundle
-from board_support import FAST_AGENT_ARGS, test_signal
-from test_link_support import fast_board_config, fast_host_config
+from board_support import FAST_AGENT_ARGS, ThreadAgent, test_signal
+from test_link_support import fast_host_config
 
-from firmware_host.board.agent import BoardAgent
 from firmware_host.board.bundle import read_bundle
-from firmware_host.board.runtime import load_runtime
 from firmware_host.emulator import EmulatedBoard
 from firmware_host.hil.harness import HilSettings, run_hil
 from firmware_host.hil.reference import HostPipeline
@@ -33,7 +31,6 @@ from firmware_host.hil.session import BoardSession, HilError, RecoveryBudget
 from firmware_host.protocol.cobs import CobsError, cobs_decode
 from firmware_host.protocol.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.protocol.framing import Frame, FrameDecoder, encode_frame
-from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import Hello, Message, MessageType
 from firmware_host.transport import PtyPair
 from tinysep.cli import main
@@ -59,28 +56,15 @@ class _RawTensorOut(Message):
                 + struct.pack("<65I", *([1] * 65)) + b"\x00")
 
 
-class _HostileAgentBoard:
+def _hostile_agent_board(bundle) -> ThreadAgent:
     """The real agent on a real pseudo-terminal, answering every TENSOR_IN with a crafted
     TENSOR_OUT."""
 
-    def __init__(self, bundle) -> None:
-        agent = BoardAgent(str(bundle), load_runtime())
+    def adapt(agent) -> None:
         plain = agent.handle
         agent.handle = lambda t, p: _RawTensorOut() if t == MessageType.TENSOR_IN else plain(t, p)
-        self.pair = PtyPair()
-        self.path = self.pair.slave_path
-        self.link = Link(self.pair.master_stream(), fast_board_config(), name="board")
-        self.link.announce()
-        self.stopping = False
-        self.thread = threading.Thread(target=agent.serve,
-                                       args=(self.link, lambda: self.stopping), daemon=True)
-        self.thread.start()
 
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(timeout=5)
-        self.link.close()
-        self.pair.close()
+    return ThreadAgent(bundle, adapt=adapt)
 
 
 def _hil_argv(path, bundle, model, corpus, folder) -> list:
@@ -91,11 +75,11 @@ def _hil_argv(path, bundle, model, corpus, folder) -> list:
 
 def test_a_malformed_tensor_out_ends_with_the_board_fault_status(corpus, tmp_path, capsys):
     bundle, model = make_bundle(float_model=True)
-    board = _HostileAgentBoard(bundle)
+    board = _hostile_agent_board(bundle)
     try:
         status = main(_hil_argv(board.path, bundle, model, corpus, tmp_path))
     finally:
-        board.close()
+        board.stop()
     assert status == BOARD_FAULT_EXIT == 3
     report = json.loads((tmp_path / "hil.json").read_text())
     assert report["status"] == "aborted" and report["fault"] == "board" and not report["passed"]

@@ -10,14 +10,12 @@ it cannot take.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from board_bundle import make_bundle
-from test_link_support import fast_board_config, fast_host_config
+from board_support import ThreadAgent
+from test_link_support import fast_host_config
 
-from firmware_host.board.agent import BoardAgent
-from firmware_host.board.runtime import load_runtime
 from firmware_host.emulator import BOARD_PROFILES, EmulatedBoard
 from firmware_host.hil.harness import HilSettings, run_hil
 from firmware_host.hil.session import (
@@ -27,7 +25,6 @@ from firmware_host.hil.session import (
     HilError,
     fitting_chunk_hops,
 )
-from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
     CAP_AUDIO,
     CAP_UPLOAD,
@@ -35,7 +32,6 @@ from firmware_host.protocol.messages import (
     ErrorReply,
     MessageType,
 )
-from firmware_host.transport import PtyPair
 from tinysep.cli import main
 
 
@@ -57,43 +53,28 @@ def test_chunks_shrink_to_the_whole_hops_that_fit_both_directions():
     assert fitting_chunk_hops(8, 128, 2, 525) == 0  # not even one hop back
 
 
-class _Board:
+def _board(bundle, capabilities=None, **limits) -> ThreadAgent:
     """A real agent behind a real pseudo-terminal with chosen HELLO limits and INFO capabilities;
     a board without tensor mode answers TENSOR_IN with UNKNOWN_TYPE, like a minimal firmware."""
 
-    def __init__(self, bundle, capabilities=None, **limits) -> None:
-        agent = BoardAgent(str(bundle), load_runtime())
-        if capabilities is not None:
-            plain_info = agent.info
-            plain_handle = agent.handle
+    def adapt(agent) -> None:
+        if capabilities is None:
+            return
+        plain_info, plain_handle = agent.info, agent.handle
 
-            def info():
-                reply = plain_info()
-                reply.capabilities = capabilities
-                return reply
+        def info():
+            reply = plain_info()
+            reply.capabilities = capabilities
+            return reply
 
-            def handle(msg_type, payload):
-                if msg_type == MessageType.TENSOR_IN:
-                    return ErrorReply(ErrorCode.UNKNOWN_TYPE, "not implemented", msg_type)
-                return plain_handle(msg_type, payload)
+        def handle(msg_type, payload):
+            if msg_type == MessageType.TENSOR_IN:
+                return ErrorReply(ErrorCode.UNKNOWN_TYPE, "not implemented", msg_type)
+            return plain_handle(msg_type, payload)
 
-            agent.info = info
-            agent.handle = handle
-        self.pair = PtyPair()
-        self.path = self.pair.slave_path
-        self.link = Link(self.pair.master_stream(), fast_board_config(**limits), name="board")
-        self.link.announce()
-        self.stopping = False
-        self.thread = threading.Thread(
-            target=agent.serve, args=(self.link, lambda: self.stopping), daemon=True
-        )
-        self.thread.start()
+        agent.info, agent.handle = info, handle
 
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(timeout=5)
-        self.link.close()
-        self.pair.close()
+    return ThreadAgent(bundle, limits=limits, adapt=adapt)
 
 
 def _run(board, bundle, model, corpus, folder) -> dict:
@@ -108,11 +89,11 @@ def _run(board, bundle, model, corpus, folder) -> dict:
 def test_a_board_holding_one_hop_per_message_streams_every_clip(corpus, tmp_path):
     # 700 bytes: one hop of audio fits (526 back), the test model's TENSOR_OUT (774) does not
     bundle, model = make_bundle(float_model=True)
-    board = _Board(bundle, max_payload=700, max_message=700, window=1)
+    board = _board(bundle, max_payload=700, max_message=700, window=1)
     try:
         report = _run(board, bundle, model, corpus, tmp_path)
     finally:
-        board.close()
+        board.stop()
     assert report["status"] == "finished", report["error"]
     assert report["board"]["limits"] == {"max_payload": 700, "max_message": 700, "window": 1,
                                          "capabilities": ["audio", "tensor", "upload"]}
@@ -132,11 +113,11 @@ def test_a_board_holding_one_hop_per_message_streams_every_clip(corpus, tmp_path
 
 def test_a_board_without_tensor_mode_is_never_sent_a_tensor(corpus, tmp_path):
     bundle, model = make_bundle(float_model=True)
-    board = _Board(bundle, capabilities=CAP_AUDIO | CAP_UPLOAD)
+    board = _board(bundle, capabilities=CAP_AUDIO | CAP_UPLOAD)
     try:
         report = _run(board, bundle, model, corpus, tmp_path)
     finally:
-        board.close()
+        board.stop()
     assert report["status"] == "finished", report["error"]
     assert report["tensor_check"]["skipped"]
     assert "does not list tensor mode (capabilities: audio, upload)" in report["tensor_check"][
@@ -146,7 +127,7 @@ def test_a_board_without_tensor_mode_is_never_sent_a_tensor(corpus, tmp_path):
 
 def test_a_board_that_cannot_hold_one_hop_is_refused_with_the_sizes(corpus, tmp_path):
     bundle = make_bundle()
-    board = _Board(bundle, max_payload=512, max_message=512, window=1)
+    board = _board(bundle, max_payload=512, max_message=512, window=1)
     try:
         with BoardSession(port=board.path, config=fast_host_config()) as session:
             from firmware_host.board.bundle import read_bundle
@@ -156,7 +137,7 @@ def test_a_board_that_cannot_hold_one_hop_is_refused_with_the_sizes(corpus, tmp_
             with pytest.raises(HilError, match="at most 512 bytes, one hop .* needs 526"):
                 session.chunk_hops(8)
     finally:
-        board.close()
+        board.stop()
 
 
 def test_hil_on_the_emulated_cortex_m_board_passes_end_to_end(corpus, tmp_path):

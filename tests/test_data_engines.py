@@ -240,3 +240,12 @@ def test_every_song_skipped_writes_nothing(tmp_path):
 def test_unknown_font_names_are_refused():
     with pytest.raises(ValueError, match="unknown sound font 'piano'"):
         engines_mod.parse_fonts("piano")
+
+
+def test_no_accompaniment_pool_holds_a_sung_sound():
+    # the choir engine sings with these programs; an accompaniment playing them would label
+    # the same sound vocals in one song and accompaniment in another
+    for style, pools in soundfont.STYLES.items():
+        for role, programs in pools.items():
+            if role != "kit":
+                assert not set(programs) & set(soundfont.SUNG_PROGRAMS), (style, role)

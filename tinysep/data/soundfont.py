@@ -30,7 +30,9 @@ QUIET_LOG_LEVELS = (2, 3)  # fluidsynth's FLUID_WARN and FLUID_INFO
 SYNTH_GAIN = 0.25
 CHUNK = 4096  # longest get_samples call, samples
 
-# General MIDI programs per arrangement role, by style (0-based program numbers).
+# General MIDI programs per arrangement role, by style (0-based program numbers). No
+# accompaniment pool holds a sung sound (choir aahs, voice oohs, synth voice, choir pad): those
+# are the choir engine's vocals, and a corpus must not call the same sound both sources.
 STYLES: dict[str, dict[str, tuple[int, ...]]] = {
     "pop": {"pad": (48, 49, 89, 88, 50), "piano": (0, 1, 4, 24, 25), "organ": (16, 18, 61, 27),
             "lead": (80, 73, 56, 11, 65), "bass": (33, 34, 38), "kit": (0, 8, 16)},
@@ -38,16 +40,17 @@ STYLES: dict[str, dict[str, tuple[int, ...]]] = {
              "lead": (30, 29, 81, 65), "bass": (33, 34, 35), "kit": (0, 16, 8)},
     "jazz": {"pad": (48, 49, 61, 16), "piano": (0, 4, 26, 11), "organ": (16, 17, 57, 11),
              "lead": (65, 66, 56, 73, 71), "bass": (32, 33), "kit": (32, 40, 0)},
-    "electronic": {"pad": (88, 89, 90, 91, 94, 95), "piano": (4, 5, 81, 87, 98),
+    "electronic": {"pad": (88, 89, 90, 93, 94, 95), "piano": (4, 5, 81, 87, 98),
                    "organ": (17, 90, 92, 99), "lead": (80, 81, 84, 87), "bass": (38, 39, 87),
                    "kit": (24, 25, 0)},
     "folk": {"pad": (48, 21, 22, 49), "piano": (24, 25, 46, 105, 106), "organ": (21, 23, 19),
              "lead": (40, 73, 72, 75, 22), "bass": (32, 33, 43), "kit": (0, 8, 40)},
-    "orchestral": {"pad": (48, 49, 52, 89), "piano": (46, 45, 8, 13), "organ": (60, 61, 42, 70),
+    "orchestral": {"pad": (48, 49, 50, 89), "piano": (46, 45, 8, 13), "organ": (60, 61, 42, 70),
                    "lead": (40, 73, 68, 71, 56), "bass": (42, 43, 58, 32), "kit": (48, 0)},
 }
 # Vocal-like programs for the choir engine: choir aahs, voice oohs, synth voice.
 VOICE_PROGRAMS = (52, 53, 54)
+SUNG_PROGRAMS = VOICE_PROGRAMS + (91,)
 # Drum names of the score -> General MIDI percussion keys to choose from.
 DRUM_KEYS = {"kick": (36, 35), "snare": (38, 40, 37, 39), "hat": (42, 44, 46, 51, 53)}
 CRASH_KEYS = (49, 57, 55)

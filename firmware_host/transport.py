@@ -4,7 +4,7 @@ A byte stream has ``read(max_bytes)`` (returns the bytes available now, or b"" a
 wait), ``write(data)`` (writes everything), ``write_some(data, timeout)`` (writes what the line
 takes within ``timeout`` and says how much: the link's writer never blocks longer than that, so
 its timers keep running while a peer stops reading) and ``close()``. A stream closed or failing
-under a read or write raises ``LinkClosed`` naming the port. ``open_port`` opens any pyserial URL
+under a read or write raises ``StreamClosed`` naming the port. ``open_port`` opens any pyserial URL
 (``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``, ``loop://``); without pyserial
 (a bare board) it opens device paths with termios. ``PtyPair`` makes a real pseudo-terminal pair
 for the emulated board, and ``ThrottledStream`` paces a stream to N baud like a UART.
@@ -25,14 +25,9 @@ DEFAULT_POLL_INTERVAL = 0.02  # longest a read waits before returning b""
 BITS_PER_BYTE = 10  # UART 8N1: start bit, 8 data bits, stop bit
 
 
-def link_closed(text: str) -> Exception:
-    """The wire protocol's ``LinkClosed`` error with ``text`` (the port, and what it was doing).
-
-    Imported when needed, so that importing this module loads the standard library only.
-    """
-    from firmware_host.protocol.errors import LinkClosed
-
-    return LinkClosed(text)
+class StreamClosed(ConnectionError):
+    """A byte stream that was closed or failed under a read or write (names the port and what
+    it was doing). The link turns it into the protocol's ``LinkClosed``."""
 
 
 class ByteStream:
@@ -95,7 +90,7 @@ class FdStream(ByteStream):
         text = f"fd {self.fd} was closed while {action}"
         if cause is not None:
             text += f" ({type(cause).__name__}: {cause})"
-        return link_closed(text)
+        return StreamClosed(text)
 
     def read(self, max_bytes: int) -> bytes:
         if self._closed:
@@ -168,7 +163,7 @@ class SerialStream(ByteStream):
     Ports with a descriptor also write without blocking (``write_timeout = 0`` after ``select``
     says the line has room), so ``write_some`` returns within its timeout; ports without one
     (``loop://``, ``rfc2217://``) write whole pieces. A port closed or failing under a read or
-    write raises ``LinkClosed`` naming the port, never pyserial's internal errors.
+    write raises ``StreamClosed`` naming the port, never pyserial's internal errors.
     """
 
     def __init__(self, port, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
@@ -190,11 +185,11 @@ class SerialStream(ByteStream):
             text = f"serial port {self.name} was closed while {action}"
         else:
             text = f"serial port {self.name} failed while {action}"
-        return link_closed(f"{text} ({type(exc).__name__}: {exc})")
+        return StreamClosed(f"{text} ({type(exc).__name__}: {exc})")
 
     def read(self, max_bytes: int) -> bytes:
         if self._closed:
-            raise link_closed(f"serial port {self.name} is closed: cannot read")
+            raise StreamClosed(f"serial port {self.name} is closed: cannot read")
         try:
             if self._fileno is not None:
                 ready, _, _ = select.select([self._fileno], [], [], self.poll_interval)
@@ -212,7 +207,7 @@ class SerialStream(ByteStream):
 
     def write_some(self, data: bytes, timeout: float) -> int:
         if self._closed:
-            raise link_closed(f"serial port {self.name} is closed: cannot write")
+            raise StreamClosed(f"serial port {self.name} is closed: cannot write")
         if not data:
             return 0
         try:

@@ -22,9 +22,10 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from firmware_host.board.bundle import check_model, read_bundle  # noqa: E402
+from firmware_host.board.model_check import check_model  # noqa: E402
 from firmware_host.board.pipeline import StreamingSeparator  # noqa: E402
 from firmware_host.board.runtime import load_runtime  # noqa: E402
+from firmware_host.bundle import read_bundle  # noqa: E402
 from firmware_host.emulator import EmulatedBoard  # noqa: E402
 from firmware_host.protocol.client import BoardClient  # noqa: E402
 from firmware_host.protocol.errors import PeerError  # noqa: E402

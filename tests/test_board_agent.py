@@ -14,9 +14,10 @@ from board_bundle import copy_bundle, make_bundle
 from board_support import ThreadAgent, host_client, offline_int8, test_signal
 
 from firmware_host.board.agent import PENDING_MANIFEST, BoardAgent
-from firmware_host.board.bundle import BundleError, check_model, read_bundle
+from firmware_host.board.model_check import bind_by_position, check_model
 from firmware_host.board.pipeline import StreamingSeparator
 from firmware_host.board.runtime import load_runtime
+from firmware_host.bundle import BundleError, read_bundle
 from firmware_host.hil.reference import HostPipeline
 from firmware_host.protocol.errors import PeerError
 from firmware_host.protocol.messages import (
@@ -340,7 +341,7 @@ def test_edge_tpu_model_is_found_and_bound_by_position_and_a_missing_delegate_is
     for spec in bundle.input_specs() + bundle.output_specs():
         spec.index = 10_000  # indices of another build
     interpreter = load_runtime().make_interpreter(str(compiled))
-    bundle.bind_by_position(interpreter)
+    bind_by_position(bundle, interpreter)
     assert [s.index for s in bundle.input_specs() + bundle.output_specs()] == truth
     check_model(bundle, interpreter)
 

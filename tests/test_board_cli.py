@@ -12,7 +12,7 @@ import sys
 from board_bundle import copy_bundle, make_bundle
 from board_support import ThreadAgent, host_client
 
-from firmware_host.board.bundle import read_bundle
+from firmware_host.bundle import read_bundle
 from tinysep.cli import main
 
 

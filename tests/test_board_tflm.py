@@ -21,10 +21,10 @@ from board_bundle import calibration_clips, copy_bundle, make_bundle
 from board_support import FAST_AGENT_ARGS, host_client
 
 from firmware_host.board.agent import BoardAgent
-from firmware_host.board.bundle import BundleError, read_bundle
 from firmware_host.board.micro import ARENA_MARGIN, FALLBACK_ARENA
 from firmware_host.board.pipeline import StreamingSeparator, to_pcm
 from firmware_host.board.runtime import RuntimeUnavailable, load_runtime
+from firmware_host.bundle import BundleError, read_bundle
 from firmware_host.emulator import REPO_ROOT, EmulatedBoard, agent_command
 from firmware_host.hil.reference import HostPipeline
 from firmware_host.hil.report import finalize

@@ -23,7 +23,7 @@ from board_bundle import make_bundle
 from board_support import FAST_AGENT_ARGS, ThreadAgent, test_signal
 from test_link_support import fast_host_config
 
-from firmware_host.board.bundle import read_bundle
+from firmware_host.bundle import read_bundle
 from firmware_host.emulator import EmulatedBoard
 from firmware_host.hil.harness import HilSettings, run_hil
 from firmware_host.hil.reference import HostPipeline

@@ -130,7 +130,7 @@ def test_a_board_that_cannot_hold_one_hop_is_refused_with_the_sizes(corpus, tmp_
     board = _board(bundle, max_payload=512, max_message=512, window=1)
     try:
         with BoardSession(port=board.path, config=fast_host_config()) as session:
-            from firmware_host.board.bundle import read_bundle
+            from firmware_host.bundle import read_bundle
 
             session.connect()
             session.check(read_bundle(bundle))

@@ -41,7 +41,7 @@ from firmware_host.protocol.messages import (
     UploadEnd,
 )
 from firmware_host.protocol.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
-from firmware_host.transport import FdStream, PtyPair, ThrottledStream, open_port
+from firmware_host.transport import FdStream, PtyPair, StreamClosed, ThrottledStream, open_port
 
 RNG = np.random.default_rng(5)
 
@@ -321,7 +321,7 @@ def test_write_some_returns_within_its_timeout_when_the_line_is_full(opener):
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
-def test_closing_a_serial_port_under_a_blocked_write_raises_link_closed():
+def test_closing_a_serial_port_under_a_blocked_write_raises_stream_closed():
     with PtyPair() as pair:
         port = open_port(pair.slave_path)  # pyserial on a real pty whose other end reads nothing
         failures = []
@@ -341,7 +341,7 @@ def test_closing_a_serial_port_under_a_blocked_write_raises_link_closed():
         writer.join(timeout=2.0)
         elapsed = time.monotonic() - start
     assert not writer.is_alive() and elapsed < 0.5
-    assert len(failures) == 1 and isinstance(failures[0], LinkClosed), failures
+    assert len(failures) == 1 and isinstance(failures[0], StreamClosed), failures
     assert f"serial port {pair.slave_path} was closed while writing" in str(failures[0])
 
 

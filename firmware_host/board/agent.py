@@ -24,6 +24,9 @@ import time
 
 import numpy as np
 
+from firmware_host.bundle.layout import MANIFEST_FILE, MODEL_FILE
+from firmware_host.bundle.manifest import read_bundle, sha256_of
+from firmware_host.bundle.tensors import BundleError
 from firmware_host.protocol.errors import (
     LinkClosed,
     LinkError,
@@ -59,20 +62,12 @@ from firmware_host.protocol.messages import (
 )
 from firmware_host.protocol.upload import DEFAULT_MAX_UPLOAD, UploadReceiver
 
-from .bundle import (
-    MANIFEST_FILE,
-    BundleError,
-    check_model,
-    manifest_for_model,
-    read_bundle,
-    sha256_of,
-)
 from .micro import MicroAllocationFailed
+from .model_check import bind_by_position, check_model, manifest_for_model
 from .pipeline import StreamingSeparator
 
 AGENT_VERSION = "tinysep-agent 0.1.0"
 PENDING_MANIFEST = "." + MANIFEST_FILE + ".pending"
-DEFAULT_MODEL_FILE = "model.tflite"
 SEND_TIMEOUT = 30.0  # longest a reply waits for the host's credit before it is dropped
 
 
@@ -143,7 +138,7 @@ class BoardAgent:
         try:
             return read_bundle(self.bundle_dir, verify_model=False).model_file
         except BundleError:
-            return DEFAULT_MODEL_FILE
+            return MODEL_FILE
 
     def _finish_interrupted_swap(self) -> None:
         """Complete or undo a swap that a crash interrupted; remove stale partial uploads."""
@@ -177,7 +172,7 @@ class BoardAgent:
             compiled = bundle.compiled_edgetpu_model() if self.edgetpu else None
             interpreter = self._interpreter(compiled or bundle.model_path, bundle)
             if compiled:  # the compiler keeps the order of inputs and outputs, not the indices
-                bundle.bind_by_position(interpreter)
+                bind_by_position(bundle, interpreter)
                 self.log(f"Edge TPU model {os.path.basename(compiled)}")
             check_model(bundle, interpreter)
             self.model = LoadedModel(bundle, interpreter, bundle.model_sha256, bundle.model_bytes)

@@ -13,7 +13,10 @@ import time
 
 import numpy as np
 
-from .bundle import Bundle, round_half_away
+from firmware_host.bundle.features import input_features, magnitude
+from firmware_host.bundle.manifest import Bundle
+from firmware_host.bundle.quantization import round_half_away
+
 from .dsp import StreamAnalyzer, StreamSynthesizer, make_window
 
 PCM_SCALE = 32768.0
@@ -23,13 +26,6 @@ def to_pcm(audio: np.ndarray) -> np.ndarray:
     """Float audio (full scale 1.0) -> int16: ``clip(round(y * 32768), -32768, 32767)``."""
     scaled = round_half_away(np.asarray(audio, dtype=np.float64) * PCM_SCALE)
     return np.clip(scaled, -32768, 32767).astype(np.int16)
-
-
-def magnitude(spectra: np.ndarray) -> np.ndarray:
-    """|X| of complex64 spectra as float32 (float64 math: the same on every numpy)."""
-    real = spectra.real.astype(np.float64)
-    imag = spectra.imag.astype(np.float64)
-    return np.sqrt(real * real + imag * imag).astype(np.float32)
 
 
 class StreamingSeparator:
@@ -66,11 +62,9 @@ class StreamingSeparator:
 
     def features(self, spectra: np.ndarray) -> np.ndarray:
         """The model's float32 input for spectra ``(K, bins)``: the manifest's transform of |X|."""
-        mag = magnitude(spectra)
-        if self.bundle.transform_kind == "log1p":
-            scaled = np.float32(self.bundle.transform_gain) * mag
-            return np.log1p(scaled.astype(np.float64)).astype(np.float32)
-        return mag
+        return input_features(
+            magnitude(spectra), self.bundle.transform_kind, self.bundle.transform_gain
+        )
 
     def run_model(self, quantized: np.ndarray):
         """One invoke on a quantized input ``(1, K, bins)``, carrying the states.
@@ -96,7 +90,12 @@ class StreamingSeparator:
 
     def invoke(self, spectra: np.ndarray):
         """One model run on K spectra; returns masks ``(K, bins, S)`` float32 and microseconds."""
-        quantized = self.bundle.input.quantize(self.features(spectra)[None])
+        return self.invoke_features(self.features(spectra))
+
+    def invoke_features(self, features: np.ndarray):
+        """One model run on K frames of model input ``(K, bins)`` float32: quantize, invoke
+        (carrying the states), dequantize; returns masks ``(K, bins, S)`` and microseconds."""
+        quantized = self.bundle.input.quantize(np.asarray(features, dtype=np.float32)[None])
         raw, micros = self.run_model(quantized)
         return self.bundle.output.dequantize(raw)[0], micros
 

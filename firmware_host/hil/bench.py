@@ -78,7 +78,7 @@ def stream_once(
     """Stream ``seconds`` of a song through an emulated board; speed and byte counts."""
     import numpy as np
 
-    from firmware_host.board.bundle import read_bundle
+    from firmware_host.bundle import read_bundle
     from firmware_host.emulator import EmulatedBoard
 
     from .session import BoardSession

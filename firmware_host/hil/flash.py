@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware_host.board.bundle import read_bundle
+from firmware_host.bundle import read_bundle
 
 from .session import BoardSession, HilError
 

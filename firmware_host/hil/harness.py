@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.board.bundle import read_bundle
 from firmware_host.board.pipeline import PCM_SCALE, to_pcm
+from firmware_host.bundle import read_bundle
 from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
 

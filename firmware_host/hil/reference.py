@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.board.bundle import Bundle, check_model
+from firmware_host.board.model_check import check_model
 from firmware_host.board.pipeline import PCM_SCALE, StreamingSeparator
 from firmware_host.board.runtime import load_runtime
+from firmware_host.bundle import Bundle
 
 
 class HostPipeline:

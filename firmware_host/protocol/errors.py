@@ -5,6 +5,8 @@ Every exception says what was expected or waited for, so a lab operator can act 
 
 from __future__ import annotations
 
+from .codes import error_code_name, message_type_name
+
 
 class ProtocolError(Exception):
     """Base class of every wire-protocol error."""
@@ -65,8 +67,6 @@ class HandshakeRefused(LinkError):
     """
 
     def __init__(self, code: int, text: str, by_peer: bool) -> None:
-        from .messages import error_code_name
-
         self.code = code
         self.code_name = error_code_name(code)
         self.text = text
@@ -79,8 +79,6 @@ class PeerError(ProtocolError):
     """The peer answered a request with an ERROR message."""
 
     def __init__(self, code: int, text: str, request_type: int = 0) -> None:
-        from .messages import error_code_name, message_type_name
-
         self.code = code
         self.code_name = error_code_name(code)
         self.text = text

@@ -25,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from firmware_host.transport import StreamClosed, as_byte_stream, write_some
+
 from .errors import (
     HandshakeRefused,
     LinkClosed,
@@ -230,8 +232,6 @@ class Link:
     """
 
     def __init__(self, stream, config: LinkConfig | None = None, name: str = "link") -> None:
-        from firmware_host.transport import as_byte_stream, write_some
-
         self.config = config if config is not None else LinkConfig()
         self.config.check()
         self.name = name
@@ -630,7 +630,7 @@ class Link:
     def _closed_by_stream(self, exc: BaseException) -> None:
         with self._cond:
             if self._state != _CLOSED:
-                what = "" if isinstance(exc, LinkClosed) else "byte stream failed: "
+                what = "" if isinstance(exc, StreamClosed) else "byte stream failed: "
                 self._pending_exc = LinkClosed(f"{self.name}: {what}{exc}")
                 self._state = _CLOSED
             self._cond.notify_all()

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_host.board.bundle import read_bundle
+    from firmware_host.bundle import read_bundle
     from firmware_host.hil.flash import flash_bundle
     from firmware_host.hil.session import BoardSession, HilError, UploadRefused
     from firmware_host.protocol.errors import PeerError, ProtocolError

@@ -129,7 +129,7 @@ def _check_args(args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_host.board.bundle import read_bundle
+    from firmware_host.bundle import read_bundle
     from firmware_host.emulator import EmulatedBoard
     from firmware_host.hil.harness import HilSettings, run_hil
     from firmware_host.hil.session import BoardSession, RecoveryBudget

@@ -94,8 +94,8 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
     ``port`` is None, to an emulated board started here (closed by ``stack``)."""
     import numpy as np
 
-    from firmware_host.board.bundle import read_bundle
     from firmware_host.board.pipeline import PCM_SCALE, to_pcm
+    from firmware_host.bundle import read_bundle
     from firmware_host.emulator import EmulatedBoard
     from firmware_host.hil.session import DEFAULT_CHUNK_HOPS, BoardSession
 

@@ -1,0 +1,264 @@
+"""Read and check a deploy bundle folder (docs/bundle.md): one parse for the board agent,
+the host runner and the harness.
+
+``read_bundle`` parses ``manifest.json`` with the JSON parser only, checks every field a
+reader uses (naming the field and what was expected) and verifies the model file's size and
+sha256; ``Bundle`` holds the result. numpy only, Python 3.7.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .features import TRANSFORMS
+from .layout import (
+    EDGETPU_REPORT,
+    FORMAT,
+    FORMAT_VERSIONS,
+    FULL_INTEGER,
+    MANIFEST_FILE,
+    QUANTIZATIONS,
+)
+from .quantization import REQUANTIZE
+from .tensors import BundleError, StatePair, TensorSpec, state_rule
+
+
+def sha256_of(path: str) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _get(section, key: str, where: str):
+    if not isinstance(section, dict) or key not in section:
+        raise BundleError(f"{where}.{key} is missing")
+    return section[key]
+
+
+def _positive_int(value, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise BundleError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _measured_arena(entry, where: str):
+    """``arena_tflite_micro.bytes`` (the arena TFLite Micro allocated the model in at export),
+    or None when the export could not measure it (null entry, or ``bytes`` null)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise BundleError(
+            f"{where}: arena_tflite_micro must be an object or null, got {type(entry).__name__}"
+        )
+    value = entry.get("bytes")
+    if value is None:
+        return None
+    return _positive_int(value, where + ": arena_tflite_micro.bytes")
+
+
+class Bundle:
+    """A parsed, checked bundle folder (see ``read_bundle``)."""
+
+    def __init__(self, folder: str, manifest: dict, text: str):
+        where = os.path.join(folder, MANIFEST_FILE)
+        self.folder = folder
+        self.manifest = manifest
+        self.manifest_text = text
+        self.manifest_path = where
+        if manifest.get("format") != FORMAT:
+            raise BundleError(f"{where}: format must be {FORMAT!r}, got {manifest.get('format')!r}")
+        version = manifest.get("format_version")
+        if version not in FORMAT_VERSIONS:
+            raise BundleError(
+                f"{where}: format_version {version!r} is not supported by this agent "
+                f"(it reads {', '.join(str(v) for v in FORMAT_VERSIONS)})"
+            )
+        model = _get(manifest, "model", where)
+        self.model_file = _get(model, "file", where + ": model")
+        if (
+            not isinstance(self.model_file, str)
+            or os.path.basename(self.model_file) != self.model_file
+            or self.model_file in ("", ".", "..")
+        ):
+            raise BundleError(
+                f"{where}: model.file must be a plain file name inside the bundle, "
+                f"got {self.model_file!r}"
+            )
+        self.model_path = os.path.join(folder, self.model_file)
+        self.model_sha256 = str(_get(model, "sha256", where + ": model")).lower()
+        if len(self.model_sha256) != 64 or any(
+            c not in "0123456789abcdef" for c in self.model_sha256
+        ):
+            raise BundleError(f"{where}: model.sha256 must be 64 hex digits")
+        self.model_bytes = _positive_int(
+            _get(model, "bytes", where + ": model"), where + ": model.bytes"
+        )
+        self.quantization = _get(model, "quantization", where + ": model")
+        if self.quantization not in QUANTIZATIONS:
+            raise BundleError(
+                f"{where}: model.quantization must be one of {', '.join(QUANTIZATIONS)}, "
+                f"got {self.quantization!r}"
+            )
+
+        audio = _get(manifest, "audio", where)
+        at = where + ": audio"
+        self.sample_rate = _positive_int(_get(audio, "sample_rate", at), at + ".sample_rate")
+        self.n_fft = _positive_int(_get(audio, "n_fft", at), at + ".n_fft")
+        self.hop = _positive_int(_get(audio, "hop_samples", at), at + ".hop_samples")
+        if self.n_fft % self.hop or self.n_fft % 2:
+            raise BundleError(
+                f"{at}: n_fft ({self.n_fft}) must be even and a multiple of "
+                f"hop_samples ({self.hop})"
+            )
+        self.frames_per_invoke = _positive_int(
+            _get(audio, "frames_per_invoke", at), at + ".frames_per_invoke"
+        )
+        self.analysis_window = _get(audio, "analysis_window", at)
+        self.synthesis_window = _get(audio, "synthesis_window", at)
+        self.n_bins = self.n_fft // 2 + 1
+
+        sources = _get(manifest, "sources", where)
+        if (
+            not isinstance(sources, list)
+            or not sources
+            or not all(isinstance(s, str) and s for s in sources)
+        ):
+            raise BundleError(
+                f"{where}: sources must be a non-empty list of names, got {sources!r}"
+            )
+        self.sources = list(sources)
+
+        self.input = TensorSpec.from_json(_get(manifest, "input", where), where + ": input")
+        transform = manifest["input"].get("transform", {"kind": "none"})
+        kind = transform.get("kind") if isinstance(transform, dict) else None
+        if kind not in TRANSFORMS:
+            raise BundleError(
+                f"{where}: input.transform.kind must be one of {TRANSFORMS}, got {kind!r}"
+            )
+        self.transform_kind = kind
+        self.transform_gain = 1.0
+        if kind == "log1p":
+            gain = transform.get("gain")
+            if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not gain > 0:
+                raise BundleError(
+                    f"{where}: input.transform.gain must be a positive number, got {gain!r}"
+                )
+            self.transform_gain = float(gain)
+        expected_in = (1, self.frames_per_invoke, self.n_bins)
+        if self.input.shape != expected_in:
+            raise BundleError(
+                f"{where}: input.shape must be {list(expected_in)} (frames_per_invoke, n_fft/2+1), "
+                f"got {list(self.input.shape)}"
+            )
+        if FULL_INTEGER.get(self.quantization) and not self.input.quantized:
+            raise BundleError(f"{where}: a {self.quantization} bundle must have an integer input")
+        self.output = TensorSpec.from_json(_get(manifest, "output", where), where + ": output")
+        expected_out = expected_in + (len(self.sources),)
+        if self.output.shape != expected_out:
+            raise BundleError(
+                f"{where}: output.shape must be {list(expected_out)} (one mask per source), "
+                f"got {list(self.output.shape)}"
+            )
+
+        states = manifest.get("states", [])
+        if not isinstance(states, list):
+            raise BundleError(f"{where}: states must be a list, got {type(states).__name__}")
+        self.states = []
+        for number, entry in enumerate(states):
+            sw = f"{where}: states[{number}]"
+            pair_in = TensorSpec.from_json(_get(entry, "input", sw), sw + ".input")
+            pair_out = TensorSpec.from_json(_get(entry, "output", sw), sw + ".output")
+            if pair_in.shape != pair_out.shape:
+                raise BundleError(
+                    f"{sw}: input shape {list(pair_in.shape)} differs from output shape "
+                    f"{list(pair_out.shape)}"
+                )
+            rule = entry.get("requantize", state_rule(pair_in, pair_out))
+            if rule not in REQUANTIZE:
+                raise BundleError(f"{sw}.requantize must be one of {REQUANTIZE}, got {rule!r}")
+            if rule == "copy" and state_rule(pair_in, pair_out) != "copy":
+                raise BundleError(
+                    f"{sw}: requantize 'copy' needs the same dtype, scale and zero point on "
+                    f"both sides ({pair_in.describe()} vs {pair_out.describe()})"
+                )
+            self.states.append(StatePair(pair_in, pair_out, rule))
+        indices = [self.input.index, self.output.index]
+        indices += [p.input.index for p in self.states] + [p.output.index for p in self.states]
+        if len(set(indices)) != len(indices):
+            raise BundleError(f"{where}: two tensor entries share one interpreter index")
+        self.arena_tflite_micro = _measured_arena(manifest.get("arena_tflite_micro"), where)
+
+    @property
+    def delay_samples(self) -> int:
+        """How far the separated stream lags the input: n_fft - hop + (K - 1) * hop."""
+        return self.n_fft - self.hop + (self.frames_per_invoke - 1) * self.hop
+
+    def input_specs(self) -> list:
+        """The manifest's model inputs: the spectral input, then the state inputs."""
+        return [self.input] + [p.input for p in self.states]
+
+    def output_specs(self) -> list:
+        """The manifest's model outputs: the masks, then the state outputs."""
+        return [self.output] + [p.output for p in self.states]
+
+    def compiled_edgetpu_model(self) -> str | None:
+        """Path of the Edge TPU compiler's output in the bundle, if the exporter ran it."""
+        report_path = os.path.join(self.folder, EDGETPU_REPORT)
+        try:
+            with open(report_path, "rb") as handle:
+                report = json.loads(handle.read().decode("utf-8"))
+            name = report["compiler"]["compiled_model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(name, str) or os.path.basename(name) != name or not name:
+            return None
+        path = os.path.join(self.folder, name)
+        return path if os.path.isfile(path) else None
+
+    def verify_model_file(self, path: str | None = None) -> str:
+        """Check size and sha256 of the model file against the manifest; returns the sha256."""
+        path = path or self.model_path
+        if not os.path.isfile(path):
+            raise BundleError(
+                f"{path} is missing (the manifest names model.file {self.model_file!r})"
+            )
+        size = os.path.getsize(path)
+        if size != self.model_bytes:
+            raise BundleError(
+                f"{path} has {size} bytes, {self.manifest_path} says model.bytes {self.model_bytes}"
+            )
+        digest = sha256_of(path)
+        if digest != self.model_sha256:
+            raise BundleError(
+                f"{path} has sha256 {digest}, {self.manifest_path} says model.sha256 "
+                f"{self.model_sha256}: the manifest does not belong to this model"
+            )
+        return digest
+
+
+def read_bundle(folder: str, verify_model: bool = True) -> Bundle:
+    """Parse and check ``folder/manifest.json`` (and the model's size and sha256 if asked)."""
+    folder = str(folder)
+    if not os.path.isdir(folder):
+        raise BundleError(f"bundle folder {folder} does not exist")
+    path = os.path.join(folder, MANIFEST_FILE)
+    if not os.path.isfile(path):
+        raise BundleError(f"{path} is missing: not a complete tinysep bundle")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise BundleError(f"{path} is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
+    bundle = Bundle(folder, manifest, text)
+    if verify_model:
+        bundle.verify_model_file()
+    return bundle

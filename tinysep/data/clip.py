@@ -1,8 +1,8 @@
-"""The unit every loader yields: one mono 16 kHz clip with its two reference sources."""
+"""The unit every loader yields: one mono 16 kHz clip with its reference sources."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +16,9 @@ class Clip:
     ``mixture == vocals + accompaniment`` up to the rounding of the stored files.
     ``song`` names the song the clip was cut from (clips of one song share it; empty
     means the clip is a song of its own), so splits and remixing can keep songs apart.
+    ``stems`` holds the stems a four-stem dataset gives (``drums``, ``bass``, ``other``;
+    ``accompaniment`` is then their sum) and ``sources`` the names the clip is trained
+    and scored on (the two default sources unless a loader was asked for others).
     """
 
     name: str
@@ -24,6 +27,8 @@ class Clip:
     accompaniment: np.ndarray
     sample_rate: int = 16_000
     song: str = ""
+    stems: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: tuple[str, ...] = SOURCES
 
     @property
     def seconds(self) -> float:
@@ -35,6 +40,16 @@ class Clip:
         return self.song or self.name
 
     def source(self, name: str) -> np.ndarray:
-        if name not in SOURCES:
-            raise KeyError(f"unknown source {name!r}; expected one of {SOURCES}")
-        return getattr(self, name)
+        """The reference signal of source ``name`` (a default source or a loaded stem)."""
+        if name in SOURCES:
+            return getattr(self, name)
+        if name in self.stems:
+            return self.stems[name]
+        raise KeyError(f"clip {self.name} has no source {name!r}; it holds "
+                       f"{', '.join((*SOURCES, *self.stems))}")
+
+    def head(self, samples: int) -> Clip:
+        """The first ``samples`` samples of the clip, every source and stem cut alike."""
+        return Clip(self.name, self.mixture[:samples], self.vocals[:samples],
+                    self.accompaniment[:samples], self.sample_rate, self.song,
+                    {k: v[:samples] for k, v in self.stems.items()}, self.sources)

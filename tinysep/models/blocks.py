@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from tinysep.data.sources import check_sources
 from tinysep.models.causal import conv1x1
 from tinysep.models.layers import FrameGroupNorm, ReduceMean
 
@@ -15,6 +16,12 @@ L = keras.layers
 
 NORMS = ("group", "batch", "none")
 MASK_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def check_sources_param(params: dict) -> None:
+    """Raise ValueError unless ``params["sources"]`` is a valid source set (see
+    :func:`tinysep.data.sources.check_sources`)."""
+    check_sources(params["sources"], "sources")
 
 
 def _groups_for(channels: int, wanted: int) -> int:
@@ -53,9 +60,9 @@ def squeeze_excite_frequency(x, name: str, reduction: int):
 
 
 def mask_head(logits, n_bins: int, activation: str):
-    """``(batch, time, bins, 2)`` masks in [0, 1], sources on the last axis.
+    """``(batch, time, bins, sources)`` masks in [0, 1], sources on the last axis.
 
-    ``softmax`` makes the two masks sum to one (the estimates add up to the mixture);
+    ``softmax`` makes the masks sum to one (the estimates add up to the mixture);
     ``sigmoid`` lets each source take any share.
     """
     if activation not in MASK_ACTIVATIONS:

@@ -12,7 +12,8 @@ blocks with dilations 1, 2, 4, ... Each block (time on axis 1, ``(B, T, 1, C)``)
 
 ``attention`` is one of :data:`~tinysep.models.attention.ATTENTIONS` (``se`` by
 default; ``sk`` replaces the depthwise conv by a selective-kernel pair). A 1x1 conv then
-gives two masks per bin (vocals, accompaniment; softmax over the pair by default). The
+gives one mask per bin and source (``sources``: vocals and accompaniment by default, or
+the four stems; softmax over the sources by default). The
 separated magnitude is mask x mixture magnitude, resynthesised with the mixture phase.
 
 Every weight is used once per frame, so MACs per hop ~= parameters; ``tiny`` is sized by
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from tinysep.data.clip import SOURCES
+from tinysep.data.sources import STEMS
 from tinysep.dsp import N_BINS
 from tinysep.models.attention import ATTENTIONS, output_gate, selective_kernel
-from tinysep.models.blocks import NORMS, mask_head, norm_relu
+from tinysep.models.blocks import NORMS, check_sources_param, mask_head, norm_relu
 from tinysep.models.causal import Graph, causal_depthwise, conv1x1
 
 L = keras.layers
@@ -50,6 +53,7 @@ DEFAULTS = {
     "attention_window": 8,  # frames self-attention looks back over
     "mask": "softmax",
     "input_gain": 100.0,
+    "sources": list(SOURCES),  # one mask each, in this order
 }
 
 PRESETS = {
@@ -58,6 +62,9 @@ PRESETS = {
     "tiny": {"residual": 64, "hidden": 64, "repeats": 2},
     "small": {"residual": 64, "hidden": 128, "blocks": 6},
     "medium": {"residual": 128, "hidden": 256, "blocks": 7, "se_window": 16},
+    # Four stems: the mask projection doubles, so the blocks narrow to keep the int8 file
+    # and the arena within the MCU budget.
+    "tiny4": {"residual": 56, "hidden": 56, "repeats": 2, "sources": list(STEMS)},
 }
 
 
@@ -82,6 +89,7 @@ def validate(params: dict) -> None:
     ):
         if not isinstance(params[key], int) or isinstance(params[key], bool) or params[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+    check_sources_param(params)
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
 
@@ -104,7 +112,8 @@ def _block(graph: Graph, x, name: str, dilation: int, p: dict):
 
 
 def body(graph: Graph, features, p: dict):
-    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, 2)``."""
+    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
+    n_sources = len(p["sources"])
     x = L.BatchNormalization(axis=-1, name="input_norm")(features)
     x = L.Reshape((-1, 1, N_BINS), name="to_frames")(x)
     x = conv1x1(x, p["residual"], "in_proj")
@@ -112,6 +121,6 @@ def body(graph: Graph, features, p: dict):
         for b in range(p["blocks"]):
             x = _block(graph, x, f"s{r}b{b}", 2**b, p)
     x = L.Activation("relu", name="out_relu")(x)
-    logits = conv1x1(x, 2 * N_BINS, "mask_proj")
-    logits = L.Reshape((-1, N_BINS, 2), name="to_masks")(logits)
+    logits = conv1x1(x, n_sources * N_BINS, "mask_proj")
+    logits = L.Reshape((-1, N_BINS, n_sources), name="to_masks")(logits)
     return mask_head(logits, N_BINS, p["mask"])

@@ -3,8 +3,9 @@
 A model is fully described by a JSON-able config ``{"name", "preset", "options"}``;
 :func:`model_from_config` rebuilds it and :func:`save_model` / :func:`load_model` store
 ``config.json`` plus the weights in a folder. The whole-clip model maps raw STFT
-magnitudes ``(batch, frames, 257)`` to masks ``(batch, frames, 257, 2)`` (sources in
-``tinysep.data.clip.SOURCES`` order).
+magnitudes ``(batch, frames, 257)`` to masks ``(batch, frames, 257, S)``, one per name of
+its ``sources`` parameter, in that order (default ``tinysep.data.clip.SOURCES``; a config
+saved before sources existed has no such key and means those two).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import tf_keras as keras
 
 import tinysep
+from tinysep.data.clip import SOURCES
 from tinysep.dsp import N_BINS
 from tinysep.models import dualgate_tcn, unet_se_sru
 from tinysep.models.causal import Graph
@@ -60,8 +62,9 @@ class ModelSpec:
                     f"known: {sorted(params)}"
                 )
             params.update(copy.deepcopy(overrides))
-        if isinstance(params.get("channels"), tuple):
-            params["channels"] = list(params["channels"])
+        for key in ("channels", "sources"):
+            if isinstance(params.get(key), tuple):
+                params[key] = list(params[key])
         self.module.validate(params)
         return params
 
@@ -203,6 +206,16 @@ def load_model(folder: str | Path) -> keras.Model:
         raise FileNotFoundError(f"{weights} is missing")
     model.load_weights(str(weights))
     return model
+
+
+def model_sources(model_or_config) -> tuple[str, ...]:
+    """The source names a model (or a model config) separates, in mask order."""
+    config = model_or_config
+    if isinstance(model_or_config, keras.Model):
+        config = getattr(model_or_config, "tinysep_config", None)
+        if config is None:
+            return SOURCES
+    return tuple(resolved_params(config)["sources"])
 
 
 def count_params(model: keras.Model) -> int:

@@ -5,26 +5,28 @@ from __future__ import annotations
 import numpy as np
 import tf_keras as keras
 
-from tinysep.data.clip import SOURCES
 from tinysep.dsp import N_BINS, istft, magnitude, stft
+from tinysep.models.registry import model_sources
 
 
 def predict_masks(model: keras.Model, mixture_magnitude: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, 2)`` for a magnitude spectrogram ``(T, 257)``."""
+    """Masks ``(T, 257, S)`` for a magnitude spectrogram ``(T, 257)``, S the model's sources."""
     mag = np.asarray(mixture_magnitude, np.float32)
     if mag.ndim != 2 or mag.shape[1] != N_BINS:
         raise ValueError(f"mixture magnitude must have shape (frames, {N_BINS}), got {mag.shape}")
     masks = np.asarray(model(mag[None], training=False))[0]
-    if masks.shape != (*mag.shape, len(SOURCES)):
+    sources = model_sources(model)
+    if masks.shape != (*mag.shape, len(sources)):
         raise ValueError(
             f"model {model.name!r} returned masks of shape {masks.shape}, "
-            f"expected {(*mag.shape, len(SOURCES))}"
+            f"expected {(*mag.shape, len(sources))} (sources {', '.join(sources)})"
         )
     return masks
 
 
 def separate(model: keras.Model, mixture: np.ndarray) -> dict[str, np.ndarray]:
-    """Estimate ``{"vocals", "accompaniment"}`` (float32, same length) from a mono mixture."""
+    """Estimate every source of the model (``{"vocals", "accompaniment"}`` by default;
+    float32, the mixture's length) from a mono mixture."""
     audio = np.asarray(mixture, np.float32)
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(
@@ -33,5 +35,6 @@ def separate(model: keras.Model, mixture: np.ndarray) -> dict[str, np.ndarray]:
     spec = stft(audio)
     masks = predict_masks(model, magnitude(spec))
     return {
-        source: istft(spec * masks[..., i], length=len(audio)) for i, source in enumerate(SOURCES)
+        source: istft(spec * masks[..., i], length=len(audio))
+        for i, source in enumerate(model_sources(model))
     }

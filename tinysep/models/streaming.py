@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tinysep.data.clip import SOURCES
 from tinysep.dsp import N_BINS
 from tinysep.models.causal import Graph, StateTensor
 from tinysep.models.layers import LogCompression
@@ -103,8 +102,8 @@ def make_streaming_model(
         input={"name": input, "shape": [1, frames_per_invoke, N_BINS], "transform": transform},
         output={
             "name": "masks",
-            "shape": [1, frames_per_invoke, N_BINS, len(SOURCES)],
-            "sources": list(SOURCES),
+            "shape": [1, frames_per_invoke, N_BINS, len(params["sources"])],
+            "sources": list(params["sources"]),
             "meaning": "source magnitude = mask * mixture magnitude, mixture phase",
         },
         states=list(graph.states),
@@ -196,6 +195,6 @@ def iterate_streaming(stream: keras.Model, frames: np.ndarray):
 
 
 def run_streaming(stream: keras.Model, frames: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, 2)`` for ``frames`` ``(T, 257)`` fed invoke by invoke."""
+    """Masks ``(T, 257, S)`` for ``frames`` ``(T, 257)`` fed invoke by invoke."""
     masks = [outputs["masks"][0] for _, outputs in iterate_streaming(stream, frames)]
     return np.concatenate(masks, axis=0)[: np.asarray(frames).shape[0]]

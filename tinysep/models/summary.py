@@ -72,6 +72,23 @@ def preset_rows(configs: list[dict]) -> list[dict]:
             for c in configs]
 
 
+def add_preset_sizes(configs: list[dict]) -> list[dict]:
+    """Build the configs ``preset_sizes.json`` does not hold yet and insert their rows after
+    the last row of the same model, leaving every stored row as it is; returns the rows
+    added (run after adding a preset)."""
+    try:
+        rows = json.loads(PRESET_SIZES_FILE.read_text())
+    except (OSError, ValueError):
+        rows = []
+    held = {_key(r) for r in rows}
+    added = [describe_config(c) for c in configs if _key(c) not in held]
+    for row in added:
+        same = [i for i, r in enumerate(rows) if r["name"] == row["name"]]
+        rows.insert(same[-1] + 1 if same else len(rows), row)
+    PRESET_SIZES_FILE.write_text(json.dumps(rows, indent=1) + "\n")
+    return added
+
+
 def write_preset_sizes(configs: list[dict]) -> Path:
     """Rebuild every config and write ``preset_sizes.json`` (run after changing a preset)."""
     rows = [describe_config(c) for c in configs]

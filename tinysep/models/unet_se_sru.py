@@ -23,7 +23,8 @@ to ``positions * patch`` and folded into ``patch`` channels (65 x 4). Then:
 - decoder level: add the skip, conv (``time_kernel`` x 3) -> norm -> ReLU -> GLU -> SE,
   then sub-pixel up-sampling over frequency (1x3 conv to 2x channels, reshape to 2x
   positions, crop) with ReLU except on the last level;
-- masks for the two sources (softmax or sigmoid), trained with an L1 loss on the masked
+- one mask per source (``sources``: vocals and accompaniment by default, or the four
+  stems; softmax or sigmoid), trained with an L1 loss on the masked
   magnitudes (:func:`tinysep.models.losses.magnitude_l1`).
 
 Normalisation is per frame (see :class:`~tinysep.models.layers.FrameGroupNorm`): the
@@ -36,8 +37,16 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from tinysep.data.clip import SOURCES
+from tinysep.data.sources import STEMS
 from tinysep.dsp import N_BINS
-from tinysep.models.blocks import NORMS, mask_head, norm, squeeze_excite_frequency
+from tinysep.models.blocks import (
+    NORMS,
+    check_sources_param,
+    mask_head,
+    norm,
+    squeeze_excite_frequency,
+)
 from tinysep.models.causal import Graph, conv1x1
 from tinysep.models.layers import CELL_GATES, RECURRENT_CELLS, SliceAxis
 
@@ -58,12 +67,15 @@ DEFAULTS = {
     "groups": 4,
     "mask": "softmax",
     "input_gain": 100.0,
+    "sources": list(SOURCES),  # one mask each, in this order
 }
 
 PRESETS = {
     "tiny": {},
     "small": {"channels": [24, 48, 96], "units": 128},
     "medium": {"channels": [32, 64, 128, 192], "units": 256, "groups": 8},
+    # Four stems: only the last up-sampling conv grows (to 4 x patch outputs per position).
+    "tiny4": {"sources": list(STEMS)},
 }
 
 
@@ -73,6 +85,7 @@ def validate(params: dict) -> None:
         raise ValueError(f"recurrent must be one of {RECURRENT_CELLS}, got {params['recurrent']!r}")
     if params["norm"] not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {params['norm']!r}")
+    check_sources_param(params)
     channels = params["channels"]
     if (
         not isinstance(channels, (list, tuple))
@@ -135,8 +148,8 @@ def _bottleneck(graph: Graph, x, p: dict):
 
 
 def body(graph: Graph, features, p: dict):
-    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, 2)``."""
-    patch = p["patch"]
+    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
+    patch, n_sources = p["patch"], len(p["sources"])
     positions = -(-N_BINS // patch)
     x = L.BatchNormalization(axis=-1, name="input_norm")(features)
     x = L.Reshape((-1, N_BINS, 1), name="to_bins")(x)
@@ -155,10 +168,10 @@ def body(graph: Graph, features, p: dict):
     for i in reversed(range(len(p["channels"]))):
         x = L.Add(name=f"dec{i}_skip")([x, skips[i]])
         x = _conv_glu_se(graph, x, p["channels"][i], f"dec{i}", 1, p)
-        out_channels = p["channels"][i - 1] if i else 2 * patch
+        out_channels = p["channels"][i - 1] if i else n_sources * patch
         x = _upsample(x, out_channels, level_positions[i], f"dec{i}", last=i == 0)
 
-    logits = L.Reshape((-1, positions * patch, 2), name="to_masks")(x)
+    logits = L.Reshape((-1, positions * patch, n_sources), name="to_masks")(x)
     if positions * patch != N_BINS:
         logits = SliceAxis(2, 0, N_BINS, name="crop_bins")(logits)
     return mask_head(logits, N_BINS, p["mask"])

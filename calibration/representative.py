@@ -11,7 +11,7 @@ Coverage is reported per recorded frame by the level of its 512-sample analysis 
 (RMS in dBFS, 0 dBFS = RMS of 1.0): ``silent`` below -60 dBFS, ``quiet`` below -30 dBFS,
 ``loud`` otherwise. Training audio is loud, so ``gains_db`` replays segments at lower
 levels in turn. The default, 2048 frames at ``(0, -30)`` (1024 loud + 1024 quiet), came
-out best in the calibration-level study (calibration/study.py) of the shipped model: as
+out best in the calibration-level study (convert/calibration_study.py) of the shipped model: as
 good as 2048 loud frames at normal playback, better at -30 dB playback; the same gains in
 only 1024 frames cost normal playback a few hundredths of a dB (half the loud frames
 give narrower ranges). Silent frames are not recorded on purpose: the output is the mask

@@ -119,7 +119,7 @@ def model_latency_section(quick: bool = False) -> dict:
             entries.append({"quant": quant, "k": k, "runner": runner, "timer": timer,
                             "chunks": features[:usable].reshape(-1, k, features.shape[1]),
                             "next": 0, "invoke_ns": [], "step_ns": [],
-                            "model_bytes": (folder / "model.tflite").stat().st_size})
+                            "model_bytes": runner.bundle.model_bytes})
 
     order_rng = np.random.default_rng(0)
     bar = Progress(warmup + rounds, "model latency", unit="round")

@@ -18,16 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from convert.manifest import (
-    FORMAT,
-    MANIFEST_FILE,
-    MODEL_FILE,
-    build_manifest,
-    calibration_digest,
-    float_model_digest,
-    sha256_of,
-)
-from convert.quantize import FULL_INTEGER, QUANT_MODES, quantize_stream
+from convert.manifest import build_manifest, calibration_digest, float_model_digest, sha256_of
+from convert.quantize import QUANT_MODES, quantize_stream
+from firmware_host.bundle.layout import FORMAT, FULL_INTEGER, MANIFEST_FILE, MODEL_FILE
 
 # The microcontroller budgets a default bundle is held to: flash for the model,
 # TFLite Micro tensor arena, multiply-accumulates per 8 ms hop.

@@ -48,7 +48,7 @@ def layer_error_report(
     (the first ``samples`` invokes are used to measure; all of them calibrate)."""
     import tensorflow as tf
 
-    from convert.quantize import _nodes_of_layers
+    from convert.quantize import nodes_of_layers
     from convert.tflite_model import TfliteModel, layer_of
     from tinysep.models.streaming import serving_function
 
@@ -72,7 +72,7 @@ def layer_error_report(
         if keep_float:
             probe = make_converter()
             probe._experimental_calibrate_only = True
-            denylist = _nodes_of_layers(TfliteModel(probe.convert()), keep_float)
+            denylist = nodes_of_layers(TfliteModel(probe.convert()), keep_float)
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist or None)
         measured = data[: max(1, samples)]
         debugger = tf.lite.experimental.QuantizationDebugger(

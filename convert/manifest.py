@@ -1,26 +1,34 @@
-"""``manifest.json``: the contract between ``convert/`` and a board (see docs/bundle.md).
+"""Write ``manifest.json``, the contract between ``convert/`` and a board (docs/bundle.md).
 
 :func:`build_manifest` describes a converted streaming model from its own flatbuffer (the
 tensor indices, dtypes and int8 parameters a board must use) and the streaming spec (the
-transform, the sources, which state output feeds which state input). :func:`read_manifest`
-loads and validates one, with errors that name the bundle and the field.
+transform, the sources, which state output feeds which state input), in the terms of the
+bundle contract (:mod:`firmware_host.bundle`), which also reads and checks it back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+
+import numpy as np
 
 import tinysep
-from convert.quantize import FULL_INTEGER, QUANT_MODES, requantize_kind
 from convert.tflite_model import TensorInfo, TfliteModel
+from firmware_host.bundle.layout import (
+    ANALYSIS_WINDOW,
+    FORMAT,
+    FORMAT_VERSION,
+    HOP_SAMPLES,
+    MODEL_FILE,
+    N_FFT,
+    QUANTIZATIONS,
+    SAMPLE_RATE,
+    SYNTHESIS_WINDOW,
+)
+from firmware_host.bundle.quantization import DTYPES, requantize_rule
 
-FORMAT = "tinysep-bundle"
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-MODEL_FILE = "model.tflite"
-TENSOR_DTYPES = ("int8", "int16", "float32")
+TENSOR_DTYPES = tuple(DTYPES)
 
 
 def sha256_of(content: bytes) -> str:
@@ -28,8 +36,6 @@ def sha256_of(content: bytes) -> str:
 
 
 def _hash_array(digest, name: str, array) -> None:
-    import numpy as np
-
     array = np.ascontiguousarray(array)
     digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode())
     digest.update(array.tobytes())
@@ -98,9 +104,7 @@ def build_manifest(
     extra: dict | None = None,
 ) -> dict:
     """The manifest of ``content`` (the exact bytes of ``model.tflite``)."""
-    from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
-
-    if quantization not in QUANT_MODES:
+    if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}")
     model = TfliteModel(content)
     sig = model.signature
@@ -127,7 +131,7 @@ def build_manifest(
         if s_in["dtype"] == "float32":
             kind = "copy"
         else:
-            kind = requantize_kind((s_out["scale"], s_out["zero_point"]),
+            kind = requantize_rule((s_out["scale"], s_out["zero_point"]),
                                    (s_in["scale"], s_in["zero_point"]), s_in["dtype"])
         states.append({"input": s_in, "output": s_out, "shape": s_in["shape"],
                        "kind": state.kind, "requantize": kind})
@@ -151,8 +155,8 @@ def build_manifest(
             "sample_rate": SAMPLE_RATE,
             "n_fft": N_FFT,
             "hop_samples": HOP_SAMPLES,
-            "analysis_window": "hann_periodic",
-            "synthesis_window": "hann_periodic_ola",
+            "analysis_window": ANALYSIS_WINDOW,
+            "synthesis_window": SYNTHESIS_WINDOW,
             "frames_per_invoke": k,
             "latency_samples": N_FFT + (k - 1) * HOP_SAMPLES,
         },
@@ -161,8 +165,7 @@ def build_manifest(
         "output": entry(spec.output["name"], True),
         "states": states,
         "state_bytes": int(sum(
-            _elements(s["shape"]) * (2 if s["input"]["dtype"] == "int16" else
-                                     4 if s["input"]["dtype"] == "float32" else 1)
+            _elements(s["shape"]) * np.dtype(DTYPES[s["input"]["dtype"]][0]).itemsize
             for s in states
         )),
         "arena_bytes_estimate": int(arena["bytes"]),
@@ -179,64 +182,3 @@ def _elements(shape) -> int:
     for d in shape:
         n *= int(d)
     return n
-
-
-def read_manifest(folder: str | Path, verify_model: bool = True) -> dict:
-    """The validated manifest of bundle ``folder``; with ``verify_model`` the model file's
-    size and sha256 are checked too."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"bundle folder {folder} does not exist")
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: {folder} is not a complete tinysep bundle"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: 'format' is not {FORMAT!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {manifest.get('format_version')!r} is not "
-                         f"supported (this kit reads {FORMAT_VERSION})")
-    for key in ("model", "audio", "sources", "input", "output", "states"):
-        if key not in manifest:
-            raise ValueError(f"{path}: field {key!r} is missing")
-    model = manifest["model"]
-    quant = model.get("quantization")
-    if quant not in QUANT_MODES:
-        raise ValueError(f"{path}: model.quantization {quant!r} is not one of "
-                         f"{', '.join(QUANT_MODES)}")
-    for where, entry in _entries(manifest):
-        for key in ("name", "index", "shape", "dtype"):
-            if key not in entry:
-                raise ValueError(f"{path}: {where}.{key} is missing")
-        if entry["dtype"] not in TENSOR_DTYPES:
-            raise ValueError(f"{path}: {where}.dtype {entry['dtype']!r} is not one of "
-                             f"{TENSOR_DTYPES}")
-        if entry["dtype"] != "float32" and ("scale" not in entry or "zero_point" not in entry):
-            raise ValueError(f"{path}: {where} is {entry['dtype']} but has no scale/zero_point")
-    for i, state in enumerate(manifest["states"]):
-        if state.get("requantize") not in ("copy", "affine"):
-            raise ValueError(f"{path}: states[{i}].requantize must be 'copy' or 'affine'")
-    if verify_model:
-        file = folder / model.get("file", MODEL_FILE)
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} is missing (named by {path})")
-        content = file.read_bytes()
-        if len(content) != model.get("bytes") or sha256_of(content) != model.get("sha256"):
-            raise ValueError(f"{file}: size or sha256 differs from {path}; the bundle is "
-                             "corrupt or was edited")
-    if FULL_INTEGER.get(quant) and manifest["input"]["dtype"] == "float32":
-        raise ValueError(f"{path}: a {quant} bundle must have an integer input")
-    return manifest
-
-
-def _entries(manifest: dict):
-    yield "input", manifest["input"]
-    yield "output", manifest["output"]
-    for i, state in enumerate(manifest["states"]):
-        yield f"states[{i}].input", state.get("input", {})
-        yield f"states[{i}].output", state.get("output", {})

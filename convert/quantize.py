@@ -26,16 +26,16 @@ import numpy as np
 
 from convert.micro import MICRO_INT8_OPS, SAME_SCALE_OPS
 from convert.tflite_model import TfliteModel, layer_of
+from firmware_host.bundle.layout import FULL_INTEGER, QUANTIZATIONS
+from firmware_host.bundle.quantization import requantize_rule
 
-QUANT_MODES = {
-    "int8": "int8 weights, activations, input, output and states (deploy form)",
-    "int16x8": "int16 activations, input, output and states; int8 weights",
-    "dynamic": "int8 weights, float activations (dynamic range quantization)",
-    "float16": "float16 weights, float32 compute",
-    "float32": "no quantization",
-}
-FULL_INTEGER = {"int8": "int8", "int16x8": "int16"}
-DTYPE_RANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
+QUANT_MODES = dict(zip(QUANTIZATIONS, (
+    "int8 weights, activations, input, output and states (deploy form)",
+    "int16 activations, input, output and states; int8 weights",
+    "int8 weights, float activations (dynamic range quantization)",
+    "float16 weights, float32 compute",
+    "no quantization",
+), strict=True))
 
 
 @dataclass
@@ -54,19 +54,6 @@ class QuantizedModel:
     @property
     def bytes(self) -> int:
         return len(self.content)
-
-
-def requantize_kind(
-    source: tuple[float, int], target: tuple[float, int], dtype: str
-) -> str:
-    """``"copy"`` when re-quantizing from ``source`` to ``target`` params is the identity on
-    every value of ``dtype`` (same zero point, scales equal to well under half a step
-    over the whole range), else ``"affine"``."""
-    (s_out, z_out), (s_in, z_in) = source, target
-    lo, hi = DTYPE_RANGE.get(dtype, (0, 0))
-    if z_out == z_in and abs(s_out / s_in - 1.0) * (hi - lo) < 0.5:
-        return "copy"
-    return "affine"
 
 
 def _converter(stream):
@@ -240,7 +227,7 @@ def _quantize_tied(
 
     model = TfliteModel(calibrated)
     pairs = _pair_tensors(model, spec)
-    denylist = _nodes_of_layers(model, keep_float)
+    denylist = nodes_of_layers(model, keep_float)
 
     def quantize(groups: list[list[int]]) -> bytes:
         edited = TfliteModel(calibrated)
@@ -263,7 +250,7 @@ def _quantize_tied(
         for state in spec.states:
             a = out.tensors[sig.inputs[state.input]].per_tensor
             b = out.tensors[sig.outputs[state.output]].per_tensor
-            if a is None or b is None or requantize_kind(b, a, "int8") != "copy":
+            if a is None or b is None or requantize_rule(b, a, "int8") != "copy":
                 names.append(state.input)
         return names
 
@@ -288,7 +275,7 @@ def _quantize_tied(
     return content, tied
 
 
-def _nodes_of_layers(model: TfliteModel, layers: Sequence[str]) -> list[str]:
+def nodes_of_layers(model: TfliteModel, layers: Sequence[str]) -> list[str]:
     """Converter node names (tensor names) that belong to the Keras ``layers``."""
     if not layers:
         return []

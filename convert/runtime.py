@@ -1,81 +1,36 @@
-"""Run a deploy bundle on the host with the LiteRT interpreter, exactly as a board does.
+"""Run a deploy bundle on the host: the board agent's own pipeline on the LiteRT interpreter.
 
-:class:`BundleRunner` follows docs/bundle.md to the letter: the spectral input is
-transformed in float32 and quantized (round half away from zero), masks are dequantized,
-and after every invoke each state output is copied (or affinely re-quantized) into its
-state input. :func:`separate_with_bundle` wraps it with the offline STFT (frame-identical
-to the streaming STFT) for evaluation. :func:`run_whole_clip` runs a whole-clip model
-(all frames in one invoke, see :func:`convert.quantize.quantize_whole_clip`) for
-comparison, and :func:`measure_latency` times one hop on one core.
+:class:`BundleRunner` wraps :class:`firmware_host.board.pipeline.StreamingSeparator`, the code
+a board runs, around an interpreter of this host: the same bundle parse, input features,
+quantization, state carrying, streaming STFT and int16 output, so a host run equals a board
+run on the same runtime and kernels bit for bit. :meth:`BundleRunner.invoke` and
+:meth:`BundleRunner.run` take model-input frames (for comparisons with other model forms),
+:meth:`BundleRunner.separate` a float mixture. :func:`run_whole_clip` runs a whole-clip model
+(all frames in one invoke, see :func:`convert.quantize.quantize_whole_clip`) for comparison,
+and :func:`measure_latency` times one hop on one core.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from convert.manifest import MANIFEST_FILE, read_manifest
+from firmware_host.board.model_check import check_model
+from firmware_host.board.pipeline import PCM_SCALE, StreamingSeparator, to_pcm
+from firmware_host.bundle.features import input_features
+from firmware_host.bundle.layout import HOP_SAMPLES, MANIFEST_FILE, SAMPLE_RATE
+from firmware_host.bundle.manifest import Bundle, read_bundle
+from firmware_host.bundle.tensors import TensorSpec
 
-DTYPES = {"int8": np.int8, "int16": np.int16, "float32": np.float32}
-HOP_SECONDS = 128 / 16000
-
-
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """Round to nearest, halves away from zero (C's ``roundf``)."""
-    x = np.asarray(x, np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
-def quantize(x: np.ndarray, entry: dict) -> np.ndarray:
-    """Float values -> the tensor's dtype by its manifest entry (identity for float32)."""
-    dtype = DTYPES[entry["dtype"]]
-    if entry["dtype"] == "float32":
-        return np.asarray(x, np.float32)
-    info = np.iinfo(dtype)
-    q = round_half_away(np.asarray(x, np.float64) / entry["scale"]) + entry["zero_point"]
-    return np.clip(q, info.min, info.max).astype(dtype)
+HOP_SECONDS = HOP_SAMPLES / SAMPLE_RATE
+MEMORY_BUNDLE = "<memory>"  # the folder name of a runner made from model bytes
 
 
-def dequantize(q: np.ndarray, entry: dict) -> np.ndarray:
-    if entry["dtype"] == "float32":
-        return np.asarray(q, np.float32)
-    return ((np.asarray(q, np.float64) - entry["zero_point"]) * entry["scale"]).astype(np.float32)
-
-
-def requantize(q_out: np.ndarray, state: dict) -> np.ndarray:
-    """A state output's values in its state input's quantization (manifest ``states[i]``)."""
-    source, target = state["output"], state["input"]
-    if state["requantize"] == "copy":
-        return np.asarray(q_out, DTYPES[target["dtype"]])
-    if target["dtype"] == "float32" or source["dtype"] == "float32":
-        return quantize(dequantize(q_out, source), target)
-    info = np.iinfo(DTYPES[target["dtype"]])
-    scaled = (np.asarray(q_out, np.float64) - source["zero_point"]) * (
-        source["scale"] / target["scale"]
-    )
-    q = round_half_away(scaled) + target["zero_point"]
-    return np.clip(q, info.min, info.max).astype(DTYPES[target["dtype"]])
-
-
-def initial_state(entry: dict) -> np.ndarray:
-    """The quantized value of 0.0: the tensor filled with its zero point."""
-    dtype = DTYPES[entry["dtype"]]
-    return np.full(entry["shape"], entry.get("zero_point", 0), dtype)
-
-
-def apply_transform(magnitude: np.ndarray, transform: dict) -> np.ndarray:
-    """The manifest's input transform of ``|X|`` in float32."""
-    mag = np.maximum(np.asarray(magnitude, np.float32), np.float32(0))
-    if transform.get("kind") == "none":
-        return mag
-    if transform.get("kind") == "log1p":
-        return np.log1p(np.float32(transform["gain"]) * mag).astype(np.float32)
-    raise ValueError(f"unknown input transform {transform!r}")
-
-
-def _interpreter(model, num_threads: int):
+def host_interpreter(model, num_threads: int = 1):
+    """A LiteRT interpreter with tensors allocated, for a model file path or its bytes."""
     from ai_edge_litert.interpreter import Interpreter
 
     from tinysep.quiet import quiet_runtime
@@ -90,67 +45,61 @@ def _interpreter(model, num_threads: int):
 
 
 class BundleRunner:
-    """One bundle loaded into an interpreter, with its states (one stream at a time)."""
+    """One bundle on one interpreter of this host, with its states (one stream at a time).
 
-    def __init__(self, bundle: str | Path, num_threads: int = 1):
-        self.folder = Path(bundle)
-        manifest = read_manifest(self.folder)
-        self._load(self.folder / manifest["model"]["file"], manifest, num_threads)
+    ``bundle``: a bundle folder or an already read :class:`Bundle`; ``interpreter``: one made
+    by the caller (another runtime or kernels), else LiteRT's with ``num_threads``.
+    """
+
+    def __init__(self, bundle: str | Path | Bundle, num_threads: int = 1,
+                 interpreter=None) -> None:
+        bundle = bundle if isinstance(bundle, Bundle) else read_bundle(str(bundle))
+        if interpreter is None:
+            interpreter = host_interpreter(bundle.model_path, num_threads)
+        self._load(bundle, interpreter)
 
     @classmethod
     def from_content(cls, content: bytes, manifest: dict, num_threads: int = 1) -> BundleRunner:
         """A runner over model bytes and their manifest (no bundle folder needed)."""
+        bundle = Bundle(MEMORY_BUNDLE, manifest, json.dumps(manifest))
         runner = cls.__new__(cls)
-        runner.folder = Path("<memory>")
-        runner._load(content, manifest, num_threads)
+        runner._load(bundle, host_interpreter(content, num_threads))
         return runner
 
-    def _load(self, model, manifest: dict, num_threads: int) -> None:
-        self.manifest = manifest
-        self.interpreter = _interpreter(model, num_threads)
-        self.frames_per_invoke = int(manifest["audio"]["frames_per_invoke"])
-        self.sources = list(manifest["sources"])
-        self._check_tensors()
-        self.reset()
+    def _load(self, bundle: Bundle, interpreter) -> None:
+        check_model(bundle, interpreter)
+        self.bundle = bundle
+        self.folder = Path(bundle.folder)
+        self.manifest = bundle.manifest
+        self.frames_per_invoke = bundle.frames_per_invoke
+        self.sources = list(bundle.sources)
+        self.separator = StreamingSeparator(bundle, interpreter)
 
-    def _check_tensors(self) -> None:
-        details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
-        m = self.manifest
-        entries = [m["input"], m["output"]]
-        for state in m["states"]:
-            entries += [state["input"], state["output"]]
-        for entry in entries:
-            d = details.get(entry["index"])
-            if d is None or list(d["shape"]) != list(entry["shape"]) or (
-                np.dtype(d["dtype"]) != np.dtype(DTYPES[entry["dtype"]])
-            ):
-                raise ValueError(
-                    f"{self.folder / MANIFEST_FILE}: tensor {entry['name']!r} (index "
-                    f"{entry['index']}) does not match model.tflite"
-                )
+    @property
+    def interpreter(self):
+        """The interpreter the pipeline invokes (replaceable, e.g. by a timing wrapper)."""
+        return self.separator.interpreter
+
+    @interpreter.setter
+    def interpreter(self, interpreter) -> None:
+        self.separator.interpreter = interpreter
 
     def reset(self) -> None:
-        """States back to the quantized zero (stream start / RESET_STATE)."""
-        self.states = [initial_state(s["input"]) for s in self.manifest["states"]]
+        """States and STFT buffers back to zero (stream start / RESET_STATE)."""
+        self.separator.reset()
+
+    def features(self, magnitude: np.ndarray) -> np.ndarray:
+        """The model input for float32 magnitudes ``|X|``: the manifest's transform."""
+        bundle = self.bundle
+        return input_features(magnitude, bundle.transform_kind, bundle.transform_gain)
 
     def invoke(self, features: np.ndarray) -> np.ndarray:
-        """One invoke: ``(K, 257)`` transformed features -> ``(K, 257, S)`` float masks."""
-        m, interpreter = self.manifest, self.interpreter
-        x = np.asarray(features, np.float32).reshape(m["input"]["shape"])
-        interpreter.set_tensor(m["input"]["index"], quantize(x, m["input"]))
-        for state, value in zip(m["states"], self.states, strict=True):
-            interpreter.set_tensor(state["input"]["index"], value)
-        interpreter.invoke()
-        masks = dequantize(interpreter.get_tensor(m["output"]["index"]), m["output"])
-        self.states = [
-            requantize(interpreter.get_tensor(state["output"]["index"]), state)
-            for state in m["states"]
-        ]
-        return masks[0]
+        """One invoke: ``(K, bins)`` model-input frames -> ``(K, bins, S)`` float masks."""
+        return self.separator.invoke_features(features)[0]
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        """Masks ``(T, 257, S)`` for features ``(T, 257)`` from a fresh state; the tail is
-        zero-padded to a whole invoke."""
+        """Masks ``(T, bins, S)`` for model-input frames ``(T, bins)`` from a fresh state; the
+        tail is zero-padded to a whole invoke."""
         features = np.asarray(features, np.float32)
         k = self.frames_per_invoke
         n = features.shape[0]
@@ -160,22 +109,34 @@ class BundleRunner:
         masks = [self.invoke(padded[i : i + k]) for i in range(0, padded.shape[0], k)]
         return np.concatenate(masks, axis=0)[:n]
 
-    def features(self, magnitude: np.ndarray) -> np.ndarray:
-        return apply_transform(magnitude, self.manifest["input"]["transform"])
+    def stream(self, pcm: np.ndarray, chunk_samples: int | None = None) -> np.ndarray:
+        """int16 sources ``(S, len(pcm))`` for int16 ``pcm``, aligned with it: the stream runs
+        from a fresh state in chunks of ``chunk_samples`` (a whole number of hops; the whole
+        clip at once by default) and is flushed with the pipeline's delay of silence."""
+        pcm = np.asarray(pcm, dtype=np.int16)
+        delay = self.bundle.delay_samples
+        hop = self.bundle.hop
+        chunk = chunk_samples or -(-(pcm.size + delay) // hop) * hop
+        if chunk % hop:
+            raise ValueError(f"chunk_samples {chunk} is not a whole number of {hop}-sample hops")
+        total = -(-(pcm.size + delay) // chunk) * chunk
+        padded = np.zeros(total, dtype=np.int16)
+        padded[: pcm.size] = pcm
+        self.separator.reset()
+        pieces = [
+            self.separator.process(padded[start : start + chunk])[0]
+            for start in range(0, total, chunk)
+        ]
+        return np.concatenate(pieces, axis=1)[:, delay : delay + pcm.size]
 
     def separate(self, mixture: np.ndarray) -> dict[str, np.ndarray]:
-        """``{source: audio}`` for a mono 16 kHz mixture, aligned with it (offline framing)."""
-        from tinysep.dsp import istft, magnitude, stft
-
+        """``{source: float32 audio}`` for a mono 16 kHz float mixture, aligned with it: the
+        mixture as int16 through :meth:`stream`, as a board receives and returns it."""
         audio = np.asarray(mixture, np.float32)
         if audio.ndim != 1 or audio.size == 0:
             raise ValueError(f"mixture must be non-empty mono audio, got shape {audio.shape}")
-        spec = stft(audio)
-        masks = self.run(self.features(magnitude(spec)))
-        return {
-            source: istft(spec * masks[..., i], length=len(audio))
-            for i, source in enumerate(self.sources)
-        }
+        separated = self.stream(to_pcm(audio)).astype(np.float32) / np.float32(PCM_SCALE)
+        return {source: separated[i] for i, source in enumerate(self.sources)}
 
 
 def separate_with_bundle(bundle: str | Path | BundleRunner, mixture: np.ndarray) -> dict:
@@ -187,7 +148,7 @@ def separate_with_bundle(bundle: str | Path | BundleRunner, mixture: np.ndarray)
 def run_whole_clip(content: bytes, features: np.ndarray) -> np.ndarray:
     """Masks from a whole-clip model (all frames in one invoke, zero states); ``features``
     are zero-padded or cut to the model's frame count."""
-    interpreter = _interpreter(content, 1)
+    interpreter = host_interpreter(content, 1)
     runner = interpreter.get_signature_runner()
     ins, outs = runner.get_input_details(), runner.get_output_details()
     feats = next(n for n in ins if n in ("features", "magnitude"))
@@ -195,18 +156,13 @@ def run_whole_clip(content: bytes, features: np.ndarray) -> np.ndarray:
     x = np.zeros((1, frames, features.shape[1]), np.float32)
     n = min(frames, len(features))
     x[0, :n] = features[:n]
-
-    def entry(detail):
-        scale, zero = detail["quantization"]
-        dtype = {np.int8: "int8", np.int16: "int16"}.get(detail["dtype"], "float32")
-        return {"dtype": dtype, "scale": scale, "zero_point": zero, "shape": detail["shape"]}
-
-    inputs = {feats: quantize(x, entry(ins[feats]))}
+    inputs = {feats: TensorSpec.from_detail(ins[feats], feats).quantize(x)}
     for name, detail in ins.items():
         if name != feats:
-            inputs[name] = initial_state(entry(detail))
+            inputs[name] = TensorSpec.from_detail(detail, name).zero()
     out = runner(**inputs)
-    return dequantize(out["masks"], entry(outs["masks"]))[0][: len(features)]
+    masks = TensorSpec.from_detail(outs["masks"], "masks").dequantize(out["masks"])
+    return masks[0][: len(features)]
 
 
 def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
@@ -216,7 +172,7 @@ def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
     runner = bundle if isinstance(bundle, BundleRunner) else BundleRunner(bundle)
     k = runner.frames_per_invoke
     rng = np.random.default_rng(0)
-    frames = rng.uniform(0, 3, (invokes + warmup, k, runner.manifest["input"]["shape"][-1]))
+    frames = rng.uniform(0, 3, (invokes + warmup, k, runner.bundle.n_bins))
     invoke_s, step_s = [], []
     for i in range(invokes + warmup):
         start = time.perf_counter()
@@ -243,12 +199,10 @@ def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
 def separator_for_path(path: str):
     """``tinysep eval --method model:PATH``: a bundle folder runs on the host interpreter,
     a saved Keras model folder runs in float."""
-    from tinysep.evaluate import model_folder
+    from tinysep.evaluate import keras_model_separator, model_folder
 
     folder = model_folder(path)  # bundle/model.tflite names the bundle
     if (folder / MANIFEST_FILE).is_file():
         runner = BundleRunner(folder)
         return lambda clip: runner.separate(clip.mixture)
-    from tinysep.evaluate import keras_model_separator
-
     return keras_model_separator(path)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.clip import SOURCES
+from tinysep.jsonfile import write_json_atomic
 
 DONE_FILE = "done.json"
 
@@ -93,13 +94,6 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     return plan
 
 
-def _atomic_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, seed: int):
     """The variant's model, from ``OUT/models/<name>`` when a finished copy exists."""
     from convert.finetune import fine_tune
@@ -129,7 +123,7 @@ def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, se
         shutil.rmtree(tmp)
     save_model(model, tmp)
     report["seconds"] = time.perf_counter() - start
-    _atomic_json(tmp / DONE_FILE, report)
+    write_json_atomic(tmp / DONE_FILE, report)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -143,7 +137,7 @@ def _float_scores(variant: Variant, model, eval_clips, out: Path) -> list[dict]:
     if path.is_file():
         return json.loads(path.read_text())
     records = float_records(model, eval_clips)
-    _atomic_json(path, records)
+    write_json_atomic(path, records)
     return records
 
 
@@ -220,7 +214,7 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
             if previous.get(key) != plan_json[key]:
                 raise ValueError(f"{out} holds a sweep with {key}={previous.get(key)!r}, not "
                                  f"{plan_json[key]!r}; use another --out or the same settings")
-    _atomic_json(plan_path, plan_json)
+    write_json_atomic(plan_path, plan_json)
     todo = [c for c in plan.cells if not (out / "cells" / f"{c['id']}.json").is_file()]
     if todo:
         base = load_model(model_folder)
@@ -239,7 +233,7 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
             scores = _float_scores(cell["variant"], model, eval_clips, out)
             result = run_cell(cell, model, clips, eval_clips, scores, plan.frames_per_invoke,
                               seed)
-            _atomic_json(out / "cells" / f"{cell['id']}.json", result)
+            write_json_atomic(out / "cells" / f"{cell['id']}.json", result)
             write_tables(out, plan)
             bar.update(1)
         bar.close()
@@ -321,7 +315,7 @@ def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, paths[0])
-    _atomic_json(paths[1], {"cells": cells, "rows": rows})
+    write_json_atomic(paths[1], {"cells": cells, "rows": rows})
     paths[2].write_text(markdown_table(rows))
     plot_sweep(rows, paths[3])
     return paths

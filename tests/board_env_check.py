@@ -27,7 +27,7 @@ from firmware_host.board.pipeline import StreamingSeparator  # noqa: E402
 from firmware_host.board.runtime import load_runtime  # noqa: E402
 from firmware_host.bundle import read_bundle  # noqa: E402
 from firmware_host.emulator import EmulatedBoard  # noqa: E402
-from firmware_host.protocol.client import BoardClient  # noqa: E402
+from firmware_host.hil.client import BoardClient  # noqa: E402
 from firmware_host.protocol.errors import PeerError  # noqa: E402
 from firmware_host.protocol.link import Link, LinkConfig  # noqa: E402
 from firmware_host.protocol.messages import AudioChunk, ErrorCode, Tensor  # noqa: E402

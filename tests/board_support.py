@@ -16,7 +16,7 @@ from test_link_support import fast_board_config, fast_host_config
 
 from firmware_host.board.agent import BoardAgent
 from firmware_host.board.runtime import load_runtime
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.link import Link
 from firmware_host.transport import PtyPair, open_port
 

@@ -49,10 +49,10 @@ def test_format_section_aligns_columns_and_marks_missing_values():
 
 
 def test_sections_are_named_and_importable():
-    names = [name for name, _ in bench.SECTIONS]
+    names = [name for name, _ in bench.sections()]
     assert names[0] == "eval_speed" and len(set(names)) == len(names)
-    for _, target in bench.SECTIONS:
-        assert callable(bench._load(target))
+    for _, section in bench.sections():
+        assert callable(section)
 
 
 @pytest.mark.slow  # minutes on 2 cores: `make test-slow` (CI runs it)

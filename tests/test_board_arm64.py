@@ -20,7 +20,7 @@ from test_link_support import fast_host_config
 from firmware_host import emulated_arm
 from firmware_host.bundle import read_bundle
 from firmware_host.emulator import agent_command
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.link import Link
 from firmware_host.transport import open_port
 from tinysep.cli import main

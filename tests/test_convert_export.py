@@ -13,9 +13,10 @@ from ai_edge_litert.interpreter import Interpreter
 from convert_helpers import clips, corpus, fitted_model_folder, workdir
 
 from convert.export import export_bundle
-from convert.manifest import read_manifest, sha256_of
+from convert.manifest import sha256_of
 from convert.micro import plan_activations
 from convert.tflite_model import TfliteModel, misaligned_buffers
+from firmware_host.bundle import read_bundle
 from tinysep.cli import main
 
 
@@ -39,7 +40,7 @@ def test_bundle_files_and_manifest_follow_the_contract(bundle):
     names = {p.name for p in out.iterdir()}
     assert names == {"model.tflite", "manifest.json", "model_data.cc", "model_data.h",
                      "micro_ops.txt", "edgetpu_report.json", "calibration.json"}
-    m = read_manifest(out)
+    m = read_bundle(out).manifest
     content = (out / "model.tflite").read_bytes()
     assert m["model"]["sha256"] == sha256_of(content) and m["model"]["bytes"] == len(content)
     assert m["model"]["quantization"] == "int8" and m["model"]["name"] == "dualgate-tcn"
@@ -139,11 +140,11 @@ def test_existing_bundle_needs_force_and_nothing_half_written_remains(bundle, tm
     out = tmp_path / "b"
     folder = fitted_model_folder("dualgate-tcn")
     export_bundle(folder, out, quant="float32", progress=False)
-    first = read_manifest(out)
+    first = read_bundle(out).manifest
     with pytest.raises(ValueError, match="already exists; pass --force"):
         export_bundle(folder, out, quant="float32", progress=False)
     export_bundle(folder, out, quant="dynamic", force=True, progress=False)
-    assert read_manifest(out)["model"]["quantization"] == "dynamic" != first["model"][
+    assert read_bundle(out).manifest["model"]["quantization"] == "dynamic" != first["model"][
         "quantization"]
     # A failure during export leaves neither the bundle nor a temporary folder.
     bad = tmp_path / "bad"

@@ -17,9 +17,10 @@ from calibration.representative import (
     frame_levels_dbfs,
 )
 from convert.micro import MICRO_INT8_OPS
-from convert.quantize import quantize_stream, requantize_kind
-from convert.runtime import dequantize, initial_state, quantize
+from convert.quantize import quantize_stream
 from convert.tflite_model import TfliteModel
+from firmware_host.bundle.quantization import requantize_rule
+from firmware_host.bundle.tensors import TensorSpec
 from tinysep.data.clip import Clip
 from tinysep.models import build_model, make_streaming_model, run_streaming
 
@@ -31,20 +32,16 @@ def _interpret(content: bytes, spec, features: np.ndarray) -> np.ndarray:
     runner = Interpreter(model_content=content).get_signature_runner()
     ins, outs = runner.get_input_details(), runner.get_output_details()
 
-    def entry(detail):
-        scale, zero = detail["quantization"]
-        dtype = {np.int8: "int8", np.int16: "int16"}.get(detail["dtype"], "float32")
-        return {"dtype": dtype, "scale": scale, "zero_point": zero, "shape": detail["shape"]}
-
-    states = {s.input: initial_state(entry(ins[s.input])) for s in spec.states}
+    entry = TensorSpec.from_detail
+    states = {s.input: entry(ins[s.input]).zero() for s in spec.states}
     k, masks = spec.frames_per_invoke, []
     for start in range(0, len(features) - k + 1, k):
-        result = runner(features=quantize(features[None, start:start + k], entry(ins["features"])),
+        result = runner(features=entry(ins["features"]).quantize(features[None, start:start + k]),
                         **states)
-        masks.append(dequantize(result["masks"], entry(outs["masks"]))[0])
+        masks.append(entry(outs["masks"]).dequantize(result["masks"])[0])
         for s in spec.states:
-            value = dequantize(result[s.output], entry(outs[s.output]))
-            states[s.input] = quantize(value, entry(ins[s.input]))
+            value = entry(outs[s.output]).dequantize(result[s.output])
+            states[s.input] = entry(ins[s.input]).quantize(value)
     return np.concatenate(masks)
 
 
@@ -152,7 +149,7 @@ def test_recurrent_state_pairs_tied_through_a_concatenation():
     for s in stream.tinysep_streaming.states:
         a = model.tensors[sig.inputs[s.input]].per_tensor
         b = model.tensors[sig.outputs[s.output]].per_tensor
-        assert requantize_kind(b, a, "int8") == "copy", s.input
+        assert requantize_rule(b, a, "int8") == "copy", s.input
 
 
 def test_comparison_modes_order_by_precision(tcn_stream, tcn_rep):
@@ -193,11 +190,11 @@ def test_named_layers_can_stay_float(tcn_stream, tcn_rep):
         quantize_stream(tcn_stream, "int8", tcn_rep, keep_float=["no_such_layer"])
 
 
-def test_requantize_kind_is_copy_only_when_it_is_the_identity():
-    assert requantize_kind((0.1, 3), (0.1, 3), "int8") == "copy"
-    assert requantize_kind((0.1 * (1 + 1e-7), 3), (0.1, 3), "int8") == "copy"
-    assert requantize_kind((0.1 * (1 + 1e-3), 3), (0.1, 3), "int8") == "copy"  # 0.26 step
-    assert requantize_kind((0.1 * (1 + 3e-3), 3), (0.1, 3), "int8") == "affine"
-    assert requantize_kind((0.1 * (1 + 1e-6), 0), (0.1, 0), "int16") == "copy"
-    assert requantize_kind((0.1 * (1 + 1e-4), 0), (0.1, 0), "int16") == "affine"
-    assert requantize_kind((0.1, 3), (0.1, 4), "int8") == "affine"
+def test_requantize_rule_is_copy_only_when_it_is_the_identity():
+    assert requantize_rule((0.1, 3), (0.1, 3), "int8") == "copy"
+    assert requantize_rule((0.1 * (1 + 1e-7), 3), (0.1, 3), "int8") == "copy"
+    assert requantize_rule((0.1 * (1 + 1e-3), 3), (0.1, 3), "int8") == "copy"  # 0.26 step
+    assert requantize_rule((0.1 * (1 + 3e-3), 3), (0.1, 3), "int8") == "affine"
+    assert requantize_rule((0.1 * (1 + 1e-6), 0), (0.1, 0), "int16") == "copy"
+    assert requantize_rule((0.1 * (1 + 1e-4), 0), (0.1, 0), "int16") == "affine"
+    assert requantize_rule((0.1, 3), (0.1, 4), "int8") == "affine"

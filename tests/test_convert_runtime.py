@@ -13,12 +13,12 @@ from convert.quantize import quantize_whole_clip
 from convert.runtime import (
     BundleRunner,
     measure_latency,
-    quantize,
-    requantize,
-    round_half_away,
     run_whole_clip,
     separate_with_bundle,
+    separator_for_path,
 )
+from firmware_host.bundle.quantization import requantize, round_half_away
+from firmware_host.bundle.tensors import StatePair, TensorSpec
 from tinysep.dsp import magnitude, stft
 from tinysep.models import (
     build_model,
@@ -100,17 +100,18 @@ def test_separate_with_bundle_reconstructs_the_mixture(calibrated_on_one_clip):
 def test_contract_arithmetic():
     np.testing.assert_array_equal(round_half_away(np.array([-2.5, -0.5, 0.5, 1.5, 2.4])),
                                   [-3, -1, 1, 2, 2])
-    entry = {"dtype": "int8", "scale": 0.5, "zero_point": -10, "shape": [3]}
-    np.testing.assert_array_equal(quantize(np.array([0.25, 100.0, -100.0]), entry),
+    entry = TensorSpec("x", 0, [3], "int8", scale=0.5, zero_point=-10)
+    np.testing.assert_array_equal(entry.quantize(np.array([0.25, 100.0, -100.0])),
                                   [-9, 127, -128])
-    state = {"input": {"dtype": "int8", "scale": 0.1, "zero_point": 5},
-             "output": {"dtype": "int8", "scale": 0.2, "zero_point": -3},
-             "requantize": "affine"}
+    state_in = TensorSpec("s", 1, [4], "int8", scale=0.1, zero_point=5)
+    state_out = TensorSpec("s_out", 2, [4], "int8", scale=0.2, zero_point=-3)
     q_out = np.array([-3, 0, 60, -128], np.int8)
     # x = (q - zp_out) * s_out; q_in = round(x / s_in) + zp_in, clipped.
-    np.testing.assert_array_equal(requantize(q_out, state), [5, 11, 127, -128])
-    copy = {**state, "requantize": "copy"}
-    np.testing.assert_array_equal(requantize(q_out, copy), q_out)
+    np.testing.assert_array_equal(StatePair(state_in, state_out, "affine").carry(q_out),
+                                  [5, 11, 127, -128])
+    np.testing.assert_array_equal(requantize(q_out, (0.2, -3), (0.1, 5), "int8"),
+                                  [5, 11, 127, -128])
+    np.testing.assert_array_equal(StatePair(state_in, state_out, "copy").carry(q_out), q_out)
 
 
 def test_latency_measurement(calibrated_on_one_clip):
@@ -132,7 +133,7 @@ def test_eval_resolves_model_paths_for_bundles_and_keras_folders(calibrated_on_o
             evaluate.resolve_separator(f"model:{out}")
         keras_estimates = evaluate.resolve_separator(
             f"model:{fitted_model_folder('dualgate-tcn')}")(clip)
-        evaluate.register_separator_factory("model", "convert.runtime:separator_for_path")
+        evaluate.register_separator_factory("model", separator_for_path)
         bundle_estimates = evaluate.resolve_separator(f"model:{out}")(clip)
         for source in ("vocals", "accompaniment"):
             assert bundle_estimates[source].shape == clip.mixture.shape

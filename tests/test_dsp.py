@@ -1,17 +1,16 @@
 import numpy as np
 import pytest
 
-from tinysep.dsp import (
-    HOP_SAMPLES,
-    LATENCY_SAMPLES,
-    N_BINS,
-    N_FFT,
-    StreamingISTFT,
-    StreamingSTFT,
-    istft,
-    stft,
-)
-from tinysep.dsp.streaming import OUTPUT_DELAY_SAMPLES
+from firmware_host.board.dsp import StreamAnalyzer, StreamSynthesizer, make_window
+from tinysep.dsp import HOP_SAMPLES, N_BINS, N_FFT, istft, stft
+
+
+def board_stft():
+    """The board agent's hop-by-hop analysis and synthesis at the default framing."""
+    analysis = make_window("hann_periodic", N_FFT, HOP_SAMPLES, analysis=True)
+    synthesis = make_window("hann_periodic_ola", N_FFT, HOP_SAMPLES, analysis=False)
+    return (StreamAnalyzer(N_FFT, HOP_SAMPLES, analysis),
+            StreamSynthesizer(N_FFT, HOP_SAMPLES, synthesis, 1))
 
 
 def test_perfect_reconstruction_on_random_audio():
@@ -42,30 +41,28 @@ def test_streaming_matches_offline():
     n_hops = 60
     x = rng.uniform(-1, 1, n_hops * HOP_SAMPLES)
     offline = stft(x)
-    analyser, synthesiser = StreamingSTFT(), StreamingISTFT()
+    analyser, synthesiser = board_stft()
     frames, out = [], []
     for t in range(n_hops):
         frame = analyser.push(x[t * HOP_SAMPLES : (t + 1) * HOP_SAMPLES])
-        frames.append(frame)
-        out.append(synthesiser.push(frame))
+        frames.append(frame[0])
+        out.append(synthesiser.push(frame[None])[0])
     np.testing.assert_allclose(np.array(frames), offline[:n_hops], atol=1e-5)
     streamed = np.concatenate(out)
     # Output is the input delayed by n_fft - hop samples.
-    d = OUTPUT_DELAY_SAMPLES
-    assert d == 384 and LATENCY_SAMPLES == 512
+    d = N_FFT - HOP_SAMPLES
+    assert d == 384
     assert np.max(np.abs(streamed[d:] - x[:-d])) < 1e-6
     assert np.max(np.abs(streamed[:d])) < 1e-6
     # The same holds for a modified spectrum: streaming inverse == offline inverse, delayed.
     masked = offline * rng.uniform(0, 1, offline.shape)
     synthesiser.reset()
-    streamed = np.concatenate([synthesiser.push(f) for f in masked])
+    streamed = synthesiser.push(masked[None])[0]
     np.testing.assert_allclose(streamed[d:], istft(masked), atol=1e-5)
 
 
 def test_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="mono"):
         stft(np.zeros((2, 100)))
-    with pytest.raises(ValueError, match="128 samples"):
-        StreamingSTFT().push(np.zeros(100))
     with pytest.raises(ValueError, match="257"):
         istft(np.zeros((4, 100), dtype=np.complex64))

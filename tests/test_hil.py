@@ -58,7 +58,6 @@ def test_hil_on_an_emulated_board_passes_and_writes_every_report(passed_run):
         for source, scores in clip["scores"]["int8_board"].items():
             assert scores["sdr"] == pytest.approx(clip["scores"]["int8_host"][source]["sdr"],
                                                   abs=0.01)
-        assert clip["host_runner_vs_pipeline_lsb"] <= 4
     for source in ("vocals", "accompaniment"):
         assert abs(summary["drop"]["int8_board"][source]) < 0.5
         assert summary["scores"]["float"][source]["sdr"] is not None

@@ -25,11 +25,11 @@ from test_link_support import fast_host_config
 
 from firmware_host.bundle import read_bundle
 from firmware_host.emulator import EmulatedBoard
+from firmware_host.hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.hil.harness import HilSettings, run_hil
 from firmware_host.hil.reference import HostPipeline
 from firmware_host.hil.session import BoardSession, HilError, RecoveryBudget
 from firmware_host.protocol.cobs import CobsError, cobs_decode
-from firmware_host.protocol.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.protocol.framing import Frame, FrameDecoder, encode_frame
 from firmware_host.protocol.messages import Hello, Message, MessageType
 from firmware_host.transport import PtyPair

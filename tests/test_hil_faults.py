@@ -21,10 +21,10 @@ from test_link_support import fast_host_config
 
 from firmware_host.bundle import read_bundle
 from firmware_host.emulator import EmulatedBoard
+from firmware_host.hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.hil.reference import HostPipeline
 from firmware_host.hil.session import BoardSession, HilError
 from firmware_host.protocol.errors import LinkTimeout, PeerRestarted
-from firmware_host.protocol.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.transport import FdStream
 
 CHUNK_HOPS = 8

@@ -22,9 +22,10 @@ from test_link_support import (
     fast_host_config,
 )
 
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
+from firmware_host.hil.faults import PtyRelay
+from firmware_host.hil.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
 from firmware_host.protocol.errors import LinkClosed, MessageError, PeerError
-from firmware_host.protocol.faults import PtyRelay
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
     ROLE_BOARD,
@@ -40,7 +41,6 @@ from firmware_host.protocol.messages import (
     UploadChunk,
     UploadEnd,
 )
-from firmware_host.protocol.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
 from firmware_host.transport import FdStream, PtyPair, StreamClosed, ThrottledStream, open_port
 
 RNG = np.random.default_rng(5)

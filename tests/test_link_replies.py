@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_link_support import EchoBoard, RawPeer, fast_board_config, fast_host_config
 
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import PeerError, ProtocolError, RequestRejected
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (

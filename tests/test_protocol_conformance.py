@@ -10,7 +10,7 @@ import pathlib
 import pytest
 from board_support import ThreadAgent
 
-from firmware_host.protocol.conformance import (
+from firmware_host.hil.conformance import (
     VECTORS_FILE,
     Replayer,
     build_vectors,
@@ -27,7 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_vectors_file_matches_the_generator():
     on_disk = (ROOT / VECTORS_FILE).read_text()
     assert on_disk == vectors_text(), (
-        "regenerate with: python -m firmware_host.protocol.conformance --write " + VECTORS_FILE
+        "regenerate with: python -m firmware_host.hil.conformance --write " + VECTORS_FILE
     )
     vectors = json.loads(on_disk)
     largest = max(

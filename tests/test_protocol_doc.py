@@ -9,10 +9,8 @@ import re
 
 import pytest
 
-from firmware_host.protocol.examples import BEGIN_MARKER, example_frames, render_examples_markdown
-from firmware_host.protocol.framing import crc32, encode_frame, frame_bytes
-from firmware_host.protocol.messages import ErrorCode, MessageType
-from firmware_host.protocol.overhead import (
+from firmware_host.hil.examples import BEGIN_MARKER, example_frames, render_examples_markdown
+from firmware_host.hil.overhead import (
     DEFAULT_CHUNK_HOPS,
     HOP_SAMPLES,
     OVERHEAD_TARGET,
@@ -20,6 +18,8 @@ from firmware_host.protocol.overhead import (
     chunk_overhead,
     main,
 )
+from firmware_host.protocol.framing import crc32, encode_frame, frame_bytes
+from firmware_host.protocol.messages import ErrorCode, MessageType
 
 DOC = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
 

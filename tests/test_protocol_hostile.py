@@ -18,7 +18,7 @@ import pytest
 from board_support import ThreadAgent
 from test_link_support import RawPeer, fast_host_config
 
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import HandshakeRefused, MessageError, ProtocolError
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BOARD_SAFE = sorted((ROOT / "firmware_host" / "protocol").glob("*.py")) + [
+BOARD_SAFE = sorted((ROOT / "firmware_host" / "protocol").glob("*.py")) + sorted(
+    (ROOT / "firmware_host" / "bundle").glob("*.py")) + [
     ROOT / "firmware_host" / "transport.py"
 ]
 ALLOWED_THIRD_PARTY = {"numpy", "firmware_host"}
@@ -92,9 +93,9 @@ def test_protocol_and_transport_import_and_work_without_pyserial():
     script = (
         "import sys\n"
         "sys.modules['serial'] = None\n"  # as on a board without pyserial
-        "import firmware_host.protocol.link, firmware_host.protocol.client\n"
-        "import firmware_host.protocol.upload, firmware_host.protocol.faults\n"
-        "import firmware_host.protocol.overhead, firmware_host.transport as t\n"
+        "import firmware_host.protocol.link, firmware_host.hil.client\n"
+        "import firmware_host.protocol.upload, firmware_host.hil.faults\n"
+        "import firmware_host.hil.overhead, firmware_host.transport as t\n"
         "pair = t.PtyPair()\n"
         "stream = t.open_port(pair.slave_path)\n"
         "assert type(stream).__name__ == 'FdStream'\n"

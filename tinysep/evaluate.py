@@ -11,7 +11,6 @@ with its error and the run goes on.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 import traceback
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import tinysep
 from tinysep.baselines import Separator, get_method
 from tinysep.data.clip import SOURCES, Clip
+from tinysep.jsonfile import write_json_atomic
 from tinysep.metrics.summary import summarize_methods
 
 # Seconds between two rewrites of the JSON report while a run is going.
@@ -42,22 +42,23 @@ class ClipSource(Protocol):
 
 _separators: dict[str, Separator] = {}
 
-# Method names ``prefix:ARGUMENT`` are built by a factory ``"module:function"`` called with
-# ARGUMENT. Factories are import paths, not functions, so that spawned evaluation workers
-# (which receive a copy of this table) can import them. tinysep knows ``model:`` for saved
-# Keras model folders; a higher layer may register a factory that knows more (the
-# ``tinysep eval`` command registers the convert layer's, which also runs deploy bundles).
-SEPARATOR_FACTORIES: dict[str, str] = {"model": "tinysep.evaluate:keras_model_separator"}
+# Method names ``prefix:ARGUMENT`` are built by a factory ``function(ARGUMENT) -> Separator``.
+# Factories are module-level functions, so that spawned evaluation workers (which receive a
+# pickled copy of this table: references to the functions) can import them. tinysep knows
+# ``model:`` for saved Keras model folders; a higher layer may register a factory that knows
+# more (the ``tinysep eval`` command registers the convert layer's, which also runs deploy
+# bundles). Filled in below :func:`keras_model_separator`.
+SEPARATOR_FACTORIES: dict[str, Callable[[str], Separator]] = {}
 
 
-def register_separator_factory(prefix: str, target: str) -> None:
-    """Interpret method names ``prefix:ARG`` with ``target`` (``"module:function"``,
-    ``function(ARG) -> Separator``); separators already resolved are forgotten."""
-    module, sep, function = target.partition(":")
-    if not prefix.isidentifier() or not module or not sep or not function:
-        raise ValueError(f"bad separator factory {prefix!r} -> {target!r}; expected an "
-                         "identifier and 'module:function'")
-    SEPARATOR_FACTORIES[prefix] = target
+def register_separator_factory(prefix: str, factory: Callable[[str], Separator]) -> None:
+    """Interpret method names ``prefix:ARG`` with ``factory(ARG) -> Separator`` (a
+    module-level function); separators already resolved are forgotten."""
+    if not prefix.isidentifier() or not callable(factory) or "<" in getattr(
+            factory, "__qualname__", "<"):
+        raise ValueError(f"bad separator factory {prefix!r} -> {factory!r}; expected an "
+                         "identifier and a module-level function")
+    SEPARATOR_FACTORIES[prefix] = factory
     _separators.clear()
 
 
@@ -93,16 +94,16 @@ def keras_model_separator(path: str) -> Separator:
     return lambda clip: separate(model, clip.mixture)
 
 
+SEPARATOR_FACTORIES["model"] = keras_model_separator
+
+
 def _build_separator(name: str) -> Separator:
     prefix, sep, argument = name.partition(":")
     if not sep or prefix not in SEPARATOR_FACTORIES:
         return get_method(name)
     if not argument:
         raise ValueError(f"method {name!r}: {prefix}: needs a path, e.g. {prefix}:runs/best")
-    import importlib
-
-    module, _, function = SEPARATOR_FACTORIES[prefix].partition(":")
-    return getattr(importlib.import_module(module), function)(argument)
+    return SEPARATOR_FACTORIES[prefix](argument)
 
 
 def resolve_separator(name: str) -> Separator:
@@ -283,13 +284,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _write_json_atomic(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
-    os.replace(tmp, path)
-
-
 class _Report:
     """The JSON report of one run, rebuilt from the records that finished so far."""
 
@@ -381,7 +375,7 @@ def evaluate(
         if sdr is not None:
             bar.postfix(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")
         if path is not None and time.monotonic() - last_write >= JSON_WRITE_INTERVAL_S:
-            _write_json_atomic(path, report.build("running"))
+            write_json_atomic(path, report.build("running"))
             last_write = time.monotonic()
 
     try:
@@ -398,7 +392,7 @@ def evaluate(
         bar.close()
         final = report.build(status)
         if path is not None:
-            _write_json_atomic(path, final)
+            write_json_atomic(path, final)
     return final
 
 

@@ -126,7 +126,7 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.frames_per_invoke < 1:
         raise CliError(f"--frames-per-invoke must be at least 1, got {args.frames_per_invoke}")

@@ -72,7 +72,7 @@ def format_report(report: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.sparsity is None and not args.narrow:
         raise CliError("give --sparsity S and/or --narrow KEY=VALUE")

@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.frames_per_invoke < 1 or args.calibration_frames < 1 or args.qat_steps < 0:
         raise CliError("--frames-per-invoke and --calibration-frames must be >= 1, "
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{source:<14} vs the model before QAT ({row['sdr_reference']:6.2f} dB): "
                       f"drop {row['drop_db']:+.3f} dB")
     if args.layer_errors:
-        from calibration.layer_errors import (
+        from convert.layer_errors import (
             format_layer_report,
             layer_error_report,
             write_layer_report,
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         report["worst_layers"] = layers["worst_layers"]
         print(format_layer_report(layers))
     if sizes:
-        from calibration.study import calibration_size_study, plot_study
+        from convert.calibration_study import calibration_size_study, plot_study
         from tinysep.data.loaders import find_clips, load_clips
 
         eval_clips = load_clips(find_clips(args.data, split=args.eval_split)[
@@ -223,8 +223,12 @@ def _spread(items: list, count: int) -> list:
 
 def _level_study(args, model, train, level_sets, playback, progress: bool) -> list[dict]:
     """Run the calibration-level study; write calibration_levels.json / .md / .png."""
-    from calibration.study import calibration_level_study, format_level_table, plot_level_study
-    from tinysep.cli import CliError
+    from convert.calibration_study import (
+        calibration_level_study,
+        format_level_table,
+        plot_level_study,
+    )
+    from tinysep.commands.common import CliError
     from tinysep.data.loaders import find_clips, load_clips
 
     sources = _spread(find_clips(args.data, split=args.eval_split), max(1, args.eval_clips))

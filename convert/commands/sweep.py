@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _floats(text: str, what: str) -> list[float]:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.commands.models import parse_options
 
     sparsities = _floats(args.sparsity, "--sparsity")

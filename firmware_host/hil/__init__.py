@@ -2,6 +2,10 @@
 
 ``session`` (connect, check the model, stream clips with recovery), ``reference`` (float and
 int8 on the host), ``harness`` (the run), ``report`` (JSON, JUnit XML, Markdown), ``plots``,
-``flash`` (upload a bundle's model) and ``bench`` (speed sections of ``tinysep bench``).
-Runs on the host only: it imports tinysep for data, models and metrics.
+``flash`` (upload a bundle's model) and ``bench`` (speed sections of ``tinysep bench``); the
+host's tools over the wire protocol: ``client`` (requests to a board), ``faults`` (a
+fault-injecting relay), ``conformance`` (request/reply vectors for any board and their
+replayer), ``overhead`` and ``examples`` (the numbers and worked frames of docs/protocol.md).
+Runs on the host only; ``client``, ``faults``, ``conformance``, ``overhead`` and ``examples``
+import only the board side, so they also run beside an agent in a board's Python.
 """

@@ -178,7 +178,7 @@ def throughput_section(quick: bool = False) -> dict:
 
 def overhead_section(quick: bool = False) -> dict:
     """Measured protocol overhead (wire bytes that are not PCM) against the spec's model."""
-    from firmware_host.protocol.overhead import chunk_overhead
+    from firmware_host.hil.overhead import chunk_overhead
 
     bundle, model = default_bundle()
     seconds = 2.0 if quick else 6.0

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from firmware_host.board.pipeline import PCM_SCALE, to_pcm
-from firmware_host.bundle import read_bundle
+from firmware_host.bundle import Bundle, read_bundle
 from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
 
-from .reference import HostPipeline, exactness_expected, float_runner, host_runner
+from .reference import HostPipeline, exactness_expected, float_runner
 from .report import write_reports
 from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused
 
@@ -312,7 +312,7 @@ def _safe_name(text: str) -> str:
 
 
 def run_clip(
-    source, session, host, int8_runner, float_run, settings, progress, names, chunk_hops=None
+    source, session, host, float_run, settings, progress, names, chunk_hops=None
 ) -> tuple:
     """Stream, reference and score one clip; returns (record, audio for plots)."""
     from tinysep.metrics import score_estimates, score_mixture
@@ -335,12 +335,9 @@ def run_clip(
     host_pcm = host.stream(pcm, chunk)
     estimates = {
         "float": float_run(mixture),
-        "int8_host": int8_runner(mixture) if int8_runner else _as_estimates(host_pcm, names),
+        "int8_host": _as_estimates(host_pcm, names),
         "int8_board": _as_estimates(streamed.sources, names),
     }
-    # the host runner (offline STFT) vs the board's streaming pipeline on the host, in LSB
-    runner_pcm = np.stack([to_pcm(estimates["int8_host"][name]) for name in names])
-    runner_lsb = int(np.abs(runner_pcm.astype(np.int32) - host_pcm).max())
     references = {name: clip.source(name) for name in names}
     mixture_scores = score_mixture(references, clip.mixture)
     scores = {
@@ -366,7 +363,6 @@ def run_clip(
         "scores": scores,
         "drop": {v: {n: drop(v, n) for n in names} for v in ("int8_host", "int8_board")},
         "lsb": _lsb(streamed.sources, host_pcm, names),
-        "host_runner_vs_pipeline_lsb": runner_lsb,
         "stream": {
             "chunks": streamed.chunks,
             "invokes": streamed.invokes,
@@ -402,7 +398,8 @@ def _sync_session(report: dict, session: BoardSession) -> None:
         report["board"]["limits"] = session.limits.as_dict()
 
 
-def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> dict:
+def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
+            bundle: Bundle | None = None) -> dict:
     """Run the whole test on a board session; returns the report (also written to disk).
 
     The report's ``status`` ends as ``finished``, ``refused`` (the inputs do not belong
@@ -412,7 +409,7 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
     from tinysep.data.loaders import find_clips
     from tinysep.models import load_model
 
-    bundle = read_bundle(settings.bundle)
+    bundle = bundle if bundle is not None else read_bundle(settings.bundle)
     sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split)
     if settings.max_clips is not None:
         sources = sources[: settings.max_clips]
@@ -428,8 +425,7 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
         model = load_model(settings.float_model)
         report["provenance"] = check_float_model(bundle, model, settings.allow_float_mismatch)
         float_run = float_runner(model)
-        int8_runner = host_runner(settings.bundle)
-        report["int8_host_runner"] = "convert.runtime" if int8_runner else "agent pipeline on host"
+        report["int8_host_runner"] = "convert.runtime"  # the agent's pipeline on the host
         progress = _Progress(len(sources), settings.progress)
         info = session.connect()
         report["board"].update(
@@ -471,7 +467,7 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict) -> d
         for number, source in enumerate(sources):
             try:
                 record, audio = run_clip(
-                    source, session, host, int8_runner, float_run, settings, progress, names,
+                    source, session, host, float_run, settings, progress, names,
                     chunk_hops,
                 )
             except (HilError, LinkError, OSError):

@@ -1,20 +1,20 @@
 """The host-side references a board is compared with: float Keras and int8 TFLite on the host.
 
-``HostPipeline`` runs the board agent's own streaming pipeline (same code, same chunking) on the
-host's TFLite runtime, so on the same runtime and kernels its int16 output must equal the
-board's bit for bit (``exactness_expected`` says when that applies): any difference comes
-from the board's runtime, hardware or the link. ``host_runner``
-returns the bundle's host TFLite runner from ``convert.runtime`` when that exists, for the
-int8-on-host scores. ``tensor_check_inputs`` collects real quantized model inputs (states
-included) for the tensor-mode comparison.
+``HostPipeline`` is the host's int8 runner (:class:`convert.runtime.BundleRunner`, the board
+agent's own streaming pipeline) on the runtime and kernels the board reports, chunked like the
+board run, so on the same runtime and kernels its int16 output must equal the board's bit for
+bit (``exactness_expected`` says when that applies): any difference comes from the board's
+runtime, hardware or the link. It also gives the int8-on-host scores.
+``tensor_check_inputs`` collects real quantized model inputs (states included) for the
+tensor-mode comparison.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.board.model_check import check_model
-from firmware_host.board.pipeline import PCM_SCALE, StreamingSeparator
+from convert.runtime import BundleRunner
+from firmware_host.board.pipeline import PCM_SCALE
 from firmware_host.board.runtime import load_runtime
 from firmware_host.bundle import Bundle
 
@@ -27,22 +27,12 @@ class HostPipeline:
         self.runtime = load_runtime(runtime)
         self.kernels = kernels
         self.interpreter = self.runtime.make_interpreter(bundle.model_path, kernels=kernels)
-        check_model(bundle, self.interpreter)
-        self.separator = StreamingSeparator(bundle, self.interpreter)
+        self.runner = BundleRunner(bundle, interpreter=self.interpreter)
+        self.separator = self.runner.separator
 
     def stream(self, pcm: np.ndarray, chunk_samples: int) -> np.ndarray:
         """int16 sources ``(S, len(pcm))`` aligned to the input, chunked like the board run."""
-        pcm = np.asarray(pcm, dtype=np.int16)
-        delay = self.bundle.delay_samples
-        total = -(-(pcm.size + delay) // chunk_samples) * chunk_samples
-        padded = np.zeros(total, dtype=np.int16)
-        padded[: pcm.size] = pcm
-        self.separator.reset()
-        pieces = [
-            self.separator.process(padded[start : start + chunk_samples])[0]
-            for start in range(0, total, chunk_samples)
-        ]
-        return np.concatenate(pieces, axis=1)[:, delay : delay + pcm.size]
+        return self.runner.stream(pcm, chunk_samples)
 
     def run_tensors(self, inputs: list) -> list:
         """Raw outputs (in output order) for raw inputs given in input order."""
@@ -76,19 +66,6 @@ class HostPipeline:
             separator.invoke(block)
         separator.reset()
         return records
-
-
-def host_runner(bundle_dir):
-    """``mixture (float) -> {source: float audio}`` from convert.runtime, or None if absent."""
-    try:
-        from convert.runtime import separate_with_bundle
-    except ImportError:
-        return None
-
-    def run(mixture: np.ndarray) -> dict:
-        return separate_with_bundle(bundle_dir, mixture)
-
-    return run
 
 
 def float_runner(model_or_dir):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_host.bundle import Bundle
-from firmware_host.protocol.client import BoardClient
+from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import LinkTimeout, PeerError, PeerRestarted, ProtocolError
 from firmware_host.protocol.link import Link, LinkConfig
 from firmware_host.protocol.messages import (

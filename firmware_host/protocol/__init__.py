@@ -1,11 +1,11 @@
 """Wire protocol between the host and a board agent: framing, messages, reliable link.
 
 Board-safe: the standard library and numpy only, Python 3.7 syntax. Spec: docs/protocol.md.
-Modules: ``cobs`` and ``framing`` (bytes on the wire), ``messages`` (payload layouts),
-``link`` (sequencing, retransmission, credits, sessions), ``client`` (host requests),
-``upload`` (board-side model upload), ``faults`` (fault-injecting relay for tests),
-``overhead`` and ``examples`` (numbers and worked frames for the spec), ``conformance``
-(request/reply vectors for any board, and their replayer).
+Modules: ``cobs`` and ``framing`` (bytes on the wire), ``codes`` (message types and error
+codes), ``errors``, ``messages`` (payload layouts), ``link_config``, ``link_state`` and
+``link`` (sequencing, retransmission, credits, sessions), ``upload`` (board-side model
+upload). The host's tools over it (request client, fault relay, conformance replayer,
+overhead and example generators) are in ``firmware_host.hil``.
 """
 
 from __future__ import annotations

@@ -11,24 +11,15 @@ emulator, not a board; skipped with a note without `make board-arm64`).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-# (name, "module:function"). A section function takes ``quick: bool`` and returns a dict
-# with "title", "columns" ([key, header] pairs) and "rows" (dicts keyed by column key);
-# any other keys go to the JSON as they are. Imported only when the section runs.
-SECTIONS: list[tuple[str, str]] = [
-    ("eval_speed", "tinysep.commands.bench:eval_speed_section"),
-    ("hil_throughput", "firmware_host.hil.bench:throughput_section"),
-    ("hil_overhead", "firmware_host.hil.bench:overhead_section"),
-    ("hil_baud", "firmware_host.hil.bench:baud_section"),
-    ("model_latency", "convert.bench:model_latency_section"),
-    ("model_size", "convert.bench:model_size_section"),
-    ("arm_emulated", "firmware_host.emulated_arm:bench_section"),
-]
+from convert import bench as model_bench
+from firmware_host import emulated_arm
+from firmware_host.hil import bench as hil_bench
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _names() -> list[str]:
-    return [name for name, _ in SECTIONS]
+    return [name for name, _ in sections()]
 
 
-def _load(target: str):
-    module_name, function_name = target.split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+def sections() -> list[tuple[str, Callable[..., dict]]]:
+    """(name, function) of every section, in order. A section function takes ``quick: bool``
+    and returns a dict with "title", "columns" ([key, header] pairs) and "rows" (dicts keyed
+    by column key); any other keys go to the JSON as they are."""
+    return [
+        ("eval_speed", eval_speed_section),
+        ("hil_throughput", hil_bench.throughput_section),
+        ("hil_overhead", hil_bench.overhead_section),
+        ("hil_baud", hil_bench.baud_section),
+        ("model_latency", model_bench.model_latency_section),
+        ("model_size", model_bench.model_size_section),
+        ("arm_emulated", emulated_arm.bench_section),
+    ]
 
 
 def format_section(result: dict) -> str:
@@ -78,7 +79,7 @@ def format_section(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     wanted = args.section or _names()
     unknown = [name for name in wanted if name not in _names()]
@@ -86,12 +87,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"unknown bench section {', '.join(unknown)}; "
                        f"expected one of {', '.join(_names())}")
     results: dict[str, dict] = {}
-    for name, target in SECTIONS:
+    for name, section in sections():
         if name not in wanted:
             continue
         print(f"[bench] {name} ...", file=sys.stderr)
         start = time.perf_counter()
-        result = _load(target)(quick=args.quick)
+        result = section(quick=args.quick)
         result["section_seconds"] = time.perf_counter() - start
         results[name] = result
         print(format_section(result))

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.emulate:
         from firmware_host.emulator import serve_in_foreground
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve_emulated_arch(args: argparse.Namespace, bundle: Path, should_stop) -> int:
     """The agent on an emulated ARM board (qemu-user) on a new pseudo-terminal."""
     from firmware_host.emulated_arm import ArmBoardError, serve_emulated
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if getattr(args, "profile", None) not in (None, "host"):
         raise CliError(f"--profile {args.profile} runs on the host's CPU; --arch {args.arch} "

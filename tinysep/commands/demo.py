@@ -17,6 +17,12 @@ import shutil
 import time
 from pathlib import Path
 
+from convert.commands import export
+from tinysep.commands import evaluate, hil, train
+from tinysep.commands.common import add_command, run_command
+
+# The subcommands the demo chains, by their command-line names.
+STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
 BASELINES = "repet,repet-mfcc,hpss,mix,irm"
 
 
@@ -49,13 +55,15 @@ def _step(number: int, total: int, text: str) -> float:
 
 
 def _cli(argv: list[str]) -> int:
-    from tinysep.cli import main
-
-    return main(argv)
+    """Run one step as ``tinysep ARGV`` would (same parsing, errors and exit status)."""
+    name, module = argv[0], STEPS[argv[0]]
+    parser = argparse.ArgumentParser(prog="tinysep")
+    add_command(parser.add_subparsers(dest="command"), name, module, "")
+    return run_command(name, module, parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.data.synth import write_corpus
     from tinysep.pretrained import default_model_path
 

@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="layout of --data; files: mixture files as above (default: "
                              "detect)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--sources", default="vocals,accompaniment", metavar="NAMES",
+                        help="sources to score: vocals,accompaniment or the four stems "
+                             "vocals,drums,bass,other (a synth corpus's Stems/ or MUSDB18-HQ; "
+                             "adds BSS-eval v4 on 1 s windows, the MUSDB18 convention, and "
+                             "the references irm, hpss-drums, lowpass-bass) (default: "
+                             "vocals,accompaniment)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",
                         help="evaluate only the first N clips")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -62,13 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from convert.runtime import separator_for_path
+    from tinysep.commands.common import CliError
     from tinysep.evaluate import evaluate, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
 
     # The CLI is the top layer: let `model:PATH` also run deploy bundles (convert/).
-    register_separator_factory("model", "convert.runtime:separator_for_path")
+    register_separator_factory("model", separator_for_path)
     methods = parse_methods(args.method)
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
@@ -155,10 +162,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     """The clips ``--data`` names and whether they are mixture files (not a dataset)."""
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.data.loaders import detect_dataset, find_clips
+    from tinysep.data.sources import parse_sources
     from tinysep.eval_inputs import input_sources, is_input_folder
 
+    try:
+        names = parse_sources(getattr(args, "sources", "vocals,accompaniment"))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     data = args.data
     if not data.exists():
         raise CliError(f"--data {data}: no such file or folder")
@@ -174,8 +186,11 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     if files:
         if data.is_file() and args.dataset not in ("auto", "files"):
             raise CliError(f"--data {data} is a file; --dataset {args.dataset} needs a folder")
+        if set(names) != {"vocals", "accompaniment"}:
+            raise CliError("--sources: mixture files carry vocals and accompaniment references "
+                           "only; four stems need a dataset folder (synth corpus or MUSDB18-HQ)")
         return input_sources(data), True
-    return find_clips(data, dataset=args.dataset, split=args.split), False
+    return find_clips(data, dataset=args.dataset, split=args.split, sources=names), False
 
 
 def _engine_report(args: argparse.Namespace, report: dict, methods: list[str],
@@ -215,7 +230,7 @@ def _reusable(path: Path, sources, methods: list[str]) -> dict:
     ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``."""
     import json
 
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     try:
         earlier = json.loads(Path(path).read_text())

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.hil.flash import flash_bundle
     from firmware_host.hil.session import BoardSession, HilError, UploadRefused
     from firmware_host.protocol.errors import PeerError, ProtocolError
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.commands.hil import BOARD_FAULT_EXIT
 
     read_bundle(args.bundle)  # a bad bundle is a user error (exit 2) before touching the port

@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args) -> None:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
@@ -133,11 +133,11 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.emulator import EmulatedBoard
     from firmware_host.hil.harness import HilSettings, run_hil
     from firmware_host.hil.session import BoardSession, RecoveryBudget
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.models import read_config
 
     _check_args(args)
-    read_bundle(args.bundle)  # bad bundles and model folders are user errors (exit 2)
+    bundle = read_bundle(args.bundle)  # bad bundles and model folders are user errors (exit 2)
     read_config(args.float_model)
     settings = HilSettings(
         bundle=str(args.bundle),
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(str(exc)) from None
         with session:
-            report = run_hil(session, settings, meta)
+            report = run_hil(session, settings, meta, bundle)
         if board is not None and not board.running and report["status"] == "aborted":
             _explain_agent_exit(report, board, args.report)
     finally:

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(items: list[str]) -> dict:
     """``["k=v", ...]`` -> dict, values parsed as JSON when they parse, else strings."""
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     options = {}
     for item in items:
@@ -83,7 +83,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.models import MODELS
     from tinysep.models.registry import make_config
     from tinysep.models.summary import MCU_BUDGET, preset_rows

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from firmware_host.bundle.layout import MANIFEST_FILE
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
 
 
@@ -72,7 +74,6 @@ def audio_files(inputs: list[Path]) -> list[Path]:
 
 def load_separator(path: Path | None):
     """``(separator, sources, description)`` for a model folder, a bundle or its .tflite."""
-    from convert.manifest import MANIFEST_FILE
     from tinysep.evaluate import model_folder
     from tinysep.pretrained import default_model_path
 
@@ -121,7 +122,7 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     if args.start < 0:
         raise CliError(f"--start must be >= 0 seconds, got {args.start}")
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         from tinysep.evaluate import model_folder
 
         args.model = model_folder(args.model)
-    if on_board and (args.model is None or not (args.model / "manifest.json").is_file()):
+    if on_board and (args.model is None or not (args.model / MANIFEST_FILE).is_file()):
         raise CliError("--port and --emulate stream to a board: --model must name the deploy "
                        "bundle folder the board runs")
     files = audio_files(args.inputs)

@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(items: list[str]) -> dict:
     """``["key=value", ...]`` -> dict; values parsed as JSON when possible, else strings."""
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
 
     options = {}
     for item in items:
@@ -123,7 +123,7 @@ def parse_options(items: list[str]) -> dict:
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig of this call: defaults (or ``--like`` / the resumed run) + the flags."""
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.train import TrainConfig, stored_config
 
     if args.resume and args.like:
@@ -160,7 +160,7 @@ def _invoked_as_train() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.cli import CliError
+    from tinysep.commands.common import CliError
     from tinysep.train import TrainingError, train
 
     config = build_config(args)

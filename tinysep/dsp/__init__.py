@@ -1,10 +1,8 @@
-"""Signal processing: the STFT the models see, offline and one hop at a time."""
+"""Signal processing: the offline STFT the models see. A board's hop-by-hop STFT is
+``firmware_host.board.dsp``; both give the same frames."""
 
+from firmware_host.bundle.layout import HOP_SAMPLES, N_BINS, N_FFT, SAMPLE_RATE
 from tinysep.dsp.stft import (
-    HOP_SAMPLES,
-    N_BINS,
-    N_FFT,
-    SAMPLE_RATE,
     analysis_window,
     frame_count,
     istft,
@@ -12,16 +10,12 @@ from tinysep.dsp.stft import (
     stft,
     synthesis_window,
 )
-from tinysep.dsp.streaming import LATENCY_SAMPLES, StreamingISTFT, StreamingSTFT
 
 __all__ = [
     "HOP_SAMPLES",
-    "LATENCY_SAMPLES",
     "N_BINS",
     "N_FFT",
     "SAMPLE_RATE",
-    "StreamingISTFT",
-    "StreamingSTFT",
     "analysis_window",
     "frame_count",
     "istft",

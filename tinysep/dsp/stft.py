@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
-N_FFT = 512
-HOP_SAMPLES = 128
-N_BINS = N_FFT // 2 + 1
+# The framing is the deploy bundle's: one definition for the models, the exporter and boards.
+from firmware_host.bundle.layout import HOP_SAMPLES, N_FFT
 
 
 def analysis_window(n_fft: int = N_FFT) -> np.ndarray:

@@ -21,6 +21,8 @@ import os
 import shutil
 from pathlib import Path
 
+from tinysep.jsonfile import write_json_atomic
+
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -30,9 +32,7 @@ PLOT_FILE = "history.png"
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=2)
 
 
 def read_json(path: Path, what: str) -> dict:

@@ -4,7 +4,7 @@ One exchange is AUDIO_CHUNK (1 channel in) -> SEPARATED_CHUNK (n sources out) pl
 stand-alone ACK per data frame (the worst case: the link piggybacks ACKs on data when it can).
 The PCM has no zero bytes, the worst case for COBS. Frames are built by the real encoder.
 
-    python -m firmware_host.protocol.overhead      # prints the table for 1..16 hops per chunk
+    python -m firmware_host.hil.overhead      # prints the table for 1..16 hops per chunk
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .framing import DEFAULT_MAX_PAYLOAD, Frame, encode_frame
-from .messages import AudioChunk, MessageType, SeparatedChunk
+from firmware_host.protocol.framing import DEFAULT_MAX_PAYLOAD, Frame, encode_frame
+from firmware_host.protocol.messages import AudioChunk, MessageType, SeparatedChunk
 
 HOP_SAMPLES = 128  # tinysep.dsp.HOP_SAMPLES (the board side does not import tinysep)
 SAMPLE_RATE = 16000

@@ -14,10 +14,10 @@ import collections
 import hashlib
 import time
 
-from .errors import HandshakeRefused, PeerError, ProtocolError
-from .framing import PROTOCOL_VERSION
-from .link import Link
-from .messages import (
+from firmware_host.protocol.errors import HandshakeRefused, PeerError, ProtocolError
+from firmware_host.protocol.framing import PROTOCOL_VERSION
+from firmware_host.protocol.link import Link
+from firmware_host.protocol.messages import (
     AudioChunk,
     ErrorCode,
     ErrorReply,

@@ -1,0 +1,41 @@
+"""The host's int8 runner is the board agent's pipeline: on a real exported bundle, the same
+runtime and kernels, its output equals the agent's (a separate process on a pseudo-terminal)
+bit for bit, and ``separate`` is that int16 stream as float."""
+
+from __future__ import annotations
+
+import numpy as np
+from board_bundle import copy_bundle, make_bundle
+from board_support import FAST_AGENT_ARGS, test_signal
+from test_link_support import fast_host_config
+
+from convert.runtime import BundleRunner
+from firmware_host.board.pipeline import PCM_SCALE
+from firmware_host.bundle import read_bundle
+from firmware_host.emulator import EmulatedBoard
+from firmware_host.hil.session import BoardSession
+
+CHUNK_HOPS = 8
+
+
+def test_host_int8_runner_equals_the_board_agent_bit_for_bit(tmp_path):
+    folder = copy_bundle(make_bundle(frames_per_invoke=2), tmp_path / "bundle")
+    bundle = read_bundle(str(folder))
+    pcm = test_signal(1.5, seed=11)
+    runner = BundleRunner(bundle)
+    host = runner.stream(pcm, CHUNK_HOPS * bundle.hop)
+    with EmulatedBoard(folder, extra_args=FAST_AGENT_ARGS) as board:
+        with BoardSession(port=board.path, config=fast_host_config(max_retries=30),
+                          reply_timeout=5.0, connect_timeout=10.0) as session:
+            session.connect()
+            session.check(bundle)
+            streamed = session.stream_clip(pcm, CHUNK_HOPS)
+    assert host.shape == (len(bundle.sources), pcm.size) and host.dtype == np.int16
+    assert np.count_nonzero(host) > 0.5 * host.size  # real audio, not silence
+    np.testing.assert_array_equal(streamed.sources, host)
+    # The float interface is the same stream (any chunking: one chunk here) as float audio.
+    separated = runner.separate(pcm.astype(np.float32) / np.float32(PCM_SCALE))
+    whole = runner.stream(pcm)
+    for number, source in enumerate(bundle.sources):
+        np.testing.assert_array_equal(separated[source] * PCM_SCALE, whole[number])
+    assert np.max(np.abs(whole.astype(np.int32) - host)) <= 1  # chunking moves a rounding

@@ -1,0 +1,58 @@
+"""What every subcommand shares: its error type, the help formatter and how one runs.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
+heavy imports (TensorFlow, librosa) inside ``run`` so that ``tinysep --help`` stays fast;
+``USES_TENSORFLOW = False`` says that the command starts without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help states its default: options whose help text does not mention
+    one get ``(default: VALUE)`` appended (flags, empty lists and None have none to state)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is None
+                or default is False or default is argparse.SUPPRESS
+                or (isinstance(default, (list, tuple, str)) and not default)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_command(sub, name: str, module: ModuleType, help_text: str) -> argparse.ArgumentParser:
+    """The subparser of ``module`` under ``name`` (its docstring is the description)."""
+    parser = sub.add_parser(name, help=help_text, description=module.__doc__,
+                            formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+    return parser
+
+
+def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
+    """Run one parsed subcommand: its exit status; a user error is one line and status 2."""
+    if getattr(module, "USES_TENSORFLOW", True):
+        from tinysep.quiet import import_tensorflow
+
+        import_tensorflow()  # without the CUDA / absl start-up lines
+    try:
+        return int(module.run(args) or 0)
+    except CliError as exc:
+        print(f"tinysep {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"tinysep {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tinysep {name}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,17 @@
+"""Write a JSON file atomically: a reader (or a kill) never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_json_atomic(path: str | Path, data, indent: int = 1) -> None:
+    """Write ``data`` to ``path`` (parents created) through a temporary file beside it and a
+    rename; NaN and infinity are refused, as JSON has no spelling for them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=indent, allow_nan=False) + "\n")
+    os.replace(tmp, path)

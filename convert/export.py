@@ -128,6 +128,7 @@ def export_bundle(
     )
     from convert.tflite_model import TfliteModel
     from tinysep.models import count_params, macs_per_hop, make_streaming_model, model_config
+    from tinysep.models.streaming import streaming_spec
 
     begin = time.perf_counter()
     out = Path(out)
@@ -196,7 +197,7 @@ def export_bundle(
         },
     }
     manifest = build_manifest(
-        content, stream.tinysep_streaming, config, quant,
+        content, streaming_spec(stream), config, quant,
         params=count_params(keras_model), macs_per_hop=macs_per_hop(stream), arena=arena,
         micro_ops=ops, extra=extra,
     )

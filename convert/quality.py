@@ -22,9 +22,10 @@ def runner_for(quantized, stream):
     from convert.manifest import build_manifest
     from convert.runtime import BundleRunner
     from tinysep.models import model_config
+    from tinysep.models.streaming import streaming_spec
 
     manifest = build_manifest(
-        quantized.content, stream.tinysep_streaming, model_config(stream), quantized.mode,
+        quantized.content, streaming_spec(stream), model_config(stream), quantized.mode,
         params=0, macs_per_hop=0, arena={"bytes": 0}, micro_ops=[],
     )
     return BundleRunner.from_content(quantized.content, manifest)

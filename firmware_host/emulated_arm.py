@@ -39,6 +39,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_host.bundle.layout import MODEL_FILE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = REPO_ROOT / "build"
 ROOT_ENV = "TINYSEP_{arch}_ROOT"  # e.g. TINYSEP_ARM64_ROOT=/path/to/root overrides build/
@@ -353,7 +355,7 @@ def bench_section(quick: bool = False) -> dict:
         from convert.bench import exported_bundle
 
         folder, _ = exported_bundle("int8", 1)
-        done = run_in_root(arch, INVOKE_TIMER, args=(folder / "model.tflite", warmup, count))
+        done = run_in_root(arch, INVOKE_TIMER, args=(folder / MODEL_FILE, warmup, count))
         if done.returncode != 0:
             raise ArmBoardError(f"the emulated {arch} invoke timer failed: "
                                 f"{done.stderr.strip()[-800:]}")

@@ -23,6 +23,7 @@ import time
 
 DEFAULT_POLL_INTERVAL = 0.02  # longest a read waits before returning b""
 BITS_PER_BYTE = 10  # UART 8N1: start bit, 8 data bits, stop bit
+DEFAULT_BAUD = 921600  # line speed of a serial port when none is given
 
 
 class StreamClosed(ConnectionError):

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from firmware_host.bundle.manifest import file_digest
 from firmware_host.protocol.errors import RequestRejected
 from firmware_host.protocol.messages import (
     ErrorCode,
@@ -16,7 +17,7 @@ from firmware_host.protocol.messages import (
     UploadDone,
     UploadEnd,
 )
-from firmware_host.protocol.upload import UploadReceiver, sha256_of_file
+from firmware_host.protocol.upload import UploadReceiver
 
 
 def send_all(
@@ -45,7 +46,7 @@ def test_verified_upload_replaces_the_model_atomically(bundle):
     assert done == UploadDone(len(data), hashlib.sha256(data).digest())
     assert validated == [data]  # validated before the swap, from the temporary file
     assert (bundle / "model.tflite").read_bytes() == data
-    assert sha256_of_file(str(bundle / "model.tflite")) == done.sha256
+    assert file_digest(str(bundle / "model.tflite")) == done.sha256
     assert sorted(os.listdir(bundle)) == ["model.tflite"]
 
 

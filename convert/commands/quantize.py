@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from firmware_host.bundle.layout import MODEL_FILE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
@@ -150,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
     quantized = quantize_stream(stream, args.quant, rep, keep_float=keep,
                                 per_channel=args.per_channel)
     deployed = deploy_form(quantized.content)  # the bytes a bundle ships, as export sizes it
-    (args.out / "model.tflite").write_bytes(deployed)
+    (args.out / MODEL_FILE).write_bytes(deployed)
     report.update({"bytes": len(deployed), "keep_float": keep,
                    "per_channel": args.per_channel,
                    "states_tied": len(quantized.tied_states)})
-    print(f"{args.quant}: {size_text(len(deployed))} -> {args.out / 'model.tflite'} (internal "
+    print(f"{args.quant}: {size_text(len(deployed))} -> {args.out / MODEL_FILE} (internal "
           "tensor names stripped, as in a bundle)")
 
     if args.eval_clips:

@@ -12,8 +12,15 @@ import argparse
 import signal
 import sys
 
-from firmware_host.protocol.link import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_RETRIES, Link, board_config
-from firmware_host.transport import FdStream, ThrottledStream, open_port
+from firmware_host.protocol.framing import DEFAULT_MAX_PAYLOAD
+from firmware_host.protocol.link import Link
+from firmware_host.protocol.link_config import (
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_WINDOW,
+    board_config,
+)
+from firmware_host.transport import DEFAULT_BAUD, FdStream, ThrottledStream, open_port
 
 from .agent import AGENT_VERSION, BoardAgent
 from .micro import MicroAllocationFailed
@@ -34,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baud",
         type=int,
         default=None,
-        help="line speed of --port (default 921600); also sets the resend timer",
+        help=f"line speed of --port (default {DEFAULT_BAUD}); also sets the resend timer",
     )
     parser.add_argument(
         "--throttle-baud",
@@ -70,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_RETRIES,
         help="retransmissions before the link gives up",
     )
-    parser.add_argument("--window", type=int, default=8, help="receive window, messages (1..255)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="receive window, messages (1..255)")
     parser.add_argument(
         "--max-payload",
         type=int,
-        default=8192,
+        default=DEFAULT_MAX_PAYLOAD,
         help="largest frame payload this board accepts (64..65535)",
     )
     parser.add_argument(
@@ -109,7 +117,7 @@ def main(argv=None) -> int:
             stream = FdStream(args.fd)
             line_baud = None
         else:
-            line_baud = args.baud or 921600
+            line_baud = args.baud or DEFAULT_BAUD
             stream = open_port(args.port, line_baud)
     except (OSError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")

@@ -25,13 +25,18 @@ from .quantization import REQUANTIZE
 from .tensors import BundleError, StatePair, TensorSpec, state_rule
 
 
-def sha256_of(path: str) -> str:
-    """Hex sha256 of a file."""
+def file_digest(path: str) -> bytes:
+    """sha256 digest of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 16), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest.digest()
+
+
+def sha256_of(path: str) -> str:
+    """Hex sha256 of a file (as a manifest records it)."""
+    return file_digest(path).hex()
 
 
 def _get(section, key: str, where: str):

@@ -13,11 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SAMPLE_RATE = 16000
+from firmware_host.bundle.layout import SAMPLE_RATE
+from firmware_host.transport import DEFAULT_BAUD
+
 TARGET_REALTIME = 20.0
 TARGET_OVERHEAD = 0.05
 DEFAULT_CHUNK_HOPS = 8
-BAUDS = (115200, 921600, 2000000)
+BAUDS = (115200, DEFAULT_BAUD, 2000000)
 REFERENCE_CLIP_SECONDS = 10.0  # "how long a clip takes" is quoted for a 10 s clip
 
 _bundle_cache: dict = {}

@@ -11,7 +11,13 @@ import sys
 import numpy as np
 
 from firmware_host.protocol.cobs import cobs_encode
-from firmware_host.protocol.framing import Frame, crc32, encode_frame, frame_bytes
+from firmware_host.protocol.framing import (
+    DEFAULT_MAX_PAYLOAD,
+    Frame,
+    crc32,
+    encode_frame,
+    frame_bytes,
+)
 from firmware_host.protocol.messages import (
     ROLE_HOST,
     AudioChunk,
@@ -28,7 +34,7 @@ END_MARKER = "<!-- END EXAMPLES -->"
 
 def example_frames() -> list:
     """(title, explanation, Frame) for each worked example."""
-    hello = Hello(0x12345678, 0, ROLE_HOST, 8192, 1 << 20, 8)
+    hello = Hello(0x12345678, 0, ROLE_HOST, DEFAULT_MAX_PAYLOAD, 1 << 20, 8)
     audio = AudioChunk(256, np.array([0, 1, -1, 32767], dtype=np.int16))
     return [
         (

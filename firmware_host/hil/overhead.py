@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from firmware_host.bundle.layout import SAMPLE_RATE
 from firmware_host.protocol.framing import DEFAULT_MAX_PAYLOAD, Frame, encode_frame
 from firmware_host.protocol.messages import AudioChunk, MessageType, SeparatedChunk
 
 HOP_SAMPLES = 128  # tinysep.dsp.HOP_SAMPLES (the board side does not import tinysep)
-SAMPLE_RATE = 16000
 DEFAULT_CHUNK_HOPS = 8  # 1024 samples, 64 ms of audio per AUDIO_CHUNK
 OVERHEAD_TARGET = 0.05
 

@@ -36,10 +36,9 @@ from firmware_host.protocol.messages import (
     Info,
     SeparatedChunk,
 )
-from firmware_host.transport import open_port
+from firmware_host.transport import DEFAULT_BAUD, open_port
 
 DEFAULT_CHUNK_HOPS = 8  # 1024 samples, 64 ms: 1.8 % protocol overhead (docs/protocol.md)
-DEFAULT_BAUD = 921600
 MANIFEST_KEYS = ("audio", "sources", "input", "output", "states")
 AUDIO_CHUNK_HEAD = AudioChunk._HEAD.size  # bytes before the samples of an AUDIO_CHUNK
 SEPARATED_CHUNK_HEAD = SeparatedChunk._HEAD.size

@@ -23,7 +23,7 @@ from .codes import (  # noqa: F401
     message_type_name,
 )
 from .errors import MessageError
-from .framing import MAX_PAYLOAD_LIMIT, MIN_MAX_PAYLOAD, PROTOCOL_VERSION
+from .framing import DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT, MIN_MAX_PAYLOAD, PROTOCOL_VERSION
 
 CAP_AUDIO = 0x0001  # INFO capability bits: AUDIO_CHUNK supported
 CAP_TENSOR = 0x0002  # TENSOR_IN supported
@@ -157,7 +157,7 @@ class Hello(Message):
     session_id: int
     echo_session: int = 0
     role: int = ROLE_HOST
-    max_payload: int = 8192
+    max_payload: int = DEFAULT_MAX_PAYLOAD
     max_message: int = 1 << 20
     window: int = 8
     protocol_version: int = PROTOCOL_VERSION

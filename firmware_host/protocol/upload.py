@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from firmware_host.bundle.layout import MODEL_FILE
+
 from .errors import RequestRejected
 from .messages import (
     UPLOAD_TARGET_MODEL,
@@ -33,7 +35,7 @@ class UploadReceiver:
     def __init__(
         self,
         directory: str,
-        filename: str = "model.tflite",
+        filename: str = MODEL_FILE,
         max_size: int = DEFAULT_MAX_UPLOAD,
         validate=None,
     ) -> None:
@@ -209,10 +211,3 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def sha256_of_file(path: str) -> bytes:
-    """sha256 digest of a file (the model hash INFO reports)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.digest()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from convert.commands import export
+from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.commands import evaluate, hil, train
 from tinysep.commands.common import add_command, run_command
 
@@ -133,7 +134,7 @@ def summary_table(bundle: Path, hil_json: Path) -> str:
     """The demo's closing table from the bundle manifest and the HIL report."""
     from convert.sizes import size_text
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     report = json.loads(hil_json.read_text())
     summary = report["summary"]
     scores, drop = summary["scores"], summary["drop"]

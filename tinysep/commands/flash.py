@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from firmware_host.transport import DEFAULT_BAUD
+
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serial device or pyserial URL (/dev/ttyUSB0, socket://host:port)")
     parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
     parser.add_argument("--baud", type=int, default=None,
-                        help="line speed (default 921600; ignored by pseudo-terminals)")
+                        help=f"line speed (default {DEFAULT_BAUD}; ignored by pseudo-terminals)")
     parser.add_argument("--force", action="store_true",
                         help="upload even when the board already runs this model")
     parser.add_argument("--timeout", type=float, default=30.0,

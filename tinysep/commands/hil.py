@@ -24,6 +24,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from firmware_host.transport import DEFAULT_BAUD
+
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
 
@@ -62,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
                         help="folder for hil.json, hil.junit.xml, hil.md and figures/")
     parser.add_argument("--baud", type=int, default=None,
-                        help="port: line speed (default 921600); emulate: pace the link to N baud")
+                        help=f"port: line speed (default {DEFAULT_BAUD}); emulate: pace the link "
+                             "to N baud")
     parser.add_argument("--chunk-hops", type=int, default=8,
                         help="hops of 128 samples per audio chunk (default 8)")
     parser.add_argument("--flash", action="store_true",
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                                   profile=args.board_profile)
             port, baud = board.path, args.baud
         else:
-            port, baud = args.port, args.baud or 921600
+            port, baud = args.port, args.baud or DEFAULT_BAUD
         meta = {"port": port, "emulated": bool(args.emulate), "baud": baud}
         if args.board_arch != "host":
             meta["arch"] = args.board_arch

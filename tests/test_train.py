@@ -18,8 +18,9 @@ from tinysep.cli import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
 from tinysep.models import load_model, model_from_config, separate
-from tinysep.train import TrainConfig, TrainingError, stored_config, train
+from tinysep.train import TrainConfig, TrainingError, train
 from tinysep.training.data import batch_for_step, fingerprint_clips, validation_clips
+from tinysep.training.run_folder import stored_config
 from tinysep.training.spectral import batch_loss
 from tinysep.training.tensorboard import read_scalars, read_tags, spectrogram_image
 from tinysep.training.validation import validation_sdr

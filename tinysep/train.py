@@ -10,7 +10,7 @@ optimizer, TensorBoard logs and a history plot. What it guarantees:
 - a killed run resumes (``resume=True``) from its last complete epoch with the
   optimizer state and step count it had, and then sees the batches it would have seen;
 - a resumed run whose config differs from the stored one (other than the fields in
-  :data:`RESUMABLE_CHANGES`) stops with the differences listed;
+  :data:`tinysep.training.config.RESUMABLE_CHANGES`) stops with the differences listed;
 - bad data (too few clips, a clip shorter than one window) and a NaN loss stop with a
   :class:`TrainingError` or ValueError naming the cause; the last good checkpoint and
   the best weights stay on disk;
@@ -23,132 +23,28 @@ optimizer, TensorBoard logs and a history plot. What it guarantees:
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
-import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import tinysep
-from tinysep.training.choices import LOSSES, SCHEDULES
+from tinysep.training.config import TrainConfig, TrainingError
 from tinysep.training.run_folder import (
     CHECKPOINT_DIR,
     LOG_DIR,
     PLOT_FILE,
-    RUN_FILE,
     STATE_FILE,
-    has_run,
+    check_folder,
     plot_history,
-    read_json,
+    prepare_folder,
     save_best,
     write_json,
 )
 
-RUN_FORMAT = 1
-# Fields a resumed run may change: how long it goes on, and where the (same) data lives.
-RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
-DEFAULT_AUGMENT = {
-    "random_offset": True,
-    "random_gain": True,
-    "gain_range": [0.25, 1.25],
-    "sign_flip": True,
-    "remix": True,
-    "remix_probability": 0.5,
-}
 CHECKPOINTS_KEPT = 3
 LOGGED_AUDIO_SECONDS = 5.0  # the validation clip's audio in TensorBoard is cut to this
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, or the run folder does not fit the request)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides what a training run computes (saved in ``run.json``)."""
-
-    model: str = "dualgate-tcn"
-    preset: str = "tiny"
-    options: dict = field(default_factory=dict)
-    data: str = ""
-    dataset: str = "auto"
-    valid_data: str = ""  # validation (model selection) from this folder's valid split
-    init_from: str = ""  # saved model folder whose weights start the run
-    epochs: int = 50
-    steps_per_epoch: int = 200
-    batch_size: int = 16
-    chunk_seconds: float = 2.0
-    learning_rate: float = 3e-4  # paper 2
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    final_lr_fraction: float = 0.0
-    loss: str = "l1"
-    sdr_weight: float = 0.01
-    augment: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_AUGMENT))
-    seed: int = 0
-    patience: int = 10  # epochs without a better validation SDR before stopping; 0: never
-    valid_clips: int = 8
-    valid_seconds: float = 10.0
-    max_minutes: float | None = None
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict, where: str = "config") -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown training field(s) {unknown}; "
-                             f"known: {sorted(known)}")
-        return cls(**copy.deepcopy(data))
-
-    def replace(self, **changes) -> TrainConfig:
-        return TrainConfig.from_json({**self.to_json(), **changes})
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first field that is out of range."""
-        for key in ("epochs", "steps_per_epoch", "batch_size", "valid_clips"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        for key in ("warmup_steps", "patience"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
-        for key in ("chunk_seconds", "learning_rate", "valid_seconds"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{key} must be a positive number, got {value!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule == "cosine-budget" and self.max_minutes is None:
-            raise ValueError("lr_schedule 'cosine-budget' decays over the time budget: "
-                             "it needs max_minutes")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0.0 <= self.final_lr_fraction <= 1.0:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
-        unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
-        if unknown:
-            raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
-        if not self.data:
-            raise ValueError("data: a dataset folder is required")
-
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    def model_config(self) -> dict:
-        from tinysep.models import make_config
-
-        return make_config(self.model, self.preset, **self.options)
 
 
 @dataclass
@@ -163,123 +59,6 @@ class TrainResult:
     best_epoch: int | None
     best_sdr: dict
     history: list[dict]
-
-
-def config_differences(stored: TrainConfig, given: TrainConfig,
-                       allowed: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
-    """``"field: stored X, given Y"`` for every field that differs and may not change."""
-    a, b = stored.to_json(), given.to_json()
-    return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
-            for key in a if key not in allowed and a[key] != b[key]]
-
-
-def stored_config(out: str | Path) -> TrainConfig:
-    """The training config of the run in ``out`` (to resume it or to repeat it)."""
-    out = Path(out)
-    if not has_run(out):
-        raise FileNotFoundError(f"{out / RUN_FILE} is missing: {out} holds no training run")
-    record = read_json(out / RUN_FILE, "not a training run folder")
-    if "train_config" not in record:
-        raise ValueError(f"{out / RUN_FILE}: no 'train_config' object")
-    return TrainConfig.from_json(record["train_config"], str(out / RUN_FILE))
-
-
-def _versions() -> dict:
-    import tensorflow as tf
-    import tf_keras
-
-    return {
-        "tinysep": tinysep.__version__,
-        "tensorflow": tf.__version__,
-        "tf_keras": tf_keras.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _fresh_state() -> dict:
-    return {
-        "epoch": 0,
-        "step": 0,
-        "train_seconds": 0.0,
-        "checkpoint": None,
-        "best": {"epoch": None, "step": None, "valid_sdr": {}},
-        "epochs_since_best": 0,
-        "history": [],
-        "status": "running",
-        "stop_reason": None,
-    }
-
-
-def _check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool) -> None:
-    """A fresh run needs a folder without a run; a resumed one its run, with this config."""
-    if not resume:
-        if has_run(out):
-            raise TrainingError(f"{out} already holds a training run; pass --resume to continue "
-                                f"it, or choose another --out")
-        return
-    if not has_run(out):
-        raise TrainingError(f"nothing to resume: {out / RUN_FILE} does not exist")
-    diffs = config_differences(stored_config(out), config)
-    if diffs and not allow_changes:
-        raise TrainingError(
-            f"cannot resume {out}: the config differs from the stored run ({'; '.join(diffs)}); "
-            f"use the stored values, start a new run with another --out, or pass "
-            f"--allow-config-change to resume anyway"
-        )
-
-
-def _prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool,
-                    fingerprint: dict, command: str | None, model_info: dict) -> dict:
-    """Create the run folder, or record the resume in it; returns the state to start from."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        record = {
-            "format": RUN_FORMAT,
-            "created": now,
-            "command": command,
-            "train_config": config.to_json(),
-            "model_config": config.model_config(),
-            "model": model_info,
-            "data_fingerprint": fingerprint,
-            "corpora": _corpora(config),
-            "versions": _versions(),
-            "resumes": [],
-        }
-        write_json(out / RUN_FILE, record)
-        state = _fresh_state()
-        write_json(out / STATE_FILE, state)
-        return state
-
-    record = read_json(out / RUN_FILE, "not a training run folder")
-    stored = stored_config(out)
-    data_diff = []
-    if record.get("data_fingerprint", {}).get("sha256") != fingerprint["sha256"]:
-        data_diff.append(f"data fingerprint: stored "
-                         f"{record.get('data_fingerprint', {}).get('sha256')}, given "
-                         f"{fingerprint['sha256']} (the clips in {config.data} differ)")
-    diffs = config_differences(stored, config) + data_diff
-    if diffs and not allow_changes:
-        raise TrainingError(f"cannot resume {out}: {'; '.join(diffs)}; pass "
-                            f"--allow-config-change to resume anyway")
-    state = read_json(out / STATE_FILE, "the run's progress file")
-    changes = config_differences(stored, config, allowed=frozenset()) + data_diff
-    record["resumes"].append({"at": now, "command": command, "epoch": state["epoch"],
-                              "step": state["step"], "changes": changes})
-    record["train_config"] = config.to_json()
-    record["data_fingerprint"] = fingerprint
-    record["corpora"] = _corpora(config)
-    write_json(out / RUN_FILE, record)
-    return state
-
-
-def _corpora(config: TrainConfig) -> dict:
-    """The folders (and music engines) the run trains and selects on."""
-    from tinysep.training.data import corpus_record
-
-    return {"train": corpus_record(config.data, "train"),
-            "valid": corpus_record(config.valid_data or config.data, "valid")}
 
 
 def _load_initial_weights(model, model_config: dict, folder: str) -> None:
@@ -518,7 +297,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     config.validate()
     model_config = config.model_config()
-    _check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
+    check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
     data = load_training_data(config.data, config.dataset, progress=progress,
                               valid_root=config.valid_data or None)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
@@ -528,7 +307,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     if config.init_from and not resume:
         _load_initial_weights(model, model_config, config.init_from)
     model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model)}
-    state = _prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
+    state = prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                             model_info)
     session = _Session(config, out, state, model, progress)
     session.restore()

@@ -124,7 +124,8 @@ def parse_options(items: list[str]) -> dict:
 def build_config(args: argparse.Namespace):
     """The TrainConfig of this call: defaults (or ``--like`` / the resumed run) + the flags."""
     from tinysep.commands.common import CliError
-    from tinysep.train import TrainConfig, stored_config
+    from tinysep.train import TrainConfig
+    from tinysep.training.run_folder import stored_config
 
     if args.resume and args.like:
         raise CliError("--resume continues --out's own run; --like starts a new one: pick one")

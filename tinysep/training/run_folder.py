@@ -1,4 +1,5 @@
-"""The files of a training run folder, written atomically so that a kill leaves them whole.
+"""A training run folder: its files, written atomically so that a kill leaves them whole, the
+run record (``run.json``: config, data, versions, resumes) and the progress (``state.json``).
 
 ::
 
@@ -18,16 +19,23 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
+
+import tinysep
 from tinysep.jsonfile import write_json_atomic
+from tinysep.training.config import TrainConfig, TrainingError, config_differences
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 PLOT_FILE = "history.png"
+RUN_FORMAT = 1
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -93,3 +101,112 @@ def plot_history(history: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def stored_config(out: str | Path) -> TrainConfig:
+    """The training config of the run in ``out`` (to resume it or to repeat it)."""
+    out = Path(out)
+    if not has_run(out):
+        raise FileNotFoundError(f"{out / RUN_FILE} is missing: {out} holds no training run")
+    record = read_json(out / RUN_FILE, "not a training run folder")
+    if "train_config" not in record:
+        raise ValueError(f"{out / RUN_FILE}: no 'train_config' object")
+    return TrainConfig.from_json(record["train_config"], str(out / RUN_FILE))
+
+
+def versions() -> dict:
+    import tensorflow as tf
+    import tf_keras
+
+    return {
+        "tinysep": tinysep.__version__,
+        "tensorflow": tf.__version__,
+        "tf_keras": tf_keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def fresh_state() -> dict:
+    return {
+        "epoch": 0,
+        "step": 0,
+        "train_seconds": 0.0,
+        "checkpoint": None,
+        "best": {"epoch": None, "step": None, "valid_sdr": {}},
+        "epochs_since_best": 0,
+        "history": [],
+        "status": "running",
+        "stop_reason": None,
+    }
+
+
+def check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool) -> None:
+    """A fresh run needs a folder without a run; a resumed one its run, with this config."""
+    if not resume:
+        if has_run(out):
+            raise TrainingError(f"{out} already holds a training run; pass --resume to continue "
+                                f"it, or choose another --out")
+        return
+    if not has_run(out):
+        raise TrainingError(f"nothing to resume: {out / RUN_FILE} does not exist")
+    diffs = config_differences(stored_config(out), config)
+    if diffs and not allow_changes:
+        raise TrainingError(
+            f"cannot resume {out}: the config differs from the stored run ({'; '.join(diffs)}); "
+            f"use the stored values, start a new run with another --out, or pass "
+            f"--allow-config-change to resume anyway"
+        )
+
+
+def prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool,
+                    fingerprint: dict, command: str | None, model_info: dict) -> dict:
+    """Create the run folder, or record the resume in it; returns the state to start from."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {
+            "format": RUN_FORMAT,
+            "created": now,
+            "command": command,
+            "train_config": config.to_json(),
+            "model_config": config.model_config(),
+            "model": model_info,
+            "data_fingerprint": fingerprint,
+            "corpora": corpora(config),
+            "versions": versions(),
+            "resumes": [],
+        }
+        write_json(out / RUN_FILE, record)
+        state = fresh_state()
+        write_json(out / STATE_FILE, state)
+        return state
+
+    record = read_json(out / RUN_FILE, "not a training run folder")
+    stored = stored_config(out)
+    data_diff = []
+    if record.get("data_fingerprint", {}).get("sha256") != fingerprint["sha256"]:
+        data_diff.append(f"data fingerprint: stored "
+                         f"{record.get('data_fingerprint', {}).get('sha256')}, given "
+                         f"{fingerprint['sha256']} (the clips in {config.data} differ)")
+    diffs = config_differences(stored, config) + data_diff
+    if diffs and not allow_changes:
+        raise TrainingError(f"cannot resume {out}: {'; '.join(diffs)}; pass "
+                            f"--allow-config-change to resume anyway")
+    state = read_json(out / STATE_FILE, "the run's progress file")
+    changes = config_differences(stored, config, allowed=frozenset()) + data_diff
+    record["resumes"].append({"at": now, "command": command, "epoch": state["epoch"],
+                              "step": state["step"], "changes": changes})
+    record["train_config"] = config.to_json()
+    record["data_fingerprint"] = fingerprint
+    record["corpora"] = corpora(config)
+    write_json(out / RUN_FILE, record)
+    return state
+
+
+def corpora(config: TrainConfig) -> dict:
+    """The folders (and music engines) the run trains and selects on."""
+    from tinysep.training.data import corpus_record
+
+    return {"train": corpus_record(config.data, "train"),
+            "valid": corpus_record(config.valid_data or config.data, "valid")}

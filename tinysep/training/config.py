@@ -1,0 +1,121 @@
+"""A training run's configuration: everything that decides what the run computes.
+
+``TrainConfig`` is saved in the run folder's ``run.json``; a resumed run may change only
+the fields in ``RESUMABLE_CHANGES`` unless told otherwise (``config_differences``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from tinysep.training.choices import LOSSES, SCHEDULES
+
+# Fields a resumed run may change: how long it goes on, and where the (same) data lives.
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
+DEFAULT_AUGMENT = {
+    "random_offset": True,
+    "random_gain": True,
+    "gain_range": [0.25, 1.25],
+    "sign_flip": True,
+    "remix": True,
+    "remix_probability": 0.5,
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, or the run folder does not fit the request)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run computes (saved in ``run.json``)."""
+
+    model: str = "dualgate-tcn"
+    preset: str = "tiny"
+    options: dict = field(default_factory=dict)
+    data: str = ""
+    dataset: str = "auto"
+    valid_data: str = ""  # validation (model selection) from this folder's valid split
+    init_from: str = ""  # saved model folder whose weights start the run
+    epochs: int = 50
+    steps_per_epoch: int = 200
+    batch_size: int = 16
+    chunk_seconds: float = 2.0
+    learning_rate: float = 3e-4  # paper 2
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
+    loss: str = "l1"
+    sdr_weight: float = 0.01
+    augment: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_AUGMENT))
+    seed: int = 0
+    patience: int = 10  # epochs without a better validation SDR before stopping; 0: never
+    valid_clips: int = 8
+    valid_seconds: float = 10.0
+    max_minutes: float | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown training field(s) {unknown}; "
+                             f"known: {sorted(known)}")
+        return cls(**copy.deepcopy(data))
+
+    def replace(self, **changes) -> TrainConfig:
+        return TrainConfig.from_json({**self.to_json(), **changes})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that is out of range."""
+        for key in ("epochs", "steps_per_epoch", "batch_size", "valid_clips"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        for key in ("warmup_steps", "patience"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        for key in ("chunk_seconds", "learning_rate", "valid_seconds"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be a positive number, got {value!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine-budget" and self.max_minutes is None:
+            raise ValueError("lr_schedule 'cosine-budget' decays over the time budget: "
+                             "it needs max_minutes")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+        unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
+        if unknown:
+            raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+        if not self.data:
+            raise ValueError("data: a dataset folder is required")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def model_config(self) -> dict:
+        from tinysep.models import make_config
+
+        return make_config(self.model, self.preset, **self.options)
+
+
+def config_differences(stored: TrainConfig, given: TrainConfig,
+                       allowed: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
+    """``"field: stored X, given Y"`` for every field that differs and may not change."""
+    a, b = stored.to_json(), given.to_json()
+    return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
+            for key in a if key not in allowed and a[key] != b[key]]

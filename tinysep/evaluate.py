@@ -100,7 +100,9 @@ SEPARATOR_FACTORIES["model"] = keras_model_separator
 def _build_separator(name: str) -> Separator:
     prefix, sep, argument = name.partition(":")
     if not sep or prefix not in SEPARATOR_FACTORIES:
-        return get_method(name)
+        from tinysep.metrics.references import reference_method
+
+        return reference_method(name) or get_method(name)
     if not argument:
         raise ValueError(f"method {name!r}: {prefix}: needs a path, e.g. {prefix}:runs/best")
     return SEPARATOR_FACTORIES[prefix](argument)
@@ -141,11 +143,11 @@ def _error_entry(exc: BaseException) -> dict:
 NO_REFERENCE = "no reference"  # a clip given without its true sources: separated, not scored
 
 
-def _unscored() -> dict:
+def _unscored(sources=SOURCES) -> dict:
     from tinysep.metrics.scores import VALUE_KEYS
 
     return {name: {key: None for key in VALUE_KEYS} | {"skipped": NO_REFERENCE}
-            for name in SOURCES}
+            for name in sources}
 
 
 def safe_name(text: str) -> str:
@@ -169,7 +171,7 @@ def save_clip_audio(folder: str | Path, clip: Clip, estimates: dict[str, dict]) 
     write_audio(out / "mixture.wav", clip.mixture, clip.sample_rate)
     if getattr(clip, "has_references", True):
         (out / "reference").mkdir(exist_ok=True)
-        for name in SOURCES:
+        for name in clip.sources:
             write_audio(out / "reference" / f"{name}.wav", clip.source(name), clip.sample_rate)
     labels = short_labels(estimates)
     for method, sources in estimates.items():
@@ -193,14 +195,17 @@ def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | N
     """
     from tinysep.dsp import SAMPLE_RATE
     from tinysep.metrics import score_estimates, score_mixture
+    from tinysep.metrics.references import is_partial
 
     if clip.sample_rate != SAMPLE_RATE:
         raise ValueError(f"clip {clip.name}: sample rate {clip.sample_rate} Hz, expected "
                          f"{SAMPLE_RATE} Hz (the loaders resample)")
     scored = getattr(clip, "has_references", True)
-    references = {name: clip.source(name) for name in SOURCES}
+    references = {name: clip.source(name) for name in clip.sources}
+    framewise = tuple(clip.sources) != SOURCES  # stems: also the MUSDB18 (v4) figures
     start = time.perf_counter()
-    mixture_scores = score_mixture(references, clip.mixture) if scored else _unscored()
+    mixture_scores = (score_mixture(references, clip.mixture, framewise=framewise) if scored
+                      else _unscored(clip.sources))
     record: dict[str, Any] = {
         "name": clip.name,
         "samples": int(len(clip.mixture)),
@@ -214,12 +219,14 @@ def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | N
     for method in methods:
         try:
             start = time.perf_counter()
-            estimates = resolve_separator(method)(clip)
+            separator = resolve_separator(method)
+            estimates = separator(clip)
             separated = time.perf_counter()
             if save_audio is not None:
                 kept[method] = estimates
-            scores = (score_estimates(references, estimates, mixture_scores) if scored
-                      else _unscored())
+            scores = (score_estimates(references, estimates, mixture_scores,
+                                      partial=is_partial(separator), framewise=framewise)
+                      if scored else _unscored(clip.sources))
             record["methods"][method] = {
                 "sources": scores,
                 "separate_seconds": separated - start,

@@ -1,8 +1,10 @@
 """Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing.
 
-`training_chunks` draws endless ``(mixture, vocals, accompaniment)`` float32 chunks from
-clips held in memory (see `tinysep.data.loaders.load_split`). Each augmentation can be
-switched off; the mixture is always recomputed as the exact sum of the two sources.
+`training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
+``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
+other)``) from clips held in memory (see `tinysep.data.loaders.load_split`). Each
+augmentation can be switched off and works per source; the mixture is always recomputed
+as the exact sum of the sources.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from tinysep.data.clip import Clip
+from tinysep.data.clip import SOURCES, Clip
+from tinysep.data.sources import check_sources
 
 DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
 
@@ -46,16 +49,19 @@ def training_chunks(
     sign_flip: bool = True,
     remix: bool = True,
     remix_probability: float = 0.5,
+    sources=SOURCES,
     count: int | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``count`` (default: endless) augmented ``(mixture, vocals, accompaniment)`` chunks.
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield ``count`` (default: endless) augmented ``(mixture, *sources)`` chunks.
 
     - random_offset: chunks start anywhere in a clip, else on multiples of ``chunk_samples``;
-    - random_gain: each source is scaled by a gain uniform in ``gain_range``;
-    - sign_flip: each source is multiplied by -1 with probability 1/2;
-    - remix: with ``remix_probability`` the vocals of one clip are mixed with the
-      accompaniment of a clip from another song (each at its own offset).
-    Clips shorter than a chunk are zero-padded.
+    - random_gain: each source is scaled by its own gain uniform in ``gain_range``;
+    - sign_flip: each source is multiplied by -1 with probability 1/2, independently;
+    - remix: every source after the first comes, with ``remix_probability`` each, from a
+      clip of another song than the first source's (at its own offset): with the two
+      default sources, the vocals of one clip over the accompaniment of another song.
+    Clips shorter than a chunk are zero-padded. ``sources`` are read with
+    ``Clip.source`` (the four stems need clips loaded for them).
     """
     if not clips:
         raise ValueError("training_chunks needs at least one clip")
@@ -67,39 +73,44 @@ def training_chunks(
     if not 0.0 <= remix_probability <= 1.0:
         raise ValueError(f"remix_probability must be in [0, 1], got {remix_probability}")
     chunk_samples = int(chunk_samples)
+    names = check_sources(sources)
     songs = [c.song_id for c in clips]
     can_remix = remix and len(set(songs)) >= 2 and remix_probability > 0
 
     produced = 0
     while count is None or produced < count:
         i = int(rng.integers(len(clips)))
-        j = i
-        if can_remix and rng.random() < remix_probability:
-            while songs[j] == songs[i]:
-                j = int(rng.integers(len(clips)))
-        vocal_clip, backing_clip = clips[i], clips[j]
-        start_v = _offset(len(vocal_clip.vocals), chunk_samples, rng, random_offset)
-        start_a = start_v if j == i else _offset(len(backing_clip.accompaniment), chunk_samples,
-                                                 rng, random_offset)
-        vocals = _chunk(vocal_clip.vocals, start_v, chunk_samples)
-        accompaniment = _chunk(backing_clip.accompaniment, start_a, chunk_samples)
+        picks = [i]
+        for _ in names[1:]:
+            j = i
+            if can_remix and rng.random() < remix_probability:
+                while songs[j] == songs[i]:
+                    j = int(rng.integers(len(clips)))
+            picks.append(j)
+        signals = [clips[j].source(name) for j, name in zip(picks, names, strict=True)]
+        first = _offset(len(signals[0]), chunk_samples, rng, random_offset)
+        starts = [first] + [first if j == i else _offset(len(x), chunk_samples, rng,
+                                                         random_offset)
+                            for j, x in zip(picks[1:], signals[1:], strict=True)]
+        parts = [_chunk(x, start, chunk_samples) for x, start in zip(signals, starts,
+                                                                      strict=True)]
         if random_gain:
-            vocals *= np.float32(rng.uniform(low, high))
-            accompaniment *= np.float32(rng.uniform(low, high))
+            for part in parts:
+                part *= np.float32(rng.uniform(low, high))
         if sign_flip:
-            if rng.random() < 0.5:
-                vocals = -vocals
-            if rng.random() < 0.5:
-                accompaniment = -accompaniment
-        yield vocals + accompaniment, vocals, accompaniment
+            parts = [-part if rng.random() < 0.5 else part for part in parts]
+        mixture = parts[0] + parts[1]
+        for part in parts[2:]:
+            mixture = mixture + part
+        yield (mixture, *parts)
         produced += 1
 
 
 def training_batches(
     clips: Sequence[Clip], chunk_samples: int, batch_size: int, rng: np.random.Generator,
     **options,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Endless batches ``(mixture, vocals, accompaniment)``, each ``(batch_size, chunk_samples)``.
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Endless batches ``(mixture, *sources)``, each ``(batch_size, chunk_samples)``.
 
     ``options`` are those of `training_chunks` (except ``count``).
     """

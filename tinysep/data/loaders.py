@@ -6,10 +6,16 @@ workers can each `load()` their own clips in parallel. Layouts:
 - ``mir1k``: ``ROOT/Wavfile/*.wav``, stereo, left accompaniment, right vocals; mixture =
   left + right. Splits from ``ROOT/splits.json`` when present, else by song
   (``{singer}_{song}`` of ``{singer}_{song}_{clip}.wav``) from a stable hash, ~70/10/20.
-- ``synth``: the corpus `tinysep synth` writes: the mir1k layout with ``splits.json``.
+- ``synth``: the corpus `tinysep synth` writes: the mir1k layout with ``splits.json``;
+  asked for the four stems (``sources``), each clip is read from its
+  ``Stems/<clip>/{vocals,drums,bass,other}.wav`` instead, mixture = their sum.
 - ``musdb``: ``ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav``;
-  accompaniment = drums + bass + other, channels averaged, resampled to 16 kHz. Split
-  test = the test folder; train and valid divide the train folder by a stable hash.
+  accompaniment = drums + bass + other, channels averaged, resampled to 16 kHz; every
+  stem is kept in ``Clip.stems``. Split test = the test folder; train and valid divide
+  the train folder by a stable hash.
+
+``sources`` (default vocals, accompaniment; see :mod:`tinysep.data.sources`) names what
+the clips are trained and scored on; MIR-1K holds only the two default sources.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.audio_io import SAMPLE_RATE, read_audio, resample, to_mono
-from tinysep.data.clip import Clip
+from tinysep.data.clip import SOURCES, Clip
+from tinysep.data.sources import STEMS, check_sources, needs_stems
 
 DATASETS = ("mir1k", "musdb", "synth")
 SPLITS = ("train", "valid", "test", "all")
 MUSDB_STEMS = ("mixture", "vocals", "drums", "bass", "other")
 SPLITS_FILE = "splits.json"
+SYNTH_STEMS_DIR = "Stems"  # Stems/<clip>/<stem>.wav in a synthetic corpus
 SYNTH_FORMAT = "tinysep-synth"
 MIR1K_FRACTIONS = {"test": 0.2, "valid": 0.1}  # the rest is train
 MUSDB_VALID_FRACTION = 0.15
@@ -41,15 +49,19 @@ _MUSDB_HINT = ("expected MUSDB18-HQ layout train/<track>/ and test/<track>/ fold
 
 @dataclass(frozen=True)
 class ClipSource:
-    """Where one clip lives: its name, its files, its dataset kind and its song."""
+    """Where one clip lives: its name, its files, its dataset kind, its song and the
+    sources it is loaded for."""
 
     name: str
     paths: tuple[str, ...]
     dataset: str
     song: str = ""
+    sources: tuple[str, ...] = SOURCES
 
     def load(self, sample_rate: int = SAMPLE_RATE) -> Clip:
         """Read the files into a mono float32 `Clip` at ``sample_rate``."""
+        if self.dataset == "synth" and needs_stems(self.sources):
+            return _load_synth_stems(self, sample_rate)
         if self.dataset in ("mir1k", "synth"):
             return _load_stereo_clip(self, sample_rate)
         if self.dataset == "musdb":
@@ -102,18 +114,43 @@ def detect_dataset(root: str | Path) -> str:
                      f"test/<track>/ folders of {', '.join(f'{s}.wav' for s in MUSDB_STEMS)}")
 
 
-def find_clips(root: str | Path, dataset: str = "auto", split: str = "test") -> list[ClipSource]:
-    """The clips of one split (train, valid, test or all) of the dataset at ``root``."""
+def find_clips(root: str | Path, dataset: str = "auto", split: str = "test",
+               sources=SOURCES) -> list[ClipSource]:
+    """The clips of one split (train, valid, test or all) of the dataset at ``root``, to be
+    loaded for ``sources`` (the two default sources or the four stems)."""
     _check_choice(dataset, ("auto", *DATASETS), "dataset")
     _check_choice(split, SPLITS, "split")
+    sources = check_sources(sources)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     if dataset == "auto":
         dataset = detect_dataset(root)
     if dataset == "musdb":
-        return _find_musdb(root, split)
-    return _find_stereo(root, split, require_meta=dataset == "synth", kind=dataset)
+        found = _find_musdb(root, split)
+    else:
+        if dataset == "mir1k" and needs_stems(sources):
+            raise ValueError(f"{root}: MIR-1K holds only vocals and accompaniment, not "
+                             f"{', '.join(s for s in sources if s not in SOURCES)}")
+        found = _find_stereo(root, split, require_meta=dataset == "synth", kind=dataset)
+        if dataset == "synth" and needs_stems(sources):
+            found = [_with_stem_files(root, s) for s in found]
+    if sources == SOURCES:
+        return found
+    return [ClipSource(s.name, s.paths, s.dataset, s.song, sources) for s in found]
+
+
+def _with_stem_files(root: Path, source: ClipSource) -> ClipSource:
+    """``source`` with its ``Stems/<clip>/<stem>.wav`` files (checked to exist)."""
+    folder = root / SYNTH_STEMS_DIR / source.name
+    paths = tuple(str(folder / f"{stem}.wav") for stem in STEMS)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{missing[0]} is missing: the four stems of clip {source.name} are read from "
+            f"{folder}/{{{','.join(STEMS)}}}.wav (`tinysep synth` writes them unless "
+            "--no-stems)")
+    return ClipSource(source.name, paths, source.dataset, source.song)
 
 
 def _read_meta(path: Path) -> dict:
@@ -213,6 +250,37 @@ def _load_stereo_clip(source: ClipSource, sample_rate: int) -> Clip:
                 source.song)
 
 
+def _load_synth_stems(source: ClipSource, sample_rate: int) -> Clip:
+    """A synthetic corpus clip from its four mono stems; the mixture is their sum."""
+    if len(source.paths) != len(STEMS):
+        raise ValueError(f"clip {source.name}: expected the paths of its stems "
+                         f"{', '.join(STEMS)}, got {len(source.paths)} path(s)")
+    stems = {}
+    for stem, path in zip(STEMS, source.paths, strict=True):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: stem {stem} of clip {source.name} is missing")
+        data, rate = read_audio(path)
+        stems[stem] = np.ascontiguousarray(resample(to_mono(data), rate, sample_rate),
+                                           np.float32)
+    lengths = {stem: len(x) for stem, x in stems.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{Path(source.paths[0]).parent}: the stems of clip {source.name} "
+                         f"differ in length ({lengths} samples); they must match")
+    return _stem_clip(source, stems, None, sample_rate)
+
+
+def _stem_clip(source: ClipSource, stems: dict[str, np.ndarray], mixture: np.ndarray | None,
+               sample_rate: int) -> Clip:
+    """A `Clip` holding every stem; accompaniment = drums + bass + other and, when no
+    mixture file is given, mixture = the sum of the four stems."""
+    accompaniment = (stems["drums"].astype(np.float64) + stems["bass"]
+                     + stems["other"]).astype(np.float32)
+    if mixture is None:
+        mixture = (accompaniment.astype(np.float64) + stems["vocals"]).astype(np.float32)
+    return Clip(source.name, mixture, stems["vocals"], accompaniment, sample_rate,
+                source.song, {k: stems[k] for k in STEMS if k != "vocals"}, source.sources)
+
+
 def _load_musdb_track(source: ClipSource, sample_rate: int) -> Clip:
     stems = {}
     rate0 = None
@@ -226,8 +294,11 @@ def _load_musdb_track(source: ClipSource, sample_rate: int) -> Clip:
                              f"track must match")
         stems[stem] = resample(to_mono(data), rate, sample_rate)
     accompaniment = (stems["drums"] + stems["bass"] + stems["other"]).astype(np.float32)
-    return Clip(source.name, stems["mixture"], stems["vocals"], accompaniment, sample_rate,
-                source.song)
+    mixture = stems.pop("mixture")
+    if source.sources == SOURCES:
+        return Clip(source.name, mixture, stems["vocals"], accompaniment, sample_rate,
+                    source.song, {k: stems[k] for k in STEMS if k != "vocals"})
+    return _stem_clip(source, stems, mixture, sample_rate)
 
 
 def load_clips(sources: list[ClipSource], progress: bool = False) -> list[Clip]:
@@ -239,9 +310,9 @@ def load_clips(sources: list[ClipSource], progress: bool = False) -> list[Clip]:
 
 
 def load_split(root: str | Path, dataset: str = "auto", split: str = "train",
-               progress: bool = True) -> list[Clip]:
+               progress: bool = True, sources=SOURCES) -> list[Clip]:
     """All clips of one split in memory (training sets here are small)."""
-    sources = find_clips(root, dataset, split)
-    if not sources:
+    found = find_clips(root, dataset, split, sources)
+    if not found:
         raise ValueError(f"{root}: the {split} split of this {dataset} dataset holds no clips")
-    return load_clips(sources, progress=progress)
+    return load_clips(found, progress=progress)

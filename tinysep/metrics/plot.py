@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tinysep.metrics.bss import METRIC_LIMIT_DB
-from tinysep.metrics.table import TABLE_SOURCES, short_labels
+from tinysep.metrics.table import short_labels, table_sources
 
 PLOT_METRICS = ("sdr", "sir", "sar")
 
@@ -21,20 +21,21 @@ def plot_summary(summaries: Mapping[str, Mapping], path: str | Path, title: str 
 
     methods = list(summaries)
     labels = short_labels(methods)  # model:/long/path/run -> model:run
-    fig, axes = plt.subplots(1, len(TABLE_SOURCES), figsize=(5 + 1.2 * len(methods), 4.2),
+    sources = table_sources(summaries)
+    fig, axes = plt.subplots(1, len(sources), figsize=(5 + 1.2 * len(methods), 4.2),
                              sharey=True, squeeze=False)
     x = np.arange(len(methods))
     width = 0.8 / len(PLOT_METRICS)
     values = {
-        (source, metric, m): summaries[m]["sources"][source][metric]["mean"]
-        for source in TABLE_SOURCES for metric in PLOT_METRICS for m in methods
+        (source, metric, m): summaries[m]["sources"].get(source, {}).get(metric, {}).get("mean")
+        for source in sources for metric in PLOT_METRICS for m in methods
     }
     # Values at the metric limit (e.g. the SAR of the mixture, infinite in theory) would
     # flatten every other bar: the axis stops above the largest ordinary value instead.
     ordinary = [v for v in values.values() if v is not None and abs(v) < METRIC_LIMIT_DB - 1e-3]
     top = max(ordinary + [0.0]) + 3.0
     bottom = min(ordinary + [0.0]) - 1.0
-    for ax, source in zip(axes[0], TABLE_SOURCES, strict=True):
+    for ax, source in zip(axes[0], sources, strict=True):
         for k, metric in enumerate(PLOT_METRICS):
             heights = [values[source, metric, m] for m in methods]
             offsets = x + (k - 1) * width

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from tinysep.data.clip import SOURCES
-from tinysep.metrics.scores import SILENT_ESTIMATE, SILENT_REFERENCE, VALUE_KEYS
+from tinysep.metrics.framewise import FRAMEWISE_KEYS
+from tinysep.metrics.scores import NOT_ESTIMATED, SILENT_ESTIMATE, SILENT_REFERENCE, VALUE_KEYS
 
 
 def _stats(values: list[float]) -> dict:
@@ -21,12 +22,16 @@ def _stats(values: list[float]) -> dict:
     return {"mean": float(np.mean(finite)), "median": float(np.median(finite)), "n": len(finite)}
 
 
-def summarize(records: Iterable[Mapping]) -> dict:
+def summarize(records: Iterable[Mapping], sources: Sequence[str] | None = None) -> dict:
     """Summary of clip records ``{"samples": int, "sources": {source: scores}}``.
 
     Returns ``{"clips", "silent_clips", "samples", "sources": {source: {metric: {"mean",
-    "median", "n"}, "gnsdr", "skipped": {"silent_reference", "silent_estimate"}}}}``.
-    GNSDR is the clip-length-weighted mean of NSDR (the MIR-1K convention).
+    "median", "n"}, "gnsdr", "skipped": {"silent_reference", "silent_estimate"}}}}``
+    (``sources``, by default those of the records in their order, or vocals and
+    accompaniment when there is no record; ``skipped`` also counts ``not_estimated`` when a
+    method left sources out). GNSDR is the clip-length-weighted mean of NSDR (the MIR-1K
+    convention). Records scored framewise add the v4 keys: their ``median`` over clips of
+    each clip's median over windows is the MUSDB18 figure.
     """
     records = list(records)
     summary: dict = {
@@ -35,12 +40,17 @@ def summarize(records: Iterable[Mapping]) -> dict:
         "samples": int(sum(int(r["samples"]) for r in records)),
         "sources": {},
     }
+    if sources is None:
+        sources = list(dict.fromkeys(s for r in records for s in r["sources"])) or SOURCES
     for record in records:
-        if all(record["sources"][s].get("skipped") == SILENT_REFERENCE for s in SOURCES):
+        if all(record["sources"][s].get("skipped") == SILENT_REFERENCE
+               for s in record["sources"]):
             summary["silent_clips"] += 1
-    for source in SOURCES:
-        scores = [(int(r["samples"]), r["sources"][source]) for r in records]
-        block: dict = {key: _stats([s.get(key) for _, s in scores]) for key in VALUE_KEYS}
+    for source in sources:
+        scores = [(int(r["samples"]), r["sources"].get(source, {})) for r in records]
+        framewise = [k for k in FRAMEWISE_KEYS if any(k in s for _, s in scores)]
+        block: dict = {key: _stats([s.get(key) for _, s in scores])
+                       for key in (*VALUE_KEYS, *framewise)}
         weighted = [
             (n, s["nsdr"])
             for n, s in scores
@@ -52,6 +62,9 @@ def summarize(records: Iterable[Mapping]) -> dict:
             "silent_reference": sum(1 for _, s in scores if s.get("skipped") == SILENT_REFERENCE),
             "silent_estimate": sum(1 for _, s in scores if s.get("skipped") == SILENT_ESTIMATE),
         }
+        not_estimated = sum(1 for _, s in scores if s.get("skipped") == NOT_ESTIMATED)
+        if not_estimated:
+            block["skipped"]["not_estimated"] = not_estimated
         summary["sources"][source] = block
     return summary
 
@@ -59,6 +72,8 @@ def summarize(records: Iterable[Mapping]) -> dict:
 def summarize_methods(records: Sequence[dict], methods: Sequence[str]) -> dict[str, dict]:
     """Per-method summary over the clip records that finished (see ``metrics.summarize``)."""
     out = {}
+    # A method that failed on every clip still gets a row per source the clips hold.
+    sources = list(dict.fromkeys(s for r in records for s in r.get("mixture", {}))) or None
     for method in methods:
         scored, failed = [], 0
         separate_s = score_s = audio_s = 0.0
@@ -71,7 +86,7 @@ def summarize_methods(records: Sequence[dict], methods: Sequence[str]) -> dict[s
             separate_s += entry["separate_seconds"]
             score_s += entry["score_seconds"]
             audio_s += record["seconds"]
-        summary = summarize(scored)
+        summary = summarize(scored, sources)
         summary["failed"] = failed
         busy = separate_s + score_s
         summary["timing"] = {

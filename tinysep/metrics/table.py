@@ -1,6 +1,8 @@
 """Text tables of evaluation summaries, one block per source, laid out like Tables 3-4 of
 "Real-time audio source separation in live music performances using edge AI technology"
-(J. Yang)."""
+(J. Yang). Summaries of other sources (the four stems) get one block per stem, the
+MUSDB18 columns (BSS-eval v4, median over 1 s windows then over clips) when they were
+scored framewise, and a closing SDR-per-stem table."""
 
 from __future__ import annotations
 
@@ -21,6 +23,26 @@ _COLUMNS = (
     ("GNSDR", "gnsdr", None),
     ("SI-SDR", "si_sdr", "mean"),
 )
+# The MUSDB18 / SiSEC convention: median over a clip's 1 s windows, then over clips.
+_V4_COLUMNS = (
+    ("SDR v4", "sdr_v4", "median"),
+    ("SIR v4", "sir_v4", "median"),
+    ("SAR v4", "sar_v4", "median"),
+    ("ISR v4", "isr_v4", "median"),
+)
+
+
+def table_sources(summaries: Mapping[str, Mapping]) -> list[str]:
+    """The sources of the summaries in table order: accompaniment before vocals for the
+    two default sources (as the paper's tables), otherwise as the summaries list them."""
+    found = list(dict.fromkeys(s for summary in summaries.values() for s in summary["sources"]))
+    return list(TABLE_SOURCES) if set(found) == set(TABLE_SOURCES) else found
+
+
+def _columns(summaries: Mapping[str, Mapping]) -> tuple:
+    framewise = any("sdr_v4" in block for summary in summaries.values()
+                    for block in summary["sources"].values())
+    return _COLUMNS + (_V4_COLUMNS if framewise else ())
 
 
 MODEL_PREFIX = "model:"
@@ -75,19 +97,24 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
     """
     labels = short_labels(summaries)
     name_width = max([len("Method")] + [len(label) for label in labels.values()]) + 2
-    widths = [max(len(header), 7) for header, _, _ in _COLUMNS]
+    columns = _columns(summaries)
+    widths = [max(len(header), 7) for header, _, _ in columns]
     lines = [title] if title else []
-    for source in TABLE_SOURCES:
+    sources = table_sources(summaries)
+    for source in sources:
         header = f"{'Method':<{name_width}}" + "  ".join(
-            f"{h:>{w}}" for (h, _, _), w in zip(_COLUMNS, widths, strict=True)
+            f"{h:>{w}}" for (h, _, _), w in zip(columns, widths, strict=True)
         ) + f"  {'clips':>5}"
         lines += ["", f"{source.capitalize()} (dB)", header, "-" * len(header)]
         notes = []
         for method, summary in summaries.items():
-            block = summary["sources"][source]
+            block = summary["sources"].get(source)
+            if block is None:
+                continue
             cells = []
-            for (_, key, stat), w in zip(_COLUMNS, widths, strict=True):
-                cells.append(_cell(block[key] if stat is None else block[key][stat], w))
+            for (_, key, stat), w in zip(columns, widths, strict=True):
+                value = block.get(key)
+                cells.append(_cell(value if stat is None or value is None else value[stat], w))
             lines.append(f"{labels[method]:<{name_width}}" + "  ".join(cells)
                          + f"  {block['sdr']['n']:>5d}")
             skipped = block["skipped"]
@@ -98,10 +125,12 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
             if parts:
                 notes.append(f"  {labels[method]}: skipped {', '.join(parts)}")
         lines += notes
+    if sources != list(TABLE_SOURCES):
+        lines += ["", *_stem_table(summaries, sources, labels, name_width)]
     at_limit = any(
         block[key][stat] is not None and block[key][stat] >= METRIC_LIMIT_DB - 1e-3
         for summary in summaries.values() for block in summary["sources"].values()
-        for _, key, stat in _COLUMNS if stat is not None
+        for _, key, stat in columns if stat is not None and key in block
     )
     shortened = [f"  {label} = {method}" for method, label in labels.items() if label != method]
     if shortened:
@@ -110,3 +139,27 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
         lines += ["", f"{METRIC_LIMIT_DB:.2f} is the metric limit: a ratio whose denominator is "
                       "zero, e.g. the SAR of the mixture itself (no artifacts)."]
     return "\n".join(lines)
+
+
+def _stem_table(summaries: Mapping[str, Mapping], sources: list[str], labels: dict,
+                name_width: int) -> list[str]:
+    """SDR per stem, one row per method: whole-clip mean and, when scored framewise, the
+    MUSDB18 figure (v4, median of the clips' window medians)."""
+    framewise = _columns(summaries) != _COLUMNS
+    width = max(9, *(len(s) + 3 for s in sources))
+    kinds = [("sdr", "mean", "SDR (mean of whole-clip values)")]
+    if framewise:
+        kinds.append(("sdr_v4", "median", "SDR v4 (median over 1 s windows, then over clips)"))
+    lines = []
+    for key, stat, caption in kinds:
+        header = f"{'Method':<{name_width}}" + "".join(f"{s:>{width}}" for s in sources)
+        lines += [f"{caption}, dB", header, "-" * len(header)]
+        for method, summary in summaries.items():
+            cells = []
+            for source in sources:
+                block = summary["sources"].get(source, {})
+                value = block.get(key)
+                cells.append(_cell(None if value is None else value[stat], width))
+            lines.append(f"{labels[method]:<{name_width}}" + "".join(cells))
+        lines.append("")
+    return lines[:-1]

@@ -43,14 +43,15 @@ def _check_clips(clips: Sequence[Clip], root, split: str) -> None:
                 f"{root} [{split}] clip {clip.name} has {len(clip.mixture)} samples, shorter than "
                 f"one {MIN_CLIP_SAMPLES}-sample analysis window; remove it or use longer clips"
             )
-        for name in SOURCES:
+        for name in clip.sources:
             if not np.all(np.isfinite(clip.source(name))):
                 raise ValueError(f"{root} [{split}] clip {clip.name}: {name} holds NaN or "
                                  f"infinite samples")
 
 
 def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
-    """sha256 over every clip's name and sample values (both sources), per split, plus sizes.
+    """sha256 over every clip's name and sample values (each of its sources), per split,
+    plus sizes.
 
     Independent of file paths, formats and modification times: two folders holding the
     same audio have the same fingerprint.
@@ -61,7 +62,7 @@ def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
         digest = hashlib.sha256()
         for clip in sorted(clips, key=lambda c: c.name):
             digest.update(clip.name.encode("utf-8") + b"\0")
-            for name in SOURCES:
+            for name in clip.sources:
                 digest.update(np.ascontiguousarray(clip.source(name), np.float32).tobytes())
         out[split] = {
             "clips": len(clips),
@@ -74,10 +75,11 @@ def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
 
 
 def load_training_data(root, dataset: str = "auto", progress: bool = True,
-                       valid_root=None) -> TrainingData:
+                       valid_root=None, sources=SOURCES) -> TrainingData:
     """The train and valid splits of the dataset at ``root``, checked for training; the
     valid split comes from ``valid_root`` when given (e.g. a corpus of held-out engines,
-    so that model selection rewards music the model does not train on).
+    so that model selection rewards music the model does not train on). The clips are
+    loaded for ``sources`` (the two default sources or the four stems).
 
     Errors (ValueError naming the folder, split or clip): fewer than
     :data:`MIN_TRAIN_CLIPS` train or :data:`MIN_VALID_CLIPS` valid clips, a clip shorter
@@ -86,13 +88,13 @@ def load_training_data(root, dataset: str = "auto", progress: bool = True,
     splits = {}
     for split, minimum in (("train", MIN_TRAIN_CLIPS), ("valid", MIN_VALID_CLIPS)):
         folder = valid_root if split == "valid" and valid_root else root
-        sources = find_clips(folder, dataset if folder == root else "auto", split)
-        if len(sources) < minimum:
+        found = find_clips(folder, dataset if folder == root else "auto", split, sources)
+        if len(found) < minimum:
             raise ValueError(
-                f"{folder}: the {split} split holds {len(sources)} clip(s); training needs at "
+                f"{folder}: the {split} split holds {len(found)} clip(s); training needs at "
                 f"least {MIN_TRAIN_CLIPS} train and {MIN_VALID_CLIPS} valid clip(s)"
             )
-        clips = load_clips(sources, progress=progress)
+        clips = load_clips(found, progress=progress)
         _check_clips(clips, folder, split)
         splits[split] = clips
     return TrainingData(splits["train"], splits["valid"],
@@ -133,31 +135,33 @@ def chunk_samples(chunk_seconds: float) -> int:
 
 
 def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
-                   samples: int, augment: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Batch number ``step``: mixtures ``(B, samples)`` and sources ``(B, 2, samples)``.
+                   samples: int, augment: dict, sources=SOURCES) -> tuple[np.ndarray, np.ndarray]:
+    """Batch number ``step``: mixtures ``(B, samples)`` and sources ``(B, S, samples)``.
 
     Augmentation (paper 2): random offsets, per-source random gain and sign flip,
     cross-song remix (see :func:`tinysep.data.augment.training_chunks`); ``augment``
     holds its keyword options.
     """
     rng = np.random.default_rng([int(seed), int(step)])
-    chunks = list(training_chunks(clips, samples, rng, count=batch_size, **augment))
+    chunks = list(training_chunks(clips, samples, rng, count=batch_size, sources=sources,
+                                  **augment))
     mixtures = np.stack([c[0] for c in chunks])
     sources = np.stack([np.stack(c[1:]) for c in chunks])
     return mixtures.astype(np.float32), sources.astype(np.float32)
 
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 samples: int, augment: dict,
+                 sources=SOURCES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless batches for steps ``first_step, first_step + 1, ...``."""
     step = int(first_step)
     while True:
-        yield batch_for_step(clips, step, seed, batch_size, samples, augment)
+        yield batch_for_step(clips, step, seed, batch_size, samples, augment, sources)
         step += 1
 
 
 def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict):
+                 samples: int, augment: dict, sources=SOURCES):
     """A prefetching ``tf.data.Dataset`` of ``(mixture, sources)`` batches from ``first_step``.
 
     The augmentation runs in numpy on tf.data's thread while the model trains.
@@ -166,10 +170,10 @@ def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
 
     signature = (
         tf.TensorSpec((batch_size, samples), tf.float32),
-        tf.TensorSpec((batch_size, len(SOURCES), samples), tf.float32),
+        tf.TensorSpec((batch_size, len(sources), samples), tf.float32),
     )
     dataset = tf.data.Dataset.from_generator(
-        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment),
+        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment, sources),
         output_signature=signature,
     )
     return dataset.prefetch(2)
@@ -191,7 +195,6 @@ def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float) -> l
     for index in picks:
         clip = usable[int(index)]
         if len(clip.mixture) > limit:
-            clip = Clip(clip.name, clip.mixture[:limit], clip.vocals[:limit],
-                        clip.accompaniment[:limit], clip.sample_rate, clip.song)
+            clip = clip.head(limit)
         chosen.append(clip)
     return chosen

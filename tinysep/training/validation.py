@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tf_keras as keras
 
-from tinysep.data.clip import SOURCES, Clip
+from tinysep.data.clip import Clip
 from tinysep.metrics import score_estimates
 from tinysep.models import separate
 
@@ -17,21 +17,25 @@ class NonFiniteOutput(ValueError):
 
 
 def validation_sdr(model: keras.Model, clips: Sequence[Clip]) -> dict[str, float | None]:
-    """Mean BSS-eval SDR (dB) per source over ``clips``, and ``mean`` over the sources.
+    """Mean BSS-eval SDR (dB) per source of the model over ``clips``, and ``mean`` over
+    the sources.
 
     Sources skipped by the scorer (silent reference or estimate) are left out of the
     means; a source with no scored clip reads None. Raises :class:`NonFiniteOutput` if
     the model's output is not finite.
     """
-    values: dict[str, list[float]] = {name: [] for name in SOURCES}
+    from tinysep.models.registry import model_sources
+
+    sources = model_sources(model)
+    values: dict[str, list[float]] = {name: [] for name in sources}
     for clip in clips:
         estimates = separate(model, clip.mixture)
         for name, audio in estimates.items():
             if not np.all(np.isfinite(audio)):
                 raise NonFiniteOutput(f"the model's {name} estimate for valid clip {clip.name} "
                                       f"holds NaN or infinite samples")
-        scores = score_estimates({n: clip.source(n) for n in SOURCES}, estimates)
-        for name in SOURCES:
+        scores = score_estimates({n: clip.source(n) for n in sources}, estimates)
+        for name in sources:
             if scores[name]["sdr"] is not None:
                 values[name].append(scores[name]["sdr"])
     result: dict[str, float | None] = {

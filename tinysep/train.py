@@ -207,7 +207,6 @@ class _Session:
 
     def log_clip(self, clip, step: int) -> None:
         """One validation clip's separated audio and spectrogram into TensorBoard."""
-        from tinysep.data.clip import SOURCES
         from tinysep.models import separate
 
         length = min(len(clip.mixture), int(LOGGED_AUDIO_SECONDS * clip.sample_rate))
@@ -216,10 +215,9 @@ class _Session:
         if not self.mixture_logged:  # the mixture does not change: once per session
             self.log.audio("valid_clip/mixture", mixture, clip.sample_rate, step)
             self.mixture_logged = True
-        for name in SOURCES:
+        for name in estimates:
             self.log.audio(f"valid_clip/{name}", estimates[name], clip.sample_rate, step)
-        self.log.spectrogram("valid_clip/spectrogram",
-                             [mixture] + [estimates[name] for name in SOURCES], step)
+        self.log.spectrogram("valid_clip/spectrogram", [mixture, *estimates.values()], step)
 
     def end_epoch(self, epoch: int, losses: list[float], train_seconds: float, valid) -> None:
         """Validate, keep the best weights, checkpoint, log and commit the state."""
@@ -287,6 +285,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     import tf_keras as keras
 
     from tinysep.models import count_params, macs_per_hop, model_from_config
+    from tinysep.models.registry import model_sources
     from tinysep.training.data import (
         chunk_samples,
         load_training_data,
@@ -298,22 +297,24 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     config.validate()
     model_config = config.model_config()
     check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
+    sources = model_sources(model_config)
     data = load_training_data(config.data, config.dataset, progress=progress,
-                              valid_root=config.valid_data or None)
+                              valid_root=config.valid_data or None, sources=sources)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
     if config.init_from and not resume:
         _load_initial_weights(model, model_config, config.init_from)
-    model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model)}
+    model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model),
+                  "sources": list(sources)}
     state = prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                             model_info)
     session = _Session(config, out, state, model, progress)
     session.restore()
     step_fn = _train_step_function(model, session.optimizer, config)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
-                                chunk_samples(config.chunk_seconds), config.augment))
+                                chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()
     stop_reason = session.stop_reason()
     while stop_reason is None:
@@ -337,7 +338,7 @@ def _epoch_line(entry: dict, improved: bool, total_seconds: float) -> str:
         return "  n/a" if value is None else f"{value:5.2f}"
 
     return (f"epoch {entry['epoch']:3d}  step {entry['step']:6d}  loss {entry['loss']:.4g}  "
-            f"valid SDR vocals {fmt(sdr['vocals'])} accompaniment {fmt(sdr['accompaniment'])} "
-            f"mean {fmt(sdr['mean'])} dB{'  *best' if improved else ''}  "
+            "valid SDR " + "".join(f"{k} {fmt(v)} " for k, v in sdr.items() if k != "mean")
+            + f"mean {fmt(sdr['mean'])} dB{'  *best' if improved else ''}  "
             f"({entry['train_seconds']:.0f}+{entry['valid_seconds']:.0f} s, "
             f"total {total_seconds / 60:.1f} min)")

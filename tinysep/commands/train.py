@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option overriding the preset (value parsed as JSON if it "
                              "can be, e.g. norm=group, channels=[8,16]); repeatable")
+    parser.add_argument("--sources", metavar="NAMES",
+                        help="comma-separated sources the model separates, one mask each: "
+                             "vocals,accompaniment or vocals,drums,bass,other (default: the "
+                             "preset's, vocals,accompaniment except the tiny4 presets)")
     parser.add_argument("--data", type=Path, help="dataset folder (synth, mir1k or musdb layout)")
     parser.add_argument("--dataset", choices=("auto", "mir1k", "musdb", "synth"),
                         help="dataset layout (default: detect)")
@@ -138,6 +142,13 @@ def build_config(args: argparse.Namespace):
     if args.init_from is not None:
         given["init_from"] = str(args.init_from)
     options = parse_options(args.option)
+    if getattr(args, "sources", None) is not None:
+        from tinysep.data.sources import parse_sources
+
+        try:
+            options["sources"] = list(parse_sources(args.sources))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if args.resume:
         base = stored_config(args.out)
     elif args.like:
@@ -179,8 +190,9 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"run {result.out}: {result.status} after {result.epochs} epoch(s), {result.steps} "
           f"steps, {result.train_seconds / 60:.1f} min of training")
-    print(f"best epoch {result.best_epoch}: validation SDR vocals {fmt(best.get('vocals'))}, "
-          f"accompaniment {fmt(best.get('accompaniment'))}, mean {fmt(best.get('mean'))}")
+    print(f"best epoch {result.best_epoch}: validation SDR "
+          + "".join(f"{k} {fmt(v)}, " for k, v in best.items() if k != "mean")
+          + f"mean {fmt(best.get('mean'))}")
     print(f"best weights: {result.out}/config.json + model.weights.h5; "
           f"TensorBoard: tensorboard --logdir {result.out}/logs")
     return 0

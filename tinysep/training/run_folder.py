@@ -87,7 +87,8 @@ def plot_history(history: list[dict], path: Path, title: str) -> None:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_yscale("log" if all(h["loss"] > 0 for h in history) else "linear")
-    for key in ("vocals", "accompaniment", "mean"):
+    keys = list(dict.fromkeys(k for h in history for k in h["valid_sdr"] if k != "mean"))
+    for key in [*keys, "mean"]:
         values = [h["valid_sdr"].get(key) for h in history]
         if any(v is not None for v in values):
             ax_sdr.plot(epochs, [float("nan") if v is None else v for v in values],

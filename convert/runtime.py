@@ -199,7 +199,7 @@ def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
 def separator_for_path(path: str):
     """``tinysep eval --method model:PATH``: a bundle folder runs on the host interpreter,
     a saved Keras model folder runs in float."""
-    from tinysep.evaluate import keras_model_separator, model_folder
+    from tinysep.methods import keras_model_separator, model_folder
 
     folder = model_folder(path)  # bundle/model.tflite names the bundle
     if (folder / MANIFEST_FILE).is_file():

@@ -29,11 +29,46 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware_host.transport import PtyPair, ThrottledStream
+from firmware_host.transport import FdStream, ThrottledStream, make_raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AGENT_MODULE = "firmware_host.board"
 EMULATOR_MODULE = "firmware_host.emulator"
+
+
+class PtyPair:
+    """A real pseudo-terminal pair in raw mode: one end for the board agent, one for the host.
+
+    ``slave_path`` can be opened like a serial device (pyserial or ``open_tty``); the pair keeps
+    its own descriptor on it so the master never sees a hang-up while the host reopens the port.
+    """
+
+    def __init__(self) -> None:
+        self.master_fd, self.slave_fd = os.openpty()
+        make_raw(self.slave_fd)
+        self.slave_path = os.ttyname(self.slave_fd)
+
+    def master_stream(self) -> FdStream:
+        """The master end as a byte stream (closed with the pair)."""
+        return FdStream(self.master_fd, close_fd=False)
+
+    def slave_stream(self) -> FdStream:
+        """The slave end as a byte stream (closed with the pair)."""
+        return FdStream(self.slave_fd, close_fd=False)
+
+    def close(self) -> None:
+        """Close both descriptors."""
+        for fd in (self.master_fd, self.slave_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> PtyPair:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

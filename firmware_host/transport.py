@@ -6,8 +6,8 @@ takes within ``timeout`` and says how much: the link's writer never blocks longe
 its timers keep running while a peer stops reading) and ``close()``. A stream closed or failing
 under a read or write raises ``StreamClosed`` naming the port. ``open_port`` opens any pyserial URL
 (``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port``, ``loop://``); without pyserial
-(a bare board) it opens device paths with termios. ``PtyPair`` makes a real pseudo-terminal pair
-for the emulated board, and ``ThrottledStream`` paces a stream to N baud like a UART.
+(a bare board) it opens device paths with termios. ``ThrottledStream`` paces a stream to
+N baud like a UART.
 
 Board-safe: only the standard library at import time (pyserial is imported when used).
 """
@@ -355,43 +355,3 @@ def open_port(url: str, baudrate: int = 115200) -> ByteStream:
     except (serial.SerialException, ValueError) as exc:
         raise OSError(f"cannot open serial port {url}: {exc}") from None
     return SerialStream(port)
-
-
-class PtyPair:
-    """A real pseudo-terminal pair in raw mode: one end for the board agent, one for the host.
-
-    ``slave_path`` can be opened like a serial device (pyserial or ``open_tty``); the pair keeps
-    its own descriptor on it so the master never sees a hang-up while the host reopens the port.
-    """
-
-    def __init__(self) -> None:
-        self.master_fd, self.slave_fd = os.openpty()
-        make_raw(self.slave_fd)
-        self.slave_path = os.ttyname(self.slave_fd)
-
-    def master_stream(self) -> FdStream:
-        """The master end as a byte stream (closed with the pair)."""
-        return FdStream(self.master_fd, close_fd=False)
-
-    def slave_stream(self) -> FdStream:
-        """The slave end as a byte stream (closed with the pair)."""
-        return FdStream(self.slave_fd, close_fd=False)
-
-    def close(self) -> None:
-        """Close both descriptors."""
-        for fd in (self.master_fd, self.slave_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> PtyPair:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def open_pty_pair() -> PtyPair:
-    """Create a raw pseudo-terminal pair (see PtyPair)."""
-    return PtyPair()

@@ -16,9 +16,10 @@ from test_link_support import fast_board_config, fast_host_config
 
 from firmware_host.board.agent import BoardAgent
 from firmware_host.board.runtime import load_runtime
+from firmware_host.emulator import PtyPair
 from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.link import Link
-from firmware_host.transport import PtyPair, open_port
+from firmware_host.transport import open_port
 
 FAST_AGENT_ARGS = ["--ack-timeout", "0.05", "--max-retries", "12"]
 

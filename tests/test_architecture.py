@@ -164,8 +164,9 @@ def render(table) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        '<defs><marker id="down" markerWidth="10" markerHeight="10" refX="5" refY="5" '
-        'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+        '<defs><marker id="down" markerWidth="8" markerHeight="8" refX="8" refY="4" '
+        'orient="auto" markerUnits="userSpaceOnUse"><path d="M0,0 L8,4 L0,8 z" fill="#555"/>'
+        "</marker></defs>",
         f'<text x="{left}" y="28" font-size="17" font-weight="bold">tinysep: layers, top '
         "first; a module imports only its own layer and those below</text>",
         f'<text x="{left}" y="50" font-size="13" fill="#444">data -&gt; dsp -&gt; model -&gt; '
@@ -182,8 +183,10 @@ def render(table) -> str:
                    f"{escape(', '.join(paths))}</text>")
         if number + 1 < len(table):
             x = width - 2 * left - 150 + left - 40
-            out.append(f'<line x1="{x}" y1="{y + band}" x2="{x}" y2="{y + band + gap - 2}" '
+            out.append(f'<line x1="{x}" y1="{y + band + 1}" x2="{x}" y2="{y + band + gap - 1}" '
                        'stroke="#555" stroke-width="2" marker-end="url(#down)"/>')
+            out.append(f'<text x="{x + 8}" y="{y + band + 13}" font-size="10" fill="#555">'
+                       "imports</text>")
     top = 70 + board_top * (band + gap) - gap // 2
     bottom = 70 + len(table) * (band + gap) - gap
     out.append(f'<line x1="{width - 150}" y1="{top}" x2="{width - 150}" y2="{bottom}" '

@@ -89,7 +89,7 @@ def test_an_emulated_cortex_m_board_announces_its_limits_and_flashes_only_its_ow
 
 def test_flash_to_a_board_that_never_answers_is_a_board_fault(tmp_path, capsys):
     """Nobody on the other end of the line: exit 3 (board fault), not 1 (refused)."""
-    from firmware_host.transport import PtyPair
+    from firmware_host.emulator import PtyPair
 
     with PtyPair() as pair:
         code = main(["flash", "--port", pair.slave_path, "--bundle", str(make_bundle()),

@@ -25,11 +25,10 @@ from firmware_host.board.micro import ARENA_MARGIN, FALLBACK_ARENA
 from firmware_host.board.pipeline import StreamingSeparator, to_pcm
 from firmware_host.board.runtime import RuntimeUnavailable, load_runtime
 from firmware_host.bundle import BundleError, read_bundle
-from firmware_host.emulator import REPO_ROOT, EmulatedBoard, agent_command
+from firmware_host.emulator import REPO_ROOT, EmulatedBoard, PtyPair, agent_command
 from firmware_host.hil.reference import HostPipeline
 from firmware_host.hil.report import finalize
 from firmware_host.protocol.messages import AudioChunk, Tensor
-from firmware_host.transport import PtyPair
 from tinysep.cli import main
 from tinysep.metrics.bss import bss_eval
 

@@ -122,27 +122,28 @@ def test_latency_measurement(calibrated_on_one_clip):
 
 
 def test_eval_resolves_model_paths_for_bundles_and_keras_folders(calibrated_on_one_clip):
-    from tinysep import evaluate
+    from tinysep import methods
 
     _, out, _, _ = calibrated_on_one_clip
     clip = clips("test")[0]
-    saved = dict(evaluate.SEPARATOR_FACTORIES)
+    saved = dict(methods.SEPARATOR_FACTORIES)
     try:
-        evaluate._separators.clear()
+        # tinysep alone runs saved Keras models only (an eval command may have registered more)
+        methods.register_separator_factory("model", methods.keras_model_separator)
         with pytest.raises(ValueError, match="is a deploy bundle"):
-            evaluate.resolve_separator(f"model:{out}")
-        keras_estimates = evaluate.resolve_separator(
+            methods.resolve_separator(f"model:{out}")
+        keras_estimates = methods.resolve_separator(
             f"model:{fitted_model_folder('dualgate-tcn')}")(clip)
-        evaluate.register_separator_factory("model", separator_for_path)
-        bundle_estimates = evaluate.resolve_separator(f"model:{out}")(clip)
+        methods.register_separator_factory("model", separator_for_path)
+        bundle_estimates = methods.resolve_separator(f"model:{out}")(clip)
         for source in ("vocals", "accompaniment"):
             assert bundle_estimates[source].shape == clip.mixture.shape
             # int8 and float separations of the same model agree closely.
             diff = bundle_estimates[source] - keras_estimates[source]
             assert np.sqrt(np.mean(diff**2)) < 0.1 * np.sqrt(np.mean(keras_estimates[source]**2))
         with pytest.raises(ValueError, match="needs a path"):
-            evaluate.resolve_separator("model:")
+            methods.resolve_separator("model:")
     finally:
-        evaluate.SEPARATOR_FACTORIES.clear()
-        evaluate.SEPARATOR_FACTORIES.update(saved)
-        evaluate._separators.clear()
+        methods.SEPARATOR_FACTORIES.clear()
+        methods.SEPARATOR_FACTORIES.update(saved)
+        methods._separators.clear()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from tinysep import evaluate as evaluation
+from tinysep import methods
 from tinysep.cli import main
 from tinysep.data.clip import Clip
 from tinysep.data.loaders import find_clips
@@ -124,7 +125,7 @@ def test_a_failing_method_is_recorded_and_the_others_still_scored(sources, monke
     def explode(clip: Clip) -> dict:
         raise RuntimeError(f"cannot separate {clip.name}")
 
-    monkeypatch.setitem(evaluation._separators, "explode", explode)
+    monkeypatch.setitem(methods._separators, "explode", explode)
     report = evaluation.evaluate(sources[:2], ["explode", "mix"], in_process=True,
                                  progress=False)
     entry = report["clips"][0]["methods"]["explode"]
@@ -159,10 +160,10 @@ def test_ctrl_c_in_a_worker_stops_the_pool_and_keeps_the_report(sources, tmp_pat
 
 def test_unknown_method_fails_before_any_work():
     with pytest.raises(ValueError, match="unknown separation method 'nope'"):
-        evaluation.parse_methods("mix,nope")
+        methods.parse_methods("mix,nope")
     with pytest.raises(ValueError, match="listed twice: mix"):
-        evaluation.parse_methods("mix,irm,mix")
-    assert evaluation.parse_methods(" mix , repet-sim ") == ["mix", "repet-sim"]
+        methods.parse_methods("mix,irm,mix")
+    assert methods.parse_methods(" mix , repet-sim ") == ["mix", "repet-sim"]
 
 
 def test_cli_prints_the_table_and_writes_json_and_png(corpus, tmp_path, capsys):

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from tinysep.cli import main
 from tinysep.eval_inputs import input_sources
-from tinysep.evaluate import model_folder
+from tinysep.methods import model_folder
 from tinysep.metrics.table import short_labels
 
 TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}

@@ -22,6 +22,7 @@ from test_link_support import (
     fast_host_config,
 )
 
+from firmware_host.emulator import PtyPair
 from firmware_host.hil.client import BoardClient
 from firmware_host.hil.faults import PtyRelay
 from firmware_host.hil.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
@@ -41,7 +42,7 @@ from firmware_host.protocol.messages import (
     UploadChunk,
     UploadEnd,
 )
-from firmware_host.transport import FdStream, PtyPair, StreamClosed, ThrottledStream, open_port
+from firmware_host.transport import FdStream, StreamClosed, ThrottledStream, open_port
 
 RNG = np.random.default_rng(5)
 

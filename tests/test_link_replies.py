@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_link_support import EchoBoard, RawPeer, fast_board_config, fast_host_config
 
+from firmware_host.emulator import PtyPair
 from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import PeerError, ProtocolError, RequestRejected
 from firmware_host.protocol.link import Link
@@ -29,7 +30,7 @@ from firmware_host.protocol.messages import (
     Ok,
     ResetState,
 )
-from firmware_host.transport import PtyPair, open_port
+from firmware_host.transport import open_port
 
 HOP = 128
 CHUNK = 1024

@@ -131,8 +131,8 @@ def test_a_board_with_microcontroller_limits_passes_and_skips_what_it_leaves_out
 
     from firmware_host.board.agent import BoardAgent
     from firmware_host.board.runtime import load_runtime
+    from firmware_host.emulator import PtyPair
     from firmware_host.protocol.link import Link
-    from firmware_host.transport import PtyPair
 
     pair = PtyPair()
     agent = BoardAgent(str(tmp_path), load_runtime(), log=lambda text: None)

@@ -18,6 +18,7 @@ import pytest
 from board_support import ThreadAgent
 from test_link_support import RawPeer, fast_host_config
 
+from firmware_host.emulator import PtyPair
 from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import HandshakeRefused, MessageError, ProtocolError
 from firmware_host.protocol.link import Link
@@ -38,7 +39,7 @@ from firmware_host.protocol.messages import (
     UploadChunk,
     UploadEnd,
 )
-from firmware_host.transport import PtyPair, open_port
+from firmware_host.transport import open_port
 
 HELLO = struct.Struct("<BBHIIIBBH")
 

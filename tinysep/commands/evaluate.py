@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
     from tinysep.commands.common import CliError
-    from tinysep.evaluate import evaluate, parse_methods, register_separator_factory
+    from tinysep.evaluate import evaluate
+    from tinysep.methods import parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
 

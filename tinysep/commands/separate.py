@@ -74,7 +74,7 @@ def audio_files(inputs: list[Path]) -> list[Path]:
 
 def load_separator(path: Path | None):
     """``(separator, sources, description)`` for a model folder, a bundle or its .tflite."""
-    from tinysep.evaluate import model_folder
+    from tinysep.methods import model_folder
     from tinysep.pretrained import default_model_path
 
     path = default_model_path() if path is None else model_folder(path)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     on_board = args.port is not None or args.emulate
     if on_board and args.model is not None:
-        from tinysep.evaluate import model_folder
+        from tinysep.methods import model_folder
 
         args.model = model_folder(args.model)
     if on_board and (args.model is None or not (args.model / MANIFEST_FILE).is_file()):

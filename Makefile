@@ -45,9 +45,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tinysep demo
 
+# Test files run side by side on up to four cores (one file per worker, so a file's shared
+# fixtures are built once); TEST_WORKERS=1 runs them one after another.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 $(BOARD_STAMP):
 	rm -rf $(BOARD_VENV)
@@ -71,7 +75,7 @@ board-test: $(STAMP) $(BOARD_STAMP)
 
 # The checks that take a minute or more each (whole CLI runs: bench, ablation, sweep, ...).
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadfile
 
 # The model tests once with TensorFlow's oneDNN kernels forced off and once forced on: the
 # graphs must not depend on which CPU kernels a machine picks.

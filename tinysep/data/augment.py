@@ -49,7 +49,7 @@ def training_chunks(
     sign_flip: bool = True,
     remix: bool = True,
     remix_probability: float = 0.5,
-    sources=SOURCES,
+    sources: Sequence[str] = SOURCES,
     count: int | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield ``count`` (default: endless) augmented ``(mixture, *sources)`` chunks.

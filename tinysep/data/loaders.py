@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def detect_dataset(root: str | Path) -> str:
 
 
 def find_clips(root: str | Path, dataset: str = "auto", split: str = "test",
-               sources=SOURCES) -> list[ClipSource]:
+               sources: Sequence[str] = SOURCES) -> list[ClipSource]:
     """The clips of one split (train, valid, test or all) of the dataset at ``root``, to be
     loaded for ``sources`` (the two default sources or the four stems)."""
     _check_choice(dataset, ("auto", *DATASETS), "dataset")
@@ -310,7 +310,7 @@ def load_clips(sources: list[ClipSource], progress: bool = False) -> list[Clip]:
 
 
 def load_split(root: str | Path, dataset: str = "auto", split: str = "train",
-               progress: bool = True, sources=SOURCES) -> list[Clip]:
+               progress: bool = True, sources: Sequence[str] = SOURCES) -> list[Clip]:
     """All clips of one split in memory (training sets here are small)."""
     found = find_clips(root, dataset, split, sources)
     if not found:

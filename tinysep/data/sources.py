@@ -23,7 +23,7 @@ PARTS = {
 KNOWN_SOURCES = tuple(PARTS)
 
 
-def check_sources(sources, what: str = "sources") -> tuple[str, ...]:
+def check_sources(sources: Iterable[str], what: str = "sources") -> tuple[str, ...]:
     """``sources`` as a tuple, or ValueError naming what is wrong: unknown or repeated
     names, or a set that does not cover the mixture exactly once (e.g. vocals,drums)."""
     if isinstance(sources, str) or not isinstance(sources, Iterable):

@@ -208,7 +208,7 @@ def load_model(folder: str | Path) -> keras.Model:
     return model
 
 
-def model_sources(model_or_config) -> tuple[str, ...]:
+def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:
     """The source names a model (or a model config) separates, in mask order."""
     config = model_or_config
     if isinstance(model_or_config, keras.Model):

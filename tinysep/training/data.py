@@ -75,7 +75,7 @@ def fingerprint_clips(train: Sequence[Clip], valid: Sequence[Clip]) -> dict:
 
 
 def load_training_data(root, dataset: str = "auto", progress: bool = True,
-                       valid_root=None, sources=SOURCES) -> TrainingData:
+                       valid_root=None, sources: Sequence[str] = SOURCES) -> TrainingData:
     """The train and valid splits of the dataset at ``root``, checked for training; the
     valid split comes from ``valid_root`` when given (e.g. a corpus of held-out engines,
     so that model selection rewards music the model does not train on). The clips are
@@ -135,7 +135,8 @@ def chunk_samples(chunk_seconds: float) -> int:
 
 
 def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
-                   samples: int, augment: dict, sources=SOURCES) -> tuple[np.ndarray, np.ndarray]:
+                   samples: int, augment: dict,
+                   sources: Sequence[str] = SOURCES) -> tuple[np.ndarray, np.ndarray]:
     """Batch number ``step``: mixtures ``(B, samples)`` and sources ``(B, S, samples)``.
 
     Augmentation (paper 2): random offsets, per-source random gain and sign flip,
@@ -152,7 +153,7 @@ def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
                  samples: int, augment: dict,
-                 sources=SOURCES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                 sources: Sequence[str] = SOURCES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless batches for steps ``first_step, first_step + 1, ...``."""
     step = int(first_step)
     while True:
@@ -161,7 +162,7 @@ def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
 
 
 def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict, sources=SOURCES):
+                 samples: int, augment: dict, sources: Sequence[str] = SOURCES):
     """A prefetching ``tf.data.Dataset`` of ``(mixture, sources)`` batches from ``first_step``.
 
     The augmentation runs in numpy on tf.data's thread while the model trains.

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_host.bundle.layout import SAMPLE_RATE
 from tinysep.data.clip import SOURCES, Clip
 
 SUFFIXES = (".wav", ".npy")
-SAMPLE_RATE = 16_000
 
 
 @dataclass

@@ -109,8 +109,8 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
         notes = []
         for method, summary in summaries.items():
             block = summary["sources"].get(source)
-            if block is None:
-                continue
+            if block is None or (block["sdr"]["n"] == 0 and block["skipped"].get("not_estimated")):
+                continue  # a reference method that does not estimate this source
             cells = []
             for (_, key, stat), w in zip(columns, widths, strict=True):
                 value = block.get(key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ def host_interpreter(model, num_threads: int = 1):
     return interpreter
 
 
+def _as_json(value):
+    """A JSON object or list for a mapping or sequence that is not a dict or list."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    raise TypeError(f"a manifest holds JSON values only, not {type(value).__name__}")
+
+
 class BundleRunner:
     """One bundle on one interpreter of this host, with its states (one stream at a time).
 
@@ -60,8 +70,11 @@ class BundleRunner:
 
     @classmethod
     def from_content(cls, content: bytes, manifest: dict, num_threads: int = 1) -> BundleRunner:
-        """A runner over model bytes and their manifest (no bundle folder needed)."""
-        bundle = Bundle(MEMORY_BUNDLE, manifest, json.dumps(manifest))
+        """A runner over model bytes and their manifest (no bundle folder needed). The manifest
+        goes through JSON as a file would, so mappings and sequences of any kind (a Keras
+        model's tracked config) are read as JSON objects and lists."""
+        text = json.dumps(manifest, default=_as_json)
+        bundle = Bundle(MEMORY_BUNDLE, json.loads(text), text)
         runner = cls.__new__(cls)
         runner._load(bundle, host_interpreter(content, num_threads))
         return runner

@@ -10,10 +10,12 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The board side, and the host's protocol tools that also run in a board's Python.
+HOST_TOOLS = ("client.py", "faults.py", "conformance.py", "overhead.py", "examples.py")
 BOARD_SAFE = sorted((ROOT / "firmware_host" / "protocol").glob("*.py")) + sorted(
     (ROOT / "firmware_host" / "bundle").glob("*.py")) + [
     ROOT / "firmware_host" / "transport.py"
-]
+] + [ROOT / "firmware_host" / "hil" / name for name in HOST_TOOLS]
 ALLOWED_THIRD_PARTY = {"numpy", "firmware_host"}
 NEWER_THAN_37 = (
     "math.prod",

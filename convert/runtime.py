@@ -24,6 +24,7 @@ from firmware_host.board.pipeline import PCM_SCALE, StreamingSeparator, to_pcm
 from firmware_host.bundle.features import input_features
 from firmware_host.bundle.layout import HOP_SAMPLES, MANIFEST_FILE, SAMPLE_RATE
 from firmware_host.bundle.manifest import Bundle, read_bundle
+from firmware_host.bundle.quantization import DTYPES
 from firmware_host.bundle.tensors import TensorSpec
 
 HOP_SECONDS = HOP_SAMPLES / SAMPLE_RATE
@@ -158,6 +159,22 @@ def separate_with_bundle(bundle: str | Path | BundleRunner, mixture: np.ndarray)
     return runner.separate(mixture)
 
 
+def tensor_spec(detail: dict, name: str = "") -> TensorSpec:
+    """The bundle contract's record of an interpreter tensor (an entry of
+    ``get_input_details()``), for models that come without a manifest."""
+    dtype = np.dtype(detail["dtype"]).name
+    if dtype not in DTYPES:
+        raise ValueError(f"tensor {name or detail.get('name')!r} has dtype {dtype}; a "
+                         f"bundle's inputs and outputs are one of {sorted(DTYPES)}")
+    scale = zero_point = None
+    if dtype != "float32":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        scale, zero_point = float(scale), int(zero_point)
+    shape = [int(d) for d in detail["shape"]]
+    return TensorSpec(name or detail.get("name", ""), int(detail["index"]), shape, dtype,
+                      scale, zero_point)
+
+
 def run_whole_clip(content: bytes, features: np.ndarray) -> np.ndarray:
     """Masks from a whole-clip model (all frames in one invoke, zero states); ``features``
     are zero-padded or cut to the model's frame count."""
@@ -169,12 +186,12 @@ def run_whole_clip(content: bytes, features: np.ndarray) -> np.ndarray:
     x = np.zeros((1, frames, features.shape[1]), np.float32)
     n = min(frames, len(features))
     x[0, :n] = features[:n]
-    inputs = {feats: TensorSpec.from_detail(ins[feats], feats).quantize(x)}
+    inputs = {feats: tensor_spec(ins[feats], feats).quantize(x)}
     for name, detail in ins.items():
         if name != feats:
-            inputs[name] = TensorSpec.from_detail(detail, name).zero()
+            inputs[name] = tensor_spec(detail, name).zero()
     out = runner(**inputs)
-    masks = TensorSpec.from_detail(outs["masks"], "masks").dequantize(out["masks"])
+    masks = tensor_spec(outs["masks"], "masks").dequantize(out["masks"])
     return masks[0][: len(features)]
 
 

@@ -18,9 +18,9 @@ from calibration.representative import (
 )
 from convert.micro import MICRO_INT8_OPS
 from convert.quantize import quantize_stream
+from convert.runtime import tensor_spec
 from convert.tflite_model import TfliteModel
 from firmware_host.bundle.quantization import requantize_rule
-from firmware_host.bundle.tensors import TensorSpec
 from tinysep.data.clip import Clip
 from tinysep.models import build_model, make_streaming_model, run_streaming
 
@@ -32,7 +32,7 @@ def _interpret(content: bytes, spec, features: np.ndarray) -> np.ndarray:
     runner = Interpreter(model_content=content).get_signature_runner()
     ins, outs = runner.get_input_details(), runner.get_output_details()
 
-    entry = TensorSpec.from_detail
+    entry = tensor_spec
     states = {s.input: entry(ins[s.input]).zero() for s in spec.states}
     k, masks = spec.frames_per_invoke, []
     for start in range(0, len(features) - k + 1, k):

@@ -81,31 +81,6 @@ class TensorSpec:
             raise BundleError(f"{where}.position must be an integer >= 0, got {position!r}")
         return cls(name, index, shape, dtype, scale, zero_point, position)
 
-    @classmethod
-    def from_detail(cls, detail: dict, name: str = "") -> TensorSpec:
-        """The spec of an interpreter's tensor detail (an entry of ``get_input_details()``)."""
-        dtype = np.dtype(detail["dtype"]).name
-        if dtype not in DTYPES:
-            raise BundleError(f"tensor {name or detail.get('name')!r} has dtype {dtype}; a "
-                              f"bundle's inputs and outputs are one of {sorted(DTYPES)}")
-        scale = zero_point = None
-        if dtype != "float32":
-            scale, zero_point = detail.get("quantization", (0.0, 0))
-            scale, zero_point = float(scale), int(zero_point)
-        shape = [int(d) for d in detail["shape"]]
-        return cls(name or detail.get("name", ""), int(detail["index"]), shape, dtype, scale,
-                   zero_point)
-
-    def to_json(self) -> dict:
-        entry = {"name": self.name, "index": self.index, "shape": list(self.shape)}
-        if self.position is not None:
-            entry["position"] = self.position
-        entry["dtype"] = self.dtype
-        if self.quantized:
-            entry["scale"] = self.scale
-            entry["zero_point"] = self.zero_point
-        return entry
-
     def quantize(self, values: np.ndarray) -> np.ndarray:
         """Float values -> stored tensor values (identity for float32 tensors)."""
         if not self.quantized:

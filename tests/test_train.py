@@ -322,3 +322,41 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
     assert validation_sdr(load_model(out), valid)["mean"] == pytest.approx(best, abs=1e-3)
     with pytest.raises(ValueError, match="init_from"):
         train(config.replace(options={**TINY, "hidden": 8}), tmp_path / "bad", progress=False)
+
+
+def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
+    """A stopped run keeps its finished epochs, says it was interrupted, and resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
+               "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
+               "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "4",
+               "--chunk-seconds", "0.5", "--valid-clips", "1", "--valid-seconds", "2",
+               "--seed", "5", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    state_file = out / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if state_file.is_file() and json.loads(state_file.read_text() or "{}").get("epoch", 0) >= 1:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    state = json.loads(state_file.read_text())
+    assert state["status"] == "stopped"
+    assert state["stop_reason"] == f"interrupted during epoch {state['epoch'] + 1}"
+    assert f"{state['epoch']} epoch(s), {state['step']} steps finished" in stderr
+    assert state["epoch"] >= 1 and state["step"] == 3 * state["epoch"]
+    assert (out / state["checkpoint"]).parent.is_dir()
+    result = train(_config(corpus, epochs=state["epoch"] + 1), out, resume=True,
+                   allow_changes=True, progress=False)
+    assert (result.epochs, result.status) == (state["epoch"] + 1, "finished")

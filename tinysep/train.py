@@ -22,8 +22,11 @@ optimizer, TensorBoard logs and a history plot. What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +174,20 @@ class _Session:
                 if failed["checkpoint"] else "no epoch had finished, so there is no checkpoint")
         return TrainingError(f"{message}; {kept}")
 
+    def interrupted(self) -> TrainingError:
+        """Record a stop by the user (Ctrl-C, SIGTERM) after the last finished epoch."""
+        done = self.committed
+        stopped = {**copy.deepcopy(done), "status": "stopped",
+                   "stop_reason": f"interrupted during epoch {done['epoch'] + 1}"}
+        write_json(self.out / STATE_FILE, stopped)
+        if done["history"]:
+            plot_history(done["history"], self.out / PLOT_FILE,
+                         f"{self.config.model} {self.config.preset} ({self.out.name})")
+        kept = (f"{done['epoch']} epoch(s), {done['step']} steps finished and are kept "
+                f"(best epoch {done['best']['epoch']}); --resume continues from there"
+                if done["checkpoint"] else "no epoch had finished, so nothing is kept")
+        return TrainingError(f"training interrupted during epoch {done['epoch'] + 1}; {kept}")
+
     def train_epoch(self, epoch: int, step_fn, batches) -> tuple[list[float], bool]:
         """Up to ``steps_per_epoch`` steps; returns the losses and whether time ran out.
 
@@ -317,18 +334,40 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                                 chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()
     stop_reason = session.stop_reason()
-    while stop_reason is None:
-        epoch = state["epoch"] + 1
-        start = time.perf_counter()
-        losses, out_of_time = session.train_epoch(epoch, step_fn, batches)
-        session.end_epoch(epoch, losses, time.perf_counter() - start, valid)
-        stop_reason = "time-budget" if out_of_time else session.stop_reason()
+    with _terminate_as_interrupt():
+        try:
+            while stop_reason is None:
+                epoch = state["epoch"] + 1
+                start = time.perf_counter()
+                losses, out_of_time = session.train_epoch(epoch, step_fn, batches)
+                session.end_epoch(epoch, losses, time.perf_counter() - start, valid)
+                stop_reason = "time-budget" if out_of_time else session.stop_reason()
+        except KeyboardInterrupt:
+            raise session.interrupted() from None
     session.commit(stop_reason)
     if state["history"]:
         plot_history(state["history"], out / PLOT_FILE,
                      f"{config.model} {config.preset} ({out.name})")
     return TrainResult(out, stop_reason, state["epoch"], state["step"], state["train_seconds"],
                        state["best"]["epoch"], state["best"]["valid_sdr"], state["history"])
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a job scheduler, `kill`) stops training like Ctrl-C: the run folder then
+    says what finished. Only the main thread can take signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _epoch_line(entry: dict, improved: bool, total_seconds: float) -> str:

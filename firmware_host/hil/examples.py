@@ -39,8 +39,9 @@ def example_frames() -> list:
     return [
         (
             "HELLO request from the host",
-            "session_id 0x12345678, echo_session 0 (a request), role host, max_payload 8192, "
-            "max_message 1048576, window 8. Header: seq 0, ack 0, credit 8.",
+            "session_id 0x12345678, echo_session 0 (a request), role host, "
+            f"max_payload {DEFAULT_MAX_PAYLOAD}, max_message 1048576, window 8. "
+            "Header: seq 0, ack 0, credit 8.",
             Frame(MessageType.HELLO, 0, 8, 0, 0, hello.encode()),
         ),
         (

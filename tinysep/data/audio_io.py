@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-SAMPLE_RATE = 16_000
+from firmware_host.bundle.layout import SAMPLE_RATE  # the kit's one sample rate
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from firmware_host.bundle.layout import SAMPLE_RATE
+
 SOURCES = ("vocals", "accompaniment")
 
 
@@ -25,7 +27,7 @@ class Clip:
     mixture: np.ndarray
     vocals: np.ndarray
     accompaniment: np.ndarray
-    sample_rate: int = 16_000
+    sample_rate: int = SAMPLE_RATE
     song: str = ""
     stems: dict[str, np.ndarray] = field(default_factory=dict)
     sources: tuple[str, ...] = SOURCES

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import tinysep
-from tinysep.data.audio_io import write_audio
+from tinysep.data.audio_io import SAMPLE_RATE, write_audio
 from tinysep.data.clip import Clip
 from tinysep.data.engines import (
     SongPlan,
@@ -50,11 +50,11 @@ from tinysep.data.engines import (
 )
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
 from tinysep.data.soundfont import FontError
+from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
 
 GENERATOR_VERSION = 2
 CORPUS_FORMAT = "tinysep-synth"
-SAMPLE_RATE = 16_000
 CLIP_SECONDS = (4.0, 10.0)
 VAR_DB = (-5.0, 5.0)
 SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
@@ -262,10 +262,6 @@ def plan_corpus(songs: int, seconds: float, seed: int,
     return meta
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
 
 
 def silence_reason(stems: dict[str, np.ndarray]) -> str | None:
@@ -390,7 +386,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                 del meta["clips"][name]
                 meta["splits"][meta["songs"][sid]["split"]].remove(name)
         meta["complete"] = True
-        _write_json(tmp / SPLITS_FILE, meta)
+        write_json_atomic(tmp / SPLITS_FILE, meta)
         _replace_folder(tmp, out)
     finally:
         bar.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from firmware_host.bundle.layout import MODEL_FILE
 from tinysep.metrics.bss import METRIC_LIMIT_DB
 
 # Paper 1 lists the accompaniment (Table 3) before the vocals (Table 4).
@@ -46,7 +47,7 @@ def _columns(summaries: Mapping[str, Mapping]) -> tuple:
 
 
 MODEL_PREFIX = "model:"
-MODEL_FILES = ("model.tflite",)  # a bundle's model file: the bundle folder names the method
+MODEL_FILES = (MODEL_FILE,)  # a bundle's model file: the bundle folder names the method
 
 
 def _label_parts(method: str) -> list[str]:

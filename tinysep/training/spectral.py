@@ -52,6 +52,14 @@ def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_mean(10.0 * tf.math.log(signal / error) / np.log(10.0))
 
 
+def _as_complex(real: tf.Tensor) -> tf.Tensor:
+    """``real + 0j`` as complex64. Built with ``tf.complex`` rather than ``tf.cast``: the
+    gradient of a cast to complex casts the complex gradient back to float32, which drops
+    its imaginary part with a TensorFlow warning; ``tf.complex`` takes the real part
+    explicitly (the same values, silently)."""
+    return tf.complex(real, tf.zeros_like(real))
+
+
 def separation_loss(
     kind: str,
     mixture_spec: tf.Tensor,
@@ -81,7 +89,7 @@ def separation_loss(
         weight = 1.0 if kind == "sdr" else sdr_weight
         terms = []
         for i in range(int(masks.shape[-1])):
-            spec = mixture_spec * tf.cast(masks[..., i], tf.complex64)
+            spec = mixture_spec * _as_complex(masks[..., i])
             terms.append(negative_sdr(targets[:, i], tf_istft(spec, samples)))
         total += weight * tf.add_n(terms) / len(terms)
     return total

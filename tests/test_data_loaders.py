@@ -1,5 +1,6 @@
 """Loaders for the synthetic corpus, MIR-1K and MUSDB18-HQ layouts, and their error messages."""
 
+import io
 import json
 import pickle
 from pathlib import Path
@@ -15,6 +16,7 @@ from tinysep.data.loaders import (
     detect_dataset,
     find_clips,
     hash_split,
+    load_clips,
     load_split,
     song_of,
 )
@@ -98,6 +100,29 @@ def test_load_split_holds_every_clip_in_memory(synth_root):
     names = [s.name for s in find_clips(synth_root, split="train")]
     assert [c.name for c in clips] == names
     assert all(c.seconds >= 4.0 for c in clips)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_loading_reports_progress_as_plain_lines_or_a_bar(tmp_path):
+    _write_mir1k(tmp_path / "m", songs=10, clips=2)
+    found = find_clips(tmp_path / "m", split="train")
+    assert len(found) >= 5
+    log = io.StringIO()
+    clips = load_clips(found, progress=True, stream=log)
+    assert [c.name for c in clips] == [s.name for s in found]
+    lines = log.getvalue().splitlines()
+    assert 1 < len(lines) <= 11 and "\r" not in log.getvalue()  # a log file: a few lines
+    assert lines[-1].startswith(f"loading clips: {len(found)}/{len(found)} clips (100 %")
+    quiet = io.StringIO()
+    load_clips(found, progress=False, stream=quiet)
+    assert quiet.getvalue() == ""
+    terminal = _Terminal()
+    load_clips(found, progress=True, stream=terminal)
+    assert "\r" in terminal.getvalue() and f"{len(found)}/{len(found)}" in terminal.getvalue()
 
 
 def test_synth_requires_its_splits_file(tmp_path):

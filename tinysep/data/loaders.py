@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from tinysep.data.audio_io import SAMPLE_RATE, read_audio, resample, to_mono
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.data.sources import STEMS, check_sources, needs_stems
+from tinysep.progress import Progress
 
 DATASETS = ("mir1k", "musdb", "synth")
 SPLITS = ("train", "valid", "test", "all")
@@ -301,12 +301,17 @@ def _load_musdb_track(source: ClipSource, sample_rate: int) -> Clip:
     return _stem_clip(source, stems, mixture, sample_rate)
 
 
-def load_clips(sources: list[ClipSource], progress: bool = False) -> list[Clip]:
-    """Load every source into memory, in order (a progress bar on stderr if asked)."""
-    from tqdm import tqdm
-
-    return [s.load() for s in tqdm(sources, desc="loading clips", unit="clip", file=sys.stderr,
-                                   disable=not progress)]
+def load_clips(sources: list[ClipSource], progress: bool = False, stream=None) -> list[Clip]:
+    """Load every source into memory, in order. With ``progress``, the kit's
+    :class:`~tinysep.progress.Progress` reports on ``stream`` (stderr by default): a bar on
+    a terminal, a few plain lines otherwise."""
+    clips = []
+    with Progress(len(sources), "loading clips", "clips", enabled=progress,
+                  stream=stream) as bar:
+        for source in sources:
+            clips.append(source.load())
+            bar.update(1)
+    return clips
 
 
 def load_split(root: str | Path, dataset: str = "auto", split: str = "train",

@@ -30,9 +30,8 @@ def calibration_size_study(
     """Rows ``{"frames", "seed", "sources": {source: {"sdr", "drop_db", ...}}}`` and a
     per-size summary (mean and spread of the SDR drop, float - int8, over seeds)."""
     from calibration.representative import build_representative_set
-    from convert.quality import float_records, quantized_records, sdr_delta
+    from convert.quality import float_records, quantized_records, record_sources, sdr_delta
     from convert.quantize import quantize_stream
-    from tinysep.data.clip import SOURCES
     from tinysep.models import make_streaming_model
 
     sizes = sorted({int(s) for s in sizes})
@@ -54,15 +53,15 @@ def calibration_size_study(
     for frames in sizes:
         cells = [r for r in rows if r["requested_frames"] == frames]
         entry = {"frames": frames}
-        for source in SOURCES:
+        for source in record_sources(reference):
             deltas = [c["sources"][source]["drop_db"] for c in cells
                       if c["sources"][source]["drop_db"] is not None]
             entry[source] = {"drop_db_mean": float(np.mean(deltas)) if deltas else None,
                              "drop_db_std": float(np.std(deltas)) if deltas else None}
         summary.append(entry)
     return {"sizes": sizes, "seeds": list(seeds), "frames_per_invoke": frames_per_invoke,
-            "eval_clips": len(eval_clips), "rows": rows, "summary": summary,
-            "coverage": full.coverage}
+            "eval_clips": len(eval_clips), "sources": record_sources(reference), "rows": rows,
+            "summary": summary, "coverage": full.coverage}
 
 
 def plot_study(study: dict, path: str | Path) -> Path:
@@ -76,7 +75,7 @@ def plot_study(study: dict, path: str | Path) -> Path:
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for source in SOURCES:
+    for source in study.get("sources", SOURCES):
         xs = [s["frames"] for s in study["summary"] if s[source]["drop_db_mean"] is not None]
         ys = [s[source]["drop_db_mean"] for s in study["summary"]
               if s[source]["drop_db_mean"] is not None]
@@ -100,8 +99,9 @@ DEFAULT_PLAYBACK_DB = (0.0, -30.0)
 
 
 def attenuated(clip, gain_db: float):
-    """``clip`` played back ``gain_db`` dB louder (negative: quieter): mixture and both
-    references scaled alike, so SDR against the references stays meaningful."""
+    """``clip`` played back ``gain_db`` dB louder (negative: quieter): mixture and every
+    reference (stems included) scaled alike, so SDR against the references stays
+    meaningful."""
     import dataclasses
 
     from tinysep.data.clip import SOURCES
@@ -111,6 +111,8 @@ def attenuated(clip, gain_db: float):
     scale = np.float32(10.0 ** (float(gain_db) / 20.0))
     scaled = {name: np.asarray(getattr(clip, name), np.float32) * scale
               for name in ("mixture", *SOURCES)}
+    scaled["stems"] = {name: np.asarray(stem, np.float32) * scale
+                       for name, stem in clip.stems.items()}
     return dataclasses.replace(clip, **scaled)
 
 
@@ -144,9 +146,8 @@ def calibration_level_study(
         build_representative_set,
         check_gains,
     )
-    from convert.quality import float_records, quantized_records, sdr_delta
+    from convert.quality import float_records, quantized_records, record_sources, sdr_delta
     from convert.quantize import quantize_stream
-    from tinysep.data.clip import SOURCES
     from tinysep.models import make_streaming_model
 
     gain_sets = [check_gains(g) for g in gain_sets]
@@ -181,7 +182,7 @@ def calibration_level_study(
                      "coverage": {level: round(float(np.mean([c["coverage"][level]
                                                               for c in cells])))
                                   for level in cells[0]["coverage"]}}
-            for source in SOURCES:
+            for source in record_sources(reference[levels[0]]):
                 got = [c["sources"][source] for c in cells
                        if c["sources"][source]["drop_db"] is not None]
                 deltas = [g["drop_db"] for g in got]
@@ -195,7 +196,7 @@ def calibration_level_study(
     return {"gain_sets": [list(g) for g in gain_sets], "playback_db": levels, "frames": frames,
             "seeds": list(seeds), "frames_per_invoke": frames_per_invoke,
             "eval_clips": len(eval_clips), "eval_clip_names": [c.name for c in eval_clips],
-            "rows": rows, "summary": summary}
+            "sources": record_sources(reference[levels[0]]), "rows": rows, "summary": summary}
 
 
 def format_level_table(study: dict) -> str:
@@ -204,15 +205,16 @@ def format_level_table(study: dict) -> str:
     from tinysep.data.clip import SOURCES
 
     several = len(study["seeds"]) > 1
+    sources = study.get("sources", SOURCES)
     head = ["calibration gains (dB)", "playback (dB)", "frames loud / quiet / silent"]
-    for source in SOURCES:
+    for source in sources:
         head += [f"{source} float", f"{source} int8", f"{source} drop"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for entry in study["summary"]:
         cov = entry["coverage"]
         cells = [_gains_label(entry["gains_db"]), f"{entry['playback_db']:g}",
                  f"{cov['loud']} / {cov['quiet']} / {cov['silent']}"]
-        for source in SOURCES:
+        for source in sources:
             row = entry[source]
             if row["drop_db_mean"] is None:
                 cells += ["-", "-", "-"]
@@ -245,8 +247,9 @@ def plot_level_study(study: dict, path: str | Path) -> Path:
     levels = study["playback_db"]
     sets = study["gain_sets"]
     width = 0.8 / max(1, len(sets))
-    fig, axes = plt.subplots(1, len(SOURCES), figsize=(5 * len(SOURCES), 4), sharey=True)
-    for ax, source in zip(np.atleast_1d(axes), SOURCES, strict=True):
+    sources = study.get("sources", SOURCES)
+    fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 4), sharey=True)
+    for ax, source in zip(np.atleast_1d(axes), sources, strict=True):
         for i, gains in enumerate(sets):
             entries = [next(e for e in study["summary"]
                             if e["gains_db"] == gains and e["playback_db"] == p) for p in levels]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysep.data.clip import Clip
+from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import HOP_SAMPLES, N_FFT
 
 DEFAULT_LOSS = ("l1", 0.01)
@@ -37,10 +37,11 @@ def training_loss_of(folder: str | Path) -> tuple[str, float]:
 
 
 def audio_batches(
-    clips: Sequence[Clip], chunk_frames: int, batch_size: int, seed: int = 0, **augment
+    clips: Sequence[Clip], chunk_frames: int, batch_size: int, seed: int = 0,
+    sources: Sequence[str] = SOURCES, **augment
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless ``(mixtures (B, samples), sources (B, 2, samples))`` chunks whose STFT has
-    ``chunk_frames`` frames."""
+    """Endless ``(mixtures (B, samples), sources (B, S, samples))`` chunks whose STFT has
+    ``chunk_frames`` frames; ``sources`` in the model's order (S of them)."""
     from tinysep.data.augment import training_batches
 
     if not clips:
@@ -49,10 +50,10 @@ def audio_batches(
     if samples < HOP_SAMPLES:
         raise ValueError(f"chunk_frames must be at least {N_FFT // HOP_SAMPLES}")
     rng = np.random.default_rng(seed)
-    for mixture, vocals, accompaniment in training_batches(
-        clips, samples, batch_size, rng, **augment
+    for mixture, *stems in training_batches(
+        clips, samples, batch_size, rng, sources=tuple(sources), **augment
     ):
-        yield mixture.astype(np.float32), np.stack([vocals, accompaniment], 1).astype(np.float32)
+        yield mixture.astype(np.float32), np.stack(stems, 1).astype(np.float32)
 
 
 def feature_batches(clips: Sequence[Clip], frames: int, batch_size: int, gain: float,
@@ -100,6 +101,22 @@ def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None):
     return SeparationTrainer(model)
 
 
+def sources_of(model) -> tuple[str, ...]:
+    """The sources ``model`` separates: its config's, else by its number of masks."""
+    from tinysep.data.sources import STEMS
+    from tinysep.models.registry import model_sources
+
+    config = getattr(model, "tinysep_config", None)
+    if config is not None:
+        return model_sources(config)
+    masks = int(model.outputs[0].shape[-1])
+    for candidate in (SOURCES, STEMS):
+        if len(candidate) == masks:
+            return tuple(candidate)
+    raise ValueError(f"model {model.name!r} has {masks} masks and no config naming its sources: "
+                     "pass sources=")
+
+
 def fine_tune(
     model,
     clips: Sequence[Clip],
@@ -115,6 +132,7 @@ def fine_tune(
     progress: bool = False,
     features_gain: float | None = None,
     freeze_batchnorm: bool = True,
+    sources: Sequence[str] | None = None,
 ) -> list[float]:
     """Fine-tune ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
     for ``steps`` batches with ``loss``; returns the loss of every step.
@@ -122,6 +140,8 @@ def fine_tune(
     ``freeze_batchnorm``: BatchNorm layers keep the statistics of the full training run
     (inference mode, not trained): on the small batches of fine-tuning (pruning, QAT) they
     would drift and move the float model with them. Pass False to fit a model from scratch.
+    ``sources``: the stems the masks stand for, in order (default: the model's config, or,
+    for a model that lost it to a tfmot clone, its own source list when it has as many masks).
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -139,11 +159,12 @@ def fine_tune(
             inner = getattr(layer, "layer", layer)  # tfmot wraps layers
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False
-    batches = audio_batches(clips, chunk_frames, batch_size, seed)
+    sources = tuple(sources) if sources is not None else sources_of(model)
+    batches = audio_batches(clips, chunk_frames, batch_size, seed, sources)
     dataset = tf.data.Dataset.from_generator(
         lambda: batches,
         output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
-                          tf.TensorSpec((batch_size, 2, samples), tf.float32)),
+                          tf.TensorSpec((batch_size, len(sources), samples), tf.float32)),
     )
     trainer = _trainer(model, loss, sdr_weight, features_gain)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))

@@ -32,17 +32,22 @@ def runner_for(quantized, stream):
 
 
 def score_separator(separate: Callable[[np.ndarray], dict], clips: Sequence[Clip],
-                    label: str = "", progress: bool = False) -> list[dict]:
-    """Per-clip records ``{"name", "samples", "sources": scores}`` for ``separate``."""
+                    label: str = "", progress: bool = False,
+                    sources: Sequence[str] | None = None) -> list[dict]:
+    """Per-clip records ``{"name", "samples", "sources": scores}`` for ``separate``, scored
+    on ``sources`` (default: every source the separator returns, in its order; the clips
+    must hold those stems)."""
     from tinysep.metrics import score_estimates, score_mixture
     from tinysep.progress import Progress
 
     records = []
     bar = Progress(len(clips), label or "scoring", unit="clip", enabled=progress)
     for clip in clips:
-        references = {s: clip.source(s) for s in SOURCES}
-        mixture_scores = score_mixture(references, clip.mixture)
         estimates = separate(clip.mixture)
+        names = list(sources) if sources is not None else list(estimates)
+        references = {s: clip.source(s) for s in names}
+        mixture_scores = score_mixture(references, clip.mixture)
+        estimates = {s: estimates[s] for s in names}
         records.append({"name": clip.name, "samples": int(len(clip.mixture)),
                         "sources": score_estimates(references, estimates, mixture_scores)})
         bar.update(1)
@@ -50,11 +55,17 @@ def score_separator(separate: Callable[[np.ndarray], dict], clips: Sequence[Clip
     return records
 
 
+def record_sources(records: Sequence[dict]) -> list[str]:
+    """The sources per-clip records were scored on, in order (the default two when empty)."""
+    return list(records[0]["sources"]) if records else list(SOURCES)
+
+
 def sdr_delta(reference: list[dict], other: list[dict]) -> dict:
     """Per source: mean SDR of both and the drop, the mean per-clip difference
-    reference - other (float - quantized: positive when quantization loses SDR)."""
+    reference - other (float - quantized: positive when quantization loses SDR); the sources
+    are those the records were scored on (vocals, accompaniment when there are none)."""
     out = {}
-    for source in SOURCES:
+    for source in record_sources(reference):
         pairs = [
             (a["sources"][source]["sdr"], b["sources"][source]["sdr"])
             for a, b in zip(reference, other, strict=True)

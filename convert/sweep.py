@@ -198,6 +198,7 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
     from convert.finetune import training_loss_of
     from tinysep.data.loaders import find_clips, load_clips
     from tinysep.models import load_model
+    from tinysep.models.registry import model_sources
 
     out = Path(out)
     plan.loss = training_loss_of(model_folder)
@@ -220,7 +221,8 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
         base = load_model(model_folder)
         clips = load_calibration_clips(data, "train", max_clips=max_clips, seed=seed,
                                        progress=progress)
-        sources = find_clips(data, split="test")[: plan.eval_clips]
+        sources = find_clips(data, split="test",
+                             sources=model_sources(base))[: plan.eval_clips]
         if not sources:
             raise ValueError(f"no clips in the test split of {data}")
         eval_clips = load_clips(sources)
@@ -254,6 +256,11 @@ COLUMNS = ["id", "variant", "mode", "calibration_frames", "bytes", "micro_bytes"
            "gzip_bytes", "arena_tflm", "params", "macs_per_hop", "host_us_per_hop"]
 
 
+def row_sources(row: dict) -> list[str]:
+    """The sources of a flat row, in the order its cell was scored on."""
+    return [k[: -len("_sdr_float")] for k in row if k.endswith("_sdr_float")]
+
+
 def flat_rows(cells: list[dict]) -> list[dict]:
     """One flat row per cell. ``drop_db`` is against the variant's own float model (the
     cost of quantizing); ``vs_base_db`` against the unpruned float model (pruning and
@@ -263,7 +270,7 @@ def flat_rows(cells: list[dict]) -> list[dict]:
     for c in cells:
         row = {k: c.get(k) for k in COLUMNS if k != "variant"}
         row["variant"] = c["variant"]["name"]
-        for source in SOURCES:
+        for source in c["sources"]:
             s = c["sources"][source]
             row[f"{source}_sdr_float"] = s["sdr_reference"]
             row[f"{source}_sdr_quant"] = s["sdr"]
@@ -288,14 +295,15 @@ def _fmt(value) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     header = ["cell", "bytes", "gzip bytes", "arena (TFLM)", "MACs/hop", "us/hop"]
-    for source in SOURCES:
+    sources = row_sources(rows[0]) if rows else list(SOURCES)
+    for source in sources:
         header += [f"{source} float", f"{source} quant", f"{source} drop",
                    f"{source} vs base"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r["id"], _fmt(r["bytes"]), _fmt(r.get("gzip_bytes")), _fmt(r.get("arena_tflm")),
                  _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
-        for source in SOURCES:
+        for source in sources:
             cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
                       _fmt(r[f"{source}_drop_db"]), _fmt(r[f"{source}_vs_base_db"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -357,5 +365,5 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
 
 
 def _mean(row: dict, key: str) -> float:
-    values = [row[f"{s}_{key}"] for s in SOURCES if row[f"{s}_{key}"] is not None]
+    values = [row[f"{s}_{key}"] for s in row_sources(row) if row[f"{s}_{key}"] is not None]
     return float(sum(values) / len(values)) if values else float("nan")

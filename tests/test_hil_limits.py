@@ -50,7 +50,10 @@ def test_chunks_shrink_to_the_whole_hops_that_fit_both_directions():
     assert fitting_chunk_hops(8, 128, 2, 1024) == 1
     assert fitting_chunk_hops(8, 128, 2, 2048) == 3  # (2048 - 14) // 512: the reply decides
     assert fitting_chunk_hops(8, 128, 2, 1 << 20) == 8  # never more than asked
-    assert fitting_chunk_hops(8, 128, 2, 525) == 0  # not even one hop back
+    # not even one hop back: the board replies in parts, the request alone bounds the chunk
+    assert fitting_chunk_hops(8, 128, 2, 525) == 2
+    assert fitting_chunk_hops(8, 128, 4, 1024) == 3  # four sources on a 1 KiB board
+    assert fitting_chunk_hops(8, 128, 2, 263) == 0  # not even one hop of request
 
 
 def _board(bundle, capabilities=None, **limits) -> ThreadAgent:
@@ -127,14 +130,14 @@ def test_a_board_without_tensor_mode_is_never_sent_a_tensor(corpus, tmp_path):
 
 def test_a_board_that_cannot_hold_one_hop_is_refused_with_the_sizes(corpus, tmp_path):
     bundle = make_bundle()
-    board = _board(bundle, max_payload=512, max_message=512, window=1)
+    board = _board(bundle, max_payload=256, max_message=256, window=1)
     try:
         with BoardSession(port=board.path, config=fast_host_config()) as session:
             from firmware_host.bundle import read_bundle
 
             session.connect()
             session.check(read_bundle(bundle))
-            with pytest.raises(HilError, match="at most 512 bytes, one hop .* needs 526"):
+            with pytest.raises(HilError, match="at most 256 bytes, one hop .* needs 264"):
                 session.chunk_hops(8)
     finally:
         board.stop()

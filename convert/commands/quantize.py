@@ -160,9 +160,11 @@ def run(args: argparse.Namespace) -> int:
           "tensor names stripped, as in a bundle)")
 
     if args.eval_clips:
+        from convert.finetune import sources_of
         from tinysep.data.loaders import find_clips, load_clips
 
-        sources = find_clips(args.data, split=args.eval_split)[: args.eval_clips]
+        sources = find_clips(args.data, split=args.eval_split,
+                             sources=sources_of(model))[: args.eval_clips]
         if not sources:
             raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
         clips = load_clips(sources)
@@ -192,9 +194,11 @@ def run(args: argparse.Namespace) -> int:
         print(format_layer_report(layers))
     if sizes:
         from convert.calibration_study import calibration_size_study, plot_study
+        from convert.finetune import sources_of
         from tinysep.data.loaders import find_clips, load_clips
 
-        eval_clips = load_clips(find_clips(args.data, split=args.eval_split)[
+        eval_clips = load_clips(find_clips(args.data, split=args.eval_split,
+                                           sources=sources_of(model))[
             : max(1, args.eval_clips)])
         study = calibration_size_study(model, train, eval_clips, sizes,
                                        range(args.study_seeds), args.frames_per_invoke,
@@ -205,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         for row in study["summary"]:
             print(f"calibration {row['frames']:>6} frames: " + ", ".join(
                 f"{s} drop {row[s]['drop_db_mean']:+.3f} +- {row[s]['drop_db_std']:.3f} dB"
-                for s in ("vocals", "accompaniment") if row[s]["drop_db_mean"] is not None))
+                for s in study["sources"] if row[s]["drop_db_mean"] is not None))
     if level_sets:
         report["calibration_levels"] = _level_study(args, model, train, level_sets, playback,
                                                     progress)
@@ -230,10 +234,12 @@ def _level_study(args, model, train, level_sets, playback, progress: bool) -> li
         format_level_table,
         plot_level_study,
     )
+    from convert.finetune import sources_of
     from tinysep.commands.common import CliError
     from tinysep.data.loaders import find_clips, load_clips
 
-    sources = _spread(find_clips(args.data, split=args.eval_split), max(1, args.eval_clips))
+    sources = _spread(find_clips(args.data, split=args.eval_split, sources=sources_of(model)),
+                      max(1, args.eval_clips))
     if not sources:
         raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
     study = calibration_level_study(model, train, load_clips(sources, progress=progress),

@@ -449,12 +449,18 @@ class BoardAgent:
     def _reply(self, link, reply, request_type: int = 0) -> bool:
         """Send one reply; False when the stream is closed (serving ends).
 
-        A reply larger than the host's max_message becomes ERROR MESSAGE_TOO_LARGE (its text
-        cut to fit), so the request still gets exactly one reply.
+        A SEPARATED_CHUNK larger than the negotiated max message (the smaller of the host's
+        and this board's) goes in parts (docs/protocol.md, SEPARATED_CHUNK); any other reply
+        larger than the host's max_message becomes ERROR MESSAGE_TOO_LARGE (its text cut to
+        fit), so the request still gets exactly one answer.
         """
         try:
             try:
-                link.send(reply, timeout=SEND_TIMEOUT)
+                if isinstance(reply, SeparatedChunk):
+                    for part in reply.parts(_reply_limit(link)):
+                        link.send(part, timeout=SEND_TIMEOUT)
+                else:
+                    link.send(reply, timeout=SEND_TIMEOUT)
             except MessageError as exc:
                 peer = link.peer
                 if peer is None:
@@ -473,6 +479,13 @@ class BoardAgent:
         except Exception as exc:  # no session, a timeout: the reply is dropped, serving goes on
             self.log(f"reply {message_type_name(int(reply.TYPE))} dropped: {exc}")
         return True
+
+
+def _reply_limit(link) -> int:
+    """Largest reply message: this board's max message, and the host's when known."""
+    peer = link.peer
+    own = int(link.config.max_message)
+    return own if peer is None else min(own, int(peer.max_message))
 
 
 def _stderr_log(text: str) -> None:

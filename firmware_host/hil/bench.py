@@ -241,10 +241,14 @@ def baud_section(quick: bool = False) -> dict:
                 "resends": measured["resends"],
             }
         )
+    from firmware_host.bundle import read_bundle
+
+    n_sources = len(read_bundle(bundle).sources)
+    needs = link_needs()
     return {
         "title": (
             f"Baud emulation ({model}, {DEFAULT_CHUNK_HOPS}-hop chunks): the agent's link "
-            "paced like a UART (8N1), audio in + 2 sources out"
+            f"paced like a UART (8N1), audio in + {n_sources} sources out"
         ),
         "columns": [
             ["baud", "baud"],
@@ -257,8 +261,19 @@ def baud_section(quick: bool = False) -> dict:
             ["resends", "resends"],
         ],
         "rows": rows,
-        "note": (
-            "real time needs about 65 kB/s towards the host (two int16 sources at 16 kHz "
-            "plus framing), i.e. more than 650 000 baud"
-        ),
+        "realtime_link": needs,
+        "note": "real time needs, towards the host / the board: " + "; ".join(
+            f"{n['n_sources']} source{'s' if n['n_sources'] > 1 else ''} "
+            f"{n['bytes_per_s_to_host'] / 1000.0:.1f} / {n['bytes_per_s_to_board'] / 1000.0:.1f}"
+            f" kB/s, >= {n['min_baud']:,} baud"
+            for n in needs
+        ) + f" ({DEFAULT_CHUNK_HOPS}-hop chunks, int16 at 16 kHz plus framing, 8N1)",
     }
+
+
+def link_needs(sources=(1, 2, 4), hops: int = DEFAULT_CHUNK_HOPS) -> list:
+    """Bytes per second each way and the slowest UART (8N1) that keeps real time, for each
+    number of sources (the protocol's worst case, see ``firmware_host.hil.overhead``)."""
+    from firmware_host.hil.overhead import realtime_link
+
+    return [realtime_link(n, hops) for n in sources]

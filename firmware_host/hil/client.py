@@ -14,6 +14,8 @@ import collections
 import hashlib
 import time
 
+import numpy as np
+
 from firmware_host.protocol.errors import HandshakeRefused, PeerError, ProtocolError
 from firmware_host.protocol.framing import PROTOCOL_VERSION
 from firmware_host.protocol.link import Link
@@ -195,20 +197,44 @@ class BoardClient:
                     break
                 self.link.send(chunk, wait)
                 self._sent()
-                pending.append(chunk.position)
+                pending.append((chunk.position, int(chunk.samples.size)))
             if not pending:
                 return
+            position, count = pending.popleft()
+            yield self._separated(position, count, wait)
+
+    def _separated(self, position: int, count: int, wait: float) -> SeparatedChunk:
+        """The reply to the AUDIO_CHUNK of ``count`` samples at ``position``, its parts joined
+        (a board sends a reply larger than the max message as consecutive parts)."""
+        parts = []
+        got = 0
+        while True:
             try:
                 reply = self._expect(self._receive(wait), SeparatedChunk, MessageType.AUDIO_CHUNK)
             except PeerError:
                 self.settle(wait)  # the chunks after the failed one are answered too: drop them
                 raise
-            position = pending.popleft()
-            if reply.position != position:
+            if reply.position != position + got:
                 raise ProtocolError(
-                    f"SEPARATED_CHUNK for position {reply.position}, expected {position}"
+                    f"SEPARATED_CHUNK for position {reply.position}, expected {position + got}"
                 )
-            yield reply
+            size = int(reply.sources.shape[1])
+            if size == 0 or (parts and reply.sources.shape[0] != parts[0].sources.shape[0]):
+                raise ProtocolError(
+                    f"SEPARATED_CHUNK part at {reply.position} has shape {reply.sources.shape}"
+                )
+            parts.append(reply)
+            got += size
+            if got >= count:
+                break
+        if len(parts) == 1:
+            return parts[0]
+        return SeparatedChunk(
+            position,
+            np.concatenate([p.sources for p in parts], axis=1),
+            sum(p.invoke_us for p in parts),
+            sum(p.n_invokes for p in parts),
+        )
 
     def run_tensors(self, tensors) -> TensorOut:
         """Tensor mode: run the network once on raw inputs; returns raw outputs and invoke time."""

@@ -30,8 +30,8 @@ from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
 
 from .reference import HostPipeline, exactness_expected, float_runner
-from .report import write_reports
-from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused
+from .report import report_sources, write_reports
+from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused, reply_parts
 
 # LinkError, PeerError, MessageError included; a board that cannot take the bundle's model
 # (UploadRefused with --flash) cannot be tested either
@@ -410,7 +410,8 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
     from tinysep.models import load_model
 
     bundle = bundle if bundle is not None else read_bundle(settings.bundle)
-    sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split)
+    sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split,
+                         sources=tuple(bundle.sources))
     if settings.max_clips is not None:
         sources = sources[: settings.max_clips]
     if not sources:
@@ -449,6 +450,14 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
             report["settings"]["chunk_note"] = (
                 f"{settings.chunk_hops} hops per chunk asked, {chunk_hops} fit the board's "
                 f"max message of {session.limits.max_message} bytes"
+            )
+        parts = reply_parts(chunk_hops * bundle.hop, len(bundle.sources),
+                            session.limits.max_message if session.limits else None)
+        report["settings"]["reply_parts"] = parts
+        if parts > 1:
+            report["settings"]["chunk_note"] = (
+                report["settings"].get("chunk_note", f"{chunk_hops} hops per chunk")
+                + f"; each SEPARATED_CHUNK comes back in {parts} parts"
             )
         kernels = "reference" if info.delegate == "cpu-reference" else "default"
         host = HostPipeline(bundle, kernels=kernels)
@@ -518,7 +527,8 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
         _sync_session(report, session)
         from .plots import plot_sdr_bars
 
-        bars = plot_sdr_bars(report["clips"], report_dir / "figures" / "sdr_bars.png")
+        bars = plot_sdr_bars(report["clips"], report_dir / "figures" / "sdr_bars.png",
+                             report_sources(report))
         report["plots"] = plotted + (["figures/sdr_bars.png"] if bars else [])
         report["report_files"] = {k: str(v) for k, v in write_reports(report, report_dir).items()}
     return report

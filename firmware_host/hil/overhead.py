@@ -80,6 +80,52 @@ def chunk_overhead(
     return Overhead(hops, samples, n_sources, 2 * samples * (1 + n_sources), wire, 2 * frames)
 
 
+UART_BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
+
+
+def realtime_link(
+    n_sources: int,
+    hops: int = DEFAULT_CHUNK_HOPS,
+    hop_samples: int = HOP_SAMPLES,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    max_message: int | None = None,
+) -> dict:
+    """What streaming ``n_sources`` in real time needs of the link, each way.
+
+    One exchange of ``hops`` hops every ``hops * hop_samples / SAMPLE_RATE`` seconds: the
+    AUDIO_CHUNK and the ACKs of the reply's frames towards the board, the SEPARATED_CHUNK (in
+    parts when it exceeds ``max_message``) and the ACKs of the request's frames towards the
+    host, worst case for COBS and ACKs as in :func:`chunk_overhead`. ``min_baud`` is the busier
+    direction at 10 line bits per byte (8N1).
+    """
+    samples = hops * hop_samples
+    pcm = np.full(samples, 0x0101, dtype=np.int16)
+    audio = AudioChunk(0x01010101, pcm).encode()
+    reply = SeparatedChunk(0x01010101, np.tile(pcm, (n_sources, 1)), 0x01010101, hops)
+    parts = reply.parts(max_message) if max_message is not None else [reply]
+    ack = len(encode_frame(Frame(MessageType.ACK, 0, 8, 0xFFFF, 0xFFFF, b"")))
+    wire_in, frames_in = _message_wire_bytes(MessageType.AUDIO_CHUNK, audio, max_payload)
+    wire_out = frames_out = 0
+    for part in parts:
+        wire, frames = _message_wire_bytes(MessageType.SEPARATED_CHUNK, part.encode(),
+                                           max_payload)
+        wire_out += wire
+        frames_out += frames
+    per_second = SAMPLE_RATE / float(samples)
+    to_board = (wire_in + frames_out * ack) * per_second
+    to_host = (wire_out + frames_in * ack) * per_second
+    return {
+        "n_sources": n_sources,
+        "hops": hops,
+        "reply_parts": len(parts),
+        "pcm_bytes_per_s_to_board": 2 * SAMPLE_RATE,
+        "pcm_bytes_per_s_to_host": 2 * SAMPLE_RATE * n_sources,
+        "bytes_per_s_to_board": round(to_board, 1),
+        "bytes_per_s_to_host": round(to_host, 1),
+        "min_baud": int(np.ceil(max(to_board, to_host) * UART_BITS_PER_BYTE)),
+    }
+
+
 def overhead_table(hops_list=(1, 2, 4, 8, 16), n_sources: int = 2) -> list:
     """Overhead for several chunk sizes."""
     return [chunk_overhead(hops, n_sources) for hops in hops_list]

@@ -12,6 +12,7 @@ from tinysep.data.clip import SOURCES
 from .report import VARIANT_LABELS, VARIANTS
 
 SPECTROGRAM_FLOOR_DB = -90.0
+SPECTROGRAM_UNIT = "dB (20 log10 |STFT|)"
 
 
 def _figure(width: float, height: float):
@@ -48,7 +49,7 @@ def plot_clip(
         wave.set_ylabel(label, fontsize=8)
         db = _spectrogram_db(audio)
         extent = (0.0, db.shape[0] * HOP_SAMPLES / sample_rate, 0.0, sample_rate / 2000.0)
-        spec.imshow(
+        image = spec.imshow(
             db.T,
             origin="lower",
             aspect="auto",
@@ -58,6 +59,9 @@ def plot_clip(
             vmax=0.0,
         )
         spec.set_ylabel("kHz", fontsize=8)
+        bar = fig.colorbar(image, ax=spec, pad=0.01)
+        bar.set_label(SPECTROGRAM_UNIT, fontsize=7)
+        bar.ax.tick_params(labelsize=6)
         for axis in (wave, spec):
             axis.tick_params(labelsize=7)
     axes[-1][0].set_xlabel("time (s)")
@@ -70,17 +74,19 @@ def plot_clip(
     return path
 
 
-def plot_sdr_bars(clips: list, path: str | Path) -> Path | None:
-    """Per-clip SDR per source, bars for each variant; None when no clip finished."""
+def plot_sdr_bars(clips: list, path: str | Path, sources=SOURCES) -> Path | None:
+    """Per-clip SDR per source (one panel per stem, ``sources`` in manifest order), bars for
+    each variant; None when no clip finished."""
     done = [c for c in clips if c.get("status") == "ok"]
     if not done:
         return None
     path = Path(path)
-    plt, fig = _figure(max(6.0, 0.5 * len(done) + 3.0), 3.2 * len(SOURCES))
-    axes = fig.subplots(len(SOURCES), 1, squeeze=False)[:, 0]
+    sources = list(sources)
+    plt, fig = _figure(max(6.0, 0.5 * len(done) + 3.0), 3.2 * len(sources))
+    axes = fig.subplots(len(sources), 1, squeeze=False)[:, 0]
     x = np.arange(len(done))
     width = 0.8 / len(VARIANTS)
-    for axis, source in zip(axes, SOURCES, strict=True):
+    for axis, source in zip(axes, sources, strict=True):
         for number, variant in enumerate(VARIANTS):
             values = [c["scores"][variant][source]["sdr"] for c in done]
             values = [np.nan if v is None else v for v in values]

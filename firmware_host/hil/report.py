@@ -36,8 +36,14 @@ def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+def report_sources(report: dict) -> list:
+    """The bundle's sources, in manifest order (vocals, accompaniment when not recorded)."""
+    return list((report.get("bundle") or {}).get("sources") or SOURCES)
+
+
 def summarize(report: dict) -> dict:
     """Means per variant / source / metric, drops, LSB, timing and link totals over ok clips."""
+    sources = report_sources(report)
     clips = [c for c in report["clips"] if c.get("status") == "ok"]
     summary: dict = {
         "clips": len(report["clips"]),
@@ -53,11 +59,11 @@ def summarize(report: dict) -> dict:
                 metric: _mean(c["scores"][variant][source].get(metric) for c in clips)
                 for metric in METRICS
             }
-            for source in SOURCES
+            for source in sources
         }
     for variant in ("int8_host", "int8_board"):
         summary["drop"][variant] = {
-            source: _mean(c["drop"][variant][source] for c in clips) for source in SOURCES
+            source: _mean(c["drop"][variant][source] for c in clips) for source in sources
         }
     summary["board_vs_host_sdr"] = {
         source: _mean(
@@ -67,7 +73,7 @@ def summarize(report: dict) -> dict:
             )
             for c in clips
         )
-        for source in SOURCES
+        for source in sources
     }
     lsb = [c["lsb"] for c in clips]
     summary["lsb"] = {
@@ -143,7 +149,7 @@ def evaluate_checks(report: dict) -> list:
     gain_limit = settings.get("max_sdr_gain", limit)
     silent = len(summary.get("silent_clips", []))
     silent_text = f"; {silent} silent clip(s) have no SDR and are not scored" if silent else ""
-    for source in SOURCES:
+    for source in report_sources(report):
         drop = summary["drop"]["int8_board"][source]
         if drop is None:
             passed = False if summary["clips_ok"] else None
@@ -333,19 +339,31 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {check['name']} | {result} | {_fmt(check['value'], 3)} | {check['threshold']} |"
         )
+    sources = report_sources(report)
     lines += ["", "## Separation (mean over clips, dB)", ""]
-    header = "| variant | " + " | ".join(f"{s} {m.upper()}" for s in SOURCES for m in METRICS)
-    lines += [header + " |", "|---" * (1 + len(SOURCES) * len(METRICS)) + "|"]
+    header = "| variant | " + " | ".join(f"{s} {m.upper()}" for s in sources for m in METRICS)
+    lines += [header + " |", "|---" * (1 + len(sources) * len(METRICS)) + "|"]
     for variant in VARIANTS:
-        cells = [_fmt(summary["scores"][variant][s][m]) for s in SOURCES for m in METRICS]
+        cells = [_fmt(summary["scores"][variant][s][m]) for s in sources for m in METRICS]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "SDR drop against float (dB, positive = worse):", ""]
-    lines += ["| variant | " + " | ".join(SOURCES) + " |", "|---" * (1 + len(SOURCES)) + "|"]
+    lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]
     for variant in ("int8_host", "int8_board"):
-        cells = [_fmt(summary["drop"][variant][s], 3) for s in SOURCES]
+        cells = [_fmt(summary["drop"][variant][s], 3) for s in sources]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
+    lines += ["", "SDR per source (mean over clips, dB) and its check:", "",
+              "| source | float | int8 (host) | int8 (board) | board drop | check |",
+              "|---|---|---|---|---|---|"]
+    results = {c["name"]: c["passed"] for c in report.get("checks", [])}
+    for s in sources:
+        result = {True: "pass", False: "**FAIL**", None: "skipped"}[
+            results.get(f"sdr_drop_{s}")]
+        lines.append(
+            f"| {s} | " + " | ".join(_fmt(summary["scores"][v][s]["sdr"]) for v in VARIANTS)
+            + f" | {_fmt(summary['drop']['int8_board'][s], 3)} | {result} |")
     tensor = report.get("tensor_check") or {}
     link = summary["link"]
+    short = "/".join(s[:3] for s in sources)
     lines += [
         "",
         "## Board",
@@ -353,7 +371,7 @@ def markdown(report: dict) -> str:
         f"- board vs host int8: largest difference {_fmt(summary['lsb']['max_abs'])} LSB, "
         f"{summary['lsb']['differing_samples']} of {summary['lsb']['samples']} samples differ; "
         "SDR board - host "
-        + ", ".join(f"{s} {_fmt(summary['board_vs_host_sdr'][s], 3)} dB" for s in SOURCES),
+        + ", ".join(f"{s} {_fmt(summary['board_vs_host_sdr'][s], 3)} dB" for s in sources),
         f"- bit-exact expected: {'yes' if board.get('exact_expected') else 'no'} "
         f"({board.get('exact_reason', 'the board was not reached')})",
         "- tensor mode: " + (
@@ -379,7 +397,7 @@ def markdown(report: dict) -> str:
         "",
         "## Clips",
         "",
-        "| clip | s | float SDR voc/acc | board SDR voc/acc | drop voc/acc | max LSB | x RT |",
+        f"| clip | s | float SDR {short} | board SDR {short} | drop {short} | max LSB | x RT |",
         "|---|---|---|---|---|---|---|",
     ]
     for clip in report["clips"]:
@@ -396,11 +414,11 @@ def markdown(report: dict) -> str:
             continue
         lines.append(
             f"| {clip['name']} | {clip['seconds']:.1f} | "
-            + "/".join(_fmt(f[s]["sdr"]) for s in SOURCES)
+            + "/".join(_fmt(f[s]["sdr"]) for s in sources)
             + " | "
-            + "/".join(_fmt(b[s]["sdr"]) for s in SOURCES)
+            + "/".join(_fmt(b[s]["sdr"]) for s in sources)
             + " | "
-            + "/".join(_fmt(d[s], 3) for s in SOURCES)
+            + "/".join(_fmt(d[s], 3) for s in sources)
             + f" | {lsb} | {_fmt(clip['stream']['realtime_factor'])} |"
         )
     converted = [c for c in report["clips"] if (c.get("input") or {}).get("converted")]

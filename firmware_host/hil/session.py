@@ -104,10 +104,22 @@ class BoardLimits:
 
 def fitting_chunk_hops(requested: int, hop: int, n_sources: int, max_message: int) -> int:
     """The most whole hops (at most ``requested``) whose AUDIO_CHUNK and SEPARATED_CHUNK both
-    fit in ``max_message`` bytes; 0 when not even one hop fits."""
+    fit in ``max_message`` bytes. When not even one hop's reply fits (four sources in 1 KiB),
+    the board sends each reply in parts and only the request bounds the chunk; 0 when not even
+    one hop of request, or one sample of every source, fits."""
     by_request = (max_message - AUDIO_CHUNK_HEAD) // (2 * hop)
     by_reply = (max_message - SEPARATED_CHUNK_HEAD) // (2 * hop * max(1, n_sources))
+    if by_reply < 1 and max_message >= SEPARATED_CHUNK_HEAD + 2 * max(1, n_sources):
+        by_reply = by_request
     return max(0, min(requested, by_request, by_reply))
+
+
+def reply_parts(samples: int, n_sources: int, max_message: int | None) -> int:
+    """How many SEPARATED_CHUNK parts the reply to a chunk of ``samples`` comes in."""
+    if max_message is None:
+        return 1
+    reply = SeparatedChunk(0, np.zeros((max(1, n_sources), samples), np.int16))
+    return len(reply.parts(max_message))
 
 
 @dataclass
@@ -299,7 +311,7 @@ class BoardSession:
         if hops < 1:
             need = max(
                 AUDIO_CHUNK_HEAD + 2 * bundle.hop,
-                SEPARATED_CHUNK_HEAD + 2 * bundle.hop * len(bundle.sources),
+                SEPARATED_CHUNK_HEAD + 2 * len(bundle.sources),
             )
             raise HilError(
                 f"the board holds messages of at most {self.limits.max_message} bytes, one hop "

@@ -397,7 +397,10 @@ class AudioChunk(Message):
 
 @dataclass
 class SeparatedChunk(Message):
-    """SEPARATED_CHUNK: per-source int16 PCM for the AUDIO_CHUNK at ``position``, invoke time."""
+    """SEPARATED_CHUNK: per-source int16 PCM for the AUDIO_CHUNK at ``position``, invoke time.
+
+    A reply larger than the negotiated max message goes as several parts (:meth:`parts`),
+    each at the stream position of its first sample."""
 
     TYPE = MessageType.SEPARATED_CHUNK
     _HEAD = struct.Struct("<IIHHBB")
@@ -430,6 +433,32 @@ class SeparatedChunk(Message):
         reader.done()
         sources = np.frombuffer(data, dtype="<i2").astype(np.int16).reshape(n_sources, count)
         return cls(position, sources, invoke_us, invokes)
+
+    def parts(self, max_message: int) -> list:
+        """This reply as SEPARATED_CHUNKs of at most ``max_message`` bytes each (itself alone
+        when it fits): consecutive runs of samples, every source in each, as equal in length
+        as whole samples allow; the first part carries the chunk's invoke time and count,
+        the others 0. MessageError when not even one sample of every source fits."""
+        n_sources, count = self.sources.shape
+        if self._HEAD.size + 2 * n_sources * count <= max_message:
+            return [self]
+        most = (max_message - self._HEAD.size) // (2 * n_sources)
+        if most < 1:
+            raise MessageError(
+                "one sample of %d sources needs %d bytes of SEPARATED_CHUNK, the peer holds %d"
+                % (n_sources, self._HEAD.size + 2 * n_sources, max_message)
+            )
+        n_parts = -(-count // most)
+        bounds = [count * i // n_parts for i in range(n_parts + 1)]
+        return [
+            SeparatedChunk(
+                self.position + lo,
+                self.sources[:, lo:hi],
+                self.invoke_us if i == 0 else 0,
+                self.n_invokes if i == 0 else 0,
+            )
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -1,4 +1,6 @@
-"""Separate songs into one audio file per source: DIR/<song>/vocals.wav, accompaniment.wav.
+"""Separate songs into one audio file per source: DIR/<song>/<source>.wav for each source of
+the model (vocals.wav, accompaniment.wav; or vocals, drums, bass and other.wav for a
+four-stem model or bundle).
 
 INPUT is an audio file (wav, flac, ogg, mp3, ... at any rate and channel count) or a folder
 of them. `--model` picks what separates: a saved float model folder (default: the shipped
@@ -6,8 +8,9 @@ model) or a deploy bundle, whose int8 model then runs on the host exactly as a b
 it; with `--port URL` (a board running the agent with that bundle) or `--emulate` (the
 emulated board) the audio is streamed to the board and its output is written, so what the
 board produces can be listened to. The stems are written at the input's rate and channel
-count and add up to the input; long songs are read block by block in constant memory. A
-summary lands in DIR/separate.json.
+count and add up to the input: the last source (accompaniment, or other for four stems)
+also takes the residual, the input minus the other estimates. Long songs are read block by
+block in constant memory. A summary lands in DIR/separate.json.
 """
 
 from __future__ import annotations
@@ -83,11 +86,12 @@ def load_separator(path: Path | None):
 
         runner = BundleRunner(path)
         return runner.separate, list(runner.sources), f"int8 bundle {path} (host interpreter)"
-    from tinysep.data.clip import SOURCES
     from tinysep.models import load_model, separate
+    from tinysep.models.registry import model_sources
 
     model = load_model(path)
-    return (lambda audio: separate(model, audio)), list(SOURCES), f"float model {path}"
+    return (lambda audio: separate(model, audio)), list(model_sources(model)), \
+        f"float model {path}"
 
 
 def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | None):

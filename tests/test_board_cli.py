@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from board_bundle import copy_bundle, make_bundle
 from board_support import ThreadAgent, host_client
 
 from firmware_host.bundle import read_bundle
+from firmware_host.hil.flash import flash_bundle
+from firmware_host.hil.session import BoardSession
 from tinysep.cli import main
 
 
@@ -43,7 +46,10 @@ def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
     new = make_bundle(seed=8)
     with ThreadAgent(board_dir) as board:
         assert main(["flash", "--port", board.path, "--bundle", str(new), "--no-progress"]) == 0
-        assert "flashed" in capsys.readouterr().out
+        captured = capsys.readouterr()
+        size = (new / "model.tflite").stat().st_size
+        assert f"flashed {size / 1024:,.1f} KiB ({size:,} B) to " in captured.out
+        assert " KiB/s)" in captured.out and captured.err == ""  # --no-progress: quiet
         assert main(["flash", "--port", board.path, "--bundle", str(new), "--no-progress"]) == 0
         assert "already runs" in capsys.readouterr().out
         other = make_bundle(options={"residual": 8, "hidden": 8, "blocks": 1, "repeats": 1})
@@ -56,6 +62,21 @@ def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
     data = (new / "model.tflite").read_bytes()
     assert (board_dir / "model.tflite").read_bytes() == data
     assert read_bundle(board_dir).model_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_flash_reports_the_upload_in_kib_as_plain_lines_off_a_terminal(tmp_path):
+    board_dir = copy_bundle(make_bundle(), tmp_path / "board")
+    new = make_bundle(seed=8)
+    size = (new / "model.tflite").stat().st_size
+    log = io.StringIO()
+    with ThreadAgent(board_dir) as board, BoardSession(port=board.path) as session:
+        result = flash_bundle(session, str(new), progress=True, stream=log)
+    assert result.uploaded and result.bytes == size
+    lines = log.getvalue().splitlines()
+    assert 1 < len(lines) <= 11 and "\r" not in log.getvalue()
+    total = f"{size / 1024:,.1f}"
+    assert lines[-1].startswith(f"flash: {total}/{total} KiB (100 %"), lines
+    assert all(line.startswith("flash: ") and " KiB (" in line for line in lines)
 
 
 def test_an_emulated_cortex_m_board_announces_its_limits_and_flashes_only_its_own_copy(capsys):

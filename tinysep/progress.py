@@ -41,7 +41,13 @@ class Progress:
                              dynamic_ncols=True, bar_format=None)
 
     def update(self, amount: float) -> None:
-        self.done += amount
+        """Another ``amount`` of the work is done."""
+        self.update_to(self.done + amount)
+
+    def update_to(self, done: float) -> None:
+        """``done`` of the work is done so far (for callers that count in absolute terms,
+        such as bytes sent or a fraction of a clip; no rounding piles up)."""
+        amount, self.done = done - self.done, float(done)
         if not self.enabled:
             return
         if self._bar is not None:

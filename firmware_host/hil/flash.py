@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from convert.sizes import KIB
 from firmware_host.bundle import read_bundle
+from tinysep.progress import Progress
 
 from .session import BoardSession, HilError
 
@@ -29,9 +31,13 @@ class FlashResult:
 
 
 def flash_bundle(
-    session: BoardSession, bundle_dir: str, force: bool = False, progress: bool = True
+    session: BoardSession, bundle_dir: str, force: bool = False, progress: bool = True,
+    stream=None,
 ) -> FlashResult:
-    """Connect, upload the bundle's model if the board runs another one, verify INFO after."""
+    """Connect, upload the bundle's model if the board runs another one, verify INFO after.
+
+    With ``progress`` the upload is reported in KiB through the kit's
+    :class:`~tinysep.progress.Progress` on ``stream`` (stderr by default)."""
     import time
 
     bundle = read_bundle(bundle_dir)
@@ -42,22 +48,10 @@ def flash_bundle(
     session.refuse_unfit_upload(bundle)
     if previous == bundle.model_sha256 and not force:
         return FlashResult(previous, previous, len(data), False, 0.0)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(data), unit="B", unit_scale=True, desc="flash", dynamic_ncols=True)
-
-    def advance(sent: int) -> None:
-        if bar is not None:
-            bar.update(sent - bar.n)
-
+    bar = Progress(len(data) / KIB, "flash", "KiB", enabled=progress, stream=stream)
     start = time.perf_counter()
-    try:
-        session.upload(data, progress=advance)
-    finally:
-        if bar is not None:
-            bar.close()
+    with bar:
+        session.upload(data, progress=lambda sent: bar.update_to(sent / KIB))
     seconds = time.perf_counter() - start
     now = session.info.model_sha256.hex()
     if now != bundle.model_sha256:

@@ -28,6 +28,7 @@ from firmware_host.board.pipeline import PCM_SCALE, to_pcm
 from firmware_host.bundle import Bundle, read_bundle
 from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
+from tinysep.progress import Progress
 
 from .reference import HostPipeline, exactness_expected, float_runner
 from .report import report_sources, write_reports
@@ -233,20 +234,11 @@ def clip_input(source) -> dict:
 
 
 class _Progress:
-    """A tqdm bar over clips that advances with every returned chunk."""
+    """The kit's progress over clips (a bar on a terminal, plain lines in a log), advancing
+    with every returned chunk."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                unit="clip",
-                desc="hil",
-                dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n:.1f}/{total} clips [{elapsed}<{remaining}]",
-            )
+    def __init__(self, total: int, enabled: bool, stream=None) -> None:
+        self.bar = Progress(total, "hil", "clips", enabled=enabled, stream=stream)
         self.done = 0.0
         self.position = 0.0
 
@@ -255,25 +247,20 @@ class _Progress:
         self.position = self.done
 
         def update(returned: int) -> None:
-            if self.bar is None:
-                return
-            target = self.done + min(1.0, returned / max(1, samples))
-            self.bar.update(target - self.position)
-            self.position = target
+            self.position = self.done + min(1.0, returned / max(1, samples))
+            self.bar.update_to(self.position)
 
         return update
 
     def finish_clip(self, postfix: str = "") -> None:
         self.done += 1.0
-        if self.bar is not None:
-            self.bar.update(self.done - self.position)
-            if postfix:
-                self.bar.set_postfix_str(postfix)
+        if postfix:
+            self.bar.postfix(postfix)
+        self.bar.update_to(self.done)
         self.position = self.done
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def new_report(settings: HilSettings, bundle, board_meta: dict, clips_planned: int) -> dict:

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convert.sizes import KIB, size_text
     from firmware_host.bundle import read_bundle
     from firmware_host.hil.flash import flash_bundle
     from firmware_host.hil.session import BoardSession, HilError, UploadRefused
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"the board on {args.port} already runs {result.sha256[:16]}... "
               "(--force to upload anyway)")
         return 0
-    rate = result.bytes / result.seconds / 1000.0 if result.seconds > 0 else 0.0
-    print(f"flashed {result.bytes} bytes to {args.port} in {result.seconds:.1f} s "
-          f"({rate:.1f} kB/s): model {result.previous_sha256[:12] or 'none'} -> "
+    rate = result.bytes / KIB / result.seconds if result.seconds > 0 else 0.0
+    print(f"flashed {size_text(result.bytes)} to {args.port} in {result.seconds:.1f} s "
+          f"({rate:.1f} KiB/s): model {result.previous_sha256[:12] or 'none'} -> "
           f"{result.sha256[:12]}")
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.sizes import KIB
 from tinysep.data.clip import SOURCES
 from tinysep.jsonfile import write_json_atomic
 
@@ -293,15 +294,20 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _kib(n_bytes: int | None) -> str:
+    """A size for the table in KiB (the rows and the JSON keep exact bytes)."""
+    return "-" if n_bytes is None else f"{n_bytes / KIB:,.1f}"
+
+
 def markdown_table(rows: list[dict]) -> str:
-    header = ["cell", "bytes", "gzip bytes", "arena (TFLM)", "MACs/hop", "us/hop"]
+    header = ["cell", "KiB", "gzip KiB", "arena KiB (TFLM)", "MACs/hop", "us/hop"]
     sources = row_sources(rows[0]) if rows else list(SOURCES)
     for source in sources:
         header += [f"{source} float", f"{source} quant", f"{source} drop",
                    f"{source} vs base"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["id"], _fmt(r["bytes"]), _fmt(r.get("gzip_bytes")), _fmt(r.get("arena_tflm")),
+        cells = [r["id"], _kib(r["bytes"]), _kib(r.get("gzip_bytes")), _kib(r.get("arena_tflm")),
                  _fmt(r["macs_per_hop"]), _fmt(r["host_us_per_hop"])]
         for source in sources:
             cells += [_fmt(r[f"{source}_sdr_float"]), _fmt(r[f"{source}_sdr_quant"]),
@@ -347,7 +353,7 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     for ax, (key, x_key, x_label, y_label) in zip(axes, panels, strict=True):
         for mode in sorted({r["mode"] for r in rows}):
             sel = [r for r in rows if r["mode"] == mode]
-            xs = [r[x_key] / (1024 if x_key == "bytes" else 1) for r in sel]
+            xs = [r[x_key] / (KIB if x_key == "bytes" else 1) for r in sel]
             ys = [_mean(r, key) for r in sel]
             ax.scatter(xs, ys, marker=markers.get(mode, "o"), label=mode)
             for r, x, y in zip(sel, xs, ys, strict=True):

@@ -50,6 +50,7 @@ REQUIREMENTS = {
     "upload": "INFO capabilities has the upload bit",
     "reassembly": "the board announced max_message > max_payload (it reassembles fragments)",
     "window3": "the board announced window >= 3",
+    "two_sources": "the board's manifest lists two sources",
 }
 
 
@@ -388,6 +389,27 @@ def build_vectors() -> dict:
     )
     cases.append(case)
 
+    session = 0x0C0000B0
+    case = _Case(
+        "separated-chunk-parts",
+        "A host that holds 512-byte messages gets the 526-byte reply to one hop of audio (two "
+        "sources) as two SEPARATED_CHUNK parts of 64 samples: positions 0 and 64, the invoke "
+        "figures in the first.",
+        requires=["model", "two_sources"],
+    )
+    case.hello(session, note="HELLO with max_payload = max_message = 512", max_payload=512,
+               max_message=512)
+    case.expect_hello_reply(session)
+    case.send(MessageType.RESET_STATE, note="RESET_STATE")
+    case.expect(MessageType.OK, "12", "OK for RESET_STATE")
+    audio = struct.pack("<IHH", 0, 128, 0) + b"\x00\x00" * 128
+    case.send(MessageType.AUDIO_CHUNK, audio, note="AUDIO_CHUNK of 128 samples at 0")
+    case.expect(MessageType.SEPARATED_CHUNK, "00 00 00 00 ?? ?? ?? ?? 40 00 ?? ?? 02 00 *",
+                "part 1: position 0, 64 samples of 2 sources, the chunk's invoke figures")
+    case.expect(MessageType.SEPARATED_CHUNK, "40 00 00 00 00 00 00 00 40 00 00 00 02 00 *",
+                "part 2: position 64, 64 samples of 2 sources, invoke_us 0, n_invokes 0")
+    cases.append(case)
+
     sha = bytes(32)
     session = 0x0C000090
     case = _Case(
@@ -576,6 +598,12 @@ class Replayer:
             met.add("reassembly")
         if peer.window >= 3:
             met.add("window3")
+        try:
+            manifest = info.manifest
+        except ValueError:
+            manifest = None
+        if isinstance(manifest, dict) and len(manifest.get("sources") or ()) == 2:
+            met.add("two_sources")
         self.board_max_payload = peer.max_payload
         return {"requirements": sorted(met), "info": info, "hello": peer}
 

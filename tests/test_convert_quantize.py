@@ -22,7 +22,7 @@ from convert.runtime import tensor_spec
 from convert.tflite_model import TfliteModel
 from firmware_host.bundle.quantization import requantize_rule
 from tinysep.data.clip import Clip
-from tinysep.models import build_model, make_streaming_model, run_streaming
+from tinysep.models import build_model, make_streaming_model, run_streaming, streaming_spec
 
 
 def _interpret(content: bytes, spec, features: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def tcn_rep(tcn_stream):
 def test_representative_set_records_real_states(tcn_stream, tcn_rep):
     assert tcn_rep.frames == 256 and len(tcn_rep) == 128
     assert len(tcn_rep.segments) == 4
-    spec = tcn_stream.tinysep_streaming
+    spec = streaming_spec(tcn_stream)
     sample = tcn_rep.samples[-1]
     assert set(sample) == {"features", *(s.input for s in spec.states)}
     # Warmed-up states are not zeros, and they are what the float stream carried.
@@ -118,7 +118,7 @@ def test_bad_calibration_sets_are_refused(tcn_stream):
 def test_int8_is_full_integer_with_every_state_copied(tcn_stream, tcn_rep):
     q = quantize_stream(tcn_stream, "int8", tcn_rep)
     model = TfliteModel(q.content)
-    spec = tcn_stream.tinysep_streaming
+    spec = streaming_spec(tcn_stream)
     assert model.subgraph_count == 1
     assert set(model.op_names) <= MICRO_INT8_OPS
     assert {t.dtype for t in model.tensors if not t.constant} == {"int8"}
@@ -146,14 +146,14 @@ def test_recurrent_state_pairs_tied_through_a_concatenation():
     q = quantize_stream(stream, "int8", rep)
     sig = TfliteModel(q.content).signature
     model = TfliteModel(q.content)
-    for s in stream.tinysep_streaming.states:
+    for s in streaming_spec(stream).states:
         a = model.tensors[sig.inputs[s.input]].per_tensor
         b = model.tensors[sig.outputs[s.output]].per_tensor
         assert requantize_rule(b, a, "int8") == "copy", s.input
 
 
 def test_comparison_modes_order_by_precision(tcn_stream, tcn_rep):
-    spec = tcn_stream.tinysep_streaming
+    spec = streaming_spec(tcn_stream)
     features = held_out_features(120)
     expected = run_streaming(tcn_stream, features)
     errors = {}
@@ -175,7 +175,7 @@ def test_a_layer_with_no_int8_kernel_is_named():
     # With the log compression inside the model, LOG would have to run in int8.
     stream = make_streaming_model(load("dualgate-tcn"), 1, input="magnitude")
     samples = [{"magnitude": np.full((1, 1, 257), v, np.float32),
-                **stream.tinysep_streaming.zero_states()} for v in (0.0, 0.5, 3.0)]
+                **streaming_spec(stream).zero_states()} for v in (0.0, 0.5, 3.0)]
     with pytest.raises(ValueError, match=r"layer 'compress' \(LOG\) has no int8 kernel"):
         quantize_stream(stream, "int8", samples)
 

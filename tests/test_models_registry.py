@@ -26,6 +26,7 @@ from tinysep.models import (
     resolved_params,
     save_model,
     separate,
+    streaming_spec,
 )
 from tinysep.models.layers import FrameGroupNorm, Recurrence
 from tinysep.models.summary import MCU_BUDGET
@@ -173,7 +174,7 @@ def test_models_command_json_and_table(tmp_path, capsys):
     model = build_model("dualgate-tcn")
     assert row["params"] == count_params(model)
     assert row["macs_per_hop"] == macs_per_hop(model)
-    assert row["state_values"] == make_streaming_model(model).tinysep_streaming.state_values
+    assert row["state_values"] == streaming_spec(make_streaming_model(model)).state_values
     assert row["fits_mcu_budget"] is True
 
     out = tmp_path / "models.json"

@@ -25,6 +25,7 @@ from tinysep.models import (
     run_streaming,
     save_model,
     separate,
+    streaming_spec,
 )
 from tinysep.models.blocks import mask_head
 from tinysep.models.registry import model_sources
@@ -71,7 +72,7 @@ def test_four_source_model_streams_like_the_whole_clip(name, mask):
     gain = resolved_params(model.tinysep_config)["input_gain"]
     for frames_per_invoke in (1, 4):
         stream = make_streaming_model(model, frames_per_invoke)
-        spec = stream.tinysep_streaming
+        spec = streaming_spec(stream)
         assert spec.output["sources"] == FOUR
         assert spec.output["shape"] == [1, frames_per_invoke, N_BINS, 4]
         got = run_streaming(stream, compress_magnitude(mag, gain))

@@ -3,6 +3,8 @@ and the state description matches the streaming model's real inputs and outputs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_models_support import randomize
@@ -17,6 +19,7 @@ from tinysep.models import (
     run_streaming,
     streaming_spec,
 )
+from tinysep.models.streaming_spec import StreamingSpec, find_streaming_spec
 
 SMALL_TCN = {"residual": 8, "hidden": 8, "blocks": 3, "repeats": 1}
 SMALL_UNET = {"channels": [4, 8], "units": 6}
@@ -107,6 +110,27 @@ def test_state_description_matches_the_streaming_model(frames_per_invoke):
     assert record["input"]["transform"]["kind"] == "log1p"
     assert record["output"]["sources"] == ["vocals", "accompaniment"]
     assert record["state_values"] == sum(int(np.prod(s["shape"])) for s in record["states"])
+
+
+def test_the_spec_is_typed_frozen_and_kept_beside_the_model():
+    model = build_model("dualgate-tcn", **SMALL_TCN)
+    stream = make_streaming_model(model, 2)
+    spec = streaming_spec(stream)
+    assert isinstance(spec, StreamingSpec)
+    assert (spec.sources, spec.hop, spec.n_fft) == (("vocals", "accompaniment"), 128, 512)
+    assert (spec.input_name, spec.output_name, spec.frames_per_invoke) == ("features", "masks", 2)
+    assert isinstance(spec.states, tuple) and spec.states
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.frames_per_invoke = 3
+    with pytest.raises(TypeError):
+        spec.input["name"] = "magnitude"  # a read-only view
+    assert not any("streaming" in name for name in vars(stream))  # nothing set on the model
+    assert find_streaming_spec(model) is None
+    with pytest.raises(ValueError, match="not a tinysep streaming model"):
+        streaming_spec(model)
+    assert streaming_spec(make_streaming_model(model, 2)) == spec  # same model, same spec
+    with pytest.raises(ValueError, match="frames_per_invoke"):
+        StreamingSpec(0, {"name": "x", "shape": []}, {"name": "y", "shape": []})
 
 
 def test_streaming_rejects_bad_frames_per_invoke():

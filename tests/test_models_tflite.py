@@ -27,7 +27,7 @@ from tinysep.models import (
     resolved_params,
     run_streaming,
 )
-from tinysep.models.streaming import serving_function
+from tinysep.models.streaming import serving_function, streaming_spec
 
 ALLOWED_OPS = {
     "CONV_2D",
@@ -118,7 +118,7 @@ def test_streaming_model_converts_to_int8_for_micro_and_edgetpu(name, options, f
     keras.utils.set_random_seed(0)
     model = build_model(name, **options)
     stream = make_streaming_model(model, frames_per_invoke)
-    spec = stream.tinysep_streaming
+    spec = streaming_spec(stream)
     gain = resolved_params(model.tinysep_config)["input_gain"]
     calibration = compress_magnitude(_spectrogram(64, seed=1), gain)
     buffer = _convert_int8(stream, [inputs for inputs, _ in iterate_streaming(stream, calibration)])

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tf_keras as keras
 
+from tinysep.models.streaming_spec import find_streaming_spec
+
 L = keras.layers
 
 
@@ -66,7 +68,7 @@ def count_macs(model: keras.Model) -> int:
 
 def macs_per_hop(model: keras.Model) -> int:
     """MACs per 128-sample hop of a whole-clip or streaming model."""
-    spec = getattr(model, "tinysep_streaming", None)
+    spec = find_streaming_spec(model)
     frames = spec.frames_per_invoke if spec is not None else 1
     return -(-count_macs(model) // frames)
 

@@ -10,17 +10,20 @@ range, so the compression runs in float on the board before the input is quantiz
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tinysep.dsp import N_BINS
-from tinysep.models.causal import Graph, StateTensor
+from tinysep.dsp import HOP_SAMPLES, N_BINS, N_FFT
+from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
 from tinysep.models.registry import build_body, model_config, resolved_params
+from tinysep.models.streaming_spec import (  # noqa: F401  (the spec's readers import it here)
+    StreamingSpec,
+    attach_streaming_spec,
+    find_streaming_spec,
+    streaming_spec,
+)
 
 STREAM_INPUTS = ("features", "magnitude")
 
@@ -28,37 +31,6 @@ STREAM_INPUTS = ("features", "magnitude")
 def compress_magnitude(magnitude: np.ndarray, gain: float) -> np.ndarray:
     """The model's input transform, ``log1p(gain * max(|X|, 0))``, in float32."""
     return np.log1p(gain * np.maximum(np.asarray(magnitude, np.float32), 0.0)).astype(np.float32)
-
-
-@dataclass
-class StreamingSpec:
-    """What the exporter writes to the manifest about a streaming model."""
-
-    frames_per_invoke: int
-    input: dict
-    output: dict
-    states: list[StateTensor] = field(default_factory=list)
-
-    @property
-    def state_values(self) -> int:
-        """Numbers held in all states (= int8 bytes once quantized)."""
-        return int(sum(np.prod(s.shape) for s in self.states))
-
-    def zero_states(self) -> dict[str, np.ndarray]:
-        """The states before the first invoke."""
-        return {s.input: np.zeros(s.shape, np.float32) for s in self.states}
-
-    def to_json(self) -> dict:
-        return {
-            "frames_per_invoke": self.frames_per_invoke,
-            "input": self.input,
-            "output": self.output,
-            "states": [s.to_json() for s in self.states],
-            "state_values": self.state_values,
-        }
-
-    def __str__(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
 
 
 def make_streaming_model(
@@ -71,8 +43,8 @@ def make_streaming_model(
     """Streaming Keras model with ``model``'s weights (copied by layer name).
 
     Inputs: ``[input, *state inputs]``, outputs: ``[masks, *state outputs]`` in the order
-    of ``streaming_spec(result).states``; the spec is also attached as
-    ``result.tinysep_streaming``.
+    of ``streaming_spec(result).states``. The :class:`StreamingSpec` is recorded with the
+    model (:func:`attach_streaming_spec`) and read back with ``streaming_spec(result)``.
     """
     if input not in STREAM_INPUTS:
         raise ValueError(f"input must be one of {STREAM_INPUTS}, got {input!r}")
@@ -97,7 +69,7 @@ def make_streaming_model(
         if input == "magnitude"
         else {"kind": "log1p", "gain": gain, "formula": "features = log1p(gain * |X|)"}
     )
-    stream.tinysep_streaming = StreamingSpec(
+    spec = StreamingSpec(
         frames_per_invoke=frames_per_invoke,
         input={"name": input, "shape": [1, frames_per_invoke, N_BINS], "transform": transform},
         output={
@@ -106,9 +78,12 @@ def make_streaming_model(
             "sources": list(params["sources"]),
             "meaning": "source magnitude = mask * mixture magnitude, mixture phase",
         },
-        states=list(graph.states),
+        states=tuple(graph.states),
+        sources=tuple(params["sources"]),
+        hop=HOP_SAMPLES,
+        n_fft=N_FFT,
     )
-    return stream
+    return attach_streaming_spec(stream, spec)
 
 
 def _copy_weights(source: keras.Model, target: keras.Model) -> None:
@@ -130,14 +105,6 @@ def _copy_weights(source: keras.Model, target: keras.Model) -> None:
                 f"streaming form's {[w.shape for w in dst]}"
             )
         layer.set_weights(src)
-
-
-def streaming_spec(stream: keras.Model) -> StreamingSpec:
-    """The state description of a model made by :func:`make_streaming_model`."""
-    spec = getattr(stream, "tinysep_streaming", None)
-    if spec is None:
-        raise ValueError(f"model {stream.name!r} is not a tinysep streaming model")
-    return spec
 
 
 def serving_function(stream: keras.Model):

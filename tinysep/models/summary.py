@@ -22,7 +22,7 @@ def describe_config(config: dict) -> dict:
 
     from tinysep.models.macs import macs_per_hop
     from tinysep.models.registry import count_params, model_from_config, resolved_params
-    from tinysep.models.streaming import make_streaming_model
+    from tinysep.models.streaming import make_streaming_model, streaming_spec
 
     model = model_from_config(config)
     params = resolved_params(config)
@@ -39,7 +39,7 @@ def describe_config(config: dict) -> dict:
         "state_tensors": None,
     }
     if info["streamable"]:
-        spec = make_streaming_model(model, 1).tinysep_streaming
+        spec = streaming_spec(make_streaming_model(model, 1))
         info["state_values"] = spec.state_values
         info["state_tensors"] = len(spec.states)
     info["fits_mcu_budget"] = (

@@ -166,3 +166,19 @@ def test_quality_scores_and_sweep_rows_follow_the_separators_sources():
             "arena_tflm": None, "macs_per_hop": 1, "host_us_per_hop": 1.0, "sources": delta}
     table = markdown_table(flat_rows([cell]))
     assert all(f"{s} drop" in table for s in STEMS) and "accompaniment" not in table
+
+
+def test_the_protocol_spec_states_the_link_needs_the_code_computes():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+
+    def spaced(value: float) -> str:
+        return f"{round(value):,}".replace(",", " ")
+
+    for n, label in ((1, "1"), (2, "2 (vocals, accompaniment)"),
+                     (4, "4 (vocals, drums, bass, other)")):
+        need = realtime_link(n)
+        row = (f"| {label} | {spaced(need['bytes_per_s_to_board'])} | "
+               f"{spaced(need['bytes_per_s_to_host'])} | {spaced(need['min_baud'])} |")
+        assert row in text, row

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.sizes import KIB
+
 TARGET_HOP_US = 80.0  # the speed goal: host int8 inference of one hop >= 100x real time
 QUANTS = ("float32", "int8")
 BLOCK_INVOKES = 8  # consecutive invokes of one bundle before the loop moves to the next
@@ -155,6 +157,7 @@ def model_latency_section(quick: bool = False) -> dict:
             "realtime_factor": HOP_SECONDS * 1e6 / (median / k),
             "step_us_per_hop_median": float(np.median(entry["step_ns"])) / 1e3 / k,
             "model_bytes": entry["model_bytes"],
+            "model_kib": entry["model_bytes"] / KIB,  # the table shows KiB, JSON keeps bytes
             "int8_speedup": None,
             "invokes": len(invoke_us),
         })
@@ -181,7 +184,7 @@ def model_latency_section(quick: bool = False) -> dict:
             ["hop_us_p99", "us/hop p99"],
             ["realtime_factor", "x real time"],
             ["step_us_per_hop_median", "Python step us/hop"],
-            ["model_bytes", "model bytes"],
+            ["model_kib", "model KiB"],
             ["int8_speedup", "int8 speed-up"],
         ],
         "rows": rows,
@@ -213,26 +216,34 @@ def model_size_section(quick: bool = False) -> dict:
     from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
     from convert.sizes import kib
 
+    def shown(value: int | None, in_bytes: bool) -> str | None:
+        if value is None:
+            return None
+        return kib(value) if in_bytes else f"{value:,}"
+
     folder, summary = exported_bundle("int8", 1)
     tflm = summary.get("arena_bytes_tflm")
     quantities = [
         ("params", "parameters", summary["params"], None),
         ("macs_per_hop", "MACs per hop", summary["macs_per_hop"], BUDGET_MACS_PER_HOP),
-        ("model_bytes", "model.tflite bytes", summary["model_bytes"], BUDGET_MODEL_BYTES),
-        ("c_array_bytes", "C array bytes", summary["c_array_bytes"], BUDGET_MODEL_BYTES),
-        ("arena_bytes_estimate", "arena estimate bytes", summary["arena_bytes_estimate"],
+        ("model_bytes", "model.tflite", summary["model_bytes"], BUDGET_MODEL_BYTES),
+        ("c_array_bytes", "C array", summary["c_array_bytes"], BUDGET_MODEL_BYTES),
+        ("arena_bytes_estimate", "arena estimate", summary["arena_bytes_estimate"],
          BUDGET_ARENA_BYTES),
-        ("arena_bytes_tflm", "arena TFLite Micro bytes", tflm, BUDGET_ARENA_BYTES),
+        ("arena_bytes_tflm", "arena TFLite Micro", tflm, BUDGET_ARENA_BYTES),
     ]
+    # value and budget stay exact (bytes for sizes) in the JSON; the table shows KiB
     rows = [{"key": key, "quantity": label, "value": value, "budget": budget,
+             "value_shown": shown(value, key.endswith("_bytes") or "_bytes_" in key),
+             "budget_shown": shown(budget, key.endswith("_bytes") or "_bytes_" in key),
              "fits": _fits(value, budget)} for key, label, value, budget in quantities]
     over = [row["quantity"] for row in rows if row["fits"] == "OVER"]
     return {
         "title": (f"Default export of {model_description()}: "
                   f"{summary['quantization']}, {summary['frames_per_invoke']} frame(s) per "
                   "invoke, against the MCU budgets"),
-        "columns": [["quantity", "quantity"], ["value", "value"], ["budget", "budget"],
-                    ["fits", "fits"]],
+        "columns": [["quantity", "quantity"], ["value_shown", "value"],
+                    ["budget_shown", "budget"], ["fits", "fits"]],
         "rows": rows,
         **{key: value for key, _, value, _ in quantities},
         "weight_bytes": summary["weight_bytes"],

@@ -14,6 +14,7 @@ import pytest
 
 from convert import bench
 from convert.runtime import BundleRunner
+from tinysep.commands.bench import format_section
 from tinysep.data.synth import synthetic_clips
 from tinysep.dsp import magnitude, stft
 
@@ -38,6 +39,9 @@ def test_latency_rows_are_consistent_medians_and_percentiles(latency):
         assert row["step_us_per_hop_median"] >= row["hop_us_median"]
         folder, _ = bench.exported_bundle(quant, k)
         assert row["model_bytes"] == (folder / "model.tflite").stat().st_size
+        assert row["model_kib"] == row["model_bytes"] / 1024
+    headers = [header for _, header in latency["columns"]]
+    assert "model KiB" in headers and not [h for h in headers if "bytes" in h]
     assert rows["int8"]["model_bytes"] < rows["float32"]["model_bytes"] / 2
     ratio = rows["float32"]["invoke_us_median"] / rows["int8"]["invoke_us_median"]
     assert rows["int8"]["int8_speedup"] == pytest.approx(ratio)
@@ -90,6 +94,12 @@ def test_size_section_reports_the_files_and_the_model_of_the_default_export():
         else:
             assert row["fits"] == ("ok" if row["value"] <= row["budget"] else "OVER")
         assert result[key] == row["value"]
+    # the table shows sizes in KiB, counts as counts; the rows keep the exact numbers
+    assert rows["model_bytes"]["value_shown"] == f"{rows['model_bytes']['value'] / 1024:,.1f} KiB"
+    assert rows["model_bytes"]["budget_shown"] == "256.0 KiB"
+    assert rows["macs_per_hop"]["value_shown"] == f"{rows['macs_per_hop']['value']:,}"
+    table = format_section(result)
+    assert "KiB" in table and "bytes" not in table.split("\n", 3)[3].split("budgets:")[0]
     over = [row["quantity"] for row in rows.values() if row["fits"] == "OVER"]
     assert result["within_budgets"] is (not over)
     assert all(name in result["note"] for name in over)

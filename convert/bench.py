@@ -215,6 +215,7 @@ def model_size_section(quick: bool = False) -> dict:
     export`` writes it) against the MCU budgets: model bytes, arena, MACs per hop."""
     from convert.export import BUDGET_ARENA_BYTES, BUDGET_MACS_PER_HOP, BUDGET_MODEL_BYTES
     from convert.sizes import kib
+    from firmware_host.bundle.layout import MODEL_FILE
 
     def shown(value: int | None, in_bytes: bool) -> str | None:
         if value is None:
@@ -226,7 +227,7 @@ def model_size_section(quick: bool = False) -> dict:
     quantities = [
         ("params", "parameters", summary["params"], None),
         ("macs_per_hop", "MACs per hop", summary["macs_per_hop"], BUDGET_MACS_PER_HOP),
-        ("model_bytes", "model.tflite", summary["model_bytes"], BUDGET_MODEL_BYTES),
+        ("model_bytes", MODEL_FILE, summary["model_bytes"], BUDGET_MODEL_BYTES),
         ("c_array_bytes", "C array", summary["c_array_bytes"], BUDGET_MODEL_BYTES),
         ("arena_bytes_estimate", "arena estimate", summary["arena_bytes_estimate"],
          BUDGET_ARENA_BYTES),

@@ -168,7 +168,9 @@ def build_config(args: argparse.Namespace):
 
 def _invoked_as_train() -> bool:
     """True when this process is the ``tinysep train ...`` command itself."""
-    return len(sys.argv) > 1 and Path(sys.argv[0]).name == "tinysep" and sys.argv[1] == "train"
+    program = Path(sys.argv[0])
+    as_tinysep = program.name == "tinysep" or program.parts[-2:] == ("tinysep", "cli.py")
+    return len(sys.argv) > 1 and as_tinysep and sys.argv[1] == "train"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,8 +37,9 @@ class Progress:
         if enabled and getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream,
-                             dynamic_ncols=True, bar_format=None)
+            whole = self.total.is_integer()  # a count shows as 14/14, not 14.0/14.0
+            self._bar = tqdm(total=int(self.total) if whole else self.total, desc=desc,
+                             unit=unit, file=self.stream, dynamic_ncols=True, bar_format=None)
 
     def update(self, amount: float) -> None:
         """Another ``amount`` of the work is done."""
@@ -51,7 +52,7 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.update(amount)
+            self._bar.update(int(amount) if float(amount).is_integer() else amount)
             return
         fraction = self.done / self.total if self.total > 0 else 1.0
         if fraction + 1e-12 >= self._next_line and fraction < 1.0:

@@ -130,11 +130,13 @@ def _message_type(segment: bytes):
 
 
 class _Trigger:
-    """A relay tap that runs ``action`` (in a thread) on the ``nth`` host frame of a type."""
+    """A relay tap that runs ``first`` (before the frame goes on) and then ``action`` (in a
+    thread) on the ``nth`` host frame of a type."""
 
-    def __init__(self, msg_type: int, action, nth: int = 1) -> None:
+    def __init__(self, msg_type: int, action, nth: int = 1, first=None) -> None:
         self.msg_type = msg_type
         self.action = action
+        self.first = first  # run in the relay before the frame is passed on
         self.nth = nth
         self.seen = 0
         self.fired = threading.Event()
@@ -145,6 +147,8 @@ class _Trigger:
         self.seen += 1
         if self.seen == self.nth:
             self.fired.set()
+            if self.first is not None:
+                self.first()
             threading.Thread(target=self.action, daemon=True).start()
 
 
@@ -172,11 +176,13 @@ def test_a_fault_before_streaming_is_recovered(corpus, tmp_path, what):
         if what.startswith("restart"):
             board.restart()
         else:
-            board.pause()
             time.sleep(3.0)  # longer than the host link's give-up time (~2 s): a lost session
             board.resume()
 
-    trigger = _Trigger(msg_type, act, nth=2 if msg_type == MessageType.TENSOR_IN else 1)
+    # a stall freezes the board before the request reaches it, so it cannot answer first
+    first = (lambda: holder["board"].pause()) if what.startswith("stall") else None
+    trigger = _Trigger(msg_type, act, nth=2 if msg_type == MessageType.TENSOR_IN else 1,
+                       first=first)
     with PtyRelay(tap=trigger) as relay:
         with EmulatedBoard(bundle, port=relay.board_path, extra_args=FAST_AGENT_ARGS) as board:
             holder["board"] = board

@@ -101,11 +101,14 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
         raise ValueError("si_sdr: the reference is all zeros")
     target = (float(est @ ref) / ref_energy) * ref
     residual = est - target
-    target_energy = float(target @ target)
-    residual_energy = float(residual @ residual)
+    return limited_db(float(target @ target), float(residual @ residual))
+
+
+def limited_db(num: float, den: float) -> float:
+    """``10 log10(num / den)`` limited to +-METRIC_LIMIT_DB (a zero denominator: the limit)."""
     limit = 10.0 ** (METRIC_LIMIT_DB / 10.0)
-    if residual_energy * limit <= target_energy:
+    if den * limit <= num:
         return METRIC_LIMIT_DB
-    if target_energy * limit <= residual_energy:
+    if num * limit <= den:
         return -METRIC_LIMIT_DB
-    return 10.0 * float(np.log10(target_energy / residual_energy))
+    return 10.0 * float(np.log10(num / den))

@@ -25,23 +25,13 @@ import numpy as np
 from scipy.linalg import toeplitz
 from scipy.signal import fftconvolve
 
-from tinysep.metrics.bss import FILTER_LENGTH, METRIC_LIMIT_DB
+from tinysep.metrics.bss import FILTER_LENGTH, limited_db
 
 WINDOW_SECONDS = 1.0
 FRAMEWISE_KEYS = ("sdr_v4", "isr_v4", "sir_v4", "sar_v4")
 # Diagonal loading of the Gram matrices, relative to their mean diagonal: keeps the solve
 # defined for references that are (nearly) linearly dependent, far below any real value.
 _LOADING = 1e-10
-
-
-def _db(num: float, den: float) -> float:
-    """``10 log10(num / den)`` limited to +-METRIC_LIMIT_DB (a zero denominator: the limit)."""
-    limit = 10.0 ** (METRIC_LIMIT_DB / 10.0)
-    if den * limit <= num:
-        return METRIC_LIMIT_DB
-    if num * limit <= den:
-        return -METRIC_LIMIT_DB
-    return 10.0 * float(np.log10(num / den))
 
 
 def _correlations(a: np.ndarray, b: np.ndarray, n_fft: int, taps: int) -> tuple[np.ndarray,
@@ -120,10 +110,10 @@ def bss_eval_v4(references: np.ndarray, estimates: np.ndarray, sample_rate: int,
             e_spat = own_part - s
             e_interf = every - own_part
             e_artif = est - every
-            out["sdr_v4"][j, f] = _db(s @ s, (est - s) @ (est - s))
-            out["isr_v4"][j, f] = _db(s @ s, e_spat @ e_spat)
-            out["sir_v4"][j, f] = _db(own_part @ own_part, e_interf @ e_interf)
-            out["sar_v4"][j, f] = _db(every @ every, e_artif @ e_artif)
+            out["sdr_v4"][j, f] = limited_db(s @ s, (est - s) @ (est - s))
+            out["isr_v4"][j, f] = limited_db(s @ s, e_spat @ e_spat)
+            out["sir_v4"][j, f] = limited_db(own_part @ own_part, e_interf @ e_interf)
+            out["sar_v4"][j, f] = limited_db(every @ every, e_artif @ e_artif)
     return out
 
 

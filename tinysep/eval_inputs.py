@@ -25,6 +25,7 @@ from firmware_host.bundle.layout import SAMPLE_RATE
 from tinysep.data.clip import SOURCES, Clip
 
 SUFFIXES = (".wav", ".npy")
+FILES = "files"  # the --dataset name of mixture files (not a dataset layout)
 
 
 @dataclass
@@ -74,7 +75,16 @@ class FileSource:
     mixture: Path
     references: tuple[Path, ...] = ()  # in SOURCES order, or empty
 
-    def load(self) -> InputClip:
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The mixture file, then its reference files (in SOURCES order) when present."""
+        return (str(self.mixture), *(str(p) for p in self.references))
+
+    def load(self, sample_rate: int = SAMPLE_RATE) -> InputClip:
+        """Read the mixture and its references (16 kHz mono, the only rate given here)."""
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"{self.mixture}: mixture files are read at {SAMPLE_RATE} Hz, "
+                             f"not {sample_rate} Hz")
         mixture = read_input(self.mixture)
         if not self.references:
             silent = np.zeros_like(mixture)
@@ -103,6 +113,28 @@ def is_input_folder(path: Path) -> bool:
     """True when ``path`` is a folder holding mixture files directly (not a dataset)."""
     return path.is_dir() and any(p.suffix.lower() in SUFFIXES and not is_reference(p)
                                  for p in path.iterdir() if p.is_file())
+
+
+def is_mixture_input(path: str | Path) -> bool:
+    """True when ``path`` is a mixture file or a folder of them, False for a dataset folder
+    (MIR-1K, MUSDB18-HQ, a synth corpus); ValueError naming ``path`` when it is neither,
+    FileNotFoundError when it does not exist."""
+    from tinysep.data.loaders import detect_dataset
+
+    path = Path(path)
+    if path.is_file():
+        return True
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    try:
+        detect_dataset(path)
+        return False
+    except ValueError:
+        if is_input_folder(path):
+            return True
+    empty = "; the folder is empty" if not any(path.iterdir()) else ""
+    raise ValueError(f"{path}: neither a dataset (MIR-1K, MUSDB18-HQ, a synth corpus) nor a "
+                     f"folder of mixture files ({' / '.join(SUFFIXES)}){empty}")
 
 
 def input_sources(path: str | Path) -> list[FileSource]:

@@ -4,7 +4,11 @@ the host, with a report that is rewritten after every clip.
 Per clip: the mixture is rounded to int16 (what the board gets; the host references get the
 same samples), streamed through the board, run through the same streaming pipeline on the host
 (bit-exact reference), through the host int8 runner and the float Keras model, and scored with
-BSS-eval. Before the clips, a tensor-mode check compares the board's raw int8 outputs with the
+BSS-eval. Clips given as mixture files without references (see ``tinysep.eval_inputs``) are
+streamed and compared with the host int8 output (LSB) and the float output (SNR), but get no
+SDR: ``n/a (no reference)``. With ``save_audio`` every clip's mixture, references and the three
+outputs are kept as wav files, in the layout ``tinysep eval --save-audio`` writes. Before the
+clips, a tensor-mode check compares the board's raw int8 outputs with the
 host interpreter's for real model inputs (states included), when the board lists tensor mode
 and one request fits its max message; otherwise the check is reported as skipped, with why.
 
@@ -16,6 +20,7 @@ rate and sample width are reported, and clips that are silent are reported as su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -28,11 +33,15 @@ from firmware_host.board.pipeline import PCM_SCALE, to_pcm
 from firmware_host.bundle import Bundle, read_bundle
 from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
+from tinysep.eval_inputs import FILES, input_sources
 from tinysep.progress import Progress
 
 from .reference import HostPipeline, exactness_expected, float_runner
 from .report import report_sources, write_reports
 from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused, reply_parts
+
+# where each output goes under --save-audio DIR/CLIP/ (beside mixture.wav and reference/)
+AUDIO_FOLDERS = {"float": "float", "int8_host": "int8-host", "int8_board": "board"}
 
 # LinkError, PeerError, MessageError included; a board that cannot take the bundle's model
 # (UploadRefused with --flash) cannot be tested either
@@ -51,8 +60,8 @@ class HilSettings:
     float_model: str
     data: str
     report_dir: str
-    dataset: str = "auto"
-    split: str = "test"
+    dataset: str = "auto"  # auto, mir1k, musdb, synth, or FILES
+    split: str | None = "test"  # None for mixture files
     max_clips: int | None = None
     max_sdr_drop: float = 0.5
     max_sdr_gain: float = 0.5  # a board this much better than float is not the same model
@@ -64,6 +73,7 @@ class HilSettings:
     progress: bool = True
     flash: bool = False
     allow_float_mismatch: bool = False  # compare with a float model that is not the source
+    save_audio: str | None = None  # folder for every clip's mixture, references and outputs
 
 
 def _now() -> str:
@@ -81,6 +91,25 @@ def _lsb(board: np.ndarray, host: np.ndarray, sources: list) -> dict:
         }
         for i, name in enumerate(sources)
     }
+
+
+def _vs_float(estimates: dict, float_estimates: dict, names: list) -> dict:
+    """SNR (dB) of each source of ``estimates`` against the float output: how close an int8
+    output is to its float model, with or without references."""
+    from tinysep.metrics.bss import limited_db
+
+    result = {}
+    for name in names:
+        ref = np.asarray(float_estimates[name], dtype=np.float64)
+        est = np.asarray(estimates[name], dtype=np.float64)
+        result[name] = limited_db(float(np.sum(ref * ref)), float(np.sum((est - ref) ** 2)))
+    return result
+
+
+def _unscored(names: list, reason: str) -> dict:
+    from tinysep.metrics.scores import VALUE_KEYS
+
+    return {name: dict({key: None for key in VALUE_KEYS}, skipped=reason) for name in names}
 
 
 def _as_estimates(pcm_sources: np.ndarray, names: list) -> dict:
@@ -219,6 +248,9 @@ def clip_input(source) -> dict:
 
     files = []
     for path in source.paths:
+        if str(path).lower().endswith(".npy"):
+            files.append(_npy_input(path))
+            continue
         try:
             info = soundfile.info(str(path))
         except (RuntimeError, OSError, ValueError) as exc:
@@ -231,6 +263,35 @@ def clip_input(source) -> dict:
             "channels": int(info.channels),
         })
     return {"files": files}
+
+
+def _npy_input(path) -> dict:
+    """A ``.npy`` input as stored: 16 kHz mono by definition, its array's dtype."""
+    from tinysep.dsp import SAMPLE_RATE
+
+    try:
+        array = np.load(str(path), mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {"path": str(path), "sample_rate": SAMPLE_RATE, "subtype": f"npy {array.dtype}",
+            "channels": 1}
+
+
+def hil_sources(settings: HilSettings, names) -> list:
+    """The clips to stream: one split of a dataset folder, or mixture files (``FILES``), at
+    most ``max_clips``; ValueError when there are none."""
+    from tinysep.data.loaders import find_clips
+
+    if settings.dataset == FILES:
+        sources = input_sources(settings.data)
+    else:
+        sources = find_clips(settings.data, dataset=settings.dataset,
+                             split=settings.split or "test", sources=tuple(names))
+    if settings.max_clips is not None:
+        sources = sources[: settings.max_clips]
+    if not sources:
+        raise ValueError(f"no clips in split {settings.split!r} under {settings.data}")
+    return sources
 
 
 class _Progress:
@@ -279,7 +340,8 @@ def new_report(settings: HilSettings, bundle, board_meta: dict, clips_planned: i
             "sources": list(bundle.sources),
         },
         "float_model": str(settings.float_model),
-        "data": {"path": str(settings.data), "dataset": settings.dataset, "split": settings.split},
+        "data": {"path": str(settings.data), "dataset": settings.dataset, "split": settings.split,
+                 "save_audio": settings.save_audio},
         "settings": dict(
             asdict(settings),
             chunk_samples=settings.chunk_hops * bundle.hop,
@@ -301,7 +363,9 @@ def _safe_name(text: str) -> str:
 def run_clip(
     source, session, host, float_run, settings, progress, names, chunk_hops=None
 ) -> tuple:
-    """Stream, reference and score one clip; returns (record, audio for plots)."""
+    """Stream, reference and score one clip (and keep its audio with ``save_audio``);
+    returns (record, audio for plots). A clip without references for the bundle's sources
+    is streamed and compared with the host outputs, but not scored."""
     from tinysep.metrics import score_estimates, score_mixture
 
     chunk_hops = chunk_hops or settings.chunk_hops
@@ -325,12 +389,26 @@ def run_clip(
         "int8_host": _as_estimates(host_pcm, names),
         "int8_board": _as_estimates(streamed.sources, names),
     }
-    references = {name: clip.source(name) for name in names}
-    mixture_scores = score_mixture(references, clip.mixture)
-    scores = {
-        variant: score_estimates(references, estimate, mixture_scores)
-        for variant, estimate in estimates.items()
-    }
+    reason = None
+    if not getattr(clip, "has_references", True):
+        from tinysep.evaluate import NO_REFERENCE
+
+        reason = NO_REFERENCE
+    else:
+        try:
+            references = {name: clip.source(name) for name in names}
+        except KeyError:
+            reason = (f"no reference for {', '.join(n for n in names if n not in clip.sources)}"
+                      f" (the clip has {', '.join(clip.sources)})")
+    if reason is None:
+        mixture_scores = score_mixture(references, clip.mixture)
+        scores = {
+            variant: score_estimates(references, estimate, mixture_scores)
+            for variant, estimate in estimates.items()
+        }
+    else:
+        mixture_scores = _unscored(names, reason)
+        scores = {variant: _unscored(names, reason) for variant in estimates}
 
     def drop(variant: str, name: str):
         a = scores["float"][name]["sdr"]
@@ -344,12 +422,16 @@ def run_clip(
         "status": "ok",
         "input": stored,
         "silent": bool(silent),
+        "references": reason is None,
+        "not_scored": reason,
         "samples": int(pcm.size),
         "seconds": float(pcm.size / clip.sample_rate),
         "mixture": mixture_scores,
         "scores": scores,
         "drop": {v: {n: drop(v, n) for n in names} for v in ("int8_host", "int8_board")},
         "lsb": _lsb(streamed.sources, host_pcm, names),
+        "vs_float_snr": {v: _vs_float(estimates[v], estimates["float"], names)
+                         for v in ("int8_host", "int8_board")},
         "stream": {
             "chunks": streamed.chunks,
             "invokes": streamed.invokes,
@@ -371,7 +453,24 @@ def run_clip(
         "board": estimates["int8_board"],
         "sample_rate": clip.sample_rate,
     }
+    if settings.save_audio is not None:
+        try:
+            record["audio_folder"] = str(save_audio(settings.save_audio, clip, mixture,
+                                                    estimates))
+        except (OSError, ValueError) as exc:  # the disk, not the board: keep going
+            record["audio_error"] = f"{type(exc).__name__}: {exc}"
     return record, audio
+
+
+def save_audio(folder, clip, mixture: np.ndarray, estimates: dict) -> Path:
+    """Write ``FOLDER/<clip>/mixture.wav`` (the int16 samples the board got),
+    ``reference/<source>.wav`` when the clip has references, and ``float/``, ``int8-host/``
+    and ``board/<source>.wav``: the layout of ``tinysep eval --save-audio``."""
+    from tinysep.evaluate import save_clip_audio
+
+    streamed = dataclasses.replace(clip, mixture=mixture)
+    return save_clip_audio(folder, streamed, {AUDIO_FOLDERS[variant]: sources
+                                              for variant, sources in estimates.items()})
 
 
 def _sync_session(report: dict, session: BoardSession) -> None:
@@ -386,23 +485,19 @@ def _sync_session(report: dict, session: BoardSession) -> None:
 
 
 def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
-            bundle: Bundle | None = None) -> dict:
+            bundle: Bundle | None = None, sources: list | None = None) -> dict:
     """Run the whole test on a board session; returns the report (also written to disk).
 
     The report's ``status`` ends as ``finished``, ``refused`` (the inputs do not belong
     together; nothing ran), ``aborted`` (``fault``: ``board`` for a board or link that
     failed, ``host`` for an error of the harness) or, after Ctrl-C, ``aborted``.
+    ``sources``: the clips when the caller has listed them already (:func:`hil_sources`).
     """
-    from tinysep.data.loaders import find_clips
     from tinysep.models import load_model
 
     bundle = bundle if bundle is not None else read_bundle(settings.bundle)
-    sources = find_clips(settings.data, dataset=settings.dataset, split=settings.split,
-                         sources=tuple(bundle.sources))
-    if settings.max_clips is not None:
-        sources = sources[: settings.max_clips]
-    if not sources:
-        raise ValueError(f"no clips in split {settings.split!r} under {settings.data}")
+    if sources is None:
+        sources = hil_sources(settings, bundle.sources)
     names = list(bundle.sources)
     report_dir = Path(settings.report_dir)
     report = new_report(settings, bundle, board_meta, len(sources))
@@ -456,7 +551,10 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
             exact_expected=exact,
             exact_reason=why,
         )
-        first = to_pcm(sources[0].load(bundle.sample_rate).mixture)
+        try:
+            first = to_pcm(sources[0].load(bundle.sample_rate).mixture)
+        except (OSError, ValueError) as exc:
+            raise InputRefused(f"{sources[0].name}: cannot read the clip ({exc})") from exc
         report["tensor_check"] = tensor_check(session, host, first, settings.tensor_invokes)
         _sync_session(report, session)
         write_reports(report, report_dir)

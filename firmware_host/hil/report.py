@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.clip import SOURCES
+from tinysep.eval_inputs import FILES
 
 VARIANTS = ("float", "int8_host", "int8_board")
 VARIANT_LABELS = {"float": "float (host)", "int8_host": "int8 (host)", "int8_board": "int8 (board)"}
 METRICS = ("sdr", "sir", "sar")
+NOT_SCORED = "n/a (no reference)"  # what an SDR cell shows for a clip given without references
 JSON_NAME = "hil.json"
 JUNIT_NAME = "hil.junit.xml"
 MARKDOWN_NAME = "hil.md"
@@ -34,6 +36,11 @@ def _difference(a, b) -> float | None:
 
 def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
+
+
+def is_referenced(clip: dict) -> bool:
+    """True when the clip came with reference sources (dataset clips always do)."""
+    return clip.get("references", True)
 
 
 def report_sources(report: dict) -> list:
@@ -74,6 +81,14 @@ def summarize(report: dict) -> dict:
             for c in clips
         )
         for source in sources
+    }
+    summary["vs_float_snr"] = {
+        variant: {
+            source: _mean((c.get("vs_float_snr") or {}).get(variant, {}).get(source)
+                          for c in clips)
+            for source in sources
+        }
+        for variant in ("int8_host", "int8_board")
     }
     lsb = [c["lsb"] for c in clips]
     summary["lsb"] = {
@@ -118,6 +133,8 @@ def summarize(report: dict) -> dict:
         summary["recoveries_by_request"][during] = summary["recoveries_by_request"].get(
             during, 0) + 1
     summary["silent_clips"] = [c["name"] for c in clips if c.get("silent")]
+    summary["unreferenced_clips"] = [c["name"] for c in clips if not is_referenced(c)]
+    summary["audio_errors"] = [c["name"] for c in clips if c.get("audio_error")]
     summary["converted_clips"] = [
         c["name"] for c in clips if (c.get("input") or {}).get("converted")
     ]
@@ -149,9 +166,19 @@ def evaluate_checks(report: dict) -> list:
     gain_limit = settings.get("max_sdr_gain", limit)
     silent = len(summary.get("silent_clips", []))
     silent_text = f"; {silent} silent clip(s) have no SDR and are not scored" if silent else ""
+    unreferenced = len(summary.get("unreferenced_clips", []))
+    if unreferenced:
+        silent_text += (f"; {unreferenced} clip(s) without references are not scored: "
+                        f"SDR {NOT_SCORED}")
+    referenced = summary["clips_ok"] - unreferenced
     for source in report_sources(report):
         drop = summary["drop"]["int8_board"][source]
-        if drop is None:
+        if drop is None and summary["clips_ok"] and not referenced:
+            passed = None
+            text = (f"{NOT_SCORED} for {source}: none of the {unreferenced} clip(s) came with "
+                    "reference sources, so no SDR was computed; the board is checked against "
+                    "the host int8 output (LSB) and compared with the float output (SNR)")
+        elif drop is None:
             passed = False if summary["clips_ok"] else None
             text = (f"no SDR for {source}: " + (
                 "no clip could be scored" + silent_text if summary["clips_ok"]
@@ -271,6 +298,11 @@ def junit_xml(report: dict) -> str:
             ET.SubElement(case, "failure", message=clip.get("error", "failed")).text = clip.get(
                 "error", ""
             )
+        elif not is_referenced(clip):
+            snr = (clip.get("vs_float_snr") or {}).get("int8_board", {})
+            ET.SubElement(case, "system-out").text = (
+                f"SDR {NOT_SCORED}; SNR of the board against float: " + ", ".join(
+                    f"{s} {v:.2f} dB" for s, v in snr.items() if v is not None))
         else:
             drops = clip["drop"]["int8_board"]
             ET.SubElement(case, "system-out").text = "SDR drop board vs float: " + ", ".join(
@@ -325,7 +357,7 @@ def markdown(report: dict) -> str:
         f"- bundle: {report['bundle']['path']} (model sha256 "
         f"{report['bundle']['sha256'][:16]}..., K={report['bundle']['frames_per_invoke']})",
         f"- float model: {report['float_model']}" + _provenance_text(report),
-        f"- data: {report['data']['path']} [{report['data']['split']}], "
+        f"- data: {report['data']['path']} " + _data_kind(report) + ", "
         f"{summary['clips_ok']} of {summary['clips']} clips ok, "
         f"{summary['audio_seconds']:.1f} s of audio",
         "",
@@ -340,16 +372,34 @@ def markdown(report: dict) -> str:
             f"| {check['name']} | {result} | {_fmt(check['value'], 3)} | {check['threshold']} |"
         )
     sources = report_sources(report)
+    unreferenced = summary.get("unreferenced_clips", [])
+    # no clip had references: every SDR cell says why it is empty
+    none_scored = bool(unreferenced) and len(unreferenced) == summary["clips_ok"]
+
+    def sdr_cell(value, digits: int = 2) -> str:
+        return NOT_SCORED if value is None and none_scored else _fmt(value, digits)
+
     lines += ["", "## Separation (mean over clips, dB)", ""]
+    if unreferenced:
+        lines += [f"{len(unreferenced)} clip(s) came without reference sources: streamed and "
+                  f"compared with the host int8 and float outputs, SDR {NOT_SCORED} ("
+                  + ", ".join(unreferenced[:10]) + (" ..." if len(unreferenced) > 10 else "")
+                  + ").", ""]
     header = "| variant | " + " | ".join(f"{s} {m.upper()}" for s in sources for m in METRICS)
     lines += [header + " |", "|---" * (1 + len(sources) * len(METRICS)) + "|"]
     for variant in VARIANTS:
-        cells = [_fmt(summary["scores"][variant][s][m]) for s in sources for m in METRICS]
+        cells = [sdr_cell(summary["scores"][variant][s][m]) for s in sources for m in METRICS]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "SDR drop against float (dB, positive = worse):", ""]
     lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]
     for variant in ("int8_host", "int8_board"):
-        cells = [_fmt(summary["drop"][variant][s], 3) for s in sources]
+        cells = [sdr_cell(summary["drop"][variant][s], 3) for s in sources]
+        lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
+    lines += ["", "SNR against the float output (dB, higher = closer; needs no reference):", ""]
+    lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]
+    for variant in ("int8_host", "int8_board"):
+        cells = [_fmt((summary.get("vs_float_snr") or {}).get(variant, {}).get(s))
+                 for s in sources]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "SDR per source (mean over clips, dB) and its check:", "",
               "| source | float | int8 (host) | int8 (board) | board drop | check |",
@@ -359,8 +409,8 @@ def markdown(report: dict) -> str:
         result = {True: "pass", False: "**FAIL**", None: "skipped"}[
             results.get(f"sdr_drop_{s}")]
         lines.append(
-            f"| {s} | " + " | ".join(_fmt(summary["scores"][v][s]["sdr"]) for v in VARIANTS)
-            + f" | {_fmt(summary['drop']['int8_board'][s], 3)} | {result} |")
+            f"| {s} | " + " | ".join(sdr_cell(summary["scores"][v][s]["sdr"]) for v in VARIANTS)
+            + f" | {sdr_cell(summary['drop']['int8_board'][s], 3)} | {result} |")
     tensor = report.get("tensor_check") or {}
     link = summary["link"]
     short = "/".join(s[:3] for s in sources)
@@ -397,20 +447,28 @@ def markdown(report: dict) -> str:
         "",
         "## Clips",
         "",
-        f"| clip | s | float SDR {short} | board SDR {short} | drop {short} | max LSB | x RT |",
-        "|---|---|---|---|---|---|---|",
+        f"| clip | s | float SDR {short} | board SDR {short} | drop {short} | max LSB | x RT "
+        f"| board vs float SNR {short} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for clip in report["clips"]:
         if clip.get("status") != "ok":
-            lines.append(f"| {clip['name']} | - | failed: {clip.get('error', '')} | | | | |")
+            lines.append(f"| {clip['name']} | - | failed: {clip.get('error', '')} | | | | | |")
             continue
         f = clip["scores"]["float"]
         b = clip["scores"]["int8_board"]
         d = clip["drop"]["int8_board"]
         lsb = max(s["max_abs"] for s in clip["lsb"].values())
+        snr = (clip.get("vs_float_snr") or {}).get("int8_board", {})
+        snr_cell = "/".join(_fmt(snr.get(s)) for s in sources)
         if clip.get("silent"):
             lines.append(f"| {clip['name']} | {clip['seconds']:.1f} | silent: not scored "
-                         "| | | | |")
+                         f"| | | {lsb} | | {snr_cell} |")
+            continue
+        if not is_referenced(clip):
+            lines.append(f"| {clip['name']} | {clip['seconds']:.1f} | {NOT_SCORED} | "
+                         f"{NOT_SCORED} | {NOT_SCORED} | {lsb} | "
+                         f"{_fmt(clip['stream']['realtime_factor'])} | {snr_cell} |")
             continue
         lines.append(
             f"| {clip['name']} | {clip['seconds']:.1f} | "
@@ -419,17 +477,36 @@ def markdown(report: dict) -> str:
             + "/".join(_fmt(b[s]["sdr"]) for s in sources)
             + " | "
             + "/".join(_fmt(d[s], 3) for s in sources)
-            + f" | {lsb} | {_fmt(clip['stream']['realtime_factor'])} |"
+            + f" | {lsb} | {_fmt(clip['stream']['realtime_factor'])} | {snr_cell} |"
         )
     converted = [c for c in report["clips"] if (c.get("input") or {}).get("converted")]
     if converted:
         lines += ["", "## Converted inputs", ""]
         for clip in converted:
             lines.append(f"- {clip['name']}: " + ", ".join(clip["input"]["converted"]))
+    saved = (report.get("data") or {}).get("save_audio")
+    if saved:
+        lines += ["", "## Audio", "",
+                  f"Every clip's audio is in {saved}/CLIP/: mixture.wav (the int16 samples "
+                  "the board got), reference/ (when the clip has references), float/, "
+                  "int8-host/ and board/, one wav per source."]
+        for clip in report["clips"]:
+            if clip.get("audio_error"):
+                lines.append(f"- {clip['name']}: not saved ({clip['audio_error']})")
     if report.get("plots"):
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in report["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _data_kind(report: dict) -> str:
+    """``[split]`` for a dataset, what the mixture files held for mixture files."""
+    data = report.get("data") or {}
+    if data.get("dataset") != FILES:
+        return f"[{data.get('split')}]"
+    missing = len(report["summary"].get("unreferenced_clips", []))
+    return (f"(mixture files, {missing} without references)" if missing
+            else "(mixture files with references)")
 
 
 def _provenance_text(report: dict) -> str:

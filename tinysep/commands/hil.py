@@ -7,6 +7,14 @@ CPU board running the same runtime must be bit-exact) and a tensor-mode check of
 outputs; on-board invoke time p50 / p99; link throughput, real-time factor and resent frames.
 Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip.
 
+``--data`` is a dataset folder (MIR-1K, MUSDB18-HQ, a ``tinysep synth`` corpus) or your own
+audio, read as ``tinysep eval`` reads it: one mixture file or a folder of them, ``.wav`` (any
+rate and channel count) or ``.npy`` (1-D, 16 kHz), references beside as ``NAME.vocals.wav``
+and ``NAME.accompaniment.wav`` when present. A clip without references is streamed and its
+board output checked against the host int8 output and compared with the float output, but it
+gets no SDR (the report says ``n/a (no reference)``). ``--save-audio DIR`` keeps, per clip,
+``DIR/CLIP/mixture.wav``, ``reference/``, ``float/``, ``int8-host/`` and ``board/``.
+
 Requests are sized to the limits the board announces (max message, window) and to the
 capabilities its INFO lists; a float model that is not the bundle's recorded source is refused
 (``--allow-float-mismatch`` compares anyway and the report says so in bold).
@@ -40,10 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
     parser.add_argument("--float", dest="float_model", required=True, type=Path, metavar="MODEL",
                         help="the float Keras model folder the bundle was made from")
-    parser.add_argument("--data", required=True, type=Path, help="dataset root folder")
-    parser.add_argument("--dataset", default="auto", choices=("auto", "mir1k", "musdb", "synth"),
-                        help="dataset layout (default: detect)")
-    parser.add_argument("--split", default="test", help="split to stream (default: test)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
+                             "of them, references beside as NAME.vocals.wav and "
+                             "NAME.accompaniment.wav when present")
+    parser.add_argument("--dataset", default="auto",
+                        choices=("auto", "mir1k", "musdb", "synth", "files"),
+                        help="layout of --data; files: mixture files as above (default: "
+                             "detect)")
+    parser.add_argument("--split", default=None,
+                        help="split of a dataset folder to stream (default: test)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",
                         help="stream only the first N clips")
     parser.add_argument("--max-sdr-drop", type=float, default=0.5, metavar="DB",
@@ -63,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail when streaming is slower than X times real time")
     parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
                         help="folder for hil.json, hil.junit.xml, hil.md and figures/")
+    parser.add_argument("--save-audio", type=Path, metavar="DIR",
+                        help="keep every clip's mixture, references and the float, int8 host "
+                             "and board outputs as wav files under DIR/CLIP/ (default: not "
+                             "kept)")
     parser.add_argument("--baud", type=int, default=None,
                         help=f"port: line speed (default {DEFAULT_BAUD}); emulate: pace the link "
                              "to N baud")
@@ -129,17 +147,60 @@ def _check_args(args) -> None:
         raise CliError(f"--baud must be positive, got {args.baud}")
     if args.report.exists() and not args.report.is_dir():
         raise CliError(f"--report must be a folder, {args.report} is a file")
+    if args.save_audio is not None and args.save_audio.exists() \
+            and not args.save_audio.is_dir():
+        raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
+
+
+def _data_kind(args) -> str:
+    """The ``HilSettings.dataset`` for ``--data``: a dataset layout or mixture files; refuses
+    ``--dataset`` / ``--split`` that do not fit, and a path that is neither."""
+    from tinysep.commands.common import CliError
+    from tinysep.eval_inputs import FILES, is_mixture_input
+
+    data = args.data
+    if args.dataset == FILES:
+        files = True
+    elif args.dataset != "auto":
+        if data.is_file():
+            raise CliError(f"--dataset {args.dataset} is for dataset folders; --data {data} is "
+                           "a file (leave --dataset out to stream it as a mixture file)")
+        files = False
+    else:
+        try:
+            files = is_mixture_input(data)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--data {exc}") from None
+    if not files:
+        return args.dataset
+    if args.split is not None:
+        raise CliError(f"--split is for dataset folders; --data {data} holds mixture files, "
+                       "which are all streamed")
+    return FILES
+
+
+def _check_inputs(sources) -> None:
+    """Read every mixture file once, so a bad file stops the run before a board is started."""
+    from tinysep.commands.common import CliError
+
+    for source in sources:
+        try:
+            source.load()
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--data {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from firmware_host.bundle import read_bundle
     from firmware_host.emulator import EmulatedBoard
-    from firmware_host.hil.harness import HilSettings, run_hil
+    from firmware_host.hil.harness import HilSettings, hil_sources, run_hil
     from firmware_host.hil.session import BoardSession, RecoveryBudget
     from tinysep.commands.common import CliError
+    from tinysep.eval_inputs import FILES
     from tinysep.models import read_config
 
     _check_args(args)
+    dataset = _data_kind(args)
     bundle = read_bundle(args.bundle)  # bad bundles and model folders are user errors (exit 2)
     read_config(args.float_model)
     settings = HilSettings(
@@ -147,8 +208,8 @@ def run(args: argparse.Namespace) -> int:
         float_model=str(args.float_model),
         data=str(args.data),
         report_dir=str(args.report),
-        dataset=args.dataset,
-        split=args.split,
+        dataset=dataset,
+        split=None if dataset == FILES else args.split or "test",
         max_clips=args.max_clips,
         max_sdr_drop=args.max_sdr_drop,
         max_sdr_gain=args.max_sdr_gain,
@@ -159,7 +220,14 @@ def run(args: argparse.Namespace) -> int:
         plots=args.plots,
         progress=not args.no_progress,
         flash=args.flash,
+        save_audio=None if args.save_audio is None else str(args.save_audio),
     )
+    try:
+        sources = hil_sources(settings, bundle.sources)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--data {exc}") from None
+    if dataset == FILES:
+        _check_inputs(sources)
     board = None
     try:
         if args.emulate:
@@ -195,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(str(exc)) from None
         with session:
-            report = run_hil(session, settings, meta, bundle)
+            report = run_hil(session, settings, meta, bundle, sources)
         if board is not None and not board.running and report["status"] == "aborted":
             _explain_agent_exit(report, board, args.report)
     finally:
@@ -224,6 +292,8 @@ def _explain_agent_exit(report: dict, board, folder: Path) -> None:
 
 
 def _print_summary(report: dict) -> None:
+    from firmware_host.hil.report import NOT_SCORED
+
     summary = report["summary"]
     print(f"HIL {'PASSED' if report['passed'] else 'FAILED'}: {summary['clips_ok']} of "
           f"{summary['clips']} clips, {summary['audio_seconds']:.1f} s of audio "
@@ -244,16 +314,31 @@ def _print_summary(report: dict) -> None:
         print(f"  [{mark}] {check['name']}: {check['text']}")
     if summary["clips_ok"]:
         sdr = summary["board_vs_host_sdr"]
+        na = NOT_SCORED if summary.get("unreferenced_clips") else "n/a"
         print(f"  board vs host int8: largest difference {summary['lsb']['max_abs']} LSB; "
               "SDR board - host " + ", ".join(
-                  f"{name} {'n/a' if value is None else f'{round(value, 3) + 0.0:+.3f} dB'}"
+                  f"{name} {na if value is None else f'{round(value, 3) + 0.0:+.3f} dB'}"
                   for name, value in sdr.items()))
     invoke = summary["invoke_us"]
     if invoke["p50"] is not None:
         print(f"  invoke p50 {invoke['p50']:.1f} us, p99 {invoke['p99']:.1f} us; "
               f"{summary['realtime_factor']:.2f}x real time; "
               f"{summary['link']['resends']} frames resent")
+    unreferenced = summary.get("unreferenced_clips", [])
+    if unreferenced:
+        print(f"  {len(unreferenced)} clip(s) without references: SDR {NOT_SCORED}; "
+              "compared with host int8 and float only: " + ", ".join(unreferenced[:5])
+              + (" ..." if len(unreferenced) > 5 else ""))
+    snr = (summary.get("vs_float_snr") or {}).get("int8_board", {})
+    if summary["clips_ok"] and any(v is not None for v in snr.values()):
+        print("  board vs float: SNR " + ", ".join(
+            f"{name} {value:.2f} dB" for name, value in snr.items() if value is not None))
     files = report.get("report_files", {})
     if files:
         print("report: " + ", ".join(files.values()))
+    saved = (report.get("data") or {}).get("save_audio")
+    if saved:
+        errors = summary.get("audio_errors", [])
+        print(f"audio: {saved}/CLIP/ (mixture.wav, reference/, float/, int8-host/, board/)"
+              + (f"; not saved for {', '.join(errors)} (see hil.md)" if errors else ""))
     sys.stdout.flush()

@@ -218,3 +218,33 @@ def test_inputs_that_are_not_mixtures_are_refused_naming_the_file(case, exported
         assert text in err, (text, err)
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()  # refused before any board was started
+
+
+def test_a_four_stem_bundle_keeps_every_stem_and_scores_no_clip_with_two_references(
+        songs, tmp_path, capsys):
+    """References name vocals and accompaniment: a vocals/drums/bass/other bundle streams the
+    clip and keeps all four stems, but cannot score it against them."""
+    from board_bundle import SMALL_TCN
+
+    stems = ["vocals", "drums", "bass", "other"]
+    exported = make_bundle(options=dict(SMALL_TCN, sources=stems), float_model=True)
+    data = tmp_path / "in"
+    data.mkdir()
+    clip = songs[1]
+    written = _pcm16(data / "x.wav", clip.mixture)
+    _pcm16(data / "x.vocals.wav", clip.vocals)
+    _pcm16(data / "x.accompaniment.wav", clip.accompaniment)
+    audio = tmp_path / "audio"
+    assert main(_argv(exported, data, tmp_path / "r", "--save-audio", str(audio))) == 0
+    report = json.loads((tmp_path / "r" / "hil.json").read_text())
+    (record,) = report["clips"]
+    assert record["references"] is False
+    assert record["not_scored"] == ("no reference for drums, bass, other (the clip has "
+                                    "vocals, accompaniment)")
+    assert [c["passed"] for c in report["checks"] if c["name"].startswith("sdr_drop_")] == [
+        None] * 4
+    assert sorted(p.name for p in (audio / "x" / "reference").iterdir()) == [
+        "accompaniment.wav", "vocals.wav"]
+    assert sorted(p.name for p in (audio / "x" / "board").iterdir()) == sorted(
+        f"{s}.wav" for s in stems)
+    _check_outputs(audio / "x", report, record, written.size)

@@ -8,7 +8,9 @@ file format and the replay rules are specified in docs/protocol.md, section 11.
 The replayer is a deliberately small host: it writes the frames of each case as given (the
 ``ack`` field filled in as it goes), acknowledges every sequenced frame of the board at once,
 reassembles fragmented replies, and compares each reply with its pattern. It does not
-retransmit: a clean line is assumed.
+retransmit: a clean line is assumed. Given a host reference (``bundle_reference``: the
+bundle's int8 pipeline on this host), it also compares the separated audio a case collects,
+its SEPARATED_CHUNK parts joined, with the host's output sample for sample.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ import struct
 import sys
 import time
 
+import numpy as np
+
 from firmware_host.protocol.errors import MessageError
 from firmware_host.protocol.framing import FLAG_MORE, FLAG_POLL, Frame, FrameDecoder, encode_frame
 from firmware_host.protocol.messages import (
     CAP_UPLOAD,
     ROLE_BOARD,
     ROLE_HOST,
+    AudioChunk,
     ErrorCode,
     Hello,
     Info,
     MessageType,
     Ping,
+    SeparatedChunk,
     UploadBegin,
     UploadChunk,
     message_type_name,
@@ -51,7 +57,9 @@ REQUIREMENTS = {
     "reassembly": "the board announced max_message > max_payload (it reassembles fragments)",
     "window3": "the board announced window >= 3",
     "two_sources": "the board's manifest lists two sources",
+    "four_sources": "the board's manifest lists four sources",
 }
+PARTS_MAX_MESSAGE = 512  # the parts cases' host holds messages this large, so replies split
 
 
 class ConformanceError(Exception):
@@ -215,6 +223,91 @@ def _refusal_cases() -> list:
         case.expect_hello_reply(session)
         cases.append(case)
     return cases
+
+
+def _open_parts_session(case: _Case, session: int) -> None:
+    """HELLO announcing 512-byte messages (so separated replies split), then RESET_STATE."""
+    case.hello(
+        session,
+        note=f"HELLO with max_payload = max_message = {PARTS_MAX_MESSAGE}",
+        max_payload=PARTS_MAX_MESSAGE,
+        max_message=PARTS_MAX_MESSAGE,
+    )
+    case.expect_hello_reply(session)
+    case.send(MessageType.RESET_STATE, note="RESET_STATE")
+    case.expect(MessageType.OK, "12", "OK for RESET_STATE")
+
+
+def _expect_parts(case: _Case, position: int, count: int, n_sources: int) -> None:
+    """The SEPARATED_CHUNK parts of a ``count``-sample reply at ``position``, split over the
+    parts host's max message as docs/protocol.md section 4 says (the fewest parts, samples
+    shared out evenly; the invoke figures in the first part, 0 in the others)."""
+    whole = SeparatedChunk(position, np.zeros((n_sources, count), np.int16))
+    parts = whole.parts(PARTS_MAX_MESSAGE)
+    for number, part in enumerate(parts):
+        head = struct.pack("<I", part.position)
+        samples = struct.pack("<H", part.sources.shape[1])
+        tail = struct.pack("<BB", n_sources, 0)
+        if number == 0:
+            pattern = f"{_hex(head)} ?? ?? ?? ?? {_hex(samples)} ?? ?? {_hex(tail)} *"
+            what = "the chunk's invoke figures"
+        else:
+            pattern = f"{_hex(head)} 00 00 00 00 {_hex(samples)} 00 00 {_hex(tail)} *"
+            what = "invoke_us 0, n_invokes 0"
+        case.expect(
+            MessageType.SEPARATED_CHUNK,
+            pattern,
+            f"part {number + 1} of {len(parts)}: position {part.position}, "
+            f"{part.sources.shape[1]} samples of {n_sources} sources, {what}",
+            check="separated",
+        )
+
+
+def _expect_joined(case: _Case, count: int, n_sources: int) -> None:
+    case.steps.append(
+        {
+            "expect_joined": {"position": 0, "n_samples": count, "n_sources": n_sources},
+            "note": f"the parts join into {count} samples of {n_sources} sources from position "
+            "0, in order, none missing; equal to the host's int8 output when it is given",
+        }
+    )
+
+
+def _test_signal(count: int) -> np.ndarray:
+    """Deterministic int16 audio (two triangle waves and pseudo-random noise, integer
+    arithmetic only, so the vectors file is the same on every machine)."""
+    n = np.arange(count, dtype=np.int64)
+    low = np.abs((n * 2 * 6000 // 91) % 12000 - 6000) - 3000
+    high = np.abs((n * 2 * 4000 // 23) % 8000 - 4000) - 2000
+    noise = ((n * 1103515245 + 12345) >> 16) % 2001 - 1000
+    return (low + high + noise).astype(np.int16)
+
+
+def _four_source_parts_case(session: int) -> _Case:
+    """Four hops streamed one at a time to a four-source board; every reply (1 038 bytes)
+    comes back in three parts, which must join into the board's whole output."""
+    hop, hops, n_sources = 128, 4, 4
+    case = _Case(
+        "separated-chunk-parts-four-sources",
+        "A host that holds 512-byte messages streams four hops of audio, one per AUDIO_CHUNK, "
+        "to a board with four sources: each 1038-byte reply comes as three SEPARATED_CHUNK "
+        "parts (42, 43 and 43 samples, the invoke figures in the first), and the parts of the "
+        "four replies join into 512 samples of every source.",
+        requires=["model", "four_sources"],
+    )
+    _open_parts_session(case, session)
+    signal = _test_signal(hop * hops)
+    for number in range(hops):
+        position = number * hop
+        chunk = AudioChunk(position, signal[position : position + hop]).encode()
+        case.send(
+            MessageType.AUDIO_CHUNK,
+            chunk,
+            note=f"AUDIO_CHUNK {number + 1} of {hops}: 128 samples at {position}",
+        )
+        _expect_parts(case, position, hop, n_sources)
+    _expect_joined(case, hop * hops, n_sources)
+    return case
 
 
 def build_vectors() -> dict:
@@ -397,18 +490,14 @@ def build_vectors() -> dict:
         "figures in the first.",
         requires=["model", "two_sources"],
     )
-    case.hello(session, note="HELLO with max_payload = max_message = 512", max_payload=512,
-               max_message=512)
-    case.expect_hello_reply(session)
-    case.send(MessageType.RESET_STATE, note="RESET_STATE")
-    case.expect(MessageType.OK, "12", "OK for RESET_STATE")
+    _open_parts_session(case, session)
     audio = struct.pack("<IHH", 0, 128, 0) + b"\x00\x00" * 128
     case.send(MessageType.AUDIO_CHUNK, audio, note="AUDIO_CHUNK of 128 samples at 0")
-    case.expect(MessageType.SEPARATED_CHUNK, "00 00 00 00 ?? ?? ?? ?? 40 00 ?? ?? 02 00 *",
-                "part 1: position 0, 64 samples of 2 sources, the chunk's invoke figures")
-    case.expect(MessageType.SEPARATED_CHUNK, "40 00 00 00 00 00 00 00 40 00 00 00 02 00 *",
-                "part 2: position 64, 64 samples of 2 sources, invoke_us 0, n_invokes 0")
+    _expect_parts(case, 0, 128, 2)
+    _expect_joined(case, 128, 2)
     cases.append(case)
+
+    cases.append(_four_source_parts_case(0x0C0000C0))
 
     sha = bytes(32)
     session = 0x0C000090
@@ -504,13 +593,48 @@ def _match(tokens, t, data, d) -> bool:
     return d == len(data)
 
 
-class Replayer:
-    """Replays conformance cases over a byte stream (``read(n)``, ``write(data)``)."""
+def bundle_reference(bundle_dir: str, runtime: str = "auto"):
+    """The host reference of a bundle for the ``expect_joined`` steps: ``chunks -> int16
+    (n_sources, total)``, the bundle's int8 streaming pipeline on this host from a fresh
+    state, fed the AUDIO_CHUNKs one by one as the board got them. Needs the host's TFLite
+    runtime (the tinysep environment), unlike the rest of the replayer."""
+    from firmware_host.bundle import read_bundle
+    from firmware_host.hil.reference import HostPipeline
 
-    def __init__(self, stream, timeout_scale: float = 1.0, log=None) -> None:
+    pipeline = HostPipeline(read_bundle(bundle_dir), runtime=runtime)
+    n_sources = len(pipeline.bundle.sources)
+
+    def reference(chunks) -> np.ndarray:
+        separator = pipeline.separator
+        separator.reset()
+        pieces = [separator.process(np.asarray(chunk, np.int16))[0] for chunk in chunks]
+        separator.reset()
+        if not pieces:
+            return np.zeros((n_sources, 0), np.int16)
+        return np.concatenate(pieces, axis=1).astype(np.int16)
+
+    return reference
+
+
+class Replayer:
+    """Replays conformance cases over a byte stream (``read(n)``, ``write(data)``).
+
+    ``reference(chunks)``, when given (see :func:`bundle_reference`), returns the int16
+    sources a board must send back for the AUDIO_CHUNK samples of a case; ``expect_joined``
+    steps then compare the joined parts with it sample for sample. ``separated`` keeps each
+    case's joined output by case name.
+    """
+
+    def __init__(self, stream, timeout_scale: float = 1.0, log=None, reference=None) -> None:
         self.stream = stream
         self.scale = timeout_scale
         self.log = log
+        self.reference = reference
+        self.separated = {}  # case name -> int16 (n_sources, n_samples), the joined parts
+        self._case = ""
+        self._audio = []  # AUDIO_CHUNK samples sent since the case's last RESET_STATE
+        self._parts = []  # SEPARATED_CHUNKs received since then
+        self._notes = []
         self.decoder = FrameDecoder(HOST_MAX_PAYLOAD)
         self.frames = []
         self.board_expected = 0  # next board sequence number
@@ -602,8 +726,11 @@ class Replayer:
             manifest = info.manifest
         except ValueError:
             manifest = None
-        if isinstance(manifest, dict) and len(manifest.get("sources") or ()) == 2:
+        n_sources = len(manifest.get("sources") or ()) if isinstance(manifest, dict) else 0
+        if n_sources == 2:
             met.add("two_sources")
+        if n_sources == 4:
+            met.add("four_sources")
         self.board_max_payload = peer.max_payload
         return {"requirements": sorted(met), "info": info, "hello": peer}
 
@@ -650,6 +777,8 @@ class Replayer:
         self._pump(0.05)
         self.frames = []
         self.peer = None
+        self._case = case["name"]
+        self._audio, self._parts, self._notes = [], [], []
         for number, step in enumerate(case["steps"]):
             where = f"step {number} ({step.get('note', '')})"
             try:
@@ -658,7 +787,7 @@ class Replayer:
                 raise ConformanceError("case {}, {}: {}".format(case["name"], where, exc)) from None
             if problem:
                 return "fail", where + ": " + problem
-        return "pass", ""
+        return "pass", "; ".join(self._notes)
 
     def _run_step(self, step: dict) -> str:
         if "send" in step:
@@ -682,8 +811,11 @@ class Replayer:
                     payload,
                 )
                 data = encode_frame(frame)
+                self._track_request(msg_type, payload)
             self.stream.write(data)
             return ""
+        if "expect_joined" in step:
+            return self._joined(step["expect_joined"])
         if "expect_none" in step:
             spec = step["expect_none"]
             deadline = time.monotonic() + float(spec["seconds"])
@@ -722,8 +854,58 @@ class Replayer:
                     return f"HELLO reply role {self.peer.role}, expected 1 (board)"
             elif check == "info":
                 Info.decode(payload)
+            elif check == "separated":
+                self._parts.append(SeparatedChunk.decode(payload))
         except MessageError as exc:
             return str(exc)
+        return ""
+
+    def _track_request(self, msg_type: int, payload: bytes) -> None:
+        """Remember the audio a case streams (from its last RESET_STATE) for the reference."""
+        if msg_type == MessageType.RESET_STATE:
+            self._audio, self._parts = [], []
+        elif msg_type == MessageType.AUDIO_CHUNK:
+            try:
+                self._audio.append(AudioChunk.decode(payload).samples)
+            except MessageError:
+                pass  # a deliberately malformed chunk: the board refuses it
+
+    def _joined(self, spec: dict) -> str:
+        """Check the parts received since RESET_STATE join into one run of samples."""
+        at = int(spec["position"])
+        end = at + int(spec["n_samples"])
+        n_sources = int(spec["n_sources"])
+        pieces = []
+        for part in self._parts:
+            if part.position != at:
+                return (
+                    f"a part at position {part.position} where position {at} was due "
+                    "(parts out of order or one missing)"
+                )
+            rows, count = part.sources.shape
+            if rows != n_sources or count == 0:
+                return f"a part of {rows} x {count} samples ({n_sources} sources, 1+ samples due)"
+            pieces.append(part.sources)
+            at += part.sources.shape[1]
+        if at != end:
+            return f"the parts end at position {at}, expected {end}"
+        joined = np.concatenate(pieces, axis=1)
+        self.separated[self._case] = joined
+        if self.reference is None:
+            self._notes.append("separated audio not compared (no host reference given)")
+            return ""
+        expected = np.asarray(self.reference(list(self._audio)))
+        if expected.shape != joined.shape:
+            return f"the host reference has shape {expected.shape}, the board sent {joined.shape}"
+        wrong = np.argwhere(expected != joined)
+        if wrong.size:
+            source, sample = (int(v) for v in wrong[0])
+            return (
+                f"{len(wrong)} of {joined.size} samples differ from the host's int8 output; "
+                f"the first: source {source}, sample {sample}: board {joined[source, sample]}, "
+                f"host {expected[source, sample]}"
+            )
+        self._notes.append(f"{joined.size} samples equal the host's int8 output")
         return ""
 
     def run(self, vectors: dict, names=None) -> list:
@@ -760,6 +942,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--case", action="append", help="run only this case (repeatable)")
     parser.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="the bundle the board runs: compare the separated audio of the parts cases with "
+        "its int8 output on this host (needs the host's TFLite runtime; default: the parts "
+        "are checked, their samples are not)",
+    )
+    parser.add_argument(
         "--timeout-scale", type=float, default=1.0, help="multiply reply timeouts (slow UARTs)"
     )
     parser.add_argument("--write", metavar="FILE", help="write the vectors file and exit")
@@ -778,9 +967,17 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.vectors}: {exc}", file=sys.stderr)
         return 2
+    reference = None
+    if args.bundle:
+        try:
+            reference = bundle_reference(args.bundle)
+        except (OSError, ValueError, ImportError) as exc:
+            print(f"cannot load the bundle {args.bundle}: {exc}", file=sys.stderr)
+            return 2
     stream = open_port(args.port, args.baud)
     try:
-        results = Replayer(stream, args.timeout_scale, log=print).run(vectors, args.case)
+        replayer = Replayer(stream, args.timeout_scale, log=print, reference=reference)
+        results = replayer.run(vectors, args.case)
     except ConformanceError as exc:
         print("conformance: " + str(exc), file=sys.stderr)
         return 1

@@ -132,6 +132,8 @@ def is_mixture_input(path: str | Path) -> bool:
     except ValueError:
         if is_input_folder(path):
             return True
+        if (path / "Wavfile").is_dir():  # a dataset with a broken splits file: say so
+            raise
     empty = "; the folder is empty" if not any(path.iterdir()) else ""
     raise ValueError(f"{path}: neither a dataset (MIR-1K, MUSDB18-HQ, a synth corpus) nor a "
                      f"folder of mixture files ({' / '.join(SUFFIXES)}){empty}")

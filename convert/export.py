@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from calibration.representative import DEFAULT_FRAMES
 from convert.manifest import build_manifest, calibration_digest, float_model_digest, sha256_of
 from convert.quantize import QUANT_MODES, quantize_stream
 from firmware_host.bundle.layout import FORMAT, FULL_INTEGER, MANIFEST_FILE, MODEL_FILE
@@ -93,7 +94,7 @@ def export_bundle(
     quant: str = "int8",
     frames_per_invoke: int = 1,
     calibration=None,
-    calibration_frames: int = 2048,  # = calibration.representative.DEFAULT_FRAMES
+    calibration_frames: int = DEFAULT_FRAMES,
     calibration_split: str = "train",
     calibration_gains: Sequence[float] | None = None,
     force: bool = False,

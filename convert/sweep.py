@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.representative import DEFAULT_FRAMES
 from convert.sizes import KIB
 from tinysep.data.clip import SOURCES
 from tinysep.jsonfile import write_json_atomic
@@ -83,8 +84,8 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     if not variants:
         variants = [Variant("base")]
     plan = SweepPlan(list(dict.fromkeys(variants)), list(modes),
-                     sorted({int(f) for f in calibration_frames}) or [2048], frames_per_invoke,
-                     prune_steps, eval_clips)
+                     sorted({int(f) for f in calibration_frames}) or [DEFAULT_FRAMES],
+                     frames_per_invoke, prune_steps, eval_clips)
     for variant in plan.variants:
         for mode in plan.modes:
             sizes = plan.calibration_frames if mode in FULL_INTEGER else [0]

@@ -22,6 +22,8 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from calibration.representative import DEFAULT_FRAMES
+
     parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="sweep folder (resumable)")
@@ -29,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="magnitude sparsities (0 = the model as is; default 0)")
     parser.add_argument("--quant", default="int8,int16x8", metavar="MODE,MODE,...",
                         help="quantization modes (default int8,int16x8)")
-    parser.add_argument("--calibration-frames", default="2048", metavar="N,N,...",
-                        help="calibration sizes for int8/int16x8 (default 2048)")
+    parser.add_argument("--calibration-frames", default=str(DEFAULT_FRAMES), metavar="N,N,...",
+                        help=f"calibration sizes for int8/int16x8 (default {DEFAULT_FRAMES})")
     parser.add_argument("--widths", action="append", default=[], metavar="KEY=V[,KEY=V]",
                         help="a structured-pruning variant (repeatable), e.g. "
                              "residual=24,hidden=48")

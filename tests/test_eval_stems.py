@@ -153,6 +153,24 @@ def test_evaluate_clip_scores_each_stem_and_the_table_shows_them(clip):
     assert "lowpass-bass" in blocks["Bass"] and "lowpass-bass" not in blocks["Vocals"]
 
 
+def test_a_two_source_method_on_four_stems_is_scored_on_the_vocals_it_shares(clip):
+    """REPET separates vocals and accompaniment: on a four-stem clip its vocals are scored
+    exactly as on their own, the stems it has no estimate for are skipped."""
+    from tinysep.methods import resolve_separator
+
+    record = evaluate_clip(clip, ["repet"])
+    repet = record["methods"]["repet"]
+    assert "error" not in repet, repet
+    vocals = resolve_separator("repet")(clip)["vocals"]
+    references = {name: clip.source(name) for name in clip.sources}
+    alone = score_estimates(references, {"vocals": vocals}, record["mixture"], partial=True,
+                            framewise=True)["vocals"]
+    assert repet["sources"]["vocals"]["sdr"] == pytest.approx(alone["sdr"], abs=1e-9)
+    assert repet["sources"]["vocals"]["sdr_v4"] == pytest.approx(alone["sdr_v4"], abs=1e-9)
+    for stem in ("drums", "bass", "other"):
+        assert repet["sources"][stem]["skipped"] == NOT_ESTIMATED
+
+
 def test_eval_command_per_stem(corpus, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = cli_main(["eval", "--data", str(corpus), "--split", "all", "--sources",

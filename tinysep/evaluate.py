@@ -131,8 +131,14 @@ def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | N
             separated = time.perf_counter()
             if save_audio is not None:
                 kept[method] = estimates
-            scores = (score_estimates(references, estimates, mixture_scores,
-                                      partial=is_partial(separator), framewise=framewise)
+            # a model of other sources (two on a four-stem clip) is scored on those it shares
+            shared = {name: audio for name, audio in estimates.items() if name in references}
+            if scored and not shared:
+                raise ValueError(f"{method} separates {', '.join(estimates)}; clip {clip.name} "
+                                 f"has references for {', '.join(references)}: none in common")
+            partial = is_partial(separator) or set(shared) != set(references)
+            scores = (score_estimates(references, shared, mixture_scores,
+                                      partial=partial, framewise=framewise)
                       if scored else _unscored(clip.sources))
             record["methods"][method] = {
                 "sources": scores,

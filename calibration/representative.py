@@ -10,12 +10,12 @@ that starts from silence; only the last ``segment_frames`` frames are recorded.
 Coverage is reported per recorded frame by the level of its 512-sample analysis window
 (RMS in dBFS, 0 dBFS = RMS of 1.0): ``silent`` below -60 dBFS, ``quiet`` below -30 dBFS,
 ``loud`` otherwise. Training audio is loud, so ``gains_db`` replays segments at lower
-levels in turn. The default is 8192 frames at ``(0, -30)``: 64 segments, so 64 clips of a
+levels in turn. The default is 64 segments of 128 frames at ``(0, -30)``: 64 clips of a
 corpus with many music engines. The levels came out best in the calibration-level study
 (convert/calibration_study.py) of the first shipped model: as good as loud frames alone at
 normal playback, better at -30 dB playback. The size matters once the training corpus
 holds many engines: on 40 held-out choir clips the multi-engine model lost 0.21 / 0.39 dB
-(vocals / accompaniment) to int8 with 2048 frames (16 clips), 0.05 / 0.02 dB with 8192.
+(vocals / accompaniment) to int8 with 16 segments (16 clips), 0.05 / 0.02 dB with 64.
 Silent frames are not recorded on purpose: the output is the mask
 times the mixture, so silence comes out silent whatever the mask, and zero states (the
 start) are exact in int8. Measured: clips with 1.5 s silent gaps lost no more to int8 than
@@ -37,8 +37,8 @@ from tinysep.progress import Progress
 
 SILENT_BELOW_DBFS = -60.0
 QUIET_BELOW_DBFS = -30.0
-DEFAULT_FRAMES = 8192
 DEFAULT_SEGMENT_FRAMES = 128
+DEFAULT_FRAMES = 64 * DEFAULT_SEGMENT_FRAMES  # 64 segments, so up to 64 clips
 DEFAULT_GAINS_DB = (0.0, -30.0)  # loud and quiet playback, in turn
 LEVELS = ("silent", "quiet", "loud")
 

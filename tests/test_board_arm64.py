@@ -79,9 +79,14 @@ def test_missing_root_says_how_to_build_it(no_root, tmp_path, capsys):
 
 
 def test_hil_with_a_missing_root_is_a_usage_error(no_root, tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
     bundle, model = make_bundle(float_model=True)
+    song = tmp_path / "song.wav"  # valid audio: the missing root is the only fault
+    soundfile.write(str(song), np.zeros(1600, np.float32), 16000)
     status = main(["hil", "--emulate", "--board-arch", "arm64", "--bundle", str(bundle),
-                   "--float", str(model), "--data", str(tmp_path), "--report",
+                   "--float", str(model), "--data", str(song), "--report",
                    str(tmp_path / "report"), "--no-progress"])
     assert status == 2
     assert "make board-arm64" in capsys.readouterr().err

@@ -333,7 +333,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
                                 chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()
-    stop_reason = session.stop_reason()
+    # a fresh run makes at least one step whatever the budget; a resumed one may be done
+    stop_reason = session.stop_reason() if state["step"] else None
     with _terminate_as_interrupt():
         try:
             while stop_reason is None:

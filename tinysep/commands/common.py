@@ -56,3 +56,20 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"tinysep {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--dataset`` as every command that reads clips takes them: a dataset
+    folder, or a user's own mixture files read by :mod:`tinysep.eval_inputs`."""
+    from pathlib import Path
+
+    from tinysep.eval_inputs import FILES
+
+    parser.add_argument("--data", required=True, type=Path,
+                        help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
+                             "of them, references beside as NAME.vocals.wav and "
+                             "NAME.accompaniment.wav when present")
+    parser.add_argument("--dataset", default="auto",
+                        choices=("auto", "mir1k", "musdb", "synth", FILES),
+                        help=f"layout of --data; {FILES}: mixture files as above (default: "
+                             "detect)")

@@ -26,17 +26,11 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tinysep.commands.common import add_audio_input_arguments
     parser.add_argument("--method", required=True,
                         help="method name or comma-separated list, e.g. mix,hpss,repet,irm,"
                              "model:PATH (PATH: saved model folder or deploy bundle)")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
-                             "of them, references beside as NAME.vocals.wav and "
-                             "NAME.accompaniment.wav")
-    parser.add_argument("--dataset", default="auto",
-                        choices=("auto", "mir1k", "musdb", "synth", "files"),
-                        help="layout of --data; files: mixture files as above (default: "
-                             "detect)")
+    add_audio_input_arguments(parser)
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--sources", default="vocals,accompaniment", metavar="NAMES",
                         help="sources to score: vocals,accompaniment or the four stems "

@@ -39,6 +39,7 @@ BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from firmware_host.emulated_arm import BOARD_ARCHES
+    from tinysep.commands.common import add_audio_input_arguments
 
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="board's serial device or pyserial URL "
@@ -48,14 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
     parser.add_argument("--float", dest="float_model", required=True, type=Path, metavar="MODEL",
                         help="the float Keras model folder the bundle was made from")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
-                             "of them, references beside as NAME.vocals.wav and "
-                             "NAME.accompaniment.wav when present")
-    parser.add_argument("--dataset", default="auto",
-                        choices=("auto", "mir1k", "musdb", "synth", "files"),
-                        help="layout of --data; files: mixture files as above (default: "
-                             "detect)")
+    add_audio_input_arguments(parser)
     parser.add_argument("--split", default=None,
                         help="split of a dataset folder to stream (default: test)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",

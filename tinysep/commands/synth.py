@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",
                         help="write only the stereo clips, not Stems/{clip}/*.wav")
+    parser.add_argument("--backing-vocals", type=float, default=0.0, metavar="SHARE",
+                        help="share of additive and festival songs (0-1) that also get backing "
+                        "vocals of their own engine: a harmony line or sustained chord oohs "
+                        "(default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes rendering songs (default min(2, CPUs))")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         summary = write_corpus(args.out, songs=args.songs, seconds=args.seconds,
                                seed=args.seed, progress=not args.quiet, engines=args.engines,
                                fonts=args.fonts, production=not args.no_production,
-                               stems=not args.no_stems, workers=args.workers)
+                               stems=not args.no_stems, workers=args.workers,
+                               backing_vocals=args.backing_vocals)
     except EngineUnavailable as exc:
         raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
     print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from tinysep.data import backing as backing_vocals
 from tinysep.data import physical, singing, soundfont
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
@@ -43,6 +44,11 @@ N_SINGERS = 12
 PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0),
                   "lead": (-6.0, -2.0), "bass": (-4.0, 0.0), "drums": (-4.0, 0.0)}
 CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
+# Vocal engines that can add backing vocals (their own singers); the choir engine never does,
+# so a corpus that holds it out keeps its sound out entirely.
+BACKING_ENGINES = ("additive", "festival")
+HARMONY_STEPS = (2, -2, 5, -5)  # scale degrees: a third up or down, a sixth up or down
+HARMONY_WEIGHTS = (0.4, 0.3, 0.15, 0.15)
 
 
 class EngineUnavailable(RuntimeError):
@@ -216,6 +222,46 @@ def _physical_tracks(score: SongScore, n: int, sr: int,
     return tracks, {"models": kinds}
 
 
+def _sing(engine: str, line: list, seed: int, n: int, sr: int,
+          rng: np.random.Generator) -> np.ndarray:
+    """One backing line sung by a singer of ``engine`` drawn from ``rng``."""
+    if engine == "additive":
+        singer = singer_pool(seed)[int(rng.integers(N_SINGERS))]
+        return render_voice(line, singer, n, sr, rng)
+    voice_singer = singing.random_singer(rng, sorted(singing.VOICES), int(rng.integers(10)))
+    return singing.render_singing(line, voice_singer, n, sr, rng)
+
+
+def add_backing(seed: int, plan: SongPlan, score: SongScore, lead: np.ndarray,
+                vocal_range: tuple[int, int], seconds: float, sr: int,
+                probability: float) -> tuple[np.ndarray, dict | None]:
+    """The lead vocals with backing vocals of its own engine (a harmony line or sustained
+    chord oohs) in a ``probability`` share of songs, drawn from ``default_rng([seed, 9,
+    song])`` so the rest of the song renders as without them; returns (vocals, what was
+    added or None)."""
+    if probability <= 0 or plan.vocal_engine not in BACKING_ENGINES:
+        return lead, None
+    rng = np.random.default_rng([seed, 9, plan.index])
+    if rng.random() >= probability:
+        return lead, None
+    if rng.random() < 0.5:
+        steps = int(rng.choice(HARMONY_STEPS, p=HARMONY_WEIGHTS))
+        lines = [backing_vocals.harmony_line(score.melody, score, steps)]
+        level = float(rng.uniform(*backing_vocals.HARMONY_LEVEL_DB))
+        info: dict = {"kind": "harmony", "scale_steps": steps}
+    else:
+        voices = int(rng.integers(backing_vocals.OOH_VOICES[0], backing_vocals.OOH_VOICES[1] + 1))
+        lines = backing_vocals.ooh_lines(score, vocal_range, voices, seconds, rng)
+        level = float(rng.uniform(*backing_vocals.OOH_LEVEL_DB))
+        info = {"kind": "oohs", "voices": voices}
+    lines = [line for line in lines if line]
+    if not lines:
+        return lead, None
+    parts = [_sing(plan.vocal_engine, line, seed, len(lead), sr, rng) for line in lines]
+    info["level_db"] = round(level, 2)
+    return backing_vocals.mix_backing(lead, parts, level), info
+
+
 @dataclass
 class RenderedSong:
     """The four dry stems of one song (float32) and a description of what plays."""
@@ -226,8 +272,10 @@ class RenderedSong:
     info: dict
 
 
-def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int) -> RenderedSong:
-    """Render one song with its planned engines: vocals, drums, bass, other (dry)."""
+def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
+                 backing: float = 0.0) -> RenderedSong:
+    """Render one song with its planned engines: vocals, drums, bass, other (dry);
+    ``backing``: share of additive and festival songs given backing vocals (`add_backing`)."""
     index = plan.index
     rng = np.random.default_rng([seed, 1, index])
     n = int(round(seconds * sr))
@@ -281,6 +329,10 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int) -> Rendered
         vocals = soundfont.render_notes(plan.font, program, notes, n, sr)
         info["singer"] = plan.singer
         info["voice_program"] = program
+    vocals, backing_info = add_backing(seed, plan, score, vocals, vocal_range, seconds, sr,
+                                       backing)
+    if backing_info is not None:
+        info["backing_vocals"] = backing_info
     info["instruments"] = sorted(tracks)
     info["sung_notes"] = len(score.melody)
     return RenderedSong(plan, {"vocals": vocals.astype(np.float32), **stems}, accompaniment,

@@ -167,13 +167,17 @@ def mix_stems(stems: dict[str, np.ndarray], var_db: float) -> tuple[np.ndarray,
 def corpus_parameters(songs: int, seconds: float, seed: int,
                       engines: tuple[str, ...] = DEFAULT_ENGINES,
                       fonts: tuple[str, ...] = (), production: bool = False,
-                      stems: bool = False) -> dict:
-    """What determines the corpus's content (compared when writing into an existing folder)."""
-    return {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
-            "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
-            "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
-            "production": bool(production), "stems": bool(stems),
-            "generator_version": GENERATOR_VERSION}
+                      stems: bool = False, backing: float = 0.0) -> dict:
+    """What determines the corpus's content (compared when writing into an existing folder);
+    ``backing_vocals`` is recorded only when some songs have them."""
+    parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
+                  "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
+                  "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
+                  "production": bool(production), "stems": bool(stems),
+                  "generator_version": GENERATOR_VERSION}
+    if backing > 0:
+        parameters["backing_vocals"] = float(backing)
+    return parameters
 
 
 def _check_arguments(songs: int, seconds: float, seed: int) -> None:
@@ -230,7 +234,7 @@ class CorpusSummary:
 
 def plan_corpus(songs: int, seconds: float, seed: int,
                 engines: tuple[str, ...] = DEFAULT_ENGINES, fonts: tuple[str, ...] = (),
-                production: bool = False, stems: bool = False) -> dict:
+                production: bool = False, stems: bool = False, backing: float = 0.0) -> dict:
     """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
     _check_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
@@ -253,7 +257,7 @@ def plan_corpus(songs: int, seconds: float, seed: int,
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
     meta = {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
             "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
-                                            stems),
+                                            stems, backing),
             "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
     if stems:
         meta["stems"] = {"folder": STEMS_DIR, "names": list(STEMS),
@@ -278,12 +282,12 @@ def silence_reason(stems: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def render_corpus_song(seed: int, plan: SongPlan, seconds: float,
-                       production: bool) -> tuple[dict[str, np.ndarray] | None, dict]:
+def render_corpus_song(seed: int, plan: SongPlan, seconds: float, production: bool,
+                       backing: float = 0.0) -> tuple[dict[str, np.ndarray] | None, dict]:
     """The produced stems of one corpus song and its description, or (None, {"skipped":
     reason}) when a sound font fails to load or the song renders silent."""
     try:
-        song = render_stems(seed, plan, seconds, SAMPLE_RATE)
+        song = render_stems(seed, plan, seconds, SAMPLE_RATE, backing)
     except FontError as exc:
         return None, {"skipped": f"sound font {plan.font} failed to load ({exc})"}
     stems, info = song.stems, dict(song.info)
@@ -299,8 +303,8 @@ def render_corpus_song(seed: int, plan: SongPlan, seconds: float,
 
 def _song_task(task: tuple) -> dict:
     """Render one song and write its clips into the (temporary) corpus folder."""
-    seed, plan, seconds, production, with_stems, clip_list, out = task
-    stems, info = render_corpus_song(seed, plan, seconds, production)
+    seed, plan, seconds, production, backing, with_stems, clip_list, out = task
+    stems, info = render_corpus_song(seed, plan, seconds, production, backing)
     if stems is None:
         return info
     out = Path(out)
@@ -339,14 +343,17 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                  progress: bool = True, engines: tuple[str, ...] | str = DEFAULT_ENGINES,
                  fonts: tuple[str, ...] | str | None = None, production: bool = False,
-                 stems: bool = False, workers: int = 1) -> CorpusSummary:
+                 stems: bool = False, workers: int = 1,
+                 backing_vocals: float = 0.0) -> CorpusSummary:
     """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
     ``fonts``: sound fonts for the soundfont and choir engines (default every known font);
     ``production``: randomized production; ``stems``: also write the four stems per clip;
-    ``workers``: processes rendering songs. Refuses a non-empty folder unless it holds an
-    earlier corpus with the same parameters (then it is rewritten, with the same bytes).
+    ``workers``: processes rendering songs; ``backing_vocals``: share of additive and
+    festival songs (0-1) that get backing vocals of their own engine. Refuses a non-empty
+    folder unless it holds an earlier corpus with the same parameters (then it is rewritten,
+    with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
     """
     begin = time.perf_counter()
@@ -356,7 +363,9 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     check_engines(engines, fonts)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
-    meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems)
+    if not 0.0 <= backing_vocals <= 1.0:
+        raise ValueError(f"backing vocals must be a share between 0 and 1, got {backing_vocals}")
+    meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals)
     _check_destination(out, meta["parameters"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -369,7 +378,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
             plan = plan_song(seed, song_meta["index"], engines, fonts)
             clip_list = [(c, meta["clips"][c]["start_seconds"], meta["clips"][c]["seconds"],
                           meta["clips"][c]["var_db"]) for c in song_meta["clips"]]
-            tasks.append((seed, plan, float(seconds), production, stems, clip_list, str(tmp)))
+            tasks.append((seed, plan, float(seconds), production, float(backing_vocals), stems,
+                          clip_list, str(tmp)))
         for (sid, song_meta), info in zip(meta["songs"].items(), _results(tasks, workers),
                                           strict=True):
             song_meta.update(info)

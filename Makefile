@@ -19,8 +19,8 @@ export PYTHONHASHSEED := 0
 SYSTEM_PACKAGES := mmdebstrap qemu-user-static
 # The corpus's music engines: fluidsynth and General MIDI sound fonts, Festival and its voices.
 SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
-  musescore-general-soundfont-small festival festvox-kallpc16k festvox-kdlpc16k \
-  festvox-us-slt-hts festvox-italp16k festvox-itapc16k
+  musescore-general-soundfont-small csound-soundfont opl3-soundfont \
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k
 
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \

@@ -193,6 +193,29 @@ def test_a_missing_sound_font_names_its_package(monkeypatch, tmp_path):
         check_engines(("additive", "soundfont"), ("fluidr3",))
 
 
+def test_the_opt_in_fonts_play_only_when_named():
+    assert engines_mod.parse_fonts(None) == soundfont.DEFAULT_FONTS
+    assert not {"csound", "opl3"} & set(soundfont.DEFAULT_FONTS)
+    assert engines_mod.parse_fonts("opl3, csound") == ("opl3", "csound")
+    meta = plan_corpus(30, 12.0, SEED, ("additive", "soundfont"), ("opl3",))
+    assert {s["engines"]["font"] for s in meta["songs"].values()} <= {"opl3", None}
+
+
+@pytest.mark.parametrize("font", ["csound", "opl3"])
+def test_each_opt_in_font_plays_the_band_in_its_own_sound(font):
+    # against FluidR3 (Csound's small bank shares samples with TimGM6mb)
+    if not soundfont.font_path(font).is_file() or not soundfont.font_path("fluidr3").is_file():
+        pytest.skip("make system-deps installs the sound fonts")
+    plan = SongPlan(1, "additive", "soundfont", font, "x")
+    ours = render_stems(SEED, plan, SECONDS, SAMPLE_RATE)
+    theirs = render_stems(SEED, SongPlan(1, "additive", "soundfont", "fluidr3", "x"), SECONDS,
+                          SAMPLE_RATE)
+    for name in ("drums", "bass", "other"):
+        assert _rms(ours.stems[name]) > 1e-3, name
+    assert abs(np.corrcoef(ours.stems["other"], theirs.stems["other"])[0, 1]) < 0.5
+    np.testing.assert_array_equal(ours.stems["vocals"], theirs.stems["vocals"])
+
+
 @needs_fluidsynth
 def test_a_font_that_fails_to_load_skips_its_songs_and_counts_them(tmp_path):
     bad = tmp_path / "broken.sf2"

@@ -15,7 +15,7 @@ import argparse
 import os
 
 from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, VOCAL_ENGINES
-from tinysep.data.soundfont import FONTS
+from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "'--engines additive' writes the original single-engine corpus")
     parser.add_argument("--fonts", default=None,
                         help="comma-separated sound fonts for the soundfont and choir engines: "
-                        f"names among {', '.join(FONTS)} or .sf2/.sf3 paths (default all "
-                        "names; leave one out to hold it out for evaluation)")
+                        f"names among {', '.join(FONTS)} or .sf2/.sf3 paths (default "
+                        f"{','.join(DEFAULT_FONTS)}; leave one out to hold it out for "
+                        "evaluation)")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",

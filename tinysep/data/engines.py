@@ -94,9 +94,10 @@ def parse_engines(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """Sound font names of `soundfont.FONTS` or paths to .sf2/.sf3 files (default: all names)."""
+    """Sound font names of `soundfont.FONTS` or paths to .sf2/.sf3 files (default:
+    `soundfont.DEFAULT_FONTS`)."""
     if text is None:
-        return tuple(soundfont.FONTS)
+        return soundfont.DEFAULT_FONTS
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
     if not names:
         raise ValueError(f"no sound font given; expected names among "

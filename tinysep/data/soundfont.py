@@ -22,7 +22,13 @@ FONTS: dict[str, tuple[str, str]] = {
     "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
     "musescore": ("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
                   "musescore-general-soundfont-small"),
+    "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
+    "opl3": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
 }
+# The fonts a corpus plays unless it names others: the sampled General MIDI banks. Csound's
+# small GM bank and the OPL3 FM-chip emulation join by name, so corpora written before
+# they existed keep their bytes.
+DEFAULT_FONTS = ("fluidr3", "timgm6mb", "musescore")
 DRUM_CHANNEL = 9  # General MIDI channel 10
 DRUM_BANK = 128
 MIDI_CHANNELS = 16

@@ -348,7 +348,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
-    ``fonts``: sound fonts for the soundfont and choir engines (default every known font);
+    ``fonts``: sound fonts for the soundfont and choir engines (default `soundfont.DEFAULT_FONTS`);
     ``production``: randomized production; ``stems``: also write the four stems per clip;
     ``workers``: processes rendering songs; ``backing_vocals``: share of additive and
     festival songs (0-1) that get backing vocals of their own engine. Refuses a non-empty

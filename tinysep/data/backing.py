@@ -13,6 +13,8 @@ import numpy as np
 
 from tinysep.data.score import VOWELS, SongScore, SungNote, scale_of, voice_chord
 
+HARMONY_STEPS = (2, -2, 5, -5)  # scale degrees: a third up or down, a sixth up or down
+HARMONY_WEIGHTS = (0.4, 0.3, 0.15, 0.15)
 HARMONY_LEVEL_DB = (-10.0, -4.0)  # backing relative to the lead, RMS over sung frames
 OOH_LEVEL_DB = (-12.0, -5.0)
 OOH_VOICES = (1, 3)  # sustained chord-tone voices, at least and at most
@@ -63,7 +65,8 @@ def ooh_lines(score: SongScore, vocal_range: tuple[int, int], voices: int, secon
 
 
 def sung_rms(x: np.ndarray) -> float:
-    """RMS over the samples that sound (above -60 dB of the peak)."""
+    """RMS over the samples that sound (above -60 dB of the peak): the level of a part or
+    a voice, whatever its rests."""
     loud = np.abs(x) > 1e-3 * (np.max(np.abs(x)) + 1e-12)
     return float(np.sqrt(np.mean(x[loud].astype(np.float64) ** 2))) if loud.any() else 0.0
 

@@ -47,8 +47,6 @@ CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
 # Vocal engines that can add backing vocals (their own singers); the choir engine never does,
 # so a corpus that holds it out keeps its sound out entirely.
 BACKING_ENGINES = ("additive", "festival")
-HARMONY_STEPS = (2, -2, 5, -5)  # scale degrees: a third up or down, a sixth up or down
-HARMONY_WEIGHTS = (0.4, 0.3, 0.15, 0.15)
 
 
 class EngineUnavailable(RuntimeError):
@@ -184,11 +182,6 @@ def uses_font(vocal: str, accompaniment: str) -> bool:
     return vocal in FONT_ENGINES or accompaniment in FONT_ENGINES
 
 
-def _rms(x: np.ndarray) -> float:
-    loud = np.abs(x) > 1e-3 * (np.max(np.abs(x)) + 1e-12)
-    return float(np.sqrt(np.mean(x[loud].astype(np.float64) ** 2))) if loud.any() else 0.0
-
-
 def _soundfont_tracks(score: SongScore, font: str, n: int, sr: int,
                       rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
     roles = sorted(score.parts)
@@ -246,7 +239,7 @@ def add_backing(seed: int, plan: SongPlan, score: SongScore, lead: np.ndarray,
     if rng.random() >= probability:
         return lead, None
     if rng.random() < 0.5:
-        steps = int(rng.choice(HARMONY_STEPS, p=HARMONY_WEIGHTS))
+        steps = int(rng.choice(backing_vocals.HARMONY_STEPS, p=backing_vocals.HARMONY_WEIGHTS))
         lines = [backing_vocals.harmony_line(score.melody, score, steps)]
         level = float(rng.uniform(*backing_vocals.HARMONY_LEVEL_DB))
         info: dict = {"kind": "harmony", "scale_steps": steps}
@@ -309,7 +302,7 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     accompaniment = np.zeros(n, dtype=np.float32)
     stems = {name: np.zeros(n, dtype=np.float32) for name in ("drums", "bass", "other")}
     for name, track in tracks.items():
-        rms = _rms(track)
+        rms = backing_vocals.sung_rms(track)
         if rms > 0:
             level = 10 ** (rng.uniform(*PART_LEVELS_DB[name]) / 20)
             part = np.float32(level / rms) * track

@@ -64,16 +64,37 @@ class TrainResult:
     history: list[dict]
 
 
-def _load_initial_weights(model, model_config: dict, folder: str) -> None:
-    """Start from the weights of the saved model in ``folder`` (same architecture)."""
-    from tinysep.models.registry import WEIGHTS_FILE, read_config, resolved_params
+def _load_initial_weights(model, model_config: dict, folder: str, matching: bool) -> dict:
+    """Start from the weights of the saved model in ``folder``: the same architecture, or
+    with ``matching`` any model whose layers of the same name and weight shapes are
+    copied (the others keep their fresh initialization). Returns what was copied."""
+    from tinysep.models.registry import WEIGHTS_FILE, load_model, read_config, resolved_params
 
     stored = read_config(folder)
     theirs = (stored.get("name"), resolved_params(stored))
     ours = (model_config["name"], resolved_params(model_config))
-    if theirs != ours:
-        raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's {ours}")
-    model.load_weights(str(Path(folder) / WEIGHTS_FILE))
+    if theirs == ours:
+        model.load_weights(str(Path(folder) / WEIGHTS_FILE))
+        return {"layers_copied": len(model.layers), "layers_fresh": []}
+    if not matching:
+        raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's "
+                         f"{ours} (init_matching copies only the layers that match)")
+    source = {layer.name: layer for layer in load_model(folder).layers}
+    copied, fresh = 0, []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        other = source.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if other is not None and [tuple(w.shape) for w in other.weights] == shapes:
+            layer.set_weights(other.get_weights())
+            copied += 1
+        else:
+            fresh.append(layer.name)
+    if not copied:
+        raise ValueError(f"init_from {folder}: no layer of its model matches this run's by "
+                         "name and weight shapes")
+    return {"layers_copied": copied, "layers_fresh": fresh}
 
 
 def _train_step_function(model, optimizer, config: TrainConfig):
@@ -321,10 +342,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
+    initial = None
     if config.init_from and not resume:
-        _load_initial_weights(model, model_config, config.init_from)
+        initial = _load_initial_weights(model, model_config, config.init_from,
+                                        config.init_matching)
+        if initial["layers_fresh"]:
+            print(f"init from {config.init_from}: {initial['layers_copied']} layers copied, "
+                  f"{len(initial['layers_fresh'])} start fresh: "
+                  f"{', '.join(initial['layers_fresh'])}", file=sys.stderr)
     model_info = {"parameters": count_params(model), "macs_per_hop": macs_per_hop(model),
                   "sources": list(sources)}
+    if initial is not None:
+        model_info["init"] = initial
     state = prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                             model_info)
     session = _Session(config, out, state, model, progress)

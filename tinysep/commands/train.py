@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", type=Path, metavar="MODEL",
                         help="start from the weights of this saved model (same model and "
                              "options; default: random initialization)")
+    parser.add_argument("--init-matching", action="store_true", default=None,
+                        help="with --init-from a model of other options: copy only its layers "
+                             "whose names and weight shapes match; the rest start fresh (e.g. "
+                             "a model grown by an encoder or a refiner)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     parser.add_argument("--steps-per-epoch", type=int,
@@ -141,6 +145,8 @@ def build_config(args: argparse.Namespace):
         given["valid_data"] = str(args.valid_data)
     if args.init_from is not None:
         given["init_from"] = str(args.init_from)
+    if args.init_matching:
+        given["init_matching"] = True
     options = parse_options(args.option)
     if getattr(args, "sources", None) is not None:
         from tinysep.data.sources import parse_sources

@@ -54,6 +54,10 @@ DEFAULTS = {
     "mask": "softmax",
     "input_gain": 100.0,
     "sources": list(SOURCES),  # one mask each, in this order
+    "encoder": [],  # channels of stride-2 frequency convs in front of the input projection
+    "encoder_kernel": 5,  # bins each encoder conv sees
+    "refine": 0,  # channels of the bin-level mask refiner (0: none)
+    "refine_kernel": 5,  # bins each refiner conv sees
 }
 
 PRESETS = {
@@ -86,10 +90,22 @@ def validate(params: dict) -> None:
         "attention_dim",
         "attention_window",
         "groups",
+        "encoder_kernel",
+        "refine_kernel",
     ):
         if not isinstance(params[key], int) or isinstance(params[key], bool) or params[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
     check_sources_param(params)
+    encoder = params["encoder"]
+    if not isinstance(encoder, (list, tuple)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in encoder
+    ):
+        raise ValueError(f"encoder must be a list of positive integers, got {encoder!r}")
+    if len(encoder) > 4:
+        raise ValueError(f"encoder has at most 4 levels (257 bins -> 17), got {len(encoder)}")
+    refine = params["refine"]
+    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
+        raise ValueError(f"refine must be an integer >= 0, got {refine!r}")
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
 
@@ -111,11 +127,50 @@ def _block(graph: Graph, x, name: str, dilation: int, p: dict):
     return L.Add(name=f"{name}_res")([x, out])
 
 
+def _frequency_conv(x, channels: int, kernel: int, stride: int, name: str, activation=None,
+                    zero_init: bool = False):
+    """Conv over the bins of each frame alone (``(1, kernel)``, no time context, no state)."""
+    return L.Conv2D(
+        channels, (1, kernel), strides=(1, stride), padding="same", activation=activation,
+        kernel_initializer="zeros" if zero_init else "glorot_uniform", name=name,
+    )(x)
+
+
+def _encoder(bins, p: dict):
+    """``(B, T, 257, 1)`` normalised bins -> ``(B, T, 1, positions * channels)``: each level
+    halves the bins with a ReLU conv, so local spectral shapes (harmonics, onsets) are
+    found anywhere in frequency with the same few weights."""
+    x = bins
+    for level, channels in enumerate(p["encoder"]):
+        x = _frequency_conv(x, channels, p["encoder_kernel"], 2, f"enc{level}")
+        x = norm_relu(x, p["norm"], f"enc{level}_norm", p["groups"])
+    positions, channels = (int(d) for d in x.shape[2:])
+    return L.Reshape((-1, 1, positions * channels), name="enc_flat")(x)
+
+
+def _refine(logits, bins, p: dict):
+    """Per-bin correction of the mask logits from the logits and the input bins around
+    each bin: the 1x1 mask projection alone gives every frame's masks from a few dozen
+    features, too few for the fine detail between harmonics. The last conv starts at
+    zero, so the refiner starts as the identity."""
+    n_sources = int(logits.shape[-1])
+    x = L.Concatenate(axis=-1, name="refine_in")([logits, bins])
+    x = _frequency_conv(x, p["refine"], p["refine_kernel"], 1, "refine0", "relu")
+    x = _frequency_conv(x, n_sources, p["refine_kernel"], 1, "refine1", zero_init=True)
+    return L.Add(name="refined")([logits, x])
+
+
 def body(graph: Graph, features, p: dict):
     """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
     n_sources = len(p["sources"])
-    x = L.BatchNormalization(axis=-1, name="input_norm")(features)
-    x = L.Reshape((-1, 1, N_BINS), name="to_frames")(x)
+    normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
+    bins = None
+    if p["encoder"] or p["refine"]:
+        bins = L.Reshape((-1, N_BINS, 1), name="to_bins")(normed)
+    if p["encoder"]:
+        x = _encoder(bins, p)
+    else:
+        x = L.Reshape((-1, 1, N_BINS), name="to_frames")(normed)
     x = conv1x1(x, p["residual"], "in_proj")
     for r in range(p["repeats"]):
         for b in range(p["blocks"]):
@@ -123,4 +178,6 @@ def body(graph: Graph, features, p: dict):
     x = L.Activation("relu", name="out_relu")(x)
     logits = conv1x1(x, n_sources * N_BINS, "mask_proj")
     logits = L.Reshape((-1, N_BINS, n_sources), name="to_masks")(logits)
+    if p["refine"]:
+        logits = _refine(logits, bins, p)
     return mask_head(logits, N_BINS, p["mask"])

@@ -40,6 +40,7 @@ class TrainConfig:
     dataset: str = "auto"
     valid_data: str = ""  # validation (model selection) from this folder's valid split
     init_from: str = ""  # saved model folder whose weights start the run
+    init_matching: bool = False  # init_from another architecture: copy the layers that match
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16
@@ -102,6 +103,10 @@ class TrainConfig:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
         if not self.data:
             raise ValueError("data: a dataset folder is required")
+        if not isinstance(self.init_matching, bool):
+            raise ValueError(f"init_matching must be true or false, got {self.init_matching!r}")
+        if self.init_matching and not self.init_from:
+            raise ValueError("init_matching copies layers from init_from: give init_from too")
 
     @property
     def total_steps(self) -> int:

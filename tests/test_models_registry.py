@@ -56,6 +56,38 @@ def test_tcn_macs_match_the_architecture_formula():
     assert macs_per_hop(build_model("dualgate-tcn")) == expected
 
 
+def test_tcn_encoder_and_refiner_macs_and_shapes():
+    """Each encoder level halves the bins (257 -> 129 -> 65); the refiner works on all 257."""
+    base = build_model("dualgate-tcn", **SMALL_TCN)
+    grown = build_model("dualgate-tcn", **SMALL_TCN, encoder=[4, 6], refine=5,
+                        encoder_kernel=3, refine_kernel=7)
+    assert tuple(grown.get_layer("enc0").output.shape[2:]) == (129, 4)
+    assert tuple(grown.get_layer("enc1").output.shape[2:]) == (65, 6)
+    encoder = 129 * 3 * 1 * 4 + 65 * 3 * 4 * 6
+    in_proj_change = (65 * 6 - 257) * 8
+    refiner = 257 * 7 * (2 + 1) * 5 + 257 * 7 * 5 * 2
+    assert macs_per_hop(grown) - macs_per_hop(base) == encoder + in_proj_change + refiner
+    mags = np.random.default_rng(0).gamma(0.5, 0.1, (12, 257)).astype(np.float32)
+    assert predict_masks(grown, mags).shape == (12, 257, 2)
+
+
+def test_a_refiner_starts_as_the_identity():
+    """Grown by a refiner, with every other layer copied, a model gives the same masks."""
+    base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=3, scale=0.3)
+    grown = build_model("dualgate-tcn", **SMALL_TCN, refine=4)
+    for layer in base.layers:
+        if layer.weights:
+            grown.get_layer(layer.name).set_weights(layer.get_weights())
+    mags = np.random.default_rng(1).gamma(0.5, 0.1, (20, 257)).astype(np.float32)
+    np.testing.assert_allclose(predict_masks(grown, mags), predict_masks(base, mags), atol=1e-6)
+    # ... and it is a real path: once its last conv is nonzero the masks change (a change
+    # common to both sources would cancel in the softmax, so the weights are random).
+    rng = np.random.default_rng(2)
+    last = grown.get_layer("refine1")
+    last.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in last.weights])
+    assert np.abs(predict_masks(grown, mags) - predict_masks(base, mags)).max() > 0.01
+
+
 def test_mac_counter_counts_each_layer_kind():
     x = keras.Input((None, 7, 2))
     y = keras.layers.Conv2D(4, (2, 3), strides=(1, 2), padding="valid")(x)  # width 3
@@ -102,6 +134,11 @@ def test_config_is_json_and_rebuilds_the_same_model():
         ("dualgate-tcn", "tiny", {"attention": "global"}, "attention must be one of"),
         ("dualgate-tcn", "tiny", {"blocks": 0}, "blocks must be a positive integer"),
         ("dualgate-tcn", "tiny", {"norm": "layer"}, "norm must be one of"),
+        ("dualgate-tcn", "tiny", {"encoder": 8}, "encoder must be a list of positive"),
+        ("dualgate-tcn", "tiny", {"encoder": [8, 0]}, "encoder must be a list of positive"),
+        ("dualgate-tcn", "tiny", {"encoder": [2] * 5}, "encoder has at most 4 levels"),
+        ("dualgate-tcn", "tiny", {"refine": -1}, "refine must be an integer >= 0"),
+        ("dualgate-tcn", "tiny", {"refine_kernel": 0}, "refine_kernel must be a positive"),
         ("unet-se-sru", "tiny", {"recurrent": "rnn"}, "recurrent must be one of"),
         ("unet-se-sru", "tiny", {"channels": []}, "channels must be a non-empty list"),
         ("unet-se-sru", "tiny", {"channels": [4] * 8}, "levels need at least"),

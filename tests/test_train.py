@@ -324,6 +324,28 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
         train(config.replace(options={**TINY, "hidden": 8}), tmp_path / "bad", progress=False)
 
 
+def test_init_matching_grows_a_model_from_a_smaller_one(corpus, one_epoch, tmp_path):
+    """A model with a refiner starts from a model without one: the layers that match are
+    copied, the new ones start fresh, and run.json says which."""
+    grown = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
+                    init_from=str(one_epoch), options={**TINY, "refine": 3})
+    with pytest.raises(ValueError, match="init_matching copies only the layers"):
+        train(grown, tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "grown"
+    train(grown.replace(init_matching=True), out, progress=False)
+    init = json.loads((out / "run.json").read_text())["model"]["init"]
+    assert init["layers_fresh"] == ["refine0", "refine1"]
+    assert init["layers_copied"] > 5
+    before, after = load_model(one_epoch), load_model(out)
+    for name in ("in_proj", "s0b1_out", "mask_proj"):
+        for a, b in zip(before.get_layer(name).get_weights(), after.get_layer(name).get_weights(),
+                        strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="give init_from too"):
+        train(_config(corpus, init_matching=True), tmp_path / "alone", progress=False)
+
+
 def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
     """A stopped run keeps its finished epochs, says it was interrupted, and resumes."""
     import os

@@ -91,9 +91,6 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
             copied += 1
         else:
             fresh.append(layer.name)
-    if not copied:
-        raise ValueError(f"init_from {folder}: no layer of its model matches this run's by "
-                         "name and weight shapes")
     return {"layers_copied": copied, "layers_fresh": fresh}
 
 

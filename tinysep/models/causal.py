@@ -140,7 +140,8 @@ def causal_depthwise(
     return L.Reshape((graph.frames, width, channels), name=f"{name}_frames")(out)
 
 
-def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None):
+def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None,
+            initializer="glorot_uniform"):
     """Pointwise conv = a dense layer applied to every (frame, position).
 
     The whole-clip form (time axis ``None``) uses a 1x1 ``Conv2D``; the streaming form
@@ -150,9 +151,10 @@ def conv1x1(x, channels: int, name: str, use_bias: bool = True, activation=None)
     :func:`tinysep.models.streaming.make_streaming_model` copies the kernel across.
     """
     if x.shape[1] is not None:
-        y = L.Dense(channels, use_bias=use_bias, name=name)(x)
+        y = L.Dense(channels, use_bias=use_bias, kernel_initializer=initializer, name=name)(x)
     else:
-        y = L.Conv2D(channels, 1, use_bias=use_bias, name=name)(x)
+        y = L.Conv2D(channels, 1, use_bias=use_bias, kernel_initializer=initializer,
+                     name=name)(x)
     if activation:
         y = L.Activation(activation, name=f"{name}_{activation}")(y)
     return y

@@ -148,6 +148,18 @@ def _encoder(bins, p: dict):
     return L.Reshape((-1, 1, positions * channels), name="enc_flat")(x)
 
 
+def _input_projection(normed, bins, p: dict):
+    """Each frame's ``residual`` channels: a linear view of all bins, plus, with an encoder,
+    a projection of its local features. That projection starts at zero, so a model grown
+    by an encoder starts as the model it was grown from."""
+    frames = L.Reshape((-1, 1, N_BINS), name="to_frames")(normed)
+    x = conv1x1(frames, p["residual"], "in_proj")
+    if not p["encoder"]:
+        return x
+    extra = conv1x1(_encoder(bins, p), p["residual"], "enc_proj", initializer="zeros")
+    return L.Add(name="in_sum")([x, extra])
+
+
 def _refine(logits, bins, p: dict):
     """Per-bin correction of the mask logits from the logits and the input bins around
     each bin: the 1x1 mask projection alone gives every frame's masks from a few dozen
@@ -167,11 +179,7 @@ def body(graph: Graph, features, p: dict):
     bins = None
     if p["encoder"] or p["refine"]:
         bins = L.Reshape((-1, N_BINS, 1), name="to_bins")(normed)
-    if p["encoder"]:
-        x = _encoder(bins, p)
-    else:
-        x = L.Reshape((-1, 1, N_BINS), name="to_frames")(normed)
-    x = conv1x1(x, p["residual"], "in_proj")
+    x = _input_projection(normed, bins, p)
     for r in range(p["repeats"]):
         for b in range(p["blocks"]):
             x = _block(graph, x, f"s{r}b{b}", 2**b, p)

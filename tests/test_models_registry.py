@@ -64,28 +64,31 @@ def test_tcn_encoder_and_refiner_macs_and_shapes():
     assert tuple(grown.get_layer("enc0").output.shape[2:]) == (129, 4)
     assert tuple(grown.get_layer("enc1").output.shape[2:]) == (65, 6)
     encoder = 129 * 3 * 1 * 4 + 65 * 3 * 4 * 6
-    in_proj_change = (65 * 6 - 257) * 8
+    encoder_projection = 65 * 6 * 8  # added to the linear projection of all 257 bins
     refiner = 257 * 7 * (2 + 1) * 5 + 257 * 7 * 5 * 2
-    assert macs_per_hop(grown) - macs_per_hop(base) == encoder + in_proj_change + refiner
+    assert macs_per_hop(grown) - macs_per_hop(base) == encoder + encoder_projection + refiner
     mags = np.random.default_rng(0).gamma(0.5, 0.1, (12, 257)).astype(np.float32)
     assert predict_masks(grown, mags).shape == (12, 257, 2)
 
 
-def test_a_refiner_starts_as_the_identity():
-    """Grown by a refiner, with every other layer copied, a model gives the same masks."""
+def test_a_model_grown_by_an_encoder_and_a_refiner_starts_as_the_smaller_one():
+    """With every layer of the smaller model copied, the grown model gives the same masks."""
     base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=3, scale=0.3)
-    grown = build_model("dualgate-tcn", **SMALL_TCN, refine=4)
+    grown = build_model("dualgate-tcn", **SMALL_TCN, encoder=[4, 4], refine=4)
     for layer in base.layers:
         if layer.weights:
             grown.get_layer(layer.name).set_weights(layer.get_weights())
     mags = np.random.default_rng(1).gamma(0.5, 0.1, (20, 257)).astype(np.float32)
     np.testing.assert_allclose(predict_masks(grown, mags), predict_masks(base, mags), atol=1e-6)
-    # ... and it is a real path: once its last conv is nonzero the masks change (a change
-    # common to both sources would cancel in the softmax, so the weights are random).
+    # ... and both are real paths: once their zero-started layer is not zero, the masks
+    # change (a change common to both sources would cancel in the softmax: random weights).
     rng = np.random.default_rng(2)
-    last = grown.get_layer("refine1")
-    last.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in last.weights])
-    assert np.abs(predict_masks(grown, mags) - predict_masks(base, mags)).max() > 0.01
+    for name in ("enc_proj", "refine1"):
+        layer = grown.get_layer(name)
+        start = layer.get_weights()
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in start])
+        assert np.abs(predict_masks(grown, mags) - predict_masks(base, mags)).max() > 0.01
+        layer.set_weights(start)
 
 
 def test_mac_counter_counts_each_layer_kind():

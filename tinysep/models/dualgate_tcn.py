@@ -16,6 +16,13 @@ gives one mask per bin and source (``sources``: vocals and accompaniment by defa
 the four stems; softmax over the sources by default). The
 separated magnitude is mask x mixture magnitude, resynthesised with the mixture phase.
 
+Two options spend MACs rather than weights, both off in the presets: ``encoder`` adds to the
+input projection a projection of local spectral features (stride-2 convs over the bins of
+each frame), and ``refine`` corrects the mask logits bin by bin from the logits and the
+input bins around each bin (two convs over frequency). Both start at zero, so a model grown
+by them (``tinysep train --init-from SMALLER --init-matching``) starts as the smaller one.
+Neither adds state: their convs see one frame.
+
 Every weight is used once per frame, so MACs per hop ~= parameters; ``tiny`` is sized by
 the 256 k parameter budget (and ~200 k int8 weights for a 256 KB file) and by the state
 it must carry (the depthwise contexts, ``2 * (2**blocks - 1)`` frames per stack).

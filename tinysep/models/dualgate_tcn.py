@@ -135,11 +135,11 @@ def _block(graph: Graph, x, name: str, dilation: int, p: dict):
 
 
 def _frequency_conv(x, channels: int, kernel: int, stride: int, name: str, activation=None,
-                    zero_init: bool = False):
+                    initializer="glorot_uniform"):
     """Conv over the bins of each frame alone (``(1, kernel)``, no time context, no state)."""
     return L.Conv2D(
         channels, (1, kernel), strides=(1, stride), padding="same", activation=activation,
-        kernel_initializer="zeros" if zero_init else "glorot_uniform", name=name,
+        kernel_initializer=initializer, name=name,
     )(x)
 
 
@@ -169,13 +169,13 @@ def _input_projection(normed, bins, p: dict):
 
 def _refine(logits, bins, p: dict):
     """Per-bin correction of the mask logits from the logits and the input bins around
-    each bin: the 1x1 mask projection alone gives every frame's masks from a few dozen
-    features, too few for the fine detail between harmonics. The last conv starts at
-    zero, so the refiner starts as the identity."""
+    each bin: the 1x1 mask projection alone makes every frame's logits a linear function of
+    ``residual`` features, whatever the input's detail between harmonics. The last conv
+    starts at zero, so the refiner starts as the identity."""
     n_sources = int(logits.shape[-1])
     x = L.Concatenate(axis=-1, name="refine_in")([logits, bins])
     x = _frequency_conv(x, p["refine"], p["refine_kernel"], 1, "refine0", "relu")
-    x = _frequency_conv(x, n_sources, p["refine_kernel"], 1, "refine1", zero_init=True)
+    x = _frequency_conv(x, n_sources, p["refine_kernel"], 1, "refine1", initializer="zeros")
     return L.Add(name="refined")([logits, x])
 
 

@@ -13,6 +13,7 @@ from tinysep.cli import main
 from tinysep.models import (
     MODELS,
     build_model,
+    copy_matching_layers,
     count_macs,
     count_params,
     load_model,
@@ -75,9 +76,9 @@ def test_a_model_grown_by_an_encoder_and_a_refiner_starts_as_the_smaller_one():
     """With every layer of the smaller model copied, the grown model gives the same masks."""
     base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=3, scale=0.3)
     grown = build_model("dualgate-tcn", **SMALL_TCN, encoder=[4, 4], refine=4)
-    for layer in base.layers:
-        if layer.weights:
-            grown.get_layer(layer.name).set_weights(layer.get_weights())
+    fresh = copy_matching_layers(base, grown)
+    assert sorted(fresh) == ["enc0", "enc0_norm", "enc1", "enc1_norm", "enc_proj",
+                             "refine0", "refine1"]
     mags = np.random.default_rng(1).gamma(0.5, 0.1, (20, 257)).astype(np.float32)
     np.testing.assert_allclose(predict_masks(grown, mags), predict_masks(base, mags), atol=1e-6)
     # ... and both are real paths: once their zero-started layer is not zero, the masks

@@ -68,30 +68,26 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     """Start from the weights of the saved model in ``folder``: the same architecture, or
     with ``matching`` any model whose layers of the same name and weight shapes are
     copied (the others keep their fresh initialization). Returns what was copied."""
-    from tinysep.models.registry import WEIGHTS_FILE, load_model, read_config, resolved_params
+    from tinysep.models.registry import (
+        WEIGHTS_FILE,
+        copy_matching_layers,
+        load_model,
+        read_config,
+        resolved_params,
+    )
 
     stored = read_config(folder)
     theirs = (stored.get("name"), resolved_params(stored))
     ours = (model_config["name"], resolved_params(model_config))
+    weighted = sum(1 for layer in model.layers if layer.weights)
     if theirs == ours:
         model.load_weights(str(Path(folder) / WEIGHTS_FILE))
-        return {"layers_copied": len(model.layers), "layers_fresh": []}
+        return {"layers_copied": weighted, "layers_fresh": []}
     if not matching:
         raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's "
                          f"{ours} (init_matching copies only the layers that match)")
-    source = {layer.name: layer for layer in load_model(folder).layers}
-    copied, fresh = 0, []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        other = source.get(layer.name)
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if other is not None and [tuple(w.shape) for w in other.weights] == shapes:
-            layer.set_weights(other.get_weights())
-            copied += 1
-        else:
-            fresh.append(layer.name)
-    return {"layers_copied": copied, "layers_fresh": fresh}
+    fresh = copy_matching_layers(load_model(folder), model)
+    return {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
 
 
 def _train_step_function(model, optimizer, config: TrainConfig):

@@ -208,6 +208,24 @@ def load_model(folder: str | Path) -> keras.Model:
     return model
 
 
+def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copy into ``target`` the weights of every layer of ``source`` with the same name and
+    weight shapes (a model grown from a smaller one); returns the names of ``target``'s
+    weighted layers left as they were."""
+    by_name = {layer.name: layer for layer in source.layers}
+    fresh = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        shapes = [w.shape for w in layer.weights]
+        if other is not None and [w.shape for w in other.weights] == shapes:
+            layer.set_weights(other.get_weights())
+        else:
+            fresh.append(layer.name)
+    return fresh
+
+
 def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:
     """The source names a model (or a model config) separates, in mask order."""
     config = model_or_config

@@ -1,10 +1,12 @@
-"""Training augmentation: gains, sign flips, cross-song remixing, offsets, exact mixtures."""
+"""Training augmentation: gains, sign flips, cross-song remixing, offsets, random EQ, exact
+mixtures."""
 
 import numpy as np
 import pytest
 
-from tinysep.data.augment import training_batches, training_chunks
+from tinysep.data.augment import eq_gain_db, random_eq, training_batches, training_chunks
 from tinysep.data.clip import Clip
+from tinysep.dsp import SAMPLE_RATE
 
 CHUNK = 1000
 LENGTH = 20_000
@@ -122,6 +124,8 @@ def test_batches_stack_chunks():
     ({"chunk_samples": 0}, "chunk_samples"),
     ({"gain_range": (1.0, 0.5)}, "gain_range"),
     ({"remix_probability": 1.5}, "remix_probability"),
+    ({"eq_probability": -0.1}, "eq_probability"),
+    ({"eq_max_db": 30.0}, "eq_max_db"),
 ])
 def test_bad_options_are_named(options, message):
     args = {"chunk_samples": CHUNK, **options}
@@ -130,3 +134,45 @@ def test_bad_options_are_named(options, message):
         next(training_chunks(_coded_clips(), chunk_samples, np.random.default_rng(0), **args))
     with pytest.raises(ValueError, match="at least one clip"):
         next(training_chunks([], CHUNK, np.random.default_rng(0)))
+
+
+def _sine_level_db(signal: np.ndarray, frequency: float) -> float:
+    """Level in dB of ``frequency`` in ``signal`` (a whole number of periods long)."""
+    t = np.arange(len(signal)) / SAMPLE_RATE
+    return 20 * np.log10(2 * abs(np.mean(signal * np.exp(-2j * np.pi * frequency * t))))
+
+
+def test_random_eq_applies_its_curve_and_stays_within_bounds():
+    frequencies = np.fft.rfftfreq(16_000, 1.0 / SAMPLE_RATE)
+    curves = [eq_gain_db(frequencies, np.random.default_rng(seed), 9.0) for seed in range(50)]
+    assert max(np.abs(c).max() for c in curves) <= 13.5 + 1e-9
+    assert max(np.abs(c).max() for c in curves) > 6.0  # it does boost or cut somewhere
+    assert np.std([c[np.searchsorted(frequencies, 3000)] for c in curves]) > 2.0
+    np.testing.assert_array_equal(curves[3], eq_gain_db(frequencies, np.random.default_rng(3)))
+    # a 1 s signal of three sines comes out of the EQ scaled by the curve at each sine
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tones = (200.0, 1000.0, 4000.0)
+    signal = sum(np.sin(2 * np.pi * f * t) for f in tones).astype(np.float32)
+    out = random_eq(signal, np.random.default_rng(7))
+    curve = eq_gain_db(np.fft.rfftfreq(SAMPLE_RATE, 1.0 / SAMPLE_RATE), np.random.default_rng(7))
+    assert out.dtype == np.float32 and out.shape == signal.shape
+    for f in tones:
+        assert _sine_level_db(out, f) == pytest.approx(curve[int(f)], abs=0.05)
+    np.testing.assert_allclose(random_eq(signal, np.random.default_rng(7), max_db=0.0), signal,
+                               atol=1e-5)
+
+
+def test_eq_is_per_source_with_its_probability_and_keeps_the_mixture_exact():
+    plain = _chunks(60, seed=4, random_gain=False, sign_flip=False, remix=False)
+    eq_all = _chunks(60, seed=4, random_gain=False, sign_flip=False, remix=False,
+                     eq_probability=1.0)
+    changed = 0
+    for (_, v0, a0), (mixture, v1, a1) in zip(plain, eq_all, strict=True):
+        np.testing.assert_array_equal(mixture, v1 + a1)
+        changed += (not np.allclose(v0, v1)) + (not np.allclose(a0, a1))
+    assert changed == 120  # every source of every chunk
+    half = _chunks(200, seed=4, random_gain=False, sign_flip=False, remix=False,
+                   eq_probability=0.5)
+    shares = [_decode(v)[2] for _, v, _ in half]  # an EQed ramp no longer steps by exactly 1
+    equalized = sum(abs(s - 1.0) > 1e-6 for s in shares) / len(shares)
+    assert 0.35 < equalized < 0.65

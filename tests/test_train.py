@@ -261,6 +261,18 @@ def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsy
                                               {"channels": [4, 8], "recurrent": "gru"})
     assert cli_main(["train", "--out", str(tmp_path / "x"), "--option", "oops"]) == 2
     assert "--option expects KEY=VALUE" in capsys.readouterr().err
+    args = parser.parse_args(["train", "--like", str(out), "--out", str(tmp_path / "eq"),
+                              "--augment", "eq_probability=0.5", "--augment", "remix=false"])
+    config = build_config(args)
+    assert config.augment == {**TrainConfig().augment, "eq_probability": 0.5, "remix": False}
+    config.validate()
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "y"),
+                     "--augment", "eq_probability=2"]) == 2
+    assert "augment: eq_probability must be a number in [0, 1], got 2" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--augment", "pitch=3"]) == 2
+    assert "augment: unknown key(s) ['pitch']" in capsys.readouterr().err
 
 
 def test_fingerprint_follows_the_audio(corpus):

@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated sources the model separates, one mask each: "
                              "vocals,accompaniment or vocals,drums,bass,other (default: the "
                              "preset's, vocals,accompaniment except the tiny4 presets)")
+    parser.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE",
+                        help="training augmentation setting (value parsed as JSON), e.g. "
+                             "eq_probability=0.5 gives half the sources a random EQ, "
+                             f"remix=false; repeatable; keys: {', '.join(d.augment)}")
     parser.add_argument("--data", type=Path, help="dataset folder (synth, mir1k or musdb layout)")
     parser.add_argument("--dataset", choices=("auto", "mir1k", "musdb", "synth"),
                         help="dataset layout (default: detect)")
@@ -112,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def parse_options(items: list[str]) -> dict:
+def parse_options(items: list[str], flag: str = "--option") -> dict:
     """``["key=value", ...]`` -> dict; values parsed as JSON when possible, else strings."""
     from tinysep.commands.common import CliError
 
@@ -120,7 +124,7 @@ def parse_options(items: list[str]) -> dict:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise CliError(f"--option expects KEY=VALUE, got {item!r}")
+            raise CliError(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
@@ -155,6 +159,7 @@ def build_config(args: argparse.Namespace):
             options["sources"] = list(parse_sources(args.sources))
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    augment = parse_options(args.augment, "--augment")
     if args.resume:
         base = stored_config(args.out)
     elif args.like:
@@ -166,6 +171,8 @@ def build_config(args: argparse.Namespace):
     if options:
         given["options"] = {**(base.options if given.get("model", base.model) == base.model
                                else {}), **options}
+    if augment:
+        given["augment"] = {**base.augment, **augment}
     config = base.replace(**given)
     if not config.data:
         raise CliError("--data is required (the dataset folder to train on)")

@@ -1,4 +1,5 @@
-"""Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing.
+"""Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing,
+and (off by default) a random EQ per source, so timbres the corpus never had are trained on.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -15,8 +16,38 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.data.sources import check_sources
+from tinysep.dsp import SAMPLE_RATE
 
 DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
+DEFAULT_EQ_MAX_DB = 9.0  # largest boost or cut of one random EQ band
+EQ_PIVOT_HZ = 1000.0  # the random tilt turns around this frequency
+EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
+
+
+def eq_gain_db(frequencies: np.ndarray, rng: np.random.Generator,
+               max_db: float = DEFAULT_EQ_MAX_DB) -> np.ndarray:
+    """A random smooth EQ curve in dB at ``frequencies`` (Hz): a tilt of up to +-``max_db``/3
+    dB per octave around 1 kHz plus one to three bell bands (centre log-uniform in 80 Hz -
+    6 kHz, +-``max_db``, half an octave to two octaves wide), kept within +-``1.5 max_db``."""
+    octaves = np.log2(np.maximum(frequencies, 20.0) / EQ_PIVOT_HZ)
+    gain = rng.uniform(-max_db / 3, max_db / 3) * np.clip(octaves, -3.0, 3.0)
+    low, high = np.log2(EQ_BAND_RANGE_HZ[0]), np.log2(EQ_BAND_RANGE_HZ[1])
+    for _ in range(int(rng.integers(1, 4))):
+        centre = rng.uniform(low, high) - np.log2(EQ_PIVOT_HZ)
+        half_width = rng.uniform(0.25, 1.0)  # octaves
+        bell = np.exp(-0.5 * ((octaves - centre) / half_width) ** 2)
+        gain += rng.uniform(-max_db, max_db) * bell
+    return np.clip(gain, -1.5 * max_db, 1.5 * max_db)
+
+
+def random_eq(signal: np.ndarray, rng: np.random.Generator,
+              max_db: float = DEFAULT_EQ_MAX_DB) -> np.ndarray:
+    """``signal`` through a random :func:`eq_gain_db` curve (zero phase, applied in the
+    frequency domain: the curve is smooth, so its impulse response is short)."""
+    spectrum = np.fft.rfft(signal.astype(np.float64))
+    frequencies = np.fft.rfftfreq(len(signal), 1.0 / SAMPLE_RATE)
+    spectrum *= 10.0 ** (eq_gain_db(frequencies, rng, max_db) / 20.0)
+    return np.fft.irfft(spectrum, n=len(signal)).astype(np.float32)
 
 
 def _chunk(signal: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -49,6 +80,8 @@ def training_chunks(
     sign_flip: bool = True,
     remix: bool = True,
     remix_probability: float = 0.5,
+    eq_probability: float = 0.0,
+    eq_max_db: float = DEFAULT_EQ_MAX_DB,
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
@@ -59,7 +92,9 @@ def training_chunks(
     - sign_flip: each source is multiplied by -1 with probability 1/2, independently;
     - remix: every source after the first comes, with ``remix_probability`` each, from a
       clip of another song than the first source's (at its own offset): with the two
-      default sources, the vocals of one clip over the accompaniment of another song.
+      default sources, the vocals of one clip over the accompaniment of another song;
+    - eq_probability: each source goes, with this probability, through its own
+      :func:`random_eq` (bands up to +-``eq_max_db``).
     Clips shorter than a chunk are zero-padded. ``sources`` are read with
     ``Clip.source`` (the four stems need clips loaded for them).
     """
@@ -72,6 +107,10 @@ def training_chunks(
         raise ValueError(f"gain_range must satisfy 0 <= low <= high, got {gain_range}")
     if not 0.0 <= remix_probability <= 1.0:
         raise ValueError(f"remix_probability must be in [0, 1], got {remix_probability}")
+    if not 0.0 <= eq_probability <= 1.0:
+        raise ValueError(f"eq_probability must be in [0, 1], got {eq_probability}")
+    if not 0.0 <= eq_max_db <= 24.0:
+        raise ValueError(f"eq_max_db must be in [0, 24] dB, got {eq_max_db}")
     chunk_samples = int(chunk_samples)
     names = check_sources(sources)
     songs = [c.song_id for c in clips]
@@ -94,6 +133,9 @@ def training_chunks(
                             for j, x in zip(picks[1:], signals[1:], strict=True)]
         parts = [_chunk(x, start, chunk_samples) for x, start in zip(signals, starts,
                                                                       strict=True)]
+        if eq_probability > 0:
+            parts = [random_eq(part, rng, eq_max_db) if rng.random() < eq_probability else part
+                     for part in parts]
         if random_gain:
             for part in parts:
                 part *= np.float32(rng.uniform(low, high))

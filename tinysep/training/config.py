@@ -22,7 +22,13 @@ DEFAULT_AUGMENT = {
     "sign_flip": True,
     "remix": True,
     "remix_probability": 0.5,
+    "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
+    "eq_max_db": 9.0,  # largest boost or cut of one random EQ band
 }
+
+# Numeric augmentation settings and the values they may take.
+AUGMENT_RANGES = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
+                  "eq_max_db": (0.0, 24.0)}
 
 
 class TrainingError(RuntimeError):
@@ -101,6 +107,12 @@ class TrainConfig:
         unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+        for key, (low, high) in AUGMENT_RANGES.items():
+            value = self.augment.get(key, DEFAULT_AUGMENT[key])
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not low <= value <= high):
+                raise ValueError(f"augment: {key} must be a number in [{low:g}, {high:g}], "
+                                 f"got {value!r}")
         if not self.data:
             raise ValueError("data: a dataset folder is required")
         if not isinstance(self.init_matching, bool):

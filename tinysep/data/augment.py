@@ -1,5 +1,6 @@
 """Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing,
-and (off by default) a random EQ per source, so timbres the corpus never had are trained on.
+and (off by default) a random EQ per source, so timbres the corpus never had are trained on,
+and a random level of the whole chunk, so quiet and loud recordings are trained on.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -82,6 +83,7 @@ def training_chunks(
     remix_probability: float = 0.5,
     eq_probability: float = 0.0,
     eq_max_db: float = DEFAULT_EQ_MAX_DB,
+    level_range_db: tuple[float, float] = (0.0, 0.0),
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
@@ -94,7 +96,9 @@ def training_chunks(
       clip of another song than the first source's (at its own offset): with the two
       default sources, the vocals of one clip over the accompaniment of another song;
     - eq_probability: each source goes, with this probability, through its own
-      :func:`random_eq` (bands up to +-``eq_max_db``).
+      :func:`random_eq` (bands up to +-``eq_max_db``);
+    - level_range_db: the whole chunk (every source alike) is then scaled by a gain
+      uniform in dB in this range (``(0, 0)``: off).
     Clips shorter than a chunk are zero-padded. ``sources`` are read with
     ``Clip.source`` (the four stems need clips loaded for them).
     """
@@ -111,6 +115,10 @@ def training_chunks(
         raise ValueError(f"eq_probability must be in [0, 1], got {eq_probability}")
     if not 0.0 <= eq_max_db <= 24.0:
         raise ValueError(f"eq_max_db must be in [0, 24] dB, got {eq_max_db}")
+    level_low, level_high = level_range_db
+    if not -60.0 <= level_low <= level_high <= 20.0:
+        raise ValueError("level_range_db must satisfy -60 <= low <= high <= 20 dB, "
+                         f"got {level_range_db}")
     chunk_samples = int(chunk_samples)
     names = check_sources(sources)
     songs = [c.song_id for c in clips]
@@ -141,6 +149,9 @@ def training_chunks(
                 part *= np.float32(rng.uniform(low, high))
         if sign_flip:
             parts = [-part if rng.random() < 0.5 else part for part in parts]
+        if level_high > level_low:
+            level = np.float32(10.0 ** (rng.uniform(level_low, level_high) / 20.0))
+            parts = [part * level for part in parts]
         mixture = parts[0] + parts[1]
         for part in parts[2:]:
             mixture = mixture + part

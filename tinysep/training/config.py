@@ -24,6 +24,7 @@ DEFAULT_AUGMENT = {
     "remix_probability": 0.5,
     "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
     "eq_max_db": 9.0,  # largest boost or cut of one random EQ band
+    "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
 }
 
 # Numeric augmentation settings and the values they may take.
@@ -113,6 +114,12 @@ class TrainConfig:
                     or not low <= value <= high):
                 raise ValueError(f"augment: {key} must be a number in [{low:g}, {high:g}], "
                                  f"got {value!r}")
+        level = self.augment.get("level_range_db", DEFAULT_AUGMENT["level_range_db"])
+        if (not isinstance(level, (list, tuple)) or len(level) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in level)
+                or not -60 <= level[0] <= level[1] <= 20):
+            raise ValueError("augment: level_range_db must be [low, high] dB with "
+                             f"-60 <= low <= high <= 20, got {level!r}")
         if not self.data:
             raise ValueError("data: a dataset folder is required")
         if not isinstance(self.init_matching, bool):

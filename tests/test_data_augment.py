@@ -126,6 +126,8 @@ def test_batches_stack_chunks():
     ({"remix_probability": 1.5}, "remix_probability"),
     ({"eq_probability": -0.1}, "eq_probability"),
     ({"eq_max_db": 30.0}, "eq_max_db"),
+    ({"level_range_db": (0.0, -10.0)}, "level_range_db"),
+    ({"level_range_db": (-80.0, 0.0)}, "level_range_db"),
 ])
 def test_bad_options_are_named(options, message):
     args = {"chunk_samples": CHUNK, **options}
@@ -176,3 +178,20 @@ def test_eq_is_per_source_with_its_probability_and_keeps_the_mixture_exact():
     shares = [_decode(v)[2] for _, v, _ in half]  # an EQed ramp no longer steps by exactly 1
     equalized = sum(abs(s - 1.0) > 1e-6 for s in shares) / len(shares)
     assert 0.35 < equalized < 0.65
+
+
+def test_level_scales_every_source_of_a_chunk_alike_within_its_range():
+    chunks = _chunks(200, seed=6, remix=False, random_gain=False, sign_flip=False,
+                     level_range_db=(-30.0, 6.0))
+    levels = []
+    for mixture, vocals, accompaniment in chunks:
+        np.testing.assert_array_equal(mixture, vocals + accompaniment)
+        clip_v, offset_v, factor_v = _decode(vocals)
+        clip_a, offset_a, factor_a = _decode(-accompaniment)
+        assert (clip_v, offset_v) == (clip_a, offset_a)
+        assert factor_v == pytest.approx(factor_a, rel=1e-4)
+        levels.append(20 * np.log10(factor_v))
+    assert -30.0 <= min(levels) < -28.0 and 4.0 < max(levels) <= 6.0
+    assert np.mean(levels) == pytest.approx(-12.0, abs=2.0)
+    unscaled = _chunks(20, seed=6, remix=False, random_gain=False, sign_flip=False)
+    assert all(_decode(v)[2] == pytest.approx(1.0) for _, v, _ in unscaled)

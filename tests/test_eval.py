@@ -192,6 +192,7 @@ def test_cli_prints_the_table_and_writes_json_and_png(corpus, tmp_path, capsys):
         (["--method", "mix,bogus"], "unknown separation method 'bogus'"),
         (["--max-clips", "0"], "--max-clips must be at least 1"),
         (["--data", "/nonexistent/tinysep-data"], "/nonexistent/tinysep-data"),
+        (["--level-db", "40"], "--level-db must be between -60 and 20 dB, got 40"),
     ],
 )
 def test_cli_user_errors_are_one_line(corpus, tmp_path, capsys, args, message):
@@ -202,3 +203,28 @@ def test_cli_user_errors_are_one_line(corpus, tmp_path, capsys, args, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_level_db_plays_clips_and_references_at_that_level(corpus, sources, tmp_path, capsys):
+    leveled = evaluation.LeveledSource(sources[0], -20.0)
+    plain, quiet = sources[0].load(), leveled.load()
+    assert leveled.name == sources[0].name == quiet.name
+    for name in ("mixture", "vocals", "accompaniment"):
+        assert (getattr(quiet, name) == pytest.approx(getattr(plain, name) * 0.1, abs=1e-7))
+    first = tmp_path / "level0.json"
+    args = ["eval", "--method", "mix,hpss", "--data", str(corpus), "--split", "all",
+            "--max-clips", "2", "--jobs", "1", "--no-progress"]
+    assert main([*args, "--json", str(first)]) == 0
+    assert main([*args, "--json", str(tmp_path / "quiet.json"), "--level-db", "-20"]) == 0
+    assert "played -20 dB" in capsys.readouterr().out
+    at_0, at_20 = (json.loads(p.read_text()) for p in (first, tmp_path / "quiet.json"))
+    assert (at_0["level_db"], at_20["level_db"]) == (0.0, -20.0)
+    for a, b in zip(at_0["clips"], at_20["clips"], strict=True):
+        # the mixture scored against references played alike: the same SDR at any level
+        assert a["methods"]["mix"]["sources"]["vocals"]["sdr"] == pytest.approx(
+            b["methods"]["mix"]["sources"]["vocals"]["sdr"], abs=1e-3)
+    assert main([*args, "--json", str(tmp_path / "r.json"), "--level-db", "-20",
+                 "--reuse", str(first)]) == 2
+    err = capsys.readouterr().err
+    assert "played at +0 dB, this run plays them at -20 dB" in err
+    assert not (tmp_path / "r.json").exists()

@@ -273,6 +273,9 @@ def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsy
     assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
                      "--augment", "pitch=3"]) == 2
     assert "augment: unknown key(s) ['pitch']" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--augment", "level_range_db=[0,-20]"]) == 2
+    assert "augment: level_range_db must be [low, high] dB" in capsys.readouterr().err
 
 
 def test_fingerprint_follows_the_audio(corpus):

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,25 @@ class ClipSource(Protocol):
     name: str
 
     def load(self) -> Clip: ...
+
+
+LEVEL_RANGE_DB = (-60.0, 20.0)  # how much quieter / louder eval may play the clips
+
+
+@dataclass(frozen=True)
+class LeveledSource:
+    """A clip played ``level_db`` louder (negative: quieter), its references alike, so SDR
+    tells how a method holds up on quiet or loud recordings (no clipping is added)."""
+
+    source: ClipSource
+    level_db: float
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def load(self) -> Clip:
+        return self.source.load().scaled(10.0 ** (self.level_db / 20.0))
 
 
 def _error_entry(exc: BaseException) -> dict:

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: the available cores)")
     parser.add_argument("--json", required=True, type=Path, metavar="OUT.json",
                         help="report with per-clip values and summaries; the PNG goes beside it")
+    parser.add_argument("--level-db", type=float, default=0.0, metavar="DB",
+                        help="play every clip DB dB louder (negative: quieter), its references "
+                             "alike, e.g. -20 to see how the methods hold up on a quiet "
+                             "recording; no clipping is added (default: 0, the files' level)")
     parser.add_argument("--engines", default=None, metavar="ROLE=ENGINE,...",
                         help="synthetic corpora only: evaluate only the clips whose vocal "
                              "engine, accompaniment engine or sound font is one of these, e.g. "
@@ -64,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
     from tinysep.commands.common import CliError
-    from tinysep.evaluate import evaluate
+    from tinysep.evaluate import LEVEL_RANGE_DB, LeveledSource, evaluate
     from tinysep.methods import parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -76,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
+    low, high = LEVEL_RANGE_DB
+    if not low <= args.level_db <= high:
+        raise CliError(f"--level-db must be between {low:g} and {high:g} dB, got "
+                       f"{args.level_db:g}")
     if args.json.suffix.lower() != ".json":
         raise CliError(f"--json must name a .json file, got {args.json}")
     sources, files = _sources(args)
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         sources = sources[: args.max_clips]
     if not sources:
         raise CliError(f"no clips in split {args.split!r} under {args.data}")
+    if args.level_db:
+        sources = [LeveledSource(s, args.level_db) for s in sources]
     if args.save_audio is not None and args.save_audio.exists() \
             and not args.save_audio.is_dir():
         raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
@@ -105,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
         "save_audio": None if args.save_audio is None else str(args.save_audio),
         "max_clips": args.max_clips,
         "engines": args.engines,
+        "level_db": args.level_db,
     }
-    reused = _reusable(args.reuse, sources, methods) if args.reuse is not None else {}
+    reused = (_reusable(args.reuse, sources, methods, args.level_db) if args.reuse is not None
+              else {})
     to_run = [m for m in methods if m not in reused.get("methods", ())]
     try:
         report = evaluate(sources, to_run, jobs=args.jobs, json_path=args.json,
@@ -120,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     timing = report["timing"]
     title = (
         f"{report['clips_done']} clips ({timing['audio_seconds']:.0f} s of audio) from "
-        f"{args.data}{'' if files else f' [{args.split}]'}, BSS-eval v3 whole-clip "
+        f"{args.data}{'' if files else f' [{args.split}]'}"
+        f"{f', played {args.level_db:+g} dB' if args.level_db else ''}, BSS-eval v3 whole-clip "
         "(fast_bss_eval)"
     )
     print(format_table(report["summary"], title))
@@ -220,9 +233,10 @@ def _engine_report(args: argparse.Namespace, report: dict, methods: list[str],
     print(f"wrote {png}")
 
 
-def _reusable(path: Path, sources, methods: list[str]) -> dict:
+def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) -> dict:
     """The methods (and their per-clip records) an earlier report holds for every clip in
-    ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``."""
+    ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``.
+    The earlier report must have played the clips at the same ``level_db``."""
     import json
 
     from tinysep.commands.common import CliError
@@ -232,6 +246,14 @@ def _reusable(path: Path, sources, methods: list[str]) -> dict:
         records = {c["name"]: c for c in earlier["clips"] if "error" not in c}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CliError(f"--reuse {path}: not a readable `tinysep eval` report ({exc})") from None
+    earlier_level = earlier.get("level_db") or 0.0
+    if not isinstance(earlier_level, (int, float)) or isinstance(earlier_level, bool):
+        raise CliError(f"--reuse {path}: level_db should be a number of dB, got "
+                       f"{earlier_level!r}")
+    if earlier_level != level_db:
+        raise CliError(f"--reuse {path}: its clips were played at {earlier_level:+g} dB, this "
+                       f"run plays them at {level_db:+g} dB (--level-db); scores at other "
+                       "levels cannot be mixed")
     names = [s.name for s in sources]
     found = [m for m in methods if all(
         "sources" in records.get(n, {}).get("methods", {}).get(m, {}) for n in names)]

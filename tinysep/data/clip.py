@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,13 @@ class Clip:
             return self.stems[name]
         raise KeyError(f"clip {self.name} has no source {name!r}; it holds "
                        f"{', '.join((*SOURCES, *self.stems))}")
+
+    def scaled(self, gain: float) -> Clip:
+        """The clip played ``gain`` times louder: mixture, references and stems alike."""
+        g = np.float32(gain)
+        return dataclasses.replace(
+            self, mixture=self.mixture * g, vocals=self.vocals * g,
+            accompaniment=self.accompaniment * g, stems={k: v * g for k, v in self.stems.items()})
 
     def head(self, samples: int) -> Clip:
         """The first ``samples`` samples of the clip, every source and stem cut alike."""

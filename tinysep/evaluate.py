@@ -41,9 +41,6 @@ class ClipSource(Protocol):
     def load(self) -> Clip: ...
 
 
-LEVEL_RANGE_DB = (-60.0, 20.0)  # how much quieter / louder eval may play the clips
-
-
 @dataclass(frozen=True)
 class LeveledSource:
     """A clip played ``level_db`` louder (negative: quieter), its references alike, so SDR

@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
     from tinysep.commands.common import CliError
-    from tinysep.evaluate import LEVEL_RANGE_DB, LeveledSource, evaluate
+    from tinysep.data.clip import LEVEL_LIMITS_DB
+    from tinysep.evaluate import LeveledSource, evaluate
     from tinysep.methods import parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
-    low, high = LEVEL_RANGE_DB
+    low, high = LEVEL_LIMITS_DB
     if not low <= args.level_db <= high:
         raise CliError(f"--level-db must be between {low:g} and {high:g} dB, got "
                        f"{args.level_db:g}")

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from tinysep.data.clip import SOURCES, Clip
+from tinysep.data.clip import LEVEL_LIMITS_DB, SOURCES, Clip
 from tinysep.data.sources import check_sources
 from tinysep.dsp import SAMPLE_RATE
 
@@ -23,6 +23,34 @@ DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
 DEFAULT_EQ_MAX_DB = 9.0  # largest boost or cut of one random EQ band
 EQ_PIVOT_HZ = 1000.0  # the random tilt turns around this frequency
 EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
+# The values the numeric settings may take: probabilities, and a band's boost in dB.
+SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
+                  "eq_max_db": (0.0, 24.0)}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_settings(**settings) -> None:
+    """Raise ValueError naming the first augmentation setting whose value is out of range
+    (the keyword arguments of :func:`training_chunks`; absent ones are not checked)."""
+    if "gain_range" in settings:
+        gains = settings["gain_range"]
+        if (not isinstance(gains, (list, tuple)) or len(gains) != 2
+                or not all(_is_number(g) for g in gains) or not 0.0 <= gains[0] <= gains[1]):
+            raise ValueError(f"gain_range must be [low, high] with 0 <= low <= high, got {gains!r}")
+    for key, (low, high) in SETTING_LIMITS.items():
+        if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
+            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "
+                             f"got {settings[key]!r}")
+    if "level_range_db" in settings:
+        level, (low, high) = settings["level_range_db"], LEVEL_LIMITS_DB
+        if (not isinstance(level, (list, tuple)) or len(level) != 2
+                or not all(_is_number(v) for v in level)
+                or not low <= level[0] <= level[1] <= high):
+            raise ValueError(f"level_range_db must be [low, high] dB with {low:g} <= low <= high "
+                             f"<= {high:g}, got {level!r}")
 
 
 def eq_gain_db(frequencies: np.ndarray, rng: np.random.Generator,
@@ -106,19 +134,11 @@ def training_chunks(
         raise ValueError("training_chunks needs at least one clip")
     if int(chunk_samples) != chunk_samples or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
+    check_settings(gain_range=gain_range, remix_probability=remix_probability,
+                   eq_probability=eq_probability, eq_max_db=eq_max_db,
+                   level_range_db=level_range_db)
     low, high = gain_range
-    if not 0.0 <= low <= high:
-        raise ValueError(f"gain_range must satisfy 0 <= low <= high, got {gain_range}")
-    if not 0.0 <= remix_probability <= 1.0:
-        raise ValueError(f"remix_probability must be in [0, 1], got {remix_probability}")
-    if not 0.0 <= eq_probability <= 1.0:
-        raise ValueError(f"eq_probability must be in [0, 1], got {eq_probability}")
-    if not 0.0 <= eq_max_db <= 24.0:
-        raise ValueError(f"eq_max_db must be in [0, 24] dB, got {eq_max_db}")
     level_low, level_high = level_range_db
-    if not -60.0 <= level_low <= level_high <= 20.0:
-        raise ValueError("level_range_db must satisfy -60 <= low <= high <= 20 dB, "
-                         f"got {level_range_db}")
     chunk_samples = int(chunk_samples)
     names = check_sources(sources)
     songs = [c.song_id for c in clips]

@@ -10,6 +10,8 @@ import numpy as np
 from firmware_host.bundle.layout import SAMPLE_RATE
 
 SOURCES = ("vocals", "accompaniment")
+# How much quieter / louder (dB) a clip may be played, in training and in evaluation.
+LEVEL_LIMITS_DB = (-60.0, 20.0)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from tinysep.data.augment import check_settings
 from tinysep.training.choices import LOSSES, SCHEDULES
 
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
@@ -26,10 +27,6 @@ DEFAULT_AUGMENT = {
     "eq_max_db": 9.0,  # largest boost or cut of one random EQ band
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
 }
-
-# Numeric augmentation settings and the values they may take.
-AUGMENT_RANGES = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
-                  "eq_max_db": (0.0, 24.0)}
 
 
 class TrainingError(RuntimeError):
@@ -108,18 +105,10 @@ class TrainConfig:
         unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
-        for key, (low, high) in AUGMENT_RANGES.items():
-            value = self.augment.get(key, DEFAULT_AUGMENT[key])
-            if (not isinstance(value, (int, float)) or isinstance(value, bool)
-                    or not low <= value <= high):
-                raise ValueError(f"augment: {key} must be a number in [{low:g}, {high:g}], "
-                                 f"got {value!r}")
-        level = self.augment.get("level_range_db", DEFAULT_AUGMENT["level_range_db"])
-        if (not isinstance(level, (list, tuple)) or len(level) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in level)
-                or not -60 <= level[0] <= level[1] <= 20):
-            raise ValueError("augment: level_range_db must be [low, high] dB with "
-                             f"-60 <= low <= high <= 20, got {level!r}")
+        try:
+            check_settings(**self.augment)
+        except ValueError as exc:
+            raise ValueError(f"augment: {exc}") from None
         if not self.data:
             raise ValueError("data: a dataset folder is required")
         if not isinstance(self.init_matching, bool):

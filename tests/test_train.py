@@ -237,6 +237,17 @@ def test_saved_folder_loads_and_separates(corpus, one_epoch):
     valid = validation_clips(load_split(corpus, split="valid", progress=False), 1, 2.0)
     rescored = validation_sdr(model, valid)
     assert rescored["mean"] == pytest.approx(best["valid_sdr"]["mean"], abs=1e-3)
+    # Valid clips played at two levels: the quiet copies are the same clips, 20 dB down,
+    # and the model (trained at one level) scores them otherwise, so the mean moves.
+    both = validation_clips(load_split(corpus, split="valid", progress=False), 1, 2.0,
+                            (0.0, -20.0))
+    assert [c.name for c in both] == [valid[0].name] * 2
+    np.testing.assert_allclose(both[1].mixture, valid[0].mixture * 0.1, rtol=1e-6)
+    np.testing.assert_allclose(both[1].vocals, valid[0].vocals * 0.1, rtol=1e-6)
+    quiet = validation_sdr(model, both[1:])
+    assert abs(quiet["mean"] - rescored["mean"]) > 1e-3
+    assert validation_sdr(model, both)["mean"] == pytest.approx(
+        (quiet["mean"] + rescored["mean"]) / 2, abs=1e-6)
     run = json.loads((out / "run.json").read_text())
     assert run["data_fingerprint"]["train"]["clips"] == 3
     assert run["model"]["parameters"] > 0
@@ -276,6 +287,17 @@ def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsy
     assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
                      "--augment", "level_range_db=[0,-20]"]) == 2
     assert "augment: level_range_db must be [low, high] dB" in capsys.readouterr().err
+    args = parser.parse_args(["train", "--like", str(out), "--out", str(tmp_path / "lv"),
+                              "--valid-levels-db", "0,-20"])
+    assert build_config(args).valid_levels_db == [0.0, -20.0]
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--valid-levels-db", "0,loud"]) == 2
+    assert "--valid-levels-db expects comma-separated numbers of dB, got '0,loud'" in (
+        capsys.readouterr().err)
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--valid-levels-db", "-90"]) == 2
+    assert "valid_levels_db must be a list of levels in dB from -60 to 20, got [-90.0]" in (
+        capsys.readouterr().err)
 
 
 def test_fingerprint_follows_the_audio(corpus):

@@ -331,7 +331,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     sources = model_sources(model_config)
     data = load_training_data(config.data, config.dataset, progress=progress,
                               valid_root=config.valid_data or None, sources=sources)
-    valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds)
+    valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds,
+                             config.valid_levels_db)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)

@@ -104,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"valid clips scored each epoch (default {d.valid_clips})")
     parser.add_argument("--valid-seconds", type=float,
                         help=f"longest part of a valid clip scored (default {d.valid_seconds})")
+    parser.add_argument("--valid-levels-db", metavar="DB,...",
+                        help="comma-separated levels the valid clips are also played at, the "
+                             "SDR averaged over all, e.g. 0,-20 to choose a model that holds up "
+                             "on quiet recordings (default "
+                             f"{','.join(f'{v:g}' for v in d.valid_levels_db)})")
     parser.add_argument("--max-minutes", type=float,
                         help="wall-clock budget of the whole run, resumes included")
     parser.add_argument("--resume", action="store_true",
@@ -151,6 +156,12 @@ def build_config(args: argparse.Namespace):
         given["init_from"] = str(args.init_from)
     if args.init_matching:
         given["init_matching"] = True
+    if args.valid_levels_db is not None:
+        try:
+            given["valid_levels_db"] = [float(v) for v in args.valid_levels_db.split(",")]
+        except ValueError:
+            raise CliError("--valid-levels-db expects comma-separated numbers of dB, got "
+                           f"{args.valid_levels_db!r}") from None
     options = parse_options(args.option)
     if getattr(args, "sources", None) is not None:
         from tinysep.data.sources import parse_sources

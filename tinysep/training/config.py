@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from tinysep.data.augment import check_settings
+from tinysep.data.clip import LEVEL_LIMITS_DB
 from tinysep.training.choices import LOSSES, SCHEDULES
 
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
@@ -60,6 +61,7 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation SDR before stopping; 0: never
     valid_clips: int = 8
     valid_seconds: float = 10.0
+    valid_levels_db: list = field(default_factory=lambda: [0.0])  # levels valid clips play at
     max_minutes: float | None = None
 
     def to_json(self) -> dict:
@@ -105,6 +107,12 @@ class TrainConfig:
         unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+        levels, (low, high) = self.valid_levels_db, LEVEL_LIMITS_DB
+        if (not isinstance(levels, list) or not levels
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and low <= v <= high for v in levels)):
+            raise ValueError(f"valid_levels_db must be a list of levels in dB from {low:g} to "
+                             f"{high:g}, got {levels!r}")
         try:
             check_settings(**self.augment)
         except ValueError as exc:

@@ -180,10 +180,12 @@ def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
     return dataset.prefetch(2)
 
 
-def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float) -> list[Clip]:
+def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float,
+                     levels_db: Sequence[float] = (0.0,)) -> list[Clip]:
     """``count`` valid clips spread evenly over the split (sorted by name, so over its
     songs), each long enough for BSS-eval and cut to ``max_seconds`` so that
-    validation stays a small share of an epoch."""
+    validation stays a small share of an epoch; each played at every level of
+    ``levels_db`` (dB, references alike), so a model is also chosen for quiet input."""
     if count < 1:
         raise ValueError(f"valid_clips must be at least 1, got {count}")
     limit = int(max_seconds * SAMPLE_RATE)
@@ -198,4 +200,5 @@ def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float) -> l
         if len(clip.mixture) > limit:
             clip = clip.head(limit)
         chosen.append(clip)
-    return chosen
+    return [clip if level == 0 else clip.scaled(10.0 ** (level / 20.0))
+            for level in levels_db for clip in chosen]

@@ -54,7 +54,7 @@ class LeveledSource:
         return self.source.name
 
     def load(self) -> Clip:
-        return self.source.load().scaled(10.0 ** (self.level_db / 20.0))
+        return self.source.load().at_level(self.level_db)
 
 
 def _error_entry(exc: BaseException) -> dict:

@@ -53,9 +53,10 @@ class Clip:
         raise KeyError(f"clip {self.name} has no source {name!r}; it holds "
                        f"{', '.join((*SOURCES, *self.stems))}")
 
-    def scaled(self, gain: float) -> Clip:
-        """The clip played ``gain`` times louder: mixture, references and stems alike."""
-        g = np.float32(gain)
+    def at_level(self, level_db: float) -> Clip:
+        """The clip played ``level_db`` dB louder (negative: quieter): mixture, references
+        and stems alike."""
+        g = np.float32(10.0 ** (level_db / 20.0))
         return dataclasses.replace(
             self, mixture=self.mixture * g, vocals=self.vocals * g,
             accompaniment=self.accompaniment * g, stems={k: v * g for k, v in self.stems.items()})

@@ -200,5 +200,5 @@ def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float,
         if len(clip.mixture) > limit:
             clip = clip.head(limit)
         chosen.append(clip)
-    return [clip if level == 0 else clip.scaled(10.0 ** (level / 20.0))
+    return [clip if level == 0 else clip.at_level(level)
             for level in levels_db for clip in chosen]

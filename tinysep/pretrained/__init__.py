@@ -88,6 +88,10 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             "baselines_sdr_mean_db": baselines,
             "eval_command": f"tinysep eval --method {','.join(report.get('methods', []))} "
                             f"--data {report.get('data')} --split {report.get('split')}"
+                            + (f" --max-clips {report['max_clips']}" if report.get("max_clips")
+                               else "")
+                            + (f" --level-db {report['level_db']:g}" if report.get("level_db")
+                               else "")
                             + (" --by-engine" if "by_engine" in report else ""),
         },
     }

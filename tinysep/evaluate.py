@@ -307,7 +307,7 @@ def evaluate(
         nonlocal last_write
         report.records[index] = record
         bar.update(1)
-        entry = record.get("methods", {}).get(methods[-1], {})
+        entry = record.get("methods", {}).get(methods[-1], {}) if methods else {}
         sdr = entry.get("sources", {}).get("vocals", {}).get("sdr")
         if sdr is not None:
             bar.postfix(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")

@@ -419,3 +419,35 @@ def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
     result = train(_config(corpus, epochs=state["epoch"] + 1), out, resume=True,
                    allow_changes=True, progress=False)
     assert (result.epochs, result.status) == (state["epoch"] + 1, "finished")
+
+
+def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_epoch, tmp_path):
+    """Shipping a run: the weights land beside a training.json whose test scores and eval
+    command come from the report; a report without the run is refused."""
+    from tinysep.pretrained import ship_model
+
+    report = tmp_path / "test.json"
+    assert cli_main(["eval", "--method", f"model:{one_epoch},mix", "--data", str(corpus),
+                 "--split", "all", "--max-clips", "2", "--jobs", "1", "--no-progress",
+                 "--json", str(report)]) == 0
+    folder = ship_model(one_epoch, report, "tiny-test", package_dir=tmp_path / "package")
+    assert folder == tmp_path / "package" / "tiny-test"
+    assert (folder / "model.weights.h5").read_bytes() == \
+        (one_epoch / "model.weights.h5").read_bytes()
+    record = json.loads((folder / "training.json").read_text())
+    scores = json.loads(report.read_text())["summary"]
+    assert record["test"]["sdr_sir_sar_mean_db"]["vocals"]["sdr"] == \
+        scores[f"model:{one_epoch}"]["sources"]["vocals"]["sdr"]["mean"]
+    assert set(record["test"]["baselines_sdr_mean_db"]) == {"mix"}
+    assert record["test"]["clips"] == 2 and "--max-clips 2" in record["test"]["eval_command"]
+    run = json.loads((one_epoch / "run.json").read_text())
+    assert record["training"]["best_epoch"] == 1 and record["command"] == run.get("command")
+    assert record["train_config"] == run["train_config"]
+    clip = load_split(corpus, split="test", progress=False)[0]
+    np.testing.assert_array_equal(separate(load_model(folder), clip.mixture)["vocals"],
+                                  separate(load_model(one_epoch), clip.mixture)["vocals"])
+    other = tmp_path / "other.json"
+    assert cli_main(["eval", "--method", "mix", "--data", str(corpus), "--split", "all",
+                 "--max-clips", "1", "--jobs", "1", "--no-progress", "--json", str(other)]) == 0
+    with pytest.raises(ValueError, match="holds no 'model:"):
+        ship_model(one_epoch, other, "tiny-test", package_dir=tmp_path / "package")

@@ -40,10 +40,12 @@ def training_record(name: str = DEFAULT_MODEL) -> dict:
     return json.loads((model_path(name) / TRAINING_FILE).read_text())
 
 
-def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL) -> Path:
+def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,
+               package_dir: str | Path = PACKAGE_DIR) -> Path:
     """Copy the best weights of training run ``run`` into the package as ``name`` and write
     its ``training.json`` from the run's records and a ``tinysep eval`` JSON report
     (the report's ``model:`` method that names ``run`` gives the test SDRs).
+    ``package_dir`` is where the folder lands (the package itself unless told otherwise).
     """
     import shutil
 
@@ -61,8 +63,8 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             for source, block in sources.items()}
     baselines = {m: {s: b["sdr"]["mean"] for s, b in summary["sources"].items()}
                  for m, summary in report["summary"].items() if m != method}
-    folder = PACKAGE_DIR / name
-    folder.mkdir(exist_ok=True)
+    folder = Path(package_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
     for file in ("config.json", "model.weights.h5"):
         shutil.copyfile(run / file, folder / file)
     training = {

@@ -98,11 +98,12 @@ def test_reuse_takes_earlier_scores_and_runs_only_the_new_method(corpus, model, 
         assert clip_b["methods"]["hpss"] == clip_a["methods"]["hpss"]
         assert "sources" in clip_b["methods"][f"model:{model}"]
     assert b["summary"]["hpss"]["sources"] == a["summary"]["hpss"]["sources"]
-    # Every method reused, in another order: nothing is separated again, the first one
-    # leads the per-engine table.
+    # Every method reused, in another order: nothing runs again, the earlier scores are
+    # reported in the order asked for.
     third = tmp_path / "third.json"
     assert main(base + ["--method", f"mix,model:{model}", "--json", str(third),
                         "--by-engine", "--reuse", str(second)]) == 0
+    assert f"reusing mix, model:{model}" in capsys.readouterr().out
     c = json.loads(third.read_text())
     assert c["methods"] == ["mix", f"model:{model}"] and c["clips_done"] == a["clips_done"]
     assert c["summary"]["mix"]["sources"] == a["summary"]["mix"]["sources"]

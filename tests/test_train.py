@@ -428,8 +428,8 @@ def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_ep
 
     report = tmp_path / "test.json"
     assert cli_main(["eval", "--method", f"model:{one_epoch},mix", "--data", str(corpus),
-                 "--split", "all", "--max-clips", "2", "--jobs", "1", "--no-progress",
-                 "--json", str(report)]) == 0
+                     "--split", "all", "--max-clips", "2", "--jobs", "1", "--no-progress",
+                     "--json", str(report)]) == 0
     folder = ship_model(one_epoch, report, "tiny-test", package_dir=tmp_path / "package")
     assert folder == tmp_path / "package" / "tiny-test"
     assert (folder / "model.weights.h5").read_bytes() == \
@@ -448,6 +448,7 @@ def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_ep
                                   separate(load_model(one_epoch), clip.mixture)["vocals"])
     other = tmp_path / "other.json"
     assert cli_main(["eval", "--method", "mix", "--data", str(corpus), "--split", "all",
-                 "--max-clips", "1", "--jobs", "1", "--no-progress", "--json", str(other)]) == 0
+                     "--max-clips", "1", "--jobs", "1", "--no-progress",
+                     "--json", str(other)]) == 0
     with pytest.raises(ValueError, match="holds no 'model:"):
         ship_model(one_epoch, other, "tiny-test", package_dir=tmp_path / "package")

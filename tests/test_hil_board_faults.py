@@ -192,7 +192,13 @@ def test_a_fault_before_streaming_is_recovered(corpus, tmp_path, what):
     assert trigger.fired.is_set()
     assert report["status"] == "finished", report["error"]
     during = "INFO" if msg_type == MessageType.GET_INFO else "the tensor check"
-    assert report["summary"]["recoveries_by_request"].get(during, 0) >= 1
+    recoveries = report["summary"]["recoveries_by_request"]
+    # A stalled board never saw the request, so that request recovers. A restart runs beside
+    # the request: on a loaded machine the board may answer it first, and then the next
+    # request meets the fresh board and recovers.
+    assert sum(recoveries.values()) >= 1, recoveries
+    if what.startswith("stall"):
+        assert recoveries.get(during, 0) >= 1, recoveries
     assert report["tensor_check"]["invokes"] == 3 and report["tensor_check"]["max_abs_diff"] == 0
     assert report["summary"]["clips_ok"] == 1 and report["passed"]
 

@@ -73,9 +73,19 @@ def unseen_nsdr(model, clips, level_db: float = 0.0) -> dict[str, list[float]]:
     return nsdr
 
 
-def test_separates_an_unseen_song(unseen_clips):
-    model = load_model(default_model_path())
-    nsdr = unseen_nsdr(model, unseen_clips)
+@pytest.fixture(scope="module")
+def shipped_model():
+    return load_model(default_model_path())
+
+
+@pytest.fixture(scope="module")
+def unseen_scores(shipped_model, unseen_clips) -> dict[str, list[float]]:
+    """The shipped model's NSDR on the unseen songs at their own level."""
+    return unseen_nsdr(shipped_model, unseen_clips)
+
+
+def test_separates_an_unseen_song(shipped_model, unseen_clips, unseen_scores):
+    model, nsdr = shipped_model, unseen_scores
     for source in SOURCES:
         # Songs the model never saw: clearly separated on average, and on every clip.
         assert np.mean(nsdr[source]) > 8.0, (source, nsdr[source])
@@ -87,11 +97,10 @@ def test_separates_an_unseen_song(unseen_clips):
     np.testing.assert_allclose(via_eval["vocals"], estimates["vocals"], atol=1e-5)
 
 
-def test_holds_up_on_a_quiet_recording(unseen_clips):
+def test_holds_up_on_a_quiet_recording(shipped_model, unseen_clips, unseen_scores):
     """The same songs 20 dB quieter (a recording mastered low, or a live input with
     headroom): the NSDR stays near its value at the corpus level, as REPET's does."""
-    model = load_model(default_model_path())
-    loud, quiet = unseen_nsdr(model, unseen_clips), unseen_nsdr(model, unseen_clips, -20.0)
+    loud, quiet = unseen_scores, unseen_nsdr(shipped_model, unseen_clips, -20.0)
     for source in SOURCES:
         assert np.mean(quiet[source]) > QUIET_NSDR_DB, (source, quiet[source])
         drop = np.mean(loud[source]) - np.mean(quiet[source])

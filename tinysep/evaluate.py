@@ -302,15 +302,16 @@ def evaluate(
     bar = Progress(len(sources), "eval", unit="clip", enabled=progress)
     last_write = 0.0
     status = "failed"
+    shown = methods[-1] if methods else None  # whose score the bar shows (none: all reused)
 
     def finished(index: int, record: dict) -> None:
         nonlocal last_write
         report.records[index] = record
         bar.update(1)
-        entry = record.get("methods", {}).get(methods[-1], {}) if methods else {}
+        entry = record.get("methods", {}).get(shown, {})
         sdr = entry.get("sources", {}).get("vocals", {}).get("sdr")
         if sdr is not None:
-            bar.postfix(f"{record['name']}: {methods[-1]} vocals SDR {sdr:.1f} dB")
+            bar.postfix(f"{record['name']}: {shown} vocals SDR {sdr:.1f} dB")
         if path is not None and time.monotonic() - last_write >= JSON_WRITE_INTERVAL_S:
             write_json_atomic(path, report.build("running"))
             last_write = time.monotonic()

@@ -92,6 +92,25 @@ def test_a_model_grown_by_an_encoder_and_a_refiner_starts_as_the_smaller_one():
         layer.set_weights(start)
 
 
+@pytest.mark.parametrize(
+    "sources", [["vocals", "accompaniment"], ["vocals", "drums", "bass", "other"]]
+)
+def test_a_softmax_model_converts_exactly_to_anchored_masks(sources):
+    """The mask projection of a softmax model becomes an anchored one (every logit minus
+    the last source's) with the same masks and one source's weights fewer."""
+    base = randomize(build_model("dualgate-tcn", sources=sources, **SMALL_TCN), seed=4, scale=0.3)
+    anchored = build_model("dualgate-tcn", sources=sources, mask="anchored", **SMALL_TCN)
+    assert copy_matching_layers(base, anchored) == []
+    assert count_params(base) - count_params(anchored) == (SMALL_TCN["residual"] + 1) * 257
+    mags = np.random.default_rng(1).gamma(0.5, 0.1, (20, 257)).astype(np.float32)
+    expected = predict_masks(base, mags)
+    assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5  # not saturated
+    np.testing.assert_allclose(predict_masks(anchored, mags), expected, atol=1e-5)
+    # Only softmax converts: from sigmoid masks the projection starts fresh.
+    sigmoid = build_model("dualgate-tcn", sources=sources, mask="sigmoid", **SMALL_TCN)
+    assert copy_matching_layers(sigmoid, anchored) == ["mask_proj"]
+
+
 def test_mac_counter_counts_each_layer_kind():
     x = keras.Input((None, 7, 2))
     y = keras.layers.Conv2D(4, (2, 3), strides=(1, 2), padding="valid")(x)  # width 3

@@ -56,7 +56,7 @@ def test_source_sets_must_make_up_the_mixture_once():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-@pytest.mark.parametrize("mask", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("mask", ["softmax", "sigmoid", "anchored"])
 def test_four_source_model_streams_like_the_whole_clip(name, mask):
     model = randomize(build_model(name, sources=FOUR, mask=mask, **SMALL[name]), seed=3,
                       scale=0.2)
@@ -67,7 +67,7 @@ def test_four_source_model_streams_like_the_whole_clip(name, mask):
     # Masks differ between sources (not one mask copied four times) and are not saturated.
     assert np.min([np.abs(expected[..., i] - expected[..., 0]).max() for i in (1, 2, 3)]) > 1e-3
     assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5
-    if mask == "softmax":
+    if mask != "sigmoid":
         np.testing.assert_allclose(expected.sum(axis=-1), 1.0, atol=1e-5)
     gain = resolved_params(model.tinysep_config)["input_gain"]
     for frames_per_invoke in (1, 4):
@@ -80,18 +80,22 @@ def test_four_source_model_streams_like_the_whole_clip(name, mask):
 
 
 @pytest.mark.parametrize("frames_per_invoke", [1, 3])
-@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid", "anchored"])
 def test_mask_head_with_four_sources_in_both_forms(activation, frames_per_invoke):
-    whole, stream, graph = pair(lambda g, x: mask_head(x, N_BINS, activation), (N_BINS, 4),
+    logits = 3 if activation == "anchored" else 4  # the last source's logit is fixed at 0
+    whole, stream, graph = pair(lambda g, x: mask_head(x, N_BINS, activation), (N_BINS, logits),
                                 frames_per_invoke)
-    x = np.random.default_rng(2).normal(0, 2, (1, 6, N_BINS, 4)).astype(np.float32)
+    x = np.random.default_rng(2).normal(0, 2, (1, 6, N_BINS, logits)).astype(np.float32)
     expected = np.asarray(whole(x, training=False))
+    assert expected.shape == (1, 6, N_BINS, 4)
     np.testing.assert_allclose(stream_through(stream, graph, x), expected, atol=1e-6)
-    if activation == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        np.testing.assert_allclose(expected, e / e.sum(axis=-1, keepdims=True), atol=1e-6)
-    else:
+    if activation == "sigmoid":
         np.testing.assert_allclose(expected, 1 / (1 + np.exp(-x)), atol=1e-6)
+        return
+    if activation == "anchored":
+        x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(expected, e / e.sum(axis=-1, keepdims=True), atol=1e-6)
 
 
 def test_four_stem_separation_adds_up_to_the_mixture():
@@ -122,6 +126,9 @@ def test_only_the_last_layer_grows_with_the_sources():
     four = build_model("dualgate-tcn", sources=FOUR, **SMALL["dualgate-tcn"])
     # mask_proj: residual x (S x 257) weights + S x 257 biases
     assert count_params(four) - count_params(two) == (8 + 1) * 2 * N_BINS
+    # Anchored masks need one logit fewer per bin than there are sources.
+    anchored = build_model("dualgate-tcn", sources=FOUR, mask="anchored", **SMALL["dualgate-tcn"])
+    assert count_params(four) - count_params(anchored) == (8 + 1) * N_BINS
 
 
 def test_saved_config_without_sources_means_the_two_default_sources(tmp_path):

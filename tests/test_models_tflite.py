@@ -57,7 +57,7 @@ CASES = [
     ("dualgate-tcn", {**SMALL_TCN, "attention": "sk", "norm": "group"}, 4),
     ("dualgate-tcn", {**SMALL_TCN, "attention": "self"}, 2),
     ("dualgate-tcn", {**SMALL_TCN, "attention": "cbam", "mask": "sigmoid"}, 1),
-    ("dualgate-tcn", {**SMALL_TCN, "encoder": [4, 8], "refine": 4}, 2),
+    ("dualgate-tcn", {**SMALL_TCN, "encoder": [4, 8], "refine": 4, "mask": "anchored"}, 2),
     ("unet-se-sru", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}, 4),
     ("unet-se-sru", {**SMALL_UNET, "recurrent": "gru", "norm": "none", "se": False}, 1),
 ]

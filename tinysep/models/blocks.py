@@ -10,12 +10,12 @@ import tf_keras as keras
 
 from tinysep.data.sources import check_sources
 from tinysep.models.causal import conv1x1
-from tinysep.models.layers import FrameGroupNorm, ReduceMean
+from tinysep.models.layers import AppendZero, FrameGroupNorm, ReduceMean
 
 L = keras.layers
 
 NORMS = ("group", "batch", "none")
-MASK_ACTIVATIONS = ("softmax", "sigmoid")
+MASK_ACTIVATIONS = ("softmax", "sigmoid", "anchored")
 
 
 def check_sources_param(params: dict) -> None:
@@ -59,14 +59,36 @@ def squeeze_excite_frequency(x, name: str, reduction: int):
     return L.Multiply(name=f"{name}_scale")([x, s])
 
 
+def mask_logit_count(n_sources: int, activation: str) -> int:
+    """Logits per bin the mask head needs: ``anchored`` fixes the last source's at zero."""
+    if activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"mask must be one of {MASK_ACTIVATIONS}, got {activation!r}")
+    return n_sources - 1 if activation == "anchored" else n_sources
+
+
 def mask_head(logits, n_bins: int, activation: str):
     """``(batch, time, bins, sources)`` masks in [0, 1], sources on the last axis.
 
     ``softmax`` makes the masks sum to one (the estimates add up to the mixture);
-    ``sigmoid`` lets each source take any share.
+    ``anchored`` gives the same masks from one logit fewer per bin (the last source's
+    logit is zero: a softmax ignores an offset shared by all logits, so nothing is lost
+    and the mask projection shrinks by one source); ``sigmoid`` lets each source take any
+    share.
     """
     if activation not in MASK_ACTIVATIONS:
         raise ValueError(f"mask must be one of {MASK_ACTIVATIONS}, got {activation!r}")
-    if activation == "softmax":
+    if activation == "anchored":
+        logits = AppendZero(name="anchor_logit")(logits)
+    if activation in ("softmax", "anchored"):
         return L.Softmax(axis=-1, name="masks")(logits)
     return L.Activation("sigmoid", name="masks")(logits)
+
+
+def anchor_logits(kernel, bias, n_sources: int):
+    """Weights of a projection to ``bins x n_sources`` logits (source fastest) turned into
+    the anchored projection with the same masks: every logit minus the last source's."""
+    def anchored(w):
+        grouped = w.reshape(w.shape[:-1] + (-1, n_sources))
+        return (grouped[..., :-1] - grouped[..., -1:]).reshape(w.shape[:-1] + (-1,))
+
+    return anchored(kernel), anchored(bias)

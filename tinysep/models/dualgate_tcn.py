@@ -13,7 +13,8 @@ blocks with dilations 1, 2, 4, ... Each block (time on axis 1, ``(B, T, 1, C)``)
 ``attention`` is one of :data:`~tinysep.models.attention.ATTENTIONS` (``se`` by
 default; ``sk`` replaces the depthwise conv by a selective-kernel pair). A 1x1 conv then
 gives one mask per bin and source (``sources``: vocals and accompaniment by default, or
-the four stems; softmax over the sources by default). The
+the four stems; softmax over the sources by default, or ``anchored``: the same softmax with
+the last source's logit fixed at zero, one projection fewer). The
 separated magnitude is mask x mixture magnitude, resynthesised with the mixture phase.
 
 Two options spend MACs rather than weights, both off in the presets: ``encoder`` adds to the
@@ -36,12 +37,19 @@ from tinysep.data.clip import SOURCES
 from tinysep.data.sources import STEMS
 from tinysep.dsp import N_BINS
 from tinysep.models.attention import ATTENTIONS, output_gate, selective_kernel
-from tinysep.models.blocks import NORMS, check_sources_param, mask_head, norm_relu
+from tinysep.models.blocks import (
+    NORMS,
+    check_sources_param,
+    mask_head,
+    mask_logit_count,
+    norm_relu,
+)
 from tinysep.models.causal import Graph, causal_depthwise, conv1x1
 
 L = keras.layers
 
 NAME = "dualgate-tcn"
+MASK_PROJECTION = "mask_proj"  # the 1x1 conv to every bin's mask logits
 
 DEFAULTS = {
     "residual": 32,  # channels between blocks
@@ -181,7 +189,7 @@ def _refine(logits, bins, p: dict):
 
 def body(graph: Graph, features, p: dict):
     """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
-    n_sources = len(p["sources"])
+    n_logits = mask_logit_count(len(p["sources"]), p["mask"])
     normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
     bins = None
     if p["encoder"] or p["refine"]:
@@ -191,8 +199,8 @@ def body(graph: Graph, features, p: dict):
         for b in range(p["blocks"]):
             x = _block(graph, x, f"s{r}b{b}", 2**b, p)
     x = L.Activation("relu", name="out_relu")(x)
-    logits = conv1x1(x, n_sources * N_BINS, "mask_proj")
-    logits = L.Reshape((-1, N_BINS, n_sources), name="to_masks")(logits)
+    logits = conv1x1(x, n_logits * N_BINS, MASK_PROJECTION)
+    logits = L.Reshape((-1, N_BINS, n_logits), name="to_masks")(logits)
     if p["refine"]:
         logits = _refine(logits, bins, p)
     return mask_head(logits, N_BINS, p["mask"])

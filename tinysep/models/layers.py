@@ -88,6 +88,24 @@ class SliceAxis(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
+class AppendZero(keras.layers.Layer):
+    """One more channel, all zeros, after the last one (PAD): the fixed logit of an
+    anchored softmax."""
+
+    def call(self, inputs):
+        pads = [[0, 0]] * (inputs.shape.rank - 1) + [[0, 1]]
+        return tf.pad(inputs, pads)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(tf.TensorShape(input_shape).as_list())
+        shape[-1] = None if shape[-1] is None else shape[-1] + 1
+        return tf.TensorShape(shape)
+
+    def get_prunable_weights(self):
+        return []
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
 class ReduceMean(keras.layers.Layer):
     """Mean over one axis, kept as size 1 (MEAN). Used to squeeze over frequency."""
 

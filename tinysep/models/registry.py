@@ -23,6 +23,7 @@ import tinysep
 from tinysep.data.clip import SOURCES
 from tinysep.dsp import N_BINS
 from tinysep.models import dualgate_tcn, unet_se_sru
+from tinysep.models.blocks import anchor_logits
 from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
 
@@ -208,19 +209,39 @@ def load_model(folder: str | Path) -> keras.Model:
     return model
 
 
+def _anchored_projection(source: keras.Model, target: keras.Model) -> tuple[str, int] | None:
+    """``(layer name, sources)`` when ``target`` is ``source`` with ``anchored`` masks in
+    place of ``softmax``: that layer's weights convert exactly (same masks)."""
+    configs = [getattr(m, "tinysep_config", None) for m in (source, target)]
+    if None in configs or configs[0]["name"] != configs[1]["name"]:
+        return None
+    theirs, ours = configs[0]["params"], configs[1]["params"]
+    layer = getattr(get_spec(configs[1]["name"]).module, "MASK_PROJECTION", None)
+    if layer is None or (theirs["mask"], ours["mask"]) != ("softmax", "anchored"):
+        return None
+    if list(theirs["sources"]) != list(ours["sources"]):
+        return None
+    return layer, len(ours["sources"])
+
+
 def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
     """Copy into ``target`` the weights of every layer of ``source`` with the same name and
-    weight shapes (a model grown from a smaller one); returns the names of ``target``'s
-    weighted layers left as they were."""
+    weight shapes (a model grown from a smaller one), and a softmax mask projection into
+    an anchored one (:func:`tinysep.models.blocks.anchor_logits`); returns the names of
+    ``target``'s weighted layers left as they were."""
     by_name = {layer.name: layer for layer in source.layers}
+    anchored = _anchored_projection(source, target)
     fresh = []
     for layer in target.layers:
         if not layer.weights:
             continue
         other = by_name.get(layer.name)
         shapes = [w.shape for w in layer.weights]
-        if other is not None and [w.shape for w in other.weights] == shapes:
-            layer.set_weights(other.get_weights())
+        weights = None if other is None else other.get_weights()
+        if weights is not None and anchored and layer.name == anchored[0]:
+            weights = list(anchor_logits(*weights, anchored[1]))
+        if weights is not None and [w.shape for w in weights] == shapes:
+            layer.set_weights(weights)
         else:
             fresh.append(layer.name)
     return fresh

@@ -24,7 +24,7 @@ to ``positions * patch`` and folded into ``patch`` channels (65 x 4). Then:
   then sub-pixel up-sampling over frequency (1x3 conv to 2x channels, reshape to 2x
   positions, crop) with ReLU except on the last level;
 - one mask per source (``sources``: vocals and accompaniment by default, or the four
-  stems; softmax or sigmoid), trained with an L1 loss on the masked
+  stems; softmax, anchored softmax or sigmoid), trained with an L1 loss on the masked
   magnitudes (:func:`tinysep.models.losses.magnitude_l1`).
 
 Normalisation is per frame (see :class:`~tinysep.models.layers.FrameGroupNorm`): the
@@ -44,6 +44,7 @@ from tinysep.models.blocks import (
     NORMS,
     check_sources_param,
     mask_head,
+    mask_logit_count,
     norm,
     squeeze_excite_frequency,
 )
@@ -149,7 +150,7 @@ def _bottleneck(graph: Graph, x, p: dict):
 
 def body(graph: Graph, features, p: dict):
     """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
-    patch, n_sources = p["patch"], len(p["sources"])
+    patch, n_logits = p["patch"], mask_logit_count(len(p["sources"]), p["mask"])
     positions = -(-N_BINS // patch)
     x = L.BatchNormalization(axis=-1, name="input_norm")(features)
     x = L.Reshape((-1, N_BINS, 1), name="to_bins")(x)
@@ -168,10 +169,10 @@ def body(graph: Graph, features, p: dict):
     for i in reversed(range(len(p["channels"]))):
         x = L.Add(name=f"dec{i}_skip")([x, skips[i]])
         x = _conv_glu_se(graph, x, p["channels"][i], f"dec{i}", 1, p)
-        out_channels = p["channels"][i - 1] if i else n_sources * patch
+        out_channels = p["channels"][i - 1] if i else n_logits * patch
         x = _upsample(x, out_channels, level_positions[i], f"dec{i}", last=i == 0)
 
-    logits = L.Reshape((-1, positions * patch, n_sources), name="to_masks")(x)
+    logits = L.Reshape((-1, positions * patch, n_logits), name="to_masks")(x)
     if positions * patch != N_BINS:
         logits = SliceAxis(2, 0, N_BINS, name="crop_bins")(logits)
     return mask_head(logits, N_BINS, p["mask"])

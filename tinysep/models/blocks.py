@@ -60,9 +60,8 @@ def squeeze_excite_frequency(x, name: str, reduction: int):
 
 
 def mask_logit_count(n_sources: int, activation: str) -> int:
-    """Logits per bin the mask head needs: ``anchored`` fixes the last source's at zero."""
-    if activation not in MASK_ACTIVATIONS:
-        raise ValueError(f"mask must be one of {MASK_ACTIVATIONS}, got {activation!r}")
+    """Logits per bin :func:`mask_head` needs (it checks ``activation``): ``anchored``
+    fixes the last source's at zero."""
     return n_sources - 1 if activation == "anchored" else n_sources
 
 

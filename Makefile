@@ -20,7 +20,9 @@ SYSTEM_PACKAGES := mmdebstrap qemu-user-static
 # The corpus's music engines: fluidsynth and General MIDI sound fonts, Festival and its voices.
 SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
   musescore-general-soundfont-small csound-soundfont opl3-soundfont \
-  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
+  festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-ru \
+  festvox-suopuhe-lj festvox-ca-ona-hts
 
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \

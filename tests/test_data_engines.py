@@ -1,6 +1,7 @@
 """The corpus's music engines: real sound fonts (fluidsynth), real Festival voices, physical
 models; stems, determinism, engine metadata, missing tools and skipped songs."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tinysep.data.engines import (
 )
 from tinysep.data.loaders import detect_dataset, load_split
 from tinysep.data.production import STEMS
+from tinysep.data.score import SungNote
 from tinysep.data.synth import (
     SAMPLE_RATE,
     mix_stems,
@@ -184,6 +186,69 @@ def test_missing_festival_names_the_engine_and_the_package(monkeypatch, tmp_path
     assert "engine festival" in err and "Debian package" in err and "festival" in err
     assert "make system-deps" in err and "--engines" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_voice_names_its_package(monkeypatch, tmp_path):
+    if singing.missing_tools() is not None:
+        pytest.skip("make system-deps installs Festival and its voices")
+    gone = dataclasses.replace(singing.VOICES["ona"], folder="catalan/not-installed")
+    monkeypatch.setitem(singing.VOICES, "ona", gone)
+    check_engines(("additive", "festival"), (), ("kal",))  # the voices asked for are there
+    with pytest.raises(EngineUnavailable,
+                       match=r"engine festival: .*voice\(s\) ona .*festvox-ca-ona-hts.*--voices"):
+        check_engines(("additive", "festival"), (), ("kal", "ona"))
+    check_engines(("additive", "physical"), (), ("ona",))  # festival does not play
+
+
+def test_the_added_voices_sing_only_when_named():
+    assert singing.parse_voices(None) == singing.DEFAULT_VOICES
+    assert singing.parse_voices("ona, krb,krb") == ("krb", "ona")
+    with pytest.raises(ValueError, match="unknown Festival voice.*tenor.*expected"):
+        singing.parse_voices("kal,tenor")
+    default = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,))
+    named = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,), voices=("krb", "ona"))
+    assert "voices" not in default["parameters"]  # corpora from before keep their parameters
+    assert named["parameters"]["voices"] == ["krb", "ona"]
+    for meta, voices in ((default, set(singing.DEFAULT_VOICES)), (named, {"krb", "ona"})):
+        festival = [s["engines"] for s in meta["songs"].values()
+                    if s["engines"]["vocals"] == "festival"]
+        assert festival and {e["voice"] for e in festival} <= voices
+        assert all("voice" not in s["engines"] for s in meta["songs"].values()
+                   if s["engines"]["vocals"] != "festival")
+        for song in meta["songs"].values():
+            for clip in song["clips"]:
+                assert meta["clips"][clip]["engines"] == song["engines"]
+    # the voices change who sings, not which engines play
+    for a, b in zip(default["songs"].values(), named["songs"].values(), strict=True):
+        assert {k: v for k, v in a["engines"].items() if k != "voice"} == {
+            k: v for k, v in b["engines"].items() if k != "voice"}
+
+
+ADDED_VOICES = [v for v in singing.VOICES if v not in singing.DEFAULT_VOICES]
+
+
+@pytest.mark.parametrize("voice", ADDED_VOICES)
+def test_each_added_voice_sings_its_notes_at_their_pitch(voice):
+    if singing.missing_tools((voice,)) is not None:
+        pytest.skip("make system-deps installs Festival and its voices")
+    import pyworld
+
+    low = singing.VOICES[voice].low
+    pitches = (low + 5, low + 9, low + 2)
+    melody = [SungNote(0.2 + 0.7 * i, 0.6, float(p), 0.8, 0, True, None, False)
+              for i, p in enumerate(pitches)]
+    singer = singing.VoiceSinger(f"{voice}0", voice, low, low + 16, 1.0, 0.0, 5.0, 0.03)
+    sung = singing.render_singing(melody, singer, 3 * SAMPLE_RATE, SAMPLE_RATE,
+                                  np.random.default_rng(0))
+    assert _rms(sung) > 1e-3
+    x = sung.astype(np.float64)
+    f0, t = pyworld.dio(x, SAMPLE_RATE, frame_period=5.0, f0_floor=60, f0_ceil=900)
+    for note in melody:
+        # the held middle of each note (no vibrato): within a quarter tone of the note
+        middle = (t > note.start + 0.2) & (t < note.start + note.duration - 0.15) & (f0 > 0)
+        assert middle.sum() >= 10, (voice, note.pitch)
+        midi = 69 + 12 * np.log2(np.median(f0[middle]) / 440.0)
+        assert abs(midi - note.pitch) < 0.5, (voice, note.pitch, midi)
 
 
 def test_a_missing_sound_font_names_its_package(monkeypatch, tmp_path):

@@ -108,3 +108,15 @@ def test_reuse_takes_earlier_scores_and_runs_only_the_new_method(corpus, model, 
     assert c["methods"] == ["mix", f"model:{model}"] and c["clips_done"] == a["clips_done"]
     assert c["summary"]["mix"]["sources"] == a["summary"]["mix"]["sources"]
     assert c["summary"][f"model:{model}"] == b["summary"][f"model:{model}"]
+
+
+def test_voices_count_as_held_out_only_where_the_record_names_the_voices():
+    from tinysep.metrics.by_engine import HELD_OUT, TRAINED, UNKNOWN, engine_status
+
+    # a record from before corpora named their voices: festival trained, voices unknown
+    old = {"train": {"vocals": {"festival"}}, "valid": {"vocals": {"additive"}}}
+    assert engine_status("vocals", "festival", old) == TRAINED
+    assert engine_status("voice", "kal", old) == UNKNOWN
+    new = {"train": {"vocals": {"festival"}, "voice": {"kal", "nsh"}}, "valid": {}}
+    assert engine_status("voice", "nsh", new) == TRAINED
+    assert engine_status("voice", "ona", new) == HELD_OUT

@@ -3,10 +3,10 @@
 Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, right
 vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
-clip, its vocal engine, accompaniment engine and sound font (so evaluation can hold one
-out). By default every engine plays and the production is randomized; a missing engine
-names the Debian package to install (`make system-deps`). The same arguments always write
-the same bytes.
+clip, its vocal engine, accompaniment engine, sound font and Festival voice (so evaluation
+can hold one out). By default every engine plays and the production is randomized; a
+missing engine names the Debian package to install (`make system-deps`). The same
+arguments always write the same bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import os
 
 from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, VOCAL_ENGINES
+from tinysep.data.singing import DEFAULT_VOICES, VOICES
 from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"names among {', '.join(FONTS)} or .sf2/.sf3 paths (default "
                         f"{','.join(DEFAULT_FONTS)}; leave one out to hold it out for "
                         "evaluation)")
+    parser.add_argument("--voices", default=None,
+                        help="comma-separated Festival voices for the festival engine, among "
+                        f"{', '.join(VOICES)} (default {','.join(DEFAULT_VOICES)}; leave one "
+                        "out to hold it out for evaluation)")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, progress=not args.quiet, engines=args.engines,
                                fonts=args.fonts, production=not args.no_production,
                                stems=not args.no_stems, workers=args.workers,
-                               backing_vocals=args.backing_vocals)
+                               backing_vocals=args.backing_vocals, voices=args.voices)
     except EngineUnavailable as exc:
         raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
     print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "

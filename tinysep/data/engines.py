@@ -9,8 +9,9 @@ Accompaniment engines (drums, bass, other):
 
 Vocal engines:
 - ``additive``: the glottal-pulse and formant singer (`voice`);
-- ``festival``: Festival's recorded diphone / HTS voices re-pitched onto the melody with the
-  WORLD vocoder (`singing`);
+- ``festival``: Festival's recorded voices (diphone, unit-selection and HTS voices of
+  several speakers and languages) re-pitched onto the melody with the WORLD vocoder
+  (`singing`); a corpus names the voices it sings with, so evaluation can hold one out;
 - ``choir``: the sound fonts' choir and voice samples (choir aahs, voice oohs, synth voice).
 
 ``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
@@ -62,6 +63,8 @@ class SongPlan:
     accompaniment_engine: str
     font: str | None
     singer: str
+    voice: str | None = None  # the Festival voice of a festival song
+    voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's Festival voices
 
     @property
     def song_id(self) -> str:
@@ -69,8 +72,12 @@ class SongPlan:
         return f"{self.singer}_{self.index + 1:03d}"
 
     def engines(self) -> dict:
-        return {"vocals": self.vocal_engine, "accompaniment": self.accompaniment_engine,
-                "font": self.font}
+        """What plays, per role; ``voice`` only for a festival song."""
+        engines = {"vocals": self.vocal_engine, "accompaniment": self.accompaniment_engine,
+                   "font": self.font}
+        if self.voice is not None:
+            engines["voice"] = self.voice
+        return engines
 
 
 def parse_engines(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -112,7 +119,8 @@ def _install_hint(packages: list[str]) -> str:
             f"everything the engines need)")
 
 
-def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...]) -> None:
+def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
+                  voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> None:
     """Raise EngineUnavailable naming the engine and the Debian package it lacks."""
     if any(e in FONT_ENGINES for e in engines):
         users = ", ".join(e for e in engines if e in FONT_ENGINES)
@@ -130,14 +138,12 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...]) -> None:
             elif not soundfont.font_path(font).is_file():
                 raise EngineUnavailable(f"engine {users}: sound font file {font} does not exist")
     if "festival" in engines:
-        missing = singing.missing_tools()
-        absent = [v for v in sorted(singing.VOICES) if v not in singing.installed_voices()]
-        if missing is None and absent:
-            missing = "the Festival voices " + ", ".join(absent)
+        missing = singing.missing_tools(voices)
         if missing is not None:
-            packages = ["festival"] + [singing.VOICES[v][1] for v in sorted(singing.VOICES)]
+            packages = ["festival"] + [singing.VOICES[v].package for v in voices]
             raise EngineUnavailable(f"engine festival: {missing} is missing; "
-                                    f"{_install_hint(packages)}")
+                                    f"{_install_hint(packages)}, or choose other voices "
+                                    f"with --voices")
 
 
 @lru_cache(maxsize=8)
@@ -153,14 +159,14 @@ def song_singer(seed: int, index: int) -> Singer:
     return singer_pool(seed)[int(rng.integers(N_SINGERS))]
 
 
-def _voice_singer(seed: int, index: int) -> singing.VoiceSinger:
+def _voice_singer(seed: int, index: int, voices: tuple[str, ...]) -> singing.VoiceSinger:
     rng = np.random.default_rng([seed, 6, index])
-    return singing.random_singer(rng, sorted(singing.VOICES), int(rng.integers(10)))
+    return singing.random_singer(rng, sorted(voices), int(rng.integers(10)))
 
 
-def plan_song(seed: int, index: int, engines: tuple[str, ...],
-              fonts: tuple[str, ...]) -> SongPlan:
-    """Engines, font and singer of song ``index``."""
+def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str, ...],
+              voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> SongPlan:
+    """Engines, font, singer and (festival) voice of song ``index``."""
     rng = np.random.default_rng([seed, 5, index])
     vocal_options = [e for e in engines if e in VOCAL_ENGINES]
     acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
@@ -168,13 +174,15 @@ def plan_song(seed: int, index: int, engines: tuple[str, ...],
     acc = acc_options[int(rng.integers(len(acc_options)))]
     font_index = int(rng.integers(len(fonts))) if fonts else 0
     font = fonts[font_index] if uses_font(vocal, acc) and fonts else None
+    voice = None
     if vocal == "additive":
         singer = song_singer(seed, index).name
     elif vocal == "festival":
-        singer = _voice_singer(seed, index).name
+        voice_singer = _voice_singer(seed, index, voices)
+        singer, voice = voice_singer.name, voice_singer.voice
     else:
         singer = f"choir{int(rng.integers(10))}"
-    return SongPlan(index, vocal, acc, font, singer)
+    return SongPlan(index, vocal, acc, font, singer, voice, tuple(voices))
 
 
 def uses_font(vocal: str, accompaniment: str) -> bool:
@@ -216,13 +224,13 @@ def _physical_tracks(score: SongScore, n: int, sr: int,
     return tracks, {"models": kinds}
 
 
-def _sing(engine: str, line: list, seed: int, n: int, sr: int,
+def _sing(plan: SongPlan, line: list, seed: int, n: int, sr: int,
           rng: np.random.Generator) -> np.ndarray:
-    """One backing line sung by a singer of ``engine`` drawn from ``rng``."""
-    if engine == "additive":
+    """One backing line sung by a singer of the song's vocal engine drawn from ``rng``."""
+    if plan.vocal_engine == "additive":
         singer = singer_pool(seed)[int(rng.integers(N_SINGERS))]
         return render_voice(line, singer, n, sr, rng)
-    voice_singer = singing.random_singer(rng, sorted(singing.VOICES), int(rng.integers(10)))
+    voice_singer = singing.random_singer(rng, sorted(plan.voices), int(rng.integers(10)))
     return singing.render_singing(line, voice_singer, n, sr, rng)
 
 
@@ -251,7 +259,7 @@ def add_backing(seed: int, plan: SongPlan, score: SongScore, lead: np.ndarray,
     lines = [line for line in lines if line]
     if not lines:
         return lead, None
-    parts = [_sing(plan.vocal_engine, line, seed, len(lead), sr, rng) for line in lines]
+    parts = [_sing(plan, line, seed, len(lead), sr, rng) for line in lines]
     info["level_db"] = round(level, 2)
     return backing_vocals.mix_backing(lead, parts, level), info
 
@@ -278,7 +286,7 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
         singer = song_singer(seed, index)
         vocal_range = singer.vocal_range
     elif plan.vocal_engine == "festival":
-        voice_singer = _voice_singer(seed, index)
+        voice_singer = _voice_singer(seed, index, plan.voices)
         vocal_range = voice_singer.vocal_range
     else:
         low = int(np.random.default_rng([seed, 6, index]).integers(*CHOIR_LOW))

@@ -22,21 +22,61 @@ import numpy as np
 from tinysep.data.audio_io import read_mono
 from tinysep.data.score import SungNote
 
-# Voice -> (Festival voice function, Debian package, lowest MIDI note of its natural range).
-VOICES: dict[str, tuple[str, str, int]] = {
-    "kal": ("voice_kal_diphone", "festvox-kallpc16k", 45),
-    "ked": ("voice_ked_diphone", "festvox-kdlpc16k", 45),
-    "slt": ("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts", 55),
-    "lp": ("voice_lp_diphone", "festvox-italp16k", 55),
-    "pc": ("voice_pc_diphone", "festvox-itapc16k", 45),
-}
-VOICE_DIRS = {"kal": "english/kal_diphone", "ked": "english/ked_diphone",
-              "slt": "us/cmu_us_slt_arctic_hts", "lp": "italian/lp_diphone",
-              "pc": "italian/pc_diphone"}
 FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
-SYLLABLES = ("la", "na", "oh", "day", "me", "so", "love", "you", "sky", "light", "go", "home",
-             "fly", "night", "dream", "see", "high", "low", "more", "time", "way", "rain",
-             "sun", "stay", "heart", "blue", "sea", "fire", "mine", "away", "star", "ride")
+# Words the English and Italian voices speak, one syllable each.
+WORD_SYLLABLES = ("la", "na", "oh", "day", "me", "so", "love", "you", "sky", "light", "go",
+                  "home", "fly", "night", "dream", "see", "high", "low", "more", "time", "way",
+                  "rain", "sun", "stay", "heart", "blue", "sea", "fire", "mine", "away", "star",
+                  "ride")
+# Consonant-vowel syllables every letter-to-sound rule reads alike: the voices of other
+# languages speak these rather than English words.
+OPEN_SYLLABLES = ("la", "na", "ma", "da", "sa", "ta", "ra", "va", "ka", "pa", "lo", "no", "mo",
+                  "do", "so", "to", "ro", "vo", "li", "ni", "mi", "di", "le", "ne", "me", "de",
+                  "lu", "nu", "mu", "du", "ja", "jo")
+
+
+@dataclass(frozen=True)
+class FestivalVoice:
+    """One installed Festival voice: how to select it, where it lives, its natural range."""
+
+    function: str  # the Scheme function that selects the voice
+    package: str  # the Debian package that installs it
+    folder: str  # below FESTIVAL_VOICE_ROOT
+    low: int  # lowest MIDI note of its natural range
+    syllables: tuple[str, ...]
+
+
+VOICES: dict[str, FestivalVoice] = {
+    "kal": FestivalVoice("voice_kal_diphone", "festvox-kallpc16k", "english/kal_diphone", 45,
+                         WORD_SYLLABLES),
+    "ked": FestivalVoice("voice_ked_diphone", "festvox-kdlpc16k", "english/ked_diphone", 45,
+                         WORD_SYLLABLES),
+    "slt": FestivalVoice("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts",
+                         "us/cmu_us_slt_arctic_hts", 55, WORD_SYLLABLES),
+    "lp": FestivalVoice("voice_lp_diphone", "festvox-italp16k", "italian/lp_diphone", 55,
+                        WORD_SYLLABLES),
+    "pc": FestivalVoice("voice_pc_diphone", "festvox-itapc16k", "italian/pc_diphone", 45,
+                        WORD_SYLLABLES),
+    # Czech (adult woman, boy, two men), Russian man, Finnish woman, Catalan woman. (The Finnish
+# man's diphones re-pitch off key: WORLD misreads his creaky voice.)
+    "dita": FestivalVoice("voice_czech_dita", "festvox-czech-dita", "czech/czech_dita", 55,
+                          OPEN_SYLLABLES),
+    "krb": FestivalVoice("voice_czech_krb", "festvox-czech-krb", "czech/czech_krb", 58,
+                         OPEN_SYLLABLES),
+    "machac": FestivalVoice("voice_czech_machac", "festvox-czech-machac",
+                            "czech/czech_machac", 45, OPEN_SYLLABLES),
+    "ph": FestivalVoice("voice_czech_ph", "festvox-czech-ph", "czech/czech_ph", 45,
+                        OPEN_SYLLABLES),
+    "nsh": FestivalVoice("voice_msu_ru_nsh_clunits", "festvox-ru",
+                         "russian/msu_ru_nsh_clunits", 45, OPEN_SYLLABLES),
+    "lj": FestivalVoice("voice_suo_fi_lj_diphone", "festvox-suopuhe-lj",
+                        "finnish/suo_fi_lj_diphone", 55, OPEN_SYLLABLES),
+    "ona": FestivalVoice("voice_upc_ca_ona_hts", "festvox-ca-ona-hts", "catalan/upc_ca_ona_hts",
+                         55, OPEN_SYLLABLES),
+}
+# The voices a corpus sings with unless it names others. The later voices join by name, so
+# corpora written before they existed keep their bytes.
+DEFAULT_VOICES = ("kal", "ked", "lp", "pc", "slt")
 FRAME_MS = 5.0
 RELEASE_FRAMES = 8  # a sung syllable fades over its last 40 ms
 FESTIVAL_TIMEOUT = 120.0
@@ -72,16 +112,29 @@ class VoiceSinger:
 
 def installed_voices() -> list[str]:
     """Voices of `VOICES` whose Festival files are installed."""
-    return [v for v in sorted(VOICES) if (FESTIVAL_VOICE_ROOT / VOICE_DIRS[v]).is_dir()]
+    return [v for v in sorted(VOICES) if (FESTIVAL_VOICE_ROOT / VOICES[v].folder).is_dir()]
 
 
-def missing_tools() -> str | None:
-    """What the festival engine lacks, or None when it can run."""
+def parse_voices(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Voice names of `VOICES` from ``"a,b"`` or a list, sorted (default `DEFAULT_VOICES`)."""
+    if text is None:
+        return DEFAULT_VOICES
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in VOICES]
+    if unknown or not names:
+        raise ValueError(f"unknown Festival voice(s) {', '.join(unknown) or '(none)'}; "
+                         f"expected a comma-separated list of {', '.join(VOICES)}")
+    return tuple(sorted(set(names)))
+
+
+def missing_tools(voices: tuple[str, ...] = DEFAULT_VOICES) -> str | None:
+    """What the festival engine lacks to sing with ``voices``, or None when it can run."""
     if shutil.which("festival") is None:
         return "the festival program (Debian package festival)"
-    if not installed_voices():
-        return "a Festival voice (Debian packages " + ", ".join(
-            sorted({p for _, p, _ in VOICES.values()})) + ")"
+    absent = [v for v in voices if v not in installed_voices()]
+    if absent:
+        return (f"the Festival voice(s) {', '.join(absent)} (Debian package(s) "
+                f"{', '.join(VOICES[v].package for v in absent)})")
     try:
         import pyworld  # noqa: F401
     except ImportError:
@@ -92,7 +145,7 @@ def missing_tools() -> str | None:
 def random_singer(rng: np.random.Generator, voices: list[str], index: int) -> VoiceSinger:
     """A singer on one of ``voices``: natural range shifted by up to +-4 semitones."""
     voice = voices[int(rng.integers(len(voices)))]
-    base = VOICES[voice][2] + int(rng.integers(-3, 5))
+    base = VOICES[voice].low + int(rng.integers(-3, 5))
     warp = float(rng.uniform(0.9, 1.15))
     return VoiceSinger(name=f"{voice}{index % 10}", voice=voice, low=base,
                        high=base + int(rng.integers(14, 19)), warp=warp,
@@ -103,13 +156,14 @@ def random_singer(rng: np.random.Generator, voices: list[str], index: int) -> Vo
 
 @lru_cache(maxsize=8)
 def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
-    """Festival speaks every syllable of `SYLLABLES` once per process; WORLD analyses them."""
+    """Festival speaks each of the voice's syllables once per process; WORLD analyses them."""
     import pyworld
 
-    function = VOICES[voice][0]
+    function = VOICES[voice].function
+    syllables = VOICES[voice].syllables
     with tempfile.TemporaryDirectory(prefix="tinysep-festival-") as tmp:
         lines = [f"({function})"]
-        for i, text in enumerate(SYLLABLES):
+        for i, text in enumerate(syllables):
             lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) '
                          f'"{tmp}/s{i:02d}.wav" \'riff)')
         script = Path(tmp) / "bank.scm"
@@ -120,11 +174,11 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RuntimeError(f"festival voice {voice}: could not run festival ({exc})") from exc
         bank = []
-        for i in range(len(SYLLABLES)):
+        for i in range(len(syllables)):
             path = Path(tmp) / f"s{i:02d}.wav"
             if not path.is_file():
                 raise RuntimeError(f"festival voice {voice} wrote no audio for "
-                                   f"{SYLLABLES[i]!r}: {done.stderr.strip()[-300:]}")
+                                   f"{syllables[i]!r}: {done.stderr.strip()[-300:]}")
             x = read_mono(path, sample_rate).astype(np.float64)
             loud = np.flatnonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))
             x = x[loud[0]:loud[-1] + 1] if loud.size else x

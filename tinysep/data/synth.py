@@ -6,7 +6,7 @@ soundfont, physical accompaniments; additive, festival, choir vocals), then a ra
 production (`production`: rooms, EQ, compression, saturation, band limits, noise floors,
 vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
-seconds, engines, fonts): the same command writes the same bytes. The corpus is cut into
+seconds, engines, fonts, voices): the same command writes the same bytes. The corpus is cut into
 4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5] dB).
 
 Layout of a corpus folder:
@@ -16,7 +16,8 @@ Layout of a corpus folder:
   at the same gains (drums + bass + other = the left channel, up to 16-bit rounding), for
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
-  per clip the engines (``engines``: vocals, accompaniment, font), the songs skipped (a
+  per clip the engines (``engines``: vocals, accompaniment, font, and the Festival voice of a
+  festival song), the songs skipped (a
   sound font that failed to load, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an
 interrupted or failed run leaves no half-written corpus.
@@ -49,6 +50,7 @@ from tinysep.data.engines import (
     song_singer,
 )
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
+from tinysep.data.singing import DEFAULT_VOICES, parse_voices
 from tinysep.data.soundfont import FontError
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
@@ -167,9 +169,11 @@ def mix_stems(stems: dict[str, np.ndarray], var_db: float) -> tuple[np.ndarray,
 def corpus_parameters(songs: int, seconds: float, seed: int,
                       engines: tuple[str, ...] = DEFAULT_ENGINES,
                       fonts: tuple[str, ...] = (), production: bool = False,
-                      stems: bool = False, backing: float = 0.0) -> dict:
+                      stems: bool = False, backing: float = 0.0,
+                      voices: tuple[str, ...] = DEFAULT_VOICES) -> dict:
     """What determines the corpus's content (compared when writing into an existing folder);
-    ``backing_vocals`` is recorded only when some songs have them."""
+    ``backing_vocals`` is recorded only when some songs have them, ``voices`` only when
+    festival sings with other voices than `singing.DEFAULT_VOICES`."""
     parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
                   "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
                   "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
@@ -177,6 +181,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
                   "generator_version": GENERATOR_VERSION}
     if backing > 0:
         parameters["backing_vocals"] = float(backing)
+    if "festival" in engines and tuple(voices) != DEFAULT_VOICES:
+        parameters["voices"] = list(voices)
     return parameters
 
 
@@ -234,14 +240,15 @@ class CorpusSummary:
 
 def plan_corpus(songs: int, seconds: float, seed: int,
                 engines: tuple[str, ...] = DEFAULT_ENGINES, fonts: tuple[str, ...] = (),
-                production: bool = False, stems: bool = False, backing: float = 0.0) -> dict:
+                production: bool = False, stems: bool = False, backing: float = 0.0,
+                voices: tuple[str, ...] = DEFAULT_VOICES) -> dict:
     """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
     _check_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
     split_of = {i: name for name, idx in split_songs(songs, seed).items() for i in idx}
     clips, song_meta = {}, {}
     for i in range(songs):
-        plan = plan_song(seed, i, engines, fonts)
+        plan = plan_song(seed, i, engines, fonts, voices)
         sid = plan.song_id
         rng = np.random.default_rng([seed, 4, i])
         names = []
@@ -257,7 +264,7 @@ def plan_corpus(songs: int, seconds: float, seed: int,
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
     meta = {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
             "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
-                                            stems, backing),
+                                            stems, backing, voices),
             "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
     if stems:
         meta["stems"] = {"folder": STEMS_DIR, "names": list(STEMS),
@@ -343,15 +350,16 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                  progress: bool = True, engines: tuple[str, ...] | str = DEFAULT_ENGINES,
                  fonts: tuple[str, ...] | str | None = None, production: bool = False,
-                 stems: bool = False, workers: int = 1,
-                 backing_vocals: float = 0.0) -> CorpusSummary:
+                 stems: bool = False, workers: int = 1, backing_vocals: float = 0.0,
+                 voices: tuple[str, ...] | str | None = None) -> CorpusSummary:
     """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
     ``fonts``: sound fonts for the soundfont and choir engines (default `soundfont.DEFAULT_FONTS`);
     ``production``: randomized production; ``stems``: also write the four stems per clip;
     ``workers``: processes rendering songs; ``backing_vocals``: share of additive and
-    festival songs (0-1) that get backing vocals of their own engine. Refuses a non-empty
+    festival songs (0-1) that get backing vocals of their own engine; ``voices``: the
+    festival engine's voices (default `singing.DEFAULT_VOICES`). Refuses a non-empty
     folder unless it holds an earlier corpus with the same parameters (then it is rewritten,
     with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
@@ -360,12 +368,14 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     out = Path(out_dir)
     engines = parse_engines(engines)
     fonts = parse_fonts(fonts) if any(e in ("soundfont", "choir") for e in engines) else ()
-    check_engines(engines, fonts)
+    voices = parse_voices(voices)
+    check_engines(engines, fonts, voices)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
     if not 0.0 <= backing_vocals <= 1.0:
         raise ValueError(f"backing vocals must be a share between 0 and 1, got {backing_vocals}")
-    meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals)
+    meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals,
+                       voices)
     _check_destination(out, meta["parameters"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -375,7 +385,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     try:
         tasks = []
         for song_meta in meta["songs"].values():
-            plan = plan_song(seed, song_meta["index"], engines, fonts)
+            plan = plan_song(seed, song_meta["index"], engines, fonts, voices)
             clip_list = [(c, meta["clips"][c]["start_seconds"], meta["clips"][c]["seconds"],
                           meta["clips"][c]["var_db"]) for c in song_meta["clips"]]
             tasks.append((seed, plan, float(seconds), production, float(backing_vocals), stems,
@@ -408,7 +418,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
         if sid not in meta["skipped"]:
             e = song_meta["engines"]
             font = f" ({Path(e['font']).stem})" if e["font"] else ""
-            key = f"{e['vocals']} vocals / {e['accompaniment']} band{font}"
+            voice = f" ({e['voice']})" if e.get("voice") else ""
+            key = f"{e['vocals']} vocals{voice} / {e['accompaniment']} band{font}"
             used[key] = used.get(key, 0) + 1
     return CorpusSummary(
         out_dir=out,

@@ -1,11 +1,11 @@
 """Scores per music engine: how a model does on the engines it trained on and on the ones it
 never heard, next to the classic methods and the IRM oracle on the same clips.
 
-A synthetic corpus names, per clip, its vocal engine, its accompaniment engine and its
-sound font (``splits.json``); a model folder's ``run.json`` (or a shipped model's
-``training.json``) names the corpora and engines it trained and was selected on. Every
-clip is counted once per role: under its vocal engine, its accompaniment engine and its
-font.
+A synthetic corpus names, per clip, its vocal engine, its accompaniment engine, its
+sound font and, for a festival song, its Festival voice (``splits.json``); a model folder's
+``run.json`` (or a shipped model's ``training.json``) names the corpora and engines it
+trained and was selected on. Every clip is counted once per role: under its vocal engine,
+its accompaniment engine, its font and its voice.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from pathlib import Path
 from tinysep.data.clip import SOURCES
 from tinysep.metrics.summary import summarize_methods
 
-ROLES = ("vocals", "accompaniment", "font")
+ROLES = ("vocals", "accompaniment", "font", "voice")
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
 
 
 def clip_engines(root: str | Path) -> dict[str, dict]:
-    """``{clip name: {"vocals": engine, "accompaniment": engine, "font": font or None}}``
+    """``{clip name: {"vocals": engine, "accompaniment": engine, "font": font or None,
+    ["voice": Festival voice]}}``
     from a synthetic corpus's ``splits.json`` (empty when the corpus names no engines)."""
     path = Path(root) / "splits.json"
     try:
@@ -76,8 +77,14 @@ def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
 
 
 def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[str]]]) -> str:
-    """trained, selection only (validation corpus) or held out, for one model."""
+    """trained, selection only (validation corpus) or held out, for one model; not recorded
+    when the model's record says nothing, or (voices) names festival songs but not their
+    voices, as corpora written before voices were recorded do."""
     if not any(seen.get(split) for split in ("train", "valid")):
+        return UNKNOWN
+    if role == "voice" and any("festival" in seen.get(split, {}).get("vocals", set())
+                               and not seen.get(split, {}).get("voice")
+                               for split in ("train", "valid")):
         return UNKNOWN
     if engine in seen.get("train", {}).get(role, set()):
         return TRAINED

@@ -120,3 +120,39 @@ def test_voices_count_as_held_out_only_where_the_record_names_the_voices():
     new = {"train": {"vocals": {"festival"}, "voice": {"kal", "nsh"}}, "valid": {}}
     assert engine_status("voice", "nsh", new) == TRAINED
     assert engine_status("voice", "ona", new) == HELD_OUT
+
+
+def test_a_corpus_from_before_voices_were_named_records_the_default_voices(tmp_path):
+    from tinysep.data.singing import DEFAULT_VOICES
+    from tinysep.training.data import corpus_record
+
+    def record(parameters: dict, engines: dict) -> dict:
+        root = tmp_path / f"c{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        (root / "splits.json").write_text(json.dumps({
+            "parameters": parameters, "splits": {"train": ["a"]},
+            "clips": {"a": {"engines": {"vocals": "festival", "accompaniment": "additive",
+                                        "font": None, **engines}}}}))
+        return corpus_record(root, "train")["engines"]
+
+    assert record({}, {})["voice"] == sorted(DEFAULT_VOICES)
+    assert record({"voices": ["krb"]}, {})["voice"] == ["krb"]
+    assert record({"voices": ["krb", "ona"]}, {"voice": "ona"})["voice"] == ["ona"]
+
+
+def test_a_run_record_of_unknown_voices_marks_no_voice_held_out(tmp_path):
+    from tinysep.metrics.by_engine import TRAINED, UNKNOWN, engine_status, model_engines
+
+    older = {"engines": {"vocals": ["festival"], "accompaniment": ["additive"]}}
+    newer = {"engines": {"vocals": ["festival"], "accompaniment": ["physical"],
+                         "voice": ["nsh"]}, "earlier": [older]}
+    (tmp_path / "run.json").write_text(json.dumps({"corpora": {"train": newer,
+                                                               "valid": newer}}))
+    seen = model_engines(tmp_path)
+    assert seen["train"]["accompaniment"] == {"additive", "physical"}
+    assert "voice" not in seen["train"]  # who sang in the older corpus is not known
+    assert engine_status("voice", "ona", seen) == UNKNOWN
+    assert engine_status("accompaniment", "additive", seen) == TRAINED
+    (tmp_path / "run.json").write_text(json.dumps({"corpora": ["not", "records"]}))
+    with pytest.raises(ValueError, match=r"run.json: 'corpora' is not an object"):
+        model_engines(tmp_path)

@@ -164,6 +164,30 @@ def test_resume_with_another_config_stops(corpus, one_epoch, tmp_path, capsys):
     assert json.loads((out / "state.json").read_text())["epoch"] == 1
 
 
+def test_a_resume_on_another_corpus_keeps_the_earlier_one_on_record(corpus, one_epoch,
+                                                                     tmp_path):
+    from tinysep.metrics.by_engine import model_engines
+
+    other = tmp_path / "other"
+    write_corpus(other, songs=6, seconds=6.0, seed=12, progress=False,
+                 engines="additive,physical")
+    out = _copy_run(one_epoch, tmp_path / "run")
+    first = json.loads((out / "run.json").read_text())["corpora"]
+    train(_config(other, epochs=2), out, resume=True, allow_changes=True, progress=False)
+    record = json.loads((out / "run.json").read_text())["corpora"]
+    for split in ("train", "valid"):
+        assert record[split]["folder"] == str(other.resolve())
+        assert record[split]["earlier"] == [first[split]]
+    # resuming again on the same corpus records nothing new
+    train(_config(other, epochs=3), out, resume=True, allow_changes=True, progress=False)
+    assert json.loads((out / "run.json").read_text())["corpora"] == record
+    # the engines the weights learnt from are those of both corpora
+    both = set(first["train"]["engines"]["accompaniment"]) | set(
+        record["train"]["engines"]["accompaniment"])
+    assert "physical" in both
+    assert model_engines(out)["train"]["accompaniment"] == both
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, one_epoch, tmp_path):
     out = _copy_run(one_epoch, tmp_path / "run")
     weights = hashlib.sha256((out / "model.weights.h5").read_bytes()).hexdigest()

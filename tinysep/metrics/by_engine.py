@@ -60,8 +60,8 @@ def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -
 
 def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
     """``{"train": {role: engines}, "valid": {role: engines}}`` recorded in a model folder
-    (``run.json`` of a training run, or a shipped model's ``training.json``); empty roles
-    when the folder records none."""
+    (``run.json`` of a training run, or a shipped model's ``training.json``), the corpora a
+    resumed run left behind included; empty roles when the folder records none."""
     folder = Path(folder)
     for name in ("run.json", "training.json"):
         path = folder / name
@@ -70,10 +70,30 @@ def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
                 corpora = json.loads(path.read_text()).get("corpora", {})
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
-            return {split: {role: set(names) for role, names in
-                            (corpora.get(split, {}).get("engines") or {}).items()}
+            if not isinstance(corpora, dict) or not all(
+                    isinstance(corpora.get(split) or {}, dict) for split in ("train", "valid")):
+                raise ValueError(f"{path}: 'corpora' is not an object of train and valid "
+                                 f"corpus records")
+            return {split: _union_engines(corpora.get(split) or {})
                     for split in ("train", "valid")}
     return {"train": {}, "valid": {}}
+
+
+def _union_engines(record: Mapping) -> dict[str, set[str]]:
+    """The engines per role of one split's corpus record and the corpora it replaced
+    (``earlier``). Voices are left out when one of them has festival songs but names no
+    voices: who sang there is not known."""
+    union: dict[str, set[str]] = {}
+    voices_known = True
+    for corpus in [record, *(record.get("earlier") or [])]:
+        engines = (corpus.get("engines") if isinstance(corpus, dict) else None) or {}
+        for role, names in engines.items():
+            union.setdefault(role, set()).update(names)
+        if "festival" in engines.get("vocals", ()) and not engines.get("voice"):
+            voices_known = False
+    if not voices_known:
+        union.pop("voice", None)
+    return union
 
 
 def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[str]]]) -> str:

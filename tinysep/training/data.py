@@ -16,6 +16,7 @@ import numpy as np
 from tinysep.data.augment import training_chunks
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.data.loaders import find_clips, load_clips
+from tinysep.data.singing import DEFAULT_VOICES
 from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
 from tinysep.metrics.bss import MIN_SAMPLES
 
@@ -103,8 +104,9 @@ def load_training_data(root, dataset: str = "auto", progress: bool = True,
 
 def corpus_record(root, split: str) -> dict:
     """Which corpus and which music engines one split comes from, for the run's record:
-    ``{"folder", "split", "engines": {"vocals": [...], "accompaniment": [...], "font": [...]}}``
-    (engines only for a synthetic corpus whose ``splits.json`` names them)."""
+    ``{"folder", "split", "engines": {"vocals": [...], "accompaniment": [...], "font": [...],
+    "voice": [...]}}`` (engines only for a synthetic corpus whose ``splits.json`` names
+    them)."""
     import json
     from pathlib import Path
 
@@ -113,14 +115,19 @@ def corpus_record(root, split: str) -> dict:
     record: dict = {"folder": str(Path(root).resolve()), "split": split}
     try:
         engines_of = clip_engines(root)
-        names = json.loads((Path(root) / "splits.json").read_text())["splits"][split]
-    except (OSError, ValueError, KeyError, TypeError):
+        meta = json.loads((Path(root) / "splits.json").read_text())
+        names = meta["splits"][split]
+        voices = meta.get("parameters", {}).get("voices", DEFAULT_VOICES)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return record
     engines: dict[str, set] = {}
     for name in names:
         for role, engine in engines_of.get(name, {}).items():
             if engine:
                 engines.setdefault(role, set()).add(str(engine))
+    if "festival" in engines.get("vocals", set()) and "voice" not in engines:
+        # written before clips named their voice: the corpus's voices sang its festival songs
+        engines["voice"] = {str(v) for v in voices}
     if engines:
         record["engines"] = {role: sorted(found) for role, found in sorted(engines.items())}
     return record

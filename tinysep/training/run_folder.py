@@ -200,14 +200,23 @@ def prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: 
                               "step": state["step"], "changes": changes})
     record["train_config"] = config.to_json()
     record["data_fingerprint"] = fingerprint
-    record["corpora"] = corpora(config)
+    record["corpora"] = corpora(config, record.get("corpora"))
     write_json(out / RUN_FILE, record)
     return state
 
 
-def corpora(config: TrainConfig) -> dict:
-    """The folders (and music engines) the run trains and selects on."""
+def corpora(config: TrainConfig, before: dict | None = None) -> dict:
+    """The folders (and music engines) the run trains and selects on; a resume on other
+    corpora keeps the ones ``before`` under ``earlier``, since the weights learnt from them."""
     from tinysep.training.data import corpus_record
 
-    return {"train": corpus_record(config.data, "train"),
-            "valid": corpus_record(config.valid_data or config.data, "valid")}
+    now = {"train": corpus_record(config.data, "train"),
+           "valid": corpus_record(config.valid_data or config.data, "valid")}
+    for split, record in now.items():
+        old = dict((before or {}).get(split) or {})
+        earlier = old.pop("earlier", [])
+        if old and old != record:
+            earlier = [*earlier, old]
+        if earlier:
+            record["earlier"] = earlier
+    return now

@@ -304,6 +304,25 @@ def test_a_font_that_fails_to_load_skips_its_songs_and_counts_them(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.sf2", "corpus"]
 
 
+@needs_festival
+def test_a_voice_that_speaks_nothing_skips_its_songs_and_counts_them(monkeypatch, tmp_path):
+    mute = dataclasses.replace(singing.VOICES["kal"], function="voice_not_installed")
+    monkeypatch.setitem(singing.VOICES, "mute", mute)
+    out = tmp_path / "corpus"
+    summary = write_corpus(out, songs=6, seconds=3.0, seed=SEED, progress=False,
+                           engines=("festival", "additive"), voices=("kal", "mute"))
+    meta = json.loads((out / "splits.json").read_text())
+    sung_by = {sid: s["engines"].get("voice") for sid, s in meta["songs"].items()}
+    assert "mute" in sung_by.values() and "kal" in sung_by.values()
+    skipped = sorted(sid for sid, voice in sung_by.items() if voice == "mute")
+    assert sorted(meta["skipped"]) == skipped == sorted(summary.skipped)
+    assert all("festival voice mute wrote no audio" in r for r in meta["skipped"].values())
+    listed = sorted(c for names in meta["splits"].values() for c in names)
+    assert listed == sorted(p.stem for p in (out / "Wavfile").glob("*.wav"))
+    assert not any(meta["clips"][c]["song"] in skipped for c in listed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+
+
 def test_a_silent_song_is_skipped():
     song = render_stems(SEED, SongPlan(0, "additive", "additive", None, "x"), 2.0, SAMPLE_RATE)
     assert silence_reason(song.stems) is None

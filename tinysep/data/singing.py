@@ -35,6 +35,10 @@ OPEN_SYLLABLES = ("la", "na", "ma", "da", "sa", "ta", "ra", "va", "ka", "pa", "l
                   "lu", "nu", "mu", "du", "ja", "jo")
 
 
+class VoiceError(RuntimeError):
+    """A Festival voice that speaks no usable syllable (the songs it sings are skipped)."""
+
+
 @dataclass(frozen=True)
 class FestivalVoice:
     """One installed Festival voice: how to select it, where it lives, its natural range."""
@@ -172,12 +176,12 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
             done = subprocess.run(["festival", "-b", str(script)], capture_output=True,
                                   text=True, timeout=FESTIVAL_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(f"festival voice {voice}: could not run festival ({exc})") from exc
+            raise VoiceError(f"festival voice {voice}: could not run festival ({exc})") from exc
         bank = []
         for i in range(len(syllables)):
             path = Path(tmp) / f"s{i:02d}.wav"
             if not path.is_file():
-                raise RuntimeError(f"festival voice {voice} wrote no audio for "
+                raise VoiceError(f"festival voice {voice} wrote no audio for "
                                    f"{syllables[i]!r}: {done.stderr.strip()[-300:]}")
             x = read_mono(path, sample_rate).astype(np.float64)
             loud = np.flatnonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))
@@ -192,7 +196,7 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
             lo, hi = voiced[0], voiced[-1] + 1
             bank.append(Syllable(f0[:hi], sp[:hi], ap[:hi], int(lo)))
     if not bank:
-        raise RuntimeError(f"festival voice {voice}: no voiced syllable")
+        raise VoiceError(f"festival voice {voice}: no voiced syllable")
     return tuple(bank)
 
 

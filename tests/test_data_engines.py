@@ -53,7 +53,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # (vocal engine, accompaniment engine): every engine appears at least once
 COMBOS = [("additive", "soundfont"), ("festival", "physical"), ("choir", "additive"),
-          ("festival", "soundfont")]
+          ("festival", "soundfont"), ("additive", "subtractive")]
 
 
 @needs_fluidsynth
@@ -147,7 +147,7 @@ def test_splits_name_the_engines_of_every_song_and_clip():
         for clip in song["clips"]:
             assert meta["clips"][clip]["engines"] == e
     assert seen_vocals == {"additive", "festival", "choir"}
-    assert seen_band == {"additive", "soundfont", "physical"}
+    assert seen_band == {"additive", "soundfont", "physical", "subtractive"}
     assert {"fluidr3", "timgm6mb"} <= seen_fonts
     assert meta["parameters"]["engines"] == list(ENGINES)
     # an engine left out never plays

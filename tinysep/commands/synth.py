@@ -4,9 +4,9 @@ Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, ri
 vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
 clip, its vocal engine, accompaniment engine, sound font and Festival voice (so evaluation
-can hold one out). By default every engine plays and the production is randomized; a
-missing engine names the Debian package to install (`make system-deps`). The same
-arguments always write the same bytes.
+can hold one out). By default every engine but `subtractive` plays and the production is
+randomized; a missing engine names the Debian package to install (`make system-deps`).
+The same arguments always write the same bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, VOCAL_ENGINES
+from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, STANDARD_ENGINES, VOCAL_ENGINES
 from tinysep.data.singing import DEFAULT_VOICES, VOICES
 from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
 
@@ -28,9 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="length of each song in seconds, cut into 4-10 s clips (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--engines", default=",".join(ENGINES),
-                        help="comma-separated engines a song draws from (default all: "
-                        f"{','.join(ENGINES)}); vocal engines: {', '.join(VOCAL_ENGINES)}; "
+    parser.add_argument("--engines", default=",".join(STANDARD_ENGINES),
+                        help="comma-separated engines a song draws from, among "
+                        f"{', '.join(ENGINES)} (default {','.join(STANDARD_ENGINES)}; "
+                        "subtractive plays when named); vocal engines: "
+                        f"{', '.join(VOCAL_ENGINES)}; "
                         f"accompaniment engines: {', '.join(ACCOMPANIMENT_ENGINES)}; "
                         "'--engines additive' writes the original single-engine corpus")
     parser.add_argument("--fonts", default=None,

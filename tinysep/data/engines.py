@@ -5,7 +5,10 @@ Accompaniment engines (drums, bass, other):
 - ``soundfont``: sampled real instruments and drum kits from General MIDI sound fonts played by
   fluidsynth, in Slakh-style arrangements (`soundfont`);
 - ``physical``: Karplus-Strong plucks, bowed strings, FM keys and bells, modal drums
-  (`physical`).
+  (`physical`);
+- ``subtractive``: analog-style synthesizers (detuned saws and pulses through resonant
+  filter sweeps) and drum machines (`subtractive`); it plays only when named, so corpora
+  written before it existed keep their bytes.
 
 Vocal engines:
 - ``additive``: the glottal-pulse and formant singer (`voice`);
@@ -30,15 +33,17 @@ from functools import lru_cache
 import numpy as np
 
 from tinysep.data import backing as backing_vocals
-from tinysep.data import physical, singing, soundfont
+from tinysep.data import physical, singing, soundfont, subtractive
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import SongScore, compose
 from tinysep.data.voice import Singer, random_singer, render_voice
 
 VOCAL_ENGINES = ("additive", "festival", "choir")
-ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical")
-ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
+ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive")
+# The engines that play unless a corpus names others; the later engines join by name.
+STANDARD_ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
+ENGINES = (*STANDARD_ENGINES, "subtractive")
 FONT_ENGINES = ("soundfont", "choir")
 N_SINGERS = 12
 # Loudness of each accompaniment part, dB relative to the others (uniform range).
@@ -224,6 +229,18 @@ def _physical_tracks(score: SongScore, n: int, sr: int,
     return tracks, {"models": kinds}
 
 
+def _subtractive_tracks(score: SongScore, n: int, sr: int,
+                        rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    tracks, waves = {}, {}
+    for name in sorted(score.parts):
+        patch = subtractive.random_patch(rng, name)
+        waves[name] = patch.wave
+        tracks[name] = subtractive.render_part(score.parts[name], patch, n, sr, rng)
+    if score.drums:
+        tracks["drums"] = subtractive.render_drums(score.drums, n, sr, rng)
+    return tracks, {"waves": waves}
+
+
 def _sing(plan: SongPlan, line: list, seed: int, n: int, sr: int,
           rng: np.random.Generator) -> np.ndarray:
     """One backing line sung by a singer of the song's vocal engine drawn from ``rng``."""
@@ -303,8 +320,11 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     elif plan.accompaniment_engine == "soundfont":
         tracks, extra = _soundfont_tracks(score, plan.font, n, sr, engine_rng)
         info.update(extra)
-    else:
+    elif plan.accompaniment_engine == "physical":
         tracks, extra = _physical_tracks(score, n, sr, engine_rng)
+        info.update(extra)
+    else:
+        tracks, extra = _subtractive_tracks(score, n, sr, engine_rng)
         info.update(extra)
 
     accompaniment = np.zeros(n, dtype=np.float32)

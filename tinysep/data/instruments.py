@@ -9,10 +9,11 @@ a drawbar organ, a reedy or brassy lead in the vocal range, and a bass. Partials
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from tinysep.data.placing import place_notes
 from tinysep.data.score import Note
 
 MAX_PARTIAL_HZ = 7_000.0
@@ -132,21 +133,7 @@ def render_note(note: Note, timbre: Timbre, sample_rate: int,
 
 def render_part(notes: list[Note], timbre: Timbre, n_samples: int, sample_rate: int,
                 rng: np.random.Generator) -> np.ndarray:
-    """All notes of one instrument summed into a float32 track of ``n_samples``.
-
-    A (pitch, length) pair is rendered once and replayed at each velocity, as a sampler
-    would: repeated bars repeat exactly, and a song costs only its distinct notes.
-    """
-    track = np.zeros(n_samples, dtype=np.float32)
-    rendered: dict[tuple[float, int], np.ndarray] = {}
-    for note in notes:
-        start = int(round(note.start * sample_rate))
-        if start >= n_samples:
-            continue
-        key = (note.pitch, int(round(note.duration * sample_rate)))
-        if key not in rendered:
-            rendered[key] = render_note(replace(note, velocity=1.0), timbre, sample_rate, rng)
-        wave = rendered[key]
-        end = min(n_samples, start + len(wave))
-        track[start:end] += np.float32(note.velocity) * wave[: end - start]
-    return track
+    """All notes of one instrument summed into a float32 track of ``n_samples``
+    (`placing.place_notes`: each distinct note rendered once)."""
+    return place_notes(notes, lambda note: render_note(note, timbre, sample_rate, rng),
+                       n_samples, sample_rate)

@@ -9,11 +9,12 @@ membranes (Bessel mode ratios) and filtered noise. Each song draws its own instr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
+from tinysep.data.placing import place_hits, place_notes
 from tinysep.data.score import Note
 
 KINDS = {
@@ -142,20 +143,8 @@ def render_note(note: Note, model: Model, sr: int, rng: np.random.Generator) -> 
 
 def render_part(notes: list[Note], model: Model, n_samples: int, sr: int,
                 rng: np.random.Generator) -> np.ndarray:
-    """All notes of one instrument; a (pitch, length) pair is rendered once and replayed."""
-    track = np.zeros(n_samples, dtype=np.float32)
-    cache: dict[tuple[float, int], np.ndarray] = {}
-    for note in notes:
-        start = int(round(note.start * sr))
-        if start >= n_samples:
-            continue
-        key = (note.pitch, int(round(note.duration * sr)))
-        if key not in cache:
-            cache[key] = render_note(replace(note, velocity=1.0), model, sr, rng)
-        wave = cache[key]
-        end = min(n_samples, start + len(wave))
-        track[start:end] += np.float32(note.velocity) * wave[:end - start]
-    return track
+    """All notes of one instrument (`placing.place_notes`: each distinct note rendered once)."""
+    return place_notes(notes, lambda note: render_note(note, model, sr, rng), n_samples, sr)
 
 
 def _membrane(f0: float, decay: float, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -187,12 +176,4 @@ def render_drums(hits: dict[str, list[tuple[float, float]]], n_samples: int, sr:
     snare[:len(wires)] += rng.uniform(0.4, 1.0) * wires
     hat = _noise_hit(rng.uniform(5000, 7000), rng.uniform(0.02, 0.09), sr, rng)
     sounds = {"kick": kick, "snare": snare, "hat": 0.4 * hat}
-    track = np.zeros(n_samples, dtype=np.float32)
-    for name, drum_hits in sorted(hits.items()):
-        sample = (sounds[name] / (np.max(np.abs(sounds[name])) + 1e-9)).astype(np.float32)
-        for time, velocity in drum_hits:
-            start = int(round(time * sr))
-            if 0 <= start < n_samples:
-                end = min(n_samples, start + len(sample))
-                track[start:end] += np.float32(velocity) * sample[:end - start]
-    return track
+    return place_hits(sounds, hits, n_samples, sr)

@@ -65,7 +65,7 @@ SPLITS_FILE = "splits.json"
 WAV_DIR = "Wavfile"
 STEMS_DIR = "Stems"
 SILENT_RMS = 1e-5  # a song whose vocals or accompaniment stay below this is skipped
-DEFAULT_ENGINES = ("additive",)  # the library default; the command line uses every engine
+DEFAULT_ENGINES = ("additive",)  # the library default; the command line: the standard engines
 
 
 @dataclass

@@ -200,11 +200,15 @@ def test_a_missing_voice_names_its_package(monkeypatch, tmp_path):
     check_engines(("additive", "physical"), (), ("ona",))  # festival does not play
 
 
-def test_the_added_voices_sing_only_when_named():
+def test_the_added_voices_sing_only_when_named(tmp_path):
     assert singing.parse_voices(None) == singing.DEFAULT_VOICES
     assert singing.parse_voices("ona, krb,krb") == ("krb", "ona")
     with pytest.raises(ValueError, match="unknown Festival voice.*tenor.*expected"):
         singing.parse_voices("kal,tenor")
+    with pytest.raises(ValueError, match="only with the festival engine.*additive,physical"):
+        write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
+                     engines="additive,physical", voices="krb")
+    assert list(tmp_path.iterdir()) == []
     default = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,))
     named = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,), voices=("krb", "ona"))
     assert "voices" not in default["parameters"]  # corpora from before keep their parameters

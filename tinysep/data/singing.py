@@ -61,8 +61,8 @@ VOICES: dict[str, FestivalVoice] = {
                         WORD_SYLLABLES),
     "pc": FestivalVoice("voice_pc_diphone", "festvox-itapc16k", "italian/pc_diphone", 45,
                         WORD_SYLLABLES),
-    # Czech (adult woman, boy, two men), Russian man, Finnish woman, Catalan woman. (The Finnish
-# man's diphones re-pitch off key: WORLD misreads his creaky voice.)
+    # Czech (adult woman, boy, two men), Russian man, Finnish woman, Catalan woman. (The
+    # Finnish man's diphones re-pitch off key: WORLD misreads his creaky voice.)
     "dita": FestivalVoice("voice_czech_dita", "festvox-czech-dita", "czech/czech_dita", 55,
                           OPEN_SYLLABLES),
     "krb": FestivalVoice("voice_czech_krb", "festvox-czech-krb", "czech/czech_krb", 58,
@@ -182,7 +182,7 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[Syllable, ...]:
             path = Path(tmp) / f"s{i:02d}.wav"
             if not path.is_file():
                 raise VoiceError(f"festival voice {voice} wrote no audio for "
-                                   f"{syllables[i]!r}: {done.stderr.strip()[-300:]}")
+                                 f"{syllables[i]!r}: {done.stderr.strip()[-300:]}")
             x = read_mono(path, sample_rate).astype(np.float64)
             loud = np.flatnonzero(np.abs(x) > 0.02 * np.max(np.abs(x)))
             x = x[loud[0]:loud[-1] + 1] if loud.size else x

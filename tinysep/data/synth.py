@@ -6,8 +6,9 @@ soundfont, physical accompaniments; additive, festival, choir vocals), then a ra
 production (`production`: rooms, EQ, compression, saturation, band limits, noise floors,
 vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
-seconds, engines, fonts, voices): the same command writes the same bytes. The corpus is cut into
-4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5] dB).
+seconds, engines, fonts, voices): the same command writes the same bytes. The corpus is cut
+into 4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5]
+dB).
 
 Layout of a corpus folder:
 - ``Wavfile/{singer}_{song}_{clip:02d}.wav``: 16 kHz 16-bit stereo, left accompaniment,
@@ -17,8 +18,8 @@ Layout of a corpus folder:
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
   per clip the engines (``engines``: vocals, accompaniment, font, and the Festival voice of a
-  festival song), the songs skipped (a
-  sound font that failed to load, a song that rendered silent) and why.
+  festival song), the songs skipped (a sound font that failed to load, a voice that spoke
+  nothing usable, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an
 interrupted or failed run leaves no half-written corpus.
 """
@@ -371,6 +372,9 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     out = Path(out_dir)
     engines = parse_engines(engines)
     fonts = parse_fonts(fonts) if any(e in ("soundfont", "choir") for e in engines) else ()
+    if voices is not None and "festival" not in engines:
+        raise ValueError(f"voices {voices!r} sing only with the festival engine, which "
+                         f"engines {','.join(engines)} leave out")
     voices = parse_voices(voices)
     check_engines(engines, fonts, voices)
     if int(workers) != workers or workers < 1:

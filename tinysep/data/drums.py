@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt
 
+from tinysep.data.placing import place_hits
+
 
 def kick(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """Sine swept down from ~150 Hz to ~50 Hz with an exponential decay and a click."""
@@ -48,15 +50,12 @@ _LEVELS = {"kick": 1.0, "snare": 0.8, "hat": 0.35}
 
 def render_drums(hits: dict[str, list[tuple[float, float]]], n_samples: int, sample_rate: int,
                  rng: np.random.Generator) -> np.ndarray:
-    """The drum track: every drum's one-shot placed at its (time, velocity) hits."""
-    track = np.zeros(n_samples, dtype=np.float32)
-    for name, drum_hits in sorted(hits.items()):
+    """The drum track: every drum's one-shot, at its own level, placed at its (time,
+    velocity) hits."""
+    sounds = {}
+    for name in sorted(hits):
         sample = _DRUMS[name](rng, sample_rate)
         sample *= np.float32(_LEVELS[name] * rng.uniform(0.7, 1.0) / (np.max(np.abs(sample))
                                                                        + 1e-9))
-        for time, velocity in drum_hits:
-            start = int(round(time * sample_rate))
-            if 0 <= start < n_samples:
-                end = min(n_samples, start + len(sample))
-                track[start:end] += np.float32(velocity) * sample[:end - start]
-    return track
+        sounds[name] = sample
+    return place_hits(sounds, hits, n_samples, sample_rate, normalize=False)

@@ -217,28 +217,26 @@ def _soundfont_tracks(score: SongScore, font: str, n: int, sr: int,
     return tracks, {"style": arr.style, "programs": arr.programs, "kit": arr.kit}
 
 
-def _physical_tracks(score: SongScore, n: int, sr: int,
-                     rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
-    tracks, kinds = {}, {}
-    for name in sorted(score.parts):
-        model = physical.random_model(rng, name)
-        kinds[name] = model.kind
-        tracks[name] = physical.render_part(score.parts[name], model, n, sr, rng)
-    if score.drums:
-        tracks["drums"] = physical.render_drums(score.drums, n, sr, rng)
-    return tracks, {"models": kinds}
+# Engines that draw a sound per arrangement role from their module: (module, draw, the key
+# of the song's description, what of a sound it names).
+_SOUND_ENGINES = {
+    "physical": (physical, physical.random_model, "models", lambda model: model.kind),
+    "subtractive": (subtractive, subtractive.random_patch, "waves", lambda patch: patch.wave),
+}
 
 
-def _subtractive_tracks(score: SongScore, n: int, sr: int,
-                        rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
-    tracks, waves = {}, {}
+def _sound_engine_tracks(engine: str, score: SongScore, n: int, sr: int,
+                         rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    """A part per role on a sound drawn for it, and the engine's own drums."""
+    module, draw, key, describe = _SOUND_ENGINES[engine]
+    tracks, sounds = {}, {}
     for name in sorted(score.parts):
-        patch = subtractive.random_patch(rng, name)
-        waves[name] = patch.wave
-        tracks[name] = subtractive.render_part(score.parts[name], patch, n, sr, rng)
+        sound = draw(rng, name)
+        sounds[name] = describe(sound)
+        tracks[name] = module.render_part(score.parts[name], sound, n, sr, rng)
     if score.drums:
-        tracks["drums"] = subtractive.render_drums(score.drums, n, sr, rng)
-    return tracks, {"waves": waves}
+        tracks["drums"] = module.render_drums(score.drums, n, sr, rng)
+    return tracks, {key: sounds}
 
 
 def _sing(plan: SongPlan, line: list, seed: int, n: int, sr: int,
@@ -320,11 +318,9 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     elif plan.accompaniment_engine == "soundfont":
         tracks, extra = _soundfont_tracks(score, plan.font, n, sr, engine_rng)
         info.update(extra)
-    elif plan.accompaniment_engine == "physical":
-        tracks, extra = _physical_tracks(score, n, sr, engine_rng)
-        info.update(extra)
     else:
-        tracks, extra = _subtractive_tracks(score, n, sr, engine_rng)
+        tracks, extra = _sound_engine_tracks(plan.accompaniment_engine, score, n, sr,
+                                             engine_rng)
         info.update(extra)
 
     accompaniment = np.zeros(n, dtype=np.float32)

@@ -34,11 +34,15 @@ def place_notes(notes: list[Note], render: Callable[[Note], np.ndarray], n_sampl
 
 
 def place_hits(sounds: dict[str, np.ndarray], hits: dict[str, list[tuple[float, float]]],
-               n_samples: int, sample_rate: int) -> np.ndarray:
-    """Each drum's sound, peak-normalised, at its (time, velocity) hits: a float32 track."""
+               n_samples: int, sample_rate: int, normalize: bool = True) -> np.ndarray:
+    """Each drum's sound (peak-normalised unless ``normalize`` is False) at its (time,
+    velocity) hits: a float32 track."""
     track = np.zeros(n_samples, dtype=np.float32)
     for name, drum_hits in sorted(hits.items()):
-        sample = (sounds[name] / (np.max(np.abs(sounds[name])) + 1e-9)).astype(np.float32)
+        sample = sounds[name]
+        if normalize:
+            sample = sample / (np.max(np.abs(sample)) + 1e-9)
+        sample = sample.astype(np.float32)
         for time, velocity in drum_hits:
             start = int(round(time * sample_rate))
             if 0 <= start < n_samples:

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from tinysep.cli import main as cli_main
 from tinysep.data import engines as engines_mod
-from tinysep.data import singing, soundfont
+from tinysep.data import espeak_singing, singing, soundfont
 from tinysep.data.engines import (
     ENGINES,
     EngineUnavailable,
@@ -40,6 +40,9 @@ needs_fluidsynth = pytest.mark.skipif(not soundfont.font_path(FONT).is_file(),
                                       reason="make system-deps installs the sound fonts")
 needs_festival = pytest.mark.skipif(singing.missing_tools() is not None,
                                     reason="make system-deps installs Festival and its voices")
+needs_espeak = pytest.mark.skipif(
+    espeak_singing.missing_tools(espeak_singing.DEFAULT_ESPEAK_VOICES) is not None,
+    reason="make system-deps installs eSpeak NG")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -53,11 +56,12 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # (vocal engine, accompaniment engine): every engine appears at least once
 COMBOS = [("additive", "soundfont"), ("festival", "physical"), ("choir", "additive"),
-          ("festival", "soundfont"), ("additive", "subtractive")]
+          ("festival", "soundfont"), ("additive", "subtractive"), ("espeak", "physical")]
 
 
 @needs_fluidsynth
 @needs_festival
+@needs_espeak
 @pytest.mark.parametrize(("vocal", "accompaniment"), COMBOS)
 def test_each_engine_renders_distinct_non_silent_stems_that_sum_to_the_mix(vocal,
                                                                            accompaniment):
@@ -201,11 +205,13 @@ def test_a_missing_voice_names_its_package(monkeypatch, tmp_path):
 
 
 def test_the_added_voices_sing_only_when_named(tmp_path):
-    assert singing.parse_voices(None) == singing.DEFAULT_VOICES
-    assert singing.parse_voices("ona, krb,krb") == ("krb", "ona")
-    with pytest.raises(ValueError, match="unknown Festival voice.*tenor.*expected"):
-        singing.parse_voices("kal,tenor")
-    with pytest.raises(ValueError, match="only with the festival engine.*additive,physical"):
+    parse = engines_mod.parse_voices
+    assert parse(None, engines_mod.STANDARD_ENGINES) == singing.DEFAULT_VOICES
+    assert parse("ona, krb,krb", engines_mod.STANDARD_ENGINES) == ("krb", "ona")
+    with pytest.raises(ValueError, match="unknown voice.*tenor.*expected.*kal.*en-m1"):
+        parse("kal,tenor", engines_mod.STANDARD_ENGINES)
+    with pytest.raises(ValueError, match="only with the festival and espeak engines.*"
+                                         "additive,physical"):
         write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
                      engines="additive,physical", voices="krb")
     assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,9 @@ Vocal engines:
 - ``festival``: Festival's recorded voices (diphone, unit-selection and HTS voices of
   several speakers and languages) re-pitched onto the melody with the WORLD vocoder
   (`singing`); a corpus names the voices it sings with, so evaluation can hold one out;
-- ``choir``: the sound fonts' choir and voice samples (choir aahs, voice oohs, synth voice).
+- ``choir``: the sound fonts' choir and voice samples (choir aahs, voice oohs, synth voice);
+- ``espeak``: eSpeak NG's formant-synthesized voices re-pitched by pitch-synchronous
+  overlap-add (`espeak_singing`); it sings only when named, with its own voices.
 
 ``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
 and its accompaniment engine independently (uniformly among the selected ones) from
@@ -33,17 +35,17 @@ from functools import lru_cache
 import numpy as np
 
 from tinysep.data import backing as backing_vocals
-from tinysep.data import physical, singing, soundfont, subtractive
+from tinysep.data import espeak_singing, physical, singing, soundfont, subtractive
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import SongScore, compose
 from tinysep.data.voice import Singer, random_singer, render_voice
 
-VOCAL_ENGINES = ("additive", "festival", "choir")
+VOCAL_ENGINES = ("additive", "festival", "choir", "espeak")
 ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive")
 # The engines that play unless a corpus names others; the later engines join by name.
 STANDARD_ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
-ENGINES = (*STANDARD_ENGINES, "subtractive")
+ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak")
 FONT_ENGINES = ("soundfont", "choir")
 N_SINGERS = 12
 # Loudness of each accompaniment part, dB relative to the others (uniform range).
@@ -52,7 +54,12 @@ PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0
 CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
 # Vocal engines that can add backing vocals (their own singers); the choir engine never does,
 # so a corpus that holds it out keeps its sound out entirely.
-BACKING_ENGINES = ("additive", "festival")
+BACKING_ENGINES = ("additive", "festival", "espeak")
+# The engines that sing with named voices, their voices and the voices they sing by default.
+VOICE_ENGINES = {
+    "festival": (singing.VOICES, singing.DEFAULT_VOICES),
+    "espeak": (espeak_singing.ESPEAK_VOICES, espeak_singing.DEFAULT_ESPEAK_VOICES),
+}
 
 
 class EngineUnavailable(RuntimeError):
@@ -68,8 +75,8 @@ class SongPlan:
     accompaniment_engine: str
     font: str | None
     singer: str
-    voice: str | None = None  # the Festival voice of a festival song
-    voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's Festival voices
+    voice: str | None = None  # the voice of a festival or espeak song
+    voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (both engines)
 
     @property
     def song_id(self) -> str:
@@ -77,7 +84,7 @@ class SongPlan:
         return f"{self.singer}_{self.index + 1:03d}"
 
     def engines(self) -> dict:
-        """What plays, per role; ``voice`` only for a festival song."""
+        """What plays, per role; ``voice`` only for a festival or espeak song."""
         engines = {"vocals": self.vocal_engine, "accompaniment": self.accompaniment_engine,
                    "font": self.font}
         if self.voice is not None:
@@ -119,6 +126,35 @@ def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
     return tuple(names)
 
 
+def parse_voices(text: str | list[str] | tuple[str, ...] | None,
+                 engines: tuple[str, ...]) -> tuple[str, ...]:
+    """The corpus's voices, sorted: the named ones (``"a,b"`` or a list) of the Festival and
+    eSpeak NG voices, and each voice engine's defaults when none of its voices is named.
+    Refuses unknown names and voices of an engine that is not among ``engines``."""
+    known = {name: engine for engine, (voices, _) in VOICE_ENGINES.items() for name in voices}
+    names = [] if text is None else [
+        n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or (text is not None and not names):
+        raise ValueError(f"unknown voice(s) {', '.join(unknown) or '(none)'}; expected a "
+                         f"comma-separated list of {', '.join(known)}")
+    idle = sorted({known[n] for n in names} - set(engines))
+    if idle:
+        raise ValueError(f"voices {','.join(names)} sing with the {' and '.join(idle)} "
+                         f"engine(s), which engines {','.join(engines)} leave out")
+    chosen = set(names)
+    for engine, (voices, defaults) in VOICE_ENGINES.items():
+        if engine in engines and not any(n in voices for n in chosen):
+            chosen.update(defaults)
+    return tuple(sorted(chosen)) or singing.DEFAULT_VOICES
+
+
+def engine_voices(engine: str, voices: tuple[str, ...]) -> tuple[str, ...]:
+    """The voices among ``voices`` that ``engine`` sings with (its defaults if none)."""
+    own, defaults = VOICE_ENGINES[engine]
+    return tuple(v for v in voices if v in own) or defaults
+
+
 def _install_hint(packages: list[str]) -> str:
     return (f"install the Debian package(s) {' '.join(packages)} (`make system-deps` installs "
             f"everything the engines need)")
@@ -143,12 +179,18 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
             elif not soundfont.font_path(font).is_file():
                 raise EngineUnavailable(f"engine {users}: sound font file {font} does not exist")
     if "festival" in engines:
-        missing = singing.missing_tools(voices)
+        festival_voices = engine_voices("festival", voices)
+        missing = singing.missing_tools(festival_voices)
         if missing is not None:
-            packages = ["festival"] + [singing.VOICES[v].package for v in voices]
+            packages = ["festival"] + [singing.VOICES[v].package for v in festival_voices]
             raise EngineUnavailable(f"engine festival: {missing} is missing; "
                                     f"{_install_hint(packages)}, or choose other voices "
                                     f"with --voices")
+    if "espeak" in engines:
+        missing = espeak_singing.missing_tools(engine_voices("espeak", voices))
+        if missing is not None:
+            raise EngineUnavailable(f"engine espeak: {missing} is missing; "
+                                    f"{_install_hint([espeak_singing.PACKAGE])}")
 
 
 @lru_cache(maxsize=8)
@@ -164,14 +206,29 @@ def song_singer(seed: int, index: int) -> Singer:
     return singer_pool(seed)[int(rng.integers(N_SINGERS))]
 
 
-def _voice_singer(seed: int, index: int, voices: tuple[str, ...]) -> singing.VoiceSinger:
+def _voice_singer(seed: int, index: int, engine: str,
+                  voices: tuple[str, ...]) -> singing.VoiceSinger:
+    """The festival or espeak singer of song ``index``, on one of the engine's voices."""
     rng = np.random.default_rng([seed, 6, index])
-    return singing.random_singer(rng, sorted(voices), int(rng.integers(10)))
+    return _draw_voice_singer(rng, engine, voices)
+
+
+def _draw_voice_singer(rng: np.random.Generator, engine: str,
+                       voices: tuple[str, ...]) -> singing.VoiceSinger:
+    lows = espeak_singing.ESPEAK_LOWS if engine == "espeak" else None
+    return singing.random_singer(rng, sorted(engine_voices(engine, voices)),
+                                 int(rng.integers(10)), lows)
+
+
+def _render_voice_singer(engine: str, melody: list, singer: singing.VoiceSinger, n: int, sr: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    module = espeak_singing if engine == "espeak" else singing
+    return module.render_singing(melody, singer, n, sr, rng)
 
 
 def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str, ...],
               voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> SongPlan:
-    """Engines, font, singer and (festival) voice of song ``index``."""
+    """Engines, font, singer and (festival or espeak) voice of song ``index``."""
     rng = np.random.default_rng([seed, 5, index])
     vocal_options = [e for e in engines if e in VOCAL_ENGINES]
     acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
@@ -182,8 +239,8 @@ def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str,
     voice = None
     if vocal == "additive":
         singer = song_singer(seed, index).name
-    elif vocal == "festival":
-        voice_singer = _voice_singer(seed, index, voices)
+    elif vocal in VOICE_ENGINES:
+        voice_singer = _voice_singer(seed, index, vocal, voices)
         singer, voice = voice_singer.name, voice_singer.voice
     else:
         singer = f"choir{int(rng.integers(10))}"
@@ -245,8 +302,8 @@ def _sing(plan: SongPlan, line: list, seed: int, n: int, sr: int,
     if plan.vocal_engine == "additive":
         singer = singer_pool(seed)[int(rng.integers(N_SINGERS))]
         return render_voice(line, singer, n, sr, rng)
-    voice_singer = singing.random_singer(rng, sorted(plan.voices), int(rng.integers(10)))
-    return singing.render_singing(line, voice_singer, n, sr, rng)
+    voice_singer = _draw_voice_singer(rng, plan.vocal_engine, plan.voices)
+    return _render_voice_singer(plan.vocal_engine, line, voice_singer, n, sr, rng)
 
 
 def add_backing(seed: int, plan: SongPlan, score: SongScore, lead: np.ndarray,
@@ -292,7 +349,8 @@ class RenderedSong:
 def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
                  backing: float = 0.0) -> RenderedSong:
     """Render one song with its planned engines: vocals, drums, bass, other (dry);
-    ``backing``: share of additive and festival songs given backing vocals (`add_backing`)."""
+    ``backing``: share of additive, festival and espeak songs given backing vocals
+    (`add_backing`)."""
     index = plan.index
     rng = np.random.default_rng([seed, 1, index])
     n = int(round(seconds * sr))
@@ -300,8 +358,8 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     if plan.vocal_engine == "additive":
         singer = song_singer(seed, index)
         vocal_range = singer.vocal_range
-    elif plan.vocal_engine == "festival":
-        voice_singer = _voice_singer(seed, index, plan.voices)
+    elif plan.vocal_engine in VOICE_ENGINES:
+        voice_singer = _voice_singer(seed, index, plan.vocal_engine, plan.voices)
         vocal_range = voice_singer.vocal_range
     else:
         low = int(np.random.default_rng([seed, 6, index]).integers(*CHOIR_LOW))
@@ -336,8 +394,9 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     if plan.vocal_engine == "additive":
         vocals = render_voice(score.melody, singer, n, sr, rng)
         info["singer"] = singer.name
-    elif plan.vocal_engine == "festival":
-        vocals = singing.render_singing(score.melody, voice_singer, n, sr, engine_rng)
+    elif plan.vocal_engine in VOICE_ENGINES:
+        vocals = _render_voice_singer(plan.vocal_engine, score.melody, voice_singer, n, sr,
+                                      engine_rng)
         info["singer"] = voice_singer.name
         info["voice"] = voice_singer.voice
     else:

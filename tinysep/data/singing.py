@@ -119,18 +119,6 @@ def installed_voices() -> list[str]:
     return [v for v in sorted(VOICES) if (FESTIVAL_VOICE_ROOT / VOICES[v].folder).is_dir()]
 
 
-def parse_voices(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """Voice names of `VOICES` from ``"a,b"`` or a list, sorted (default `DEFAULT_VOICES`)."""
-    if text is None:
-        return DEFAULT_VOICES
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    unknown = [n for n in names if n not in VOICES]
-    if unknown or not names:
-        raise ValueError(f"unknown Festival voice(s) {', '.join(unknown) or '(none)'}; "
-                         f"expected a comma-separated list of {', '.join(VOICES)}")
-    return tuple(sorted(set(names)))
-
-
 def missing_tools(voices: tuple[str, ...] = DEFAULT_VOICES) -> str | None:
     """What the festival engine lacks to sing with ``voices``, or None when it can run."""
     if shutil.which("festival") is None:
@@ -146,10 +134,13 @@ def missing_tools(voices: tuple[str, ...] = DEFAULT_VOICES) -> str | None:
     return None
 
 
-def random_singer(rng: np.random.Generator, voices: list[str], index: int) -> VoiceSinger:
-    """A singer on one of ``voices``: natural range shifted by up to +-4 semitones."""
+def random_singer(rng: np.random.Generator, voices: list[str], index: int,
+                  lows: dict[str, int] | None = None) -> VoiceSinger:
+    """A singer on one of ``voices``: natural range (``lows``: lowest MIDI note per voice,
+    default the Festival voices') shifted by up to +-4 semitones."""
     voice = voices[int(rng.integers(len(voices)))]
-    base = VOICES[voice].low + int(rng.integers(-3, 5))
+    low = lows[voice] if lows is not None else VOICES[voice].low
+    base = low + int(rng.integers(-3, 5))
     warp = float(rng.uniform(0.9, 1.15))
     return VoiceSinger(name=f"{voice}{index % 10}", voice=voice, low=base,
                        high=base + int(rng.integers(14, 19)), warp=warp,
@@ -217,6 +208,42 @@ def _warp_envelope(sp: np.ndarray, warp: float) -> np.ndarray:
     return sp[:, lo] * (1 - frac) + sp[:, hi] * frac
 
 
+def syllable_groups(melody: list[SungNote]) -> list[list[SungNote]]:
+    """Each sung syllable with the melisma notes that follow it."""
+    groups: list[list[SungNote]] = []
+    for note in melody:
+        if note.syllable_start or not groups:
+            groups.append([note])
+        else:
+            groups[-1].append(note)
+    return groups
+
+
+def sung_pitch_hz(target: np.ndarray, singer: VoiceSinger, hop: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """The sung pitch per frame, Hz, from the notes' MIDI pitch per frame (0 between notes):
+    portamento between notes (one-pole glide), vibrato and a slight drift."""
+    n_frames = len(target)
+    held = target.astype(np.float64)
+    last = 0.0
+    for i in range(n_frames):
+        if held[i] > 0:
+            last = held[i]
+        else:
+            held[i] = last
+    alpha = 1 - np.exp(-hop / singer.glide)
+    smooth = np.empty(n_frames)
+    value = held[np.flatnonzero(held > 0)[0]] if np.any(held > 0) else 60.0
+    for i in range(n_frames):
+        value += alpha * (held[i] - value)
+        smooth[i] = value
+    t = np.arange(n_frames) * hop
+    vibrato = singer.vibrato_cents / 100 * np.sin(2 * np.pi * singer.vibrato_hz * t
+                                                  + rng.uniform(0, 2 * np.pi))
+    pitch = smooth + vibrato * 0.8 + rng.uniform(-0.1, 0.1)
+    return 440.0 * 2 ** ((pitch - 69) / 12)
+
+
 def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
                    sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """The sung vocal track of ``melody``: float32, ``n_samples`` long."""
@@ -229,13 +256,7 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
     f0 = np.zeros(n_frames)
     sp = np.full((n_frames, n_bins), 1e-12)
     ap = np.ones((n_frames, n_bins))
-    # group each syllable with the melisma notes that follow it
-    groups: list[list[SungNote]] = []
-    for note in melody:
-        if note.syllable_start or not groups:
-            groups.append([note])
-        else:
-            groups[-1].append(note)
+    groups = syllable_groups(melody)
     target = np.zeros(n_frames)
     gain = np.ones(n_frames)  # note dynamics: velocity, and a short release at the end
     active = np.zeros(n_frames, dtype=bool)  # frames with sound (the rest is not synthesized)
@@ -266,25 +287,7 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
             gain[s:e] = note.velocity
         fade = min(RELEASE_FRAMES, b - first)
         gain[b - fade:b] *= np.linspace(1.0, 0.2, fade)
-    # pitch: portamento between notes (one-pole glide), delayed vibrato, slight drift
-    held = target.copy()
-    last = 0.0
-    for i in range(n_frames):
-        if held[i] > 0:
-            last = held[i]
-        else:
-            held[i] = last
-    alpha = 1 - np.exp(-hop / singer.glide)
-    smooth = np.empty(n_frames)
-    value = held[np.flatnonzero(held > 0)[0]] if np.any(held > 0) else 60.0
-    for i in range(n_frames):
-        value += alpha * (held[i] - value)
-        smooth[i] = value
-    t = np.arange(n_frames) * hop
-    vibrato = singer.vibrato_cents / 100 * np.sin(2 * np.pi * singer.vibrato_hz * t
-                                                  + rng.uniform(0, 2 * np.pi))
-    pitch = smooth + vibrato * 0.8 + rng.uniform(-0.1, 0.1)
-    f0 = np.where(f0 > 0, 440.0 * 2 ** ((pitch - 69) / 12), 0.0)
+    f0 = np.where(f0 > 0, sung_pitch_hz(target, singer, hop, rng), 0.0)
     sp *= (gain ** 2)[:, None]
     out = np.zeros(n_samples, dtype=np.float32)
     per_frame = int(round(hop * sample_rate))

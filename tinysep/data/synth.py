@@ -2,9 +2,9 @@
 
 A song's score (key, tempo, form, parts, melody) comes from `score`; its vocal engine and its
 accompaniment engine are drawn per song among the selected ones (`engines`: additive,
-soundfont, physical accompaniments; additive, festival, choir vocals), then a randomized
-production (`production`: rooms, EQ, compression, saturation, band limits, noise floors,
-vocal doubling and reverb) is applied. Everything is drawn from
+soundfont, physical, subtractive accompaniments; additive, festival, choir, espeak vocals),
+then a randomized production (`production`: rooms, EQ, compression, saturation, band limits,
+noise floors, vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
 seconds, engines, fonts, voices): the same command writes the same bytes. The corpus is cut
 into 4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5]
@@ -17,8 +17,8 @@ Layout of a corpus folder:
   at the same gains (drums + bass + other = the left channel, up to 16-bit rounding), for
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
-  per clip the engines (``engines``: vocals, accompaniment, font, and the Festival voice of a
-  festival song), the songs skipped (a sound font that failed to load, a voice that spoke
+  per clip the engines (``engines``: vocals, accompaniment, font, and the voice of a festival
+  or espeak song), the songs skipped (a sound font that failed to load, a voice that spoke
   nothing usable, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an
 interrupted or failed run leaves no half-written corpus.
@@ -41,17 +41,19 @@ import tinysep
 from tinysep.data.audio_io import SAMPLE_RATE, write_audio
 from tinysep.data.clip import Clip
 from tinysep.data.engines import (
+    VOICE_ENGINES,
     SongPlan,
     check_engines,
     parse_engines,
     parse_fonts,
+    parse_voices,
     plan_song,
     render_stems,
     singer_pool,  # noqa: F401  (re-exported: the additive singers)
     song_singer,
 )
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
-from tinysep.data.singing import DEFAULT_VOICES, VoiceError, parse_voices
+from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
@@ -174,7 +176,7 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
                       voices: tuple[str, ...] = DEFAULT_VOICES) -> dict:
     """What determines the corpus's content (compared when writing into an existing folder);
     ``backing_vocals`` is recorded only when some songs have them, ``voices`` only when
-    festival sings with other voices than `singing.DEFAULT_VOICES`."""
+    the voice engines sing with other voices than `singing.DEFAULT_VOICES`."""
     parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
                   "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
                   "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
@@ -182,7 +184,7 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
                   "generator_version": GENERATOR_VERSION}
     if backing > 0:
         parameters["backing_vocals"] = float(backing)
-    if "festival" in engines and tuple(voices) != DEFAULT_VOICES:
+    if any(e in VOICE_ENGINES for e in engines) and tuple(voices) != DEFAULT_VOICES:
         parameters["voices"] = list(voices)
     return parameters
 
@@ -363,19 +365,19 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     ``production``: randomized production; ``stems``: also write the four stems per clip;
     ``workers``: processes rendering songs; ``backing_vocals``: share of additive and
     festival songs (0-1) that get backing vocals of their own engine; ``voices``: the
-    festival engine's voices (default `singing.DEFAULT_VOICES`). Refuses a non-empty
-    folder unless it holds an earlier corpus with the same parameters (then it is rewritten,
-    with the same bytes).
+    festival and espeak engines' voices (`engines.parse_voices`; default each engine's own).
+    Refuses a non-empty folder unless it holds an earlier corpus with the same parameters
+    (then it is rewritten, with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
     """
     begin = time.perf_counter()
     out = Path(out_dir)
     engines = parse_engines(engines)
     fonts = parse_fonts(fonts) if any(e in ("soundfont", "choir") for e in engines) else ()
-    if voices is not None and "festival" not in engines:
-        raise ValueError(f"voices {voices!r} sing only with the festival engine, which "
-                         f"engines {','.join(engines)} leave out")
-    voices = parse_voices(voices)
+    if voices is not None and not any(e in VOICE_ENGINES for e in engines):
+        raise ValueError(f"voices {voices!r} sing only with the {' and '.join(VOICE_ENGINES)} "
+                         f"engines, which engines {','.join(engines)} leave out")
+    voices = parse_voices(voices, engines)
     check_engines(engines, fonts, voices)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")

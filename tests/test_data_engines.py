@@ -150,7 +150,7 @@ def test_splits_name_the_engines_of_every_song_and_clip():
         seen_fonts.add(e["font"])
         for clip in song["clips"]:
             assert meta["clips"][clip]["engines"] == e
-    assert seen_vocals == {"additive", "festival", "choir"}
+    assert seen_vocals == {"additive", "festival", "choir", "espeak"}
     assert seen_band == {"additive", "soundfont", "physical", "subtractive"}
     assert {"fluidr3", "timgm6mb"} <= seen_fonts
     assert meta["parameters"]["engines"] == list(ENGINES)
@@ -215,8 +215,9 @@ def test_the_added_voices_sing_only_when_named(tmp_path):
         write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
                      engines="additive,physical", voices="krb")
     assert list(tmp_path.iterdir()) == []
-    default = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,))
-    named = plan_corpus(40, 12.0, SEED, ENGINES, (FONT,), voices=("krb", "ona"))
+    standard = engines_mod.STANDARD_ENGINES
+    default = plan_corpus(40, 12.0, SEED, standard, (FONT,))
+    named = plan_corpus(40, 12.0, SEED, standard, (FONT,), voices=("krb", "ona"))
     assert "voices" not in default["parameters"]  # corpora from before keep their parameters
     assert named["parameters"]["voices"] == ["krb", "ona"]
     for meta, voices in ((default, set(singing.DEFAULT_VOICES)), (named, {"krb", "ona"})):

@@ -1,6 +1,8 @@
 """The espeak vocal engine: pitch marks and overlap-add on known signals, every eSpeak NG
 voice singing its notes at their pitch, voice selection and held-out voices, missing tools."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.signal import lfilter
@@ -151,3 +153,16 @@ def test_a_missing_espeak_names_its_package(monkeypatch, tmp_path):
     with pytest.raises(EngineUnavailable, match=r"engine espeak: .*espeak-ng.*make system-deps"):
         check_engines(("additive", "espeak"), (), ("en-m1",))
     check_engines(("additive", "physical"), (), singing.DEFAULT_VOICES)  # espeak does not sing
+
+
+@needs_espeak
+def test_a_voice_espeak_cannot_speak_skips_its_songs(monkeypatch):
+    broken = dataclasses.replace(espeak_singing.ESPEAK_VOICES["fr-m7"], language="xx-none")
+    monkeypatch.setitem(espeak_singing.ESPEAK_VOICES, "fr-m7", broken)
+    espeak_singing.syllable_bank.cache_clear()
+    plan = plan_song(SEED, 0, ("espeak", "physical"), (), ("fr-m7",))
+    stems, info = render_corpus_song(SEED, plan, 3.0, production=False)
+    espeak_singing.syllable_bank.cache_clear()
+    assert stems is None
+    assert info["skipped"].startswith("the espeak engine failed: espeak voice fr-m7 wrote no "
+                                      "audio for 'la'")

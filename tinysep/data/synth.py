@@ -295,14 +295,14 @@ def silence_reason(stems: dict[str, np.ndarray]) -> str | None:
 def render_corpus_song(seed: int, plan: SongPlan, seconds: float, production: bool,
                        backing: float = 0.0) -> tuple[dict[str, np.ndarray] | None, dict]:
     """The produced stems of one corpus song and its description, or (None, {"skipped":
-    reason}) when a sound font fails to load, a Festival voice speaks nothing usable or
-    the song renders silent."""
+    reason}) when a sound font fails to load, a Festival or eSpeak NG voice speaks nothing
+    usable or the song renders silent."""
     try:
         song = render_stems(seed, plan, seconds, SAMPLE_RATE, backing)
     except FontError as exc:
         return None, {"skipped": f"sound font {plan.font} failed to load ({exc})"}
     except VoiceError as exc:
-        return None, {"skipped": f"a Festival voice failed: {exc}"}
+        return None, {"skipped": f"the {plan.vocal_engine} engine failed: {exc}"}
     stems, info = song.stems, dict(song.info)
     reason = silence_reason(stems)
     if reason is None and production:

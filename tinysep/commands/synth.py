@@ -54,9 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write only the stereo clips, not Stems/{clip}/*.wav")
     parser.add_argument("--backing-vocals", type=float, default=0.0, metavar="SHARE",
                         help="share of additive, festival and espeak songs (0-1) that also get "
-                        "backing "
-                        "vocals of their own engine: a harmony line or sustained chord oohs "
-                        "(default 0)")
+                        "backing vocals of their own engine: a harmony line or sustained chord "
+                        "oohs (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes rendering songs (default min(2, CPUs))")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -24,10 +24,10 @@ from tinysep.data.score import SungNote
 from tinysep.data.singing import (
     FRAME_MS,
     OPEN_SYLLABLES,
-    RELEASE_FRAMES,
     WORD_SYLLABLES,
     VoiceError,
     VoiceSinger,
+    note_frames,
     sung_pitch_hz,
     syllable_groups,
 )
@@ -225,13 +225,7 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
         stop = min(n_frames, int(round((group[-1].start + group[-1].duration) / hop)))
         if stop - first < 2:
             continue
-        for note in group:
-            s = int(round(note.start / hop))
-            e = min(n_frames, int(round((note.start + note.duration) / hop)))
-            target[s:e] = note.pitch
-            gain[s:e] = note.velocity
-        fade = min(RELEASE_FRAMES, stop - first)
-        gain[stop - fade:stop] *= np.linspace(1.0, 0.2, fade)
+        note_frames(group, target, gain, hop, first, stop)
         placed.append((syllable, first, stop))
     if not placed:
         return np.zeros(n_samples, dtype=np.float32)

@@ -219,6 +219,19 @@ def syllable_groups(melody: list[SungNote]) -> list[list[SungNote]]:
     return groups
 
 
+def note_frames(group: list[SungNote], target: np.ndarray, gain: np.ndarray, hop: float,
+                first: int, stop: int) -> None:
+    """Write one syllable's notes into the per-frame MIDI pitch ``target`` and ``gain``
+    (velocity), with a release fade over the last frames before ``stop``."""
+    for note in group:
+        s = int(round(note.start / hop))
+        e = min(len(target), int(round((note.start + note.duration) / hop)))
+        target[s:e] = note.pitch
+        gain[s:e] = note.velocity
+    fade = min(RELEASE_FRAMES, stop - first)
+    gain[stop - fade:stop] *= np.linspace(1.0, 0.2, fade)
+
+
 def sung_pitch_hz(target: np.ndarray, singer: VoiceSinger, hop: float,
                   rng: np.random.Generator) -> np.ndarray:
     """The sung pitch per frame, Hz, from the notes' MIDI pitch per frame (0 between notes):
@@ -280,13 +293,7 @@ def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,
         ap[first:b] = syl.ap[idx]
         active[a:b] = True
         f0[first:b] = 1.0
-        for note in group:
-            s = int(round(note.start / hop))
-            e = min(n_frames, int(round((note.start + note.duration) / hop)))
-            target[s:e] = note.pitch
-            gain[s:e] = note.velocity
-        fade = min(RELEASE_FRAMES, b - first)
-        gain[b - fade:b] *= np.linspace(1.0, 0.2, fade)
+        note_frames(group, target, gain, hop, first, b)
     f0 = np.where(f0 > 0, sung_pitch_hz(target, singer, hop, rng), 0.0)
     sp *= (gain ** 2)[:, None]
     out = np.zeros(n_samples, dtype=np.float32)

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from tinysep.cli import main as cli_main
 from tinysep.data import engines as engines_mod
-from tinysep.data import espeak_singing, singing, soundfont
+from tinysep.data import espeak_singing, flite_singing, singing, soundfont
 from tinysep.data.engines import (
     ENGINES,
     EngineUnavailable,
@@ -43,6 +43,9 @@ needs_festival = pytest.mark.skipif(singing.missing_tools() is not None,
 needs_espeak = pytest.mark.skipif(
     espeak_singing.missing_tools(espeak_singing.DEFAULT_ESPEAK_VOICES) is not None,
     reason="make system-deps installs eSpeak NG")
+needs_flite = pytest.mark.skipif(
+    flite_singing.missing_tools(flite_singing.DEFAULT_FLITE_VOICES) is not None,
+    reason="make system-deps installs Flite")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -56,12 +59,14 @@ def _files(root: Path) -> dict[str, bytes]:
 
 # (vocal engine, accompaniment engine): every engine appears at least once
 COMBOS = [("additive", "soundfont"), ("festival", "physical"), ("choir", "additive"),
-          ("festival", "soundfont"), ("additive", "subtractive"), ("espeak", "physical")]
+          ("festival", "soundfont"), ("additive", "subtractive"), ("espeak", "physical"),
+          ("flite", "subtractive")]
 
 
 @needs_fluidsynth
 @needs_festival
 @needs_espeak
+@needs_flite
 @pytest.mark.parametrize(("vocal", "accompaniment"), COMBOS)
 def test_each_engine_renders_distinct_non_silent_stems_that_sum_to_the_mix(vocal,
                                                                            accompaniment):
@@ -150,7 +155,7 @@ def test_splits_name_the_engines_of_every_song_and_clip():
         seen_fonts.add(e["font"])
         for clip in song["clips"]:
             assert meta["clips"][clip]["engines"] == e
-    assert seen_vocals == {"additive", "festival", "choir", "espeak"}
+    assert seen_vocals == {"additive", "festival", "choir", "espeak", "flite"}
     assert seen_band == {"additive", "soundfont", "physical", "subtractive"}
     assert {"fluidr3", "timgm6mb"} <= seen_fonts
     assert meta["parameters"]["engines"] == list(ENGINES)
@@ -210,7 +215,7 @@ def test_the_added_voices_sing_only_when_named(tmp_path):
     assert parse("ona, krb,krb", engines_mod.STANDARD_ENGINES) == ("krb", "ona")
     with pytest.raises(ValueError, match="unknown voice.*tenor.*expected.*kal.*en-m1"):
         parse("kal,tenor", engines_mod.STANDARD_ENGINES)
-    with pytest.raises(ValueError, match="only with the festival and espeak engines.*"
+    with pytest.raises(ValueError, match="only with the festival, espeak and flite engines.*"
                                          "additive,physical"):
         write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
                      engines="additive,physical", voices="krb")

@@ -4,8 +4,8 @@ Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, ri
 vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
 clip, its vocal engine, accompaniment engine, sound font and voice (so evaluation can hold
-one out). By default every engine but `subtractive` and `espeak` plays and the production is
-randomized; a missing engine names the Debian package to install (`make system-deps`).
+one out). By default every engine but `subtractive`, `espeak` and `flite` plays and the
+production is randomized; a missing engine names the Debian package to install (`make system-deps`).
 The same arguments always write the same bytes.
 """
 
@@ -16,6 +16,7 @@ import os
 
 from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, STANDARD_ENGINES, VOCAL_ENGINES
 from tinysep.data.espeak_singing import DEFAULT_ESPEAK_VOICES, ESPEAK_VOICES
+from tinysep.data.flite_singing import FLITE_VOICES
 from tinysep.data.singing import DEFAULT_VOICES, VOICES
 from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", default=",".join(STANDARD_ENGINES),
                         help="comma-separated engines a song draws from, among "
                         f"{', '.join(ENGINES)} (default {','.join(STANDARD_ENGINES)}; "
-                        "subtractive and espeak play when named); vocal engines: "
+                        "subtractive, espeak and flite play when named); vocal engines: "
                         f"{', '.join(VOCAL_ENGINES)}; "
                         f"accompaniment engines: {', '.join(ACCOMPANIMENT_ENGINES)}; "
                         "'--engines additive' writes the original single-engine corpus")
@@ -46,16 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"among {', '.join(VOICES)} (default {','.join(DEFAULT_VOICES)}), and "
                         "eSpeak NG voices for the espeak engine, among "
                         f"{', '.join(ESPEAK_VOICES)} (default "
-                        f"{','.join(DEFAULT_ESPEAK_VOICES)}); leave one out to hold it out "
-                        "for evaluation")
+                        f"{','.join(DEFAULT_ESPEAK_VOICES)}), and Flite voices for the flite "
+                        f"engine, among {', '.join(FLITE_VOICES)} (default all); leave one out "
+                        "to hold it out for evaluation")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",
                         help="write only the stereo clips, not Stems/{clip}/*.wav")
     parser.add_argument("--backing-vocals", type=float, default=0.0, metavar="SHARE",
-                        help="share of additive, festival and espeak songs (0-1) that also get "
-                        "backing vocals of their own engine: a harmony line or sustained chord "
-                        "oohs (default 0)")
+                        help="share of additive, festival, espeak and flite songs (0-1) that "
+                        "also get backing vocals of their own engine: a harmony line or "
+                        "sustained chord oohs (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes rendering songs (default min(2, CPUs))")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

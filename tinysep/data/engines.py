@@ -17,7 +17,9 @@ Vocal engines:
   (`singing`); a corpus names the voices it sings with, so evaluation can hold one out;
 - ``choir``: the sound fonts' choir and voice samples (choir aahs, voice oohs, synth voice);
 - ``espeak``: eSpeak NG's formant-synthesized voices re-pitched by pitch-synchronous
-  overlap-add (`espeak_singing`); it sings only when named, with its own voices.
+  overlap-add (`espeak_singing`); it sings only when named, with its own voices;
+- ``flite``: CMU Flite's statistical-parametric (clustergen) and diphone voices re-pitched
+  the same way (`flite_singing`); it sings only when named, with its own voices.
 
 ``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
 and its accompaniment engine independently (uniformly among the selected ones) from
@@ -35,17 +37,17 @@ from functools import lru_cache
 import numpy as np
 
 from tinysep.data import backing as backing_vocals
-from tinysep.data import espeak_singing, physical, singing, soundfont, subtractive
+from tinysep.data import espeak_singing, flite_singing, physical, singing, soundfont, subtractive
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import SongScore, compose
 from tinysep.data.voice import Singer, random_singer, render_voice
 
-VOCAL_ENGINES = ("additive", "festival", "choir", "espeak")
+VOCAL_ENGINES = ("additive", "festival", "choir", "espeak", "flite")
 ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive")
 # The engines that play unless a corpus names others; the later engines join by name.
 STANDARD_ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
-ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak")
+ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak", "flite")
 FONT_ENGINES = ("soundfont", "choir")
 N_SINGERS = 12
 # Loudness of each accompaniment part, dB relative to the others (uniform range).
@@ -54,12 +56,16 @@ PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0
 CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
 # Vocal engines that can add backing vocals (their own singers); the choir engine never does,
 # so a corpus that holds it out keeps its sound out entirely.
-BACKING_ENGINES = ("additive", "festival", "espeak")
+BACKING_ENGINES = ("additive", "festival", "espeak", "flite")
 # The engines that sing with named voices, their voices and the voices they sing by default.
 VOICE_ENGINES = {
     "festival": (singing.VOICES, singing.DEFAULT_VOICES),
     "espeak": (espeak_singing.ESPEAK_VOICES, espeak_singing.DEFAULT_ESPEAK_VOICES),
+    "flite": (flite_singing.FLITE_VOICES, flite_singing.DEFAULT_FLITE_VOICES),
 }
+# The module that sings for each voice engine, and the engines that sing by overlap-add.
+SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite_singing}
+PSOLA_ENGINES = ("espeak", "flite")
 
 
 class EngineUnavailable(RuntimeError):
@@ -75,7 +81,7 @@ class SongPlan:
     accompaniment_engine: str
     font: str | None
     singer: str
-    voice: str | None = None  # the voice of a festival or espeak song
+    voice: str | None = None  # the voice of a song of a voice engine
     voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (both engines)
 
     @property
@@ -84,7 +90,7 @@ class SongPlan:
         return f"{self.singer}_{self.index + 1:03d}"
 
     def engines(self) -> dict:
-        """What plays, per role; ``voice`` only for a festival or espeak song."""
+        """What plays, per role; ``voice`` only for a song of a voice engine."""
         engines = {"vocals": self.vocal_engine, "accompaniment": self.accompaniment_engine,
                    "font": self.font}
         if self.voice is not None:
@@ -128,8 +134,8 @@ def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
 
 def parse_voices(text: str | list[str] | tuple[str, ...] | None,
                  engines: tuple[str, ...]) -> tuple[str, ...]:
-    """The corpus's voices, sorted: the named ones (``"a,b"`` or a list) of the Festival and
-    eSpeak NG voices, and each voice engine's defaults when none of its voices is named.
+    """The corpus's voices, sorted: the named ones (``"a,b"`` or a list) of the Festival,
+    eSpeak NG and Flite voices, and each voice engine's defaults when none of its voices is named.
     Refuses unknown names and voices of an engine that is not among ``engines``."""
     known = {name: engine for engine, (voices, _) in VOICE_ENGINES.items() for name in voices}
     names = [] if text is None else [
@@ -186,11 +192,13 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
             raise EngineUnavailable(f"engine festival: {missing} is missing; "
                                     f"{_install_hint(packages)}, or choose other voices "
                                     f"with --voices")
-    if "espeak" in engines:
-        missing = espeak_singing.missing_tools(engine_voices("espeak", voices))
-        if missing is not None:
-            raise EngineUnavailable(f"engine espeak: {missing} is missing; "
-                                    f"{_install_hint([espeak_singing.PACKAGE])}")
+    for engine in PSOLA_ENGINES:
+        if engine in engines:
+            module = SINGING_MODULES[engine]
+            missing = module.missing_tools(engine_voices(engine, voices))
+            if missing is not None:
+                raise EngineUnavailable(f"engine {engine}: {missing} is missing; "
+                                        f"{_install_hint([module.PACKAGE])}")
 
 
 @lru_cache(maxsize=8)
@@ -208,27 +216,26 @@ def song_singer(seed: int, index: int) -> Singer:
 
 def _voice_singer(seed: int, index: int, engine: str,
                   voices: tuple[str, ...]) -> singing.VoiceSinger:
-    """The festival or espeak singer of song ``index``, on one of the engine's voices."""
+    """The singer of song ``index`` by a voice engine, on one of the engine's voices."""
     rng = np.random.default_rng([seed, 6, index])
     return _draw_voice_singer(rng, engine, voices)
 
 
 def _draw_voice_singer(rng: np.random.Generator, engine: str,
                        voices: tuple[str, ...]) -> singing.VoiceSinger:
-    lows = espeak_singing.ESPEAK_LOWS if engine == "espeak" else None
+    lows = {"espeak": espeak_singing.ESPEAK_LOWS, "flite": flite_singing.FLITE_LOWS}.get(engine)
     return singing.random_singer(rng, sorted(engine_voices(engine, voices)),
                                  int(rng.integers(10)), lows)
 
 
 def _render_voice_singer(engine: str, melody: list, singer: singing.VoiceSinger, n: int, sr: int,
                          rng: np.random.Generator) -> np.ndarray:
-    module = espeak_singing if engine == "espeak" else singing
-    return module.render_singing(melody, singer, n, sr, rng)
+    return SINGING_MODULES[engine].render_singing(melody, singer, n, sr, rng)
 
 
 def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str, ...],
               voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> SongPlan:
-    """Engines, font, singer and (festival or espeak) voice of song ``index``."""
+    """Engines, font, singer and (voice engine's) voice of song ``index``."""
     rng = np.random.default_rng([seed, 5, index])
     vocal_options = [e for e in engines if e in VOCAL_ENGINES]
     acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
@@ -349,7 +356,7 @@ class RenderedSong:
 def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
                  backing: float = 0.0) -> RenderedSong:
     """Render one song with its planned engines: vocals, drums, bass, other (dry);
-    ``backing``: share of additive, festival and espeak songs given backing vocals
+    ``backing``: share of additive, festival, espeak and flite songs given backing vocals
     (`add_backing`)."""
     index = plan.index
     rng = np.random.default_rng([seed, 1, index])

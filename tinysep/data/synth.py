@@ -2,7 +2,7 @@
 
 A song's score (key, tempo, form, parts, melody) comes from `score`; its vocal engine and its
 accompaniment engine are drawn per song among the selected ones (`engines`: additive,
-soundfont, physical, subtractive accompaniments; additive, festival, choir, espeak vocals),
+soundfont, physical, subtractive accompaniments; additive, festival, choir, espeak, flite vocals),
 then a randomized production (`production`: rooms, EQ, compression, saturation, band limits,
 noise floors, vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
@@ -17,8 +17,8 @@ Layout of a corpus folder:
   at the same gains (drums + bass + other = the left channel, up to 16-bit rounding), for
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
-  per clip the engines (``engines``: vocals, accompaniment, font, and the voice of a festival
-  or espeak song), the songs skipped (a sound font that failed to load, a voice that spoke
+  per clip the engines (``engines``: vocals, accompaniment, font, and the voice of a festival,
+  espeak or flite song), the songs skipped (a sound font that failed to load, a voice that spoke
   nothing usable, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an
 interrupted or failed run leaves no half-written corpus.
@@ -363,9 +363,9 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
     ``fonts``: sound fonts for the soundfont and choir engines (default `soundfont.DEFAULT_FONTS`);
     ``production``: randomized production; ``stems``: also write the four stems per clip;
-    ``workers``: processes rendering songs; ``backing_vocals``: share of additive and
-    festival songs (0-1) that get backing vocals of their own engine; ``voices``: the
-    festival and espeak engines' voices (`engines.parse_voices`; default each engine's own).
+    ``workers``: processes rendering songs; ``backing_vocals``: share of the songs of
+    `engines.BACKING_ENGINES` (0-1) that get backing vocals of their own engine; ``voices``: the
+    voice engines' voices (`engines.parse_voices`; default each engine's own).
     Refuses a non-empty folder unless it holds an earlier corpus with the same parameters
     (then it is rewritten, with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
@@ -375,7 +375,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     engines = parse_engines(engines)
     fonts = parse_fonts(fonts) if any(e in ("soundfont", "choir") for e in engines) else ()
     if voices is not None and not any(e in VOICE_ENGINES for e in engines):
-        raise ValueError(f"voices {voices!r} sing only with the {' and '.join(VOICE_ENGINES)} "
+        *others, last = VOICE_ENGINES
+        raise ValueError(f"voices {voices!r} sing only with the {', '.join(others)} and {last} "
                          f"engines, which engines {','.join(engines)} leave out")
     voices = parse_voices(voices, engines)
     check_engines(engines, fonts, voices)

@@ -17,7 +17,9 @@ optimizer, TensorBoard logs and a history plot. What it guarantees:
 - ``max_minutes`` bounds the training time of the run, resumes included (time spent
   loading data and tracing the graph is not counted);
 - training stops early when the mean validation SDR of vocals and accompaniment has
-  not improved for ``patience`` epochs.
+  not improved for ``patience`` epochs;
+- with ``weight_average``, a moving average of the weights is validated, selected and
+  saved as the best weights, and resumes with the run (`tinysep.training.averaging`).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     return {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
 
 
-def _train_step_function(model, optimizer, config: TrainConfig):
+def _train_step_function(model, optimizer, config: TrainConfig, average=None):
     import tensorflow as tf
 
     from tinysep.training.spectral import batch_loss
@@ -109,6 +111,8 @@ def _train_step_function(model, optimizer, config: TrainConfig):
         # A non-finite step is applied too, but reported: training then stops without
         # saving, so nothing it touched reaches the disk.
         optimizer.apply_gradients(zip(grads, variables, strict=True))
+        if average is not None:
+            average.update()
         return loss, finite
 
     return step
@@ -132,7 +136,14 @@ class _Session:
                                      config.final_lr_fraction)
         self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
         self.optimizer.build(model.trainable_variables)
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer)
+        self.average = None
+        tracked = {"model": model, "optimizer": self.optimizer}
+        if config.weight_average > 0:
+            from tinysep.training.averaging import WeightAverage
+
+            self.average = WeightAverage(model, config.weight_average)
+            tracked["average"] = self.average.variables
+        self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(out / CHECKPOINT_DIR),
                                                   max_to_keep=CHECKPOINTS_KEPT)
         self.log = RunLog(out / LOG_DIR)
@@ -251,12 +262,25 @@ class _Session:
         self.log.spectrogram("valid_clip/spectrogram", [mixture, *estimates.values()], step)
 
     def end_epoch(self, epoch: int, losses: list[float], train_seconds: float, valid) -> None:
-        """Validate, keep the best weights, checkpoint, log and commit the state."""
-        from tinysep.training.validation import NonFiniteOutput, validation_sdr
-
+        """Validate, keep the best weights, checkpoint, log and commit the state; with a
+        weight average, the average is what is validated and kept."""
         if not all(np.all(np.isfinite(w)) for w in self.model.get_weights()):
             raise self.fail(f"the weights became NaN or infinite in epoch {epoch}; lower "
                             f"--learning-rate or check the data")
+        with (self.average.swapped_in() if self.average is not None
+              else contextlib.nullcontext()):
+            improved, entry = self._validate(epoch, losses, train_seconds, valid)
+        saved = Path(self.manager.save(checkpoint_number=epoch))
+        self.state["checkpoint"] = str(saved.relative_to(self.out))
+        self.commit()
+        print(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr, flush=True)
+
+    def _validate(self, epoch: int, losses: list[float], train_seconds: float,
+                  valid) -> tuple[bool, dict]:
+        """Score the model on ``valid``, keep it if best, log; whether it improved, and the
+        epoch's history entry."""
+        from tinysep.training.validation import NonFiniteOutput, validation_sdr
+
         start = time.perf_counter()
         try:
             sdr = validation_sdr(self.model, valid)
@@ -290,10 +314,7 @@ class _Session:
                 self.log.scalar(f"valid/sdr_{key}", value, state["step"])
         self.log_clip(valid[0], state["step"])
         self.log.flush()
-        saved = Path(self.manager.save(checkpoint_number=epoch))
-        state["checkpoint"] = str(saved.relative_to(self.out))
-        self.commit()
-        print(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr, flush=True)
+        return improved, entry
 
     def commit(self, stop_reason: str | None = None) -> None:
         """Write the state (after the checkpoint it names)."""
@@ -352,7 +373,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                             model_info)
     session = _Session(config, out, state, model, progress)
     session.restore()
-    step_fn = _train_step_function(model, session.optimizer, config)
+    step_fn = _train_step_function(model, session.optimizer, config, session.average)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
                                 chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()

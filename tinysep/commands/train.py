@@ -37,6 +37,7 @@ _FIELDS = {
     "valid_clips": "valid_clips",
     "valid_seconds": "valid_seconds",
     "max_minutes": "max_minutes",
+    "weight_average": "weight_average",
 }
 
 
@@ -96,6 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"sdr: negative waveform SDR; l1+sdr: both (default {d.loss})")
     parser.add_argument("--sdr-weight", type=float,
                         help=f"weight of the SDR term in l1+sdr (default {d.sdr_weight})")
+    parser.add_argument("--weight-average", type=float, metavar="DECAY",
+                        help="keep an exponential moving average of the weights with this "
+                             "decay per step (e.g. 0.999); validation, model selection and the "
+                             "saved model use the average (default 0: off)")
     parser.add_argument("--seed", type=int, help=f"seed of weights and data (default {d.seed})")
     parser.add_argument("--patience", type=int,
                         help=f"early stopping: epochs without a better validation SDR "

@@ -63,6 +63,9 @@ class TrainConfig:
     valid_seconds: float = 10.0
     valid_levels_db: list = field(default_factory=lambda: [0.0])  # levels valid clips play at
     max_minutes: float | None = None
+    # Exponential moving average of the weights, decay per step (0: off). With it,
+    # validation, selection and the saved best weights use the average.
+    weight_average: float = 0.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,6 +96,11 @@ class TrainConfig:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{key} must be a positive number, got {value!r}")
+        if not (isinstance(self.weight_average, (int, float))
+                and not isinstance(self.weight_average, bool)
+                and 0.0 <= self.weight_average < 1.0):
+            raise ValueError(f"weight_average is a decay per step in [0, 1) (0: off), got "
+                             f"{self.weight_average!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
         if self.lr_schedule not in SCHEDULES:

@@ -97,3 +97,27 @@ def test_the_cli_refuses_a_decay_of_one(corpus, tmp_path, capsys):
     assert code != 0
     assert "weight_average is a decay per step in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_can_turn_the_average_on(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(_config(corpus), out, progress=False)
+    first = _weights(load_model(out))  # the raw weights after epoch 1 (its best)
+    config = _config(corpus, epochs=2, weight_average=0.999999)
+    with pytest.raises(Exception, match="weight_average"):
+        train(config, out, resume=True, progress=False)  # a change must be allowed
+    train(config, out, resume=True, allow_changes=True, progress=False)
+    state = json.loads((out / "state.json").read_text())
+    reader = tf.train.load_checkpoint(str(out / state["checkpoint"]))
+    names = set(reader.get_variable_to_shape_map())
+    # the average started from the weights of epoch 1 and hardly moved in three steps
+    average = [reader.get_tensor(f"average/{i}/.ATTRIBUTES/VARIABLE_VALUE")
+               for i in range(len(first))]
+    assert f"average/{len(first)}/.ATTRIBUTES/VARIABLE_VALUE" not in names
+    for got, want in zip(average, first, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    # while the weights trained on
+    model = model_from_config(load_model(out).tinysep_config)
+    tf.train.Checkpoint(model=model).restore(str(out / state["checkpoint"])).expect_partial()
+    raw = _weights(model)
+    assert max(float(np.abs(r - f).max()) for r, f in zip(raw, first, strict=True)) > 1e-3

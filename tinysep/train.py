@@ -166,8 +166,17 @@ class _Session:
         """Load the checkpoint the state names (a fresh run has none)."""
         if not self.state["checkpoint"]:
             return
+        import tensorflow as tf
+
         path = self.out / self.state["checkpoint"]
-        self.checkpoint.restore(str(path)).assert_existing_objects_matched()
+        names = {name for name, _ in tf.train.list_variables(str(path))}
+        if self.average is not None and not any(n.startswith("average/") for n in names):
+            # the average is turned on by this resume: it starts from the restored weights
+            tf.train.Checkpoint(model=self.model, optimizer=self.optimizer).restore(
+                str(path)).assert_existing_objects_matched()
+            self.average.restart()
+        else:
+            self.checkpoint.restore(str(path)).assert_existing_objects_matched()
         restored = int(self.optimizer.iterations.numpy())
         if restored != self.state["step"]:
             raise TrainingError(f"{path}: the optimizer restored at step {restored}, but "

@@ -3,7 +3,8 @@
 A warm-started model's validation SDR swings by tenths of a dB from epoch to epoch as
 the weights wander around a good point; their running average sits nearer its middle.
 The average covers every floating-point weight (trainable ones and the normalisation
-statistics), starts at the weights the run starts from, and is checkpointed with them.
+statistics), starts at the weights the run starts from (or, turned on by a resume, at the
+weights it resumes from), and is checkpointed with them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class WeightAverage:
         self.averaged = [w for w in model.weights if w.dtype.is_floating]
         self.variables = [tf.Variable(w, trainable=False, name=f"average_{i}")
                           for i, w in enumerate(self.averaged)]
+
+    def restart(self) -> None:
+        """The average starts again from the model's weights."""
+        for average, weight in zip(self.variables, self.averaged, strict=True):
+            average.assign(weight)
 
     def update(self) -> None:
         """One step of the average (runs inside the compiled training step)."""

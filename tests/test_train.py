@@ -467,6 +467,7 @@ def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_ep
     run = json.loads((one_epoch / "run.json").read_text())
     assert record["training"]["best_epoch"] == 1 and record["command"] == run.get("command")
     assert record["train_config"] == run["train_config"]
+    assert record["resumes"] == run.get("resumes", [])
     clip = load_split(corpus, split="test", progress=False)[0]
     np.testing.assert_array_equal(separate(load_model(folder), clip.mixture)["vocals"],
                                   separate(load_model(one_epoch), clip.mixture)["vocals"])

@@ -69,6 +69,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
         shutil.copyfile(run / file, folder / file)
     training = {
         "command": record.get("command"),
+        "resumes": record.get("resumes", []),  # each resume, and the settings it changed
         "train_config": record["train_config"],
         "model": record.get("model"),
         "data_fingerprint": record.get("data_fingerprint"),

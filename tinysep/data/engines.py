@@ -82,7 +82,7 @@ class SongPlan:
     font: str | None
     singer: str
     voice: str | None = None  # the voice of a song of a voice engine
-    voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (both engines)
+    voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (all voice engines)
 
     @property
     def song_id(self) -> str:

@@ -1,33 +1,19 @@
-"""The flite vocal engine: every Flite voice singing its notes at their pitch, voice selection
-beside the other voice engines, backing vocals, a missing program and a voice Flite lacks."""
+"""The flite vocal engine: voice selection beside the other voice engines and a voice Flite
+lacks (what every overlap-add engine shares is tested in test_data_psola)."""
 
 import dataclasses
 
-import numpy as np
 import pytest
-from singing_support import assert_sung_at_pitch, three_notes
 
 from tinysep.data import engines as engines_mod
 from tinysep.data import espeak_singing, flite_singing, singing
 from tinysep.data.engines import EngineUnavailable, check_engines, plan_song
-from tinysep.data.synth import SAMPLE_RATE, plan_corpus, render_corpus_song
+from tinysep.data.synth import plan_corpus, render_corpus_song
 
 SEED = 9
 needs_flite = pytest.mark.skipif(
     flite_singing.missing_tools(tuple(flite_singing.FLITE_VOICES)) is not None,
     reason="make system-deps installs Flite")
-
-
-@needs_flite
-@pytest.mark.parametrize("voice", list(flite_singing.FLITE_VOICES))
-def test_each_flite_voice_sings_its_notes_at_their_pitch(voice):
-    low = flite_singing.FLITE_VOICES[voice].low
-    melody = three_notes(low)
-    singer = singing.VoiceSinger(f"{voice}0", voice, low, low + 16, 1.0, 0.0, 5.0, 0.03)
-    sung = flite_singing.render_singing(melody, singer, 3 * SAMPLE_RATE, SAMPLE_RATE,
-                                        np.random.default_rng(0))
-    assert sung.shape == (3 * SAMPLE_RATE,)
-    assert_sung_at_pitch(sung, melody, voice)
 
 
 def test_flite_voices_are_chosen_by_name_beside_the_other_voice_engines():
@@ -52,24 +38,6 @@ def test_flite_voices_are_chosen_by_name_beside_the_other_voice_engines():
     # a male voice's singer is planned in a male range
     singer = engines_mod._voice_singer(SEED, 0, "flite", ("flite-rms",))
     assert singer.voice == "flite-rms" and singer.low >= flite_singing.FLITE_LOWS["flite-rms"] - 3
-
-
-@needs_flite
-def test_a_flite_song_renders_with_backing_vocals_of_its_own_engine():
-    plan = plan_song(SEED, 0, ("flite", "physical"), (), ("flite-slt",))
-    assert plan.vocal_engine == "flite" and plan.voice == "flite-slt"
-    stems, info = render_corpus_song(SEED, plan, 6.0, production=False, backing=1.0)
-    assert stems is not None, info
-    assert info["voice"] == "flite-slt" and info["backing_vocals"]["kind"] in ("harmony", "oohs")
-    assert np.sqrt(np.mean(stems["vocals"].astype(np.float64) ** 2)) > 1e-3
-
-
-def test_a_missing_flite_names_its_package(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no flite on the search path
-    assert "Debian package flite" in flite_singing.missing_tools(("flite-awb",))
-    with pytest.raises(EngineUnavailable, match=r"engine flite: .*flite.*make system-deps"):
-        check_engines(("additive", "flite"), (), ("flite-awb",))
-    check_engines(("additive", "physical"), (), singing.DEFAULT_VOICES)  # flite does not sing
 
 
 @needs_flite

@@ -1,13 +1,30 @@
-"""Pitch-synchronous overlap-add on known signals: pitch marks, re-pitching that keeps the
-formant, the formant warp, and a long consonant shortened."""
+"""Pitch-synchronous overlap-add on known signals (pitch marks, re-pitching that keeps the
+formant, the formant warp, a long consonant shortened), and what every engine singing by it
+(espeak, flite) must do: sing each voice's notes at their pitch, render songs with backing
+vocals of its own engine, and name its Debian package when its program is missing."""
 
 import numpy as np
 import pytest
 from scipy.signal import lfilter
-from singing_support import f0_by_autocorrelation
+from singing_support import assert_sung_at_pitch, f0_by_autocorrelation, three_notes
 
-from tinysep.data import psola, singing
-from tinysep.data.synth import SAMPLE_RATE
+from tinysep.data import espeak_singing, flite_singing, psola, singing
+from tinysep.data.engines import SINGING_MODULES, EngineUnavailable, check_engines, plan_song
+from tinysep.data.synth import SAMPLE_RATE, render_corpus_song
+
+# (engine, its voices and their lowest notes, one voice for a whole song)
+ENGINES = {"espeak": (espeak_singing.ESPEAK_LOWS, "it-m2"),
+           "flite": (flite_singing.FLITE_LOWS, "flite-slt")}
+
+
+def _needs(engine: str) -> pytest.MarkDecorator:
+    voices = tuple(ENGINES[engine][0])
+    return pytest.mark.skipif(SINGING_MODULES[engine].missing_tools(voices) is not None,
+                              reason=f"make system-deps installs the {engine} engine's program")
+
+
+VOICES = [pytest.param(engine, voice, marks=_needs(engine), id=voice)
+          for engine, (lows, _) in ENGINES.items() for voice in lows]
 
 
 def _vowel(f0: float, seconds: float, formant_hz: float) -> np.ndarray:
@@ -94,3 +111,37 @@ def test_a_long_consonant_keeps_its_end_faded_in():
     # a short consonant is left alone
     same = psola.spoken_syllable(x, SAMPLE_RATE, 45, max_onset_seconds=0.5)
     np.testing.assert_array_equal(same.audio, whole.audio)
+
+
+@pytest.mark.parametrize(("engine", "voice"), VOICES)
+def test_each_voice_sings_its_notes_at_their_pitch(engine, voice):
+    low = ENGINES[engine][0][voice]
+    melody = three_notes(low)
+    singer = singing.VoiceSinger(f"{voice}0", voice, low, low + 16, 1.0, 0.0, 5.0, 0.03)
+    sung = SINGING_MODULES[engine].render_singing(melody, singer, 3 * SAMPLE_RATE, SAMPLE_RATE,
+                                                  np.random.default_rng(0))
+    assert sung.shape == (3 * SAMPLE_RATE,)
+    assert_sung_at_pitch(sung, melody, voice)
+
+
+@pytest.mark.parametrize("engine", [pytest.param(e, marks=_needs(e)) for e in ENGINES])
+def test_a_song_renders_with_backing_vocals_of_its_own_engine(engine):
+    voice = ENGINES[engine][1]
+    plan = plan_song(5, 0, (engine, "physical"), (), (voice,))
+    assert plan.vocal_engine == engine and plan.voice == voice
+    stems, info = render_corpus_song(5, plan, 6.0, production=False, backing=1.0)
+    assert stems is not None, info
+    assert info["voice"] == voice and info["backing_vocals"]["kind"] in ("harmony", "oohs")
+    assert np.sqrt(np.mean(stems["vocals"].astype(np.float64) ** 2)) > 1e-3
+
+
+@pytest.mark.parametrize(("engine", "program"), [("espeak", "espeak-ng"), ("flite", "flite")])
+def test_a_missing_program_names_its_package(engine, program, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no program on the search path
+    voice = ENGINES[engine][1]
+    assert f"{program} program (Debian package {program})" in SINGING_MODULES[
+        engine].missing_tools((voice,))
+    with pytest.raises(EngineUnavailable,
+                       match=rf"engine {engine}: the {program} program.*make system-deps"):
+        check_engines(("additive", engine), (), (voice,))
+    check_engines(("additive", "physical"), (), singing.DEFAULT_VOICES)  # it does not sing

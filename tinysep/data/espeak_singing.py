@@ -7,8 +7,6 @@ lays their voiced nuclei at the sung pitch, with no vocoder in between.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data import psola
-from tinysep.data.audio_io import read_mono
 from tinysep.data.psola import SpokenSyllable
 from tinysep.data.score import SungNote
-from tinysep.data.singing import OPEN_SYLLABLES, WORD_SYLLABLES, VoiceError, VoiceSinger
+from tinysep.data.singing import OPEN_SYLLABLES, WORD_SYLLABLES, VoiceSinger
 
 PACKAGE = "espeak-ng"
 ESPEAK_TIMEOUT = 60.0
@@ -71,27 +68,12 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[SpokenSyllable, ...]:
     """eSpeak NG speaks each of the voice's syllables once per process; their voiced nuclei
     get pitch marks."""
     spec = ESPEAK_VOICES[voice]
-    bank = []
-    with tempfile.TemporaryDirectory(prefix="tinysep-espeak-") as tmp:
-        for i, text in enumerate(spec.syllables):
-            path = Path(tmp) / f"s{i:02d}.wav"
-            try:
-                done = subprocess.run(["espeak-ng", "-v", spec.spec, "-s", str(SPEED_WPM), "-z",
-                                       "-w", str(path), text], capture_output=True, text=True,
-                                      timeout=ESPEAK_TIMEOUT, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise VoiceError(f"espeak voice {voice}: could not run espeak-ng ({exc})") \
-                    from exc
-            if not path.is_file() or path.stat().st_size <= 44:
-                raise VoiceError(f"espeak voice {voice} wrote no audio for {text!r}: "
-                                 f"{done.stderr.strip()[-300:]}")
-            syllable = psola.spoken_syllable(read_mono(path, sample_rate).astype(np.float64),
-                                             sample_rate, spec.low)
-            if syllable is not None:
-                bank.append(syllable)
-    if not bank:
-        raise VoiceError(f"espeak voice {voice}: no voiced syllable")
-    return tuple(bank)
+
+    def command(text: str, path: Path) -> list[str]:
+        return ["espeak-ng", "-v", spec.spec, "-s", str(SPEED_WPM), "-z", "-w", str(path), text]
+
+    return psola.spoken_bank("espeak", voice, spec.syllables, command, sample_rate, spec.low,
+                             ESPEAK_TIMEOUT)
 
 
 def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,

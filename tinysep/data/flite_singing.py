@@ -9,7 +9,6 @@ synthesizer unlike Festival's recorded diphones and unlike eSpeak NG's formant r
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data import psola
-from tinysep.data.audio_io import read_mono
 from tinysep.data.psola import SpokenSyllable
 from tinysep.data.score import SungNote
 from tinysep.data.singing import WORD_SYLLABLES, VoiceError, VoiceSinger
@@ -81,27 +79,13 @@ def syllable_bank(voice: str, sample_rate: int) -> tuple[SpokenSyllable, ...]:
     if spec.name not in installed_voices():
         raise VoiceError(f"flite voice {voice}: flite has no voice {spec.name!r} "
                          f"(flite -lv lists {', '.join(sorted(installed_voices())) or 'none'})")
-    bank = []
-    with tempfile.TemporaryDirectory(prefix="tinysep-flite-") as tmp:
-        for i, text in enumerate(spec.syllables):
-            path = Path(tmp) / f"s{i:02d}.wav"
-            try:
-                done = subprocess.run(
-                    ["flite", "-voice", spec.name, "--setf",
-                     f"duration_stretch={DURATION_STRETCH}", "-t", text, "-o", str(path)],
-                    capture_output=True, text=True, timeout=FLITE_TIMEOUT, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise VoiceError(f"flite voice {voice}: could not run flite ({exc})") from exc
-            if not path.is_file() or path.stat().st_size <= 44:
-                raise VoiceError(f"flite voice {voice} wrote no audio for {text!r}: "
-                                 f"{(done.stderr or done.stdout).strip()[-300:]}")
-            syllable = psola.spoken_syllable(read_mono(path, sample_rate).astype(np.float64),
-                                             sample_rate, spec.low, MAX_ONSET_SECONDS)
-            if syllable is not None:
-                bank.append(syllable)
-    if not bank:
-        raise VoiceError(f"flite voice {voice}: no voiced syllable")
-    return tuple(bank)
+
+    def command(text: str, path: Path) -> list[str]:
+        return ["flite", "-voice", spec.name, "--setf", f"duration_stretch={DURATION_STRETCH}",
+                "-t", text, "-o", str(path)]
+
+    return psola.spoken_bank("flite", voice, spec.syllables, command, sample_rate, spec.low,
+                             FLITE_TIMEOUT, MAX_ONSET_SECONDS)
 
 
 def render_singing(melody: list[SungNote], singer: VoiceSinger, n_samples: int,

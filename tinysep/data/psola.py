@@ -8,13 +8,24 @@ Festival singers (`singing.sung_pitch_hz`). No vocoder resynthesizes the speech.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Container
+import subprocess
+import tempfile
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from tinysep.data.audio_io import read_mono
 from tinysep.data.score import SungNote
-from tinysep.data.singing import FRAME_MS, VoiceSinger, note_frames, sung_pitch_hz, syllable_groups
+from tinysep.data.singing import (
+    FRAME_MS,
+    VoiceError,
+    VoiceSinger,
+    note_frames,
+    sung_pitch_hz,
+    syllable_groups,
+)
 
 ONSET_FADE_SECONDS = 0.01  # the fade-in of a shortened consonant
 
@@ -110,6 +121,36 @@ def spoken_syllable(x: np.ndarray, sample_rate: int, low_note: int,
         fade = min(int(marks[0]), int(ONSET_FADE_SECONDS * sample_rate))
         x[:fade] *= np.linspace(0.0, 1.0, fade, endpoint=False)
     return SpokenSyllable(x / np.max(np.abs(x)), marks, periods)
+
+
+def spoken_bank(engine: str, voice: str, texts: Sequence[str],
+                command: Callable[[str, Path], list[str]], sample_rate: int, low_note: int,
+                timeout: float, max_onset_seconds: float | None = None
+                ) -> tuple[SpokenSyllable, ...]:
+    """Each of ``texts`` spoken once by the program ``command(text, wav_path)`` runs, as
+    `spoken_syllable`s (the unvoiced ones dropped). Raises `VoiceError` naming the engine
+    and voice when the program cannot run, writes no audio, or nothing is voiced."""
+    bank = []
+    with tempfile.TemporaryDirectory(prefix=f"tinysep-{engine}-") as tmp:
+        for i, text in enumerate(texts):
+            path = Path(tmp) / f"s{i:02d}.wav"
+            args = command(text, path)
+            try:
+                done = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                                      check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise VoiceError(f"{engine} voice {voice}: could not run {args[0]} ({exc})") \
+                    from exc
+            if not path.is_file() or path.stat().st_size <= 44:
+                raise VoiceError(f"{engine} voice {voice} wrote no audio for {text!r}: "
+                                 f"{(done.stderr or done.stdout).strip()[-300:]}")
+            syllable = spoken_syllable(read_mono(path, sample_rate).astype(np.float64),
+                                       sample_rate, low_note, max_onset_seconds)
+            if syllable is not None:
+                bank.append(syllable)
+    if not bank:
+        raise VoiceError(f"{engine} voice {voice}: no voiced syllable")
+    return tuple(bank)
 
 
 def overlap_add(syllable: SpokenSyllable, out: np.ndarray, first: int, stop: int,

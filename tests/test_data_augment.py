@@ -1,10 +1,16 @@
-"""Training augmentation: gains, sign flips, cross-song remixing, offsets, random EQ, exact
-mixtures."""
+"""Training augmentation: gains, sign flips, cross-song remixing, offsets, random EQ, playback
+speed, exact mixtures."""
 
 import numpy as np
 import pytest
 
-from tinysep.data.augment import eq_gain_db, random_eq, training_batches, training_chunks
+from tinysep.data.augment import (
+    eq_gain_db,
+    played_at_speed,
+    random_eq,
+    training_batches,
+    training_chunks,
+)
 from tinysep.data.clip import Clip
 from tinysep.dsp import SAMPLE_RATE
 
@@ -128,6 +134,10 @@ def test_batches_stack_chunks():
     ({"eq_max_db": 30.0}, "eq_max_db"),
     ({"level_range_db": (0.0, -10.0)}, "level_range_db"),
     ({"level_range_db": (-80.0, 0.0)}, "level_range_db"),
+    ({"speed_probability": 1.5}, "speed_probability"),
+    ({"speed_range": (1.2, 0.9)}, "speed_range"),
+    ({"speed_range": (0.1, 1.0)}, "speed_range"),
+    ({"speed_range": "fast"}, "speed_range"),
 ])
 def test_bad_options_are_named(options, message):
     args = {"chunk_samples": CHUNK, **options}
@@ -195,3 +205,55 @@ def test_level_scales_every_source_of_a_chunk_alike_within_its_range():
     assert np.mean(levels) == pytest.approx(-12.0, abs=2.0)
     unscaled = _chunks(20, seed=6, remix=False, random_gain=False, sign_flip=False)
     assert all(_decode(v)[2] == pytest.approx(1.0) for _, v, _ in unscaled)
+
+
+@pytest.mark.parametrize("speed", [0.85, 0.93, 1.07, 1.18])
+def test_a_source_played_faster_is_higher_by_the_speed_and_keeps_its_level(speed):
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    tones = (220.0, 1000.0)
+    signal = sum(np.sin(2 * np.pi * f * t) for f in tones).astype(np.float32)
+    out = played_at_speed(signal, 4000, SAMPLE_RATE, speed)
+    assert out.dtype == np.float32 and out.shape == (SAMPLE_RATE,)
+    for f in tones:
+        # the tone moved to f * speed (the FFT sizes round the speed by < 0.5 %) at 0 dB
+        moved = max(np.arange(f * speed * 0.99, f * speed * 1.01, 0.25),
+                    key=lambda g: _sine_level_db(out, g))
+        assert moved == pytest.approx(f * speed, rel=0.005)
+        assert _sine_level_db(out * np.hanning(len(out)) * 2, moved) == pytest.approx(0.0,
+                                                                                     abs=0.3)
+        assert _sine_level_db(out, f) < -20.0  # nothing is left where it was
+    # it starts where asked: played at speed 1 it is the signal itself
+    np.testing.assert_allclose(played_at_speed(signal, 4000, 2000, 1.0), signal[4000:6000],
+                               atol=1e-4)
+    # past the end of the signal it is silent
+    tail = played_at_speed(signal, len(signal) - 1000, 4000, speed)
+    assert np.abs(tail[:int(900 / speed)]).max() > 0.5
+    assert np.abs(tail[int(1100 / speed):]).max() < 0.01
+
+
+def _slope(chunk: np.ndarray) -> float:
+    """Samples of a coded ramp advanced per output sample, away from the chunk's ends."""
+    middle = np.arange(100, len(chunk) - 100)
+    return float(np.polyfit(middle, chunk[middle], 1)[0])
+
+
+def test_speed_is_shared_by_the_sources_of_a_clip_and_drawn_anew_for_a_remix():
+    plain = dict(random_gain=False, sign_flip=False)
+    together = _chunks(200, seed=8, remix=False, speed_probability=0.5, **plain)
+    speeds = []
+    for mixture, vocals, accompaniment in together:
+        np.testing.assert_array_equal(mixture, vocals + accompaniment)
+        np.testing.assert_allclose(accompaniment, -vocals, rtol=1e-6)  # aligned, same speed
+        speeds.append(_slope(vocals))
+    speeds = np.array(speeds)
+    changed = np.abs(speeds - 1.0) > 0.002
+    assert 0.35 < changed.mean() < 0.65
+    assert speeds.min() > 0.85 * 0.995 and speeds.max() < 1.18 * 1.005
+    assert speeds.min() < 0.88 and speeds.max() > 1.14  # the whole range is used
+    assert (speeds[changed] < 1.0).mean() == pytest.approx(0.5, abs=0.15)  # log-uniform
+    remixed = _chunks(200, seed=8, remix_probability=1.0, speed_probability=1.0, **plain)
+    pairs = np.array([(_slope(v), -_slope(a)) for _, v, a in remixed])
+    assert np.mean(np.abs(pairs[:, 0] - pairs[:, 1]) > 0.01) > 0.8  # each its own speed
+    again = _chunks(20, seed=8, remix=False, speed_probability=0.5, **plain)
+    for a, b in zip(again, together[:20], strict=False):
+        np.testing.assert_array_equal(a[1], b[1])

@@ -1,6 +1,7 @@
 """Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing,
-and (off by default) a random EQ per source, so timbres the corpus never had are trained on,
-and a random level of the whole chunk, so quiet and loud recordings are trained on.
+and (off by default) a random EQ per source and a random playback speed (pitch, formants and
+tempo together), so timbres, voices and registers the corpus never had are trained on, and a
+random level of the whole chunk, so quiet and loud recordings are trained on.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from tinysep.data.clip import LEVEL_LIMITS_DB, SOURCES, Clip
 from tinysep.data.sources import check_sources
@@ -23,9 +25,14 @@ DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
 DEFAULT_EQ_MAX_DB = 9.0  # largest boost or cut of one random EQ band
 EQ_PIVOT_HZ = 1000.0  # the random tilt turns around this frequency
 EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
+# Playback-speed factors (x1.18: three semitones up, x0.85: almost three down); a source
+# played faster is higher in pitch and formants and shorter in time.
+DEFAULT_SPEED_RANGE = (0.85, 1.18)
+SPEED_LIMITS = (0.5, 2.0)  # the widest speed range accepted
+SPEED_MARGIN = 256  # samples resampled beyond each end of a chunk and cut off (FFT wrap)
 # The values the numeric settings may take: probabilities, and a band's boost in dB.
 SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
-                  "eq_max_db": (0.0, 24.0)}
+                  "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0)}
 
 
 def _is_number(value) -> bool:
@@ -44,6 +51,13 @@ def check_settings(**settings) -> None:
         if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
             raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "
                              f"got {settings[key]!r}")
+    if "speed_range" in settings:
+        speeds, (low, high) = settings["speed_range"], SPEED_LIMITS
+        if (not isinstance(speeds, (list, tuple)) or len(speeds) != 2
+                or not all(_is_number(v) for v in speeds)
+                or not low <= speeds[0] <= speeds[1] <= high):
+            raise ValueError(f"speed_range must be [low, high] playback-speed factors with "
+                             f"{low:g} <= low <= high <= {high:g}, got {speeds!r}")
     if "level_range_db" in settings:
         level, (low, high) = settings["level_range_db"], LEVEL_LIMITS_DB
         if (not isinstance(level, (list, tuple)) or len(level) != 2
@@ -89,6 +103,32 @@ def _chunk(signal: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
+def speed_span(length: int, speed: float) -> tuple[int, int]:
+    """``(source samples, output samples)`` of the FFT resampling behind a chunk of
+    ``length`` samples at ``speed``, margins included: both are FFT-friendly sizes, so the
+    speed used is their ratio, within a fraction of a percent of ``speed``."""
+    out = next_fast_len(length + 2 * SPEED_MARGIN)
+    return next_fast_len(int(round(out * speed))), out
+
+
+def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -> np.ndarray:
+    """``length`` samples of ``signal`` from ``start`` played ``speed`` times as fast
+    (band-limited FFT resampling: pitch and formants rise by ``speed``, time shrinks by
+    it); beyond the ends of ``signal`` it is silent."""
+    source_len, out_len = speed_span(length, speed)
+    lead = int(round(SPEED_MARGIN * source_len / out_len))
+    segment = np.zeros(source_len, dtype=np.float64)
+    lo, hi = max(start - lead, 0), min(start - lead + source_len, len(signal))
+    if hi > lo:
+        segment[lo - (start - lead):hi - (start - lead)] = signal[lo:hi]
+    spectrum = np.fft.rfft(segment)
+    resampled = np.zeros(out_len // 2 + 1, dtype=np.complex128)
+    keep = min(len(spectrum), len(resampled))
+    resampled[:keep] = spectrum[:keep]
+    played = np.fft.irfft(resampled, n=out_len) * (out_len / source_len)
+    return played[SPEED_MARGIN:SPEED_MARGIN + length].astype(np.float32)
+
+
 def _offset(n_samples: int, length: int, rng: np.random.Generator, random_offset: bool) -> int:
     """Chunk start: anywhere (random offset) or on the grid of whole chunks from 0."""
     if n_samples <= length:
@@ -112,6 +152,8 @@ def training_chunks(
     eq_probability: float = 0.0,
     eq_max_db: float = DEFAULT_EQ_MAX_DB,
     level_range_db: tuple[float, float] = (0.0, 0.0),
+    speed_probability: float = 0.0,
+    speed_range: tuple[float, float] = DEFAULT_SPEED_RANGE,
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
@@ -123,6 +165,9 @@ def training_chunks(
     - remix: every source after the first comes, with ``remix_probability`` each, from a
       clip of another song than the first source's (at its own offset): with the two
       default sources, the vocals of one clip over the accompaniment of another song;
+    - speed_probability: a clip is played, with this probability, at a speed log-uniform
+      in ``speed_range`` (:func:`played_at_speed`); the sources of one clip share their
+      speed and stay aligned, a source remixed from another song gets its own;
     - eq_probability: each source goes, with this probability, through its own
       :func:`random_eq` (bands up to +-``eq_max_db``);
     - level_range_db: the whole chunk (every source alike) is then scaled by a gain
@@ -136,7 +181,9 @@ def training_chunks(
         raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
                    eq_probability=eq_probability, eq_max_db=eq_max_db,
-                   level_range_db=level_range_db)
+                   level_range_db=level_range_db, speed_probability=speed_probability,
+                   speed_range=speed_range)
+    log_speeds = np.log(np.asarray(speed_range, dtype=np.float64))
     low, high = gain_range
     level_low, level_high = level_range_db
     chunk_samples = int(chunk_samples)
@@ -155,12 +202,20 @@ def training_chunks(
                     j = int(rng.integers(len(clips)))
             picks.append(j)
         signals = [clips[j].source(name) for j, name in zip(picks, names, strict=True)]
-        first = _offset(len(signals[0]), chunk_samples, rng, random_offset)
-        starts = [first] + [first if j == i else _offset(len(x), chunk_samples, rng,
-                                                         random_offset)
-                            for j, x in zip(picks[1:], signals[1:], strict=True)]
-        parts = [_chunk(x, start, chunk_samples) for x, start in zip(signals, starts,
-                                                                      strict=True)]
+        speeds = {j: 1.0 for j in picks}
+        if speed_probability > 0:
+            for j in dict.fromkeys(picks):
+                if rng.random() < speed_probability:
+                    speeds[j] = float(np.exp(rng.uniform(*log_speeds)))
+        spans = [chunk_samples if speeds[j] == 1.0 else int(round(chunk_samples * speeds[j]))
+                 for j in picks]
+        first = _offset(len(signals[0]), spans[0], rng, random_offset)
+        starts = [first] + [first if j == i else _offset(len(x), span, rng, random_offset)
+                            for j, x, span in zip(picks[1:], signals[1:], spans[1:],
+                                                  strict=True)]
+        parts = [_chunk(x, start, chunk_samples) if speeds[j] == 1.0
+                 else played_at_speed(x, start, chunk_samples, speeds[j])
+                 for j, x, start in zip(picks, signals, starts, strict=True)]
         if eq_probability > 0:
             parts = [random_eq(part, rng, eq_max_db) if rng.random() < eq_probability else part
                      for part in parts]

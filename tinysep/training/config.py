@@ -11,7 +11,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from tinysep.data.augment import check_settings
+from tinysep.data.augment import (
+    DEFAULT_EQ_MAX_DB,
+    DEFAULT_GAIN_RANGE,
+    DEFAULT_SPEED_RANGE,
+    check_settings,
+)
 from tinysep.data.clip import LEVEL_LIMITS_DB
 from tinysep.training.choices import LOSSES, SCHEDULES
 
@@ -20,13 +25,15 @@ RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
 DEFAULT_AUGMENT = {
     "random_offset": True,
     "random_gain": True,
-    "gain_range": [0.25, 1.25],
+    "gain_range": list(DEFAULT_GAIN_RANGE),
     "sign_flip": True,
     "remix": True,
     "remix_probability": 0.5,
     "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
-    "eq_max_db": 9.0,  # largest boost or cut of one random EQ band
+    "eq_max_db": DEFAULT_EQ_MAX_DB,  # largest boost or cut of one random EQ band
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
+    "speed_probability": 0.0,  # share of clips played at a random speed (0: off)
+    "speed_range": list(DEFAULT_SPEED_RANGE),  # playback-speed factors: pitch, formants and tempo
 }
 
 

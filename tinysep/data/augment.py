@@ -25,7 +25,7 @@ DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
 DEFAULT_EQ_MAX_DB = 9.0  # largest boost or cut of one random EQ band
 EQ_PIVOT_HZ = 1000.0  # the random tilt turns around this frequency
 EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
-# Playback-speed factors (x1.18: three semitones up, x0.85: almost three down); a source
+# Playback-speed factors (x1.18 and x0.85: almost three semitones up and down); a source
 # played faster is higher in pitch and formants and shorter in time.
 DEFAULT_SPEED_RANGE = (0.85, 1.18)
 SPEED_LIMITS = (0.5, 2.0)  # the widest speed range accepted

@@ -33,6 +33,10 @@ SPEED_MARGIN = 256  # samples resampled beyond each end of a chunk and cut off (
 # The values the numeric settings may take: probabilities, and a band's boost in dB.
 SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
                   "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0)}
+# The [low, high] settings: their limits and unit.
+RANGE_LIMITS = {"gain_range": ((0.0, np.inf), "linear gains"),
+                "speed_range": (SPEED_LIMITS, "playback-speed factors"),
+                "level_range_db": (LEVEL_LIMITS_DB, "dB")}
 
 
 def _is_number(value) -> bool:
@@ -42,29 +46,17 @@ def _is_number(value) -> bool:
 def check_settings(**settings) -> None:
     """Raise ValueError naming the first augmentation setting whose value is out of range
     (the keyword arguments of :func:`training_chunks`; absent ones are not checked)."""
-    if "gain_range" in settings:
-        gains = settings["gain_range"]
-        if (not isinstance(gains, (list, tuple)) or len(gains) != 2
-                or not all(_is_number(g) for g in gains) or not 0.0 <= gains[0] <= gains[1]):
-            raise ValueError(f"gain_range must be [low, high] with 0 <= low <= high, got {gains!r}")
     for key, (low, high) in SETTING_LIMITS.items():
         if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
             raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "
                              f"got {settings[key]!r}")
-    if "speed_range" in settings:
-        speeds, (low, high) = settings["speed_range"], SPEED_LIMITS
-        if (not isinstance(speeds, (list, tuple)) or len(speeds) != 2
-                or not all(_is_number(v) for v in speeds)
-                or not low <= speeds[0] <= speeds[1] <= high):
-            raise ValueError(f"speed_range must be [low, high] playback-speed factors with "
-                             f"{low:g} <= low <= high <= {high:g}, got {speeds!r}")
-    if "level_range_db" in settings:
-        level, (low, high) = settings["level_range_db"], LEVEL_LIMITS_DB
-        if (not isinstance(level, (list, tuple)) or len(level) != 2
-                or not all(_is_number(v) for v in level)
-                or not low <= level[0] <= level[1] <= high):
-            raise ValueError(f"level_range_db must be [low, high] dB with {low:g} <= low <= high "
-                             f"<= {high:g}, got {level!r}")
+    for key, ((low, high), unit) in RANGE_LIMITS.items():
+        pair = settings.get(key)
+        if key in settings and (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                                or not all(_is_number(v) for v in pair)
+                                or not low <= pair[0] <= pair[1] <= high):
+            raise ValueError(f"{key} must be [low, high] {unit} with {low:g} <= low <= high "
+                             f"<= {high:g}, got {pair!r}")
 
 
 def eq_gain_db(frequencies: np.ndarray, rng: np.random.Generator,
@@ -103,7 +95,7 @@ def _chunk(signal: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
-def speed_span(length: int, speed: float) -> tuple[int, int]:
+def _speed_span(length: int, speed: float) -> tuple[int, int]:
     """``(source samples, output samples)`` of the FFT resampling behind a chunk of
     ``length`` samples at ``speed``, margins included: both are FFT-friendly sizes, so the
     speed used is their ratio, within a fraction of a percent of ``speed``."""
@@ -115,7 +107,7 @@ def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -
     """``length`` samples of ``signal`` from ``start`` played ``speed`` times as fast
     (band-limited FFT resampling: pitch and formants rise by ``speed``, time shrinks by
     it); beyond the ends of ``signal`` it is silent."""
-    source_len, out_len = speed_span(length, speed)
+    source_len, out_len = _speed_span(length, speed)
     lead = int(round(SPEED_MARGIN * source_len / out_len))
     segment = np.zeros(source_len, dtype=np.float64)
     lo, hi = max(start - lead, 0), min(start - lead + source_len, len(signal))

@@ -447,6 +447,49 @@ def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
     assert (result.epochs, result.status) == (state["epoch"] + 1, "finished")
 
 
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_init_from(corpus, one_epoch,
+                                                                          tmp_path):
+    """Stopped before an epoch finished, a warm-started run has no weights of its own: its
+    resume starts again from the model it was started from, not from random weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
+               "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
+               "--init-from", str(one_epoch), "--epochs", "1", "--steps-per-epoch", "100000",
+               "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-clips", "1",
+               "--valid-seconds", "2", "--seed", "7", "--learning-rate", "1e-9",
+               "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "state.json").is_file():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    state = json.loads((out / "state.json").read_text())
+    assert (state["epoch"], state["checkpoint"]) == (0, None)
+
+    # another seed than the one the started-from model had: random weights would differ
+    resumed = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9, seed=7,
+                      init_from=str(one_epoch))
+    train(resumed, out, resume=True, allow_changes=True, progress=False)
+    start = [w.numpy() for w in load_model(one_epoch).trainable_weights]
+    after = [w.numpy() for w in load_model(out).trainable_weights]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(start, after, strict=True)) < 1e-5
+    fresh = [w.numpy() for w in model_from_config(load_model(out).tinysep_config).trainable_weights]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(fresh, after, strict=True)) > 1e-2
+
+
 def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_epoch, tmp_path):
     """Shipping a run: the weights land beside a training.json whose test scores and eval
     command come from the report; a report without the run is refused."""

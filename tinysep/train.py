@@ -42,6 +42,7 @@ from tinysep.training.run_folder import (
     PLOT_FILE,
     STATE_FILE,
     check_folder,
+    has_checkpoint,
     plot_history,
     prepare_folder,
     save_best,
@@ -367,7 +368,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
     initial = None
-    if config.init_from and not resume:
+    # a run stopped before its first checkpoint starts again from init_from, not at random
+    if config.init_from and not (resume and has_checkpoint(out)):
         initial = _load_initial_weights(model, model_config, config.init_from,
                                         config.init_matching)
         if initial["layers_fresh"]:

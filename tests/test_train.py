@@ -357,6 +357,28 @@ def test_schedules():
         TrainConfig(data="x", lr_schedule="cosine-budget").validate()
 
 
+def _largest_weight_gap(model_a, model_b) -> float:
+    """The largest absolute difference between the trainable weights of two models."""
+    return max(float(np.abs(a.numpy() - b.numpy()).max())
+               for a, b in zip(model_a.trainable_weights, model_b.trainable_weights, strict=True))
+
+
+def _start_cli_run(corpus: Path, out: Path, *extra: str):
+    """`tinysep train` of the TINY model as its own process (signals reach it as they
+    would a user's run)."""
+    import os
+    import subprocess
+    import sys
+
+    options = [f"--option={k}={v}" for k, v in TINY.items()]
+    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
+               "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
+               "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-clips", "1",
+               "--valid-seconds", "2", "--no-progress", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
 def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path):
     """Validation on another corpus (held-out engines), weights started from a saved model,
     and run.json naming the folders and engines the run trained and selected on."""
@@ -374,11 +396,9 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
                if n in meta["splits"]["train"]}
     assert run["corpora"]["train"]["engines"]["vocals"] == sorted(trained)
     # a learning rate of 1e-9: the trained weights are (almost) those it started from
-    start = [w.numpy() for w in load_model(one_epoch).trainable_weights]
-    after = [w.numpy() for w in load_model(out).trainable_weights]
-    assert max(float(np.abs(a - b).max()) for a, b in zip(start, after, strict=True)) < 1e-5
-    fresh = [w.numpy() for w in model_from_config(load_model(out).tinysep_config).trainable_weights]
-    assert max(float(np.abs(a - b).max()) for a, b in zip(fresh, after, strict=True)) > 1e-2
+    after = load_model(out)
+    assert _largest_weight_gap(load_model(one_epoch), after) < 1e-5
+    assert _largest_weight_gap(model_from_config(after.tinysep_config), after) > 1e-2
     # the validation clips came from the other corpus
     valid = validation_clips(load_split(other, split="valid", progress=False), 1, 2.0)
     best = json.loads((out / "state.json").read_text())["best"]["valid_sdr"]["mean"]
@@ -411,21 +431,12 @@ def test_init_matching_grows_a_model_from_a_smaller_one(corpus, one_epoch, tmp_p
 
 def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
     """A stopped run keeps its finished epochs, says it was interrupted, and resumes."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     out = tmp_path / "run"
-    options = [f"--option={k}={v}" for k, v in TINY.items()]
-    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
-               "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
-               "--epochs", "500", "--steps-per-epoch", "3", "--batch-size", "4",
-               "--chunk-seconds", "0.5", "--valid-clips", "1", "--valid-seconds", "2",
-               "--seed", "5", "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    process = _start_cli_run(corpus, out, "--epochs", "500", "--steps-per-epoch", "3",
+                             "--seed", "5")
     state_file = out / "state.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
@@ -451,22 +462,13 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_init_from(corpus
                                                                           tmp_path):
     """Stopped before an epoch finished, a warm-started run has no weights of its own: its
     resume starts again from the model it was started from, not from random weights."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     out = tmp_path / "run"
-    options = [f"--option={k}={v}" for k, v in TINY.items()]
-    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
-               "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
-               "--init-from", str(one_epoch), "--epochs", "1", "--steps-per-epoch", "100000",
-               "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-clips", "1",
-               "--valid-seconds", "2", "--seed", "7", "--learning-rate", "1e-9",
-               "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    process = _start_cli_run(corpus, out, "--init-from", str(one_epoch), "--epochs", "1",
+                             "--steps-per-epoch", "100000", "--seed", "7",
+                             "--learning-rate", "1e-9")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if (out / "state.json").is_file():
@@ -483,11 +485,9 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_init_from(corpus
     resumed = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9, seed=7,
                       init_from=str(one_epoch))
     train(resumed, out, resume=True, allow_changes=True, progress=False)
-    start = [w.numpy() for w in load_model(one_epoch).trainable_weights]
-    after = [w.numpy() for w in load_model(out).trainable_weights]
-    assert max(float(np.abs(a - b).max()) for a, b in zip(start, after, strict=True)) < 1e-5
-    fresh = [w.numpy() for w in model_from_config(load_model(out).tinysep_config).trainable_weights]
-    assert max(float(np.abs(a - b).max()) for a, b in zip(fresh, after, strict=True)) > 1e-2
+    after = load_model(out)
+    assert _largest_weight_gap(load_model(one_epoch), after) < 1e-5
+    assert _largest_weight_gap(model_from_config(after.tinysep_config), after) > 1e-2
 
 
 def test_ship_model_copies_the_best_weights_and_writes_the_record(corpus, one_epoch, tmp_path):

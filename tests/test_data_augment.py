@@ -1,5 +1,5 @@
 """Training augmentation: gains, sign flips, cross-song remixing, offsets, random EQ, playback
-speed, exact mixtures."""
+speed, ensembles, exact mixtures."""
 
 import numpy as np
 import pytest
@@ -7,6 +7,7 @@ import pytest
 from tinysep.data.augment import (
     eq_gain_db,
     played_at_speed,
+    played_by_an_ensemble,
     random_eq,
     training_batches,
     training_chunks,
@@ -138,6 +139,11 @@ def test_batches_stack_chunks():
     ({"speed_range": (1.2, 0.9)}, "speed_range"),
     ({"speed_range": (0.1, 1.0)}, "speed_range"),
     ({"speed_range": "fast"}, "speed_range"),
+    ({"ensemble_probability": 2.0}, "ensemble_probability"),
+    ({"ensemble_voices": (2.5, 4)}, "ensemble_voices"),
+    ({"ensemble_voices": (0, 4)}, "ensemble_voices"),
+    ({"ensemble_detune_cents": -5.0}, "ensemble_detune_cents"),
+    ({"ensemble_delay_ms": 500.0}, "ensemble_delay_ms"),
 ])
 def test_bad_options_are_named(options, message):
     args = {"chunk_samples": CHUNK, **options}
@@ -257,3 +263,75 @@ def test_speed_is_shared_by_the_sources_of_a_clip_and_drawn_anew_for_a_remix():
     again = _chunks(20, seed=8, remix=False, speed_probability=0.5, **plain)
     for a, b in zip(again, together[:20], strict=True):  # same seed, same chunks
         np.testing.assert_array_equal(a[1], b[1])
+
+
+def _spectrum_db(signal: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
+    return np.array([_sine_level_db(signal, f) for f in frequencies])
+
+
+def test_an_ensemble_spreads_the_pitch_by_its_detuning_and_keeps_the_level():
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
+    rms = float(np.sqrt(np.mean(tone ** 2)))
+    rng = np.random.default_rng(3)
+    grid = np.arange(960.0, 1040.0, 0.5)
+    spread, levels, leads = [], [], []
+    for _ in range(12):
+        out = played_by_an_ensemble(tone, SAMPLE_RATE, 2 * SAMPLE_RATE, 1.0, rng, voices=4,
+                                    detune_cents=20.0, delay_ms=30.0)
+        assert out.dtype == np.float32 and out.shape == (2 * SAMPLE_RATE,)
+        levels.append(float(np.sqrt(np.mean(out ** 2))) / rms)
+        spectrum = _spectrum_db(out * np.hanning(len(out)) * 2, grid)
+        # the lead stays at 1000 Hz at half the amplitude (-6 dB); a copy detuned by a few
+        # cents falls in the same bin and adds or cancels, by chance
+        leads.append(spectrum[grid == 1000.0][0])
+        peaks = grid[spectrum > -16.0]
+        assert peaks.min() >= 1000.0 * 2 ** (-21 / 1200) - 1.0  # nothing beyond the detuning
+        assert peaks.max() <= 1000.0 * 2 ** (21 / 1200) + 1.0
+        spread.append(peaks.max() - peaks.min())
+    assert max(spread) > 8.0  # copies do move: 20 cents at 1 kHz is 11.6 Hz
+    assert np.median(leads) == pytest.approx(-6.0, abs=2.0)
+    assert 0.6 < np.median(levels) < 1.4  # the level stays about the source's
+    # one voice is the source itself; copies that are neither detuned nor late double it
+    np.testing.assert_array_equal(
+        played_by_an_ensemble(tone, 100, 1000, 1.0, rng, voices=1), tone[100:1100])
+    doubled = played_by_an_ensemble(tone, 100, 1000, 1.0, rng, voices=2, detune_cents=0.0,
+                                    delay_ms=0.0)
+    np.testing.assert_allclose(doubled, tone[100:1100] * np.sqrt(2.0), atol=1e-4)
+
+
+def test_a_late_copy_sounds_after_the_source():
+    impulse = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    impulse[4000] = 1.0
+    rng = np.random.default_rng(5)
+    lags = []
+    for _ in range(30):
+        out = played_by_an_ensemble(impulse, 0, 8000, 1.0, rng, voices=2, detune_cents=0.0,
+                                    delay_ms=30.0)
+        assert out[4000] == pytest.approx(1 / np.sqrt(2.0), abs=1e-3)
+        lags.append(int(np.argmax(np.abs(out[4001:4600]))) + 1)
+    lags = np.array(lags)
+    assert lags.min() >= 1 and lags.max() <= int(0.030 * SAMPLE_RATE) + 1
+    assert lags.max() - lags.min() > 0.015 * SAMPLE_RATE  # the delay is drawn anew each time
+
+
+def test_ensembles_are_drawn_per_source_and_keep_the_mixture_exact():
+    plain = dict(random_gain=False, sign_flip=False, remix=False)
+    chunks = _chunks(300, seed=9, ensemble_probability=0.5, ensemble_voices=(2, 3),
+                     ensemble_detune_cents=0.0, ensemble_delay_ms=10.0, **plain)
+    changed = []
+    for mixture, vocals, accompaniment in chunks:
+        np.testing.assert_array_equal(mixture, vocals + accompaniment)
+        # a ramp played by copies late by a few samples is no longer a ramp of step 1
+        changed.append((abs(_slope(vocals) - 1.0) > 0.05, abs(-_slope(accompaniment) - 1.0)
+                        > 0.05))
+    changed = np.array(changed)
+    assert 0.4 < changed[:, 0].mean() < 0.6 and 0.4 < changed[:, 1].mean() < 0.6
+    assert 0.1 < (changed[:, 0] & changed[:, 1]).mean() < 0.4  # independent per source
+    again = _chunks(20, seed=9, ensemble_probability=0.5, ensemble_voices=(2, 3),
+                    ensemble_detune_cents=0.0, ensemble_delay_ms=10.0, **plain)
+    for a, b in zip(again, chunks[:20], strict=True):
+        np.testing.assert_array_equal(a[1], b[1])
+    off = _chunks(20, seed=9, **plain)
+    for a, b in zip(off, _chunks(20, seed=9, ensemble_probability=0.0, **plain), strict=True):
+        np.testing.assert_array_equal(a[0], b[0])  # off draws nothing: the same chunks

@@ -1,7 +1,8 @@
 """Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing,
-and (off by default) a random EQ per source and a random playback speed (pitch, formants and
-tempo together), so timbres, voices and registers the corpus never had are trained on, and a
-random level of the whole chunk, so quiet and loud recordings are trained on.
+and (off by default) a random EQ per source, a random playback speed (pitch, formants and
+tempo together) and a source sung or played by an ensemble (detuned, late copies of it), so
+timbres, voices, registers and sections the corpus never had are trained on, and a random
+level of the whole chunk, so quiet and loud recordings are trained on.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -30,13 +31,24 @@ EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
 DEFAULT_SPEED_RANGE = (0.85, 1.18)
 SPEED_LIMITS = (0.5, 2.0)  # the widest speed range accepted
 SPEED_MARGIN = 256  # samples resampled beyond each end of a chunk and cut off (FFT wrap)
-# The values the numeric settings may take: probabilities, and a band's boost in dB.
+# An ensemble: the source and copies of it, each detuned by up to +-DETUNE cents and late by
+# up to DELAY ms (a section of singers or players, a doubled take, a chorus effect).
+DEFAULT_ENSEMBLE_VOICES = (2, 4)  # the source counts as one voice
+DEFAULT_ENSEMBLE_DETUNE_CENTS = 20.0
+DEFAULT_ENSEMBLE_DELAY_MS = 30.0
+ENSEMBLE_VOICE_LIMITS = (1, 8)
+# The values the numeric settings may take: probabilities, a band's boost in dB, an
+# ensemble's detuning (cents) and delay (ms).
 SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
-                  "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0)}
+                  "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0),
+                  "ensemble_probability": (0.0, 1.0), "ensemble_detune_cents": (0.0, 100.0),
+                  "ensemble_delay_ms": (0.0, 100.0)}
 # The [low, high] settings: their limits and unit.
 RANGE_LIMITS = {"gain_range": ((0.0, np.inf), "linear gains"),
                 "speed_range": (SPEED_LIMITS, "playback-speed factors"),
-                "level_range_db": (LEVEL_LIMITS_DB, "dB")}
+                "level_range_db": (LEVEL_LIMITS_DB, "dB"),
+                "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices")}
+WHOLE_RANGES = frozenset({"ensemble_voices"})  # [low, high] settings that count things
 
 
 def _is_number(value) -> bool:
@@ -54,6 +66,7 @@ def check_settings(**settings) -> None:
         pair = settings.get(key)
         if key in settings and (not isinstance(pair, (list, tuple)) or len(pair) != 2
                                 or not all(_is_number(v) for v in pair)
+                                or (key in WHOLE_RANGES and not all(v == int(v) for v in pair))
                                 or not low <= pair[0] <= pair[1] <= high):
             raise ValueError(f"{key} must be [low, high] {unit} with {low:g} <= low <= high "
                              f"<= {high:g}, got {pair!r}")
@@ -121,6 +134,24 @@ def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -
     return played[SPEED_MARGIN:SPEED_MARGIN + length].astype(np.float32)
 
 
+def played_by_an_ensemble(signal: np.ndarray, start: int, length: int, speed: float,
+                          rng: np.random.Generator, voices: int,
+                          detune_cents: float = DEFAULT_ENSEMBLE_DETUNE_CENTS,
+                          delay_ms: float = DEFAULT_ENSEMBLE_DELAY_MS) -> np.ndarray:
+    """``length`` samples of ``signal`` from ``start`` at ``speed`` (the lead) plus
+    ``voices - 1`` copies, each detuned by a cent count uniform in +-``detune_cents`` and late
+    by a delay uniform in [0, ``delay_ms``], summed and scaled by 1/sqrt(``voices``): copies
+    that drift apart add in power, so the level stays about that of the source."""
+    lead = (_chunk(signal, start, length) if speed == 1.0
+            else played_at_speed(signal, start, length, speed))
+    out = lead.astype(np.float64)
+    for _ in range(voices - 1):
+        factor = speed * 2.0 ** (rng.uniform(-detune_cents, detune_cents) / 1200.0)
+        late = int(round(rng.uniform(0.0, delay_ms) * SAMPLE_RATE / 1000.0 * factor))
+        out += played_at_speed(signal, start - late, length, factor)
+    return (out / np.sqrt(voices)).astype(np.float32)
+
+
 def _offset(n_samples: int, length: int, rng: np.random.Generator, random_offset: bool) -> int:
     """Chunk start: anywhere (random offset) or on the grid of whole chunks from 0."""
     if n_samples <= length:
@@ -146,6 +177,10 @@ def training_chunks(
     level_range_db: tuple[float, float] = (0.0, 0.0),
     speed_probability: float = 0.0,
     speed_range: tuple[float, float] = DEFAULT_SPEED_RANGE,
+    ensemble_probability: float = 0.0,
+    ensemble_voices: tuple[int, int] = DEFAULT_ENSEMBLE_VOICES,
+    ensemble_detune_cents: float = DEFAULT_ENSEMBLE_DETUNE_CENTS,
+    ensemble_delay_ms: float = DEFAULT_ENSEMBLE_DELAY_MS,
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
@@ -174,7 +209,9 @@ def training_chunks(
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
                    eq_probability=eq_probability, eq_max_db=eq_max_db,
                    level_range_db=level_range_db, speed_probability=speed_probability,
-                   speed_range=speed_range)
+                   speed_range=speed_range, ensemble_probability=ensemble_probability,
+                   ensemble_voices=ensemble_voices, ensemble_detune_cents=ensemble_detune_cents,
+                   ensemble_delay_ms=ensemble_delay_ms)
     log_speeds = np.log(np.asarray(speed_range, dtype=np.float64))
     low, high = gain_range
     level_low, level_high = level_range_db
@@ -208,6 +245,13 @@ def training_chunks(
         parts = [_chunk(x, start, chunk_samples) if speeds[j] == 1.0
                  else played_at_speed(x, start, chunk_samples, speeds[j])
                  for j, x, start in zip(picks, signals, starts, strict=True)]
+        if ensemble_probability > 0:
+            for k, (j, x, start) in enumerate(zip(picks, signals, starts, strict=True)):
+                if rng.random() < ensemble_probability:
+                    voices = int(rng.integers(ensemble_voices[0], ensemble_voices[1] + 1))
+                    parts[k] = played_by_an_ensemble(x, start, chunk_samples, speeds[j], rng,
+                                                     voices, ensemble_detune_cents,
+                                                     ensemble_delay_ms)
         if eq_probability > 0:
             parts = [random_eq(part, rng, eq_max_db) if rng.random() < eq_probability else part
                      for part in parts]

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 from tinysep.data.augment import (
+    DEFAULT_ENSEMBLE_DELAY_MS,
+    DEFAULT_ENSEMBLE_DETUNE_CENTS,
+    DEFAULT_ENSEMBLE_VOICES,
     DEFAULT_EQ_MAX_DB,
     DEFAULT_GAIN_RANGE,
     DEFAULT_SPEED_RANGE,
@@ -34,6 +37,10 @@ DEFAULT_AUGMENT = {
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
     "speed_probability": 0.0,  # share of clips played at a random speed (0: off)
     "speed_range": list(DEFAULT_SPEED_RANGE),  # playback-speed factors: pitch, formants and tempo
+    "ensemble_probability": 0.0,  # share of sources played by an ensemble (0: off)
+    "ensemble_voices": list(DEFAULT_ENSEMBLE_VOICES),  # voices in an ensemble, the source included
+    "ensemble_detune_cents": DEFAULT_ENSEMBLE_DETUNE_CENTS,  # largest detuning of a copy
+    "ensemble_delay_ms": DEFAULT_ENSEMBLE_DELAY_MS,  # largest delay of a copy
 }
 
 

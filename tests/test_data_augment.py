@@ -142,6 +142,8 @@ def test_batches_stack_chunks():
     ({"ensemble_probability": 2.0}, "ensemble_probability"),
     ({"ensemble_voices": (2.5, 4)}, "ensemble_voices"),
     ({"ensemble_voices": (0, 4)}, "ensemble_voices"),
+    ({"ensemble_voices": (2, float("inf"))}, "ensemble_voices"),
+    ({"ensemble_voices": (float("nan"), 3)}, "ensemble_voices"),
     ({"ensemble_detune_cents": -5.0}, "ensemble_detune_cents"),
     ({"ensemble_delay_ms": 500.0}, "ensemble_delay_ms"),
 ])
@@ -277,8 +279,8 @@ def test_an_ensemble_spreads_the_pitch_by_its_detuning_and_keeps_the_level():
     grid = np.arange(960.0, 1040.0, 0.5)
     spread, levels, leads = [], [], []
     for _ in range(12):
-        out = played_by_an_ensemble(tone, SAMPLE_RATE, 2 * SAMPLE_RATE, 1.0, rng, voices=4,
-                                    detune_cents=20.0, delay_ms=30.0)
+        out = played_by_an_ensemble(tone[SAMPLE_RATE:3 * SAMPLE_RATE], tone, SAMPLE_RATE, 1.0,
+                                    rng, voices=4, detune_cents=20.0, delay_ms=30.0)
         assert out.dtype == np.float32 and out.shape == (2 * SAMPLE_RATE,)
         levels.append(float(np.sqrt(np.mean(out ** 2))) / rms)
         spectrum = _spectrum_db(out * np.hanning(len(out)) * 2, grid)
@@ -294,9 +296,9 @@ def test_an_ensemble_spreads_the_pitch_by_its_detuning_and_keeps_the_level():
     assert 0.6 < np.median(levels) < 1.4  # the level stays about the source's
     # one voice is the source itself; copies that are neither detuned nor late double it
     np.testing.assert_array_equal(
-        played_by_an_ensemble(tone, 100, 1000, 1.0, rng, voices=1), tone[100:1100])
-    doubled = played_by_an_ensemble(tone, 100, 1000, 1.0, rng, voices=2, detune_cents=0.0,
-                                    delay_ms=0.0)
+        played_by_an_ensemble(tone[100:1100], tone, 100, 1.0, rng, voices=1), tone[100:1100])
+    doubled = played_by_an_ensemble(tone[100:1100], tone, 100, 1.0, rng, voices=2,
+                                    detune_cents=0.0, delay_ms=0.0)
     np.testing.assert_allclose(doubled, tone[100:1100] * np.sqrt(2.0), atol=1e-4)
 
 
@@ -306,8 +308,8 @@ def test_a_late_copy_sounds_after_the_source():
     rng = np.random.default_rng(5)
     lags = []
     for _ in range(30):
-        out = played_by_an_ensemble(impulse, 0, 8000, 1.0, rng, voices=2, detune_cents=0.0,
-                                    delay_ms=30.0)
+        out = played_by_an_ensemble(impulse[:8000], impulse, 0, 1.0, rng, voices=2,
+                                    detune_cents=0.0, delay_ms=30.0)
         assert out[4000] == pytest.approx(1 / np.sqrt(2.0), abs=1e-3)
         lags.append(int(np.argmax(np.abs(out[4001:4600]))) + 1)
     lags = np.array(lags)

@@ -55,6 +55,18 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_range(pair, low: float, high: float, whole: bool) -> bool:
+    """True if ``pair`` is ``[a, b]`` with ``low <= a <= b <= high`` (whole numbers if
+    ``whole``)."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        return False
+    if not all(_is_number(v) for v in pair):
+        return False
+    if whole and not all(float(v).is_integer() for v in pair):
+        return False
+    return low <= pair[0] <= pair[1] <= high
+
+
 def check_settings(**settings) -> None:
     """Raise ValueError naming the first augmentation setting whose value is out of range
     (the keyword arguments of :func:`training_chunks`; absent ones are not checked)."""
@@ -64,10 +76,7 @@ def check_settings(**settings) -> None:
                              f"got {settings[key]!r}")
     for key, ((low, high), unit) in RANGE_LIMITS.items():
         pair = settings.get(key)
-        if key in settings and (not isinstance(pair, (list, tuple)) or len(pair) != 2
-                                or not all(_is_number(v) for v in pair)
-                                or (key in WHOLE_RANGES and not all(v == int(v) for v in pair))
-                                or not low <= pair[0] <= pair[1] <= high):
+        if key in settings and not _is_range(pair, low, high, key in WHOLE_RANGES):
             raise ValueError(f"{key} must be [low, high] {unit} with {low:g} <= low <= high "
                              f"<= {high:g}, got {pair!r}")
 
@@ -134,21 +143,19 @@ def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -
     return played[SPEED_MARGIN:SPEED_MARGIN + length].astype(np.float32)
 
 
-def played_by_an_ensemble(signal: np.ndarray, start: int, length: int, speed: float,
+def played_by_an_ensemble(lead: np.ndarray, signal: np.ndarray, start: int, speed: float,
                           rng: np.random.Generator, voices: int,
                           detune_cents: float = DEFAULT_ENSEMBLE_DETUNE_CENTS,
                           delay_ms: float = DEFAULT_ENSEMBLE_DELAY_MS) -> np.ndarray:
-    """``length`` samples of ``signal`` from ``start`` at ``speed`` (the lead) plus
-    ``voices - 1`` copies, each detuned by a cent count uniform in +-``detune_cents`` and late
-    by a delay uniform in [0, ``delay_ms``], summed and scaled by 1/sqrt(``voices``): copies
-    that drift apart add in power, so the level stays about that of the source."""
-    lead = (_chunk(signal, start, length) if speed == 1.0
-            else played_at_speed(signal, start, length, speed))
+    """``lead`` (``signal`` from ``start`` played at ``speed``) plus ``voices - 1`` copies of
+    it, each detuned by a cent count uniform in +-``detune_cents`` and late by a delay
+    uniform in [0, ``delay_ms``], summed and scaled by 1/sqrt(``voices``): copies that
+    drift apart add in power, so the level stays about that of the source."""
     out = lead.astype(np.float64)
     for _ in range(voices - 1):
         factor = speed * 2.0 ** (rng.uniform(-detune_cents, detune_cents) / 1200.0)
         late = int(round(rng.uniform(0.0, delay_ms) * SAMPLE_RATE / 1000.0 * factor))
-        out += played_at_speed(signal, start - late, length, factor)
+        out += played_at_speed(signal, start - late, len(lead), factor)
     return (out / np.sqrt(voices)).astype(np.float32)
 
 
@@ -249,7 +256,7 @@ def training_chunks(
             for k, (j, x, start) in enumerate(zip(picks, signals, starts, strict=True)):
                 if rng.random() < ensemble_probability:
                     voices = int(rng.integers(ensemble_voices[0], ensemble_voices[1] + 1))
-                    parts[k] = played_by_an_ensemble(x, start, chunk_samples, speeds[j], rng,
+                    parts[k] = played_by_an_ensemble(parts[k], x, start, speeds[j], rng,
                                                      voices, ensemble_detune_cents,
                                                      ensemble_delay_ms)
         if eq_probability > 0:

@@ -335,5 +335,7 @@ def test_ensembles_are_drawn_per_source_and_keep_the_mixture_exact():
     for a, b in zip(again, chunks[:20], strict=True):
         np.testing.assert_array_equal(a[1], b[1])
     off = _chunks(20, seed=9, **plain)
-    for a, b in zip(off, _chunks(20, seed=9, ensemble_probability=0.0, **plain), strict=True):
-        np.testing.assert_array_equal(a[0], b[0])  # off draws nothing: the same chunks
+    unused = _chunks(20, seed=9, ensemble_probability=0.0, ensemble_voices=(8, 8),
+                     ensemble_detune_cents=100.0, ensemble_delay_ms=100.0, **plain)
+    for a, b in zip(off, unused, strict=True):
+        np.testing.assert_array_equal(a[0], b[0])  # off, its settings change nothing

@@ -43,12 +43,11 @@ SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
                   "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0),
                   "ensemble_probability": (0.0, 1.0), "ensemble_detune_cents": (0.0, 100.0),
                   "ensemble_delay_ms": (0.0, 100.0)}
-# The [low, high] settings: their limits and unit.
-RANGE_LIMITS = {"gain_range": ((0.0, np.inf), "linear gains"),
-                "speed_range": (SPEED_LIMITS, "playback-speed factors"),
-                "level_range_db": (LEVEL_LIMITS_DB, "dB"),
-                "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices")}
-WHOLE_RANGES = frozenset({"ensemble_voices"})  # [low, high] settings that count things
+# The [low, high] settings: their limits, unit, and whether they count things (whole numbers).
+RANGE_LIMITS = {"gain_range": ((0.0, np.inf), "linear gains", False),
+                "speed_range": (SPEED_LIMITS, "playback-speed factors", False),
+                "level_range_db": (LEVEL_LIMITS_DB, "dB", False),
+                "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices", True)}
 
 
 def _is_number(value) -> bool:
@@ -74,9 +73,9 @@ def check_settings(**settings) -> None:
         if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
             raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "
                              f"got {settings[key]!r}")
-    for key, ((low, high), unit) in RANGE_LIMITS.items():
+    for key, ((low, high), unit, whole) in RANGE_LIMITS.items():
         pair = settings.get(key)
-        if key in settings and not _is_range(pair, low, high, key in WHOLE_RANGES):
+        if key in settings and not _is_range(pair, low, high, whole):
             raise ValueError(f"{key} must be [low, high] {unit} with {low:g} <= low <= high "
                              f"<= {high:g}, got {pair!r}")
 

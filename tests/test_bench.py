@@ -73,3 +73,30 @@ def test_cli_quick_bench_prints_and_writes_json(tmp_path, capsys):
 def test_cli_rejects_an_unknown_section(capsys):
     assert main(["bench", "--section", "nope"]) == 2
     assert "unknown bench section nope" in capsys.readouterr().err
+
+
+def test_time_batches_times_each_batch_training_would_make():
+    from tinysep.training.data import time_batches
+
+    clips = [short_clip(2.0), short_clip(3.0)]
+    seconds = time_batches(clips, {"speed_probability": 1.0}, batch_size=2, samples=8000,
+                           count=3)
+    assert len(seconds) == 3 and all(np.isfinite(s) and s > 0 for s in seconds)
+    with pytest.raises(ValueError, match="speed_probability"):
+        time_batches(clips, {"speed_probability": 2.0}, batch_size=2, samples=8000, count=1)
+
+
+def test_train_data_section_rates_follow_from_the_shipped_settings():
+    from tinysep.pretrained import default_model_path
+
+    result = bench.train_data_section(quick=True)
+    stored = json.loads((default_model_path() / "training.json").read_text())["train_config"]
+    assert (result["batch_size"], result["chunk_seconds"]) == (stored["batch_size"],
+                                                               stored["chunk_seconds"])
+    names = [row["augmentation"] for row in result["rows"]]
+    assert names[-1] == "the shipped model's" and len(names) == 4
+    for row in result["rows"]:
+        assert 0 < row["batch_ms_median"] <= row["batch_ms_p90"]
+        assert row["audio_x"] == pytest.approx(
+            stored["batch_size"] * stored["chunk_seconds"] / (row["batch_ms_median"] / 1000))
+    assert "ms per batch" in bench.format_section(result)

@@ -1,11 +1,13 @@
 """Measure the kit's speed: a list of named sections, each printed as a table and saved as JSON.
 
 Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the
-metrics alone, in clip-seconds per wall-second), ``hil_*`` (the board link over a
-pseudo-terminal), ``model_latency`` (host TFLite time per hop of the shipped model, float32
-vs int8), ``model_size`` (its default export against the MCU budgets) and ``arm_emulated``
-(invoke time on the emulated ARM boards under qemu-user, labelled emulated: it measures the
-emulator, not a board; skipped with a note without `make board-arm64`).
+metrics alone, in clip-seconds per wall-second), ``train_data`` (how fast the training
+augmentation makes batches: the shipped model's settings and each costly part alone),
+``hil_*`` (the board link over a pseudo-terminal), ``model_latency`` (host TFLite time per
+hop of the shipped model, float32 vs int8), ``model_size`` (its default export against the
+MCU budgets) and ``arm_emulated`` (invoke time on the emulated ARM boards under qemu-user,
+labelled emulated: it measures the emulator, not a board; skipped with a note without
+`make board-arm64`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def sections() -> list[tuple[str, Callable[..., dict]]]:
     by column key); any other keys go to the JSON as they are."""
     return [
         ("eval_speed", eval_speed_section),
+        ("train_data", train_data_section),
         ("hil_throughput", hil_bench.throughput_section),
         ("hil_overhead", hil_bench.overhead_section),
         ("hil_baud", hil_bench.baud_section),
@@ -130,3 +133,41 @@ def eval_speed_section(quick: bool = False) -> dict:
     )
     return result
 
+
+
+def train_data_section(quick: bool = False) -> dict:
+    """Batches per second of the training augmentation (numpy, one thread): it runs beside
+    the model's steps on the same cores, so its cost is training time lost."""
+    import numpy as np
+
+    from tinysep.data.synth import synthetic_clips
+    from tinysep.pretrained import default_model_path
+    from tinysep.training.data import chunk_samples, time_batches
+
+    stored = json.loads((default_model_path() / "training.json").read_text())["train_config"]
+    shipped = stored["augment"]
+    batch_size, chunk_seconds = stored["batch_size"], stored["chunk_seconds"]
+    count, seconds, batches = (3, 6.0, 4) if quick else (8, 12.0, 40)
+    clips = synthetic_clips(count, seconds, seed=1234)
+    settings = [
+        ("basic (offsets, gains, signs, remix)", {}),
+        ("speed on every clip", {"speed_probability": 1.0,
+                                 "speed_range": shipped["speed_range"]}),
+        ("EQ on every source", {"eq_probability": 1.0}),
+        ("the shipped model's", shipped),
+    ]
+    rows = []
+    for name, augment in settings:
+        times = np.asarray(time_batches(clips, augment, batch_size,
+                                        chunk_samples(chunk_seconds), batches))
+        median = float(np.median(times))
+        rows.append({"augmentation": name, "batch_ms_median": 1000.0 * median,
+                     "batch_ms_p90": 1000.0 * float(np.percentile(times, 90)),
+                     "audio_x": batch_size * chunk_seconds / median})
+    return {
+        "title": (f"Training batches: {batch_size} chunks of {chunk_seconds:g} s from {count} "
+                  f"synthetic songs, {batches} batches per setting, one thread"),
+        "columns": [["augmentation", "augmentation"], ["batch_ms_median", "ms per batch"],
+                    ["batch_ms_p90", "p90 ms"], ["audio_x", "audio s per wall s"]],
+        "rows": rows, "batch_size": batch_size, "chunk_seconds": chunk_seconds,
+    }

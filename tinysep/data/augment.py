@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy.fft import next_fast_len
+from scipy import fft
 
 from tinysep.data.clip import LEVEL_LIMITS_DB, SOURCES, Clip
 from tinysep.data.sources import check_sources
@@ -100,10 +100,10 @@ def random_eq(signal: np.ndarray, rng: np.random.Generator,
               max_db: float = DEFAULT_EQ_MAX_DB) -> np.ndarray:
     """``signal`` through a random :func:`eq_gain_db` curve (zero phase, applied in the
     frequency domain: the curve is smooth, so its impulse response is short)."""
-    spectrum = np.fft.rfft(signal.astype(np.float64))
+    spectrum = fft.rfft(np.asarray(signal, np.float32))  # single precision: 4x faster
     frequencies = np.fft.rfftfreq(len(signal), 1.0 / SAMPLE_RATE)
-    spectrum *= 10.0 ** (eq_gain_db(frequencies, rng, max_db) / 20.0)
-    return np.fft.irfft(spectrum, n=len(signal)).astype(np.float32)
+    spectrum *= (10.0 ** (eq_gain_db(frequencies, rng, max_db) / 20.0)).astype(np.float32)
+    return fft.irfft(spectrum, n=len(signal))
 
 
 def _chunk(signal: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -120,8 +120,8 @@ def _speed_span(length: int, speed: float) -> tuple[int, int]:
     """``(source samples, output samples)`` of the FFT resampling behind a chunk of
     ``length`` samples at ``speed``, margins included: both are FFT-friendly sizes, so the
     speed used is their ratio, within a fraction of a percent of ``speed``."""
-    out = next_fast_len(length + 2 * SPEED_MARGIN)
-    return next_fast_len(int(round(out * speed))), out
+    out = fft.next_fast_len(length + 2 * SPEED_MARGIN)
+    return fft.next_fast_len(int(round(out * speed))), out
 
 
 def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -> np.ndarray:
@@ -130,16 +130,16 @@ def played_at_speed(signal: np.ndarray, start: int, length: int, speed: float) -
     it); beyond the ends of ``signal`` it is silent."""
     source_len, out_len = _speed_span(length, speed)
     lead = int(round(SPEED_MARGIN * source_len / out_len))
-    segment = np.zeros(source_len, dtype=np.float64)
+    segment = np.zeros(source_len, dtype=np.float32)
     lo, hi = max(start - lead, 0), min(start - lead + source_len, len(signal))
     if hi > lo:
         segment[lo - (start - lead):hi - (start - lead)] = signal[lo:hi]
-    spectrum = np.fft.rfft(segment)
-    resampled = np.zeros(out_len // 2 + 1, dtype=np.complex128)
+    spectrum = fft.rfft(segment)  # single precision, as random_eq
+    resampled = np.zeros(out_len // 2 + 1, dtype=np.complex64)
     keep = min(len(spectrum), len(resampled))
     resampled[:keep] = spectrum[:keep]
-    played = np.fft.irfft(resampled, n=out_len) * (out_len / source_len)
-    return played[SPEED_MARGIN:SPEED_MARGIN + length].astype(np.float32)
+    played = fft.irfft(resampled, n=out_len)
+    return played[SPEED_MARGIN:SPEED_MARGIN + length] * np.float32(out_len / source_len)
 
 
 def played_by_an_ensemble(lead: np.ndarray, signal: np.ndarray, start: int, speed: float,

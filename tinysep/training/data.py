@@ -8,6 +8,7 @@ sees exactly the batches the uninterrupted run would have seen.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -155,7 +156,7 @@ def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
                                   **augment))
     mixtures = np.stack([c[0] for c in chunks])
     sources = np.stack([np.stack(c[1:]) for c in chunks])
-    return mixtures.astype(np.float32), sources.astype(np.float32)
+    return mixtures.astype(np.float32, copy=False), sources.astype(np.float32, copy=False)
 
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
@@ -166,6 +167,20 @@ def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
     while True:
         yield batch_for_step(clips, step, seed, batch_size, samples, augment, sources)
         step += 1
+
+
+def time_batches(clips: Sequence[Clip], augment: dict, batch_size: int, samples: int,
+                 count: int, seed: int = 0) -> list[float]:
+    """Wall seconds each of ``count`` consecutive batches took to make (as training makes
+    them: :func:`batch_for_step` with ``augment``), for ``tinysep bench``. A first batch,
+    which pays one-time costs (FFT plans, caches), is made before and not timed."""
+    batch_for_step(clips, count, seed, batch_size, samples, augment)
+    seconds = []
+    for step in range(count):
+        start = time.perf_counter()
+        batch_for_step(clips, step, seed, batch_size, samples, augment)
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,

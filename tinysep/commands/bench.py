@@ -134,7 +134,6 @@ def eval_speed_section(quick: bool = False) -> dict:
     return result
 
 
-
 def train_data_section(quick: bool = False) -> dict:
     """Batches per second of the training augmentation (numpy, one thread): it runs beside
     the model's steps on the same cores, so its cost is training time lost."""

@@ -92,6 +92,28 @@ def test_a_model_grown_by_an_encoder_and_a_refiner_starts_as_the_smaller_one():
         layer.set_weights(start)
 
 
+def test_a_wider_model_grown_from_a_narrower_one_starts_as_it():
+    """Widening the residual path and the blocks keeps every layer (none starts fresh) and
+    the masks; the new channels are live: once they feed the old outputs, the masks move."""
+    base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=5, scale=0.3)
+    wider = dict(SMALL_TCN, residual=12, hidden=16)
+    grown = build_model("dualgate-tcn", **wider)
+    assert copy_matching_layers(base, grown) == []
+    assert count_params(grown) > count_params(base)
+    mags = np.random.default_rng(1).gamma(0.5, 0.1, (20, 257)).astype(np.float32)
+    expected = predict_masks(base, mags)
+    assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5  # not saturated
+    np.testing.assert_allclose(predict_masks(grown, mags), expected, atol=1e-5)
+    kernel, bias = grown.get_layer("mask_proj").get_weights()
+    assert np.all(kernel[..., 8:, :] == 0)  # new residual channels do not reach the masks yet
+    kernel[..., 8:, :] = np.random.default_rng(2).normal(0, 0.3, kernel[..., 8:, :].shape)
+    grown.get_layer("mask_proj").set_weights([kernel, bias])
+    assert np.abs(predict_masks(grown, mags) - expected).max() > 0.01
+    # A narrower target, or another depth, does not take the weights.
+    narrower = build_model("dualgate-tcn", **dict(SMALL_TCN, residual=6))
+    assert "in_proj" in copy_matching_layers(base, narrower)
+
+
 @pytest.mark.parametrize(
     "sources", [["vocals", "accompaniment"], ["vocals", "drums", "bass", "other"]]
 )

@@ -71,9 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from the weights of this saved model (same model and "
                              "options; default: random initialization)")
     parser.add_argument("--init-matching", action="store_true", default=None,
-                        help="with --init-from a model of other options: copy only its layers "
-                             "whose names and weight shapes match; the rest start fresh (e.g. "
-                             "a model grown by an encoder or a refiner)")
+                        help="with --init-from a model of other options: copy its layers "
+                             "whose names match and whose weights are the same shape or fit "
+                             "into wider ones (the new channels start so that the model "
+                             "computes what the smaller one did); the rest start fresh (e.g. "
+                             "a model grown by an encoder, a refiner or wider blocks)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     parser.add_argument("--steps-per-epoch", type=int,

@@ -226,9 +226,10 @@ def _anchored_projection(source: keras.Model, target: keras.Model) -> tuple[str,
 
 def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
     """Copy into ``target`` the weights of every layer of ``source`` with the same name and
-    weight shapes (a model grown from a smaller one), and a softmax mask projection into
-    an anchored one (:func:`tinysep.models.blocks.anchor_logits`); returns the names of
-    ``target``'s weighted layers left as they were."""
+    weight shapes (a model grown from a smaller one), a softmax mask projection into an
+    anchored one (:func:`tinysep.models.blocks.anchor_logits`), and the weights of a layer
+    that ``target`` has wider (:func:`widened_weights`); returns the names of ``target``'s
+    weighted layers left as they were."""
     by_name = {layer.name: layer for layer in source.layers}
     anchored = _anchored_projection(source, target)
     fresh = []
@@ -236,15 +237,40 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
         if not layer.weights:
             continue
         other = by_name.get(layer.name)
-        shapes = [w.shape for w in layer.weights]
+        shapes = [tuple(w.shape) for w in layer.weights]
         weights = None if other is None else other.get_weights()
         if weights is not None and anchored and layer.name == anchored[0]:
             weights = list(anchor_logits(*weights, anchored[1]))
-        if weights is not None and [w.shape for w in weights] == shapes:
+        if weights is not None and [w.shape for w in weights] != shapes:
+            weights = widened_weights(layer, weights)
+        if weights is not None:
             layer.set_weights(weights)
         else:
             fresh.append(layer.name)
     return fresh
+
+
+def widened_weights(layer: keras.layers.Layer, smaller: list[np.ndarray]) -> list | None:
+    """``layer``'s weights with ``smaller`` (the same layer of a narrower model) in their
+    leading entries, or None if a shape does not fit. The new channels keep ``layer``'s own
+    initialization, except that a new input channel of a dense or pointwise kernel does
+    not feed an existing output (those entries are zero): so the wider model computes
+    exactly what the narrower one did, and its new channels learn from there."""
+    current = layer.get_weights()
+    if [w.ndim for w in smaller] != [w.ndim for w in current]:
+        return None
+    pairs = list(zip(smaller, current, strict=True))
+    if any(a > b for s, c in pairs for a, b in zip(s.shape, c.shape, strict=True)):
+        return None
+    mixes_channels = not isinstance(layer, keras.layers.DepthwiseConv2D)
+    grown = []
+    for small, big in pairs:
+        big = big.copy()
+        if mixes_channels and big.ndim >= 2:
+            big[..., small.shape[-2]:, :small.shape[-1]] = 0.0
+        big[tuple(slice(0, n) for n in small.shape)] = small
+        grown.append(big)
+    return grown
 
 
 def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:

@@ -59,7 +59,7 @@ class TrainConfig:
     dataset: str = "auto"
     valid_data: str = ""  # validation (model selection) from this folder's valid split
     init_from: str = ""  # saved model folder whose weights start the run
-    init_matching: bool = False  # init_from another architecture: copy the layers that match
+    init_matching: bool = False  # init_from another architecture: copy the layers that match or fit
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16

@@ -18,8 +18,9 @@ import tf_keras as keras
 from tinysep.cli import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
-from tinysep.models import load_model, model_from_config, separate
+from tinysep.models import load_model, make_config, model_from_config, save_model, separate
 from tinysep.train import TrainConfig, TrainingError, train
+from tinysep.training.config import DEFAULT_AUGMENT
 from tinysep.training.data import batch_for_step, fingerprint_clips, validation_clips
 from tinysep.training.run_folder import stored_config
 from tinysep.training.spectral import batch_loss
@@ -611,3 +612,76 @@ def test_a_resume_can_turn_the_average_on(corpus, tmp_path):
     tf.train.Checkpoint(model=model).restore(str(out / state["checkpoint"])).expect_partial()
     raw = _float_weights(model)
     assert max(float(np.abs(r - f).max()) for r, f in zip(raw, first, strict=True)) > 1e-3
+
+
+def test_the_teacher_loss_is_the_loss_against_the_teachers_separations(corpus):
+    """A model taught by itself separates exactly what it is asked for (SDR near the
+    epsilon's ceiling); the weight mixes the two losses linearly; another teacher is
+    a different target."""
+    clips = load_split(corpus, split="train", progress=False)
+    mixture, sources = (tf.constant(a) for a in batch_for_step(clips, 7, 1, 4, 8000,
+                                                                DEFAULT_AUGMENT))
+    keras.utils.set_random_seed(1)
+    model = model_from_config(_config(corpus).model_config())
+    other = model_from_config(_config(corpus).model_config())
+
+    def loss(teacher=None, weight=0.0) -> float:
+        return float(batch_loss(model, mixture, sources, "sdr", 0.0, False, teacher, weight))
+
+    truth, itself = loss(), loss(model, 1.0)
+    assert itself < -30.0 and truth > itself + 20.0
+    assert loss(model, 0.25) == pytest.approx(0.75 * truth + 0.25 * itself, abs=1e-3)
+    assert itself + 10.0 < loss(other, 1.0)
+
+
+def test_a_run_taught_by_a_teacher_records_it_and_leaves_it_untouched(corpus, one_epoch,
+                                                                      tmp_path):
+    """Distillation: the teacher's weights are not trained, the run records the teacher and
+    counts the engines of the teacher's corpora as heard (held-out tables then say
+    "trained" for them)."""
+    from tinysep.metrics.by_engine import TRAINED, engine_status, model_engines
+
+    teacher = _copy_run(one_epoch, tmp_path / "teacher")
+    record = json.loads((teacher / "run.json").read_text())
+    record["corpora"]["train"] = {"folder": "/elsewhere", "split": "train",
+                                  "engines": {"vocals": ["choir"]}}
+    (teacher / "run.json").write_text(json.dumps(record))
+    weights = (teacher / "model.weights.h5").read_bytes()
+    out = tmp_path / "taught"
+    config = _config(corpus, epochs=1, teacher=str(teacher), teacher_weight=0.7)
+    train(config, out, progress=False)
+    assert (teacher / "model.weights.h5").read_bytes() == weights
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_config"]["teacher"] == str(teacher)
+    assert run["train_config"]["teacher_weight"] == 0.7
+    assert {"folder": "/elsewhere", "split": "train",
+            "engines": {"vocals": ["choir"]}} in run["corpora"]["train"]["earlier"]
+    assert engine_status("vocals", "choir", model_engines(out)) == TRAINED
+    assert engine_status("vocals", "choir", model_engines(one_epoch)) != TRAINED
+
+
+def test_a_teacher_that_does_not_fit_stops_before_the_run_starts(corpus, one_epoch, tmp_path,
+                                                                 capsys):
+    """A missing teacher, one that separates other sources and one with no record of its
+    corpora each stop with the teacher's folder named; no run folder is left."""
+    missing = _config(corpus, teacher=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="teacher: model folder .*nowhere does not exist"):
+        train(missing, tmp_path / "a", progress=False)
+    four = tmp_path / "four"
+    save_model(model_from_config(make_config("dualgate-tcn", "tiny", **TINY,
+                                             sources=["vocals", "drums", "bass", "other"])),
+               four)
+    shutil.copy(one_epoch / "run.json", four / "run.json")
+    with pytest.raises(ValueError, match="teacher .*four separates .*drums"):
+        train(_config(corpus, teacher=str(four)), tmp_path / "b", progress=False)
+    unrecorded = _copy_run(one_epoch, tmp_path / "unrecorded")
+    (unrecorded / "run.json").unlink()
+    with pytest.raises(ValueError, match="teacher: .*unrecorded.*corpora"):
+        train(_config(corpus, teacher=str(unrecorded)), tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="teacher_weight"):
+        _config(corpus, teacher=str(one_epoch), teacher_weight=0.0).validate()
+    assert not any((tmp_path / name).exists() for name in "abc")
+    code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "d"),
+                     "--teacher-weight", "0.5"])
+    assert code != 0 and "give --teacher too" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -93,7 +93,27 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     return {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
 
 
-def _train_step_function(model, optimizer, config: TrainConfig, average=None):
+def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
+    """The teacher model of a distillation run (None without one); it must separate the
+    same sources, in the same order, as the model it teaches."""
+    if not config.teacher:
+        return None
+    from tinysep.models.registry import load_model, model_sources
+    from tinysep.training.run_folder import teacher_corpora
+
+    try:
+        teacher = load_model(config.teacher)
+        teacher_corpora(config.teacher)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"teacher: {exc}") from None
+    if model_sources(teacher) != tuple(sources):
+        raise ValueError(f"teacher {config.teacher} separates {list(model_sources(teacher))}, "
+                         f"the model it teaches {list(sources)}: they must be the same")
+    teacher.trainable = False
+    return teacher
+
+
+def _train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
     import tensorflow as tf
 
     from tinysep.training.spectral import batch_loss
@@ -104,7 +124,8 @@ def _train_step_function(model, optimizer, config: TrainConfig, average=None):
     def step(mixture, sources):
         with tf.GradientTape() as tape:
             loss = batch_loss(model, mixture, sources, config.loss, config.sdr_weight,
-                              training=True)
+                              training=True, teacher=teacher,
+                              teacher_weight=config.teacher_weight)
         grads = tape.gradient(loss, variables)
         finite = tf.math.is_finite(loss)
         for g in grads:
@@ -360,6 +381,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     model_config = config.model_config()
     check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
     sources = model_sources(model_config)
+    teacher = _load_teacher(config, sources)
     data = load_training_data(config.data, config.dataset, progress=progress,
                               valid_root=config.valid_data or None, sources=sources)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds,
@@ -384,7 +406,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                             model_info)
     session = _Session(config, out, state, model, progress)
     session.restore()
-    step_fn = _train_step_function(model, session.optimizer, config, session.average)
+    step_fn = _train_step_function(model, session.optimizer, config, session.average, teacher)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
                                 chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()

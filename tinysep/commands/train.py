@@ -38,6 +38,7 @@ _FIELDS = {
     "valid_seconds": "valid_seconds",
     "max_minutes": "max_minutes",
     "weight_average": "weight_average",
+    "teacher_weight": "teacher_weight",
 }
 
 
@@ -76,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "into wider ones (the new channels start so that the model "
                              "computes what the smaller one did); the rest start fresh (e.g. "
                              "a model grown by an encoder, a refiner or wider blocks)")
+    parser.add_argument("--teacher", type=Path, metavar="MODEL",
+                        help="distil this saved model (e.g. a wider one) into the trained one: "
+                             "the loss also compares with the teacher's separations of each "
+                             "mixture; the run records the teacher's corpora as heard")
+    parser.add_argument("--teacher-weight", type=float, metavar="W",
+                        help="share of the loss against the teacher's separations, the rest "
+                             f"against the true sources (default {d.teacher_weight})")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     parser.add_argument("--steps-per-epoch", type=int,
@@ -163,6 +171,8 @@ def build_config(args: argparse.Namespace):
         given["init_from"] = str(args.init_from)
     if args.init_matching:
         given["init_matching"] = True
+    if args.teacher is not None:
+        given["teacher"] = str(args.teacher)
     if args.valid_levels_db is not None:
         try:
             given["valid_levels_db"] = [float(v) for v in args.valid_levels_db.split(",")]
@@ -192,6 +202,8 @@ def build_config(args: argparse.Namespace):
     if augment:
         given["augment"] = {**base.augment, **augment}
     config = base.replace(**given)
+    if args.teacher_weight is not None and not config.teacher:
+        raise CliError("--teacher-weight weighs the loss against a teacher: give --teacher too")
     if not config.data:
         raise CliError("--data is required (the dataset folder to train on)")
     return config

@@ -60,6 +60,11 @@ class TrainConfig:
     valid_data: str = ""  # validation (model selection) from this folder's valid split
     init_from: str = ""  # saved model folder whose weights start the run
     init_matching: bool = False  # init_from another architecture: copy the layers that match or fit
+    # A saved model whose separations are a second target (knowledge distillation): the
+    # loss is (1 - teacher_weight) x loss against the true sources + teacher_weight x the
+    # same loss against the teacher's estimates.
+    teacher: str = ""
+    teacher_weight: float = 0.5
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16
@@ -145,6 +150,13 @@ class TrainConfig:
             raise ValueError(f"init_matching must be true or false, got {self.init_matching!r}")
         if self.init_matching and not self.init_from:
             raise ValueError("init_matching copies layers from init_from: give init_from too")
+        if not isinstance(self.teacher, str):
+            raise ValueError(f"teacher must be a model folder, got {self.teacher!r}")
+        weight = self.teacher_weight
+        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool)
+                and 0.0 < weight <= 1.0):
+            raise ValueError(f"teacher_weight is the share of the loss against the teacher, in "
+                             f"(0, 1], got {weight!r}")
 
     @property
     def total_steps(self) -> int:

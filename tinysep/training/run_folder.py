@@ -213,16 +213,38 @@ def prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: 
 
 def corpora(config: TrainConfig, before: dict | None = None) -> dict:
     """The folders (and music engines) the run trains and selects on; a resume on other
-    corpora keeps the ones ``before`` under ``earlier``, since the weights learnt from them."""
+    corpora keeps the ones ``before`` under ``earlier``, since the weights learnt from them,
+    and so does a teacher's corpora: its separations are what the run learns from."""
     from tinysep.training.data import corpus_record
 
     now = {"train": corpus_record(config.data, "train"),
            "valid": corpus_record(config.valid_data or config.data, "valid")}
+    taught = teacher_corpora(config.teacher) if config.teacher else {}
     for split, record in now.items():
         old = dict((before or {}).get(split) or {})
         earlier = old.pop("earlier", [])
         if old and old != record:
             earlier = [*earlier, old]
+        theirs = dict(taught.get(split) or {})
+        for corpus in [*theirs.pop("earlier", []), theirs]:
+            if corpus and corpus not in earlier and corpus != record:
+                earlier = [*earlier, corpus]
         if earlier:
             record["earlier"] = earlier
     return now
+
+
+def teacher_corpora(folder: str) -> dict:
+    """The corpora recorded in a teacher's folder (``run.json`` of a run, or a shipped
+    model's ``training.json``); a teacher that records none is an error, since the
+    engines the taught model has heard would then be unknown."""
+    for name in (RUN_FILE, "training.json"):
+        path = Path(folder) / name
+        if path.is_file():
+            record = read_json(path, "the teacher's training record").get("corpora")
+            if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
+                raise ValueError(f"{path}: records no training corpora ('corpora'): the "
+                                 f"engines the teacher heard are unknown")
+            return record
+    raise FileNotFoundError(f"teacher {folder}: neither {RUN_FILE} nor training.json says "
+                            f"which corpora it trained on")

@@ -96,15 +96,26 @@ def separation_loss(
 
 
 def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_weight: float,
-               training: bool) -> tf.Tensor:
+               training: bool, teacher=None, teacher_weight: float = 0.0) -> tf.Tensor:
     """The loss ``kind`` of ``model`` on a batch: mixtures ``(B, samples)``, sources
-    ``(B, 2, samples)`` (STFT, masks from the mixture magnitudes, loss)."""
+    ``(B, 2, samples)`` (STFT, masks from the mixture magnitudes, loss). With a ``teacher``
+    model, ``teacher_weight`` of it is the same loss against the teacher's separations
+    (its masks on the mixture, resynthesised alike) instead of the true sources."""
     spec = tf_stft(mixture)
     batch, count, samples = (int(d) for d in sources.shape)
     target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
     masks = model(tf.abs(spec), training=training)
-    return separation_loss(kind, spec, masks, target, sources, sdr_weight)
+    loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
+    if teacher is None:
+        return loss
+    taught = tf.stop_gradient(teacher(tf.abs(spec), training=False))
+    taught_magnitudes = tf.abs(spec)[..., None] * taught
+    taught_sources = tf.stack(
+        [tf_istft(spec * _as_complex(taught[..., i]), samples) for i in range(count)], axis=1)
+    taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
+                                  sdr_weight)
+    return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss
 
 
 __all__ = ["LOSSES", "batch_loss", "negative_sdr", "separation_loss", "tf_istft", "tf_stft"]

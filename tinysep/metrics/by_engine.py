@@ -58,10 +58,10 @@ def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -
     return any(engines.get(role) in names for role, names in wanted.items())
 
 
-def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
-    """``{"train": {role: engines}, "valid": {role: engines}}`` recorded in a model folder
-    (``run.json`` of a training run, or a shipped model's ``training.json``), the corpora a
-    resumed run left behind included; empty roles when the folder records none."""
+def recorded_corpora(folder: str | Path) -> dict | None:
+    """The ``corpora`` record (train and valid corpus records) of a model folder's
+    ``run.json`` (a training run) or ``training.json`` (a shipped model); None when the
+    folder has neither file."""
     folder = Path(folder)
     for name in ("run.json", "training.json"):
         path = folder / name
@@ -74,9 +74,16 @@ def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
                     isinstance(corpora.get(split) or {}, dict) for split in ("train", "valid")):
                 raise ValueError(f"{path}: 'corpora' is not an object of train and valid "
                                  f"corpus records")
-            return {split: _union_engines(corpora.get(split) or {})
-                    for split in ("train", "valid")}
-    return {"train": {}, "valid": {}}
+            return corpora
+    return None
+
+
+def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
+    """``{"train": {role: engines}, "valid": {role: engines}}`` recorded in a model folder
+    (:func:`recorded_corpora`), the corpora a resumed run left behind included; empty roles
+    when the folder records none."""
+    corpora = recorded_corpora(folder) or {}
+    return {split: _union_engines(corpora.get(split) or {}) for split in ("train", "valid")}
 
 
 def _union_engines(record: Mapping) -> dict[str, set[str]]:

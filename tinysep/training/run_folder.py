@@ -235,16 +235,12 @@ def corpora(config: TrainConfig, before: dict | None = None) -> dict:
 
 
 def teacher_corpora(folder: str) -> dict:
-    """The corpora recorded in a teacher's folder (``run.json`` of a run, or a shipped
-    model's ``training.json``); a teacher that records none is an error, since the
-    engines the taught model has heard would then be unknown."""
-    for name in (RUN_FILE, "training.json"):
-        path = Path(folder) / name
-        if path.is_file():
-            record = read_json(path, "the teacher's training record").get("corpora")
-            if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
-                raise ValueError(f"{path}: records no training corpora ('corpora'): the "
-                                 f"engines the teacher heard are unknown")
-            return record
-    raise FileNotFoundError(f"teacher {folder}: neither {RUN_FILE} nor training.json says "
-                            f"which corpora it trained on")
+    """The corpora recorded in a teacher's folder; a teacher that records none is an error,
+    since the engines the taught model has heard would then be unknown."""
+    from tinysep.metrics.by_engine import recorded_corpora
+
+    record = recorded_corpora(folder)
+    if not record or not record.get("train"):
+        raise ValueError(f"{folder}: its run.json or training.json records no training "
+                         f"corpora ('corpora'), so the engines it heard are unknown")
+    return record

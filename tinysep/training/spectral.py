@@ -105,12 +105,13 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     batch, count, samples = (int(d) for d in sources.shape)
     target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
-    masks = model(tf.abs(spec), training=training)
+    magnitudes = tf.abs(spec)
+    masks = model(magnitudes, training=training)
     loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
     if teacher is None:
         return loss
-    taught = tf.stop_gradient(teacher(tf.abs(spec), training=False))
-    taught_magnitudes = tf.abs(spec)[..., None] * taught
+    taught = tf.stop_gradient(teacher(magnitudes, training=False))
+    taught_magnitudes = magnitudes[..., None] * taught
     taught_sources = tf.stack(
         [tf_istft(spec * _as_complex(taught[..., i]), samples) for i in range(count)], axis=1)
     taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,

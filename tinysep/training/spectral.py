@@ -105,11 +105,11 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     batch, count, samples = (int(d) for d in sources.shape)
     target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
-    magnitudes = tf.abs(spec)
-    masks = model(magnitudes, training=training)
+    masks = model(tf.abs(spec), training=training)
     loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
     if teacher is None:
         return loss
+    magnitudes = tf.abs(spec)
     taught = tf.stop_gradient(teacher(magnitudes, training=False))
     taught_magnitudes = magnitudes[..., None] * taught
     taught_sources = tf.stack(

@@ -18,6 +18,7 @@ SMALL = {
     "unet-se-sru": {"channels": [8, 16], "units": 16},
 }
 FIT_STEPS = {"dualgate-tcn": 150, "unet-se-sru": 100}
+FIT_SEED = 7  # initial weights of the fitted models: the same whatever ran before in the process
 
 
 @functools.cache
@@ -47,9 +48,12 @@ def clips(split: str = "train") -> tuple:
 @functools.cache
 def fitted_model_folder(name: str, **extra) -> Path:
     """Folder of a small ``name`` model fitted on the train clips (config.json + weights)."""
+    import tensorflow as tf
+
     from convert.finetune import fine_tune
     from tinysep.models import build_model, save_model
 
+    tf.keras.utils.set_random_seed(FIT_SEED)
     model = build_model(name, **{**SMALL[name], **extra})
     fine_tune(model, list(clips("train")), FIT_STEPS[name], chunk_frames=32, seed=1,
               freeze_batchnorm=False)  # from scratch: BatchNorm learns its statistics

@@ -85,6 +85,11 @@ def test_bad_inputs_are_named_and_leave_nothing_behind(models, tmp_path, capsys)
     _, model = models
     fake = tmp_path / "fake.wav"
     fake.write_text("not audio")
+    song = tmp_path / "text.mp3"
+    song.write_text("hello")
+    with pytest.raises(ValueError, match="text.mp3: not a readable audio file \\(its contents"):
+        separate_file(song, tmp_path / "none", lambda audio: {}, ["vocals"], progress=False)
+    assert not (tmp_path / "none").exists()
     good = tmp_path / "good.wav"
     soundfile.write(str(good), _song(1.0, 16000, 1), 16000)
     out = tmp_path / "o"
@@ -136,3 +141,17 @@ def test_board_separation_needs_a_bundle(models, tmp_path, capsys):
     assert main(["separate", str(song), "--out", str(tmp_path / "o"), "--model", str(model),
                  "--emulate"]) == 2
     assert "deploy bundle" in capsys.readouterr().err
+
+
+def test_a_file_with_nan_samples_is_named_and_leaves_no_stems(models, tmp_path, capsys):
+    _, model = models
+    audio = _song(2.0, 16000, 2)
+    audio[24000, 1] = np.nan  # 1.5 s into the second channel
+    song = tmp_path / "broken.wav"
+    soundfile.write(str(song), audio, 16000, subtype="FLOAT")
+    out = tmp_path / "o"
+    assert main(["separate", str(song), "--out", str(out), "--model", str(model),
+                 "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert "broken.wav: sample 24000 (1.500 s) is NaN or infinite" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["separate.json"]

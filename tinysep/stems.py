@@ -56,7 +56,10 @@ def probe(path: str | Path) -> AudioFileInfo:
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable audio file ({exc})") from exc
+        reason = str(exc)
+        if "does not exist" in reason:  # libsndfile's words for contents it cannot decode
+            reason = "its contents are in no format libsndfile reads"
+        raise ValueError(f"{path}: not a readable audio file ({reason})") from exc
     if info.samplerate <= 0 or info.channels <= 0:
         raise ValueError(f"{path}: header says {info.samplerate} Hz, {info.channels} channels")
     if info.frames <= 0:
@@ -78,6 +81,15 @@ def sample_range(info: AudioFileInfo, start: float = 0.0,
     end = info.frames if duration is None else min(
         info.frames, first + max(1, int(round(duration * info.sample_rate))))
     return first, end
+
+
+def _check_finite(info: AudioFileInfo, chunk: np.ndarray, first: int) -> None:
+    """ValueError naming the file and the time of its first NaN or infinite sample."""
+    bad = ~np.isfinite(chunk)
+    if bad.any():
+        sample = first + int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{info.path}: sample {sample} ({sample / info.sample_rate:.3f} s) "
+                         "is NaN or infinite; expected finite audio samples")
 
 
 def _separate_channel(separator: MonoSeparator, audio: np.ndarray, rate: int,
@@ -146,6 +158,7 @@ def separate_file(
                 if chunk.shape[0] < hi - read_lo:
                     raise ValueError(f"{info.path}: the file ends at sample "
                                      f"{read_lo + chunk.shape[0]}, its header says {info.frames}")
+                _check_finite(info, chunk, read_lo)
                 keep = slice(lo - read_lo, hi - read_lo)
                 stems = np.zeros((hi - lo, info.channels, len(sources)), np.float32)
                 for ch in range(info.channels):

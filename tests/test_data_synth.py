@@ -221,8 +221,10 @@ def test_cli_synth_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "cli"
     # every engine (the default), the smallest sound font, one worker
     assert cli_main(["synth", "--out", str(out), "--songs", "3", "--seconds", "5",
-                     "--seed", "1", "--fonts", "timgm6mb", "--workers", "1", "--quiet"]) == 0
-    printed = capsys.readouterr().out
+                     "--seed", "1", "--fonts", "timgm6mb", "--workers", "1", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "synth:" not in captured.err  # --no-progress: no progress lines
     assert "test" in printed and "total" in printed
     total = next(line for line in printed.splitlines() if line.startswith("total")).split()
     assert total[1:3] == ["3", "3"]  # 3 songs, one 5 s clip each

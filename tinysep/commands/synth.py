@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "sustained chord oohs (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes rendering songs (default min(2, CPUs))")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--no-progress", "--quiet", dest="quiet", action="store_true",
+                        help="no progress output (as --no-progress of the other commands)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,10 +17,10 @@ export PYTHONHASHSEED := 0
 
 # Debian packages the kit's optional parts need (run as root; CI calls it first).
 SYSTEM_PACKAGES := mmdebstrap qemu-user-static
-# The corpus's music engines: fluidsynth and General MIDI sound fonts, Festival and its voices,
-# eSpeak NG, Flite.
+# The corpus's music engines: fluidsynth and General MIDI sound fonts, TiMidity++ and the
+# freepats patch set, Festival and its voices, eSpeak NG, Flite.
 SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
-  musescore-general-soundfont-small csound-soundfont opl3-soundfont \
+  musescore-general-soundfont-small csound-soundfont opl3-soundfont timidity freepats \
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
   festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-ru \
   festvox-suopuhe-lj festvox-ca-ona-hts espeak-ng flite

@@ -276,13 +276,13 @@ def test_a_missing_sound_font_names_its_package(monkeypatch, tmp_path):
 
 def test_the_opt_in_fonts_play_only_when_named():
     assert engines_mod.parse_fonts(None) == soundfont.DEFAULT_FONTS
-    assert not {"csound", "opl3"} & set(soundfont.DEFAULT_FONTS)
+    assert not {"csound", "opl3", "freepats"} & set(soundfont.DEFAULT_FONTS)
     assert engines_mod.parse_fonts("opl3, csound") == ("opl3", "csound")
     meta = plan_corpus(30, 12.0, SEED, ("additive", "soundfont"), ("opl3",))
     assert {s["engines"]["font"] for s in meta["songs"].values()} <= {"opl3", None}
 
 
-@pytest.mark.parametrize("font", ["csound", "opl3"])
+@pytest.mark.parametrize("font", ["csound", "opl3", "freepats"])
 def test_each_opt_in_font_plays_the_band_in_its_own_sound(font):
     # against FluidR3 (Csound's small bank shares samples with TimGM6mb)
     if not soundfont.font_path(font).is_file() or not soundfont.font_path("fluidr3").is_file():

@@ -31,6 +31,7 @@ engines ``additive`` renders exactly as the single-engine corpus did.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -182,6 +183,11 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
                     raise EngineUnavailable(f"engine {users}: sound font {font} ({path}) is "
                                             f"missing; {_install_hint([package])}, or choose "
                                             f"other fonts with --fonts")
+                if font in soundfont.TIMIDITY_FONTS and shutil.which("timidity") is None:
+                    raise EngineUnavailable(f"engine {users}: font {font} is played by the "
+                                            f"timidity program, which is missing; "
+                                            f"{_install_hint([package])}, or choose other "
+                                            f"fonts with --fonts")
             elif not soundfont.font_path(font).is_file():
                 raise EngineUnavailable(f"engine {users}: sound font file {font} does not exist")
     if "festival" in engines:

@@ -24,7 +24,10 @@ FONTS: dict[str, tuple[str, str]] = {
                   "musescore-general-soundfont-small"),
     "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
     "opl3": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
+    # a GUS patch set, played by TiMidity++ (`tinysep.data.timidity`), not by fluidsynth
+    "freepats": ("/etc/timidity/freepats.cfg", "timidity freepats"),
 }
+TIMIDITY_FONTS = ("freepats",)
 # The fonts a corpus plays unless it names others: the sampled General MIDI banks. Csound's
 # small GM bank and the OPL3 FM-chip emulation join by name, so corpora written before
 # they existed keep their bytes.
@@ -142,6 +145,14 @@ def _font(path: str, sample_rate: int):
 
 def check_font(font: str, sample_rate: int) -> None:
     """Raise FontError if ``font`` cannot be loaded."""
+    if font in TIMIDITY_FONTS:
+        from tinysep.data import timidity
+
+        try:
+            timidity.programs(str(font_path(font)))
+        except timidity.TimidityError as exc:
+            raise FontError(str(exc)) from exc
+        return
     _font(str(font_path(font)), sample_rate)
 
 
@@ -150,8 +161,17 @@ def render_notes(font: str, program: int, notes: list[MidiNote], n_samples: int,
     """Play ``notes`` on one General MIDI program (or drum kit) of ``font``: mono float32.
 
     A fresh synthesizer per call (sharing the loaded font) makes the samples depend only on
-    the notes, not on what the process rendered before.
+    the notes, not on what the process rendered before. A patch set of `TIMIDITY_FONTS` is
+    played by TiMidity++ instead.
     """
+    if font in TIMIDITY_FONTS:
+        from tinysep.data import timidity
+
+        try:
+            return timidity.render_notes(str(font_path(font)), program, notes, n_samples,
+                                         sample_rate, drums=drums, drum_channel=DRUM_CHANNEL)
+        except timidity.TimidityError as exc:
+            raise FontError(str(exc)) from exc
     owner, sfont, lib = _font(str(font_path(font)), sample_rate)
     synth = lib.new_fluid_synth(owner.settings)
     if not synth:

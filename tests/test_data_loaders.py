@@ -284,6 +284,12 @@ def test_audio_io_errors_name_the_file(tmp_path):
         read_audio(junk)
     with pytest.raises(ValueError, match=r"nan\.wav"):
         write_audio(tmp_path / "nan.wav", np.array([0.0, np.nan]))
+    broken = tmp_path / "broken.wav"
+    samples = np.zeros((8000, 2), np.float32)
+    samples[4000, 1] = np.inf
+    sf.write(str(broken), samples, 8000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"broken\.wav: sample 4000 \(0\.500 s\) is NaN"):
+        read_audio(broken)
 
 
 def test_audio_io_round_trip_and_resampling(tmp_path):

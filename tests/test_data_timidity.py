@@ -49,7 +49,7 @@ def test_the_midi_file_holds_the_notes_in_time_order():
 
 
 def test_notes_sound_where_they_are_written_and_nowhere_else():
-    audio = timidity.render_notes(CONFIG, 0, _notes(), 3 * RATE, RATE)
+    audio = timidity.render_notes(CONFIG, 0, _notes(), 3 * RATE, RATE, channel=0)
     assert audio.dtype == np.float32 and audio.shape == (3 * RATE,)
     rms = [float(np.sqrt(np.mean(audio[int(a * RATE):int(b * RATE)] ** 2)))
            for a, b in ((0.0, 0.45), (0.55, 0.9), (1.6, 1.95), (2.05, 2.4))]

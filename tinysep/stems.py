@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tinysep.data.audio_io import SAMPLE_RATE, resample
+from tinysep.data.audio_io import SAMPLE_RATE, check_finite, resample
 from tinysep.progress import Progress
 
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
@@ -81,15 +81,6 @@ def sample_range(info: AudioFileInfo, start: float = 0.0,
     end = info.frames if duration is None else min(
         info.frames, first + max(1, int(round(duration * info.sample_rate))))
     return first, end
-
-
-def _check_finite(info: AudioFileInfo, chunk: np.ndarray, first: int) -> None:
-    """ValueError naming the file and the time of its first NaN or infinite sample."""
-    bad = ~np.isfinite(chunk)
-    if bad.any():
-        sample = first + int(np.flatnonzero(bad.any(axis=1))[0])
-        raise ValueError(f"{info.path}: sample {sample} ({sample / info.sample_rate:.3f} s) "
-                         "is NaN or infinite; expected finite audio samples")
 
 
 def _separate_channel(separator: MonoSeparator, audio: np.ndarray, rate: int,
@@ -158,7 +149,7 @@ def separate_file(
                 if chunk.shape[0] < hi - read_lo:
                     raise ValueError(f"{info.path}: the file ends at sample "
                                      f"{read_lo + chunk.shape[0]}, its header says {info.frames}")
-                _check_finite(info, chunk, read_lo)
+                check_finite(info.path, chunk, rate, first=read_lo)
                 keep = slice(lo - read_lo, hi - read_lo)
                 stems = np.zeros((hi - lo, info.channels, len(sources)), np.float32)
                 for ch in range(info.channels):

@@ -25,7 +25,18 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise ValueError(f"{path}: cannot read audio ({exc})") from exc
     if data.shape[0] == 0:
         raise ValueError(f"{path}: the file holds no audio samples")
+    check_finite(path, data, int(rate))
     return data, int(rate)
+
+
+def check_finite(path: str | Path, audio: np.ndarray, sample_rate: int, first: int = 0) -> None:
+    """ValueError naming ``path`` and the time of the first NaN or infinite sample of
+    ``audio`` (``(samples,)`` or ``(samples, channels)``, read from sample ``first`` on)."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        sample = first + int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+        raise ValueError(f"{path}: sample {sample} ({sample / sample_rate:.3f} s) is NaN or "
+                         "infinite; expected finite audio samples")
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

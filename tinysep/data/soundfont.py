@@ -169,7 +169,7 @@ def render_notes(font: str, program: int, notes: list[MidiNote], n_samples: int,
 
         try:
             return timidity.render_notes(str(font_path(font)), program, notes, n_samples,
-                                         sample_rate, drums=drums, drum_channel=DRUM_CHANNEL)
+                                         sample_rate, DRUM_CHANNEL if drums else 0, drums)
         except timidity.TimidityError as exc:
             raise FontError(str(exc)) from exc
     owner, sfont, lib = _font(str(font_path(font)), sample_rate)

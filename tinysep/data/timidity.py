@@ -100,13 +100,14 @@ def midi_file(program: int, notes: list, channel: int, n_samples: int,
 
 
 def render_notes(config: str, program: int, notes: list, n_samples: int, sample_rate: int,
-                 drums: bool = False, channel: int = 0, drum_channel: int = 9) -> np.ndarray:
-    """Play ``notes`` on one program (or the drum kit) of the patch set: mono float32."""
+                 channel: int, drums: bool = False) -> np.ndarray:
+    """Play ``notes`` on MIDI ``channel`` with one program (or, ``drums``, the drum kit, on
+    the drum channel) of the patch set: mono float32."""
     if shutil.which("timidity") is None:
         raise TimidityError("the timidity program is missing; install the Debian package "
                             "timidity (`make system-deps`)")
     chosen = 0 if drums else nearest_program(config, program)
-    data = midi_file(chosen, notes, drum_channel if drums else channel, n_samples, sample_rate)
+    data = midi_file(chosen, notes, channel, n_samples, sample_rate)
     with tempfile.TemporaryDirectory(prefix="tinysep-timidity-") as folder:
         midi, wav = Path(folder) / "stem.mid", Path(folder) / "stem.wav"
         midi.write_bytes(data)

@@ -114,6 +114,33 @@ def test_a_wider_model_grown_from_a_narrower_one_starts_as_it():
     assert "in_proj" in copy_matching_layers(base, narrower)
 
 
+def test_a_deeper_model_grown_from_a_shallower_one_starts_as_it():
+    """Blocks added at the end of each stack (longer dilations) start with their output
+    projection at zero, so the masks are the smaller model's; the rest of each new block is
+    initialized as usual, and once its projection is not zero the masks move."""
+    base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=6, scale=0.3)
+    deeper = build_model("dualgate-tcn", **dict(SMALL_TCN, blocks=3, repeats=2))
+    fresh = copy_matching_layers(base, deeper)
+    new_blocks = ("s0b2", "s1b0", "s1b1", "s1b2")
+    assert fresh and all(name.startswith(new_blocks) for name in fresh)
+    assert {f"{block}_out" for block in new_blocks} <= set(fresh)
+    for block in new_blocks:
+        assert not np.any(deeper.get_layer(f"{block}_out").get_weights()[0])
+        assert np.any(deeper.get_layer(f"{block}_in").get_weights()[0])
+    mags = np.random.default_rng(1).gamma(0.5, 0.1, (40, 257)).astype(np.float32)
+    expected = predict_masks(base, mags)
+    assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5  # not saturated
+    np.testing.assert_allclose(predict_masks(deeper, mags), expected, atol=1e-5)
+    layer = deeper.get_layer("s0b2_out")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([np.random.default_rng(2).normal(0, 0.3, kernel.shape), bias])
+    assert np.abs(predict_masks(deeper, mags) - expected).max() > 0.01
+    # A layer that exists but does not fit is not zeroed: it keeps its initialization.
+    narrower = build_model("dualgate-tcn", **dict(SMALL_TCN, residual=6))
+    assert "s0b0_out" in copy_matching_layers(base, narrower)
+    assert np.any(narrower.get_layer("s0b0_out").get_weights()[0])
+
+
 @pytest.mark.parametrize(
     "sources", [["vocals", "accompaniment"], ["vocals", "drums", "bass", "other"]]
 )

@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "whose names match and whose weights are the same shape or fit "
                              "into wider ones (the new channels start so that the model "
                              "computes what the smaller one did); the rest start fresh (e.g. "
-                             "a model grown by an encoder, a refiner or wider blocks)")
+                             "a model grown by an encoder, a refiner, wider blocks or more "
+                             "blocks per stack, whose output projections start at zero)")
     parser.add_argument("--teacher", type=Path, metavar="MODEL",
                         help="distil this saved model (e.g. a wider one) into the trained one: "
                              "the loss also compares with the teacher's separations of each "

@@ -31,6 +31,8 @@ it must carry (the depthwise contexts, ``2 * (2**blocks - 1)`` frames per stack)
 
 from __future__ import annotations
 
+import re
+
 import tf_keras as keras
 
 from tinysep.data.clip import SOURCES
@@ -50,6 +52,14 @@ L = keras.layers
 
 NAME = "dualgate-tcn"
 MASK_PROJECTION = "mask_proj"  # the 1x1 conv to every bin's mask logits
+BLOCK_OUTPUT = re.compile(r"^s\d+b\d+_out$")  # a block's projection into the residual path
+
+
+def zero_when_grown(layer_name: str) -> bool:
+    """Whether a layer a smaller model lacks starts at zero in a model grown from it: a new
+    block's projection into the residual path, so the deeper model first computes what the
+    smaller one did (its other layers keep their fresh initialization and learn)."""
+    return bool(BLOCK_OUTPUT.match(layer_name))
 
 DEFAULTS = {
     "residual": 32,  # channels between blocks

@@ -229,9 +229,13 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
     weight shapes (a model grown from a smaller one), a softmax mask projection into an
     anchored one (:func:`tinysep.models.blocks.anchor_logits`), and the weights of a layer
     that ``target`` has wider (:func:`widened_weights`); returns the names of ``target``'s
-    weighted layers left as they were."""
+    weighted layers not copied. Of those, the ones its architecture starts at zero when
+    grown (a new block's output projection) are zeroed; the others keep their
+    initialization."""
     by_name = {layer.name: layer for layer in source.layers}
     anchored = _anchored_projection(source, target)
+    module = _architecture(target)
+    zero_when_grown = getattr(module, "zero_when_grown", lambda name: False)
     fresh = []
     for layer in target.layers:
         if not layer.weights:
@@ -245,9 +249,19 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
             weights = widened_weights(layer, weights)
         if weights is not None:
             layer.set_weights(weights)
-        else:
-            fresh.append(layer.name)
+            continue
+        if other is None and zero_when_grown(layer.name):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+        fresh.append(layer.name)
     return fresh
+
+
+def _architecture(model: keras.Model) -> ModuleType | None:
+    """The module that builds ``model`` (None for a model the registry did not build)."""
+    config = getattr(model, "tinysep_config", None)
+    if not config or config.get("name") not in MODELS:
+        return None
+    return MODELS[config["name"]].module
 
 
 def widened_weights(layer: keras.layers.Layer, smaller: list[np.ndarray]) -> list | None:

@@ -23,6 +23,7 @@ from tinysep.commands import (
     hil,
     models,
     separate,
+    soup,
     synth,
     train,
 )
@@ -35,6 +36,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "eval": (evaluate, "evaluate separation methods: BSS-eval table + JSON"),
     "models": (models, "list separators x presets: parameters, MACs per hop"),
     "train": (train, "train a separator: checkpoints, validation SDR, resume"),
+    "soup": (soup, "average trained models of one graph into one (greedy on a corpus)"),
     "ablate": (ablate, "unet-se-sru ablation: SE, recurrence, norm variants"),
     # convert/ and calibration/: prune, quantize, export, sweep
     "prune": (prune, "prune a model: magnitude (tfmot) or channel pruning"),

@@ -42,16 +42,15 @@ def training_record(name: str = DEFAULT_MODEL) -> dict:
 
 def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,
                package_dir: str | Path = PACKAGE_DIR) -> Path:
-    """Copy the best weights of training run ``run`` into the package as ``name`` and write
-    its ``training.json`` from the run's records and a ``tinysep eval`` JSON report
-    (the report's ``model:`` method that names ``run`` gives the test SDRs).
+    """Copy the best weights of training run ``run`` (or of a ``tinysep soup`` folder) into
+    the package as ``name`` and write its ``training.json`` from the run's records (the soup's
+    own record) and a ``tinysep eval`` JSON report (the report's ``model:`` method that names
+    ``run`` gives the test SDRs).
     ``package_dir`` is where the folder lands (the package itself unless told otherwise).
     """
     import shutil
 
     run, eval_report = Path(run), Path(eval_report)
-    record = json.loads((run / "run.json").read_text())
-    state = json.loads((run / "state.json").read_text())
     report = json.loads(eval_report.read_text())
     method = next((m for m in report.get("summary", {})
                    if m.startswith("model:") and Path(m[len("model:"):]).resolve()
@@ -63,11 +62,48 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             for source, block in sources.items()}
     baselines = {m: {s: b["sdr"]["mean"] for s, b in summary["sources"].items()}
                  for m, summary in report["summary"].items() if m != method}
+    training = _run_record(run) if (run / "run.json").is_file() else _soup_record(run)
     folder = Path(package_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("config.json", "model.weights.h5"):
         shutil.copyfile(run / file, folder / file)
-    training = {
+    training["test"] = {
+        "data": report.get("data"),
+        "split": report.get("split"),
+        "clips": report.get("clips_done"),
+        "sdr_sir_sar_mean_db": test,
+        "baselines_sdr_mean_db": baselines,
+        "eval_command": f"tinysep eval --method {','.join(report.get('methods', []))} "
+                        f"--data {report.get('data')} --split {report.get('split')}"
+                        + (f" --max-clips {report['max_clips']}" if report.get("max_clips")
+                           else "")
+                        + (f" --level-db {report['level_db']:g}" if report.get("level_db")
+                           else "")
+                        + (" --by-engine" if "by_engine" in report else ""),
+    }
+    if "by_engine" in report:  # per music engine, marked trained / held out
+        training["test"]["by_engine"] = report["by_engine"]["rows"]
+    (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
+    return folder
+
+
+def _soup_record(folder: Path) -> dict:
+    """The record a ``tinysep soup`` folder keeps: its command, ingredients and corpora."""
+    path = folder / TRAINING_FILE
+    if not path.is_file():
+        raise ValueError(f"{folder}: neither a training run (run.json) nor a soup "
+                         f"({TRAINING_FILE} of tinysep soup)")
+    record = json.loads(path.read_text())
+    if "soup" not in record:
+        raise ValueError(f"{path}: not the record of a tinysep soup (no 'soup')")
+    return {key: record[key] for key in ("command", "soup", "corpora") if key in record}
+
+
+def _run_record(run: Path) -> dict:
+    """The record of a training run: its command, settings, corpora and best epoch."""
+    record = json.loads((run / "run.json").read_text())
+    state = json.loads((run / "state.json").read_text())
+    return {
         "command": record.get("command"),
         "resumes": record.get("resumes", []),  # each resume, and the settings it changed
         "train_config": record["train_config"],
@@ -83,22 +119,4 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             "best_epoch": state["best"]["epoch"],
             "valid_sdr": state["best"]["valid_sdr"],
         },
-        "test": {
-            "data": report.get("data"),
-            "split": report.get("split"),
-            "clips": report.get("clips_done"),
-            "sdr_sir_sar_mean_db": test,
-            "baselines_sdr_mean_db": baselines,
-            "eval_command": f"tinysep eval --method {','.join(report.get('methods', []))} "
-                            f"--data {report.get('data')} --split {report.get('split')}"
-                            + (f" --max-clips {report['max_clips']}" if report.get("max_clips")
-                               else "")
-                            + (f" --level-db {report['level_db']:g}" if report.get("level_db")
-                               else "")
-                            + (" --by-engine" if "by_engine" in report else ""),
-        },
     }
-    if "by_engine" in report:  # per music engine, marked trained / held out
-        training["test"]["by_engine"] = report["by_engine"]["rows"]
-    (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
-    return folder

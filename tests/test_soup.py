@@ -1,0 +1,166 @@
+"""Weight soups: `tinysep soup` averages models of one graph, keeps in a greedy soup only the
+models that raise the selection score, records every ingredient's corpora, and refuses models
+it cannot average with an error naming the folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_models_support import randomize
+
+from tinysep.cli import main
+from tinysep.data.synth import write_corpus
+from tinysep.metrics.by_engine import engine_status, model_engines
+from tinysep.models import build_model, load_model, save_model
+from tinysep.training.config import TrainConfig
+from tinysep.training.data import corpus_record, load_training_data, validation_clips
+from tinysep.training.soup import greedy_soup
+from tinysep.training.validation import validation_sdr
+
+OTHER_CORPUS = {"folder": "/elsewhere/corpus", "split": "train",
+                "engines": {"vocals": ["espeak"], "accompaniment": ["subtractive"]}}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("soup") / "synth"
+    write_corpus(root, songs=6, seconds=6.0, seed=5, progress=False)
+    return root
+
+
+def _model(folder: Path, seed: int, corpora: dict | None, record_file: str = "run.json",
+           **options) -> Path:
+    model = randomize(build_model("dualgate-tcn", "tiny", **options), seed=seed, scale=0.1)
+    save_model(model, folder)
+    if corpora is not None:
+        (folder / record_file).write_text(json.dumps({"command": f"made by seed {seed}",
+                                                      "corpora": corpora}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ingredients(corpus, tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("ingredients")
+    own = {"train": corpus_record(corpus, "train"), "valid": corpus_record(corpus, "valid")}
+    return [_model(root / "a", 1, own),
+            _model(root / "b", 2, {"train": OTHER_CORPUS}, record_file="training.json"),
+            _model(root / "c", 3, own)]
+
+
+def test_a_soup_is_the_mean_of_its_models_and_hears_what_each_heard(corpus, ingredients,
+                                                                   tmp_path):
+    out = tmp_path / "soup"
+    assert main(["soup", *map(str, ingredients), "--out", str(out)]) == 0
+    weights = [load_model(f).get_weights() for f in ingredients]
+    soup = load_model(out).get_weights()
+    assert len(soup) == len(weights[0])
+    for i, value in enumerate(soup):
+        np.testing.assert_allclose(value, np.mean([w[i] for w in weights], axis=0), atol=1e-6)
+    assert not np.allclose(soup[3], weights[0][3])  # the ingredients do differ
+    seen = model_engines(out)
+    assert engine_status("vocals", "espeak", seen) == "trained"  # only ingredient b heard it
+    assert engine_status("accompaniment", "subtractive", seen) == "trained"
+    assert engine_status("vocals", "choir", seen) == "held out"
+    for engine in corpus_record(corpus, "train")["engines"]["vocals"]:  # a and c heard them
+        assert engine_status("vocals", engine, seen) == "trained"
+    record = json.loads((out / "training.json").read_text())
+    assert record["command"].startswith("tinysep soup ")
+    assert record["soup"]["kept"] == [str(f.resolve()) for f in ingredients]
+    assert [i["command"] for i in record["soup"]["ingredients"]] == \
+        ["made by seed 1", "made by seed 2", "made by seed 3"]
+
+
+def test_greedy_soup_adds_best_first_and_keeps_only_what_helps():
+    own = {"a": 3.0, "b": 2.0, "c": 2.5}
+    trials: list[tuple[str, ...]] = []
+
+    def score(names):
+        trials.append(tuple(names))
+        # a soup scores the mean of its members, plus 0.8 for having b in it
+        return float(np.mean([own[n] for n in names])) + (0.8 if "b" in names and
+                                                          len(names) > 1 else 0.0)
+
+    kept, best, single = greedy_soup(["a", "b", "c"], score)
+    assert single == own
+    # alone, then a+c (2.75 < 3: dropped), then a+b (2.5 + 0.8 = 3.3: kept)
+    assert trials[3:] == [("a", "c"), ("a", "b")]
+    assert kept == ["a", "b"] and best == pytest.approx(3.3)
+
+
+def test_greedy_cli_scores_on_the_valid_split(corpus, ingredients, tmp_path):
+    out = tmp_path / "greedy"
+    assert main(["soup", *map(str, ingredients), "--greedy", "--valid-data", str(corpus),
+                 "--valid-clips", "2", "--out", str(out)]) == 0
+    selection = json.loads((out / "training.json").read_text())["soup"]["selection"]
+    singles = selection["single_mean_db"]
+    assert set(singles) == {str(f.resolve()) for f in ingredients}
+    assert selection["soup_mean_db"] >= max(singles.values())
+    clips = load_training_data(corpus, progress=False).valid
+    valid = validation_clips(clips, 2, TrainConfig().valid_seconds, [0.0])
+    assert validation_sdr(load_model(out), valid)["mean"] == \
+        pytest.approx(selection["soup_mean_db"], abs=1e-4)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one", "at least two models"),
+    ("greedy", "--greedy scores the soups"),
+    ("graph", "differs from"),
+    ("record", "records no training corpora"),
+    ("twice", "given twice"),
+    ("full", "not an empty folder"),
+])
+def test_bad_soups_name_the_problem(case, message, ingredients, tmp_path, capsys):
+    out = tmp_path / "soup"
+    models = [str(ingredients[0]), str(ingredients[1])]
+    extra: list[str] = []
+    if case == "one":
+        models = models[:1]
+    elif case == "greedy":
+        extra = ["--greedy"]
+    elif case == "graph":
+        models.append(str(_model(tmp_path / "deeper", 4, None, blocks=4)))
+    elif case == "record":
+        models.append(str(_model(tmp_path / "bare", 5, None)))
+    elif case == "twice":
+        models.append(str(ingredients[0]) + "/")
+    elif case == "full":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    assert main(["soup", *models, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if case in ("graph", "record"):
+        assert models[-1] in err  # the folder at fault is named
+    if case == "full":
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+
+
+def test_a_shipped_soup_keeps_its_record_and_its_engine_table(corpus, ingredients, tmp_path):
+    from tinysep.pretrained import ship_model
+
+    out = tmp_path / "soup"
+    assert main(["soup", *map(str, ingredients[:2]), "--out", str(out)]) == 0
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--method", f"model:{out},repet", "--data", str(corpus), "--split",
+                 "all", "--max-clips", "3", "--by-engine", "--no-progress", "--json",
+                 str(report)]) == 0
+    folder = ship_model(out, report, "soup-test", package_dir=tmp_path / "package")
+    record = json.loads((folder / "training.json").read_text())
+    assert record["command"].startswith("tinysep soup ")
+    assert record["soup"]["kept"] == [str(f.resolve()) for f in ingredients[:2]]
+    assert "espeak" in record["corpora"]["train"]["engines"]["vocals"]
+    assert set(record["test"]["baselines_sdr_mean_db"]) == {"repet"}
+    rows = record["test"]["by_engine"]
+    assert rows and all(r["status"] == "trained" for r in rows)  # a heard the whole corpus
+    np.testing.assert_array_equal(load_model(folder).get_weights()[5],
+                                  load_model(out).get_weights()[5])
+    own = json.loads((out / "training.json").read_text())
+    (out / "training.json").write_text(json.dumps({"command": own["command"]}))
+    with pytest.raises(ValueError, match="not the record of a tinysep soup"):
+        ship_model(out, report, "x", package_dir=tmp_path / "package")
+    assert not (tmp_path / "package" / "x").exists()

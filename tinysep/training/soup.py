@@ -1,0 +1,129 @@
+"""Weight soups: one model whose weights are the mean of several trained models of one graph.
+
+Models fine-tuned one from another (the stages of a warm-started chain, or runs that started
+from the same weights) lie in one basin of the loss, and the mean of their weights often
+separates better than any of them, on music none of them heard as much as on their own.
+A greedy soup adds the models in order of their own selection score and keeps each one only
+if the mean with it scores higher. The soup records the corpora every ingredient trained and
+was selected on, so held-out tables stay honest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tinysep.metrics.by_engine import recorded_corpora
+
+SOUP_FILE = "soup.json"  # the ingredients, their scores and the merged corpora
+
+
+def graph_of(config: dict) -> dict:
+    """The part of a saved model's ``config.json`` that fixes its graph and weight shapes."""
+    return {"name": config.get("name"), "params": config.get("params")}
+
+
+def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> None:
+    """Raise ValueError naming the first folder whose model is not the first one's graph."""
+    first = graph_of(configs[0])
+    for config, folder in zip(configs[1:], folders[1:], strict=True):
+        if graph_of(config) != first:
+            theirs = graph_of(config)
+            differ = sorted(k for k in set(first["params"] or {}) | set(theirs["params"] or {})
+                            if (first["params"] or {}).get(k) != (theirs["params"] or {}).get(k))
+            raise ValueError(
+                f"{folder}: a {theirs['name']} model that differs from {folders[0]} "
+                f"({', '.join(differ) or 'name'}); only models of one graph can be averaged")
+
+
+def mean_weights(weight_lists: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """The element-wise mean of several models' weight lists (same order and shapes), in the
+    first list's dtypes."""
+    if not weight_lists:
+        raise ValueError("a soup needs at least one model")
+    shapes = [[w.shape for w in weights] for weights in weight_lists]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError("the models' weights differ in number or shape")
+    return [np.mean([weights[i] for weights in weight_lists], axis=0).astype(first.dtype)
+            for i, first in enumerate(weight_lists[0])]
+
+
+def greedy_soup(names: Sequence[str], score: Callable[[Sequence[str]], float],
+                report: Callable[[Sequence[str], float], None] | None = None
+                ) -> tuple[list[str], float, dict[str, float]]:
+    """``(kept, kept_score, single_scores)``: every model scored alone, then added in order
+    of its own score (best first) and kept only if the soup of those kept with it scores
+    higher than without it. ``score`` maps a list of names to a selection score."""
+    single: dict[str, float] = {}
+    for name in names:
+        single[name] = score([name])
+        if report:
+            report([name], single[name])
+    order = sorted(names, key=lambda n: single[n], reverse=True)
+    kept, best = [order[0]], single[order[0]]
+    for name in order[1:]:
+        trial = score([*kept, name])
+        if report:
+            report([*kept, name], trial)
+        if trial > best:
+            kept, best = [*kept, name], trial
+    return kept, best, single
+
+
+def merged_corpora(folders: Sequence[str | Path]) -> dict:
+    """The ``corpora`` record of a soup: per split, the engines every ingredient heard (the
+    union) and each ingredient's own record under ``earlier``. An ingredient that records no
+    training corpora is an error, since the engines the soup heard would then be unknown."""
+    merged: dict = {}
+    for split in ("train", "valid"):
+        records: list[dict] = []
+        for folder in folders:
+            corpora = recorded_corpora(folder)
+            if split == "train" and (not corpora or not corpora.get("train")):
+                raise ValueError(f"{folder}: its run.json or training.json records no training "
+                                 f"corpora ('corpora'), so the engines it heard are unknown")
+            record = dict((corpora or {}).get(split) or {})
+            for corpus in [*record.pop("earlier", []), record]:
+                if corpus and corpus not in records:
+                    records.append(corpus)
+        if not records:
+            continue
+        engines: dict[str, set] = {}
+        for corpus in records:
+            for role, found in (corpus.get("engines") or {}).items():
+                engines.setdefault(role, set()).update(found)
+        union = {role: sorted(found) for role, found in sorted(engines.items())}
+        merged[split] = {"folder": "soup of " + ", ".join(str(f) for f in folders),
+                         "split": split, "engines": union, "earlier": records}
+    return merged
+
+
+def ingredient_record(folder: str | Path) -> dict:
+    """What a soup keeps of one ingredient: its folder, the command that trained it and the
+    best validation it recorded (from ``run.json`` and ``state.json`` of a run, or the
+    ``training.json`` of a shipped model)."""
+    folder = Path(folder)
+    record: dict = {"folder": str(folder.resolve())}
+    for name in ("run.json", "training.json"):
+        path = folder / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+            record["command"] = data.get("command")
+            if "training" in data:
+                record["training"] = data["training"]
+            break
+    state = folder / "state.json"
+    if state.is_file():
+        try:
+            data = json.loads(state.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{state}: not a readable JSON file ({exc})") from exc
+        record["training"] = {"minutes": round(float(data.get("train_seconds", 0.0)) / 60.0, 2),
+                              "steps": data.get("step"), "best": data.get("best")}
+    return record

@@ -87,10 +87,10 @@ def test_time_batches_times_each_batch_training_would_make():
 
 
 def test_train_data_section_rates_follow_from_the_shipped_settings():
-    from tinysep.pretrained import training_record
+    from tinysep.pretrained import training_settings
 
     result = bench.train_data_section(quick=True)
-    stored = training_record()["train_config"]
+    stored = training_settings()
     assert (result["batch_size"], result["chunk_seconds"]) == (stored["batch_size"],
                                                                stored["chunk_seconds"])
     names = [row["augmentation"] for row in result["rows"]]

@@ -140,10 +140,10 @@ def train_data_section(quick: bool = False) -> dict:
     import numpy as np
 
     from tinysep.data.synth import synthetic_clips
-    from tinysep.pretrained import training_record
+    from tinysep.pretrained import training_settings
     from tinysep.training.data import chunk_samples, time_batches
 
-    stored = training_record()["train_config"]
+    stored = training_settings()
     shipped = stored["augment"]
     batch_size, chunk_seconds = stored["batch_size"], stored["chunk_seconds"]
     count, seconds, batches = (3, 6.0, 4) if quick else (8, 12.0, 40)

@@ -40,6 +40,21 @@ def training_record(name: str = DEFAULT_MODEL) -> dict:
     return json.loads((model_path(name) / TRAINING_FILE).read_text())
 
 
+def training_settings(name: str = DEFAULT_MODEL) -> dict:
+    """The ``train_config`` a shipped model was trained with; for a weight soup, that of its
+    best ingredient (the first it kept), whose recipe the soup's training batches follow."""
+    record = training_record(name)
+    if "train_config" in record:
+        return record["train_config"]
+    soup = record.get("soup") or {}
+    first = next((i for i in soup.get("ingredients", [])
+                  if soup.get("kept") and i.get("folder") == soup["kept"][0]), None)
+    if first is None or "train_config" not in first:
+        raise ValueError(f"{model_path(name) / TRAINING_FILE}: records no training settings "
+                         f"('train_config', or a soup ingredient's)")
+    return first["train_config"]
+
+
 def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,
                package_dir: str | Path = PACKAGE_DIR) -> Path:
     """Copy the best weights of training run ``run`` (or of a ``tinysep soup`` folder) into

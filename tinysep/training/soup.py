@@ -102,8 +102,8 @@ def merged_corpora(folders: Sequence[str | Path]) -> dict:
 
 
 def ingredient_record(folder: str | Path) -> dict:
-    """What a soup keeps of one ingredient: its folder, the command that trained it and the
-    best validation it recorded (from ``run.json`` and ``state.json`` of a run, or the
+    """What a soup keeps of one ingredient: its folder, the command and settings that trained
+    it and the best validation it recorded (from ``run.json`` and ``state.json`` of a run, or the
     ``training.json`` of a shipped model)."""
     folder = Path(folder)
     record: dict = {"folder": str(folder.resolve())}
@@ -115,6 +115,8 @@ def ingredient_record(folder: str | Path) -> dict:
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
             record["command"] = data.get("command")
+            if "train_config" in data:
+                record["train_config"] = data["train_config"]
             if "training" in data:
                 record["training"] = data["training"]
             break

@@ -99,11 +99,11 @@ def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
     if not config.teacher:
         return None
     from tinysep.models.registry import load_model, model_sources
-    from tinysep.training.run_folder import teacher_corpora
+    from tinysep.training.run_folder import trained_corpora
 
     try:
         teacher = load_model(config.teacher)
-        teacher_corpora(config.teacher)
+        trained_corpora(config.teacher)
     except (OSError, ValueError) as exc:
         raise ValueError(f"teacher: {exc}") from None
     if model_sources(teacher) != tuple(sources):

@@ -37,15 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _levels(text: str) -> list[float]:
     from tinysep.commands.common import CliError
-    from tinysep.data.clip import LEVEL_LIMITS_DB
+    from tinysep.training.config import check_valid_levels
 
     try:
         levels = [float(v) for v in text.split(",")]
     except ValueError:
         raise CliError(f"--valid-levels-db must be comma-separated numbers, got {text!r}") from None
-    low, high = LEVEL_LIMITS_DB
-    if not all(low <= v <= high for v in levels):
-        raise CliError(f"--valid-levels-db must lie in [{low:g}, {high:g}] dB, got {text!r}")
+    check_valid_levels(levels)
     return levels
 
 

@@ -134,12 +134,7 @@ class TrainConfig:
         unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
-        levels, (low, high) = self.valid_levels_db, LEVEL_LIMITS_DB
-        if (not isinstance(levels, list) or not levels
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and low <= v <= high for v in levels)):
-            raise ValueError(f"valid_levels_db must be a list of levels in dB from {low:g} to "
-                             f"{high:g}, got {levels!r}")
+        check_valid_levels(self.valid_levels_db)
         try:
             check_settings(**self.augment)
         except ValueError as exc:
@@ -174,3 +169,14 @@ def config_differences(stored: TrainConfig, given: TrainConfig,
     a, b = stored.to_json(), given.to_json()
     return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
             for key in a if key not in allowed and a[key] != b[key]]
+
+
+def check_valid_levels(levels) -> None:
+    """Raise ValueError unless ``levels`` is a non-empty list of levels in dB within
+    :data:`~tinysep.data.clip.LEVEL_LIMITS_DB` (the levels validation clips play at)."""
+    low, high = LEVEL_LIMITS_DB
+    if (not isinstance(levels, list) or not levels
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and low <= v <= high for v in levels)):
+        raise ValueError(f"valid_levels_db must be a list of levels in dB from {low:g} to "
+                         f"{high:g}, got {levels!r}")

@@ -219,7 +219,7 @@ def corpora(config: TrainConfig, before: dict | None = None) -> dict:
 
     now = {"train": corpus_record(config.data, "train"),
            "valid": corpus_record(config.valid_data or config.data, "valid")}
-    taught = teacher_corpora(config.teacher) if config.teacher else {}
+    taught = trained_corpora(config.teacher) if config.teacher else {}
     for split, record in now.items():
         old = dict((before or {}).get(split) or {})
         earlier = old.pop("earlier", [])
@@ -234,9 +234,10 @@ def corpora(config: TrainConfig, before: dict | None = None) -> dict:
     return now
 
 
-def teacher_corpora(folder: str) -> dict:
-    """The corpora recorded in a teacher's folder; a teacher that records none is an error,
-    since the engines the taught model has heard would then be unknown."""
+def trained_corpora(folder: str | Path) -> dict:
+    """The corpora recorded in a model folder whose music another model inherits (a teacher,
+    a soup's ingredient); a folder that records none is an error, since the engines the
+    other model has heard would then be unknown."""
     from tinysep.metrics.by_engine import recorded_corpora
 
     record = recorded_corpora(folder)

@@ -10,15 +10,12 @@ was selected on, so held-out tables stay honest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tinysep.metrics.by_engine import recorded_corpora
-
-SOUP_FILE = "soup.json"  # the ingredients, their scores and the merged corpora
+from tinysep.training.run_folder import read_json, trained_corpora
 
 
 def graph_of(config: dict) -> dict:
@@ -76,16 +73,13 @@ def greedy_soup(names: Sequence[str], score: Callable[[Sequence[str]], float],
 def merged_corpora(folders: Sequence[str | Path]) -> dict:
     """The ``corpora`` record of a soup: per split, the engines every ingredient heard (the
     union) and each ingredient's own record under ``earlier``. An ingredient that records no
-    training corpora is an error, since the engines the soup heard would then be unknown."""
+    training corpora is an error (:func:`~tinysep.training.run_folder.trained_corpora`)."""
+    heard = [trained_corpora(folder) for folder in folders]
     merged: dict = {}
     for split in ("train", "valid"):
         records: list[dict] = []
-        for folder in folders:
-            corpora = recorded_corpora(folder)
-            if split == "train" and (not corpora or not corpora.get("train")):
-                raise ValueError(f"{folder}: its run.json or training.json records no training "
-                                 f"corpora ('corpora'), so the engines it heard are unknown")
-            record = dict((corpora or {}).get(split) or {})
+        for corpora in heard:
+            record = dict(corpora.get(split) or {})
             for corpus in [*record.pop("earlier", []), record]:
                 if corpus and corpus not in records:
                     records.append(corpus)
@@ -107,25 +101,15 @@ def ingredient_record(folder: str | Path) -> dict:
     ``training.json`` of a shipped model)."""
     folder = Path(folder)
     record: dict = {"folder": str(folder.resolve())}
-    for name in ("run.json", "training.json"):
-        path = folder / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
-            record["command"] = data.get("command")
-            if "train_config" in data:
-                record["train_config"] = data["train_config"]
-            if "training" in data:
-                record["training"] = data["training"]
-            break
-    state = folder / "state.json"
-    if state.is_file():
-        try:
-            data = json.loads(state.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{state}: not a readable JSON file ({exc})") from exc
-        record["training"] = {"minutes": round(float(data.get("train_seconds", 0.0)) / 60.0, 2),
-                              "steps": data.get("step"), "best": data.get("best")}
+    own = next((folder / n for n in ("run.json", "training.json") if (folder / n).is_file()), None)
+    if own is not None:
+        data = read_json(own, "the record of a trained model")
+        record["command"] = data.get("command")
+        for key in ("train_config", "training"):
+            if key in data:
+                record[key] = data[key]
+    if (folder / "state.json").is_file():
+        state = read_json(folder / "state.json", "the progress of a training run")
+        record["training"] = {"minutes": round(float(state.get("train_seconds", 0.0)) / 60.0, 2),
+                              "steps": state.get("step"), "best": state.get("best")}
     return record

@@ -128,6 +128,7 @@ def export_bundle(
         unsupported_micro_ops,
     )
     from convert.tflite_model import TfliteModel
+    from tinysep.metrics.by_engine import recorded_corpora
     from tinysep.models import count_params, macs_per_hop, make_streaming_model, model_config
     from tinysep.models.streaming import streaming_spec
 
@@ -139,6 +140,9 @@ def export_bundle(
         raise ValueError(f"frames per invoke must be a positive integer, got {frames_per_invoke!r}")
     check_destination(out, force)
     keras_model = _load(model)
+    # what the float model trained and was selected on, so that per-engine tables of the
+    # bundle tell the engines it trained on from the held-out ones
+    corpora = recorded_corpora(model) if isinstance(model, (str, Path)) else None
     config = model_config(keras_model)
     stream = make_streaming_model(keras_model, frames_per_invoke)
     rep = None
@@ -168,6 +172,7 @@ def export_bundle(
     provenance = {
         "float_model": float_model_digest(keras_model),
         "calibration": calibration_digest(rep) if rep is not None else None,
+        "corpora": corpora,
     }
     extra = {
         "provenance": provenance,

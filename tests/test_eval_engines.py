@@ -69,6 +69,37 @@ def test_per_engine_rows_mark_held_out_engines_and_match_the_clips(corpus, model
     assert (tmp_path / "eval-engines.png").stat().st_size > 0
 
 
+def test_a_bundle_carries_its_float_models_corpora_and_marks_held_out_engines(corpus, model,
+                                                                              tmp_path, capsys):
+    from convert.export import export_bundle
+    from tinysep.metrics.by_engine import HELD_OUT, TRAINED, engine_status, model_engines
+
+    bundle = tmp_path / "bundle"
+    export_bundle(model, bundle, quant="int8", calibration=corpus, calibration_frames=64,
+           edgetpu_compile=False, progress=False)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    recorded = json.loads((model / "run.json").read_text())["corpora"]
+    assert manifest["provenance"]["corpora"] == recorded
+    seen = model_engines(bundle)
+    assert seen == model_engines(model)
+    assert engine_status("accompaniment", "physical", seen) == HELD_OUT
+    assert engine_status("accompaniment", "additive", seen) == TRAINED
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--method", f"model:{bundle},hpss", "--data", str(corpus), "--split",
+                 "all", "--json", str(out), "--by-engine", "--jobs", "1", "--no-progress"]) == 0
+    rows = {(r["role"], r["engine"]): r["status"]
+            for r in json.loads(out.read_text())["by_engine"]["rows"]}
+    assert rows[("accompaniment", "physical")] == "held out"
+    assert rows[("accompaniment", "additive")] == "trained"
+    # a bundle from a Keras model in memory (no folder, no record) says nothing was recorded
+    from tinysep.models import load_model
+
+    bare = tmp_path / "bare"
+    export_bundle(load_model(model), bare, quant="float32", edgetpu_compile=False, progress=False)
+    assert json.loads((bare / "manifest.json").read_text())["provenance"]["corpora"] is None
+    assert model_engines(bare) == {"train": {}, "valid": {}}
+
+
 def test_engine_filter_keeps_only_those_clips(corpus, tmp_path, capsys):
     out = tmp_path / "f.json"
     argv = ["eval", "--method", "mix", "--data", str(corpus), "--split", "all", "--json",

@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from firmware_host.bundle import read_bundle
+from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
 from tinysep.metrics.summary import summarize_methods
 
@@ -60,22 +62,35 @@ def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -
 
 def recorded_corpora(folder: str | Path) -> dict | None:
     """The ``corpora`` record (train and valid corpus records) of a model folder's
-    ``run.json`` (a training run) or ``training.json`` (a shipped model); None when the
-    folder has neither file."""
+    ``run.json`` (a training run) or ``training.json`` (a shipped model), or of a deploy
+    bundle's manifest (its float model's record, copied by the export); None when the folder
+    has none of them or the bundle's model recorded nothing."""
     folder = Path(folder)
     for name in ("run.json", "training.json"):
         path = folder / name
         if path.is_file():
             try:
-                corpora = json.loads(path.read_text()).get("corpora", {})
+                record = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
-            if not isinstance(corpora, dict) or not all(
-                    isinstance(corpora.get(split) or {}, dict) for split in ("train", "valid")):
-                raise ValueError(f"{path}: 'corpora' is not an object of train and valid "
-                                 f"corpus records")
-            return corpora
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: expected a JSON object, got {type(record).__name__}")
+            return _checked_corpora(record.get("corpora", {}), path)
+    if (folder / MANIFEST_FILE).is_file():
+        manifest = read_bundle(str(folder), verify_model=False).manifest
+        provenance = manifest.get("provenance")
+        corpora = provenance.get("corpora") if isinstance(provenance, dict) else None
+        return None if corpora is None else _checked_corpora(corpora, folder / MANIFEST_FILE)
     return None
+
+
+def _checked_corpora(corpora, path: Path) -> dict:
+    """``corpora`` if it is an object of train and valid corpus records, else a ValueError
+    naming ``path``."""
+    if not isinstance(corpora, dict) or not all(
+            isinstance(corpora.get(split) or {}, dict) for split in ("train", "valid")):
+        raise ValueError(f"{path}: 'corpora' is not an object of train and valid corpus records")
+    return corpora
 
 
 def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:

@@ -98,6 +98,15 @@ def test_a_bundle_carries_its_float_models_corpora_and_marks_held_out_engines(co
     export_bundle(load_model(model), bare, quant="float32", edgetpu_compile=False, progress=False)
     assert json.loads((bare / "manifest.json").read_text())["provenance"]["corpora"] is None
     assert model_engines(bare) == {"train": {}, "valid": {}}
+    # a record that is not one is refused by name before anything is scored
+    manifest["provenance"]["corpora"] = ["not", "records"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    refused = tmp_path / "refused.json"
+    assert main(["eval", "--method", f"model:{bundle},hpss", "--data", str(corpus), "--split",
+                 "all", "--json", str(refused), "--by-engine", "--jobs", "1",
+                 "--no-progress"]) == 2
+    assert "manifest.json: 'corpora' is not an object" in capsys.readouterr().err
+    assert not refused.exists()
 
 
 def test_engine_filter_keeps_only_those_clips(corpus, tmp_path, capsys):

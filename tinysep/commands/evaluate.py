@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.engines or args.by_engine) and not engines_of:
         raise CliError(f"{args.data} names no music engines per clip (only a synthetic corpus "
                        f"written by `tinysep synth` does): --engines and --by-engine need them")
+    # the model whose engines the per-engine table marks, read before anything is scored
+    engine_model, seen = _engine_model(methods) if args.by_engine else ("", {})
     if args.engines:
         wanted = parse_engine_filter(args.engines)
         sources = [s for s in sources if matches(engines_of.get(s.name, {}), wanted)]
@@ -165,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     png = plot_summary(report["summary"], args.json.with_suffix(".png"), title=str(args.data))
     print(f"wrote {args.json} and {png}")
     if args.by_engine:
-        _engine_report(args, report, methods, engines_of)
+        _engine_report(args, report, engine_model, seen, engines_of)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
 
@@ -203,24 +205,30 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     return find_clips(data, dataset=args.dataset, split=args.split, sources=names), False
 
 
-def _engine_report(args: argparse.Namespace, report: dict, methods: list[str],
-                   engines_of: dict) -> None:
-    """Per-engine table, plot and JSON section for the first ``model:PATH`` method."""
-    import json
+def _engine_model(methods: list[str]) -> tuple[str, dict]:
+    """The first ``model:PATH`` method and the engines its folder records it trained and was
+    selected on (a deploy bundle: its float model's record); ``("", {})`` without one."""
+    from tinysep.commands.common import CliError
+    from tinysep.metrics.by_engine import model_engines
 
-    from tinysep.metrics.by_engine import (
-        by_engine,
-        format_engine_table,
-        model_engines,
-        plot_engines,
-    )
-
-    models = [m for m in methods if m.startswith("model:")]
-    if not models:
+    model = next((m for m in methods if m.startswith("model:")), "")
+    if not model:
         print("--by-engine: no model:PATH among the methods; per-engine rows show the "
               "classic methods only")
-    model = models[0] if models else ""
-    seen = model_engines(model.split(":", 1)[1]) if model else {}
+        return "", {}
+    try:
+        return model, model_engines(model.split(":", 1)[1])
+    except ValueError as exc:
+        raise CliError(f"--by-engine: {exc}") from None
+
+
+def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dict,
+                   engines_of: dict) -> None:
+    """Per-engine table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
+    import json
+
+    from tinysep.metrics.by_engine import by_engine, format_engine_table, plot_engines
+
     rows = by_engine(report, engines_of, model, seen)
     print()
     print(format_engine_table(rows, f"per engine: {model or 'no model'} vs the best classic "

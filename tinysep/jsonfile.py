@@ -1,4 +1,5 @@
-"""Write a JSON file atomically: a reader (or a kill) never sees half a file."""
+"""Read a JSON object with errors that name the file; write a JSON file atomically, so a
+reader (or a kill) never sees half a file."""
 
 from __future__ import annotations
 
@@ -15,3 +16,16 @@ def write_json_atomic(path: str | Path, data, indent: int = 1) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=indent, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``, with an error naming the file if it is missing or bad."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {what}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # undecodable bytes too
+        raise ValueError(f"{path} is not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data

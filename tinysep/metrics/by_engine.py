@@ -17,6 +17,7 @@ from pathlib import Path
 from firmware_host.bundle import read_bundle
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
+from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
 ROLES = ("vocals", "accompaniment", "font", "voice")
@@ -69,12 +70,7 @@ def recorded_corpora(folder: str | Path) -> dict | None:
     for name in ("run.json", "training.json"):
         path = folder / name
         if path.is_file():
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}: expected a JSON object, got {type(record).__name__}")
+            record = read_json(path, "the record of a trained model")
             return _checked_corpora(record.get("corpora", {}), path)
     if (folder / MANIFEST_FILE).is_file():
         manifest = read_bundle(str(folder), verify_model=False).manifest

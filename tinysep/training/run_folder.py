@@ -17,7 +17,6 @@ the next save.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import tinysep
-from tinysep.jsonfile import write_json_atomic
+from tinysep.jsonfile import read_json, write_json_atomic
 from tinysep.training.config import TrainConfig, TrainingError, config_differences
 
 RUN_FILE = "run.json"
@@ -41,19 +40,6 @@ RUN_FORMAT = 1
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (atomic)."""
     write_json_atomic(path, data, indent=2)
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A JSON object from ``path``, with an error naming the file if it is missing or bad."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {what}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not readable JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
 
 
 def has_run(out: Path) -> bool:

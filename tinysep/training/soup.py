@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysep.training.run_folder import read_json, trained_corpora
+from tinysep.jsonfile import read_json
+from tinysep.training.run_folder import trained_corpora
 
 
 def graph_of(config: dict) -> dict:

@@ -155,3 +155,30 @@ def test_a_file_with_nan_samples_is_named_and_leaves_no_stems(models, tmp_path, 
     printed = capsys.readouterr().out
     assert "broken.wav: sample 24000 (1.500 s) is NaN or infinite" in printed
     assert sorted(p.name for p in out.iterdir()) == ["separate.json"]
+
+
+def test_a_model_that_looks_ahead_reads_each_block_that_much_further(tmp_path):
+    """A float model with ``mask_delay`` separates block by block as in one pass, because
+    each block is read as far ahead as its masks look (without that, block edges differ)."""
+    import tf_keras as keras
+
+    from tinysep.commands.separate import load_separator
+    from tinysep.models import make_config, model_from_config, save_model
+
+    keras.utils.set_random_seed(3)
+    folder = save_model(model_from_config(make_config(
+        "dualgate-tcn", "tiny", residual=6, hidden=6, blocks=2, repeats=1, se_window=2,
+        mask_delay=12)), tmp_path / "ahead")
+    separator, sources, description, lookahead = load_separator(folder)
+    assert lookahead == pytest.approx(12 * 128 / 16000) and "float model" in description
+    path = tmp_path / "mono.wav"
+    audio = _song(3.3, 16000, 1, seed=5)[:, 0]
+    soundfile.write(str(path), audio, 16000, subtype="FLOAT")
+    whole = separator(soundfile.read(str(path), dtype="float32")[0])["vocals"]
+    results = {}
+    for name, ahead in (("read-ahead", lookahead), ("none", 0.0)):
+        summary = separate_file(path, tmp_path / name, separator, sources, progress=False,
+                                block_seconds=1.0, lookahead_seconds=ahead)
+        results[name] = soundfile.read(summary["outputs"]["vocals"])[0]
+    np.testing.assert_allclose(results["read-ahead"], whole, atol=2.0 / 32768)
+    assert np.abs(results["none"] - whole).max() > 1e-3

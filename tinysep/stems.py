@@ -112,8 +112,12 @@ def separate_file(
     overwrite: bool = False,
     progress: bool = True,
     block_seconds: float = BLOCK_SECONDS,
+    lookahead_seconds: float = 0.0,
 ) -> dict:
     """Write ``out_dir/<file stem>/<source>.wav`` for every source; returns a summary.
+
+    ``lookahead_seconds`` is the future audio the separator's masks depend on (a model's
+    ``mask_delay``); each block is read that much further, so block edges cost nothing.
 
     The stems are written into a hidden folder first and renamed into place at the end,
     so an interrupted or failed run leaves no half-written stems behind.
@@ -128,7 +132,7 @@ def separate_file(
     partial.mkdir(parents=True)
     rate, block = info.sample_rate, max(1, int(round(block_seconds * info.sample_rate)))
     context = int(round(CONTEXT_SECONDS * rate))
-    margin = int(round(MARGIN_SECONDS * rate))
+    margin = int(round((MARGIN_SECONDS + lookahead_seconds) * rate))
     clipped = {s: 0 for s in sources}
     began = time.monotonic()
     writers = []

@@ -76,7 +76,8 @@ def audio_files(inputs: list[Path]) -> list[Path]:
 
 
 def load_separator(path: Path | None):
-    """``(separator, sources, description)`` for a model folder, a bundle or its .tflite."""
+    """``(separator, sources, description, lookahead_seconds)`` for a model folder, a bundle
+    or its .tflite (a bundle streams: it never looks ahead)."""
     from tinysep.methods import model_folder
     from tinysep.pretrained import default_model_path
 
@@ -85,13 +86,15 @@ def load_separator(path: Path | None):
         from convert.runtime import BundleRunner
 
         runner = BundleRunner(path)
-        return runner.separate, list(runner.sources), f"int8 bundle {path} (host interpreter)"
-    from tinysep.models import load_model, separate
+        return (runner.separate, list(runner.sources), f"int8 bundle {path} (host interpreter)",
+                0.0)
+    from tinysep.dsp import HOP_SAMPLES, SAMPLE_RATE
+    from tinysep.models import load_model, mask_delay_frames, separate
     from tinysep.models.registry import model_sources
 
     model = load_model(path)
-    return (lambda audio: separate(model, audio)), list(model_sources(model)), \
-        f"float model {path}"
+    return ((lambda audio: separate(model, audio)), list(model_sources(model)),
+            f"float model {path}", mask_delay_frames(model) * HOP_SAMPLES / SAMPLE_RATE)
 
 
 def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | None):
@@ -146,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
                        "bundle folder the board runs")
     files = audio_files(args.inputs)
     if not on_board:
-        separator, sources, description = load_separator(args.model)
-        return _separate_all(args, files, separator, sources, description)
+        separator, sources, description, lookahead = load_separator(args.model)
+        return _separate_all(args, files, separator, sources, description, lookahead)
     from firmware_host.hil.session import HilError, UploadRefused
     from firmware_host.protocol.errors import ProtocolError
     from tinysep.commands.hil import BOARD_FAULT_EXIT
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _separate_all(args: argparse.Namespace, files: list[Path], separator, sources: list[str],
-                  description: str) -> int:
+                  description: str, lookahead_seconds: float = 0.0) -> int:
     from tinysep.stems import separate_file
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +176,8 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
         try:
             summary = separate_file(path, args.out, separator, sources, start=args.start,
                                     duration=args.duration, overwrite=args.overwrite,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress,
+                                    lookahead_seconds=lookahead_seconds)
         except (ValueError, FileExistsError, FileNotFoundError) as exc:
             print(f"  {path}: skipped: {exc}")
             failed.append({"input": str(path), "error": str(exc)})

@@ -24,6 +24,11 @@ input bins around each bin (two convs over frequency). Both start at zero, so a 
 by them (``tinysep train --init-from SMALLER --init-matching``) starts as the smaller one.
 Neither adds state: their convs see one frame.
 
+``mask_delay`` (frames, 0 in the presets) trades latency for a look ahead: the masks the
+model gives at frame ``t`` belong to the mixture frame ``t - mask_delay``, so every mask is
+computed from that many frames after its own (:func:`tinysep.models.mask_delay_frames`).
+The network is the same; only the frame its output is applied to moves.
+
 Every weight is used once per frame, so MACs per hop ~= parameters; ``tiny`` is sized by
 the 256 k parameter budget (and ~200 k int8 weights for a 256 KB file) and by the state
 it must carry (the depthwise contexts, ``2 * (2**blocks - 1)`` frames per stack).
@@ -83,6 +88,7 @@ DEFAULTS = {
     "encoder_kernel": 5,  # bins each encoder conv sees
     "refine": 0,  # channels of the bin-level mask refiner (0: none)
     "refine_kernel": 5,  # bins each refiner conv sees
+    "mask_delay": 0,  # frames the masks lag their mixture frame (a look ahead; 0: none)
 }
 
 PRESETS = {
@@ -128,9 +134,10 @@ def validate(params: dict) -> None:
         raise ValueError(f"encoder must be a list of positive integers, got {encoder!r}")
     if len(encoder) > 4:
         raise ValueError(f"encoder has at most 4 levels (257 bins -> 17), got {len(encoder)}")
-    refine = params["refine"]
-    if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
-        raise ValueError(f"refine must be an integer >= 0, got {refine!r}")
+    for key in ("refine", "mask_delay"):
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
 

@@ -297,6 +297,17 @@ def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:
     return tuple(resolved_params(config)["sources"])
 
 
+def mask_delay_frames(model_or_config: keras.Model | dict) -> int:
+    """Frames a model's masks lag the mixture frame they belong to (its look ahead; 0 for a
+    model without the ``mask_delay`` option)."""
+    config = model_or_config
+    if isinstance(model_or_config, keras.Model):
+        config = getattr(model_or_config, "tinysep_config", None)
+        if config is None:
+            return 0
+    return int(resolved_params(config).get("mask_delay", 0))
+
+
 def count_params(model: keras.Model) -> int:
     """All weights, trainable or not (BatchNorm statistics included)."""
     return int(sum(np.prod(w.shape) for w in model.weights))

@@ -6,15 +6,20 @@ import numpy as np
 import tf_keras as keras
 
 from tinysep.dsp import N_BINS, istft, magnitude, stft
-from tinysep.models.registry import model_sources
+from tinysep.models.registry import mask_delay_frames, model_sources
 
 
 def predict_masks(model: keras.Model, mixture_magnitude: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, S)`` for a magnitude spectrogram ``(T, 257)``, S the model's sources."""
+    """Masks ``(T, 257, S)`` for a magnitude spectrogram ``(T, 257)``, S the model's sources.
+
+    A model with a look ahead (``mask_delay``) is fed that many silent frames after the
+    clip, and its masks are moved back onto the frames they belong to."""
     mag = np.asarray(mixture_magnitude, np.float32)
     if mag.ndim != 2 or mag.shape[1] != N_BINS:
         raise ValueError(f"mixture magnitude must have shape (frames, {N_BINS}), got {mag.shape}")
-    masks = np.asarray(model(mag[None], training=False))[0]
+    delay = mask_delay_frames(model)
+    fed = np.concatenate([mag, np.zeros((delay, N_BINS), np.float32)]) if delay else mag
+    masks = np.asarray(model(fed[None], training=False))[0][delay:]
     sources = model_sources(model)
     if masks.shape != (*mag.shape, len(sources)):
         raise ValueError(

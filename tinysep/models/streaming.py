@@ -54,6 +54,12 @@ def make_streaming_model(
         raise ValueError(
             f"model {config['name']!r} is bidirectional: it needs the whole clip and cannot stream"
         )
+    if params.get("mask_delay"):
+        raise ValueError(
+            f"model {config['name']!r} looks {params['mask_delay']} frames ahead (mask_delay): "
+            f"its masks belong to earlier mixture frames, and a board applies each mask to "
+            f"the frame it has just analysed, so it separates whole clips only"
+        )
     graph = Graph(streaming=True, frames_per_invoke=frames_per_invoke)
     x = graph.input((N_BINS,), input)
     gain = float(params["input_gain"])

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
 from tinysep.models.losses import magnitude_l1
+from tinysep.models.registry import mask_delay_frames
 from tinysep.training.choices import LOSSES
 
 # Keeps the SDR of a (near-)silent target chunk finite: 1e-3 of the mean chunk power
@@ -100,20 +101,36 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     """The loss ``kind`` of ``model`` on a batch: mixtures ``(B, samples)``, sources
     ``(B, 2, samples)`` (STFT, masks from the mixture magnitudes, loss). With a ``teacher``
     model, ``teacher_weight`` of it is the same loss against the teacher's separations
-    (its masks on the mixture, resynthesised alike) instead of the true sources."""
-    spec = tf_stft(mixture)
+    (its masks on the mixture, resynthesised alike) instead of the true sources.
+
+    A model with a look ahead (``mask_delay`` frames) sees the whole chunk, and the loss is
+    taken on the part its masks reach: the chunk less that many hops at its end."""
     batch, count, samples = (int(d) for d in sources.shape)
-    target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
+    magnitudes = tf.abs(tf_stft(mixture))
+    nets = [model] if teacher is None else [model, teacher]
+    lag = max(mask_delay_frames(net) for net in nets)
+    kept = samples - lag * HOP_SAMPLES
+    if kept < HOP_SAMPLES:
+        raise ValueError(f"chunks of {samples} samples are too short for a look ahead of "
+                         f"{lag} frames")
+    spec = tf_stft(mixture[:, :kept]) if lag else tf_stft(mixture)
+    sources = sources[..., :kept]
+    frames = int(spec.shape[1])
+
+    def aligned_masks(net, net_training: bool) -> tf.Tensor:
+        delay = mask_delay_frames(net)
+        return net(magnitudes, training=net_training)[:, delay : delay + frames]
+
+    target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, kept))))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
-    masks = model(tf.abs(spec), training=training)
+    masks = aligned_masks(model, training)
     loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
     if teacher is None:
         return loss
-    magnitudes = tf.abs(spec)
-    taught = tf.stop_gradient(teacher(magnitudes, training=False))
-    taught_magnitudes = magnitudes[..., None] * taught
+    taught = tf.stop_gradient(aligned_masks(teacher, False))
+    taught_magnitudes = tf.abs(spec)[..., None] * taught
     taught_sources = tf.stack(
-        [tf_istft(spec * _as_complex(taught[..., i]), samples) for i in range(count)], axis=1)
+        [tf_istft(spec * _as_complex(taught[..., i]), kept) for i in range(count)], axis=1)
     taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
                                   sdr_weight)
     return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss

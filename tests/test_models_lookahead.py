@@ -3,6 +3,8 @@ whole-clip separation and in the training loss; streaming it is refused by name.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -79,3 +81,14 @@ def test_a_model_that_looks_ahead_does_not_stream():
 def test_a_bad_delay_is_refused_by_name(value):
     with pytest.raises(ValueError, match="mask_delay must be an integer >= 0"):
         make_config("dualgate-tcn", "tiny", **SMALL, mask_delay=value)
+
+
+def test_the_model_list_calls_a_look_ahead_offline_only(capsys):
+    """Same weights and MACs as without it, but no board can run it: not within the budget."""
+    from tinysep.cli import main
+
+    assert main(["models", "--model", "dualgate-tcn", "--preset", "tiny",
+                 "--option", "mask_delay=16", "--json", "-"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["options"] == {"mask_delay": 16} and row["params"] == 205_990
+    assert row["streamable"] is False and row["fits_mcu_budget"] is False

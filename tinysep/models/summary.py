@@ -34,7 +34,7 @@ def describe_config(config: dict) -> dict:
         "params": count_params(model),
         "trainable_params": trainable,
         "macs_per_hop": macs_per_hop(model),
-        # a bidirectional model needs the whole clip, one that looks ahead a later frame
+        # a bidirectional model needs the whole clip; one with a mask_delay, later frames
         "streamable": not (params.get("bidirectional", False) or params.get("mask_delay", 0)),
         "state_values": None,
         "state_tensors": None,

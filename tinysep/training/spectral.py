@@ -106,14 +106,15 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     A model with a look ahead (``mask_delay`` frames) sees the whole chunk, and the loss is
     taken on the part its masks reach: the chunk less that many hops at its end."""
     batch, count, samples = (int(d) for d in sources.shape)
-    magnitudes = tf.abs(tf_stft(mixture))
+    whole = tf_stft(mixture)
+    magnitudes = tf.abs(whole)
     nets = [model] if teacher is None else [model, teacher]
     lag = max(mask_delay_frames(net) for net in nets)
     kept = samples - lag * HOP_SAMPLES
     if kept < HOP_SAMPLES:
         raise ValueError(f"chunks of {samples} samples are too short for a look ahead of "
                          f"{lag} frames")
-    spec = tf_stft(mixture[:, :kept]) if lag else tf_stft(mixture)
+    spec = tf_stft(mixture[:, :kept]) if lag else whole
     sources = sources[..., :kept]
     frames = int(spec.shape[1])
 

@@ -287,25 +287,28 @@ def widened_weights(layer: keras.layers.Layer, smaller: list[np.ndarray]) -> lis
     return grown
 
 
-def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:
-    """The source names a model (or a model config) separates, in mask order."""
+def _params_of(model_or_config: keras.Model | dict) -> dict | None:
+    """The resolved hyper-parameters of a model or model config (None: a model without a
+    tinysep config)."""
     config = model_or_config
     if isinstance(model_or_config, keras.Model):
         config = getattr(model_or_config, "tinysep_config", None)
         if config is None:
-            return SOURCES
-    return tuple(resolved_params(config)["sources"])
+            return None
+    return resolved_params(config)
+
+
+def model_sources(model_or_config: keras.Model | dict) -> tuple[str, ...]:
+    """The source names a model (or a model config) separates, in mask order."""
+    params = _params_of(model_or_config)
+    return SOURCES if params is None else tuple(params["sources"])
 
 
 def mask_delay_frames(model_or_config: keras.Model | dict) -> int:
     """Frames a model's masks lag the mixture frame they belong to (its look ahead; 0 for a
     model without the ``mask_delay`` option)."""
-    config = model_or_config
-    if isinstance(model_or_config, keras.Model):
-        config = getattr(model_or_config, "tinysep_config", None)
-        if config is None:
-            return 0
-    return int(resolved_params(config).get("mask_delay", 0))
+    params = _params_of(model_or_config)
+    return 0 if params is None else int(params.get("mask_delay", 0))
 
 
 def count_params(model: keras.Model) -> int:

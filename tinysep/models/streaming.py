@@ -33,6 +33,19 @@ def compress_magnitude(magnitude: np.ndarray, gain: float) -> np.ndarray:
     return np.log1p(gain * np.maximum(np.asarray(magnitude, np.float32), 0.0)).astype(np.float32)
 
 
+def offline_only_reason(config: dict) -> str | None:
+    """Why a model config cannot stream (it needs frames after the one a board has just
+    analysed), or None if it can."""
+    params = resolved_params(config)
+    if params.get("bidirectional"):
+        return "is bidirectional: it needs the whole clip and cannot stream"
+    if params.get("mask_delay"):
+        return (f"looks {params['mask_delay']} frames ahead (mask_delay): its masks belong to "
+                f"earlier mixture frames, and a board applies each mask to the frame it has "
+                f"just analysed, so it separates whole clips only")
+    return None
+
+
 def make_streaming_model(
     model: keras.Model,
     frames_per_invoke: int = 1,
@@ -50,16 +63,9 @@ def make_streaming_model(
         raise ValueError(f"input must be one of {STREAM_INPUTS}, got {input!r}")
     config = model_config(model) if config is None else config
     params = resolved_params(config)
-    if params.get("bidirectional"):
-        raise ValueError(
-            f"model {config['name']!r} is bidirectional: it needs the whole clip and cannot stream"
-        )
-    if params.get("mask_delay"):
-        raise ValueError(
-            f"model {config['name']!r} looks {params['mask_delay']} frames ahead (mask_delay): "
-            f"its masks belong to earlier mixture frames, and a board applies each mask to "
-            f"the frame it has just analysed, so it separates whole clips only"
-        )
+    reason = offline_only_reason(config)
+    if reason:
+        raise ValueError(f"model {config['name']!r} {reason}")
     graph = Graph(streaming=True, frames_per_invoke=frames_per_invoke)
     x = graph.input((N_BINS,), input)
     gain = float(params["input_gain"])

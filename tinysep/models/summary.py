@@ -21,11 +21,10 @@ def describe_config(config: dict) -> dict:
     import tf_keras as keras
 
     from tinysep.models.macs import macs_per_hop
-    from tinysep.models.registry import count_params, model_from_config, resolved_params
-    from tinysep.models.streaming import make_streaming_model, streaming_spec
+    from tinysep.models.registry import count_params, model_from_config
+    from tinysep.models.streaming import make_streaming_model, offline_only_reason, streaming_spec
 
     model = model_from_config(config)
-    params = resolved_params(config)
     trainable = int(sum(keras.backend.count_params(w) for w in model.trainable_weights))
     info = {
         "name": config["name"],
@@ -34,8 +33,7 @@ def describe_config(config: dict) -> dict:
         "params": count_params(model),
         "trainable_params": trainable,
         "macs_per_hop": macs_per_hop(model),
-        # a bidirectional model needs the whole clip; one with a mask_delay, later frames
-        "streamable": not (params.get("bidirectional", False) or params.get("mask_delay", 0)),
+        "streamable": offline_only_reason(config) is None,
         "state_values": None,
         "state_tensors": None,
     }

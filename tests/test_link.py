@@ -254,6 +254,26 @@ def test_wire_overhead_of_streaming_matches_the_model(rig):
     assert measured >= (model.overhead_bytes - 2 * 17) / model.wire_bytes - 0.002
 
 
+def test_counters_include_a_write_whose_answer_came_back_before_it_was_tallied(rig):
+    board, client = rig()
+    client.connect(timeout=2.0)
+    client.reset_state()
+    link = client.link
+    plain_write = link._write_some
+
+    def write_then_stall(stream, data, timeout):
+        written = plain_write(stream, data, timeout)
+        if written > 1000:  # the chunk's frame: the board answers while this thread sleeps
+            time.sleep(0.3)
+        return written
+
+    link._write_some = write_then_stall
+    before = link.stats.bytes_sent
+    chunk = audio_chunks(1)[0]
+    list(client.stream([chunk]))
+    assert link.stats.bytes_sent - before >= chunk.samples.nbytes
+
+
 def test_socket_url_reaches_a_board_behind_a_tcp_bridge():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -65,6 +65,10 @@ from .messages import (
     message_type_name,
 )
 
+# Longest a counters snapshot waits for a write in progress to be tallied (a write blocks at
+# most one writer tick; this covers a busy machine's scheduling too).
+STATS_WRITE_WAIT = 1.0
+
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "Link",
@@ -87,6 +91,8 @@ class Link(LinkMachine):
         super().__init__(config, name)
         self._stream = as_byte_stream(stream)
         self._write_some = write_some
+        self._writes_started = 0  # writes handed to the stream ...
+        self._writes_counted = 0  # ... and those whose bytes are in the counters
         self._send_lock = threading.Lock()
         self._reader = threading.Thread(
             target=self._reader_loop, name=name + "-reader", daemon=True
@@ -100,8 +106,19 @@ class Link(LinkMachine):
 
     @property
     def stats(self) -> LinkStats:
-        """A snapshot of the counters, decoder errors included."""
+        """A snapshot of the counters, decoder errors included.
+
+        A write in progress when the snapshot is asked for is counted first: the peer may
+        already have answered bytes the writer has not yet tallied.
+        """
         with self._cond:
+            pending = self._writes_started
+            deadline = time.monotonic() + STATS_WRITE_WAIT
+            while self._writes_counted < pending and self._state != CLOSED:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             stats = replace(self._stats)
         errors = self._decoder.errors
         stats.crc_errors = errors["crc"]
@@ -442,12 +459,15 @@ class Link(LinkMachine):
                         self._building = True  # picked, not yet ``_outgoing``: close() waits
                         break
                     self._cond.wait(tick)
+                if out is not None:
+                    self._writes_started += 1
             if out is None:
                 frame, tx = picked
                 out = Outgoing(encode_frame(frame), frame, tx)
                 with self._cond:
                     self._outgoing = out
                     self._building = False
+                    self._writes_started += 1
             # Never block longer than a tick: the timers above must keep running while the
             # peer does not read (a full line), so a stalled peer ends in a LinkTimeout.
             try:
@@ -457,6 +477,8 @@ class Link(LinkMachine):
                 return
             with self._cond:
                 now = time.monotonic()
+                self._writes_counted += 1
+                self._cond.notify_all()
                 if written:
                     out.written += written
                     self._stats.bytes_sent += written

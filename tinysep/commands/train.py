@@ -105,7 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"cosine: final rate / peak rate (default {d.final_lr_fraction})")
     parser.add_argument("--loss", choices=LOSSES,
                         help=f"l1: masked-magnitude L1 (the UNet-SE-BiSRU paper's loss); "
-                             f"sdr: negative waveform SDR; l1+sdr: both (default {d.loss})")
+                             f"sdr: negative waveform SDR; l1+sdr: both; bss-sdr: negative "
+                             f"BSS-eval SDR, as evaluation scores (default {d.loss})")
     parser.add_argument("--sdr-weight", type=float,
                         help=f"weight of the SDR term in l1+sdr (default {d.sdr_weight})")
     parser.add_argument("--weight-average", type=float, metavar="DECAY",

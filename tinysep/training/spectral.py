@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
+from tinysep.metrics.bss import FILTER_LENGTH
 from tinysep.models.losses import magnitude_l1
 from tinysep.models.registry import mask_delay_frames
 from tinysep.training.choices import LOSSES
@@ -19,6 +20,9 @@ from tinysep.training.choices import LOSSES
 # Keeps the SDR of a (near-)silent target chunk finite: 1e-3 of the mean chunk power
 # of full-scale noise, i.e. -60 dB, far below any audible source.
 SDR_EPSILON = 1e-6
+# Diagonal loading of the reference's autocorrelation in the BSS-eval loss, relative to its
+# energy: keeps the normal equations of a band-limited reference solvable.
+BSS_LOADING = 1e-8
 
 
 def tf_stft(audio: tf.Tensor) -> tf.Tensor:
@@ -53,6 +57,37 @@ def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_mean(10.0 * tf.math.log(signal / error) / np.log(10.0))
 
 
+def negative_bss_sdr(reference: tf.Tensor, estimate: tf.Tensor,
+                     taps: int = FILTER_LENGTH) -> tf.Tensor:
+    """Mean over the batch of minus BSS-eval v3's SDR (dB): the estimate against the best
+    ``taps``-tap filtering of the reference, the quantity ``tinysep eval`` reports.
+
+    The filter solves the normal equations ``R h = b`` (``R`` the reference's Toeplitz
+    autocorrelation, ``b`` its cross-correlation with the estimate); the target is then
+    ``h^T b`` of the estimate's energy and the rest is error. Silent chunks read as in
+    :func:`negative_sdr`.
+    """
+    samples = int(reference.shape[-1])
+    size = 1 << int(np.ceil(np.log2(samples + taps)))
+    # in float64: a band-limited reference (a bass line) makes R ill-conditioned, and float32
+    # round-off in its autocorrelation would leave it indefinite
+    reference = tf.cast(reference, tf.float64)
+    estimate = tf.cast(estimate, tf.float64)
+    ref_f = tf.signal.rfft(reference, fft_length=[size])
+    est_f = tf.signal.rfft(estimate, fft_length=[size])
+    auto = tf.signal.irfft(ref_f * tf.math.conj(ref_f), fft_length=[size])[:, :taps]
+    cross = tf.signal.irfft(est_f * tf.math.conj(ref_f), fft_length=[size])[:, :taps]
+    lags = np.abs(np.arange(taps)[:, None] - np.arange(taps)[None, :])
+    toeplitz = tf.gather(auto, lags, axis=1)  # (B, taps, taps)
+    loading = (auto[:, :1] * BSS_LOADING + SDR_EPSILON)[:, :, None] * tf.eye(taps, dtype=auto.dtype)
+    filt = tf.linalg.cholesky_solve(tf.linalg.cholesky(toeplitz + loading), cross[..., None])
+    target = tf.reduce_sum(filt[..., 0] * cross, axis=-1) / samples
+    energy = tf.reduce_mean(tf.square(estimate), axis=-1)
+    error = tf.maximum(energy - target, 0.0)
+    ratio = (target + SDR_EPSILON) / (error + SDR_EPSILON)
+    return -tf.cast(tf.reduce_mean(10.0 * tf.math.log(ratio) / np.log(10.0)), tf.float32)
+
+
 def _as_complex(real: tf.Tensor) -> tf.Tensor:
     """``real + 0j`` as complex64. Built with ``tf.complex`` rather than ``tf.cast``: the
     gradient of a cast to complex casts the complex gradient back to float32, which drops
@@ -75,7 +110,9 @@ def separation_loss(
       its spectral form, :func:`tinysep.models.magnitude_l1`);
     - ``sdr``: the negative SDR (dB) of the waveforms resynthesised with the mixture
       phase, averaged over both sources -- the quantity evaluation measures;
-    - ``l1+sdr``: ``l1 + sdr_weight * sdr``.
+    - ``l1+sdr``: ``l1 + sdr_weight * sdr``;
+    - ``bss-sdr``: as ``sdr``, but BSS-eval v3's SDR (:func:`negative_bss_sdr`), which
+      forgives a 512-tap filtering of each source as evaluation does.
 
     Shapes: ``mixture_spec`` complex ``(B, T, F)``, ``masks`` and ``target_magnitudes``
     ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``.
@@ -85,13 +122,14 @@ def separation_loss(
     total = tf.constant(0.0)
     if kind in ("l1", "l1+sdr"):
         total += magnitude_l1(tf.abs(mixture_spec), target_magnitudes, masks)
-    if kind in ("sdr", "l1+sdr"):
+    if kind in ("sdr", "l1+sdr", "bss-sdr"):
         samples = int(targets.shape[-1])
-        weight = 1.0 if kind == "sdr" else sdr_weight
+        weight = sdr_weight if kind == "l1+sdr" else 1.0
+        score = negative_bss_sdr if kind == "bss-sdr" else negative_sdr
         terms = []
         for i in range(int(masks.shape[-1])):
             spec = mixture_spec * _as_complex(masks[..., i])
-            terms.append(negative_sdr(targets[:, i], tf_istft(spec, samples)))
+            terms.append(score(targets[:, i], tf_istft(spec, samples)))
         total += weight * tf.add_n(terms) / len(terms)
     return total
 
@@ -137,4 +175,5 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss
 
 
-__all__ = ["LOSSES", "batch_loss", "negative_sdr", "separation_loss", "tf_istft", "tf_stft"]
+__all__ = ["LOSSES", "batch_loss", "negative_bss_sdr", "negative_sdr", "separation_loss",
+           "tf_istft", "tf_stft"]

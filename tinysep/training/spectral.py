@@ -108,8 +108,8 @@ def separation_loss(
 
     - ``l1``: mean absolute error of the masked mixture magnitudes (paper 2's L1 loss in
       its spectral form, :func:`tinysep.models.magnitude_l1`);
-    - ``sdr``: the negative SDR (dB) of the waveforms resynthesised with the mixture
-      phase, averaged over both sources -- the quantity evaluation measures;
+    - ``sdr``: the negative plain SDR (dB) of the waveforms resynthesised with the mixture
+      phase, averaged over both sources;
     - ``l1+sdr``: ``l1 + sdr_weight * sdr``;
     - ``bss-sdr``: as ``sdr``, but BSS-eval v3's SDR (:func:`negative_bss_sdr`), which
       forgives a 512-tap filtering of each source as evaluation does.

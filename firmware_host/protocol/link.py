@@ -459,15 +459,13 @@ class Link(LinkMachine):
                         self._building = True  # picked, not yet ``_outgoing``: close() waits
                         break
                     self._cond.wait(tick)
-                if out is not None:
-                    self._writes_started += 1
+                self._writes_started += 1  # this pass ends in one write, tallied below
             if out is None:
                 frame, tx = picked
                 out = Outgoing(encode_frame(frame), frame, tx)
                 with self._cond:
                     self._outgoing = out
                     self._building = False
-                    self._writes_started += 1
             # Never block longer than a tick: the timers above must keep running while the
             # peer does not read (a full line), so a stalled peer ends in a LinkTimeout.
             try:

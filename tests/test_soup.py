@@ -5,6 +5,7 @@ it cannot average with an error naming the folder."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,21 @@ def test_a_shipped_soup_keeps_its_record_and_its_engine_table(corpus, ingredient
     with pytest.raises(ValueError, match="not the record of a tinysep soup"):
         ship_model(out, report, "x", package_dir=tmp_path / "package")
     assert not (tmp_path / "package" / "x").exists()
+
+
+def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
+        corpus, ingredients, tmp_path):
+    """An option a model's config does not pin reads at its default: a model saved before
+    ``mask_delay`` existed is the graph of ``mask_delay=0``, and a look-ahead model is not."""
+    older = tmp_path / "older"
+    shutil.copytree(ingredients[0], older)
+    config = json.loads((older / "config.json").read_text())
+    assert config["params"].pop("mask_delay") == 0
+    (older / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "soup"
+    assert main(["soup", str(older), str(ingredients[2]), "--out", str(out)]) == 0
+    expected = np.mean([load_model(f).get_weights()[-1] for f in (older, ingredients[2])], axis=0)
+    np.testing.assert_allclose(load_model(out).get_weights()[-1], expected, rtol=1e-6)
+    ahead = _model(tmp_path / "ahead", 6, None, mask_delay=2)
+    assert main(["soup", str(older), str(ahead), "--out", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()

@@ -16,12 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.jsonfile import read_json
+from tinysep.models.registry import resolved_params
 from tinysep.training.run_folder import trained_corpora
 
 
 def graph_of(config: dict) -> dict:
-    """The part of a saved model's ``config.json`` that fixes its graph and weight shapes."""
-    return {"name": config.get("name"), "params": config.get("params")}
+    """The part of a saved model's ``config.json`` that fixes its graph and weight shapes:
+    its name and every hyper-parameter, those it does not pin read at their defaults (a
+    model saved before an option existed is the graph of that option's default)."""
+    return {"name": config.get("name"), "params": resolved_params(config)}
 
 
 def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> None:

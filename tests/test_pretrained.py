@@ -31,18 +31,23 @@ def test_default_model_is_the_tiny_dualgate_tcn_within_budget():
         model_path("nope")
 
 
+def _trained_runs(record: dict) -> list[dict]:
+    """The training runs under a record: itself, or every run a soup kept, soups in it opened."""
+    if "soup" not in record:
+        return [record]
+    assert record["command"].startswith("tinysep soup ")
+    kept = record["soup"]["kept"]
+    used = [i for i in record["soup"]["ingredients"] if i["folder"] in kept]
+    assert len(used) == len(kept) >= 2
+    return [run for ingredient in used for run in _trained_runs(ingredient)]
+
+
 def test_training_record_shows_the_margin_over_the_baselines():
     """The record names the engines the model trained on, reports engines it never heard
     apart, and the model is ahead of every classic method on each engine's clips."""
     record = training_record()
-    # a trained model, or a weight soup of trained models of one graph
-    runs = [record]
-    if "soup" in record:
-        assert record["command"].startswith("tinysep soup ")
-        kept = record["soup"]["kept"]
-        runs = [i for i in record["soup"]["ingredients"] if i["folder"] in kept]
-        assert len(runs) == len(kept) >= 2
-    for run in runs:
+    # a trained model, or a weight soup of trained models (or of soups of them) of one graph
+    for run in _trained_runs(record):
         assert run["command"].startswith("tinysep train ")
         # each trained within a two-hour budget; the budget stops between steps, so the last
         # validation may end a few seconds past it

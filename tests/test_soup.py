@@ -183,3 +183,19 @@ def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
     ahead = _model(tmp_path / "ahead", 6, None, mask_delay=2)
     assert main(["soup", str(older), str(ahead), "--out", str(tmp_path / "no")]) == 2
     assert not (tmp_path / "no").exists()
+
+
+def test_a_soup_of_a_soup_keeps_every_run_under_it(ingredients, tmp_path):
+    """A soup given as an ingredient brings its own soup record, so the runs it averaged
+    stay named under the outer soup."""
+    inner = tmp_path / "inner"
+    assert main(["soup", *map(str, ingredients[:2]), "--out", str(inner)]) == 0
+    outer = tmp_path / "outer"
+    assert main(["soup", str(ingredients[2]), str(inner), "--out", str(outer)]) == 0
+    record = json.loads((outer / "training.json").read_text())
+    plain, nested = record["soup"]["ingredients"]
+    assert "soup" not in plain
+    assert nested["command"].startswith("tinysep soup ")
+    assert nested["soup"]["kept"] == [str(f.resolve()) for f in ingredients[:2]]
+    assert [i["command"] for i in nested["soup"]["ingredients"]] == [
+        "made by seed 1", "made by seed 2"]

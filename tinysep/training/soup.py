@@ -102,14 +102,15 @@ def merged_corpora(folders: Sequence[str | Path]) -> dict:
 def ingredient_record(folder: str | Path) -> dict:
     """What a soup keeps of one ingredient: its folder, the command and settings that trained
     it and the best validation it recorded (from ``run.json`` and ``state.json`` of a run, or the
-    ``training.json`` of a shipped model)."""
+    ``training.json`` of a shipped model); an ingredient that is itself a soup keeps its own
+    soup record, so every trained run under it stays named."""
     folder = Path(folder)
     record: dict = {"folder": str(folder.resolve())}
     own = next((folder / n for n in ("run.json", "training.json") if (folder / n).is_file()), None)
     if own is not None:
         data = read_json(own, "the record of a trained model")
         record["command"] = data.get("command")
-        for key in ("train_config", "training"):
+        for key in ("train_config", "training", "soup"):
             if key in data:
                 record[key] = data[key]
     if (folder / "state.json").is_file():

@@ -168,7 +168,7 @@ def test_a_shipped_soup_keeps_its_record_and_its_engine_table(corpus, ingredient
 
 
 def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
-        corpus, ingredients, tmp_path):
+        corpus, ingredients, tmp_path, capsys):
     """An option a model's config does not pin reads at its default: a model saved before
     ``mask_delay`` existed is the graph of ``mask_delay=0``, and a look-ahead model is not."""
     older = tmp_path / "older"
@@ -182,7 +182,13 @@ def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
     np.testing.assert_allclose(load_model(out).get_weights()[-1], expected, rtol=1e-6)
     ahead = _model(tmp_path / "ahead", 6, None, mask_delay=2)
     assert main(["soup", str(older), str(ahead), "--out", str(tmp_path / "no")]) == 2
+    assert f"{ahead}: a dualgate-tcn model that differs from {older} (mask_delay)" in \
+        capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+    config["params"]["residual"] = -1  # a hand-edited config: the folder is named
+    (older / "config.json").write_text(json.dumps(config))
+    assert main(["soup", str(ahead), str(older), "--out", str(tmp_path / "no")]) == 2
+    assert f"{older}: residual must be a positive integer, got -1" in capsys.readouterr().err
 
 
 def test_a_soup_of_a_soup_keeps_every_run_under_it(ingredients, tmp_path):

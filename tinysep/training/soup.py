@@ -28,11 +28,17 @@ def graph_of(config: dict) -> dict:
 
 
 def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> None:
-    """Raise ValueError naming the first folder whose model is not the first one's graph."""
-    first = graph_of(configs[0])
-    for config, folder in zip(configs[1:], folders[1:], strict=True):
-        if graph_of(config) != first:
-            theirs = graph_of(config)
+    """Raise ValueError naming the first folder whose model is not the first one's graph, or
+    whose config names no model this kit can build."""
+    graphs = []
+    for config, folder in zip(configs, folders, strict=True):
+        try:
+            graphs.append(graph_of(config))
+        except ValueError as exc:
+            raise ValueError(f"{folder}: {exc}") from None
+    first = graphs[0]
+    for theirs, folder in zip(graphs[1:], folders[1:], strict=True):
+        if theirs != first:
             differ = sorted(k for k in set(first["params"] or {}) | set(theirs["params"] or {})
                             if (first["params"] or {}).get(k) != (theirs["params"] or {}).get(k))
             raise ValueError(

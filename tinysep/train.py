@@ -74,14 +74,12 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     from tinysep.models.registry import (
         WEIGHTS_FILE,
         copy_matching_layers,
+        graph_of,
         load_model,
         read_config,
-        resolved_params,
     )
 
-    stored = read_config(folder)
-    theirs = (stored.get("name"), resolved_params(stored))
-    ours = (model_config["name"], resolved_params(model_config))
+    theirs, ours = graph_of(read_config(folder)), graph_of(model_config)
     weighted = sum(1 for layer in model.layers if layer.weights)
     if theirs == ours:
         model.load_weights(str(Path(folder) / WEIGHTS_FILE))

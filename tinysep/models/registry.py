@@ -102,6 +102,13 @@ def resolved_params(config: dict) -> dict:
     return spec.params(config["preset"], config["options"])
 
 
+def graph_of(config: dict) -> dict:
+    """What fixes a saved model's graph and weight shapes: its name and every
+    hyper-parameter, those its config does not pin read at their defaults (a model saved
+    before an option existed is the graph of that option's default)."""
+    return {"name": _check_config(config)["name"], "params": resolved_params(config)}
+
+
 def _check_config(config) -> dict:
     if not isinstance(config, dict) or "name" not in config:
         raise ValueError(

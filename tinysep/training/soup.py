@@ -16,15 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.jsonfile import read_json
-from tinysep.models.registry import resolved_params
+from tinysep.models.registry import graph_of
 from tinysep.training.run_folder import trained_corpora
-
-
-def graph_of(config: dict) -> dict:
-    """The part of a saved model's ``config.json`` that fixes its graph and weight shapes:
-    its name and every hyper-parameter, those it does not pin read at their defaults (a
-    model saved before an option existed is the graph of that option's default)."""
-    return {"name": config.get("name"), "params": resolved_params(config)}
 
 
 def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> None:
@@ -39,8 +32,8 @@ def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> 
     first = graphs[0]
     for theirs, folder in zip(graphs[1:], folders[1:], strict=True):
         if theirs != first:
-            differ = sorted(k for k in set(first["params"] or {}) | set(theirs["params"] or {})
-                            if (first["params"] or {}).get(k) != (theirs["params"] or {}).get(k))
+            differ = sorted(k for k in set(first["params"]) | set(theirs["params"])
+                            if first["params"].get(k) != theirs["params"].get(k))
             raise ValueError(
                 f"{folder}: a {theirs['name']} model that differs from {folders[0]} "
                 f"({', '.join(differ) or 'name'}); only models of one graph can be averaged")

@@ -3,9 +3,10 @@
 Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, right
 vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
-clip, its vocal engine, accompaniment engine, sound font and voice (so evaluation can hold
-one out). By default every engine but `subtractive`, `espeak` and `flite` plays and the
-production is randomized; a missing engine names the Debian package to install (`make system-deps`).
+clip, its vocal engine, accompaniment engine, sound font, voice and (when the corpus names
+its composers) composer, so evaluation can hold one out. By default every engine but
+`subtractive`, `espeak` and `flite` plays, the loops compose and the production is randomized;
+a missing engine names the Debian package to install (`make system-deps`).
 The same arguments always write the same bytes.
 """
 
@@ -14,7 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from tinysep.data.engines import ACCOMPANIMENT_ENGINES, ENGINES, STANDARD_ENGINES, VOCAL_ENGINES
+from tinysep.data.engines import (
+    ACCOMPANIMENT_ENGINES,
+    COMPOSERS,
+    ENGINES,
+    STANDARD_ENGINES,
+    VOCAL_ENGINES,
+)
 from tinysep.data.espeak_singing import DEFAULT_ESPEAK_VOICES, ESPEAK_VOICES
 from tinysep.data.flite_singing import FLITE_VOICES
 from tinysep.data.singing import DEFAULT_VOICES, VOICES
@@ -50,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{','.join(DEFAULT_ESPEAK_VOICES)}), and Flite voices for the flite "
                         f"engine, among {', '.join(FLITE_VOICES)} (default all); leave one out "
                         "to hold it out for evaluation")
+    parser.add_argument("--composers", default=None,
+                        help="comma-separated composers a song's score is drawn from, among "
+                        f"{', '.join(COMPOSERS)}: loops (4/4, one bar pattern per part, the "
+                        "default) and through (3/4, 6/8, swung and straight 4/4, parts "
+                        "redrawn from bar to bar); naming them records each song's composer")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",
@@ -74,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, progress=not args.quiet, engines=args.engines,
                                fonts=args.fonts, production=not args.no_production,
                                stems=not args.no_stems, workers=args.workers,
-                               backing_vocals=args.backing_vocals, voices=args.voices)
+                               backing_vocals=args.backing_vocals, voices=args.voices,
+                               composers=args.composers)
     except EngineUnavailable as exc:
         raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
     print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "

@@ -42,6 +42,7 @@ from tinysep.data import espeak_singing, flite_singing, physical, singing, sound
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import SongScore, compose
+from tinysep.data.through_composed import compose_through
 from tinysep.data.voice import Singer, random_singer, render_voice
 
 VOCAL_ENGINES = ("additive", "festival", "choir", "espeak", "flite")
@@ -67,6 +68,10 @@ VOICE_ENGINES = {
 # The module that sings for each voice engine, and the engines that sing by overlap-add.
 SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite_singing}
 PSOLA_ENGINES = ("espeak", "flite")
+# Who writes a song's score: `score.compose` (4/4 loops) or `through_composed` (other meters,
+# parts redrawn from bar to bar). A corpus that names no composers is written by the loops.
+COMPOSERS = {"loops": compose, "through": compose_through}
+DEFAULT_COMPOSERS = ("loops",)
 
 
 class EngineUnavailable(RuntimeError):
@@ -84,6 +89,7 @@ class SongPlan:
     singer: str
     voice: str | None = None  # the voice of a song of a voice engine
     voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (all voice engines)
+    composer: str | None = None  # who wrote the score, when the corpus names its composers
 
     @property
     def song_id(self) -> str:
@@ -96,6 +102,8 @@ class SongPlan:
                    "font": self.font}
         if self.voice is not None:
             engines["voice"] = self.voice
+        if self.composer is not None:
+            engines["composer"] = self.composer
         return engines
 
 
@@ -115,6 +123,19 @@ def parse_engines(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
         raise ValueError(f"engines {','.join(chosen)} have no accompaniment engine; add one "
                          f"of {', '.join(ACCOMPANIMENT_ENGINES)}")
     return chosen
+
+
+def parse_composers(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Composer names of `COMPOSERS` from ``"a,b"`` or a list, in that table's order
+    (default `DEFAULT_COMPOSERS`); error on unknown names."""
+    if text is None:
+        return DEFAULT_COMPOSERS
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in COMPOSERS]
+    if unknown or not names:
+        raise ValueError(f"unknown composer(s) {', '.join(unknown) or '(none)'}; expected a "
+                         f"comma-separated list of {', '.join(COMPOSERS)}")
+    return tuple(n for n in COMPOSERS if n in names)
 
 
 def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -240,8 +261,11 @@ def _render_voice_singer(engine: str, melody: list, singer: singing.VoiceSinger,
 
 
 def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str, ...],
-              voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> SongPlan:
-    """Engines, font, singer and (voice engine's) voice of song ``index``."""
+              voices: tuple[str, ...] = singing.DEFAULT_VOICES,
+              composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> SongPlan:
+    """Engines, font, singer, (voice engine's) voice and, when the corpus names its composers,
+    the composer of song ``index`` (drawn from ``default_rng([seed, 10, song])``, so the rest
+    of the plan is the same whoever composes)."""
     rng = np.random.default_rng([seed, 5, index])
     vocal_options = [e for e in engines if e in VOCAL_ENGINES]
     acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
@@ -257,7 +281,11 @@ def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str,
         singer, voice = voice_singer.name, voice_singer.voice
     else:
         singer = f"choir{int(rng.integers(10))}"
-    return SongPlan(index, vocal, acc, font, singer, voice, tuple(voices))
+    composer = None
+    if tuple(composers) != DEFAULT_COMPOSERS:
+        pick = np.random.default_rng([seed, 10, index]).integers(len(composers))
+        composer = composers[int(pick)]
+    return SongPlan(index, vocal, acc, font, singer, voice, tuple(voices), composer)
 
 
 def uses_font(vocal: str, accompaniment: str) -> bool:
@@ -377,8 +405,11 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     else:
         low = int(np.random.default_rng([seed, 6, index]).integers(*CHOIR_LOW))
         vocal_range = (low, low + 14)
-    score = compose(rng, seconds, vocal_range)
+    score = COMPOSERS[plan.composer or "loops"](rng, seconds, vocal_range)
     info: dict = {"key": score.key_name, "tempo_bpm": round(score.tempo_bpm, 2)}
+    if plan.composer is not None:
+        info["composer"] = plan.composer
+        info["beats_per_bar"] = score.beats_per_bar
 
     engine_rng = np.random.default_rng([seed, 8, index])
     if plan.accompaniment_engine == "additive":

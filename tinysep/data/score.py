@@ -80,6 +80,7 @@ class SongScore:
     parts: dict[str, list[Note]] = field(default_factory=dict)
     drums: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     melody: list[SungNote] = field(default_factory=list)
+    beats_per_bar: int = 4
 
     @property
     def key_name(self) -> str:
@@ -87,7 +88,7 @@ class SongScore:
 
     @property
     def bar_seconds(self) -> float:
-        return 4 * self.beat_seconds
+        return self.beats_per_bar * self.beat_seconds
 
 
 def scale_of(key: int, mode: str) -> tuple[int, ...]:

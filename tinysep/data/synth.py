@@ -41,9 +41,11 @@ import tinysep
 from tinysep.data.audio_io import SAMPLE_RATE, write_audio
 from tinysep.data.clip import Clip
 from tinysep.data.engines import (
+    DEFAULT_COMPOSERS,
     VOICE_ENGINES,
     SongPlan,
     check_engines,
+    parse_composers,
     parse_engines,
     parse_fonts,
     parse_voices,
@@ -173,10 +175,12 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
                       engines: tuple[str, ...] = DEFAULT_ENGINES,
                       fonts: tuple[str, ...] = (), production: bool = False,
                       stems: bool = False, backing: float = 0.0,
-                      voices: tuple[str, ...] = DEFAULT_VOICES) -> dict:
+                      voices: tuple[str, ...] = DEFAULT_VOICES,
+                      composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> dict:
     """What determines the corpus's content (compared when writing into an existing folder);
     ``backing_vocals`` is recorded only when some songs have them, ``voices`` only when
-    the voice engines sing with other voices than `singing.DEFAULT_VOICES`."""
+    the voice engines sing with other voices than `singing.DEFAULT_VOICES`, ``composers``
+    only when others than the loops write the scores."""
     parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
                   "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
                   "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
@@ -186,6 +190,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
         parameters["backing_vocals"] = float(backing)
     if any(e in VOICE_ENGINES for e in engines) and tuple(voices) != DEFAULT_VOICES:
         parameters["voices"] = list(voices)
+    if tuple(composers) != DEFAULT_COMPOSERS:
+        parameters["composers"] = list(composers)
     return parameters
 
 
@@ -244,14 +250,15 @@ class CorpusSummary:
 def plan_corpus(songs: int, seconds: float, seed: int,
                 engines: tuple[str, ...] = DEFAULT_ENGINES, fonts: tuple[str, ...] = (),
                 production: bool = False, stems: bool = False, backing: float = 0.0,
-                voices: tuple[str, ...] = DEFAULT_VOICES) -> dict:
+                voices: tuple[str, ...] = DEFAULT_VOICES,
+                composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> dict:
     """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
     _check_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
     split_of = {i: name for name, idx in split_songs(songs, seed).items() for i in idx}
     clips, song_meta = {}, {}
     for i in range(songs):
-        plan = plan_song(seed, i, engines, fonts, voices)
+        plan = plan_song(seed, i, engines, fonts, voices, composers)
         sid = plan.song_id
         rng = np.random.default_rng([seed, 4, i])
         names = []
@@ -267,7 +274,7 @@ def plan_corpus(songs: int, seconds: float, seed: int,
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
     meta = {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
             "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
-                                            stems, backing, voices),
+                                            stems, backing, voices, composers),
             "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
     if stems:
         meta["stems"] = {"folder": STEMS_DIR, "names": list(STEMS),
@@ -357,7 +364,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                  progress: bool = True, engines: tuple[str, ...] | str = DEFAULT_ENGINES,
                  fonts: tuple[str, ...] | str | None = None, production: bool = False,
                  stems: bool = False, workers: int = 1, backing_vocals: float = 0.0,
-                 voices: tuple[str, ...] | str | None = None) -> CorpusSummary:
+                 voices: tuple[str, ...] | str | None = None,
+                 composers: tuple[str, ...] | str | None = None) -> CorpusSummary:
     """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
@@ -365,7 +373,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     ``production``: randomized production; ``stems``: also write the four stems per clip;
     ``workers``: processes rendering songs; ``backing_vocals``: share of the songs of
     `engines.BACKING_ENGINES` (0-1) that get backing vocals of their own engine; ``voices``: the
-    voice engines' voices (`engines.parse_voices`; default each engine's own).
+    voice engines' voices (`engines.parse_voices`; default each engine's own); ``composers``:
+    who writes the scores, drawn per song (`engines.COMPOSERS`; default the loops alone).
     Refuses a non-empty folder unless it holds an earlier corpus with the same parameters
     (then it is rewritten, with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
@@ -379,13 +388,14 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
         raise ValueError(f"voices {voices!r} sing only with the {', '.join(others)} and {last} "
                          f"engines, which engines {','.join(engines)} leave out")
     voices = parse_voices(voices, engines)
+    composers = parse_composers(composers)
     check_engines(engines, fonts, voices)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
     if not 0.0 <= backing_vocals <= 1.0:
         raise ValueError(f"backing vocals must be a share between 0 and 1, got {backing_vocals}")
     meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals,
-                       voices)
+                       voices, composers)
     _check_destination(out, meta["parameters"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -395,7 +405,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     try:
         tasks = []
         for song_meta in meta["songs"].values():
-            plan = plan_song(seed, song_meta["index"], engines, fonts, voices)
+            plan = plan_song(seed, song_meta["index"], engines, fonts, voices, composers)
             clip_list = [(c, meta["clips"][c]["start_seconds"], meta["clips"][c]["seconds"],
                           meta["clips"][c]["var_db"]) for c in song_meta["clips"]]
             tasks.append((seed, plan, float(seconds), production, float(backing_vocals), stems,

@@ -2,10 +2,11 @@
 never heard, next to the classic methods and the IRM oracle on the same clips.
 
 A synthetic corpus names, per clip, its vocal engine, its accompaniment engine, its
-sound font and, for a festival song, its Festival voice (``splits.json``); a model folder's
-``run.json`` (or a shipped model's ``training.json``) names the corpora and engines it
-trained and was selected on. Every clip is counted once per role: under its vocal engine,
-its accompaniment engine, its font and its voice.
+sound font, for a festival song its Festival voice and, when the corpus names them, its
+composer (``splits.json``); a model folder's ``run.json`` (or a shipped model's
+``training.json``) names the corpora and engines it trained and was selected on. Every clip
+is counted once per role: under its vocal engine, its accompaniment engine, its font, its
+voice and its composer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from tinysep.data.clip import SOURCES
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
-ROLES = ("vocals", "accompaniment", "font", "voice")
+ROLES = ("vocals", "accompaniment", "font", "voice", "composer")
+# Who wrote the scores of a corpus that names no composers (written before there were two).
+FIRST_COMPOSER = "loops"
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
@@ -100,13 +103,16 @@ def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:
 def _union_engines(record: Mapping) -> dict[str, set[str]]:
     """The engines per role of one split's corpus record and the corpora it replaced
     (``earlier``). Voices are left out when one of them has festival songs but names no
-    voices: who sang there is not known."""
+    voices: who sang there is not known. A corpus that names engines but no composer was
+    written by the loops, the only composer then."""
     union: dict[str, set[str]] = {}
     voices_known = True
     for corpus in [record, *(record.get("earlier") or [])]:
         engines = (corpus.get("engines") if isinstance(corpus, dict) else None) or {}
         for role, names in engines.items():
             union.setdefault(role, set()).update(names)
+        if engines and "composer" not in engines:
+            union.setdefault("composer", set()).add(FIRST_COMPOSER)
         if "festival" in engines.get("vocals", ()) and not engines.get("voice"):
             voices_known = False
     if not voices_known:

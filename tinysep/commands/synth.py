@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
               f"{summary.seconds[split] / 60:>8.2f}")
     print(f"{'total':<6} {sum(summary.songs.values()):>6} {sum(summary.clips.values()):>6} "
           f"{summary.total_minutes:>8.2f}")
-    print("songs per engine (vocals / accompaniment, font):")
+    print("songs per engine (vocals / accompaniment, font, composer when named):")
     for name, count in summary.engines.items():
         print(f"  {count:>5}  {name}")
     print(f"skipped songs: {len(summary.skipped)}")

@@ -439,7 +439,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
             e = song_meta["engines"]
             font = f" ({Path(e['font']).stem})" if e["font"] else ""
             voice = f" ({e['voice']})" if e.get("voice") else ""
-            key = f"{e['vocals']} vocals{voice} / {e['accompaniment']} band{font}"
+            composer = f", {e['composer']}" if e.get("composer") else ""
+            key = f"{e['vocals']} vocals{voice} / {e['accompaniment']} band{font}{composer}"
             used[key] = used.get(key, 0) + 1
     return CorpusSummary(
         out_dir=out,

@@ -11,7 +11,14 @@ from tinysep.data.engines import COMPOSERS, parse_composers, plan_song
 from tinysep.data.score import compose, scale_of
 from tinysep.data.synth import plan_corpus, write_corpus
 from tinysep.data.through_composed import METERS, compose_through
-from tinysep.metrics.by_engine import HELD_OUT, TRAINED, engine_status, model_engines
+from tinysep.metrics.by_engine import (
+    HELD_OUT,
+    TRAINED,
+    engine_status,
+    matches,
+    model_engines,
+    parse_engine_filter,
+)
 
 VOCAL_RANGE = (55, 72)
 SEEDS = range(60)
@@ -138,3 +145,6 @@ def test_a_model_from_before_composers_were_named_trained_on_the_loops(tmp_path)
                          "composer": ["loops", "through"]}}
     (tmp_path / "run.json").write_text(json.dumps({"corpora": {"train": newer, "valid": {}}}))
     assert engine_status("composer", "through", model_engines(tmp_path)) == TRAINED
+    wanted = parse_engine_filter("composer=through")  # `tinysep eval --engines composer=through`
+    assert matches({"vocals": "additive", "composer": "through"}, wanted)
+    assert not matches({"vocals": "additive"}, wanted)

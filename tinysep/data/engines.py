@@ -41,7 +41,7 @@ from tinysep.data import backing as backing_vocals
 from tinysep.data import espeak_singing, flite_singing, physical, singing, soundfont, subtractive
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
-from tinysep.data.score import SongScore, compose
+from tinysep.data.score import FIRST_COMPOSER, SongScore, compose
 from tinysep.data.through_composed import compose_through
 from tinysep.data.voice import Singer, random_singer, render_voice
 
@@ -70,8 +70,8 @@ SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite
 PSOLA_ENGINES = ("espeak", "flite")
 # Who writes a song's score: `score.compose` (4/4 loops) or `through_composed` (other meters,
 # parts redrawn from bar to bar). A corpus that names no composers is written by the loops.
-COMPOSERS = {"loops": compose, "through": compose_through}
-DEFAULT_COMPOSERS = ("loops",)
+COMPOSERS = {FIRST_COMPOSER: compose, "through": compose_through}
+DEFAULT_COMPOSERS = (FIRST_COMPOSER,)
 
 
 class EngineUnavailable(RuntimeError):
@@ -107,10 +107,15 @@ class SongPlan:
         return engines
 
 
+def _names(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The names of ``"a, b"`` or of a list, stripped, empty ones left out."""
+    return [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+
+
 def parse_engines(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Engine names from ``"a,b"`` or a list; error on unknown names or no vocal/accompaniment
     engine among them."""
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    names = _names(text)
     unknown = [n for n in names if n not in ENGINES]
     if unknown or not names:
         raise ValueError(f"unknown engine(s) {', '.join(unknown) or '(none)'}; expected a "
@@ -130,7 +135,7 @@ def parse_composers(text: str | list[str] | tuple[str, ...] | None) -> tuple[str
     (default `DEFAULT_COMPOSERS`); error on unknown names."""
     if text is None:
         return DEFAULT_COMPOSERS
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    names = _names(text)
     unknown = [n for n in names if n not in COMPOSERS]
     if unknown or not names:
         raise ValueError(f"unknown composer(s) {', '.join(unknown) or '(none)'}; expected a "
@@ -143,7 +148,7 @@ def parse_fonts(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
     `soundfont.DEFAULT_FONTS`)."""
     if text is None:
         return soundfont.DEFAULT_FONTS
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    names = _names(text)
     if not names:
         raise ValueError(f"no sound font given; expected names among "
                          f"{', '.join(soundfont.FONTS)} or paths to .sf2/.sf3 files")
@@ -160,8 +165,7 @@ def parse_voices(text: str | list[str] | tuple[str, ...] | None,
     eSpeak NG and Flite voices, and each voice engine's defaults when none of its voices is named.
     Refuses unknown names and voices of an engine that is not among ``engines``."""
     known = {name: engine for engine, (voices, _) in VOICE_ENGINES.items() for name in voices}
-    names = [] if text is None else [
-        n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    names = [] if text is None else _names(text)
     unknown = [n for n in names if n not in known]
     if unknown or (text is not None and not names):
         raise ValueError(f"unknown voice(s) {', '.join(unknown) or '(none)'}; expected a "
@@ -405,7 +409,7 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
     else:
         low = int(np.random.default_rng([seed, 6, index]).integers(*CHOIR_LOW))
         vocal_range = (low, low + 14)
-    score = COMPOSERS[plan.composer or "loops"](rng, seconds, vocal_range)
+    score = COMPOSERS[plan.composer or FIRST_COMPOSER](rng, seconds, vocal_range)
     info: dict = {"key": score.key_name, "tempo_bpm": round(score.tempo_bpm, 2)}
     if plan.composer is not None:
         info["composer"] = plan.composer

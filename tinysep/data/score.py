@@ -29,6 +29,8 @@ HARMONIC_INSTRUMENTS = ("pad", "piano", "organ")
 VOWELS = ("a", "e", "i", "o", "u")
 CONSONANTS = ("s", "sh", "f", "h", "t", "k", "p")
 
+# This module's composer, as corpora name it; a corpus that names none was written by it.
+FIRST_COMPOSER = "loops"
 BAR_STEPS = 16  # sixteenth notes per 4/4 bar
 SECTION_BARS = 4  # one pass of the progression
 

@@ -14,6 +14,7 @@ leaps, repeated notes, triplets and long held notes, shaped in phrase arcs.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -176,15 +177,9 @@ def _held(rng: np.random.Generator, score: SongScore, on: np.ndarray, swing: flo
     return notes
 
 
-def _pad(rng, score, on, swing):
-    return _held(rng, score, on, swing, 55.0, 67.0, 0.75)
-
-
-def _organ(rng, score, on, swing):
-    return _held(rng, score, on, swing, 56.0, 66.0, 0.7)
-
-
-_HARMONIC_MAKERS = {"pad": _pad, "piano": _piano, "organ": _organ}
+# pads and organs hold chords alike, in their own registers and levels
+_HARMONIC_MAKERS = {"pad": partial(_held, low=55.0, high=67.0, level=0.75), "piano": _piano,
+                    "organ": partial(_held, low=56.0, high=66.0, level=0.7)}
 
 
 def _bass(rng: np.random.Generator, score: SongScore, swing: float) -> list[Note]:

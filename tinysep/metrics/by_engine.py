@@ -18,12 +18,11 @@ from pathlib import Path
 from firmware_host.bundle import read_bundle
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
+from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
 ROLES = ("vocals", "accompaniment", "font", "voice", "composer")
-# Who wrote the scores of a corpus that names no composers (written before there were two).
-FIRST_COMPOSER = "loops"
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"

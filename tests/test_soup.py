@@ -160,11 +160,43 @@ def test_a_shipped_soup_keeps_its_record_and_its_engine_table(corpus, ingredient
     assert rows and all(r["status"] == "trained" for r in rows)  # a heard the whole corpus
     np.testing.assert_array_equal(load_model(folder).get_weights()[5],
                                   load_model(out).get_weights()[5])
+    # a report in which every engine was heard cannot stand for music the model never heard
+    with pytest.raises(ValueError, match="no engine in it is held out"):
+        ship_model(out, report, "x", held_out_reports=[report], package_dir=tmp_path / "package")
+    assert not (tmp_path / "package" / "x").exists()
     own = json.loads((out / "training.json").read_text())
     (out / "training.json").write_text(json.dumps({"command": own["command"]}))
     with pytest.raises(ValueError, match="not the record of a tinysep soup"):
         ship_model(out, report, "x", package_dir=tmp_path / "package")
     assert not (tmp_path / "package" / "x").exists()
+
+
+def test_a_shipped_soup_keeps_the_rows_of_engines_it_never_heard(corpus, ingredients, tmp_path):
+    """Rows of another corpus whose engines no ingredient heard go into the record apart."""
+    from tinysep.pretrained import ship_model
+
+    other = _model(tmp_path / "d", 4, {"train": OTHER_CORPUS}, record_file="training.json")
+    out = tmp_path / "soup"
+    assert main(["soup", str(ingredients[1]), str(other), "--out", str(out)]) == 0
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--method", f"model:{out},repet", "--data", str(corpus), "--split",
+                 "all", "--max-clips", "3", "--by-engine", "--no-progress", "--json",
+                 str(report)]) == 0
+    folder = ship_model(out, report, "soup-test", held_out_reports=[report],
+                        package_dir=tmp_path / "package")
+    record = json.loads((folder / "training.json").read_text())
+    [table] = record["test"]["held_out"]
+    assert table["data"] == str(corpus) and table["clips"] == 3
+    heard = record["corpora"]["train"]["engines"]
+    assert table["rows"] and all(r["status"] == "held out" for r in table["rows"])
+    assert all(r["engine"] not in heard.get(r["role"], []) for r in table["rows"])
+    mixed = tmp_path / "mixed.json"
+    assert main(["eval", "--method", f"model:{ingredients[0]}", "--data", str(corpus),
+                 "--split", "all", "--max-clips", "1", "--no-progress",
+                 "--json", str(mixed)]) == 0
+    with pytest.raises(ValueError, match=f"holds no 'model:{out}'"):
+        ship_model(out, report, "y", held_out_reports=[mixed], package_dir=tmp_path / "package")
+    assert not (tmp_path / "package" / "y").exists()
 
 
 def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(

@@ -9,6 +9,7 @@ test-split SDRs.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -56,22 +57,23 @@ def training_settings(name: str = DEFAULT_MODEL) -> dict:
 
 
 def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,
+               held_out_reports: Sequence[str | Path] = (),
                package_dir: str | Path = PACKAGE_DIR) -> Path:
     """Copy the best weights of training run ``run`` (or of a ``tinysep soup`` folder) into
     the package as ``name`` and write its ``training.json`` from the run's records (the soup's
     own record) and a ``tinysep eval`` JSON report (the report's ``model:`` method that names
     ``run`` gives the test SDRs).
+    ``held_out_reports`` are ``tinysep eval --by-engine`` reports on other corpora whose
+    held-out rows (engines the model never trained on) the record keeps as well, so it shows
+    music the model never heard when the test corpus holds none.
     ``package_dir`` is where the folder lands (the package itself unless told otherwise).
     """
     import shutil
 
     run, eval_report = Path(run), Path(eval_report)
     report = json.loads(eval_report.read_text())
-    method = next((m for m in report.get("summary", {})
-                   if m.startswith("model:") and Path(m[len("model:"):]).resolve()
-                   == run.resolve()), None)
-    if method is None:
-        raise ValueError(f"{eval_report} holds no 'model:{run}' method to take test scores from")
+    method = _model_method(report, run, eval_report)
+    held_out = [_held_out_rows(Path(path), run) for path in held_out_reports]
     sources = report["summary"][method]["sources"]
     test = {source: {key: block[key]["mean"] for key in ("sdr", "sir", "sar", "si_sdr")}
             for source, block in sources.items()}
@@ -98,8 +100,34 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
     }
     if "by_engine" in report:  # per music engine, marked trained / held out
         training["test"]["by_engine"] = report["by_engine"]["rows"]
+    if held_out:
+        training["test"]["held_out"] = held_out
     (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
     return folder
+
+
+def _model_method(report: dict, run: Path, path: Path) -> str:
+    """The report's ``model:`` method that names ``run`` (error naming the report if none)."""
+    method = next((m for m in report.get("summary", {})
+                   if m.startswith("model:") and Path(m[len("model:"):]).resolve()
+                   == run.resolve()), None)
+    if method is None:
+        raise ValueError(f"{path} holds no 'model:{run}' method to take test scores from")
+    return method
+
+
+def _held_out_rows(path: Path, run: Path) -> dict:
+    """The held-out engine rows of a ``--by-engine`` report scored for ``run``."""
+    report = json.loads(path.read_text())
+    method = _model_method(report, run, path)
+    table = report.get("by_engine")
+    if not isinstance(table, dict) or table.get("model") != method:
+        raise ValueError(f"{path}: no per-engine table (tinysep eval --by-engine) for {method}")
+    rows = [row for row in table.get("rows", []) if row.get("status") == "held out"]
+    if not rows:
+        raise ValueError(f"{path}: no engine in it is held out from {run}'s training")
+    return {"data": report.get("data"), "split": report.get("split"),
+            "clips": report.get("clips_done"), "rows": rows}
 
 
 def _soup_record(folder: Path) -> dict:

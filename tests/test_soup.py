@@ -197,6 +197,11 @@ def test_a_shipped_soup_keeps_the_rows_of_engines_it_never_heard(corpus, ingredi
     with pytest.raises(ValueError, match=f"holds no 'model:{out}'"):
         ship_model(out, report, "y", held_out_reports=[mixed], package_dir=tmp_path / "package")
     assert not (tmp_path / "package" / "y").exists()
+    broken = tmp_path / "broken.json"
+    broken.write_text(report.read_text()[:200])  # a report cut short
+    with pytest.raises(ValueError, match="broken.json: not a readable tinysep eval report"):
+        ship_model(out, report, "y", held_out_reports=[broken], package_dir=tmp_path / "package")
+    assert not (tmp_path / "package" / "y").exists()
 
 
 def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(

@@ -72,7 +72,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
     import shutil
 
     run, eval_report = Path(run), Path(eval_report)
-    report = json.loads(eval_report.read_text())
+    report = _read_report(eval_report)
     method = _model_method(report, run, eval_report)
     held_out = [_held_out_rows(Path(path), run) for path in held_out_reports]
     sources = report["summary"][method]["sources"]
@@ -107,6 +107,17 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
     return folder
 
 
+def _read_report(path: Path) -> dict:
+    """A ``tinysep eval`` JSON report (error naming the file if it cannot be read as one)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable tinysep eval report ({exc})") from exc
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: not a tinysep eval report (a JSON object was expected)")
+    return report
+
+
 def _model_method(report: dict, run: Path, path: Path) -> str:
     """The report's ``model:`` method that names ``run`` (error naming the report if none)."""
     method = next((m for m in report.get("summary", {})
@@ -119,7 +130,7 @@ def _model_method(report: dict, run: Path, path: Path) -> str:
 
 def _held_out_rows(path: Path, run: Path) -> dict:
     """The held-out engine rows of a ``--by-engine`` report scored for ``run``."""
-    report = json.loads(path.read_text())
+    report = _read_report(path)
     method = _model_method(report, run, path)
     table = report.get("by_engine")
     if not isinstance(table, dict) or table.get("model") != method:

@@ -199,7 +199,7 @@ def test_a_shipped_soup_keeps_the_rows_of_engines_it_never_heard(corpus, ingredi
     assert not (tmp_path / "package" / "y").exists()
     broken = tmp_path / "broken.json"
     broken.write_text(report.read_text()[:200])  # a report cut short
-    with pytest.raises(ValueError, match="broken.json: not a readable tinysep eval report"):
+    with pytest.raises(ValueError, match="broken.json is not readable JSON"):
         ship_model(out, report, "y", held_out_reports=[broken], package_dir=tmp_path / "package")
     assert not (tmp_path / "package" / "y").exists()
 

@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from tinysep.jsonfile import read_json, write_json_atomic
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "dualgate-tcn-tiny"
 TRAINING_FILE = "training.json"
@@ -72,7 +74,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
     import shutil
 
     run, eval_report = Path(run), Path(eval_report)
-    report = _read_report(eval_report)
+    report = read_json(eval_report, "the tinysep eval report to take test scores from")
     method = _model_method(report, run, eval_report)
     held_out = [_held_out_rows(Path(path), run) for path in held_out_reports]
     sources = report["summary"][method]["sources"]
@@ -103,19 +105,8 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
         training["test"]["by_engine"] = report["by_engine"]["rows"]
     if held_out:
         training["test"]["held_out"] = held_out
-    (folder / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
+    write_json_atomic(folder / TRAINING_FILE, training, indent=2)
     return folder
-
-
-def _read_report(path: Path) -> dict:
-    """A ``tinysep eval`` JSON report (error naming the file if it cannot be read as one)."""
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable tinysep eval report ({exc})") from exc
-    if not isinstance(report, dict):
-        raise ValueError(f"{path}: not a tinysep eval report (a JSON object was expected)")
-    return report
 
 
 def _model_method(report: dict, run: Path, path: Path) -> str:
@@ -130,7 +121,7 @@ def _model_method(report: dict, run: Path, path: Path) -> str:
 
 def _held_out_rows(path: Path, run: Path) -> dict:
     """The held-out engine rows of a ``--by-engine`` report scored for ``run``."""
-    report = _read_report(path)
+    report = read_json(path, "a tinysep eval --by-engine report")
     method = _model_method(report, run, path)
     table = report.get("by_engine")
     if not isinstance(table, dict) or table.get("model") != method:

@@ -1,6 +1,10 @@
 """The synthetic corpus: determinism, song-disjoint splits, layout, VAR, overlap, repetition."""
 
 import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +260,43 @@ def test_synthetic_clips_are_the_corpus_songs_mixed_at_0_db():
                                  / np.sum(clip.accompaniment.astype(np.float64) ** 2))
         assert abs(ratio_db) < 1e-3
     assert not np.allclose(clips[0].mixture, clips[1].mixture)
+
+
+def _dead_pid() -> int:
+    """The process id of a process that has finished."""
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_a_killed_write_leaves_a_folder_the_next_write_removes(tmp_path):
+    out = tmp_path / "corpus"
+    code = ("from tinysep.data.synth import write_corpus; "
+            f"write_corpus({str(out)!r}, songs=40, seconds=30, seed=5, progress=False)")
+    writer = subprocess.Popen([sys.executable, "-c", code])
+    partial = tmp_path / f".corpus.partial-{writer.pid}"
+    deadline = time.monotonic() + 120
+    while not (partial / "Wavfile").is_dir() or not any((partial / "Wavfile").iterdir()):
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer never began"
+        time.sleep(0.05)
+    writer.kill()  # no clean-up can run
+    writer.wait()
+    assert partial.is_dir() and not out.exists()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        running = tmp_path / f".corpus.partial-{sleeper.pid}"  # a write still under way
+        running.mkdir()
+        write_corpus(out, songs=SONGS, seconds=SECONDS, seed=SEED, progress=False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "corpus"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_corpus_moved_aside_by_a_killed_rewrite_goes_back(corpus, tmp_path):
+    out = tmp_path / "corpus"
+    shutil.copytree(corpus, tmp_path / f".corpus.old-{_dead_pid()}")
+    with pytest.raises(ValueError, match="seed"):  # another corpus's parameters: refused
+        write_corpus(out, songs=SONGS, seconds=SECONDS, seed=SEED + 1, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+    assert _files(out) == _files(corpus)

@@ -22,6 +22,7 @@ from calibration.representative import DEFAULT_FRAMES
 from convert.manifest import build_manifest, calibration_digest, float_model_digest, sha256_of
 from convert.quantize import QUANT_MODES, quantize_stream
 from firmware_host.bundle.layout import FORMAT, FULL_INTEGER, MANIFEST_FILE, MODEL_FILE
+from tinysep.folder_writes import clean_abandoned_writes
 
 # The microcontroller budgets a default bundle is held to: flash for the model,
 # TFLite Micro tensor arena, multiply-accumulates per 8 ms hop.
@@ -36,7 +37,9 @@ def _json(path: Path, data: dict) -> None:
 
 
 def check_destination(out: Path, force: bool) -> None:
-    """Refuse an existing folder unless ``force`` and it is a bundle (or empty)."""
+    """Refuse an existing folder unless ``force`` and it is a bundle (or empty); first
+    finish what an export killed mid-way left there (`clean_abandoned_writes`)."""
+    clean_abandoned_writes(out)
     if not out.exists():
         return
     if not out.is_dir():

@@ -359,10 +359,12 @@ def save_pruned(model, folder: str | Path, report: dict) -> Path:
     import os
     import shutil
 
+    from tinysep.folder_writes import clean_abandoned_writes
     from tinysep.models import save_model
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_abandoned_writes(folder)
     tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +148,15 @@ def test_existing_bundle_needs_force_and_nothing_half_written_remains(bundle, tm
     export_bundle(folder, out, quant="dynamic", force=True, progress=False)
     assert read_bundle(out).manifest["model"]["quantization"] == "dynamic" != first["model"][
         "quantization"]
+    # An export killed between its two renames: the user's bundle waits beside the folder.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out.rename(tmp_path / f".b.old-{dead.pid}")
+    (tmp_path / f".b.partial-{dead.pid}").mkdir()
+    with pytest.raises(ValueError, match="already exists; pass --force"):  # put back, kept
+        export_bundle(folder, out, quant="float32", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert read_bundle(out).manifest["model"]["quantization"] == "dynamic"
     # A failure during export leaves neither the bundle nor a temporary folder.
     bad = tmp_path / "bad"
     wrong_rate = [type(c)(c.name, c.mixture, c.vocals, c.accompaniment, 8000)

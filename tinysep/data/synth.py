@@ -57,6 +57,7 @@ from tinysep.data.engines import (
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
+from tinysep.folder_writes import clean_abandoned_writes
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
 
@@ -349,42 +350,6 @@ def _results(tasks: list[tuple], workers: int):
         yield from pool.map(_song_task, tasks, chunksize=1)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (assumed so where POSIX signals cannot tell)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _abandoned(out: Path, kind: str) -> list[Path]:
-    """The ``kind`` ("partial" or "old") folders beside ``out`` whose writing process is gone."""
-    found = []
-    for folder in sorted(out.parent.glob(f".{out.name}.{kind}-*")):
-        pid = folder.name.rsplit("-", 1)[1]
-        if folder.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
-            found.append(folder)
-    return found
-
-
-def _clean_abandoned_writes(out: Path) -> None:
-    """Finish what an earlier write into ``out`` killed mid-way left: its half-written
-    folder is deleted; an earlier corpus it had moved aside goes back to ``out`` when
-    ``out`` is missing (the kill fell between the two renames), else it is deleted."""
-    for folder in _abandoned(out, "partial"):
-        shutil.rmtree(folder, ignore_errors=True)
-    for folder in _abandoned(out, "old"):
-        if not out.exists():
-            folder.rename(out)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 def _replace_folder(tmp: Path, out: Path) -> None:
     """Move the finished temporary folder to ``out`` (replacing an earlier same corpus)."""
     old = None
@@ -432,7 +397,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
         raise ValueError(f"backing vocals must be a share between 0 and 1, got {backing_vocals}")
     meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals,
                        voices, composers)
-    _clean_abandoned_writes(out)
+    clean_abandoned_writes(out)
     _check_destination(out, meta["parameters"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -126,7 +126,7 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from tinysep.commands.common import CliError, check_output_file
 
     if args.frames_per_invoke < 1:
         raise CliError(f"--frames-per-invoke must be at least 1, got {args.frames_per_invoke}")
@@ -134,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--calibration-frames must be at least 1, got {args.calibration_frames}")
     if args.quant in ("int8", "int16x8") and args.calibration is None:
         raise CliError(f"--quant {args.quant} needs --calibration DATA (a dataset folder)")
-    if args.json is not None and args.json.suffix.lower() != ".json":
-        raise CliError(f"--json must name a .json file, got {args.json}")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+        if args.json.resolve().is_relative_to(args.out.resolve()):
+            raise CliError(f"--json {args.json} lies inside the bundle folder --out {args.out}, "
+                           "whose files the export owns; write the summary elsewhere")
     from calibration.representative import parse_gains
 
     try:

@@ -13,7 +13,6 @@ labelled emulated: it measures the emulator, not a board; skipped with a note wi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -82,8 +81,11 @@ def format_section(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from tinysep.commands.common import CliError, check_output_file
+    from tinysep.jsonfile import write_json_atomic
 
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     wanted = args.section or _names()
     unknown = [name for name in wanted if name not in _names()]
     if unknown:
@@ -101,9 +103,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_section(result))
         print()
         if args.json is not None:  # written after every section: a later crash keeps these
-            args.json.parent.mkdir(parents=True, exist_ok=True)
             report = {"command": "bench", "quick": args.quick, "sections": results}
-            args.json.write_text(json.dumps(report, indent=1, allow_nan=False))
+            write_json_atomic(args.json, report)
     if args.json is not None:
         print(f"wrote {args.json}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from types import ModuleType
 
 
@@ -50,7 +51,7 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"tinysep {name}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # a file that cannot be read or written, a bad value
         print(f"tinysep {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -73,3 +74,17 @@ def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "mir1k", "musdb", "synth", FILES),
                         help=f"layout of --data; {FILES}: mixture files as above (default: "
                              "detect)")
+
+
+def check_output_file(path: Path, option: str, suffix: str = ".json") -> None:
+    """Refuse, before any work, an output file ``option`` that cannot be written: a name
+    without ``suffix``, an existing folder, or a path under an existing file."""
+    if path.suffix.lower() != suffix:
+        raise CliError(f"{option} must name a {suffix} file, got {path}")
+    if path.is_dir():
+        raise CliError(f"{option} {path} is a folder; name a {suffix} file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CliError(f"{option} {path}: {parent} is a file, not a folder")
+            break

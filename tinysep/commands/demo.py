@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +24,11 @@ from tinysep.commands.common import add_command, run_command
 # The subcommands the demo chains, by their command-line names.
 STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
 BASELINES = "repet,repet-mfcc,hpss,mix,irm"
+TRAIN_SONG_SECONDS = 30.0  # length of the songs --train trains on
+OUT_MARKER = ".tinysep-demo"  # the file that marks --out as a folder the demo writes
+# what the demo writes into --out (a folder holding only these is an earlier demo's)
+OUT_ENTRIES = frozenset({"data", "train-data", "run", "eval.json", "eval.png", "bundle",
+                         "export.json", "hil"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,14 +67,65 @@ def _cli(argv: list[str]) -> int:
     return run_command(name, module, parser.parse_args(argv))
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Every option checked before the first step, so a bad one costs no synthesis."""
+    import math
+
+    from convert.quantize import QUANT_MODES
+    from tinysep.commands.common import CliError
+    from tinysep.data.synth import MAX_SONG_SECONDS
+    from tinysep.methods import parse_methods
+
+    for option, count in (("--songs", args.songs), ("--train-songs", args.train_songs)):
+        if count < 1:
+            raise CliError(f"{option} must be at least 1, got {count}")
+    if not (math.isfinite(args.seconds) and 1.0 <= args.seconds <= MAX_SONG_SECONDS):
+        raise CliError(f"--seconds must be between 1 and {MAX_SONG_SECONDS:g}, got "
+                       f"{args.seconds}")
+    if args.seed < 0:
+        raise CliError(f"--seed must be >= 0, got {args.seed}")
+    if args.baselines.strip():
+        try:
+            parse_methods(args.baselines)
+        except ValueError as exc:
+            raise CliError(f"--baselines: {exc}") from None
+    if not (math.isfinite(args.train_minutes) and args.train_minutes > 0):
+        raise CliError(f"--train-minutes must be a positive number, got {args.train_minutes}")
+    if args.quant not in QUANT_MODES:
+        raise CliError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {args.quant!r}")
+    if not (math.isfinite(args.max_sdr_drop) and args.max_sdr_drop >= 0):
+        raise CliError(f"--max-sdr-drop must be a number >= 0, got {args.max_sdr_drop}")
+    if args.jobs is not None and args.jobs < 1:
+        raise CliError(f"--jobs must be at least 1, got {args.jobs}")
+
+
+def _claim_out(out: Path) -> None:
+    """Make ``out`` the demo's folder: new, empty or written by an earlier demo (it holds
+    :data:`OUT_MARKER`, or its report and nothing but :data:`OUT_ENTRIES`); a folder of
+    other files is refused, as the demo replaces its bundle and reports."""
+    from tinysep.commands.common import CliError
+
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a folder")
+    names = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
+    earlier = OUT_MARKER in names or ("eval.json" in names and names <= OUT_ENTRIES)
+    if names and not earlier:
+        raise CliError(f"--out {out} holds files an earlier demo did not write; choose a new "
+                       "or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUT_MARKER).write_text("written by `tinysep demo`: its steps may replace what is "
+                                  "in this folder\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from tinysep.commands.common import CliError
     from tinysep.data.synth import write_corpus
     from tinysep.pretrained import default_model_path
 
+    _check_args(args)
     total = 5 + int(args.train)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_out(out)
     data_dir = out / "data"
     step = 1
     _step(step, total, f"synthesizing {args.songs} songs x {args.seconds:g} s into {data_dir}")
@@ -83,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = out / "run"
         _step(step, total, f"training a tiny dualgate-tcn for {args.train_minutes:g} min "
               f"on {args.train_songs} songs")
-        write_corpus(train_data, songs=args.train_songs, seconds=30.0, seed=args.seed + 1)
+        write_corpus(train_data, songs=args.train_songs, seconds=TRAIN_SONG_SECONDS,
+                     seed=args.seed + 1)
         code = _cli(["train", "--model", "dualgate-tcn", "--preset", "tiny",
                      "--data", str(train_data), "--out", str(run_dir),
                      "--max-minutes", str(args.train_minutes)]
@@ -108,9 +164,7 @@ def run(args: argparse.Namespace) -> int:
     step += 1
     bundle = out / "bundle"
     _step(step, total, f"{args.quant} export of the streaming model to {bundle}")
-    if bundle.exists():
-        shutil.rmtree(bundle)
-    code = _cli(["export", str(model), "--out", str(bundle), "--quant", args.quant,
+    code = _cli(["export", str(model), "--out", str(bundle), "--force", "--quant", args.quant,
                  "--calibration", str(data_dir), "--json", str(out / "export.json")])
     if code:
         raise CliError(f"export failed (exit {code})")

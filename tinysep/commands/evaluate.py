@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
-    from tinysep.commands.common import CliError
+    from tinysep.commands.common import CliError, check_output_file
     from tinysep.data.clip import LEVEL_LIMITS_DB
     from tinysep.evaluate import LeveledSource, evaluate
     from tinysep.methods import parse_methods, register_separator_factory
@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if not low <= args.level_db <= high:
         raise CliError(f"--level-db must be between {low:g} and {high:g} dB, got "
                        f"{args.level_db:g}")
-    if args.json.suffix.lower() != ".json":
-        raise CliError(f"--json must name a .json file, got {args.json}")
+    check_output_file(args.json, "--json")
+    _check_report_files(args)
     sources, files = _sources(args)
     if files and (args.engines or args.by_engine):
         raise CliError("--engines and --by-engine need a synthetic corpus written by "
@@ -164,12 +164,45 @@ def run(args: argparse.Namespace) -> int:
         ]
         for name, error in errors:
             print(f"FAILED {method} on {name}: {error}", file=sys.stderr)
-    png = plot_summary(report["summary"], args.json.with_suffix(".png"), title=str(args.data))
+    png = plot_summary(report["summary"], summary_plot(args.json), title=str(args.data))
     print(f"wrote {args.json} and {png}")
     if args.by_engine:
         _engine_report(args, report, engine_model, seen, engines_of)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
+
+
+def summary_plot(json_path: Path) -> Path:
+    """The plot of the scores, written beside the report."""
+    return json_path.with_suffix(".png")
+
+
+def engine_plot(json_path: Path) -> Path:
+    """The per-engine plot (``--by-engine``), written beside the report."""
+    return json_path.with_name(json_path.stem + "-engines.png")
+
+
+def _check_report_files(args: argparse.Namespace) -> None:
+    """Refuse to replace files that an earlier report did not write: an existing ``--json``
+    that is not a report of this command, or a picture beside a ``--json`` not yet written."""
+    import json
+
+    from tinysep.commands.common import CliError
+
+    if args.json.is_file():
+        try:
+            earlier = json.loads(args.json.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"methods", "summary"} <= earlier.keys()):
+            raise CliError(f"--json {args.json} exists and is not a report of `tinysep eval`; "
+                           "choose another name")
+        return
+    plots = [summary_plot(args.json)] + ([engine_plot(args.json)] if args.by_engine else [])
+    for plot in plots:
+        if plot.exists():
+            raise CliError(f"{plot} exists and was not written with {args.json}; the report's "
+                           "plot would replace it: choose another --json name")
 
 
 def _sources(args: argparse.Namespace) -> tuple[list, bool]:
@@ -233,7 +266,7 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
     print()
     print(format_engine_table(rows, f"per engine: {model or 'no model'} vs the best classic "
                                     f"method on the same clips (SDR mean, dB)"))
-    png = plot_engines(rows, args.json.with_name(args.json.stem + "-engines.png"),
+    png = plot_engines(rows, engine_plot(args.json),
                        title=f"{model} per engine")
     full = json.loads(args.json.read_text())
     full["by_engine"] = {"model": model, "rows": rows}

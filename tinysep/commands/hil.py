@@ -116,9 +116,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+FLOAT_OPTIONS = ("max_sdr_drop", "max_sdr_gain", "min_realtime", "timeout", "connect_timeout",
+                 "recovery_seconds")
+
+
 def _check_args(args) -> None:
+    import math
+
     from tinysep.commands.common import CliError
 
+    for option in FLOAT_OPTIONS:
+        value = getattr(args, option)
+        if value is not None and not math.isfinite(value):
+            raise CliError(f"--{option.replace('_', '-')} must be a finite number, got {value}")
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
     if not 1 <= args.chunk_hops <= 64:

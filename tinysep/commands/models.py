@@ -83,11 +83,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from tinysep.commands.common import CliError, check_output_file
     from tinysep.models import MODELS
     from tinysep.models.registry import make_config
     from tinysep.models.summary import MCU_BUDGET, preset_rows
 
+    if args.json is not None and str(args.json) != "-":
+        check_output_file(args.json, "--json")
     names = args.model or list(MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -111,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
         "MACs per 128-sample hop"
     )
     if args.json is not None:
-        if args.json.suffix.lower() != ".json":
-            raise CliError(f"--json must name a .json file or '-', got {args.json}")
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

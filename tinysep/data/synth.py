@@ -64,6 +64,7 @@ from tinysep.progress import Progress
 GENERATOR_VERSION = 2
 CORPUS_FORMAT = "tinysep-synth"
 CLIP_SECONDS = (4.0, 10.0)
+MAX_SONG_SECONDS = 600.0  # a longer song is refused: every stem of it is held in memory at once
 VAR_DB = (-5.0, 5.0)
 SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 PEAK = 0.9  # written peak of max(|accompaniment|, |vocals|, |mixture|)
@@ -196,11 +197,13 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
     return parameters
 
 
-def _check_arguments(songs: int, seconds: float, seed: int) -> None:
+def check_corpus_arguments(songs: int, seconds: float, seed: int) -> None:
+    """Refuse a song count, song length or seed that no corpus can be written with (before
+    anything is rendered, so a bad length fails at once rather than after memory runs out)."""
     if int(songs) != songs or songs < 1:
         raise ValueError(f"songs must be a positive whole number, got {songs}")
-    if not np.isfinite(seconds) or seconds < 1.0:
-        raise ValueError(f"seconds must be at least 1, got {seconds}")
+    if not np.isfinite(seconds) or not 1.0 <= seconds <= MAX_SONG_SECONDS:
+        raise ValueError(f"seconds must be between 1 and {MAX_SONG_SECONDS:g}, got {seconds}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed}")
 
@@ -254,7 +257,7 @@ def plan_corpus(songs: int, seconds: float, seed: int,
                 voices: tuple[str, ...] = DEFAULT_VOICES,
                 composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> dict:
     """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
-    _check_arguments(songs, seconds, seed)
+    check_corpus_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
     split_of = {i: name for name, idx in split_songs(songs, seed).items() for i in idx}
     clips, song_meta = {}, {}

@@ -1,0 +1,151 @@
+"""Output options checked before any work: a file the user did not name is never replaced,
+a path that cannot be written is refused with the option's name, and bad numbers are refused
+before the first step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tinysep.cli import main
+from tinysep.commands.common import CliError, check_output_file
+from tinysep.commands.demo import OUT_MARKER, _claim_out
+
+
+def write_song(path: Path, seconds: float = 1.0) -> Path:
+    rng = np.random.default_rng(3)
+    sf.write(path, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+    return path
+
+
+def test_check_output_file_names_the_option_and_the_obstacle(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    with pytest.raises(CliError, match=r"--json .*notes.txt is a file, not a folder"):
+        check_output_file(blocker / "deeper" / "report.json", "--json")
+    with pytest.raises(CliError, match="is a folder"):
+        check_output_file(tmp_path, "--json", suffix="")
+    (tmp_path / "taken.json").mkdir()
+    with pytest.raises(CliError, match="taken.json is a folder"):
+        check_output_file(tmp_path / "taken.json", "--json")
+    with pytest.raises(CliError, match="must name a .json file"):
+        check_output_file(tmp_path / "report.txt", "--json")
+    check_output_file(tmp_path / "new" / "report.json", "--json")  # a new folder is fine
+    assert blocker.read_text() == "mine"
+
+
+def test_eval_refuses_to_replace_a_picture_or_json_it_did_not_write(tmp_path, capsys):
+    song = write_song(tmp_path / "song.wav")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"holiday")
+    assert main(["eval", "--method", "mix", "--data", str(song),
+                 "--json", str(tmp_path / "photo.json")]) == 2
+    assert "photo.png exists and was not written with" in capsys.readouterr().err
+    assert photo.read_bytes() == b"holiday"
+    assert not (tmp_path / "photo.json").exists()
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": "tinysep-bundle"}))
+    assert main(["eval", "--method", "mix", "--data", str(song), "--json", str(manifest)]) == 2
+    assert "is not a report of `tinysep eval`" in capsys.readouterr().err
+    assert json.loads(manifest.read_text()) == {"format": "tinysep-bundle"}
+
+    # its own report and plot are replaced by the next run of the same command
+    report = tmp_path / "report.json"
+    assert main(["eval", "--method", "mix", "--data", str(song), "--json", str(report)]) == 0
+    first = json.loads(report.read_text())
+    assert (tmp_path / "report.png").stat().st_size > 0
+    assert main(["eval", "--method", "mix", "--data", str(song), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["methods"] == first["methods"]
+
+
+def test_eval_and_bench_refuse_a_json_under_a_file_before_any_work(tmp_path, capsys):
+    song = write_song(tmp_path / "song.wav")
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("mine")
+    assert main(["eval", "--method", "mix", "--data", str(song),
+                 "--json", str(blocker / "x.json")]) == 2
+    assert "afile.txt is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "e.json").mkdir()
+    assert main(["bench", "--section", "model_size", "--json", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr()
+    assert "e.json is a folder" in err.err and "[bench]" not in err.err  # before any section
+    assert blocker.read_text() == "mine"
+
+
+def test_export_refuses_a_summary_inside_its_bundle_folder(tmp_path, capsys):
+    out = tmp_path / "bundle"
+    code = main(["export", "tinysep/pretrained/dualgate-tcn-tiny", "--quant", "float32",
+                 "--out", str(out), "--json", str(out / "manifest.json")])
+    assert code == 2
+    assert "lies inside the bundle folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_demo_refuses_bad_options_and_foreign_folders_before_synthesizing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    for bad, words in ((["--songs", "0"], "--songs must be at least 1"),
+                       (["--seconds", "nan"], "--seconds must be between 1 and"),
+                       (["--seconds", "1e12"], "--seconds must be between 1 and"),
+                       (["--quant", "bogus"], "--quant must be one of"),
+                       (["--baselines", "bogus"], "--baselines:"),
+                       (["--max-sdr-drop", "nan"], "--max-sdr-drop must be"),
+                       (["--train", "--train-minutes", "-1"], "--train-minutes must be"),
+                       (["--jobs", "0"], "--jobs must be at least 1")):
+        assert main(["demo", "--out", str(out), *bad]) == 2, bad
+        captured = capsys.readouterr()
+        assert words in captured.err, bad
+        assert "[1/" not in captured.out, bad  # no step started
+    assert not out.exists()
+
+    mine = tmp_path / "mywork"
+    (mine / "bundle").mkdir(parents=True)
+    (mine / "bundle" / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(mine)]) == 2
+    assert "holds files an earlier demo did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.rglob("*")) == ["bundle", "notes.txt"]
+    assert not (mine / OUT_MARKER).exists()
+
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("mine")
+    assert main(["demo", "--out", str(blocker)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert blocker.read_text() == "mine"
+
+
+def test_demo_takes_back_a_folder_an_earlier_demo_wrote(tmp_path):
+    earlier = tmp_path / "earlier"
+    (earlier / "hil").mkdir(parents=True)
+    (earlier / "eval.json").write_text("{}")
+    _claim_out(earlier)  # the names a demo writes, its report among them
+    assert (earlier / OUT_MARKER).is_file()
+    (earlier / "notes.txt").write_text("mine")
+    _claim_out(earlier)  # marked as the demo's: taken whatever else it holds
+    odd = tmp_path / "odd"
+    (odd / "hil").mkdir(parents=True)
+    (odd / "eval.json").write_text("{}")
+    (odd / "notes.txt").write_text("mine")
+    with pytest.raises(CliError, match="holds files an earlier demo did not write"):
+        _claim_out(odd)
+    assert not (odd / OUT_MARKER).exists()
+
+
+def test_hil_refuses_a_threshold_that_is_not_a_number(tmp_path, capsys):
+    report = tmp_path / "report"
+    assert main(["hil", "--emulate", "--bundle", str(tmp_path), "--float", str(tmp_path),
+                 "--data", str(tmp_path), "--max-sdr-drop", "nan",
+                 "--report", str(report)]) == 2
+    assert "--max-sdr-drop must be a finite number" in capsys.readouterr().err
+    assert not report.exists()
+
+
+def test_synth_refuses_a_song_longer_than_it_can_hold(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    assert main(["synth", "--engines", "additive", "--songs", "1", "--seconds", "1e12",
+                 "--out", str(out)]) == 2
+    assert "seconds must be between 1 and 600" in capsys.readouterr().err
+    assert not out.exists()

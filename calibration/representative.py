@@ -40,6 +40,7 @@ QUIET_BELOW_DBFS = -30.0
 DEFAULT_SEGMENT_FRAMES = 128
 DEFAULT_FRAMES = 64 * DEFAULT_SEGMENT_FRAMES  # 64 segments, so up to 64 clips
 DEFAULT_GAINS_DB = (0.0, -30.0)  # loud and quiet playback, in turn
+GAIN_LIMITS_DB = (-120.0, 40.0)  # calibration gains outside this make silence or overflow
 LEVELS = ("silent", "quiet", "loud")
 
 
@@ -136,9 +137,11 @@ def check_gains(gains_db: Sequence[float]) -> tuple[float, ...]:
         raise ValueError(f"calibration gains must be numbers in dB, got {gains_db!r}") from None
     if not gains:
         raise ValueError("calibration gains are empty: give at least one level in dB, e.g. 0")
-    bad = [g for g in gains if not np.isfinite(g)]
+    low, high = GAIN_LIMITS_DB
+    bad = [g for g in gains if not (np.isfinite(g) and low <= g <= high)]
     if bad:
-        raise ValueError(f"calibration gains must be finite dB values, got {bad}")
+        raise ValueError(f"calibration gains must be dB values from {low:g} to {high:g}, "
+                         f"got {bad}")
     return gains
 
 

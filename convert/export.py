@@ -30,6 +30,9 @@ BUDGET_MODEL_BYTES = 256 * 1024
 BUDGET_ARENA_BYTES = 64 * 1024
 BUDGET_MACS_PER_HOP = 1_000_000
 DEFAULT_SYMBOL = "g_tinysep_model"
+# the most STFT frames one invoke takes: 64 hops are 512 ms of audio, beyond any streaming use,
+# and the graph and its arena grow with the block
+MAX_FRAMES_PER_INVOKE = 64
 
 
 def _json(path: Path, data: dict) -> None:
@@ -139,8 +142,10 @@ def export_bundle(
     out = Path(out)
     if quant not in QUANT_MODES:
         raise ValueError(f"unknown quantization {quant!r}; choose from {', '.join(QUANT_MODES)}")
-    if not isinstance(frames_per_invoke, int) or frames_per_invoke < 1:
-        raise ValueError(f"frames per invoke must be a positive integer, got {frames_per_invoke!r}")
+    if (not isinstance(frames_per_invoke, int)
+            or not 1 <= frames_per_invoke <= MAX_FRAMES_PER_INVOKE):
+        raise ValueError(f"frames per invoke must be a whole number from 1 to "
+                         f"{MAX_FRAMES_PER_INVOKE}, got {frames_per_invoke!r}")
     check_destination(out, force)
     keras_model = _load(model)
     # what the float model trained and was selected on, so that per-engine tables of the

@@ -149,3 +149,16 @@ def test_synth_refuses_a_song_longer_than_it_can_hold(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "seconds must be between 1 and 600" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_export_refuses_an_invoke_block_or_calibration_gain_out_of_range(tmp_path, capsys):
+    out = tmp_path / "bundle"
+    for bad, words in ((["--frames-per-invoke", "100000"], "--frames-per-invoke must be from 1 "
+                        "to 64"),
+                       (["--calibration-gains", "0,1e9"], "dB values from -120 to 40, got "
+                        "[1000000000.0]")):
+        code = main(["export", "tinysep/pretrained/dualgate-tcn-tiny", "--out", str(out),
+                     "--calibration", str(tmp_path), *bad])
+        assert code == 2, bad
+        assert words in capsys.readouterr().err, bad
+    assert not out.exists()

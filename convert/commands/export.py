@@ -126,10 +126,12 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convert.export import MAX_FRAMES_PER_INVOKE
     from tinysep.commands.common import CliError, check_output_file
 
-    if args.frames_per_invoke < 1:
-        raise CliError(f"--frames-per-invoke must be at least 1, got {args.frames_per_invoke}")
+    if not 1 <= args.frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
+        raise CliError(f"--frames-per-invoke must be from 1 to {MAX_FRAMES_PER_INVOKE}, got "
+                       f"{args.frames_per_invoke}")
     if args.calibration_frames < 1:
         raise CliError(f"--calibration-frames must be at least 1, got {args.calibration_frames}")
     if args.quant in ("int8", "int16x8") and args.calibration is None:

@@ -82,8 +82,10 @@ def test_default_gains_cover_quiet_playback_even_in_a_small_set(stream):
 def test_gains_are_parsed_and_checked():
     assert parse_gains("0,-30") == (0.0, -30.0)
     assert parse_gains(" 0, -20 ,-40 ") == (0.0, -20.0, -40.0)
+    assert parse_gains("-120,40") == (-120.0, 40.0)  # the limits themselves are allowed
     for bad, message in (("0,loud", "comma-separated dB"), ("", "empty"),
-                         ("0,nan", "finite")):
+                         ("0,nan", "from -120 to 40"), ("0,1e9", "from -120 to 40"),
+                         ("-121", "from -120 to 40")):
         with pytest.raises(ValueError, match=message):
             parse_gains(bad)
 

@@ -21,7 +21,18 @@ from pathlib import Path
 from calibration.representative import DEFAULT_FRAMES
 from convert.manifest import build_manifest, calibration_digest, float_model_digest, sha256_of
 from convert.quantize import QUANT_MODES, quantize_stream
-from firmware_host.bundle.layout import FORMAT, FULL_INTEGER, MANIFEST_FILE, MODEL_FILE
+from firmware_host.bundle.layout import (
+    BUNDLE_FILES,
+    C_HEADER_FILE,
+    C_SOURCE_FILE,
+    CALIBRATION_FILE,
+    EDGETPU_REPORT,
+    FORMAT,
+    FULL_INTEGER,
+    MANIFEST_FILE,
+    MICRO_OPS_FILE,
+    MODEL_FILE,
+)
 from tinysep.folder_writes import clean_abandoned_writes
 
 # The microcontroller budgets a default bundle is held to: flash for the model,
@@ -40,7 +51,8 @@ def _json(path: Path, data: dict) -> None:
 
 
 def check_destination(out: Path, force: bool) -> None:
-    """Refuse an existing folder unless ``force`` and it is a bundle (or empty); first
+    """Refuse an existing folder unless ``force`` and it is a bundle holding nothing but
+    :data:`BUNDLE_FILES` (or empty); first
     finish what an export killed mid-way left there (`clean_abandoned_writes`)."""
     clean_abandoned_writes(out)
     if not out.exists():
@@ -58,6 +70,10 @@ def check_destination(out: Path, force: bool) -> None:
             is_bundle = False
     if not is_bundle and any(out.iterdir()):
         raise ValueError(f"{out} is not a tinysep bundle and not empty; refusing to replace it")
+    others = sorted(entry.name for entry in out.iterdir() if entry.name not in BUNDLE_FILES)
+    if others:
+        raise ValueError(f"bundle folder {out} also holds {', '.join(others)}, which an export "
+                         "does not write; move them out before replacing the bundle")
 
 
 def _load(model):
@@ -199,15 +215,15 @@ def export_bundle(
         },
         "files": {
             "model": MODEL_FILE,
-            "c_source": "model_data.cc",
-            "c_header": "model_data.h",
+            "c_source": C_SOURCE_FILE,
+            "c_header": C_HEADER_FILE,
             "c_symbol": f"{symbol}_data",
             "c_array_bytes": len(c_array),
             "c_array_sha256": sha256_of(c_array),
             "c_array_form": "zero points compacted for TFLite Micro" if micro_compact
             else "identical to model.tflite",
-            "micro_ops": "micro_ops.txt",
-            "edgetpu_report": "edgetpu_report.json",
+            "micro_ops": MICRO_OPS_FILE,
+            "edgetpu_report": EDGETPU_REPORT,
         },
     }
     manifest = build_manifest(
@@ -224,13 +240,13 @@ def export_bundle(
     try:
         (tmp / MODEL_FILE).write_bytes(content)
         source, header = c_source(c_array, symbol)
-        (tmp / "model_data.cc").write_text(source)
-        (tmp / "model_data.h").write_text(header)
-        (tmp / "micro_ops.txt").write_text(resolver_source(ops))
+        (tmp / C_SOURCE_FILE).write_text(source)
+        (tmp / C_HEADER_FILE).write_text(header)
+        (tmp / MICRO_OPS_FILE).write_text(resolver_source(ops))
         report = edgetpu_report(tflite, tmp / MODEL_FILE, compile=edgetpu_compile and integer)
-        _json(tmp / "edgetpu_report.json", report)
+        _json(tmp / EDGETPU_REPORT, report)
         if calibration_info is not None:
-            _json(tmp / "calibration.json", {**calibration_info, "segments": rep.segments})
+            _json(tmp / CALIBRATION_FILE, {**calibration_info, "segments": rep.segments})
         manifest["edgetpu_compatible"] = report["compatible"]
         manifest["export"]["seconds"] = round(time.perf_counter() - begin, 2)
         _json(tmp / MANIFEST_FILE, manifest)  # last: its presence marks a complete bundle

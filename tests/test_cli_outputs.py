@@ -162,3 +162,20 @@ def test_export_refuses_an_invoke_block_or_calibration_gain_out_of_range(tmp_pat
         assert code == 2, bad
         assert words in capsys.readouterr().err, bad
     assert not out.exists()
+
+
+def test_export_force_replaces_a_bundle_but_not_files_the_export_did_not_write(tmp_path):
+    from convert.export import check_destination
+    from firmware_host.bundle.layout import FORMAT, MANIFEST_FILE, MODEL_FILE
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT}))
+    (bundle / MODEL_FILE).write_bytes(b"model")
+    check_destination(bundle, force=True)  # a bundle of its own files only: replaceable
+    with pytest.raises(ValueError, match="already exists; pass --force"):
+        check_destination(bundle, force=False)
+    (bundle / "NOTES.txt").write_text("mine")
+    with pytest.raises(ValueError, match="also holds NOTES.txt, which an export does not write"):
+        check_destination(bundle, force=True)
+    assert (bundle / "NOTES.txt").read_text() == "mine"

@@ -11,6 +11,13 @@ FORMAT_VERSIONS = (FORMAT_VERSION,)  # the versions a reader accepts
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.tflite"
 EDGETPU_REPORT = "edgetpu_report.json"
+C_SOURCE_FILE = "model_data.cc"  # the model as a C array, for firmware
+C_HEADER_FILE = "model_data.h"
+MICRO_OPS_FILE = "micro_ops.txt"  # the TFLite Micro op resolver the model needs
+CALIBRATION_FILE = "calibration.json"  # what calibrated an integer model
+# every file an export writes into a bundle folder
+BUNDLE_FILES = frozenset({MANIFEST_FILE, MODEL_FILE, EDGETPU_REPORT, C_SOURCE_FILE,
+                          C_HEADER_FILE, MICRO_OPS_FILE, CALIBRATION_FILE})
 
 SAMPLE_RATE = 16000  # Hz, mono
 N_FFT = 512  # STFT frame (32 ms)

@@ -10,6 +10,7 @@ receives the residual, input minus the sum of the estimates: the band above 8 kH
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
 CONTEXT_SECONDS = 4.0  # past audio fed before each block (receptive fields here are < 2 s)
 MARGIN_SECONDS = 0.05  # audio read past each block so resampling has no edge inside it
 OUTPUT_SUBTYPE = "PCM_16"
+PARTIAL_SUFFIX = ".partial"  # DIR/.<song>.partial/ holds a song's stems while they are written
 
 MonoSeparator = Callable[[np.ndarray], dict]  # 16 kHz mono float32 -> {source: audio}
 
@@ -75,12 +77,53 @@ def sample_range(info: AudioFileInfo, start: float = 0.0,
         raise ValueError(f"start must be a non-negative number of seconds, got {start}")
     if duration is not None and not (np.isfinite(duration) and duration > 0):
         raise ValueError(f"duration must be a positive number of seconds, got {duration}")
-    first = int(round(start * info.sample_rate))
+    rate = info.sample_rate
+    first = info.frames if start >= info.seconds else int(round(start * rate))
     if first >= info.frames:
         raise ValueError(f"{info.path}: start {start:g} s is past its end ({info.seconds:.2f} s)")
-    end = info.frames if duration is None else min(
-        info.frames, first + max(1, int(round(duration * info.sample_rate))))
-    return first, end
+    if duration is None or duration * rate >= info.frames - first:  # no int of a huge float
+        return first, info.frames
+    return first, min(info.frames, first + max(1, int(round(duration * rate))))
+
+
+def song_name(path: Path) -> str:
+    """The name of the folder that ``path``'s stems go to (its file name without the suffix);
+    ValueError naming the file when that name is no plain folder inside the output folder."""
+    name = path.stem
+    separators = [sep for sep in ("/", os.sep, os.altsep) if sep]
+    if name in ("", ".", "..") or any(sep in name for sep in separators):
+        raise ValueError(f"{path}: its song name {name!r} (the file name without its suffix) "
+                         "names no folder inside the output folder; rename the file")
+    if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+        raise ValueError(f"{path}: its song name {name!r} is the name of the hidden folder "
+                         "another song's stems are written to; rename the file")
+    return name
+
+
+def _check_target(path: Path, target: Path, partial: Path, overwrite: bool) -> None:
+    """Refuse to separate ``path`` when writing its stems would delete something other than
+    an earlier stems folder: the input itself, a file, a link, or a folder not asked for."""
+    resolved = path.resolve()
+    for folder in (target, partial):
+        if resolved.is_relative_to(folder.resolve()):
+            raise ValueError(f"{path}: the input lies inside {folder}, which separating it "
+                             "would replace; move the file or choose another output folder")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ValueError(f"{target} exists and is not a stems folder; move it away")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+
+
+def _check_finite_stems(path: Path, stems: np.ndarray, sources: Sequence[str], first: int,
+                        rate: int) -> None:
+    """ValueError naming ``path`` when an estimate holds NaN or infinity: written as PCM it
+    would be full-scale noise (sample values too large for the arithmetic, or a broken model)."""
+    bad = ~np.isfinite(stems)
+    if bad.any():
+        frame, _, source = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: the {sources[source]} estimate is NaN or infinite at "
+                         f"{(first + frame) / rate:.3f} s (sample values too large for the "
+                         "separator, or a broken model); no stems written")
 
 
 def _separate_channel(separator: MonoSeparator, audio: np.ndarray, rate: int,
@@ -99,6 +142,18 @@ def _separate_channel(separator: MonoSeparator, audio: np.ndarray, rate: int,
         n = min(back.size, audio.size)
         out[:n, i] = back[:n]
     return out
+
+
+def _separate_block(separator: MonoSeparator, chunk: np.ndarray, keep: slice, rate: int,
+                    sources: Sequence[str]) -> np.ndarray:
+    """``(samples, channels, S)`` stems of ``chunk[keep]``, the residual in the last source;
+    overflow gives NaN or infinity quietly here, and such stems are refused by the caller."""
+    stems = np.zeros((keep.stop - keep.start, chunk.shape[1], len(sources)), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for ch in range(chunk.shape[1]):
+            stems[:, ch] = _separate_channel(separator, chunk[:, ch], rate, sources)[keep]
+        stems[..., -1] += chunk[keep] - stems.sum(axis=2)
+    return stems
 
 
 def separate_file(
@@ -124,10 +179,10 @@ def separate_file(
     """
     info = probe(path)
     first, end = sample_range(info, start, duration)
-    target = Path(out_dir) / info.path.stem
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
-    partial = Path(out_dir) / f".{info.path.stem}.partial"
+    name = song_name(info.path)
+    target = Path(out_dir) / name
+    partial = Path(out_dir) / f".{name}{PARTIAL_SUFFIX}"
+    _check_target(info.path, target, partial, overwrite)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     rate, block = info.sample_rate, max(1, int(round(block_seconds * info.sample_rate)))
@@ -155,11 +210,8 @@ def separate_file(
                                      f"{read_lo + chunk.shape[0]}, its header says {info.frames}")
                 check_finite(info.path, chunk, rate, first=read_lo)
                 keep = slice(lo - read_lo, hi - read_lo)
-                stems = np.zeros((hi - lo, info.channels, len(sources)), np.float32)
-                for ch in range(info.channels):
-                    stems[:, ch] = _separate_channel(separator, chunk[:, ch], rate, sources)[keep]
-                residual = chunk[keep] - stems.sum(axis=2)
-                stems[..., -1] += residual
+                stems = _separate_block(separator, chunk, keep, rate, sources)
+                _check_finite_stems(info.path, stems, sources, lo, rate)
                 for i, (source, writer) in enumerate(zip(sources, writers, strict=True)):
                     clipped[source] += int(np.count_nonzero(np.abs(stems[..., i]) > 1.0))
                     writer.write(np.clip(stems[..., i], -1.0, 1.0))

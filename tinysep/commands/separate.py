@@ -10,26 +10,37 @@ emulated board) the audio is streamed to the board and its output is written, so
 board produces can be listened to. The stems are written at the input's rate and channel
 count and add up to the input: the last source (accompaniment, or other for four stems)
 also takes the residual, the input minus the other estimates. Long songs are read block by
-block in constant memory. A summary lands in DIR/separate.json.
+block in constant memory. DIR/separate.json sums up every song separated into DIR.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import sys
 from pathlib import Path
 
 from firmware_host.bundle.layout import MANIFEST_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
+SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
+MAX_SECONDS = 24 * 3600.0  # --start and --duration beyond a day are typing errors
+
+
+def path_argument(text: str) -> Path:
+    """A path from the command line; an empty one is refused, as it would quietly mean the
+    current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; expected a file or folder name")
+    return Path(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+    parser.add_argument("inputs", nargs="+", type=path_argument, metavar="INPUT",
                         help="audio file(s), or folder(s) whose audio files are all separated")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+    parser.add_argument("--out", required=True, type=path_argument, metavar="DIR",
                         help="output folder; each song goes to DIR/<song name>/")
-    parser.add_argument("--model", type=Path, default=None, metavar="PATH",
+    parser.add_argument("--model", type=path_argument, default=None, metavar="PATH",
                         help="saved model folder, deploy bundle folder or its model.tflite "
                              "(default: the shipped dualgate-tcn tiny, float)")
     parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
@@ -112,7 +123,12 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
     if port is None:
         board = stack.enter_context(EmulatedBoard(bundle_dir, profile=profile))
         port, where = board.path, f"the emulated board ({board.profile.name} profile)"
-    session = stack.enter_context(BoardSession(port=port))
+    try:
+        session = stack.enter_context(BoardSession(port=port))
+    except OSError as exc:  # no such device, not a serial port, nothing listening
+        from tinysep.commands.common import CliError
+
+        raise CliError(str(exc)) from None
     session.connect()
     session.check(bundle)
     hops = session.chunk_hops(DEFAULT_CHUNK_HOPS, bundle)
@@ -131,10 +147,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tinysep.commands.common import CliError
 
-    if args.start < 0:
-        raise CliError(f"--start must be >= 0 seconds, got {args.start}")
-    if args.duration is not None and args.duration <= 0:
-        raise CliError(f"--duration must be > 0 seconds, got {args.duration}")
+    _check_time_options(args.start, args.duration)
+    if args.port == "":
+        raise CliError("--port is empty; expected a serial device or pyserial URL")
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} is a file, expected a folder")
     if args.board_profile is not None and not args.emulate:
@@ -165,15 +180,76 @@ def run(args: argparse.Namespace) -> int:
         return BOARD_FAULT_EXIT
 
 
+def _check_time_options(start: float, duration: float | None) -> None:
+    """Refuse, before any work, a ``--start`` or ``--duration`` that is no plausible time."""
+    from tinysep.commands.common import CliError
+
+    if not (math.isfinite(start) and 0 <= start <= MAX_SECONDS):
+        raise CliError(f"--start must be a number of seconds from 0 to {MAX_SECONDS:g}, "
+                       f"got {start}")
+    if duration is not None and not (math.isfinite(duration) and 0 < duration <= MAX_SECONDS):
+        raise CliError(f"--duration must be a number of seconds above 0 and at most "
+                       f"{MAX_SECONDS:g}, got {duration}")
+
+
+def check_song_name(path: Path) -> None:
+    """ValueError when ``path``'s stems folder would take the name of the summary file (or
+    of the hidden file it is written through)."""
+    name = path.stem.casefold()
+    if name == SUMMARY_FILE.casefold() or name.startswith(f".{SUMMARY_FILE}".casefold()):
+        raise ValueError(f"{path}: its song name {path.stem!r} is the name of the run's "
+                         f"summary file in --out; rename the file")
+
+
+def read_summary_entries(path: Path) -> dict[str, list[dict]]:
+    """The ``songs`` and ``failed`` entries of an earlier summary at ``path`` (none when it is
+    missing); ValueError saying why when it is not a summary written by this command."""
+    import json
+
+    if not path.exists() and not path.is_symlink():
+        return {"songs": [], "failed": []}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # a folder, unreadable, undecodable or bad JSON
+        raise ValueError(f"{path} is not readable JSON ({exc})") from None
+    if not (isinstance(data, dict) and data.get("command") == "separate"
+            and _is_entry_list(data.get("songs")) and _is_entry_list(data.get("failed"))):
+        raise ValueError(f"{path} is not a summary written by tinysep separate")
+    return {"songs": data["songs"], "failed": data["failed"]}
+
+
+def _is_entry_list(value) -> bool:
+    """Whether ``value`` is a list of summary entries, each naming its ``input`` file."""
+    return isinstance(value, list) and all(
+        isinstance(entry, dict) and isinstance(entry.get("input"), str) for entry in value)
+
+
+def merge_entries(earlier: list[dict], latest: list[dict]) -> list[dict]:
+    """``earlier`` entries with those of the same song (output folder) replaced by ``latest``
+    in place, and the other ``latest`` ones after them."""
+    merged = {Path(entry["input"]).stem: entry for entry in earlier}
+    merged.update((Path(entry["input"]).stem, entry) for entry in latest)
+    return list(merged.values())
+
+
 def _separate_all(args: argparse.Namespace, files: list[Path], separator, sources: list[str],
                   description: str, lookahead_seconds: float = 0.0) -> int:
+    from tinysep.jsonfile import write_json_atomic
     from tinysep.stems import separate_file
 
+    summary_path = args.out / SUMMARY_FILE
+    try:
+        earlier = read_summary_entries(summary_path)
+    except ValueError as exc:
+        earlier = None
+        print(f"tinysep separate: warning: {exc}; it is left as it is and this run's summary "
+              "is not written", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"separating {len(files)} file(s) with the {description}")
     results, failed = [], []
     for path in files:
         try:
+            check_song_name(path)
             summary = separate_file(path, args.out, separator, sources, start=args.start,
                                     duration=args.duration, overwrite=args.overwrite,
                                     progress=not args.no_progress,
@@ -182,17 +258,23 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
             print(f"  {path}: skipped: {exc}")
             failed.append({"input": str(path), "error": str(exc)})
             continue
-        results.append(summary)
+        results.append({**summary, "model": description})
         clipped = sum(summary["clipped_samples"].values())
         note = f", {clipped} samples clipped to full scale" if clipped else ""
         print(f"  {path} -> {Path(summary['outputs'][sources[0]]).parent}/ "
               f"({summary['seconds']:.1f} s at {summary['sample_rate']} Hz, "
               f"{summary['channels']} ch, {summary['realtime_factor']:.1f}x real time{note})")
-    report = {"command": "separate", "model": description, "sources": sources,
-              "songs": results, "failed": failed}
-    (args.out / "separate.json").write_text(json.dumps(report, indent=2) + "\n")
+    written = earlier is not None
+    if written:
+        attempted = {path.stem for path in files}
+        earlier_failed = [e for e in earlier["failed"] if Path(e["input"]).stem not in attempted]
+        write_json_atomic(summary_path, {
+            "command": "separate", "model": description, "sources": sources,
+            "songs": merge_entries(earlier["songs"], results),
+            "failed": merge_entries(earlier_failed, failed)}, indent=2)
+    else:
+        print(f"no summary written: {summary_path} is not one of this command's")
     if failed:
-        print(f"{len(failed)} of {len(files)} file(s) could not be separated "
-              f"(see {args.out / 'separate.json'})")
-        return 1
-    return 0
+        where = f" (see {summary_path})" if written else ""
+        print(f"{len(failed)} of {len(files)} file(s) could not be separated{where}")
+    return 0 if written and not failed else 1

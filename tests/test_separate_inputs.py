@@ -1,0 +1,229 @@
+"""`tinysep separate` with hostile inputs: song names, folders to replace, times, summaries,
+ports and paths are checked, named in one line, and no user file is lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from board_bundle import make_bundle
+
+from tinysep.cli import build_parser, main
+from tinysep.commands.common import CliError
+from tinysep.stems import probe, sample_range, separate_file, song_name
+
+
+def _write_song(path: Path, seconds: float = 1.0, rate: int = 16000, seed: int = 0) -> Path:
+    """A short mono song (a tone and noise) at ``path``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    audio = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), audio.astype(np.float32), rate, format="WAV")
+    return path
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "separate.json").read_text())
+
+
+def _song_names(report: dict) -> list[str]:
+    return sorted(Path(entry["input"]).stem for entry in report["songs"])
+
+
+@pytest.fixture(scope="module")
+def models():
+    return make_bundle(float_model=True)
+
+
+@pytest.fixture
+def run(models):
+    """``main(["separate", ...])`` on the small float model without progress output."""
+    _, model = models
+
+    def separate(*argv: str | Path) -> int:
+        return main(["separate", *map(str, argv), "--model", str(model), "--no-progress"])
+
+    return separate
+
+
+@pytest.mark.parametrize(("file_name", "name"), [("...wav", ".."), ("..wav", "."),
+                                                 (".song.partial.wav", ".song.partial")])
+def test_song_names_that_are_no_plain_folder_are_refused(tmp_path, file_name, name):
+    with pytest.raises(ValueError, match=f"its song name '{name}'"):
+        song_name(tmp_path / file_name)
+    assert song_name(tmp_path / ".a.b.wav") == ".a.b"
+
+
+def test_songs_named_dot_dot_or_like_the_summary_are_skipped_and_nothing_else_goes(
+        run, tmp_path, capsys):
+    songs = tmp_path / "songs"
+    for name in ("...wav", "..wav", "separate.json.wav", "good.wav"):
+        _write_song(songs / name)
+    parent = tmp_path / "parent"
+    out = parent / "out"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "vocals.wav").write_bytes(b"earlier stems")
+    (parent / "keep.txt").write_text("mine")
+    assert run(songs, "--out", out, "--overwrite") == 1
+    printed = capsys.readouterr().out
+    for name, song in (("...wav", ".."), ("..wav", "."), ("separate.json.wav", "separate.json")):
+        assert f"{songs / name}: skipped: {songs / name}: its song name '{song}'" in printed
+    assert (parent / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in parent.iterdir()) == ["keep.txt", "out"]
+    assert sorted(p.name for p in out.iterdir()) == ["good", "old", "separate.json"]
+    assert (out / "old" / "vocals.wav").read_bytes() == b"earlier stems"
+    report = _summary(out)
+    assert _song_names(report) == ["good"]
+    assert sorted(Path(e["input"]).name for e in report["failed"]) == [
+        "...wav", "..wav", "separate.json.wav"]
+
+
+def test_an_input_inside_the_folder_it_would_replace_is_kept(run, tmp_path, capsys):
+    music = tmp_path / "music"
+    song = _write_song(music / "ok" / "ok.wav")
+    original = song.read_bytes()
+    (music / "ok" / "notes.txt").write_text("lyrics")
+    hidden = _write_song(music / ".hid.partial" / "hid.wav", seed=1)
+    assert run(song, hidden, "--out", music, "--overwrite") == 1
+    printed = capsys.readouterr().out
+    assert f"{song}: the input lies inside {music / 'ok'}, which separating it would" in printed
+    assert f"{hidden}: the input lies inside {music / '.hid.partial'}" in printed
+    assert song.read_bytes() == original and hidden.is_file()
+    assert (music / "ok" / "notes.txt").read_text() == "lyrics"
+    assert sorted(p.name for p in (music / "ok").iterdir()) == ["notes.txt", "ok.wav"]
+
+
+def test_a_song_folder_that_is_a_link_or_a_file_is_not_replaced(run, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "photo.jpg").write_bytes(b"jpeg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (out / "plain").write_text("a file")
+    linked, plain = _write_song(tmp_path / "linked.wav"), _write_song(tmp_path / "plain.wav")
+    assert run(linked, plain, "--out", out, "--overwrite") == 1
+    printed = capsys.readouterr().out
+    assert f"{out / 'linked'} exists and is not a stems folder" in printed
+    assert f"{out / 'plain'} exists and is not a stems folder" in printed
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["photo.jpg"]
+    assert (out / "plain").read_text() == "a file"
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--start", "1e308"), ("--start", "nan"), ("--start", "inf"), ("--start", "-1"),
+    ("--start", "90000"), ("--duration", "1e308"), ("--duration", "nan"),
+    ("--duration", "inf"), ("--duration", "0"), ("--duration", "-2"),
+])
+def test_start_and_duration_are_checked_before_any_work(run, tmp_path, capsys, option, value):
+    song = _write_song(tmp_path / "song.wav")
+    out = tmp_path / "out"
+    assert run(song, "--out", out, option, value) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinysep separate: error: {option} must be a number of seconds")
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_sample_range_takes_huge_times_without_overflow(tmp_path):
+    info = probe(_write_song(tmp_path / "song.wav", seconds=1.0, rate=44100))
+    with pytest.raises(ValueError, match="start 1e\\+308 s is past its end"):
+        sample_range(info, start=1e308)
+    assert sample_range(info, start=0.5, duration=1e308) == (22050, 44100)
+    assert sample_range(info, start=0.5, duration=0.25) == (22050, 33075)
+
+
+def test_the_summary_keeps_songs_separated_into_the_folder_earlier(run, tmp_path, capsys):
+    first, second = _write_song(tmp_path / "a.wav"), _write_song(tmp_path / "b.wav", seed=1)
+    out = tmp_path / "out"
+    assert run(first, "--out", out) == 0
+    assert run(second, "--out", out) == 0
+    assert _song_names(_summary(out)) == ["a", "b"]
+    # a refused run separates nothing and keeps both entries
+    assert run(first, "--out", out) == 1
+    report = _summary(out)
+    assert _song_names(report) == ["a", "b"]
+    assert [Path(e["input"]).name for e in report["failed"]] == ["a.wav"]
+    # separating a song again replaces its entry and clears its failure
+    stamp = report["songs"][0]["wall_seconds"]
+    assert run(first, "--out", out, "--overwrite", "--duration", "0.5") == 0
+    report = _summary(out)
+    assert _song_names(report) == ["a", "b"] and report["failed"] == []
+    seconds = {Path(e["input"]).stem: e["seconds"] for e in report["songs"]}
+    assert seconds == {"a": 0.5, "b": 1.0} and report["songs"][0]["wall_seconds"] != stamp
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("contents", ["{not json", '{"command": "evaluate", "songs": []}'])
+def test_a_summary_file_that_is_not_ours_is_left_as_it_is(run, tmp_path, capsys, contents):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "separate.json").write_text(contents)
+    assert run(_write_song(tmp_path / "song.wav"), "--out", out) == 1
+    captured = capsys.readouterr()
+    assert f"warning: {out / 'separate.json'} is not" in captured.err
+    assert "left as it is and this run's summary is not written" in captured.err
+    assert (out / "separate.json").read_text() == contents
+    assert (out / "song" / "vocals.wav").is_file()
+
+
+def test_stems_with_nan_or_infinity_are_not_written(run, tmp_path, capsys):
+    song = _write_song(tmp_path / "song.wav")
+    out = tmp_path / "out"
+    assert run(song, "--out", out) == 0
+    earlier = (out / "song" / "vocals.wav").read_bytes()
+    huge = np.full(16000, 3e38, np.float32)
+    huge[1::2] = -3e38  # finite samples whose spectrum overflows float32
+    soundfile.write(str(song), huge, 16000, subtype="FLOAT")
+    assert run(song, "--out", out, "--overwrite") == 1
+    captured = capsys.readouterr()
+    assert f"{song}: the vocals estimate is NaN or infinite at 0.000 s" in captured.out
+    assert "RuntimeWarning" not in captured.err
+    assert (out / "song" / "vocals.wav").read_bytes() == earlier
+    assert sorted(p.name for p in out.iterdir()) == ["separate.json", "song"]
+    assert _song_names(_summary(out)) == ["song"]
+
+
+def test_a_separator_giving_nan_leaves_no_stems(tmp_path):
+    song = _write_song(tmp_path / "song.wav", seconds=2.0)
+
+    def broken(audio):
+        estimate = np.zeros_like(audio)
+        estimate[20000:] = np.nan
+        return {"vocals": estimate, "accompaniment": np.zeros_like(audio)}
+
+    with pytest.raises(ValueError, match="song.wav: the vocals estimate is NaN or infinite "
+                                         "at 1.250 s"):
+        separate_file(song, tmp_path / "out", broken, ["vocals", "accompaniment"],
+                      progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("port", ["/dev/null", "socket://127.0.0.1:1"])
+def test_a_port_that_cannot_be_opened_is_a_one_line_error(models, tmp_path, capsys, port):
+    bundle, _ = models
+    song = _write_song(tmp_path / "song.wav")
+    out = tmp_path / "out"
+    argv = ["separate", str(song), "--out", str(out), "--model", str(bundle), "--port", port]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinysep separate: error: cannot open serial port {port}: ")
+    assert err.count("\n") == 1 and not out.exists()
+    args = build_parser().parse_args(argv)
+    with pytest.raises(CliError, match=f"cannot open serial port {port}"):
+        args._module.run(args)
+
+
+@pytest.mark.parametrize("argv", [["--out", "", "song.wav"], ["--out", "out", ""]])
+def test_empty_paths_are_refused(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    _write_song(tmp_path / "song.wav")
+    with pytest.raises(SystemExit) as stop:
+        main(["separate", *argv, "--no-progress"])
+    assert stop.value.code == 2
+    option = "--out" if argv[1] == "" else "INPUT"
+    assert f"argument {option}: an empty path" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]

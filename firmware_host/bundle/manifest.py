@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 from .features import TRANSFORMS
 from .layout import (
@@ -20,6 +21,7 @@ from .layout import (
     FULL_INTEGER,
     MANIFEST_FILE,
     QUANTIZATIONS,
+    SAMPLE_RATE,
 )
 from .quantization import REQUANTIZE
 from .tensors import BundleError, StatePair, TensorSpec, state_rule
@@ -37,6 +39,42 @@ def file_digest(path: str) -> bytes:
 def sha256_of(path: str) -> str:
     """Hex sha256 of a file (as a manifest records it)."""
     return file_digest(path).hex()
+
+
+# A source name becomes an output file name (``<song>/<source>.wav``) wherever a bundle's
+# stems are written, so it must be a plain name: no separator, no dot, no leading dash.
+SOURCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+SOURCE_NAME_RULE = "a letter, then letters, digits, _ or -, at most 32 characters"
+MAX_SOURCES = 255
+
+
+def _shown(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a hostile manifest can hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_source_names(sources, where: str) -> list[str]:
+    """``sources`` as a list when it is 1 to ``MAX_SOURCES`` distinct plain names (they name
+    output files); BundleError naming ``where`` and what was expected otherwise."""
+    if not isinstance(sources, list) or not 1 <= len(sources) <= MAX_SOURCES:
+        raise BundleError(
+            f"{where} must be a list of 1 to {MAX_SOURCES} source names, got {_shown(sources)}"
+        )
+    bad = [s for s in sources if not isinstance(s, str) or not SOURCE_NAME.fullmatch(s)]
+    if bad:
+        raise BundleError(
+            f"{where}: {_shown(bad[0])} is not a plain source name "
+            f"({SOURCE_NAME_RULE}); the names become output file names"
+        )
+    folded = [s.lower() for s in sources]  # one file on a case-insensitive file system
+    repeated = [s for i, s in enumerate(sources) if folded.index(folded[i]) != i]
+    if repeated:
+        raise BundleError(
+            f"{where}: {_shown(repeated[0])} repeats an earlier name (names are "
+            "compared ignoring case); each source needs its own output file"
+        )
+    return list(sources)
 
 
 def _get(section, key: str, where: str):
@@ -113,6 +151,11 @@ class Bundle:
         audio = _get(manifest, "audio", where)
         at = where + ": audio"
         self.sample_rate = _positive_int(_get(audio, "sample_rate", at), at + ".sample_rate")
+        if self.sample_rate != SAMPLE_RATE:
+            raise BundleError(
+                f"{at}.sample_rate must be {SAMPLE_RATE} (the rate the model's STFT frames "
+                f"are taken at), got {self.sample_rate!r}"
+            )
         self.n_fft = _positive_int(_get(audio, "n_fft", at), at + ".n_fft")
         self.hop = _positive_int(_get(audio, "hop_samples", at), at + ".hop_samples")
         if self.n_fft % self.hop or self.n_fft % 2:
@@ -123,20 +166,20 @@ class Bundle:
         self.frames_per_invoke = _positive_int(
             _get(audio, "frames_per_invoke", at), at + ".frames_per_invoke"
         )
+        # From a sample's arrival to its output: the framing delay and the hop it waits for.
+        latency = _get(audio, "latency_samples", at)
+        expected_latency = self.n_fft + (self.frames_per_invoke - 1) * self.hop
+        if not isinstance(latency, int) or isinstance(latency, bool) or latency != expected_latency:
+            raise BundleError(
+                f"{at}.latency_samples must be n_fft + (frames_per_invoke - 1) * hop_samples "
+                f"= {expected_latency}, got {latency!r}"
+            )
+        self.latency_samples = latency
         self.analysis_window = _get(audio, "analysis_window", at)
         self.synthesis_window = _get(audio, "synthesis_window", at)
         self.n_bins = self.n_fft // 2 + 1
 
-        sources = _get(manifest, "sources", where)
-        if (
-            not isinstance(sources, list)
-            or not sources
-            or not all(isinstance(s, str) and s for s in sources)
-        ):
-            raise BundleError(
-                f"{where}: sources must be a non-empty list of names, got {sources!r}"
-            )
-        self.sources = list(sources)
+        self.sources = check_source_names(_get(manifest, "sources", where), where + ": sources")
 
         self.input = TensorSpec.from_json(_get(manifest, "input", where), where + ": input")
         transform = manifest["input"].get("transform", {"kind": "none"})

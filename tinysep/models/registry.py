@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,7 @@ import numpy as np
 import tf_keras as keras
 
 import tinysep
+from firmware_host.bundle.manifest import check_source_names
 from tinysep.data.clip import SOURCES
 from tinysep.dsp import N_BINS
 from tinysep.models import dualgate_tcn, unet_se_sru
@@ -67,7 +69,21 @@ class ModelSpec:
             if isinstance(params.get(key), tuple):
                 params[key] = list(params[key])
         self.module.validate(params)
+        check_input_gain(params["input_gain"])
+        # The names become a bundle's output file names: the bundle reader's rule applies.
+        check_source_names(params["sources"], "sources")
         return params
+
+
+def check_input_gain(gain) -> None:
+    """Raise ValueError unless ``gain`` (the magnitude scale before ``log1p``) is a finite
+    number > 0: any other value makes the masks, and so the stems, meaningless."""
+    if (
+        not isinstance(gain, (int, float))
+        or isinstance(gain, bool)
+        or not (math.isfinite(gain) and gain > 0)
+    ):
+        raise ValueError(f"input_gain must be a finite number > 0, got {gain!r}")
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -114,6 +130,9 @@ def _check_config(config) -> dict:
         raise ValueError(
             f"a model config is a dict with 'name', 'preset', 'options'; got {config!r}"
         )
+    for key in ("name", "preset"):
+        if not isinstance(config.get(key, DEFAULT_PRESET), str):
+            raise ValueError(f"model config {key!r} must be a string, got {config[key]!r}")
     options = config.get("options", {}) or {}
     if not isinstance(options, dict):
         raise ValueError(f"model config 'options' must be a dict, got {options!r}")
@@ -198,7 +217,17 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict) or "name" not in record:
         raise ValueError(f"{path}: expected an object with 'name', 'preset', 'options'")
-    return _check_config(record)
+    # A config written before the field existed has no format: it is format 1.
+    version = record.get("format", CONFIG_FORMAT)
+    if not isinstance(version, int) or isinstance(version, bool) or version != CONFIG_FORMAT:
+        raise ValueError(
+            f"{path}: format {version!r} is not supported (this tinysep reads format "
+            f"{CONFIG_FORMAT})"
+        )
+    try:
+        return _check_config(record)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def load_model(folder: str | Path) -> keras.Model:
@@ -212,7 +241,18 @@ def load_model(folder: str | Path) -> keras.Model:
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing")
-    model.load_weights(str(weights))
+    try:
+        model.load_weights(str(weights))
+    except OSError as exc:  # h5py: empty, truncated or not HDF5 at all
+        raise OSError(f"{weights} is not a readable Keras weights file ({exc})") from None
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:  # HDF5, not Keras'
+        raise OSError(
+            f"{weights} is not a readable Keras weights file ({type(exc).__name__}: {exc})"
+        ) from None
+    except ValueError as exc:  # another architecture's weights, or other sizes
+        raise ValueError(
+            f"{folder}: the weights in {WEIGHTS_FILE} do not match {CONFIG_FILE} ({exc})"
+        ) from None
     return model
 
 

@@ -1,0 +1,147 @@
+"""manifest.json fields a reader relies on: source names (they become output file names),
+the sample rate and the latency. Bundles here are real folders with a manifest in the
+exporter's layout and a model file whose size and sha256 it records (no TensorFlow)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from firmware_host.bundle import BundleError, read_bundle
+from firmware_host.bundle.manifest import MAX_SOURCES, check_source_names
+
+MODEL_BYTES = b"TFL3" + bytes(range(256)) * 4
+
+
+def _tensor(name: str, index: int, shape: list) -> dict:
+    return {"name": name, "index": index, "shape": shape, "dtype": "int8",
+            "scale": 0.05, "zero_point": -128}
+
+
+def _manifest(frames_per_invoke: int = 1, sources=("vocals", "accompaniment")) -> dict:
+    k = frames_per_invoke
+    return {
+        "format": "tinysep-bundle",
+        "format_version": 1,
+        "model": {"file": "model.tflite", "sha256": hashlib.sha256(MODEL_BYTES).hexdigest(),
+                  "bytes": len(MODEL_BYTES), "quantization": "int8"},
+        "audio": {"sample_rate": 16000, "n_fft": 512, "hop_samples": 128,
+                  "analysis_window": "hann_periodic", "synthesis_window": "hann_periodic_ola",
+                  "frames_per_invoke": k, "latency_samples": 512 + (k - 1) * 128},
+        "sources": list(sources),
+        "input": {**_tensor("spectrum", 0, [1, k, 257]),
+                  "transform": {"kind": "log1p", "gain": 100.0}},
+        "output": _tensor("masks", 1, [1, k, 257, len(sources)]),
+        "states": [],
+    }
+
+
+def _write(folder: Path, manifest: dict) -> Path:
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(MODEL_BYTES)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_manifest_in_the_exporter_layout_loads(tmp_path, k):
+    bundle = read_bundle(_write(tmp_path / "b", _manifest(k)))
+    assert bundle.sources == ["vocals", "accompaniment"]
+    assert bundle.sample_rate == 16000
+    assert bundle.latency_samples == 512 + (k - 1) * 128 == bundle.delay_samples + bundle.hop
+
+
+@pytest.mark.parametrize(
+    "sources, message",
+    [
+        (["/tmp/victim", "accompaniment"], r"'/tmp/victim' is not a plain source name"),
+        (["../../../victim2", "vocals"], r"'\.\./\.\./\.\./victim2' is not a plain source name"),
+        (["a/b", "vocals"], r"'a/b' is not a plain source name"),
+        (["vocals", "a\\b"], r"'a\\\\b' is not a plain source name"),
+        (["vocals", ".."], r"'\.\.' is not a plain source name"),
+        (["vocals", "-rf"], r"'-rf' is not a plain source name"),
+        (["vocals", "x" * 33], r"'x{33}' is not a plain source name"),
+        (["vocals", ""], r"'' is not a plain source name"),
+        (["vocals", 7], r"7 is not a plain source name"),
+        (["vocals", "vocals"], r"'vocals' repeats an earlier name"),
+        (["vocals", "Vocals"], r"'Vocals' repeats an earlier name \(names are compared ignoring"),
+        ([], r"sources must be a list of 1 to 255 source names, got \[\]"),
+        ("vocals", r"sources must be a list of 1 to 255 source names, got 'vocals'"),
+    ],
+)
+def test_source_names_that_are_not_plain_unique_file_names_are_refused(
+    tmp_path, sources, message
+):
+    manifest = _manifest()
+    manifest["sources"] = sources
+    folder = _write(tmp_path / "b", manifest)
+    with pytest.raises(BundleError, match=message) as caught:
+        read_bundle(folder)
+    assert str(caught.value).startswith(f"{folder / 'manifest.json'}: sources")
+
+
+def test_the_source_name_rule_keeps_error_lines_short_and_bounds_the_count():
+    with pytest.raises(BundleError) as caught:
+        check_source_names(["v" * 1_000_000], "sources")
+    assert len(str(caught.value)) < 300
+    names = [f"s{i}" for i in range(MAX_SOURCES)]
+    assert check_source_names(names, "sources") == names
+    with pytest.raises(BundleError, match="1 to 255 source names"):
+        check_source_names(names + ["extra"], "sources")
+    assert check_source_names(["Lead_vocals-2", "b"], "sources") == ["Lead_vocals-2", "b"]
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("latency_samples", -5, r"audio.latency_samples must be .* = 512, got -5$"),
+        ("latency_samples", 1e15, r"audio.latency_samples must be .* got 1000000000000000\.0$"),
+        ("latency_samples", 511, r"audio.latency_samples must be .* = 512, got 511$"),
+        ("latency_samples", True, r"audio.latency_samples must be .* = 512, got True$"),
+        ("latency_samples", "512", r"audio.latency_samples must be .* = 512, got '512'$"),
+        ("sample_rate", 44100, r"audio.sample_rate must be 16000 .*, got 44100$"),
+        ("sample_rate", 16000.0, r"audio.sample_rate must be a positive integer, got 16000.0$"),
+        ("sample_rate", -16000, r"audio.sample_rate must be a positive integer, got -16000$"),
+    ],
+)
+def test_audio_fields_out_of_range_are_refused(tmp_path, field, value, message):
+    manifest = _manifest()
+    manifest["audio"][field] = value
+    folder = _write(tmp_path / "b", manifest)
+    with pytest.raises(BundleError, match=message) as caught:
+        read_bundle(folder)
+    assert str(caught.value).startswith(str(folder / "manifest.json"))
+
+
+def test_latency_follows_the_frames_per_invoke(tmp_path):
+    manifest = _manifest(frames_per_invoke=3)
+    manifest["audio"]["latency_samples"] = 512  # the one-frame value
+    with pytest.raises(BundleError, match=r"= 768, got 512$"):
+        read_bundle(_write(tmp_path / "b", manifest))
+    del manifest["audio"]["latency_samples"]
+    with pytest.raises(BundleError, match=r"manifest.json: audio.latency_samples is missing"):
+        read_bundle(_write(tmp_path / "c", manifest))
+
+
+def test_separate_refuses_a_bundle_whose_sources_point_outside_the_output(tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    from tinysep.cli import main
+
+    manifest = _manifest(sources=("vocals", "../../victim"))
+    folder = _write(tmp_path / "bundle", manifest)
+    song = tmp_path / "song.wav"
+    soundfile.write(str(song), np.zeros(16000, np.float32), 16000)
+    out = tmp_path / "a" / "b"
+    status = main(["separate", str(song), "--out", str(out), "--model", str(folder),
+                   "--no-progress"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: sources: '../../victim' is not a plain source name" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "victim.wav").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*.wav")) == ["song.wav"]

@@ -15,9 +15,12 @@ C_SOURCE_FILE = "model_data.cc"  # the model as a C array, for firmware
 C_HEADER_FILE = "model_data.h"
 MICRO_OPS_FILE = "micro_ops.txt"  # the TFLite Micro op resolver the model needs
 CALIBRATION_FILE = "calibration.json"  # what calibrated an integer model
+# what edgetpu_compiler writes beside model.tflite, when it is on PATH at export
+EDGETPU_COMPILER_FILES = ("model_edgetpu.tflite", "model_edgetpu.log")
 # every file an export writes into a bundle folder
 BUNDLE_FILES = frozenset({MANIFEST_FILE, MODEL_FILE, EDGETPU_REPORT, C_SOURCE_FILE,
-                          C_HEADER_FILE, MICRO_OPS_FILE, CALIBRATION_FILE})
+                          C_HEADER_FILE, MICRO_OPS_FILE, CALIBRATION_FILE,
+                          *EDGETPU_COMPILER_FILES})
 
 SAMPLE_RATE = 16000  # Hz, mono
 N_FFT = 512  # STFT frame (32 ms)

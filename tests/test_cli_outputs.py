@@ -179,3 +179,11 @@ def test_export_force_replaces_a_bundle_but_not_files_the_export_did_not_write(t
     with pytest.raises(ValueError, match="also holds NOTES.txt, which an export does not write"):
         check_destination(bundle, force=True)
     assert (bundle / "NOTES.txt").read_text() == "mine"
+
+
+def test_eval_refuses_an_empty_data_path_rather_than_reading_the_current_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--method", "mix", "--data", "", "--json", str(tmp_path / "r.json")])
+    assert stop.value.code == 2
+    assert "argument --data: an empty path" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

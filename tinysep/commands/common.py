@@ -59,14 +59,20 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
         return 130
 
 
+def path_argument(text: str) -> Path:
+    """A path from the command line; an empty one is refused, as it would quietly mean the
+    current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; expected a file or folder name")
+    return Path(text)
+
+
 def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--dataset`` as every command that reads clips takes them: a dataset
     folder, or a user's own mixture files read by :mod:`tinysep.eval_inputs`."""
-    from pathlib import Path
-
     from tinysep.eval_inputs import FILES
 
-    parser.add_argument("--data", required=True, type=Path,
+    parser.add_argument("--data", required=True, type=path_argument,
                         help="dataset root folder, or a mixture file (.wav / .npy) or a folder "
                              "of them, references beside as NAME.vocals.wav and "
                              "NAME.accompaniment.wav when present")

@@ -21,18 +21,11 @@ import sys
 from pathlib import Path
 
 from firmware_host.bundle.layout import MANIFEST_FILE
+from tinysep.commands.common import path_argument
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
 SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
 MAX_SECONDS = 24 * 3600.0  # --start and --duration beyond a day are typing errors
-
-
-def path_argument(text: str) -> Path:
-    """A path from the command line; an empty one is refused, as it would quietly mean the
-    current folder."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty path; expected a file or folder name")
-    return Path(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -85,8 +85,13 @@ def test_model_paths_name_their_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="model:.*nothere: no such file or folder"):
         model_folder(tmp_path / "nothere")
     (tmp_path / "loose.tflite").write_bytes(b"x")
-    with pytest.raises(ValueError, match="a file, not a model"):
+    with pytest.raises(ValueError, match="loose.tflite: a file with neither manifest.json nor "
+                       "config.json beside it"):
         model_folder(tmp_path / "loose.tflite")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: a folder with neither manifest.json nor "
+                       "config.json; expected a saved model folder"):
+        model_folder(tmp_path / "empty")
 
 
 def test_short_labels():

@@ -41,14 +41,19 @@ def model_folder(path: str | Path) -> Path:
     file inside it (``bundle/model.tflite``, ``run/config.json``). Raises with what was
     expected when PATH is neither."""
     path = Path(path)
+    expected = "a saved model folder (config.json + weights) or a deploy bundle folder " \
+               "(manifest.json)"
     if path.is_dir():
-        return path
+        if (path / MANIFEST_FILE).is_file() or (path / "config.json").is_file():
+            return path
+        raise ValueError(f"model:{path}: a folder with neither manifest.json nor config.json; "
+                         f"expected {expected}")
     if path.is_file():
         folder = path.parent
         if (folder / MANIFEST_FILE).is_file() or (folder / "config.json").is_file():
             return folder
-        raise ValueError(f"model:{path}: a file, not a model; give a saved model folder "
-                         "(config.json + weights) or a deploy bundle folder (manifest.json)")
+        raise ValueError(f"model:{path}: a file with neither manifest.json nor config.json "
+                         f"beside it; expected {expected}")
     raise FileNotFoundError(f"model:{path}: no such file or folder")
 
 

@@ -187,3 +187,12 @@ def test_eval_refuses_an_empty_data_path_rather_than_reading_the_current_folder(
     assert stop.value.code == 2
     assert "argument --data: an empty path" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "export", "prune", "quantize", "sweep",
+                                     "ablate", "demo"])
+def test_every_seed_option_refuses_a_negative_seed_by_name(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--seed", "-1"])
+    assert stop.value.code == 2
+    assert "argument --seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err

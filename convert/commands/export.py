@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from tinysep.commands.common import seed_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not run edgetpu_compiler even if it is on PATH")
     parser.add_argument("--symbol", default="g_tinysep_model",
                         help="C symbol prefix of the model array (default g_tinysep_model)")
-    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    parser.add_argument("--seed", type=seed_argument, default=0,
+                        help="calibration sampling seed (default 0)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
     parser.add_argument("--json", type=Path, metavar="OUT.json",
                         help="also write the export summary as JSON")

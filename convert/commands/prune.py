@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinysep.commands.common import seed_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave layers with fewer weights dense (default 1024)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded for fine-tuning (default 64)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_argument, default=0,
                         help="seed of the fine-tuning batches and calibration (default 0)")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from firmware_host.bundle.layout import MODEL_FILE
+from tinysep.commands.common import seed_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration draws per study cell (default 3)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded (calibration, QAT; default 64)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_argument, default=0,
                         help="calibration sampling seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

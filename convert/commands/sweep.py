@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinysep.commands.common import seed_argument
+
 
 def _floats(text: str, what: str) -> list[float]:
     from tinysep.commands.common import CliError
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test clips scored per cell (default 8)")
     parser.add_argument("--max-clips", type=int, default=64,
                         help="training clips loaded for calibration and fine-tuning (default 64)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_argument, default=0,
                         help="seed of calibration and fine-tuning (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

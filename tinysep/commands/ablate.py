@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tinysep.commands.common import seed_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tinysep.ablate import VARIANT_NAMES
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning-rate schedule (default cosine)")
     parser.add_argument("--warmup-steps", type=int, default=50,
                         help="linear learning-rate warm-up (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and data")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="seed of weights and data")
     parser.add_argument("--max-minutes-each", type=float, default=None,
                         help="wall-clock cap per variant (a guard; the step count is the budget)")
     parser.add_argument("--valid-clips", type=int, default=4,

@@ -67,6 +67,18 @@ def path_argument(text: str) -> Path:
     return Path(text)
 
 
+def seed_argument(text: str) -> int:
+    """A random seed from the command line: a whole number >= 0 (what numpy's generators
+    take), refused at parsing otherwise."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return seed
+
+
 def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--dataset`` as every command that reads clips takes them: a dataset
     folder, or a user's own mixture files read by :mod:`tinysep.eval_inputs`."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from convert.commands import export
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.commands import evaluate, hil, train
-from tinysep.commands.common import add_command, run_command
+from tinysep.commands.common import add_command, run_command, seed_argument
 
 # The subcommands the demo chains, by their command-line names.
 STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--songs", type=int, default=15, help="songs to synthesize (default 15)")
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="seconds per song (default 20)")
-    parser.add_argument("--seed", type=int, default=2026, help="corpus seed (default 2026)")
+    parser.add_argument("--seed", type=seed_argument, default=2026,
+                        help="corpus seed (default 2026)")
     parser.add_argument("--model", type=Path, default=None,
                         help="saved Keras model folder (default: the shipped tiny dualgate-tcn)")
     parser.add_argument("--train", action="store_true",
@@ -82,8 +83,6 @@ def _check_args(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.seconds) and 1.0 <= args.seconds <= MAX_SONG_SECONDS):
         raise CliError(f"--seconds must be between 1 and {MAX_SONG_SECONDS:g}, got "
                        f"{args.seconds}")
-    if args.seed < 0:
-        raise CliError(f"--seed must be >= 0, got {args.seed}")
     if args.baselines.strip():
         try:
             parse_methods(args.baselines)

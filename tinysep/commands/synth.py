@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from tinysep.commands.common import seed_argument
 from tinysep.data.engines import (
     ACCOMPANIMENT_ENGINES,
     COMPOSERS,
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--songs", type=int, default=100, help="number of songs (default 100)")
     parser.add_argument("--seconds", type=float, default=30.0,
                         help="length of each song in seconds, cut into 4-10 s clips (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="random seed (default 0)")
     parser.add_argument("--engines", default=",".join(STANDARD_ENGINES),
                         help="comma-separated engines a song draws from, among "
                         f"{', '.join(ENGINES)} (default {','.join(STANDARD_ENGINES)}; "

@@ -17,6 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from tinysep.commands.common import seed_argument
+
 # CLI flag -> TrainConfig field, for the plain value flags.
 _FIELDS = {
     "model": "model",
@@ -113,7 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep an exponential moving average of the weights with this "
                              "decay per step (e.g. 0.999); validation, model selection and the "
                              "saved model use the average (default 0: off)")
-    parser.add_argument("--seed", type=int, help=f"seed of weights and data (default {d.seed})")
+    parser.add_argument("--seed", type=seed_argument,
+                        help=f"seed of weights and data (default {d.seed})")
     parser.add_argument("--patience", type=int,
                         help=f"early stopping: epochs without a better validation SDR "
                              f"(0 = never stop early; default {d.patience})")

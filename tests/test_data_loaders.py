@@ -306,3 +306,12 @@ def test_audio_io_round_trip_and_resampling(tmp_path):
                                atol=2e-3)
     write_audio(tmp_path / "loud.wav", np.array([2.0, -2.0, 0.5]), 16_000)
     assert np.allclose(read_audio(tmp_path / "loud.wav")[0][:, 0], [1.0, -1.0, 0.5], atol=1e-4)
+
+
+def test_a_file_given_as_a_dataset_is_named_as_a_file(tmp_path):
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF")
+    with pytest.raises(NotADirectoryError, match="song.wav: a file, not a dataset folder"):
+        find_clips(song)
+    with pytest.raises(NotADirectoryError, match="song.wav: a file, not a dataset folder"):
+        detect_dataset(song)

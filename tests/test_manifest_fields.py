@@ -145,3 +145,23 @@ def test_separate_refuses_a_bundle_whose_sources_point_outside_the_output(tmp_pa
     assert "Traceback" not in err
     assert not (tmp_path / "victim.wav").exists()
     assert sorted(p.name for p in tmp_path.rglob("*.wav")) == ["song.wav"]
+
+
+@pytest.mark.parametrize("key, value", [("analysis_window", "boxcar"),
+                                        ("synthesis_window", "hann_periodic"),
+                                        ("analysis_window", ["hann_periodic"])])
+def test_a_window_this_reader_does_not_compute_is_refused_naming_the_manifest(tmp_path, key,
+                                                                              value):
+    manifest = _manifest()
+    manifest["audio"][key] = value
+    folder = _write(tmp_path / "b", manifest)
+    with pytest.raises(BundleError, match=rf"manifest.json: audio.{key} must be '"):
+        read_bundle(folder)
+
+
+def test_a_format_version_written_as_a_string_is_told_apart_from_the_number(tmp_path):
+    manifest = _manifest()
+    manifest["format_version"] = "1"
+    with pytest.raises(BundleError, match="format_version '1' is not supported by this agent "
+                       r"\(it reads the JSON number 1\)"):
+        read_bundle(_write(tmp_path / "b", manifest))

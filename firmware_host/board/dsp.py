@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from firmware_host.bundle.layout import ANALYSIS_WINDOW, SYNTHESIS_WINDOW
+
 
 def hann_periodic(n_fft: int) -> np.ndarray:
     """``w[n] = 0.5 - 0.5 cos(2 pi n / n_fft)``."""
@@ -26,8 +28,8 @@ def hann_periodic_ola(n_fft: int, hop: int) -> np.ndarray:
     return window / np.tile(overlap, n_fft // hop)
 
 
-ANALYSIS_WINDOWS = {"hann_periodic": lambda n_fft, hop: hann_periodic(n_fft)}
-SYNTHESIS_WINDOWS = {"hann_periodic_ola": hann_periodic_ola}
+ANALYSIS_WINDOWS = {ANALYSIS_WINDOW: lambda n_fft, hop: hann_periodic(n_fft)}
+SYNTHESIS_WINDOWS = {SYNTHESIS_WINDOW: hann_periodic_ola}
 
 
 def make_window(name: str, n_fft: int, hop: int, analysis: bool) -> np.ndarray:

@@ -15,6 +15,7 @@ import re
 
 from .features import TRANSFORMS
 from .layout import (
+    ANALYSIS_WINDOW,
     EDGETPU_REPORT,
     FORMAT,
     FORMAT_VERSIONS,
@@ -22,6 +23,7 @@ from .layout import (
     MANIFEST_FILE,
     QUANTIZATIONS,
     SAMPLE_RATE,
+    SYNTHESIS_WINDOW,
 )
 from .quantization import REQUANTIZE
 from .tensors import BundleError, StatePair, TensorSpec, state_rule
@@ -119,7 +121,7 @@ class Bundle:
         if version not in FORMAT_VERSIONS:
             raise BundleError(
                 f"{where}: format_version {version!r} is not supported by this agent "
-                f"(it reads {', '.join(str(v) for v in FORMAT_VERSIONS)})"
+                f"(it reads the JSON number {', '.join(str(v) for v in FORMAT_VERSIONS)})"
             )
         model = _get(manifest, "model", where)
         self.model_file = _get(model, "file", where + ": model")
@@ -177,6 +179,10 @@ class Bundle:
         self.latency_samples = latency
         self.analysis_window = _get(audio, "analysis_window", at)
         self.synthesis_window = _get(audio, "synthesis_window", at)
+        for key, value, known in (("analysis_window", self.analysis_window, ANALYSIS_WINDOW),
+                                  ("synthesis_window", self.synthesis_window, SYNTHESIS_WINDOW)):
+            if value != known:
+                raise BundleError(f"{at}.{key} must be {known!r}, got {_shown(value)}")
         self.n_bins = self.n_fft // 2 + 1
 
         self.sources = check_source_names(_get(manifest, "sources", where), where + ": sources")

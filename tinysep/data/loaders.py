@@ -95,11 +95,18 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
 
 
+def check_dataset_folder(root: Path) -> None:
+    """Raise naming ``root`` unless it is a folder (a dataset is a folder of clips)."""
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"{root}: a file, not a dataset folder")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+
+
 def detect_dataset(root: str | Path) -> str:
     """Which layout ``root`` holds: synth, mir1k or musdb (error if none)."""
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+    check_dataset_folder(root)
     meta = root / SPLITS_FILE
     if (root / "Wavfile").is_dir():
         if meta.is_file() and _read_meta(meta).get("format") == SYNTH_FORMAT:
@@ -122,8 +129,7 @@ def find_clips(root: str | Path, dataset: str = "auto", split: str = "test",
     _check_choice(split, SPLITS, "split")
     sources = check_sources(sources)
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+    check_dataset_folder(root)
     if dataset == "auto":
         dataset = detect_dataset(root)
     if dataset == "musdb":

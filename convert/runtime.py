@@ -37,12 +37,17 @@ def host_interpreter(model, num_threads: int = 1):
 
     from tinysep.quiet import quiet_runtime
 
-    with quiet_runtime():  # without the "Created TensorFlow Lite XNNPACK delegate" line
-        if isinstance(model, (bytes, bytearray)):
-            interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-        else:
-            interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
-        interpreter.allocate_tensors()
+    where = MEMORY_BUNDLE if isinstance(model, (bytes, bytearray)) else str(model)
+    try:
+        with quiet_runtime():  # without the "Created TensorFlow Lite XNNPACK delegate" line
+            if isinstance(model, (bytes, bytearray)):
+                interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            else:
+                interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:  # not a flatbuffer, an op it lacks, ...
+        kind = ValueError if isinstance(exc, ValueError) else RuntimeError
+        raise kind(f"{where}: the TFLite interpreter cannot load it ({exc})") from None
     return interpreter
 
 

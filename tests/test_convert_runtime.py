@@ -147,3 +147,18 @@ def test_eval_resolves_model_paths_for_bundles_and_keras_folders(calibrated_on_o
         methods.SEPARATOR_FACTORIES.clear()
         methods.SEPARATOR_FACTORIES.update(saved)
         methods._separators.clear()
+
+
+def test_a_model_file_no_interpreter_can_load_is_named(tmp_path):
+    from convert.runtime import host_interpreter
+    from firmware_host.board.runtime import load_runtime
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"TFL3" + bytes(200))
+    with pytest.raises(ValueError, match="junk.tflite: the TFLite interpreter cannot load it"):
+        host_interpreter(junk)
+    with pytest.raises(ValueError, match="<memory>: the TFLite interpreter cannot load it"):
+        host_interpreter(junk.read_bytes())
+    runtime = load_runtime()
+    with pytest.raises((ValueError, RuntimeError), match=r"junk.tflite: .* cannot load it"):
+        runtime.make_interpreter(str(junk))

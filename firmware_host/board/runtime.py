@@ -70,13 +70,17 @@ class Runtime:
                     f"cannot load the Edge TPU delegate {EDGETPU_LIBRARY} with {self.label}: "
                     f"{exc} (is the Edge TPU runtime installed and the accelerator attached?)"
                 ) from None
-        interpreter = self.interpreter_class(
-            model_path=model_path,
-            experimental_delegates=delegates,
-            num_threads=num_threads,
-            **options,
-        )
-        interpreter.allocate_tensors()
+        try:
+            interpreter = self.interpreter_class(
+                model_path=model_path,
+                experimental_delegates=delegates,
+                num_threads=num_threads,
+                **options,
+            )
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:  # not a flatbuffer, an op it lacks, ...
+            kind = ValueError if isinstance(exc, ValueError) else RuntimeError
+            raise kind(f"{model_path}: {self.label} cannot load it ({exc})") from None
         return interpreter
 
 

@@ -315,3 +315,23 @@ def test_a_file_given_as_a_dataset_is_named_as_a_file(tmp_path):
         find_clips(song)
     with pytest.raises(NotADirectoryError, match="song.wav: a file, not a dataset folder"):
         detect_dataset(song)
+
+
+@pytest.mark.parametrize("rate, channels, words", [(1, 1, "header says 1 Hz"),
+                                                   (999, 2, "header says 999 Hz"),
+                                                   (1000, 65, "header says 65 channels")])
+def test_a_header_no_recording_has_is_refused_naming_the_file(tmp_path, rate, channels, words):
+    from tinysep.stems import probe
+
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros((rate, channels), np.float32), rate)
+    for reader in (read_audio, probe):
+        with pytest.raises(ValueError, match=f"odd.wav: {words}; expected"):
+            reader(path)
+
+
+def test_the_header_limits_themselves_are_read(tmp_path):
+    path = tmp_path / "edge.wav"
+    sf.write(path, np.zeros((1000, 64), np.float32), 1000)
+    audio, rate = read_audio(path)
+    assert audio.shape == (1000, 64) and rate == 1000

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tinysep.data.audio_io import SAMPLE_RATE, check_finite, resample
+from tinysep.data.audio_io import SAMPLE_RATE, check_audio_header, check_finite, resample
 from tinysep.progress import Progress
 
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
@@ -62,8 +62,7 @@ def probe(path: str | Path) -> AudioFileInfo:
         if "does not exist" in reason:  # libsndfile's words for contents it cannot decode
             reason = "its contents are in no format libsndfile reads"
         raise ValueError(f"{path}: not a readable audio file ({reason})") from exc
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise ValueError(f"{path}: header says {info.samplerate} Hz, {info.channels} channels")
+    check_audio_header(path, int(info.samplerate), int(info.channels))
     if info.frames <= 0:
         raise ValueError(f"{path}: the file holds no audio samples")
     return AudioFileInfo(path, int(info.samplerate), int(info.channels), int(info.frames),

@@ -13,6 +13,11 @@ import soundfile
 
 from firmware_host.bundle.layout import SAMPLE_RATE  # the kit's one sample rate
 
+# header values a readable recording can hold: telephone-band rates up to the highest rate
+# audio interfaces record at, and up to 64 channels
+SAMPLE_RATE_LIMITS = (1000, 768000)
+MAX_CHANNELS = 64
+
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 of shape ``(samples, channels)`` and its sample rate."""
@@ -25,8 +30,22 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise ValueError(f"{path}: cannot read audio ({exc})") from exc
     if data.shape[0] == 0:
         raise ValueError(f"{path}: the file holds no audio samples")
+    check_audio_header(path, int(rate), data.shape[1])
     check_finite(path, data, int(rate))
     return data, int(rate)
+
+
+def check_audio_header(path: str | Path, sample_rate: int, channels: int) -> None:
+    """ValueError naming ``path`` when its header gives a rate or channel count no recording
+    has: most likely a damaged header, and resampling from it would take minutes or say
+    nothing."""
+    low, high = SAMPLE_RATE_LIMITS
+    if not low <= sample_rate <= high:
+        raise ValueError(f"{path}: header says {sample_rate} Hz; expected a sample rate from "
+                         f"{low} to {high} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"{path}: header says {channels} channels; expected 1 to "
+                         f"{MAX_CHANNELS}")
 
 
 def check_finite(path: str | Path, audio: np.ndarray, sample_rate: int, first: int = 0) -> None:

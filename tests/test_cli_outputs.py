@@ -89,17 +89,22 @@ def test_export_refuses_a_summary_inside_its_bundle_folder(tmp_path, capsys):
 def test_demo_refuses_bad_options_and_foreign_folders_before_synthesizing(tmp_path, capsys):
     out = tmp_path / "demo"
     for bad, words in ((["--songs", "0"], "--songs must be at least 1"),
-                       (["--seconds", "nan"], "--seconds must be between 1 and"),
                        (["--seconds", "1e12"], "--seconds must be between 1 and"),
                        (["--quant", "bogus"], "--quant must be one of"),
                        (["--baselines", "bogus"], "--baselines:"),
-                       (["--max-sdr-drop", "nan"], "--max-sdr-drop must be"),
+                       (["--max-sdr-drop", "-1"], "--max-sdr-drop must be"),
                        (["--train", "--train-minutes", "-1"], "--train-minutes must be"),
                        (["--jobs", "0"], "--jobs must be at least 1")):
         assert main(["demo", "--out", str(out), *bad]) == 2, bad
         captured = capsys.readouterr()
         assert words in captured.err, bad
         assert "[1/" not in captured.out, bad  # no step started
+    for option in ("--seconds", "--train-minutes", "--max-sdr-drop"):
+        with pytest.raises(SystemExit) as stop:  # refused at parsing
+            main(["demo", "--out", str(out), option, "nan"])
+        assert stop.value.code == 2
+        assert f"argument {option}: expected a finite number, got 'nan'" in \
+            capsys.readouterr().err
     assert not out.exists()
 
     mine = tmp_path / "mywork"
@@ -134,12 +139,15 @@ def test_demo_takes_back_a_folder_an_earlier_demo_wrote(tmp_path):
     assert not (odd / OUT_MARKER).exists()
 
 
-def test_hil_refuses_a_threshold_that_is_not_a_number(tmp_path, capsys):
+@pytest.mark.parametrize("option", ["--max-sdr-drop", "--max-sdr-gain", "--min-realtime",
+                                    "--timeout", "--connect-timeout", "--recovery-seconds"])
+def test_hil_refuses_a_threshold_that_is_not_a_number(tmp_path, capsys, option):
     report = tmp_path / "report"
-    assert main(["hil", "--emulate", "--bundle", str(tmp_path), "--float", str(tmp_path),
-                 "--data", str(tmp_path), "--max-sdr-drop", "nan",
-                 "--report", str(report)]) == 2
-    assert "--max-sdr-drop must be a finite number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["hil", "--emulate", "--bundle", str(tmp_path), "--float", str(tmp_path),
+              "--data", str(tmp_path), option, "nan", "--report", str(report)])
+    assert stop.value.code == 2
+    assert f"argument {option}: expected a finite number, got 'nan'" in capsys.readouterr().err
     assert not report.exists()
 
 

@@ -8,6 +8,7 @@ heavy imports (TensorFlow, librosa) inside ``run`` so that ``tinysep --help`` st
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,18 @@ def path_argument(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("an empty path; expected a file or folder name")
     return Path(text)
+
+
+def finite_float(text: str) -> float:
+    """A number from the command line; NaN and infinity are refused at parsing, as no
+    threshold, time or length means them."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def seed_argument(text: str) -> int:

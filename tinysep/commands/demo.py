@@ -19,7 +19,7 @@ from pathlib import Path
 from convert.commands import export
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.commands import evaluate, hil, train
-from tinysep.commands.common import add_command, run_command, seed_argument
+from tinysep.commands.common import add_command, finite_float, run_command, seed_argument
 
 # The subcommands the demo chains, by their command-line names.
 STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"),
                         help="folder for the corpus, bundle and reports (default: out/demo)")
     parser.add_argument("--songs", type=int, default=15, help="songs to synthesize (default 15)")
-    parser.add_argument("--seconds", type=float, default=20.0,
+    parser.add_argument("--seconds", type=finite_float, default=20.0,
                         help="seconds per song (default 20)")
     parser.add_argument("--seed", type=seed_argument, default=2026,
                         help="corpus seed (default 2026)")
@@ -43,14 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="saved Keras model folder (default: the shipped tiny dualgate-tcn)")
     parser.add_argument("--train", action="store_true",
                         help="train the model first instead of taking the shipped one")
-    parser.add_argument("--train-minutes", type=float, default=20.0,
+    parser.add_argument("--train-minutes", type=finite_float, default=20.0,
                         help="with --train: the training budget in minutes (default 20)")
     parser.add_argument("--train-songs", type=int, default=60,
                         help="with --train: songs in the training corpus (default 60)")
     parser.add_argument("--baselines", default=BASELINES,
                         help=f"methods to compare with (default {BASELINES}; '' for none)")
     parser.add_argument("--quant", default="int8", help="bundle quantization (default int8)")
-    parser.add_argument("--max-sdr-drop", type=float, default=0.5,
+    parser.add_argument("--max-sdr-drop", type=finite_float, default=0.5,
                         help="HIL threshold: largest SDR drop board vs float (default 0.5 dB)")
     parser.add_argument("--jobs", type=int, default=None, help="evaluation worker processes")
 
@@ -70,8 +70,6 @@ def _cli(argv: list[str]) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every option checked before the first step, so a bad one costs no synthesis."""
-    import math
-
     from convert.quantize import QUANT_MODES
     from tinysep.commands.common import CliError
     from tinysep.data.synth import MAX_SONG_SECONDS
@@ -80,7 +78,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for option, count in (("--songs", args.songs), ("--train-songs", args.train_songs)):
         if count < 1:
             raise CliError(f"{option} must be at least 1, got {count}")
-    if not (math.isfinite(args.seconds) and 1.0 <= args.seconds <= MAX_SONG_SECONDS):
+    if not 1.0 <= args.seconds <= MAX_SONG_SECONDS:
         raise CliError(f"--seconds must be between 1 and {MAX_SONG_SECONDS:g}, got "
                        f"{args.seconds}")
     if args.baselines.strip():
@@ -88,11 +86,11 @@ def _check_args(args: argparse.Namespace) -> None:
             parse_methods(args.baselines)
         except ValueError as exc:
             raise CliError(f"--baselines: {exc}") from None
-    if not (math.isfinite(args.train_minutes) and args.train_minutes > 0):
+    if args.train_minutes <= 0:
         raise CliError(f"--train-minutes must be a positive number, got {args.train_minutes}")
     if args.quant not in QUANT_MODES:
         raise CliError(f"--quant must be one of {', '.join(QUANT_MODES)}, got {args.quant!r}")
-    if not (math.isfinite(args.max_sdr_drop) and args.max_sdr_drop >= 0):
+    if args.max_sdr_drop < 0:
         raise CliError(f"--max-sdr-drop must be a number >= 0, got {args.max_sdr_drop}")
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")

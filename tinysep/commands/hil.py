@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from firmware_host.transport import DEFAULT_BAUD
+from tinysep.commands.common import finite_float
 
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
@@ -54,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split of a dataset folder to stream (default: test)")
     parser.add_argument("--max-clips", type=int, default=None, metavar="N",
                         help="stream only the first N clips")
-    parser.add_argument("--max-sdr-drop", type=float, default=0.5, metavar="DB",
+    parser.add_argument("--max-sdr-drop", type=finite_float, default=0.5, metavar="DB",
                         help="largest mean SDR drop of the board vs float per source (default 0.5)")
-    parser.add_argument("--max-sdr-gain", type=float, default=0.5, metavar="DB",
+    parser.add_argument("--max-sdr-gain", type=finite_float, default=0.5, metavar="DB",
                         help="largest mean SDR gain of the board over float per source: a "
                         "board far better than its float model is not the same model "
                         "(default 0.5)")
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest board vs host int8 difference in LSB (default: 0 when the "
                         "board runs the host's runtime or reference kernels on a CPU, else "
                         "reported only); -1 never checks")
-    parser.add_argument("--min-realtime", type=float, default=None, metavar="X",
+    parser.add_argument("--min-realtime", type=finite_float, default=None, metavar="X",
                         help="fail when streaming is slower than X times real time")
     parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
                         help="folder for hil.json, hil.junit.xml, hil.md and figures/")
@@ -84,9 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="upload the bundle's model first when the board runs another")
     parser.add_argument("--plots", type=int, default=3, metavar="N",
                         help="waveform/spectrogram figures for the first N clips (default 3)")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=finite_float, default=10.0,
                         help="seconds to wait for a reply before recovering (default 10)")
-    parser.add_argument("--connect-timeout", type=float, default=20.0, metavar="S",
+    parser.add_argument("--connect-timeout", type=finite_float, default=20.0, metavar="S",
                         help="seconds to wait for the board to answer HELLO (default 20)")
     parser.add_argument("--board-python", default=None, metavar="PYTHON",
                         help="emulate: run the agent with this interpreter (e.g. .venv-board)")
@@ -106,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="board restarts or stalls in a row without progress that one "
                         "request (a clip, a tensor invoke, the upload) may recover from "
                         "(default 12)")
-    parser.add_argument("--recovery-seconds", type=float, default=None, metavar="S",
+    parser.add_argument("--recovery-seconds", type=finite_float, default=None, metavar="S",
                         help="time one request may spend recovering without progress "
                         "(default 300)")
     parser.add_argument("--board-arch", default="host", choices=BOARD_ARCHES,
@@ -116,19 +117,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-FLOAT_OPTIONS = ("max_sdr_drop", "max_sdr_gain", "min_realtime", "timeout", "connect_timeout",
-                 "recovery_seconds")
-
-
 def _check_args(args) -> None:
-    import math
-
     from tinysep.commands.common import CliError
 
-    for option in FLOAT_OPTIONS:
-        value = getattr(args, option)
-        if value is not None and not math.isfinite(value):
-            raise CliError(f"--{option.replace('_', '-')} must be a finite number, got {value}")
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
     if not 1 <= args.chunk_hops <= 64:

@@ -16,12 +16,11 @@ block in constant memory. DIR/separate.json sums up every song separated into DI
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from firmware_host.bundle.layout import MANIFEST_FILE
-from tinysep.commands.common import path_argument
+from tinysep.commands.common import finite_float, path_argument
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
 SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
@@ -36,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=path_argument, default=None, metavar="PATH",
                         help="saved model folder, deploy bundle folder or its model.tflite "
                              "(default: the shipped dualgate-tcn tiny, float)")
-    parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--start", type=finite_float, default=0.0, metavar="SECONDS",
                         help="separate from this time on (default 0)")
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--duration", type=finite_float, default=None, metavar="SECONDS",
                         help="separate only this many seconds (default: to the end)")
     board = parser.add_mutually_exclusive_group()
     board.add_argument("--port", default=None, metavar="URL",
@@ -177,10 +176,10 @@ def _check_time_options(start: float, duration: float | None) -> None:
     """Refuse, before any work, a ``--start`` or ``--duration`` that is no plausible time."""
     from tinysep.commands.common import CliError
 
-    if not (math.isfinite(start) and 0 <= start <= MAX_SECONDS):
+    if not 0 <= start <= MAX_SECONDS:
         raise CliError(f"--start must be a number of seconds from 0 to {MAX_SECONDS:g}, "
                        f"got {start}")
-    if duration is not None and not (math.isfinite(duration) and 0 < duration <= MAX_SECONDS):
+    if duration is not None and not 0 < duration <= MAX_SECONDS:
         raise CliError(f"--duration must be a number of seconds above 0 and at most "
                        f"{MAX_SECONDS:g}, got {duration}")
 

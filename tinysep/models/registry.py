@@ -219,7 +219,7 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"{path}: expected an object with 'name', 'preset', 'options'")
     # A config written before the field existed has no format: it is format 1.
     version = record.get("format", CONFIG_FORMAT)
-    if not isinstance(version, int) or isinstance(version, bool) or version != CONFIG_FORMAT:
+    if type(version) is not int or version != CONFIG_FORMAT:  # a bool is no format
         raise ValueError(
             f"{path}: format {version!r} is not supported (this tinysep reads format "
             f"{CONFIG_FORMAT})"

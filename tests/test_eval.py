@@ -228,3 +228,22 @@ def test_level_db_plays_clips_and_references_at_that_level(corpus, sources, tmp_
     err = capsys.readouterr().err
     assert "played at +0 dB, this run plays them at -20 dB" in err
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"clips": {"a": 1}}', 'expected "clips": a list of objects'),
+    ('{"clips": [{"name": "a", "methods": []}]}', 'expected "clips": a list of objects'),
+    ("{not json", "is not readable JSON"),
+])
+def test_reuse_of_a_file_that_is_no_eval_report_is_refused_naming_it(corpus, tmp_path, capsys,
+                                                                      content, expected):
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(content)
+    out = tmp_path / "r.json"
+    assert main(["eval", "--method", "mix", "--data", str(corpus), "--split", "all",
+                 "--max-clips", "1", "--jobs", "1", "--no-progress", "--json", str(out),
+                 "--reuse", str(earlier)]) == 2
+    err = capsys.readouterr().err
+    assert f"--reuse {earlier}" in err and expected in err
+    assert not out.exists()

@@ -230,3 +230,14 @@ def test_table_has_a_block_per_source_and_reports_skips(sources):
     assert cells[7] == "0.00" and cells[-1] == "1"  # NSDR over the one scored clip
     assert "mix: skipped 1 silent reference, 2 failed" in text
     assert "metric limit" in text  # the mixture's SAR sits at the limit
+
+
+def test_linearly_dependent_references_are_refused_by_name(sources):
+    """Two identical stems leave BSS-eval's projection undefined: a ValueError that says so,
+    not numpy's bare "Singular matrix"."""
+    same = {"vocals": sources["vocals"], "accompaniment": 0.5 * sources["vocals"]}
+    with pytest.raises(ValueError, match="references are linearly dependent"):
+        score_estimates(same, same)
+    # references that differ are still scored
+    assert np.all(np.isfinite(bss_eval(np.stack(list(sources.values())),
+                                       np.stack(list(sources.values())))[0]))

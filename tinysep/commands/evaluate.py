@@ -260,6 +260,7 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
     """Per-engine table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
     import json
 
+    from tinysep.jsonfile import write_json_atomic
     from tinysep.metrics.by_engine import by_engine, format_engine_table, plot_engines
 
     rows = by_engine(report, engines_of, model, seen)
@@ -270,9 +271,7 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
                        title=f"{model} per engine")
     full = json.loads(args.json.read_text())
     full["by_engine"] = {"model": model, "rows": rows}
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(full, indent=1, allow_nan=False))
-    tmp.replace(args.json)
+    write_json_atomic(args.json, full)
     print(f"wrote {png}")
 
 
@@ -280,15 +279,21 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) ->
     """The methods (and their per-clip records) an earlier report holds for every clip in
     ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``.
     The earlier report must have played the clips at the same ``level_db``."""
-    import json
-
     from tinysep.commands.common import CliError
+    from tinysep.jsonfile import read_json
 
     try:
-        earlier = json.loads(Path(path).read_text())
-        records = {c["name"]: c for c in earlier["clips"] if "error" not in c}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CliError(f"--reuse {path}: not a readable `tinysep eval` report ({exc})") from None
+        earlier = read_json(Path(path), "an earlier `tinysep eval --json` report")
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--reuse {exc}") from None
+    clips = earlier.get("clips")
+    if not isinstance(clips, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str)
+        and isinstance(c.get("methods", {}), dict) for c in clips
+    ):
+        raise CliError(f"--reuse {path}: not a `tinysep eval` report (expected \"clips\": a "
+                       "list of objects, each with a \"name\" and a \"methods\" object)")
+    records = {c["name"]: c for c in clips if "error" not in c}
     earlier_level = earlier.get("level_db") or 0.0
     if not isinstance(earlier_level, (int, float)) or isinstance(earlier_level, bool):
         raise CliError(f"--reuse {path}: level_db should be a number of dB, got "
@@ -299,7 +304,8 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) ->
                        "levels cannot be mixed")
     names = [s.name for s in sources]
     found = [m for m in methods if all(
-        "sources" in records.get(n, {}).get("methods", {}).get(m, {}) for n in names)]
+        isinstance(entry := records.get(n, {}).get("methods", {}).get(m), dict)
+        and "sources" in entry for n in names)]
     if not found:
         return {}
     print(f"reusing {', '.join(found)} from {path} ({len(names)} clips)")
@@ -310,8 +316,7 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) ->
 def _merge_reused(report: dict, reused: dict, methods: list[str], json_path: Path) -> dict:
     """``report`` with the reused methods' records put back beside the new ones, summaries
     recomputed over all of them, written to ``json_path``."""
-    import json
-
+    from tinysep.jsonfile import write_json_atomic
     from tinysep.metrics.summary import summarize_methods
 
     for clip in report["clips"]:
@@ -321,7 +326,5 @@ def _merge_reused(report: dict, reused: dict, methods: list[str], json_path: Pat
     report["methods"] = list(methods)
     report["reused"] = {"from": reused["from"], "methods": reused["methods"]}
     report["summary"] = summarize_methods(done, methods)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1, allow_nan=False))
-    tmp.replace(json_path)
+    write_json_atomic(json_path, report)
     return report

@@ -71,9 +71,15 @@ def bss_eval(
             f"signals of {refs.shape[1]} samples are too short for BSS-eval: its "
             f"{FILTER_LENGTH}-tap distortion filters need at least {MIN_SAMPLES} samples"
         )
-    coh_sdr, coh_sar = square_cosine_metrics(
-        refs, ests, filter_length=FILTER_LENGTH, pairwise=True
-    )
+    try:
+        coh_sdr, coh_sar = square_cosine_metrics(
+            refs, ests, filter_length=FILTER_LENGTH, pairwise=True
+        )
+    except np.linalg.LinAlgError as error:
+        raise ValueError(
+            "the references are linearly dependent (e.g. two identical stems, or one a "
+            f"filtered copy of another), so BSS-eval is undefined for them ({error})"
+        ) from None
     idx = np.arange(refs.shape[0])
     coh_sdr = coh_sdr[idx, idx]  # (ref i, estimate i): the target projection
     coh_sar = coh_sar[idx, idx]  # estimate i on the span of all references

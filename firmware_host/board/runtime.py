@@ -124,19 +124,9 @@ def _import(name: str) -> Runtime:
     if name == MICRO_RUNTIME:
         module, version = import_micro()
         return MicroRuntime(module, version)
-    if name == "ai_edge_litert":
-        package = importlib.import_module("ai_edge_litert")
-        module = importlib.import_module("ai_edge_litert.interpreter")
-        return Runtime(
-            name,
-            getattr(package, "__version__", "?"),
-            module.Interpreter,
-            module.load_delegate,
-            getattr(module, "OpResolverType", None),
-        )
-    if name == "tflite_runtime":
-        package = importlib.import_module("tflite_runtime")
-        module = importlib.import_module("tflite_runtime.interpreter")
+    if name in ("ai_edge_litert", "tflite_runtime"):  # one layout: PACKAGE.interpreter
+        package = importlib.import_module(name)
+        module = importlib.import_module(f"{name}.interpreter")
         return Runtime(
             name,
             getattr(package, "__version__", "?"),

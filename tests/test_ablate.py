@@ -60,3 +60,21 @@ def test_unknown_variant_and_model_are_rejected(corpus, tmp_path):
         select_variants(["se-off"])
     with pytest.raises(ValueError, match="belong to 'unet-se-sru'"):
         run_ablation(TrainConfig(data=str(corpus)), tmp_path, list(VARIANTS), progress=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "bogus"], "unknown split 'bogus'"),
+    (["--max-clips", "0"], "max_clips must be at least 1, got 0"),
+    (["--jobs", "0"], "jobs must be at least 1, got 0"),
+    (["--preset", "bogus"], "no preset 'bogus'"),
+    (["--option", "units=0"], "units must be a whole number"),
+])
+def test_bad_ablation_settings_are_refused_before_any_variant_trains(corpus, tmp_path, capsys,
+                                                                     args, message):
+    from tinysep.cli import main
+
+    out = tmp_path / "abl"
+    assert main(["ablate", "--data", str(corpus), "--out", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--no-progress", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -199,8 +199,31 @@ def test_eval_refuses_an_empty_data_path_rather_than_reading_the_current_folder(
 
 @pytest.mark.parametrize("command", ["synth", "train", "export", "prune", "quantize", "sweep",
                                      "ablate", "demo"])
-def test_every_seed_option_refuses_a_negative_seed_by_name(command, capsys):
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_every_seed_option_refuses_a_seed_out_of_range_by_name(command, seed, capsys):
     with pytest.raises(SystemExit) as stop:
-        main([command, "--seed", "-1"])
+        main([command, "--seed", seed])
     assert stop.value.code == 2
-    assert "argument --seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert (f"argument --seed: expected a whole number from 0 to {2**32 - 1}, got '{seed}'"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", [
+    ["models", "--model", "dualgate-tcn", "--preset", "tiny"],
+    ["bench", "--section", "model_size"],
+])
+def test_a_json_report_replaces_only_its_own_earlier_report(tmp_path, capsys, command):
+    """``--json`` naming a file another program wrote (here a run's record) is refused before
+    any work and the file keeps its bytes; the command's own earlier report is replaced."""
+    foreign = tmp_path / "run.json"
+    foreign.write_text('{"train_config": {"epochs": 3}}\n')
+    assert main([*command, "--json", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {foreign} exists and is not a report of `tinysep {command[0]}`" in err
+    assert foreign.read_text() == '{"train_config": {"epochs": 3}}\n'
+    own = tmp_path / "own.json"
+    assert main([*command, "--json", str(own)]) == 0
+    assert json.loads(own.read_text())["command"] == command[0]
+    own.write_text(own.read_text().replace("\n", "\n "))  # edited, still its report
+    assert main([*command, "--json", str(own)]) == 0
+    assert json.loads(own.read_text())["command"] == command[0]

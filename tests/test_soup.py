@@ -110,6 +110,8 @@ def test_greedy_cli_scores_on_the_valid_split(corpus, ingredients, tmp_path):
     ("greedy", "--greedy scores the soups"),
     ("graph", "differs from"),
     ("record", "records no training corpora"),
+    ("engines", "'corpora.train.engines' is not an object of roles"),
+    ("earlier", "'corpora.train.earlier[0]' is not a corpus record"),
     ("twice", "given twice"),
     ("full", "not an empty folder"),
 ])
@@ -125,6 +127,10 @@ def test_bad_soups_name_the_problem(case, message, ingredients, tmp_path, capsys
         models.append(str(_model(tmp_path / "deeper", 4, None, blocks=4)))
     elif case == "record":
         models.append(str(_model(tmp_path / "bare", 5, None)))
+    elif case == "engines":
+        models.append(str(_model(tmp_path / "listed", 5, {"train": {"engines": [1]}})))
+    elif case == "earlier":
+        models.append(str(_model(tmp_path / "nested", 5, {"train": {"earlier": ["x"]}})))
     elif case == "twice":
         models.append(str(ingredients[0]) + "/")
     elif case == "full":
@@ -225,7 +231,7 @@ def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
     config["params"]["residual"] = -1  # a hand-edited config: the folder is named
     (older / "config.json").write_text(json.dumps(config))
     assert main(["soup", str(ahead), str(older), "--out", str(tmp_path / "no")]) == 2
-    assert f"{older}: residual must be a positive integer, got -1" in capsys.readouterr().err
+    assert f"{older}: residual must be a whole number from 1 to 4096, got -1" in capsys.readouterr().err
 
 
 def test_a_soup_of_a_soup_keeps_every_run_under_it(ingredients, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.clip import SOURCES
+from tinysep.jsonfile import write_json_atomic
 from tinysep.train import TrainConfig
 
 MODEL = "unet-se-sru"
@@ -79,11 +80,21 @@ def run_ablation(base: TrainConfig, out: str | Path, variants: list[Variant], *,
     """
     from tinysep.data.loaders import find_clips
     from tinysep.evaluate import evaluate
+    from tinysep.models.registry import make_config
     from tinysep.train import train
     from tinysep.training.run_folder import has_run
 
     if base.model != MODEL:
         raise ValueError(f"the ablation switches belong to {MODEL!r}, not {base.model!r}")
+    if max_clips is not None and max_clips < 1:
+        raise ValueError(f"max_clips must be at least 1, got {max_clips}")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    for variant in variants:  # every graph is valid before the first one trains
+        make_config(base.model, base.preset, **{**base.options, **variant.options})
+    if not find_clips(base.data, base.dataset, split):  # the clips scored at the end
+        raise ValueError(f"{base.data} has no clips in its {split!r} split to score the "
+                         "variants on")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -133,7 +144,7 @@ def run_ablation(base: TrainConfig, out: str | Path, variants: list[Variant], *,
                  "report": str(out / "ablation-eval.json")},
         "variants": rows,
     }
-    (out / REPORT_JSON).write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out / REPORT_JSON, result, indent=2)
     (out / REPORT_MD).write_text(format_markdown(result))
     return result
 

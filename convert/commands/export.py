@@ -10,7 +10,6 @@ sizes, the arena estimate, MACs per hop and the host int8 time per hop (one thre
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tinysep.commands.common import seed_argument
@@ -131,6 +130,7 @@ def format_summary(summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from convert.export import MAX_FRAMES_PER_INVOKE
     from tinysep.commands.common import CliError, check_output_file
+    from tinysep.jsonfile import write_json_atomic
 
     if not 1 <= args.frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
         raise CliError(f"--frames-per-invoke must be from 1 to {MAX_FRAMES_PER_INVOKE}, got "
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quant in ("int8", "int16x8") and args.calibration is None:
         raise CliError(f"--quant {args.quant} needs --calibration DATA (a dataset folder)")
     if args.json is not None:
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", command="export")
         if args.json.resolve().is_relative_to(args.out.resolve()):
             raise CliError(f"--json {args.json} lies inside the bundle folder --out {args.out}, "
                            "whose files the export owns; write the summary elsewhere")
@@ -179,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
     summary["host_latency"] = measure_latency(args.out)
     print(format_summary(summary))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        write_json_atomic(args.json, {"command": "export", **summary})
         print(f"wrote {args.json}")
     return 0

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinysep.commands.common import seed_argument
+from tinysep.commands.common import finite_float, path_argument, seed_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tinysep.ablate import VARIANT_NAMES
     from tinysep.training.choices import SCHEDULES
 
-    parser.add_argument("--data", required=True, type=Path, help="dataset folder")
+    parser.add_argument("--data", required=True, type=path_argument, help="dataset folder")
     parser.add_argument("--out", required=True, type=Path, help="folder for the runs + report")
     parser.add_argument("--variants", default=None,
                         help=f"comma-separated subset of {','.join(VARIANT_NAMES)} (default all)")
@@ -31,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=200,
                         help="steps per epoch (default 200)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per batch (default 8)")
-    parser.add_argument("--chunk-seconds", type=float, default=1.5,
+    parser.add_argument("--chunk-seconds", type=finite_float, default=1.5,
                         help="training chunk length (default 1.5)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", type=finite_float, default=1e-3,
                         help="peak Adam learning rate (default 1e-3)")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, default="cosine",
                         help="learning-rate schedule (default cosine)")
     parser.add_argument("--warmup-steps", type=int, default=50,
                         help="linear learning-rate warm-up (default 50)")
     parser.add_argument("--seed", type=seed_argument, default=0, help="seed of weights and data")
-    parser.add_argument("--max-minutes-each", type=float, default=None,
+    parser.add_argument("--max-minutes-each", type=finite_float, default=None,
                         help="wall-clock cap per variant (a guard; the step count is the budget)")
     parser.add_argument("--valid-clips", type=int, default=4,
                         help="valid clips scored after each epoch to pick the best (default 4)")

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.jsonfile import write_json_atomic
 
     if args.json is not None:
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", command="bench")
     wanted = args.section or _names()
     unknown = [name for name in wanted if name not in _names()]
     if unknown:

@@ -80,15 +80,19 @@ def finite_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**32 - 1  # the largest seed Keras' initializers take
+
+
 def seed_argument(text: str) -> int:
-    """A random seed from the command line: a whole number >= 0 (what numpy's generators
-    take), refused at parsing otherwise."""
+    """A random seed from the command line: a whole number from 0 to ``MAX_SEED`` (what
+    numpy's generators and Keras' initializers both take), refused at parsing otherwise."""
     try:
         seed = int(text)
     except ValueError:
         seed = -1
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED}, "
+                                         f"got {text!r}")
     return seed
 
 
@@ -107,15 +111,32 @@ def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
                              "detect)")
 
 
-def check_output_file(path: Path, option: str, suffix: str = ".json") -> None:
+def check_output_file(path: Path, option: str, suffix: str = ".json",
+                      command: str | None = None) -> None:
     """Refuse, before any work, an output file ``option`` that cannot be written: a name
-    without ``suffix``, an existing folder, or a path under an existing file."""
+    without ``suffix``, an existing folder, or a path under an existing file. With
+    ``command``, an existing file is replaced only if it is a JSON report whose ``"command"``
+    is that name (one this subcommand wrote), so no other file of the user's is lost."""
     if path.suffix.lower() != suffix:
         raise CliError(f"{option} must name a {suffix} file, got {path}")
     if path.is_dir():
         raise CliError(f"{option} {path} is a folder; name a {suffix} file")
+    if command is not None and path.is_file() and not _written_by(path, command):
+        raise CliError(f"{option} {path} exists and is not a report of `tinysep {command}`; "
+                       "choose another name")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise CliError(f"{option} {path}: {parent} is a file, not a folder")
             break
+
+
+def _written_by(path: Path, command: str) -> bool:
+    """Whether ``path`` holds a JSON object that ``tinysep COMMAND`` wrote."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("command") == command

@@ -84,12 +84,13 @@ def format_table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tinysep.commands.common import CliError, check_output_file
+    from tinysep.jsonfile import write_json_atomic
     from tinysep.models import MODELS
     from tinysep.models.registry import make_config
     from tinysep.models.summary import MCU_BUDGET, preset_rows
 
     if args.json is not None and str(args.json) != "-":
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", command="models")
     names = args.model or list(MODELS)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             configs.append(make_config(name, preset, **options))
 
     rows = preset_rows(configs)
-    report = {"budget": MCU_BUDGET, "hop_samples": 128, "rows": rows}
+    report = {"command": "models", "budget": MCU_BUDGET, "hop_samples": 128, "rows": rows}
     if args.json is not None and str(args.json) == "-":
         print(json.dumps(report, indent=2))
         return 0
@@ -113,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
         "MACs per 128-sample hop"
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(args.json, report, indent=2)
         print(f"wrote {args.json}")
     return 0

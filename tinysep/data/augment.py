@@ -23,6 +23,7 @@ from tinysep.data.sources import check_sources
 from tinysep.dsp import SAMPLE_RATE
 
 DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
+GAIN_LIMITS = (0.0, 10.0)  # the widest gain range accepted (x10: +20 dB, as loud as sensible)
 DEFAULT_EQ_MAX_DB = 9.0  # largest boost or cut of one random EQ band
 EQ_PIVOT_HZ = 1000.0  # the random tilt turns around this frequency
 EQ_BAND_RANGE_HZ = (80.0, 6000.0)  # centres of the random bands
@@ -43,8 +44,10 @@ SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
                   "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0),
                   "ensemble_probability": (0.0, 1.0), "ensemble_detune_cents": (0.0, 100.0),
                   "ensemble_delay_ms": (0.0, 100.0)}
+# The settings that switch a step on or off: true or false, nothing else.
+FLAG_SETTINGS = ("random_offset", "random_gain", "sign_flip", "remix")
 # The [low, high] settings: their limits, unit, and whether they count things (whole numbers).
-RANGE_LIMITS = {"gain_range": ((0.0, np.inf), "linear gains", False),
+RANGE_LIMITS = {"gain_range": (GAIN_LIMITS, "linear gains", False),
                 "speed_range": (SPEED_LIMITS, "playback-speed factors", False),
                 "level_range_db": (LEVEL_LIMITS_DB, "dB", False),
                 "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices", True)}
@@ -69,6 +72,9 @@ def _is_range(pair, low: float, high: float, whole: bool) -> bool:
 def check_settings(**settings) -> None:
     """Raise ValueError naming the first augmentation setting whose value is out of range
     (the keyword arguments of :func:`training_chunks`; absent ones are not checked)."""
+    for key in FLAG_SETTINGS:
+        if key in settings and not isinstance(settings[key], bool):
+            raise ValueError(f"{key} must be true or false, got {settings[key]!r}")
     for key, (low, high) in SETTING_LIMITS.items():
         if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
             raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "

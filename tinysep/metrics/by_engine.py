@@ -83,12 +83,33 @@ def recorded_corpora(folder: str | Path) -> dict | None:
 
 
 def _checked_corpora(corpora, path: Path) -> dict:
-    """``corpora`` if it is an object of train and valid corpus records, else a ValueError
-    naming ``path``."""
-    if not isinstance(corpora, dict) or not all(
-            isinstance(corpora.get(split) or {}, dict) for split in ("train", "valid")):
+    """``corpora`` if it is an object of train and valid corpus records, each of whose
+    ``engines`` maps roles to lists of engine names and whose ``earlier`` lists such records;
+    else a ValueError naming ``path`` and the field."""
+    if not isinstance(corpora, dict):
         raise ValueError(f"{path}: 'corpora' is not an object of train and valid corpus records")
+    for split in ("train", "valid"):
+        record = corpora.get(split) or {}
+        _check_corpus_record(record, path, f"corpora.{split}")
+        earlier = record.get("earlier") or []
+        if not isinstance(earlier, list):
+            raise ValueError(f"{path}: 'corpora.{split}.earlier' is not a list of corpus records")
+        for index, corpus in enumerate(earlier):
+            _check_corpus_record(corpus, path, f"corpora.{split}.earlier[{index}]")
     return corpora
+
+
+def _check_corpus_record(record, path: Path, field: str) -> None:
+    """A ValueError naming ``path`` and ``field`` unless ``record`` is an object whose
+    ``engines`` (if any) maps role names to lists of engine names."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: '{field}' is not a corpus record (an object)")
+    engines = record.get("engines") or {}
+    if not isinstance(engines, dict) or not all(
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+            for names in engines.values()):
+        raise ValueError(f"{path}: '{field}.engines' is not an object of roles, each a list of "
+                         "engine names")
 
 
 def model_engines(folder: str | Path) -> dict[str, dict[str, set[str]]]:

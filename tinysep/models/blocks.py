@@ -16,6 +16,28 @@ L = keras.layers
 
 NORMS = ("group", "batch", "none")
 MASK_ACTIVATIONS = ("softmax", "sigmoid", "anchored")
+# The largest width, kernel or count an option may take: a graph beyond it would not fit the
+# memory of the machines the kit trains on, long before any budget check could say so.
+MAX_OPTION_INT = 4096
+
+
+def check_int_options(params: dict, keys, minimum: int = 1,
+                      maximum: int = MAX_OPTION_INT) -> None:
+    """Raise ValueError naming the first of ``keys`` that is not a whole number (a bool is
+    not) in ``[minimum, maximum]``."""
+    for key in keys:
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not (
+                minimum <= value <= maximum):
+            raise ValueError(f"{key} must be a whole number from {minimum} to {maximum}, "
+                             f"got {value!r}")
+
+
+def check_flag_options(params: dict, keys) -> None:
+    """Raise ValueError naming the first of ``keys`` that is not true or false."""
+    for key in keys:
+        if not isinstance(params[key], bool):
+            raise ValueError(f"{key} must be true or false, got {params[key]!r}")
 
 
 def check_sources_param(params: dict) -> None:

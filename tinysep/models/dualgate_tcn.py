@@ -45,7 +45,10 @@ from tinysep.data.sources import STEMS
 from tinysep.dsp import N_BINS
 from tinysep.models.attention import ATTENTIONS, output_gate, selective_kernel
 from tinysep.models.blocks import (
+    MAX_OPTION_INT,
     NORMS,
+    check_flag_options,
+    check_int_options,
     check_sources_param,
     mask_head,
     mask_logit_count,
@@ -57,6 +60,7 @@ L = keras.layers
 
 NAME = "dualgate-tcn"
 MASK_PROJECTION = "mask_proj"  # the 1x1 conv to every bin's mask logits
+MAX_BLOCKS = 12  # blocks per stack: dilations up to 2048 frames (16 s)
 BLOCK_OUTPUT = re.compile(r"^s\d+b\d+_out$")  # a block's projection into the residual path
 
 
@@ -109,35 +113,24 @@ def validate(params: dict) -> None:
         raise ValueError(f"attention must be one of {ATTENTIONS}, got {params['attention']!r}")
     if params["norm"] not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {params['norm']!r}")
-    for key in (
-        "residual",
-        "hidden",
-        "kernel",
-        "blocks",
-        "repeats",
-        "se_reduction",
-        "se_window",
-        "temporal_kernel",
-        "attention_dim",
-        "attention_window",
-        "groups",
-        "encoder_kernel",
-        "refine_kernel",
-    ):
-        if not isinstance(params[key], int) or isinstance(params[key], bool) or params[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+    check_int_options(params, (
+        "residual", "hidden", "kernel", "repeats", "se_reduction", "se_window",
+        "temporal_kernel", "attention_dim", "attention_window", "groups", "encoder_kernel",
+        "refine_kernel"))
+    # dilations reach 2**(blocks-1) frames: beyond MAX_BLOCKS a block would look back minutes
+    check_int_options(params, ("blocks",), maximum=MAX_BLOCKS)
+    check_flag_options(params, ("input_gate",))
     check_sources_param(params)
     encoder = params["encoder"]
     if not isinstance(encoder, (list, tuple)) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in encoder
+        isinstance(c, int) and not isinstance(c, bool) and 0 < c <= MAX_OPTION_INT
+        for c in encoder
     ):
-        raise ValueError(f"encoder must be a list of positive integers, got {encoder!r}")
+        raise ValueError(f"encoder must be a list of whole numbers from 1 to {MAX_OPTION_INT}, "
+                         f"got {encoder!r}")
     if len(encoder) > 4:
         raise ValueError(f"encoder has at most 4 levels (257 bins -> 17), got {len(encoder)}")
-    for key in ("refine", "mask_delay"):
-        value = params[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
+    check_int_options(params, ("refine", "mask_delay"), minimum=0)
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
 

@@ -41,7 +41,10 @@ from tinysep.data.clip import SOURCES
 from tinysep.data.sources import STEMS
 from tinysep.dsp import N_BINS
 from tinysep.models.blocks import (
+    MAX_OPTION_INT,
     NORMS,
+    check_flag_options,
+    check_int_options,
     check_sources_param,
     mask_head,
     mask_logit_count,
@@ -91,14 +94,15 @@ def validate(params: dict) -> None:
     if (
         not isinstance(channels, (list, tuple))
         or not channels
-        or not all(isinstance(c, int) and c > 0 for c in channels)
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 < c <= MAX_OPTION_INT
+                   for c in channels)
     ):
         raise ValueError(
-            f"channels must be a non-empty list of positive integers, got {channels!r}"
+            f"channels must be a non-empty list of whole numbers from 1 to {MAX_OPTION_INT}, "
+            f"got {channels!r}"
         )
-    for key in ("patch", "time_kernel", "units", "se_reduction", "groups"):
-        if not isinstance(params[key], int) or isinstance(params[key], bool) or params[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {params[key]!r}")
+    check_int_options(params, ("patch", "time_kernel", "units", "se_reduction", "groups"))
+    check_flag_options(params, ("se", "bidirectional"))
     if -(-N_BINS // params["patch"]) < 2 ** len(channels):
         raise ValueError(
             f"{len(channels)} levels need at least {2 ** len(channels)} frequency positions, "

@@ -231,7 +231,8 @@ def test_a_model_saved_before_an_option_existed_soups_with_one_at_its_default(
     config["params"]["residual"] = -1  # a hand-edited config: the folder is named
     (older / "config.json").write_text(json.dumps(config))
     assert main(["soup", str(ahead), str(older), "--out", str(tmp_path / "no")]) == 2
-    assert f"{older}: residual must be a whole number from 1 to 4096, got -1" in capsys.readouterr().err
+    assert (f"{older}: residual must be a whole number from 1 to 4096, got -1"
+            in capsys.readouterr().err)
 
 
 def test_a_soup_of_a_soup_keeps_every_run_under_it(ingredients, tmp_path):

@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 
+from tinysep.folder_writes import staged_folder
+from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
+
 PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+PRUNE_REPORT_FILE = "prune_report.json"
+# every entry save_pruned writes into a pruned model folder: the saved model and its report
+PRUNED_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, PRUNE_REPORT_FILE})
 
 
 def _layers():
@@ -282,15 +289,44 @@ def _axis_spaces(layer, role, spaces):
     return out
 
 
+def _no_wider(key: str, value, current) -> None:
+    """Refuse a width ``value`` of option ``key`` that is not a narrowing of ``current``: a
+    whole number (or a list of them, one per level) from 1 up to the model's own."""
+    values, currents = (value, current) if isinstance(current, list) else ([value], [current])
+    if (not isinstance(values, list) or len(values) != len(currents)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+        raise ValueError(f"width {key}={json.dumps(value)} is not the form of the model's "
+                         f"{key}={json.dumps(current)}")
+    for v, c in zip(values, currents, strict=True):
+        if not isinstance(c, int) or not 1 <= v <= c:
+            raise ValueError(f"width {key}={json.dumps(value)} must narrow the model's "
+                             f"{key}={json.dumps(current)} (each value from 1 to the model's)")
+
+
+def check_widths(config: dict, widths: dict) -> dict:
+    """The narrow model config of ``widths`` for the model of ``config``; ValueError for an
+    option the model does not have, a value it refuses, or a width above its own. Cheap (no
+    model is built): a command calls it before any work."""
+    from tinysep.models import DEFAULT_PRESET, make_config, resolved_params
+
+    if not widths:
+        raise ValueError("no width given; expected KEY=VALUE, e.g. hidden=24")
+    options = {**config.get("options", {}), **widths}
+    narrow_config = make_config(config["name"], config.get("preset", DEFAULT_PRESET), **options)
+    params = resolved_params(config)
+    for key, value in widths.items():
+        _no_wider(key, value, params[key])
+    return narrow_config
+
+
 def narrow_model(model, **widths):
     """A narrower tinysep model (config options ``widths``) holding ``model``'s most
     important channels; returns ``(narrow model, report)``."""
-    from tinysep.models import count_params, macs_per_hop, make_config, model_config
+    from tinysep.models import count_params, macs_per_hop, model_config
     from tinysep.models import model_from_config as build
 
     config = model_config(model)
-    options = {**config.get("options", {}), **widths}
-    narrow_config = make_config(config["name"], config.get("preset", "tiny"), **options)
+    narrow_config = check_widths(config, widths)
     narrow = build(narrow_config)
     wide_spaces, wide_roles = channel_spaces(model)
     wide_layers = {layer.name: layer for layer in model.layers}
@@ -354,30 +390,18 @@ def narrow_model(model, **widths):
 
 def save_pruned(model, folder: str | Path, report: dict) -> Path:
     """Save the model folder plus ``prune_report.json`` beside its config; written to a
-    hidden temporary folder first and renamed, so a crash leaves no half-written model."""
-    import json
-    import os
-    import shutil
-
-    from tinysep.folder_writes import clean_abandoned_writes
+    hidden temporary folder first and renamed, so a crash leaves no half-written model. An
+    existing ``folder`` is replaced only when it holds nothing but :data:`PRUNED_FILES`."""
     from tinysep.models import save_model
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    clean_abandoned_writes(folder)
-    tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with staged_folder(folder, PRUNED_FILES) as tmp:
         save_model(model, tmp)
-        (tmp / "prune_report.json").write_text(json.dumps(report, indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / PRUNE_REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
     return folder
 
+
+# --- what a pruned model is measured by -------------------------------------------------
 
 def compressed_sizes(model, representative=None) -> dict:
     """Raw and gzip sizes of the float32 weights and, with a representative set, of the

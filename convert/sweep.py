@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import os
 import shutil
 import time
@@ -25,9 +26,29 @@ import numpy as np
 from calibration.representative import DEFAULT_FRAMES
 from convert.sizes import KIB
 from tinysep.data.clip import SOURCES
-from tinysep.jsonfile import write_json_atomic
+from tinysep.jsonfile import read_json, write_json_atomic
 
 DONE_FILE = "done.json"
+PLAN_FILE = "plan.json"
+CELLS_DIR = "cells"
+MODELS_DIR = "models"
+RESULT_FILES = ("results.csv", "results.json", "results.md", "results.png")
+CSV_TMP = "results.csv.tmp"
+# every entry a sweep writes into its folder (plan.json marks one)
+SWEEP_FILES = frozenset({PLAN_FILE, CELLS_DIR, MODELS_DIR, *RESULT_FILES, CSV_TMP})
+# what a sweep compares with the plan.json of an earlier sweep in the same folder
+PLAN_KEYS = ("model", "frames_per_invoke", "prune_steps", "eval_clips")
+SCORE_KEYS = ("sdr_reference", "sdr", "drop_db")  # what a cell holds per source
+
+
+def _is_number(value) -> bool:
+    """Whether ``value`` is a number (a bool is none)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    """Whether ``value`` is a whole number (a bool is none)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -61,10 +82,32 @@ def variant_for_widths(widths: dict) -> Variant:
                                                  for k, v in widths.items())))
 
 
+def check_widths(config: dict, widths: Sequence[dict], label: str = "widths") -> None:
+    """Refuse a width set the model of ``config`` cannot be narrowed to (an option it does not
+    have, a value it refuses, a width above its own), naming the set after ``label``."""
+    from convert.prune import check_widths as check_one
+
+    for width in widths:
+        try:
+            check_one(config, dict(width))
+        except ValueError as exc:
+            raise ValueError(f"{label} {_width_text(width)}: {exc}") from None
+
+
+def _width_text(widths: dict) -> str:
+    """A width set as the command line spells it: ``residual=24,hidden=48``."""
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in widths.items())
+
+
 def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_frames:
               Sequence[int], widths: Sequence[dict] = (), frames_per_invoke: int = 1,
-              prune_steps: int = 300, eval_clips: int = 8) -> SweepPlan:
-    """The grid; full-integer modes get one cell per calibration size, others one cell."""
+              prune_steps: int = 300, eval_clips: int = 8,
+              config: dict | None = None) -> SweepPlan:
+    """The grid; full-integer modes get one cell per calibration size, others one cell.
+    With the model's ``config`` the width sets are checked against it too, so that a bad
+    one is refused before any cell runs (:func:`run_sweep` checks them against the model
+    it loads either way)."""
+    from convert.export import MAX_FRAMES_PER_INVOKE
     from convert.prune import check_sparsity
     from convert.quantize import FULL_INTEGER, QUANT_MODES
 
@@ -74,8 +117,13 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     if not modes:
         raise ValueError("a sweep needs at least one quantization mode")
     for frames in calibration_frames:
-        if int(frames) < 1:
-            raise ValueError(f"calibration frames must be positive, got {frames}")
+        if not _is_whole(frames) or frames < 1:
+            raise ValueError(f"calibration frames must be whole numbers >= 1, got {frames!r}")
+    if not _is_whole(frames_per_invoke) or not 1 <= frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
+        raise ValueError(f"frames per invoke must be a whole number from 1 to "
+                         f"{MAX_FRAMES_PER_INVOKE}, got {frames_per_invoke!r}")
+    if config is not None:
+        check_widths(config, widths)
     variants = []
     for s in sparsities:
         s = check_sparsity(float(s))
@@ -85,7 +133,7 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
         variants = [Variant("base")]
     plan = SweepPlan(list(dict.fromkeys(variants)), list(modes),
                      sorted({int(f) for f in calibration_frames}) or [DEFAULT_FRAMES],
-                     frames_per_invoke, prune_steps, eval_clips)
+                     int(frames_per_invoke), prune_steps, eval_clips)
     for variant in plan.variants:
         for mode in plan.modes:
             sizes = plan.calibration_frames if mode in FULL_INTEGER else [0]
@@ -96,6 +144,26 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     return plan
 
 
+def check_sweep_folder(out: str | Path, model_folder: str | Path,
+                       label: str = "sweep folder") -> None:
+    """Refuse a sweep folder that is the model folder (or inside or around it), a file, or
+    a folder that is not empty and is no sweep's (no plan.json, or entries a sweep does not
+    write); ``label`` names the folder in the error."""
+    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+
+    out = Path(out)
+    check_apart(out, model_folder, label)
+    if not holds_anything(out, label):
+        return
+    if not (out / PLAN_FILE).is_file():
+        raise ValueError(f"{label} {out} is not empty and holds no {PLAN_FILE} of a sweep; "
+                         "name a new or empty folder")
+    others = foreign_entries(out, SWEEP_FILES)
+    if others:
+        raise ValueError(f"{label} {out} also holds {', '.join(others)}, which a sweep does "
+                         "not write; name a new or empty folder")
+
+
 def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, seed: int):
     """The variant's model, from ``OUT/models/<name>`` when a finished copy exists."""
     from convert.finetune import fine_tune
@@ -104,7 +172,7 @@ def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, se
 
     if variant.name == "base":
         return base
-    folder = out / "models" / variant.name
+    folder = out / MODELS_DIR / variant.name
     if (folder / DONE_FILE).is_file():
         return load_model(folder)
     start = time.perf_counter()
@@ -135,11 +203,22 @@ def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, se
 def _float_scores(variant: Variant, model, eval_clips, out: Path) -> list[dict]:
     from convert.quality import float_records
 
-    path = out / "models" / f"{variant.name}.float_scores.json"
+    path = out / MODELS_DIR / f"{variant.name}.float_scores.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return _read_records(path)
     records = float_records(model, eval_clips)
     write_json_atomic(path, records)
+    return records
+
+
+def _read_records(path: Path) -> list[dict]:
+    """The float-model scores saved at ``path``: a JSON list of objects (errors name it)."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # undecodable bytes too
+        raise ValueError(f"{path} is not readable JSON ({exc})") from exc
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path}: expected a JSON list of score objects")
     return records
 
 
@@ -193,9 +272,46 @@ def run_cell(cell: dict, model, calibration_clips, eval_clips, float_scores: lis
     }
 
 
+def _plan_json(model_folder, data, plan: SweepPlan) -> dict:
+    """What plan.json records of a sweep."""
+    return {"model": str(model_folder), "data": str(data),
+            "variants": [v.to_json() for v in plan.variants], "modes": plan.modes,
+            "calibration_frames": plan.calibration_frames,
+            "frames_per_invoke": plan.frames_per_invoke, "prune_steps": plan.prune_steps,
+            "eval_clips": plan.eval_clips}
+
+
+def check_resumable(out: Path, plan_json: dict) -> None:
+    """Refuse to add to the sweep in ``out`` when its plan.json says it measured another
+    model or settings (its finished cells would not compare)."""
+    path = out / PLAN_FILE
+    if not path.is_file():
+        return
+    previous = read_json(path, "the plan of the sweep in this folder")
+    for key in PLAN_KEYS:
+        if previous.get(key) != plan_json[key]:
+            raise ValueError(f"{out} holds a sweep with {key}={previous.get(key)!r}, not "
+                             f"{plan_json[key]!r}; use another --out or the same settings")
+
+
+def _check_variants(plan: SweepPlan, base, out: Path) -> None:
+    """Narrow the base model to every width variant not yet saved, before any cell runs:
+    a width its channels cannot take is refused now, not after the base cells."""
+    from convert.prune import narrow_model
+
+    for variant in plan.variants:
+        if variant.widths and not (out / MODELS_DIR / variant.name / DONE_FILE).is_file():
+            try:
+                narrow_model(base, **{k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in variant.widths})
+            except ValueError as exc:
+                raise ValueError(f"widths {_width_text(dict(variant.widths))}: {exc}") from None
+
+
 def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan: SweepPlan,
               *, max_clips: int = 64, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Run every unfinished cell of ``plan``; returns all finished cells (old and new)."""
+    """Run every unfinished cell of ``plan``; returns all finished cells (old and new).
+    Nothing is written into ``out`` until the model and the clips have loaded."""
     from calibration.representative import load_calibration_clips
     from convert.finetune import training_loss_of
     from tinysep.data.loaders import find_clips, load_clips
@@ -203,50 +319,71 @@ def run_sweep(model_folder: str | Path, data: str | Path, out: str | Path, plan:
     from tinysep.models.registry import model_sources
 
     out = Path(out)
+    check_sweep_folder(out, model_folder)
+    plan_json = _plan_json(model_folder, data, plan)
+    check_resumable(out, plan_json)
+    finished_cells(out)  # a damaged cell file is named now, not after the new cells ran
     plan.loss = training_loss_of(model_folder)
-    out.mkdir(parents=True, exist_ok=True)
-    plan_json = {"model": str(model_folder), "data": str(data),
-                 "variants": [v.to_json() for v in plan.variants], "modes": plan.modes,
-                 "calibration_frames": plan.calibration_frames,
-                 "frames_per_invoke": plan.frames_per_invoke, "prune_steps": plan.prune_steps,
-                 "eval_clips": plan.eval_clips}
-    plan_path = out / "plan.json"
-    if plan_path.is_file():
-        previous = json.loads(plan_path.read_text())
-        for key in ("model", "frames_per_invoke", "prune_steps", "eval_clips"):
-            if previous.get(key) != plan_json[key]:
-                raise ValueError(f"{out} holds a sweep with {key}={previous.get(key)!r}, not "
-                                 f"{plan_json[key]!r}; use another --out or the same settings")
-    write_json_atomic(plan_path, plan_json)
-    todo = [c for c in plan.cells if not (out / "cells" / f"{c['id']}.json").is_file()]
-    if todo:
-        base = load_model(model_folder)
-        clips = load_calibration_clips(data, "train", max_clips=max_clips, seed=seed,
-                                       progress=progress)
-        sources = find_clips(data, split="test",
-                             sources=model_sources(base))[: plan.eval_clips]
-        if not sources:
-            raise ValueError(f"no clips in the test split of {data}")
-        eval_clips = load_clips(sources)
-        from tinysep.progress import Progress
+    todo = [c for c in plan.cells if not (out / CELLS_DIR / f"{c['id']}.json").is_file()]
+    if not todo:
+        write_json_atomic(out / PLAN_FILE, plan_json)
+        write_tables(out, plan)
+        return finished_cells(out, plan)
+    base = load_model(model_folder)
+    _check_variants(plan, base, out)
+    clips = load_calibration_clips(data, "train", max_clips=max_clips, seed=seed,
+                                   progress=progress)
+    sources = find_clips(data, split="test", sources=model_sources(base))[: plan.eval_clips]
+    if not sources:
+        raise ValueError(f"no clips in the test split of {data}")
+    eval_clips = load_clips(sources)
+    write_json_atomic(out / PLAN_FILE, plan_json)  # the folder is a sweep's from here on
+    from tinysep.progress import Progress
 
-        bar = Progress(len(todo), "sweep", unit="cell", enabled=progress)
-        for cell in todo:
-            bar.postfix(cell["id"])
-            model = _variant_model(cell["variant"], base, clips, out, plan, seed)
-            scores = _float_scores(cell["variant"], model, eval_clips, out)
-            result = run_cell(cell, model, clips, eval_clips, scores, plan.frames_per_invoke,
-                              seed)
-            write_json_atomic(out / "cells" / f"{cell['id']}.json", result)
-            write_tables(out, plan)
-            bar.update(1)
-        bar.close()
+    bar = Progress(len(todo), "sweep", unit="cell", enabled=progress)
+    for cell in todo:
+        bar.postfix(cell["id"])
+        model = _variant_model(cell["variant"], base, clips, out, plan, seed)
+        scores = _float_scores(cell["variant"], model, eval_clips, out)
+        result = run_cell(cell, model, clips, eval_clips, scores, plan.frames_per_invoke,
+                          seed)
+        write_json_atomic(out / CELLS_DIR / f"{cell['id']}.json", result)
+        write_tables(out, plan)
+        bar.update(1)
+    bar.close()
     write_tables(out, plan)
     return finished_cells(out, plan)
 
 
+def read_cell(path: Path) -> dict:
+    """A finished cell from ``path`` (``cells/<id>.json``), checked to hold what the tables
+    read; errors name the file and the field."""
+    cell = read_json(path, "a finished sweep cell")
+    if cell.get("id") != path.stem:
+        raise ValueError(f"{path}: 'id' must be {path.stem!r}, the file's name, got "
+                         f"{cell.get('id')!r}")
+    variant = cell.get("variant")
+    if not isinstance(variant, dict) or not isinstance(variant.get("name"), str):
+        raise ValueError(f"{path}: 'variant' must be an object with a 'name'")
+    if not isinstance(cell.get("mode"), str):
+        raise ValueError(f"{path}: 'mode' must be a quantization name")
+    for key in ("bytes", "macs_per_hop", "host_us_per_hop"):
+        if not _is_number(cell.get(key)):
+            raise ValueError(f"{path}: {key!r} must be a number, got {cell.get(key)!r}")
+    sources = cell.get("sources")
+    if not isinstance(sources, dict):
+        raise ValueError(f"{path}: 'sources' must be an object of per-source scores")
+    for source, row in sources.items():
+        if not isinstance(row, dict) or not all(
+                k in row and (row[k] is None or _is_number(row[k])) for k in SCORE_KEYS):
+            raise ValueError(f"{path}: 'sources' {source!r} must hold the numbers "
+                             f"{', '.join(SCORE_KEYS)}")
+    return cell
+
+
 def finished_cells(out: Path, plan: SweepPlan | None = None) -> list[dict]:
-    cells = [json.loads(p.read_text()) for p in sorted((Path(out) / "cells").glob("*.json"))]
+    """The cells finished in ``out`` (those of ``plan`` only, in its order, when given)."""
+    cells = [read_cell(p) for p in sorted((Path(out) / CELLS_DIR).glob("*.json"))]
     if plan is not None:
         order = {c["id"]: i for i, c in enumerate(plan.cells)}
         cells = [c for c in cells if c["id"] in order]
@@ -322,9 +459,9 @@ def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
     out = Path(out)
     cells = finished_cells(out, plan)
     rows = flat_rows(cells)
-    paths = [out / "results.csv", out / "results.json", out / "results.md", out / "results.png"]
+    paths = [out / name for name in RESULT_FILES]
     fields = list(rows[0]) if rows else COLUMNS
-    tmp = paths[0].with_name("results.csv.tmp")
+    tmp = out / CSV_TMP
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -314,6 +314,13 @@ def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsy
     assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
                      "--augment", "level_range_db=[0,-20]"]) == 2
     assert "augment: level_range_db must be [low, high] dB" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--augment", "remix=maybe"]) == 2
+    assert "augment: remix must be true or false, got 'maybe'" in capsys.readouterr().err
+    assert cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "z"),
+                     "--augment", "gain_range=[1e300,1e308]"]) == 2
+    assert "augment: gain_range must be [low, high] linear gains" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
     args = parser.parse_args(["train", "--like", str(out), "--out", str(tmp_path / "lv"),
                               "--valid-levels-db", "0,-20"])
     assert build_config(args).valid_levels_db == [0.0, -20.0]

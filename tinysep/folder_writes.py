@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -46,3 +48,103 @@ def clean_abandoned_writes(out: str | Path) -> None:
             folder.rename(out)
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def nesting(folder: str | Path, other: str | Path) -> str | None:
+    """How ``folder`` stands to ``other`` once both are resolved: "is", "lies inside" or
+    "holds"; None when they are apart."""
+    folder, other = Path(folder).resolve(), Path(other).resolve()
+    if folder == other:
+        return "is"
+    if folder.is_relative_to(other):
+        return "lies inside"
+    if other.is_relative_to(folder):
+        return "holds"
+    return None
+
+
+def check_apart(out: str | Path, model: str | Path, label: str = "output folder") -> None:
+    """Refuse an output folder that is the model folder, lies inside it or holds it: what a
+    command writes there would mix with, or replace, the model it reads. ``label`` names the
+    folder in the error (an option name on the command line)."""
+    relation = nesting(out, model)
+    if relation == "is":
+        raise ValueError(f"{label} {out} is the model folder itself; name another folder")
+    if relation:
+        raise ValueError(f"{label} {out} {relation} the model folder {model}; name a folder "
+                         "apart from it")
+
+
+def _atomic_leftover(name: str, owned: Collection[str]) -> bool:
+    """Whether ``name`` is the temporary file of an atomic JSON write of an ``owned`` name
+    (``.NAME.tmp-PID``, see :func:`tinysep.jsonfile.write_json_atomic`) a kill left."""
+    stem, sep, pid = name.rpartition(".tmp-")
+    return bool(sep) and pid.isdigit() and stem.startswith(".") and stem[1:] in owned
+
+
+def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:
+    """The names in ``folder`` that a command writing only ``owned`` did not write."""
+    return sorted(entry.name for entry in Path(folder).iterdir()
+                  if entry.name not in owned and not _atomic_leftover(entry.name, owned))
+
+
+def holds_anything(folder: str | Path, label: str = "output folder") -> bool:
+    """Whether ``folder`` exists and holds any entry; ValueError when it, or the nearest of
+    its parents that exists, is not a folder (nothing could be written there)."""
+    folder = Path(folder)
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "" if path == folder else f": {path} is a file"
+                raise ValueError(f"{label} {folder} is not a folder{where}")
+            break
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones made, innermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _replace_owned(tmp: Path, out: Path, owned: Collection[str]) -> None:
+    """Move the finished ``tmp`` folder to ``out``; an existing ``out`` (only ``owned``
+    entries) waits aside as ``.NAME.old-PID`` until the new one is in place."""
+    old = None
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ValueError(f"{out} is a file, not a folder; refusing to replace it")
+        others = foreign_entries(out, owned)
+        if others:
+            raise ValueError(f"{out} holds {', '.join(others)}, which this command does not "
+                             "write; refusing to replace it")
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(out: str | Path, owned: Collection[str]) -> Iterator[Path]:
+    """A hidden ``.NAME.partial-PID`` folder beside ``out`` to write into. When the block
+    ends without error it replaces ``out`` (refused if ``out`` holds anything but ``owned``
+    entries); on an error it is deleted with the parent folders it needed, so ``out`` is
+    never half written and a failed command leaves nothing behind."""
+    out = Path(out)
+    clean_abandoned_writes(out)
+    made = _make_parents(out.parent)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        _replace_owned(tmp, out, owned)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -42,15 +43,16 @@ from tinysep.training.run_folder import (
     PLOT_FILE,
     STATE_FILE,
     check_folder,
-    has_checkpoint,
     plot_history,
     prepare_folder,
+    removed_if_setup_fails,
     save_best,
     write_json,
 )
 
 CHECKPOINTS_KEPT = 3
 LOGGED_AUDIO_SECONDS = 5.0  # the validation clip's audio in TensorBoard is cut to this
+VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # ends a variable's name in a checkpoint
 
 
 @dataclass
@@ -71,23 +73,25 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     """Start from the weights of the saved model in ``folder``: the same architecture, or
     with ``matching`` any model whose layers of the same name and weight shapes are
     copied (the others keep their fresh initialization). Returns what was copied."""
-    from tinysep.models.registry import (
-        WEIGHTS_FILE,
-        copy_matching_layers,
-        graph_of,
-        load_model,
-        read_config,
-    )
+    from tinysep.models.registry import copy_matching_layers, graph_of, load_model, read_config
 
-    theirs, ours = graph_of(read_config(folder)), graph_of(model_config)
-    weighted = sum(1 for layer in model.layers if layer.weights)
-    if theirs == ours:
-        model.load_weights(str(Path(folder) / WEIGHTS_FILE))
-        return {"layers_copied": weighted, "layers_fresh": []}
-    if not matching:
+    try:
+        theirs = graph_of(read_config(folder))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"init_from: {exc}") from None
+    ours = graph_of(model_config)
+    if theirs != ours and not matching:
         raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's "
                          f"{ours} (init_matching copies only the layers that match)")
-    fresh = copy_matching_layers(load_model(folder), model)
+    try:  # the loader's errors name the weights file and what is wrong with it
+        source = load_model(folder)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"init_from: {exc}") from None
+    weighted = sum(1 for layer in model.layers if layer.weights)
+    if theirs == ours:
+        model.set_weights(source.get_weights())
+        return {"layers_copied": weighted, "layers_fresh": []}
+    fresh = copy_matching_layers(source, model)
     return {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
 
 
@@ -147,7 +151,6 @@ class _Session:
         import tf_keras as keras
 
         from tinysep.training.schedule import StepSchedule
-        from tinysep.training.tensorboard import RunLog
 
         self.config, self.out, self.state, self.model = config, out, state, model
         self.progress = progress
@@ -166,9 +169,7 @@ class _Session:
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(out / CHECKPOINT_DIR),
                                                   max_to_keep=CHECKPOINTS_KEPT)
-        self.log = RunLog(out / LOG_DIR)
-        self.log.hparams({**config.to_json(), "model_config": config.model_config()},
-                         trial_id=out.name)
+        self.log = None  # opened by open_log, once the run folder is set up
         self.mixture_logged = False
         self.budget = None if config.max_minutes is None else 60.0 * config.max_minutes
         self.started = time.perf_counter()
@@ -182,13 +183,58 @@ class _Session:
         if self.budget is not None:
             self.schedule.set_time_fraction(self.elapsed() / self.budget)
 
+    def open_log(self) -> None:
+        """Start this session's TensorBoard events, with the run's hyper-parameters."""
+        from tinysep.training.tensorboard import RunLog
+
+        self.log = RunLog(self.out / LOG_DIR)
+        self.log.hparams({**self.config.to_json(), "model_config": self.config.model_config()},
+                         trial_id=self.out.name)
+
     def restore(self) -> None:
-        """Load the checkpoint the state names (a fresh run has none)."""
+        """Load the checkpoint the state names (a fresh run has none); writes nothing, and a
+        checkpoint that is damaged or does not fit this run's model is a TrainingError
+        naming the run folder."""
         if not self.state["checkpoint"]:
             return
         import tensorflow as tf
 
         path = self.out / self.state["checkpoint"]
+        failure = (f"cannot resume {self.out}: its checkpoint {path} does not restore into "
+                   f"this run's model and optimizer")
+        try:
+            mismatches = self._shape_mismatches(path)
+            if mismatches:
+                more = f"; {len(mismatches) - 1} more differ" if len(mismatches) > 1 else ""
+                raise TrainingError(f"{failure}: its weights have other shapes ({mismatches[0]}"
+                                    f"{more}); the run folder is unchanged")
+            self._restore_from(path)
+        except (tf.errors.OpError, ValueError, AssertionError, KeyError, TypeError, IndexError,
+                OSError) as exc:
+            raise TrainingError(f"{failure} ({_first_line(exc)}); the run folder is "
+                                f"unchanged") from None
+        restored = int(self.optimizer.iterations.numpy())
+        if restored != self.state["step"]:
+            raise TrainingError(f"{path}: the optimizer restored at step {restored}, but "
+                                f"{self.out / STATE_FILE} says {self.state['step']}")
+
+    def _shape_mismatches(self, path: Path) -> list[str]:
+        """``"name: shape in the checkpoint, shape here"`` for each variable that both the
+        checkpoint ``path`` and this session hold with other shapes. Found before restoring,
+        since a restore that fails on a shape leaves TensorFlow warnings behind."""
+        import tensorflow as tf
+
+        with tempfile.TemporaryDirectory() as folder:  # this session's variables, as saved
+            ours = dict(tf.train.list_variables(self.checkpoint.write(f"{folder}/probe")))
+        theirs = dict(tf.train.list_variables(str(path)))
+        return [f"{name.removesuffix(VARIABLE_SUFFIX)}: {theirs[name]} in the checkpoint, "
+                f"{shape} here"
+                for name, shape in ours.items() if name in theirs and theirs[name] != shape]
+
+    def _restore_from(self, path: Path) -> None:
+        """Restore model, optimizer and weight average from the checkpoint ``path``."""
+        import tensorflow as tf
+
         names = {name for name, _ in tf.train.list_variables(str(path))}
         if self.average is not None and not any(n.startswith("average/") for n in names):
             # the average is turned on by this resume: it starts from the restored weights
@@ -197,10 +243,6 @@ class _Session:
             self.average.restart()
         else:
             self.checkpoint.restore(str(path)).assert_existing_objects_matched()
-        restored = int(self.optimizer.iterations.numpy())
-        if restored != self.state["step"]:
-            raise TrainingError(f"{path}: the optimizer restored at step {restored}, but "
-                                f"{self.out / STATE_FILE} says {self.state['step']}")
 
     def elapsed(self) -> float:
         """Training seconds of the run so far, earlier sessions included."""
@@ -242,7 +284,8 @@ class _Session:
                 if done["checkpoint"] else "no epoch had finished, so nothing is kept")
         return TrainingError(f"training interrupted during epoch {done['epoch'] + 1}; {kept}")
 
-    def train_epoch(self, epoch: int, step_fn, batches) -> tuple[list[float], bool]:
+    def train_epoch(self, epoch: int, step_fn, batches,
+                    stop_requested: threading.Event) -> tuple[list[float], bool]:
         """Up to ``steps_per_epoch`` steps; returns the losses and whether time ran out.
 
         The step bar is drawn on a terminal only: in a log the epoch line says it all.
@@ -269,6 +312,8 @@ class _Session:
                 self.log.scalar("train/learning_rate",
                                 self.schedule.value(self.state["step"] - 1), self.state["step"])
                 bar.update(1)
+                if stop_requested.is_set():  # a SIGTERM whose interrupt was swallowed
+                    raise KeyboardInterrupt
                 bar.postfix(f"loss {np.mean(losses[-50:]):.4g}")
                 if self.out_of_time():
                     return losses, True
@@ -360,8 +405,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     """Train (or, with ``resume``, continue) the run in ``out``; see the module docstring.
 
     Raises :class:`TrainingError` for a diverged loss or a run folder that does not fit
-    (exists without ``resume``, missing or different config with it), ValueError for
-    bad data or config values.
+    (not new or empty without ``resume``; missing, of a different config or with a
+    damaged progress record or checkpoint with it; overlapping a folder the run reads),
+    ValueError for bad data or config values. A refused run writes nothing.
     """
     import tf_keras as keras
 
@@ -377,7 +423,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     out = Path(out)
     config.validate()
     model_config = config.model_config()
-    check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
+    state = check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
     sources = model_sources(model_config)
     teacher = _load_teacher(config, sources)
     data = load_training_data(config.data, config.dataset, progress=progress,
@@ -389,7 +435,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     model = model_from_config(model_config)
     initial = None
     # a run stopped before its first checkpoint starts again from init_from, not at random
-    if config.init_from and not (resume and has_checkpoint(out)):
+    if config.init_from and not state["checkpoint"]:
         initial = _load_initial_weights(model, model_config, config.init_from,
                                         config.init_matching)
         if initial["layers_fresh"]:
@@ -400,22 +446,25 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                   "sources": list(sources)}
     if initial is not None:
         model_info["init"] = initial
-    state = prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
-                            model_info)
     session = _Session(config, out, state, model, progress)
-    session.restore()
+    session.restore()  # before run.json records the resume: a failed restore changes nothing
+    with removed_if_setup_fails(out, resume):
+        prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
+                       model_info, state)
+        session.open_log()
     step_fn = _train_step_function(model, session.optimizer, config, session.average, teacher)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
                                 chunk_samples(config.chunk_seconds), config.augment, sources))
     session.start_clock()
     # a fresh run makes at least one step whatever the budget; a resumed one may be done
     stop_reason = session.stop_reason() if state["step"] else None
-    with _terminate_as_interrupt():
+    with _terminate_as_interrupt() as stop_requested:
         try:
             while stop_reason is None:
                 epoch = state["epoch"] + 1
                 start = time.perf_counter()
-                losses, out_of_time = session.train_epoch(epoch, step_fn, batches)
+                losses, out_of_time = session.train_epoch(epoch, step_fn, batches,
+                                                          stop_requested)
                 session.end_epoch(epoch, losses, time.perf_counter() - start, valid)
                 stop_reason = "time-budget" if out_of_time else session.stop_reason()
         except KeyboardInterrupt:
@@ -431,19 +480,29 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 @contextlib.contextmanager
 def _terminate_as_interrupt():
     """SIGTERM (a job scheduler, `kill`) stops training like Ctrl-C: the run folder then
-    says what finished. Only the main thread can take signals; elsewhere nothing changes."""
+    says what finished. Only the main thread can take signals; elsewhere nothing changes.
+    Yields an event set by SIGTERM: an interrupt raised while Python runs a garbage
+    collection callback is swallowed there, so the training loop checks it after each step."""
+    requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield requested
         return
 
     def raise_interrupt(signum, frame):
+        requested.set()
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        yield
+        yield requested
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's run on over many lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _epoch_line(entry: dict, improved: bool, total_seconds: float) -> str:

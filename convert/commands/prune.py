@@ -15,34 +15,49 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinysep.commands.common import seed_argument
+from tinysep.commands.common import (
+    finite_float,
+    path_argument,
+    positive_float,
+    seed_argument,
+    whole_number,
+)
+
+
+def min_chunk_frames() -> int:
+    """The fewest STFT frames a fine-tuning chunk holds: one frame's samples."""
+    from tinysep.dsp import HOP_SAMPLES, N_FFT
+
+    return N_FFT // HOP_SAMPLES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
-    parser.add_argument("--out", required=True, type=Path, help="pruned model folder to write")
-    parser.add_argument("--data", required=True, type=Path,
+    parser.add_argument("model", type=path_argument, metavar="MODEL", help="saved model folder")
+    parser.add_argument("--out", required=True, type=path_argument,
+                        help="pruned model folder to write")
+    parser.add_argument("--data", required=True, type=path_argument,
                         help="dataset folder for fine-tuning (its train split)")
-    parser.add_argument("--sparsity", type=float, default=None, metavar="S",
+    parser.add_argument("--sparsity", type=finite_float, default=None, metavar="S",
                         help="magnitude pruning: final fraction of zero weights, in [0, 1)")
     parser.add_argument("--narrow", action="append", default=[], metavar="KEY=VALUE",
                         help="structured pruning: a narrower width option (repeatable; VALUE "
                              "is JSON), e.g. --narrow residual=24 --narrow hidden=48")
-    parser.add_argument("--steps", type=int, default=500, metavar="N",
+    parser.add_argument("--steps", type=whole_number(0), default=500, metavar="N",
                         help="fine-tuning batches (default 500)")
-    parser.add_argument("--batch-size", type=int, default=4,
+    parser.add_argument("--batch-size", type=whole_number(1), default=4,
                         help="chunks per fine-tuning batch (default 4)")
-    parser.add_argument("--chunk-frames", type=int, default=64,
+    parser.add_argument("--chunk-frames", type=whole_number(min_chunk_frames()), default=64,
                         help="STFT frames per training chunk (default 64)")
-    parser.add_argument("--learning-rate", type=float, default=3e-4,
+    parser.add_argument("--learning-rate", type=positive_float, default=3e-4,
                         help="fine-tuning learning rate (default 3e-4)")
-    parser.add_argument("--min-weights", type=int, default=1024,
+    parser.add_argument("--min-weights", type=whole_number(0), default=1024,
                         help="leave layers with fewer weights dense (default 1024)")
-    parser.add_argument("--max-clips", type=int, default=64,
+    parser.add_argument("--max-clips", type=whole_number(1), default=64,
                         help="training clips loaded for fine-tuning (default 64)")
     parser.add_argument("--seed", type=seed_argument, default=0,
                         help="seed of the fine-tuning batches and calibration (default 0)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out when it holds only what an earlier prune wrote")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -73,43 +88,102 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_widths(items: list[str], option: str) -> dict:
+    """``["key=value", ...]`` of ``option`` as a dict (values parsed as JSON when they parse);
+    an item without ``=`` or a key is refused naming ``option``."""
     from tinysep.commands.common import CliError
+    from tinysep.commands.models import parse_options
+
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{option} expects KEY=VALUE, got {item!r}")
+    return parse_options(items)
+
+
+def require_clips(data: Path, config: dict, split: str) -> None:
+    """Refuse, before any work, a --data folder without clips of ``split`` for the model of
+    ``config`` (an unreadable one is named by the loader)."""
+    from tinysep.commands.common import CliError
+    from tinysep.data.loaders import find_clips
+    from tinysep.models.registry import model_sources
+
+    if not find_clips(data, split=split, sources=model_sources(config)):
+        raise CliError(f"--data {data}: the {split!r} split holds no clips")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an --out that is MODEL (or inside or around it), a file, a
+    folder holding anything prune does not write, or an earlier result without --force."""
+    from convert.prune import PRUNED_FILES
+    from tinysep.commands.common import CliError
+    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+
+    try:
+        check_apart(args.out, args.model, "--out")
+        if not holds_anything(args.out, "--out"):
+            return
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    others = foreign_entries(args.out, PRUNED_FILES)
+    if others:
+        raise CliError(f"--out {args.out} is not a model folder prune wrote: it holds "
+                       f"{', '.join(others)}; refusing to replace it")
+    if not args.force:
+        raise CliError(f"--out {args.out} already exists; pass --force to overwrite it")
+
+
+def _check_options(args: argparse.Namespace) -> dict:
+    """Check what the options ask for before any work; the --narrow widths, checked
+    against MODEL's config ({} without --narrow)."""
+    from convert.prune import check_widths
+    from tinysep.commands.common import CliError
+    from tinysep.models import read_config
 
     if args.sparsity is None and not args.narrow:
         raise CliError("give --sparsity S and/or --narrow KEY=VALUE")
     if args.sparsity is not None and not 0.0 <= args.sparsity < 1.0:
         raise CliError(f"--sparsity must be in [0, 1), got {args.sparsity}")
-    if args.steps < 0 or (args.sparsity is not None and args.steps < 1):
+    if args.sparsity is not None and args.steps < 1:
         raise CliError(f"--steps must be at least 1 for magnitude pruning, got {args.steps}")
-    if args.out.exists() and any(args.out.iterdir()):
-        if not args.force:
-            raise CliError(f"{args.out} already exists; pass --force to overwrite it")
-        if not (args.out / "config.json").is_file():
-            raise CliError(f"{args.out} is not a model folder and not empty; refusing to "
-                           "replace it")
+    widths = parse_widths(args.narrow, "--narrow")
+    _check_out(args)
+    config = read_config(args.model)  # not a model folder: said before any work
+    if widths:
+        try:
+            check_widths(config, widths)
+        except ValueError as exc:
+            raise CliError(f"--narrow: {exc}") from None
+    require_clips(args.data, config, "train")
+    return widths
+
+
+def run(args: argparse.Namespace) -> int:
+    widths = _check_options(args)
 
     from calibration.representative import build_representative_set, load_calibration_clips
     from convert.finetune import fine_tune, training_loss_of
     from convert.prune import compressed_sizes, magnitude_prune, narrow_model, save_pruned
-    from tinysep.commands.models import parse_options
     from tinysep.models import load_model, make_streaming_model
 
-    model = load_model(args.model)
+    original = model = load_model(args.model)
     loss, sdr_weight = training_loss_of(args.model)
+    structured = None
+    if widths:  # before the clips load: a width the model's channels cannot take is said now
+        model, structured = narrow_model(model, **widths)
     clips = load_calibration_clips(args.data, "train", max_clips=args.max_clips, seed=args.seed,
                                    progress=not args.no_progress)
-    rep = build_representative_set(make_streaming_model(model, 1), clips, 256,
+    rep = build_representative_set(make_streaming_model(original, 1), clips, 256,
                                    progress=False)
-    report: dict = {"source": str(args.model), "sizes_before": compressed_sizes(model, rep)}
-    if args.narrow:
-        model, report["structured"] = narrow_model(model, **parse_options(args.narrow))
-        if args.sparsity is None and args.steps:
-            losses = fine_tune(model, clips, args.steps, loss=loss, sdr_weight=sdr_weight,
-                               batch_size=args.batch_size,
-                               chunk_frames=args.chunk_frames, learning_rate=args.learning_rate,
-                               seed=args.seed, progress=not args.no_progress)
-            report["structured"]["loss_last"] = losses[-1]
+    report: dict = {"source": str(args.model), "sizes_before": compressed_sizes(original, rep)}
+    if structured is not None:
+        report["structured"] = structured
+    if widths and args.sparsity is None and args.steps:
+        losses = fine_tune(model, clips, args.steps, loss=loss, sdr_weight=sdr_weight,
+                           batch_size=args.batch_size,
+                           chunk_frames=args.chunk_frames, learning_rate=args.learning_rate,
+                           seed=args.seed, progress=not args.no_progress)
+        report["structured"]["loss_last"] = losses[-1]
     if args.sparsity is not None:
         model, report["magnitude"] = magnitude_prune(
             model, clips, args.sparsity, args.steps, min_weights=args.min_weights,

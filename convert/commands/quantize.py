@@ -16,42 +16,74 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from convert.commands.prune import min_chunk_frames, require_clips
 from firmware_host.bundle.layout import MODEL_FILE
-from tinysep.commands.common import seed_argument
+from tinysep.commands.common import path_argument, positive_float, seed_argument, whole_number
+
+REPORT_FILE = "quantize.json"
+QAT_MODEL = "qat_model"
+STUDY_FILES = ("calibration_study.json", "calibration_study.png")
+LEVEL_FILES = ("calibration_levels.json", "calibration_levels.md", "calibration_levels.png")
+# what convert.layer_errors.write_layer_report writes beside them
+LAYER_ERROR_FILES = ("layer_errors.json", "layer_errors.csv", "layer_errors.png")
+# every entry a quantize writes into its --out folder
+QUANTIZE_FILES = frozenset({MODEL_FILE, REPORT_FILE, QAT_MODEL, *STUDY_FILES, *LEVEL_FILES,
+                            *LAYER_ERROR_FILES})
+
+
+def _comma_list(parse):
+    """An argument type: comma-separated values, each read by the argument type ``parse``
+    (empty items skipped), so that a bad item is refused at parsing naming the option."""
+
+    def parse_list(text: str) -> list:
+        try:
+            return [parse(item.strip()) for item in text.split(",") if item.strip()]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"in {text!r}: {exc}") from None
+
+    return parse_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from calibration.representative import DEFAULT_FRAMES, DEFAULT_GAINS_DB, format_gains
+    from convert.export import MAX_FRAMES_PER_INVOKE
     from convert.quantize import QUANT_MODES
+    from tinysep.data.loaders import SPLITS
 
-    parser.add_argument("model", type=Path, metavar="MODEL", help="saved model folder")
-    parser.add_argument("--data", required=True, type=Path,
+    parser.add_argument("model", type=path_argument, metavar="MODEL", help="saved model folder")
+    parser.add_argument("--data", required=True, type=path_argument,
                         help="dataset folder: train split calibrates (and trains QAT), the "
                              "--eval-split scores")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=True, type=path_argument,
+                        help="output folder (new, empty, or an earlier quantize output, which "
+                             "is replaced)")
     parser.add_argument("--quant", default="int8", choices=tuple(QUANT_MODES),
                         help="quantization (default int8, the deploy form)")
     parser.add_argument("--mode", dest="quant", choices=tuple(QUANT_MODES),
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
-    parser.add_argument("--frames-per-invoke", type=int, default=1, metavar="K",
-                        help="STFT frames (8 ms hops) per model invoke (default 1)")
-    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+    parser.add_argument("--frames-per-invoke", type=whole_number(1, MAX_FRAMES_PER_INVOKE),
+                        default=1, metavar="K",
+                        help="STFT frames (8 ms hops) per model invoke, at most "
+                             f"{MAX_FRAMES_PER_INVOKE} (default 1)")
+    parser.add_argument("--calibration-frames", type=whole_number(1), default=DEFAULT_FRAMES,
+                        metavar="N",
                         help=f"frames in the representative dataset (default {DEFAULT_FRAMES})")
     parser.add_argument("--calibration-gains", default=format_gains(DEFAULT_GAINS_DB),
                         metavar="DB[,DB]",
                         help="levels (dB) the calibration segments are replayed at, in turn "
                              f"(default {format_gains(DEFAULT_GAINS_DB)})")
-    parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
+    parser.add_argument("--qat-steps", type=whole_number(0), default=0, metavar="N",
                         help="quantization-aware fine-tuning batches before converting")
-    parser.add_argument("--qat-learning-rate", type=float, default=1e-5,
+    parser.add_argument("--qat-learning-rate", type=positive_float, default=1e-5,
                         help="QAT learning rate (default 1e-5: a trained model needs only a "
                              "nudge); the loss is the model's own (run.json of tinysep train, "
                              "or training.json of a shipped model, else L1)")
-    parser.add_argument("--qat-batch-size", type=int, default=8,
+    parser.add_argument("--qat-batch-size", type=whole_number(1), default=8,
                         help="QAT chunks per batch (default 8)")
-    parser.add_argument("--qat-chunk-frames", type=int, default=250,
+    parser.add_argument("--qat-chunk-frames", type=whole_number(min_chunk_frames()), default=250,
                         help="STFT frames per QAT training chunk (default 250 = 2 s, the "
                              "shipped model's training chunk; short chunks move the float "
                              "model with an SDR loss)")
@@ -63,13 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "FULLY_CONNECTED)")
     parser.add_argument("--keep-float", default="", metavar="LAYER[,LAYER]",
                         help="Keras layers left in float (int8 only; default none)")
-    parser.add_argument("--eval-split", default="test",
+    parser.add_argument("--eval-split", default="test", choices=SPLITS,
                         help="split of --data the SDR is measured on (default test)")
-    parser.add_argument("--eval-clips", type=int, default=8, metavar="N",
+    parser.add_argument("--eval-clips", type=whole_number(0), default=8, metavar="N",
                         help="held-out clips scored (0: skip scoring; default 8)")
     parser.add_argument("--layer-errors", action="store_true",
                         help="per-layer error report from the quantization debugger")
-    parser.add_argument("--study-sizes", default="", metavar="N,N,...",
+    parser.add_argument("--study-sizes", type=_comma_list(whole_number(1)), default="",
+                        metavar="N,N,...",
                         help="calibration-size study over these frame counts (default: no study)")
     parser.add_argument("--study-levels", default="", metavar="DB[,DB][;DB[,DB]]",
                         help="calibration-level study over these sets of calibration gains, "
@@ -77,52 +110,111 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-playback", default="0,-30", metavar="DB[,DB]",
                         help="playback levels (dB) of the held-out clips in the level study "
                              "(default 0,-30); its clips are spread over the --eval-split")
-    parser.add_argument("--study-seeds", type=int, default=3,
+    parser.add_argument("--study-seeds", type=whole_number(1), default=3,
                         help="calibration draws per study cell (default 3)")
-    parser.add_argument("--max-clips", type=int, default=64,
+    parser.add_argument("--max-clips", type=whole_number(1), default=64,
                         help="training clips loaded (calibration, QAT; default 64)")
     parser.add_argument("--seed", type=seed_argument, default=0,
                         help="calibration sampling seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Checked:
+    """The options that need more than argparse, read and checked before any work."""
+
+    gains: tuple[float, ...]
+    level_sets: list[tuple[float, ...]]
+    playback: tuple[float, ...]
+    keep_float: list[str]
+
+    def scores(self, args: argparse.Namespace) -> bool:
+        """Whether the run reads clips of the --eval-split (scoring or a study)."""
+        return bool(args.eval_clips or args.study_sizes or self.level_sets)
+
+
+def _check_options(args: argparse.Namespace) -> Checked:
+    """Refuse option values and combinations that cannot work, naming the option."""
+    from calibration.representative import parse_gains
     from tinysep.commands.common import CliError
 
-    if args.frames_per_invoke < 1 or args.calibration_frames < 1 or args.qat_steps < 0:
-        raise CliError("--frames-per-invoke and --calibration-frames must be >= 1, "
-                       "--qat-steps >= 0")
-    try:
-        sizes = [int(s) for s in args.study_sizes.split(",") if s.strip()]
-    except ValueError:
-        raise CliError(f"--study-sizes expects comma-separated integers, got "
-                       f"{args.study_sizes!r}") from None
     if args.preserve_sparsity and not args.qat_steps:
         raise CliError("--preserve-sparsity applies to QAT: give --qat-steps N")
-    from calibration.representative import parse_gains
-
     try:
         gains = parse_gains(args.calibration_gains)
         level_sets = [parse_gains(part) for part in args.study_levels.split(";") if part.strip()]
         playback = parse_gains(args.study_playback) if level_sets else ()
     except ValueError as exc:
         raise CliError(f"--calibration-gains / --study-levels / --study-playback: {exc}") from None
-    if args.study_seeds < 1:
-        raise CliError(f"--study-seeds must be at least 1, got {args.study_seeds}")
+    keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
+    if keep and args.quant != "int8":
+        raise CliError(f"--keep-float applies to --quant int8 only, not {args.quant}")
+    return Checked(gains, level_sets, playback, keep)
 
+
+def check_out(out: Path, model: Path) -> None:
+    """Refuse an --out that is MODEL (or inside or around it), a file, or a folder holding
+    anything but an earlier quantize's output (marked by its quantize.json)."""
+    from tinysep.commands.common import CliError
+    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+
+    try:
+        check_apart(out, model, "--out")
+        if not holds_anything(out, "--out"):
+            return
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not (out / REPORT_FILE).is_file():
+        raise CliError(f"--out {out} is not empty and holds no {REPORT_FILE} of an earlier "
+                       "quantize; name a new or empty folder")
+    others = foreign_entries(out, QUANTIZE_FILES)
+    if others:
+        raise CliError(f"--out {out} also holds {', '.join(others)}, which quantize does not "
+                       "write; name a new or empty folder")
+
+
+def _check_inputs(args: argparse.Namespace, checked: Checked) -> None:
+    """MODEL is a saved model and --data holds train clips and, when the run scores, clips
+    of the --eval-split: said before any work."""
+    from tinysep.commands.common import CliError
+    from tinysep.data.loaders import find_clips
+    from tinysep.models import read_config
+    from tinysep.models.registry import model_sources
+
+    config = read_config(args.model)
+    require_clips(args.data, config, "train")
+    if checked.scores(args) and not find_clips(args.data, split=args.eval_split,
+                                               sources=model_sources(config)):
+        raise CliError(f"--eval-split {args.eval_split}: no clips in that split of --data "
+                       f"{args.data}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tinysep.folder_writes import staged_folder
+
+    checked = _check_options(args)
+    check_out(args.out, args.model)
+    _check_inputs(args, checked)
+    with staged_folder(args.out, QUANTIZE_FILES) as folder:
+        _quantize(args, checked, folder)
+    print(f"wrote {args.out / REPORT_FILE}")
+    return 0
+
+
+def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
+    """Convert, score and study as the options say, writing into ``folder`` (renamed to
+    --out once complete; the messages name the files as they will be there)."""
     from calibration.representative import (
         build_representative_set,
         format_coverage,
         load_calibration_clips,
     )
-    from convert.quality import float_records, quantized_records, sdr_delta
     from convert.quantize import FULL_INTEGER, quantize_stream
     from convert.sizes import deploy_form, size_text
     from tinysep.models import load_model, make_streaming_model, save_model
 
     progress = not args.no_progress
     model = original = load_model(args.model)
-    args.out.mkdir(parents=True, exist_ok=True)
     train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
                                    seed=args.seed, progress=progress)
     report: dict = {"model": str(args.model), "mode": args.quant,
@@ -139,49 +231,28 @@ def run(args: argparse.Namespace) -> int:
                                              batch_size=args.qat_batch_size,
                                              chunk_frames=args.qat_chunk_frames,
                                              seed=args.seed, progress=progress)
-        save_model(model, args.out / "qat_model")
+        save_model(model, folder / QAT_MODEL)
         print(f"QAT: {args.qat_steps} steps, loss {report['qat']['loss_first']:.4f} -> "
-              f"{report['qat']['loss_last']:.4f}; weights in {args.out / 'qat_model'}")
+              f"{report['qat']['loss_last']:.4f}; weights in {args.out / QAT_MODEL}")
     stream = make_streaming_model(model, args.frames_per_invoke)
     rep = None
     if args.quant in FULL_INTEGER or args.layer_errors:
         rep = build_representative_set(stream, train, args.calibration_frames, seed=args.seed,
-                                       gains_db=gains, progress=progress)
+                                       gains_db=checked.gains, progress=progress)
         print(format_coverage(rep))
         report["calibration"] = rep.summary()
-    keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
+    keep = checked.keep_float
     quantized = quantize_stream(stream, args.quant, rep, keep_float=keep,
                                 per_channel=args.per_channel)
     deployed = deploy_form(quantized.content)  # the bytes a bundle ships, as export sizes it
-    (args.out / MODEL_FILE).write_bytes(deployed)
+    (folder / MODEL_FILE).write_bytes(deployed)
     report.update({"bytes": len(deployed), "keep_float": keep,
                    "per_channel": args.per_channel,
                    "states_tied": len(quantized.tied_states)})
     print(f"{args.quant}: {size_text(len(deployed))} -> {args.out / MODEL_FILE} (internal "
           "tensor names stripped, as in a bundle)")
-
     if args.eval_clips:
-        from convert.finetune import sources_of
-        from tinysep.data.loaders import find_clips, load_clips
-
-        sources = find_clips(args.data, split=args.eval_split,
-                             sources=sources_of(model))[: args.eval_clips]
-        if not sources:
-            raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
-        clips = load_clips(sources)
-        converted = quantized_records(quantized, stream, clips, progress)
-        delta = sdr_delta(float_records(model, clips, progress), converted)
-        report["sdr"] = delta
-        for source, row in delta.items():
-            print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.quant} "
-                  f"{row['sdr']:6.2f} dB, drop {row['drop_db']:+.3f} dB (float - {args.quant}; "
-                  f"{row['clips']} clips)")
-        if model is not original:  # QAT: also against the model before fine-tuning
-            report["sdr_vs_original"] = sdr_delta(float_records(original, clips, progress),
-                                                  converted)
-            for source, row in report["sdr_vs_original"].items():
-                print(f"{source:<14} vs the model before QAT ({row['sdr_reference']:6.2f} dB): "
-                      f"drop {row['drop_db']:+.3f} dB")
+        _score(args, report, model, original, quantized, stream, progress)
     if args.layer_errors:
         from convert.layer_errors import (
             format_layer_report,
@@ -190,33 +261,63 @@ def run(args: argparse.Namespace) -> int:
         )
 
         layers = layer_error_report(stream, rep, keep_float=keep)
-        write_layer_report(layers, args.out)
+        write_layer_report(layers, folder)
         report["worst_layers"] = layers["worst_layers"]
         print(format_layer_report(layers))
-    if sizes:
-        from convert.calibration_study import calibration_size_study, plot_study
-        from convert.finetune import sources_of
-        from tinysep.data.loaders import find_clips, load_clips
-
-        eval_clips = load_clips(find_clips(args.data, split=args.eval_split,
-                                           sources=sources_of(model))[
-            : max(1, args.eval_clips)])
-        study = calibration_size_study(model, train, eval_clips, sizes,
-                                       range(args.study_seeds), args.frames_per_invoke,
-                                       progress)
-        (args.out / "calibration_study.json").write_text(json.dumps(study, indent=1) + "\n")
-        plot_study(study, args.out / "calibration_study.png")
-        report["calibration_study"] = study["summary"]
-        for row in study["summary"]:
-            print(f"calibration {row['frames']:>6} frames: " + ", ".join(
-                f"{s} drop {row[s]['drop_db_mean']:+.3f} +- {row[s]['drop_db_std']:.3f} dB"
-                for s in study["sources"] if row[s]["drop_db_mean"] is not None))
-    if level_sets:
-        report["calibration_levels"] = _level_study(args, model, train, level_sets, playback,
+    if args.study_sizes:
+        report["calibration_study"] = _size_study(args, model, train, folder, progress)
+    if checked.level_sets:
+        report["calibration_levels"] = _level_study(args, model, train, checked, folder,
                                                     progress)
-    (args.out / "quantize.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out / 'quantize.json'}")
-    return 0
+    (folder / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _eval_sources(args: argparse.Namespace, model) -> list:
+    """The clips of the --eval-split, in order (checked to exist before the work began)."""
+    from convert.finetune import sources_of
+    from tinysep.data.loaders import find_clips
+
+    return find_clips(args.data, split=args.eval_split, sources=sources_of(model))
+
+
+def _score(args, report: dict, model, original, quantized, stream, progress: bool) -> None:
+    """SDR of the float and the converted model on --eval-clips clips, into ``report``."""
+    from convert.quality import float_records, quantized_records, sdr_delta
+    from tinysep.data.loaders import load_clips
+
+    clips = load_clips(_eval_sources(args, model)[: args.eval_clips])
+    converted = quantized_records(quantized, stream, clips, progress)
+    delta = sdr_delta(float_records(model, clips, progress), converted)
+    report["sdr"] = delta
+    for source, row in delta.items():
+        print(f"{source:<14} SDR float {row['sdr_reference']:6.2f} dB, {args.quant} "
+              f"{row['sdr']:6.2f} dB, drop {row['drop_db']:+.3f} dB (float - {args.quant}; "
+              f"{row['clips']} clips)")
+    if model is not original:  # QAT: also against the model before fine-tuning
+        report["sdr_vs_original"] = sdr_delta(float_records(original, clips, progress),
+                                              converted)
+        for source, row in report["sdr_vs_original"].items():
+            print(f"{source:<14} vs the model before QAT ({row['sdr_reference']:6.2f} dB): "
+                  f"drop {row['drop_db']:+.3f} dB")
+
+
+def _size_study(args, model, train, folder: Path, progress: bool) -> list[dict]:
+    """Run the calibration-size study; write calibration_study.json / .png."""
+    from convert.calibration_study import calibration_size_study, plot_study
+    from tinysep.data.loaders import load_clips
+
+    eval_clips = load_clips(_eval_sources(args, model)[: max(1, args.eval_clips)])
+    study = calibration_size_study(model, train, eval_clips, args.study_sizes,
+                                   range(args.study_seeds), args.frames_per_invoke,
+                                   progress)
+    data_file, plot_file = STUDY_FILES
+    (folder / data_file).write_text(json.dumps(study, indent=1) + "\n")
+    plot_study(study, folder / plot_file)
+    for row in study["summary"]:
+        print(f"calibration {row['frames']:>6} frames: " + ", ".join(
+            f"{s} drop {row[s]['drop_db_mean']:+.3f} +- {row[s]['drop_db_std']:.3f} dB"
+            for s in study["sources"] if row[s]["drop_db_mean"] is not None))
+    return study["summary"]
 
 
 def _spread(items: list, count: int) -> list:
@@ -228,29 +329,27 @@ def _spread(items: list, count: int) -> list:
     return [items[i] for i in sorted({int(i) for i in np.linspace(0, len(items) - 1, count)})]
 
 
-def _level_study(args, model, train, level_sets, playback, progress: bool) -> list[dict]:
+def _level_study(args, model, train, checked: Checked, folder: Path,
+                 progress: bool) -> list[dict]:
     """Run the calibration-level study; write calibration_levels.json / .md / .png."""
     from convert.calibration_study import (
         calibration_level_study,
         format_level_table,
         plot_level_study,
     )
-    from convert.finetune import sources_of
-    from tinysep.commands.common import CliError
-    from tinysep.data.loaders import find_clips, load_clips
+    from tinysep.data.loaders import load_clips
 
-    sources = _spread(find_clips(args.data, split=args.eval_split, sources=sources_of(model)),
-                      max(1, args.eval_clips))
-    if not sources:
-        raise CliError(f"no clips in split {args.eval_split!r} under {args.data}")
+    sources = _spread(_eval_sources(args, model), max(1, args.eval_clips))
     study = calibration_level_study(model, train, load_clips(sources, progress=progress),
-                                    level_sets, playback, args.calibration_frames,
+                                    checked.level_sets, checked.playback,
+                                    args.calibration_frames,
                                     range(args.seed, args.seed + args.study_seeds),
                                     args.frames_per_invoke, progress)
-    (args.out / "calibration_levels.json").write_text(json.dumps(study, indent=1) + "\n")
+    data_file, table_file, plot_file = LEVEL_FILES
+    (folder / data_file).write_text(json.dumps(study, indent=1) + "\n")
     table = format_level_table(study)
-    (args.out / "calibration_levels.md").write_text(table)
-    plot_level_study(study, args.out / "calibration_levels.png")
+    (folder / table_file).write_text(table)
+    plot_level_study(study, folder / plot_file)
     print(table, end="")
-    print(f"wrote {args.out / 'calibration_levels.json'} (.md, .png)")
+    print(f"wrote {args.out / data_file} (.md, .png)")
     return study["summary"]

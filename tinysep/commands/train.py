@@ -1,12 +1,13 @@
 """Train a separator on a dataset folder; checkpoints, validation SDR, TensorBoard logs.
 
 A fresh run: ``tinysep train --model dualgate-tcn --preset tiny --data DIR --out
-runs/NAME``. ``--resume`` continues the run in ``--out`` from its last complete epoch;
-settings not given are taken from the run, settings given must match it (except
-``--epochs``, ``--max-minutes`` and ``--data``). ``--like RUN`` starts a new run with
-all the settings of an earlier one (its ``run.json``), so a run can be repeated from
-its folder alone. The best weights land in ``--out`` as a model folder that
-``tinysep eval --method model:OUT`` reads.
+runs/NAME``, into a new or empty folder apart from the data and models it reads.
+``--resume`` continues the run in ``--out`` from its last complete epoch; settings not
+given are taken from the run, settings given must match it (except ``--epochs``,
+``--max-minutes`` and ``--data``). ``--like RUN`` starts a new run with all the settings
+of an earlier one (its ``run.json``), so a run can be repeated from its folder alone. The
+best weights land in ``--out`` as a model folder that ``tinysep eval --method model:OUT``
+reads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tinysep.commands.common import seed_argument
+from tinysep.commands.common import finite_float, path_argument, seed_argument
 
 # CLI flag -> TrainConfig field, for the plain value flags.
 _FIELDS = {
@@ -63,14 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training augmentation setting (value parsed as JSON), e.g. "
                              "eq_probability=0.5 gives half the sources a random EQ, "
                              f"remix=false; repeatable; keys: {', '.join(d.augment)}")
-    parser.add_argument("--data", type=Path, help="dataset folder (synth, mir1k or musdb layout)")
+    parser.add_argument("--data", type=path_argument,
+                        help="dataset folder (synth, mir1k or musdb layout)")
     parser.add_argument("--dataset", choices=("auto", "mir1k", "musdb", "synth"),
                         help="dataset layout (default: detect)")
-    parser.add_argument("--valid-data", type=Path, metavar="DIR",
+    parser.add_argument("--valid-data", type=path_argument, metavar="DIR",
                         help="take the validation clips (model selection) from this dataset's "
                              "valid split, e.g. a corpus of engines held out from training "
                              "(default: --data's valid split)")
-    parser.add_argument("--init-from", type=Path, metavar="MODEL",
+    parser.add_argument("--init-from", type=path_argument, metavar="MODEL",
                         help="start from the weights of this saved model (same model and "
                              "options; default: random initialization)")
     parser.add_argument("--init-matching", action="store_true", default=None,
@@ -80,21 +82,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "computes what the smaller one did); the rest start fresh (e.g. "
                              "a model grown by an encoder, a refiner, wider blocks or more "
                              "blocks per stack, whose output projections start at zero)")
-    parser.add_argument("--teacher", type=Path, metavar="MODEL",
+    parser.add_argument("--teacher", type=path_argument, metavar="MODEL",
                         help="distil this saved model (e.g. a wider one) into the trained one: "
                              "the loss also compares with the teacher's separations of each "
                              "mixture; the run records the teacher's corpora as heard")
-    parser.add_argument("--teacher-weight", type=float, metavar="W",
+    parser.add_argument("--teacher-weight", type=finite_float, metavar="W",
                         help="share of the loss against the teacher's separations, the rest "
                              f"against the true sources (default {d.teacher_weight})")
-    parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
+    parser.add_argument("--out", required=True, type=path_argument,
+                        help="run folder, e.g. runs/NAME: new or empty for a new run")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     parser.add_argument("--steps-per-epoch", type=int,
                         help=f"optimizer steps per epoch (default {d.steps_per_epoch})")
     parser.add_argument("--batch-size", type=int, help=f"chunks per batch (default {d.batch_size})")
-    parser.add_argument("--chunk-seconds", type=float,
+    parser.add_argument("--chunk-seconds", type=finite_float,
                         help=f"training chunk length (default {d.chunk_seconds})")
-    parser.add_argument("--learning-rate", type=float,
+    parser.add_argument("--learning-rate", type=finite_float,
                         help=f"Adam learning rate (default {d.learning_rate}, as in the "
                              "UNet-SE-BiSRU paper)")
     parser.add_argument("--lr-schedule", choices=SCHEDULES,
@@ -103,15 +106,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"first (default {d.lr_schedule})")
     parser.add_argument("--warmup-steps", type=int,
                         help=f"linear learning-rate warm-up (default {d.warmup_steps})")
-    parser.add_argument("--final-lr-fraction", type=float,
+    parser.add_argument("--final-lr-fraction", type=finite_float,
                         help=f"cosine: final rate / peak rate (default {d.final_lr_fraction})")
     parser.add_argument("--loss", choices=LOSSES,
                         help=f"l1: masked-magnitude L1 (the UNet-SE-BiSRU paper's loss); "
                              f"sdr: negative waveform SDR; l1+sdr: both; bss-sdr: negative "
                              f"BSS-eval SDR, as evaluation scores (default {d.loss})")
-    parser.add_argument("--sdr-weight", type=float,
+    parser.add_argument("--sdr-weight", type=finite_float,
                         help=f"weight of the SDR term in l1+sdr (default {d.sdr_weight})")
-    parser.add_argument("--weight-average", type=float, metavar="DECAY",
+    parser.add_argument("--weight-average", type=finite_float, metavar="DECAY",
                         help="keep an exponential moving average of the weights with this "
                              "decay per step (e.g. 0.999); validation, model selection and the "
                              "saved model use the average (default 0: off)")
@@ -122,21 +125,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(0 = never stop early; default {d.patience})")
     parser.add_argument("--valid-clips", type=int,
                         help=f"valid clips scored each epoch (default {d.valid_clips})")
-    parser.add_argument("--valid-seconds", type=float,
+    parser.add_argument("--valid-seconds", type=finite_float,
                         help=f"longest part of a valid clip scored (default {d.valid_seconds})")
     parser.add_argument("--valid-levels-db", metavar="DB,...",
                         help="comma-separated levels the valid clips are also played at, the "
                              "SDR averaged over all, e.g. 0,-20 to choose a model that holds up "
                              "on quiet recordings (default "
                              f"{','.join(f'{v:g}' for v in d.valid_levels_db)})")
-    parser.add_argument("--max-minutes", type=float,
+    parser.add_argument("--max-minutes", type=finite_float,
                         help="wall-clock budget of the whole run, resumes included")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last complete epoch")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="with --resume: accept settings that differ from the stored run "
                              "(recorded in run.json), e.g. a lower --learning-rate after a NaN")
-    parser.add_argument("--like", type=Path, metavar="RUN",
+    parser.add_argument("--like", type=path_argument, metavar="RUN",
                         help="start from the settings of the run folder RUN (new --out)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

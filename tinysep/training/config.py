@@ -21,10 +21,14 @@ from tinysep.data.augment import (
     check_settings,
 )
 from tinysep.data.clip import LEVEL_LIMITS_DB
+from tinysep.dsp import SAMPLE_RATE
 from tinysep.training.choices import LOSSES, SCHEDULES
 
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
+MAX_CHUNK_SECONDS = 60.0  # a batch of training chunks is held in memory: longer is a typo
+MAX_VALID_SECONDS = 3600.0  # longer than any song: a larger cut is a typo
+MAX_SEED = 2**32 - 1  # the largest seed Keras' random generators take
 DEFAULT_AUGMENT = {
     "random_offset": True,
     "random_gain": True,
@@ -91,6 +95,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict, where: str = "config") -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: the training config must be an object, got {data!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -102,35 +108,82 @@ class TrainConfig:
         return TrainConfig.from_json({**self.to_json(), **changes})
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field that is out of range."""
+        """Raise ValueError naming the first field of the wrong type or out of range."""
+        self._check_names()
+        self._check_counts()
+        self._check_lengths()
+        self._check_optimizer()
+        self._check_augment()
+        self._check_init_and_teacher()
+
+    def _check_names(self) -> None:
+        """Text fields (folders, names, choices) are strings; options and augment objects."""
+        for key in ("model", "preset", "data", "dataset", "valid_data", "init_from", "teacher",
+                    "lr_schedule", "loss"):
+            value = getattr(self, key)
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string, got {value!r}")
+        for key in ("options", "augment"):
+            value = getattr(self, key)
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} must be an object of KEY: VALUE settings, got {value!r}")
+        if not self.data:
+            raise ValueError("data: a dataset folder is required")
+
+    def _check_counts(self) -> None:
+        """Epochs, steps, batch and clip counts, patience and the seed are whole numbers."""
         for key in ("epochs", "steps_per_epoch", "batch_size", "valid_clips"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_whole_number(value) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         for key in ("warmup_steps", "patience"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_whole_number(value) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
-        for key in ("chunk_seconds", "learning_rate", "valid_seconds"):
+        if not is_whole_number(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, "
+                             f"got {self.seed!r}")
+
+    def _check_lengths(self) -> None:
+        """Chunk and validation lengths within their bounds; the time budget, if any."""
+        for key in ("chunk_seconds", "valid_seconds"):
             value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not is_finite_number(value) or value <= 0:
                 raise ValueError(f"{key} must be a positive number, got {value!r}")
-        if not (isinstance(self.weight_average, (int, float))
-                and not isinstance(self.weight_average, bool)
-                and 0.0 <= self.weight_average < 1.0):
+        if self.chunk_seconds > MAX_CHUNK_SECONDS:
+            raise ValueError(f"chunk_seconds must be at most {MAX_CHUNK_SECONDS:g} s (a batch "
+                             f"of such chunks is held in memory), got {self.chunk_seconds!r}")
+        check_valid_seconds(self.valid_seconds)
+        budget = self.max_minutes
+        if budget is not None and (not is_finite_number(budget) or budget <= 0):
+            raise ValueError(f"max_minutes must be a positive number (or null: no budget), "
+                             f"got {budget!r}")
+
+    def _check_optimizer(self) -> None:
+        """Learning rate, its schedule, the loss and the weight average."""
+        if not is_finite_number(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a positive number, "
+                             f"got {self.learning_rate!r}")
+        if not (is_finite_number(self.weight_average) and 0.0 <= self.weight_average < 1.0):
             raise ValueError(f"weight_average is a decay per step in [0, 1) (0: off), got "
                              f"{self.weight_average!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.lr_schedule == "cosine-budget" and self.max_minutes is None:
             raise ValueError("lr_schedule 'cosine-budget' decays over the time budget: "
                              "it needs max_minutes")
+        if not (is_finite_number(self.final_lr_fraction)
+                and 0.0 <= self.final_lr_fraction <= 1.0):
+            raise ValueError(f"final_lr_fraction must be a number in [0, 1], "
+                             f"got {self.final_lr_fraction!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not 0.0 <= self.final_lr_fraction <= 1.0:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+        if not is_finite_number(self.sdr_weight) or self.sdr_weight < 0:
+            raise ValueError(f"sdr_weight must be a number >= 0 (the weight of the SDR term), "
+                             f"got {self.sdr_weight!r}")
+
+    def _check_augment(self) -> None:
+        """Known augmentation keys with values in range; the validation levels."""
         unknown = sorted(set(self.augment) - set(DEFAULT_AUGMENT))
         if unknown:
             raise ValueError(f"augment: unknown key(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
@@ -139,17 +192,15 @@ class TrainConfig:
             check_settings(**self.augment)
         except ValueError as exc:
             raise ValueError(f"augment: {exc}") from None
-        if not self.data:
-            raise ValueError("data: a dataset folder is required")
+
+    def _check_init_and_teacher(self) -> None:
+        """The starting weights and the teacher of a distillation run."""
         if not isinstance(self.init_matching, bool):
             raise ValueError(f"init_matching must be true or false, got {self.init_matching!r}")
         if self.init_matching and not self.init_from:
             raise ValueError("init_matching copies layers from init_from: give init_from too")
-        if not isinstance(self.teacher, str):
-            raise ValueError(f"teacher must be a model folder, got {self.teacher!r}")
         weight = self.teacher_weight
-        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool)
-                and 0.0 < weight <= 1.0):
+        if not (is_finite_number(weight) and 0.0 < weight <= 1.0):
             raise ValueError(f"teacher_weight is the share of the loss against the teacher, in "
                              f"(0, 1], got {weight!r}")
 
@@ -169,6 +220,30 @@ def config_differences(stored: TrainConfig, given: TrainConfig,
     a, b = stored.to_json(), given.to_json()
     return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
             for key in a if key not in allowed and a[key] != b[key]]
+
+
+def is_whole_number(value) -> bool:
+    """An int that is not a bool (JSON's true and false are no counts)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A finite int or float that is not a bool."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_valid_seconds(seconds: float) -> None:
+    """Raise ValueError unless validation clips cut to ``seconds`` keep the samples BSS-eval
+    scores and stay within :data:`MAX_VALID_SECONDS`."""
+    from tinysep.metrics.bss import MIN_SAMPLES  # imported here: the metrics load slowly
+
+    if seconds > MAX_VALID_SECONDS:
+        raise ValueError(f"valid_seconds must be at most {MAX_VALID_SECONDS:g} s, "
+                         f"got {seconds!r}")
+    if int(seconds * SAMPLE_RATE) < MIN_SAMPLES:  # the cut tinysep.training.data makes
+        raise ValueError(f"valid_seconds must be at least {MIN_SAMPLES / SAMPLE_RATE:g} s (the "
+                         f"{MIN_SAMPLES} samples BSS-eval scores), got {seconds!r}")
 
 
 def check_valid_levels(levels) -> None:

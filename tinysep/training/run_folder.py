@@ -17,6 +17,7 @@ the next save.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -26,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 import tinysep
+from tinysep.folder_writes import nesting
 from tinysep.jsonfile import read_json, write_json_atomic
-from tinysep.training.config import TrainConfig, TrainingError, config_differences
+from tinysep.training.config import (
+    TrainConfig,
+    TrainingError,
+    config_differences,
+    is_finite_number,
+    is_whole_number,
+)
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"
@@ -35,6 +43,9 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 PLOT_FILE = "history.png"
 RUN_FORMAT = 1
+# The options naming folders a run reads, with their TrainConfig fields: --out must keep apart.
+INPUT_FOLDERS = (("--data", "data"), ("--valid-data", "valid_data"),
+                 ("--init-from", "init_from"), ("--teacher", "teacher"))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -97,14 +108,22 @@ def plot_history(history: list[dict], path: Path, title: str) -> None:
 
 
 def stored_config(out: str | Path) -> TrainConfig:
-    """The training config of the run in ``out`` (to resume it or to repeat it)."""
+    """The training config of the run in ``out`` (to resume it or to repeat it), checked
+    field by field, since a hand-edited value would otherwise fail deep in training."""
     out = Path(out)
+    path = out / RUN_FILE
     if not has_run(out):
-        raise FileNotFoundError(f"{out / RUN_FILE} is missing: {out} holds no training run")
-    record = read_json(out / RUN_FILE, "not a training run folder")
-    if "train_config" not in record:
-        raise ValueError(f"{out / RUN_FILE}: no 'train_config' object")
-    return TrainConfig.from_json(record["train_config"], str(out / RUN_FILE))
+        raise FileNotFoundError(f"{path} is missing: {out} holds no training run")
+    record = read_json(path, "not a training run folder")
+    if not isinstance(record.get("train_config"), dict):
+        raise ValueError(f"{path}: 'train_config' must be an object of training settings, got "
+                         f"{record.get('train_config', 'nothing')!r}")
+    config = TrainConfig.from_json(record["train_config"], str(path))
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: train_config: {exc}") from None
+    return config
 
 
 def versions() -> dict:
@@ -134,13 +153,14 @@ def fresh_state() -> dict:
     }
 
 
-def check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool) -> None:
-    """A fresh run needs a folder without a run; a resumed one its run, with this config."""
+def check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool) -> dict:
+    """A fresh run needs a new or empty folder; a resumed one its run, with this config and
+    a sound progress record. Either way ``out`` keeps apart from the folders the run reads.
+    Writes nothing; returns the state to start from."""
+    check_apart_from_inputs(config, out)
     if not resume:
-        if has_run(out):
-            raise TrainingError(f"{out} already holds a training run; pass --resume to continue "
-                                f"it, or choose another --out")
-        return
+        check_new_folder(out)
+        return fresh_state()
     if not has_run(out):
         raise TrainingError(f"nothing to resume: {out / RUN_FILE} does not exist")
     diffs = config_differences(stored_config(out), config)
@@ -150,11 +170,120 @@ def check_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bo
             f"use the stored values, start a new run with another --out, or pass "
             f"--allow-config-change to resume anyway"
         )
+    return read_state(out)
+
+
+def check_apart_from_inputs(config: TrainConfig, out: Path) -> None:
+    """Refuse an ``out`` that is, holds or lies inside a folder the run reads (its data,
+    starting weights or teacher): the run's files would land among those."""
+    for option, field_name in INPUT_FOLDERS:
+        given = getattr(config, field_name)
+        if not given:
+            continue
+        relation = nesting(out, given)
+        if relation:
+            raise TrainingError(f"--out {out} {relation} the {option} folder {given}: the run "
+                                f"would write among the files it reads; choose another --out")
+
+
+def check_new_folder(out: Path) -> None:
+    """A fresh run writes into a new or empty folder only: files already there are the
+    user's (or another run's) and must not be overwritten."""
+    if has_run(out):
+        raise TrainingError(f"{out} already holds a training run; pass --resume to continue "
+                            f"it, or choose another --out")
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise TrainingError(f"--out {out}: {folder} is a file, not a folder; choose "
+                                    f"another --out")
+            break
+    names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise TrainingError(f"--out {out} is not empty (it holds {shown}); a new run writes "
+                            f"only into a new or empty folder: choose another --out")
+
+
+def read_state(out: Path) -> dict:
+    """The progress of the run in ``out``, checked field by field and with the checkpoint it
+    names on disk, so that a resume fails before it writes anything."""
+    path = out / STATE_FILE
+    state = read_json(path, "the run's progress file")
+    problem = _state_problem(state) or _checkpoint_problem(out, state["checkpoint"])
+    if problem:
+        raise TrainingError(f"cannot resume {out}: {path}: {problem}")
+    return state
+
+
+def _is_count(value) -> bool:
+    return is_whole_number(value) and value >= 0
+
+
+def _is_sdr_record(value) -> bool:
+    """``{"vocals": dB or null, ..., "mean": dB or null}``."""
+    return isinstance(value, dict) and all(v is None or is_finite_number(v)
+                                           for v in value.values())
+
+
+def _is_best(value) -> bool:
+    return (isinstance(value, dict)
+            and all(value.get(key) is None or _is_count(value[key]) for key in ("epoch", "step"))
+            and _is_sdr_record(value.get("valid_sdr")))
+
+
+def _is_history(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(entry, dict) and _is_count(entry.get("epoch"))
+        and is_finite_number(entry.get("loss")) and _is_sdr_record(entry.get("valid_sdr"))
+        for entry in value)
+
+
+# state.json field -> (test of its value, what is expected)
+STATE_FIELDS = {
+    "epoch": (_is_count, "a whole number >= 0"),
+    "step": (_is_count, "a whole number >= 0"),
+    "epochs_since_best": (_is_count, "a whole number >= 0"),
+    "train_seconds": (lambda v: is_finite_number(v) and v >= 0, "a number of seconds >= 0"),
+    "checkpoint": (lambda v: v is None or (isinstance(v, str) and bool(v)),
+                   "a checkpoint path or null"),
+    "best": (_is_best, 'an object {"epoch", "step", "valid_sdr": {source: dB}}'),
+    "history": (_is_history, 'a list of epoch records {"epoch", "loss", "valid_sdr", ...}'),
+    "status": (lambda v: isinstance(v, str), "a string"),
+    "stop_reason": (lambda v: v is None or isinstance(v, str), "a string or null"),
+}
+
+
+def _state_problem(state: dict) -> str | None:
+    """What is wrong with a progress record's fields (None: nothing)."""
+    for key, (fits, expected) in STATE_FIELDS.items():
+        if key not in state:
+            return f"{key!r} is missing ({expected} expected)"
+        if not fits(state[key]):
+            return f"{key!r} must be {expected}, got {state[key]!r}"
+    if state["checkpoint"] is None and (state["epoch"] or state["step"]):
+        return (f"'checkpoint' is null, but {state['epoch']} epoch(s) and {state['step']} "
+                f"steps are recorded as done")
+    return None
+
+
+def _checkpoint_problem(out: Path, name: str | None) -> str | None:
+    """Whether the checkpoint a progress record names is in the run's checkpoint folder and
+    on disk (None: it is, or the run has none yet)."""
+    if name is None:
+        return None
+    path, folder = out / name, out / CHECKPOINT_DIR
+    if not path.resolve().is_relative_to(folder.resolve()):
+        return f"'checkpoint' {name!r} is not in {folder}"
+    if not Path(f"{path}.index").is_file():
+        return f"'checkpoint' names {path}, which is missing (no {path.name}.index)"
+    return None
 
 
 def prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: bool,
-                    fingerprint: dict, command: str | None, model_info: dict) -> dict:
-    """Create the run folder, or record the resume in it; returns the state to start from."""
+                    fingerprint: dict, command: str | None, model_info: dict,
+                    state: dict) -> None:
+    """Create the run folder with its record and ``state``, or record the resume in it."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
@@ -171,30 +300,79 @@ def prepare_folder(config: TrainConfig, out: Path, resume: bool, allow_changes: 
             "resumes": [],
         }
         write_json(out / RUN_FILE, record)
-        state = fresh_state()
         write_json(out / STATE_FILE, state)
-        return state
+        return
+    write_json(out / RUN_FILE, _resumed_record(config, out, allow_changes, fingerprint,
+                                               command, state, now))
 
-    record = read_json(out / RUN_FILE, "not a training run folder")
+
+def _resumed_record(config: TrainConfig, out: Path, allow_changes: bool, fingerprint: dict,
+                    command: str | None, state: dict, now: str) -> dict:
+    """The run record with this resume appended; raises before anything is written when
+    the data or config differ without ``allow_changes``."""
+    path = out / RUN_FILE
+    record = read_json(path, "not a training run folder")
     stored = stored_config(out)
+    before = record.get("data_fingerprint")
+    stored_sha = before.get("sha256") if isinstance(before, dict) else None
     data_diff = []
-    if record.get("data_fingerprint", {}).get("sha256") != fingerprint["sha256"]:
-        data_diff.append(f"data fingerprint: stored "
-                         f"{record.get('data_fingerprint', {}).get('sha256')}, given "
+    if stored_sha != fingerprint["sha256"]:
+        data_diff.append(f"data fingerprint: stored {stored_sha}, given "
                          f"{fingerprint['sha256']} (the clips in {config.data} differ)")
     diffs = config_differences(stored, config) + data_diff
     if diffs and not allow_changes:
         raise TrainingError(f"cannot resume {out}: {'; '.join(diffs)}; pass "
                             f"--allow-config-change to resume anyway")
-    state = read_json(out / STATE_FILE, "the run's progress file")
+    resumes = record.get("resumes", [])
+    if not isinstance(resumes, list):
+        raise ValueError(f"{path}: 'resumes' must be a list, got {resumes!r}")
     changes = config_differences(stored, config, allowed=frozenset()) + data_diff
-    record["resumes"].append({"at": now, "command": command, "epoch": state["epoch"],
-                              "step": state["step"], "changes": changes})
+    record["resumes"] = [*resumes, {"at": now, "command": command, "epoch": state["epoch"],
+                                    "step": state["step"], "changes": changes}]
     record["train_config"] = config.to_json()
     record["data_fingerprint"] = fingerprint
-    record["corpora"] = corpora(config, record.get("corpora"))
-    write_json(out / RUN_FILE, record)
-    return state
+    earlier = record.get("corpora")
+    record["corpora"] = corpora(config, earlier if isinstance(earlier, dict) else None)
+    return record
+
+
+@contextlib.contextmanager
+def removed_if_setup_fails(out: Path, resume: bool):
+    """Remove what a fresh run wrote into ``out`` when setting it up fails, so that a
+    refused run leaves no half-made folder (:func:`check_new_folder` made sure ``out`` was
+    new or empty); a resumed run's folder is the user's and stays."""
+    created = None if resume else _outermost_missing(out)
+    try:
+        yield
+    except BaseException:
+        if not resume:
+            _remove_new_files(out, created)
+        raise
+
+
+def _outermost_missing(out: Path) -> Path | None:
+    """The outermost of ``out`` and its parents that does not exist (None: ``out`` does)."""
+    missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_new_files(out: Path, created: Path | None) -> None:
+    """Delete the folders made for ``out`` (``created``), or the entries of ``out``, which
+    was empty before the run."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    if not out.is_dir():
+        return
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def corpora(config: TrainConfig, before: dict | None = None) -> dict:

@@ -20,6 +20,9 @@ import numpy as np
 
 ROUNDING_ONLY_STEPS = 1 / np.sqrt(12)  # RMSE of uniform rounding, in steps
 
+# What write_layer_report writes: the report, its table and a plot of the worst tensors.
+LAYER_ERROR_FILES = ("layer_errors.json", "layer_errors.csv", "layer_errors.png")
+
 
 def _io_names(converter) -> tuple[list[str], dict[str, str]]:
     """Signature input names in the order of the converted model's inputs, and the
@@ -126,8 +129,7 @@ def write_layer_report(report: dict, folder: str | Path, top: int = 25) -> list[
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "layer_errors.json", folder / "layer_errors.csv",
-             folder / "layer_errors.png"]
+    paths = [folder / name for name in LAYER_ERROR_FILES]
     paths[0].write_text(json.dumps(report, indent=1) + "\n")
     fields = ["layer", "op", "tensor", "elements", "scale", "zero_point", "rmse", "rmse_steps",
               "max_abs_error", "mean_error"]

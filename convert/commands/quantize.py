@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convert.commands.prune import min_chunk_frames, require_clips
+from convert.layer_errors import LAYER_ERROR_FILES
 from firmware_host.bundle.layout import MODEL_FILE
 from tinysep.commands.common import path_argument, positive_float, seed_argument, whole_number
 
@@ -27,8 +28,6 @@ REPORT_FILE = "quantize.json"
 QAT_MODEL = "qat_model"
 STUDY_FILES = ("calibration_study.json", "calibration_study.png")
 LEVEL_FILES = ("calibration_levels.json", "calibration_levels.md", "calibration_levels.png")
-# what convert.layer_errors.write_layer_report writes beside them
-LAYER_ERROR_FILES = ("layer_errors.json", "layer_errors.csv", "layer_errors.png")
 # every entry a quantize writes into its --out folder
 QUANTIZE_FILES = frozenset({MODEL_FILE, REPORT_FILE, QAT_MODEL, *STUDY_FILES, *LEVEL_FILES,
                             *LAYER_ERROR_FILES})

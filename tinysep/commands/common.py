@@ -106,12 +106,11 @@ def positive_float(text: str) -> float:
     return value
 
 
-MAX_SEED = 2**32 - 1  # the largest seed Keras' initializers take
-
-
 def seed_argument(text: str) -> int:
     """A random seed from the command line: a whole number from 0 to ``MAX_SEED`` (what
     numpy's generators and Keras' initializers both take), refused at parsing otherwise."""
+    from tinysep.training.config import MAX_SEED  # here: only a given --seed pays the import
+
     try:
         seed = int(text)
     except ValueError:

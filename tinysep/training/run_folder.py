@@ -57,12 +57,6 @@ def has_run(out: Path) -> bool:
     return (out / RUN_FILE).is_file()
 
 
-def has_checkpoint(out: Path) -> bool:
-    """True once the run in ``out`` has saved weights to resume from (an epoch finished)."""
-    state = read_json(out / STATE_FILE, "the run's progress file")
-    return bool(state.get("checkpoint"))
-
-
 def save_best(model, out: Path, config: dict) -> None:
     """Write the model folder (config + weights) into ``out``, replacing files atomically."""
     from tinysep.models import save_model

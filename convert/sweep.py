@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import numbers
 import os
 import shutil
 import time
@@ -26,7 +25,7 @@ import numpy as np
 from calibration.representative import DEFAULT_FRAMES
 from convert.sizes import KIB
 from tinysep.data.clip import SOURCES
-from tinysep.jsonfile import read_json, write_json_atomic
+from tinysep.jsonfile import is_finite_number, is_whole_number, read_json, write_json_atomic
 
 DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
@@ -39,16 +38,6 @@ SWEEP_FILES = frozenset({PLAN_FILE, CELLS_DIR, MODELS_DIR, *RESULT_FILES, CSV_TM
 # what a sweep compares with the plan.json of an earlier sweep in the same folder
 PLAN_KEYS = ("model", "frames_per_invoke", "prune_steps", "eval_clips")
 SCORE_KEYS = ("sdr_reference", "sdr", "drop_db")  # what a cell holds per source
-
-
-def _is_number(value) -> bool:
-    """Whether ``value`` is a number (a bool is none)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_whole(value) -> bool:
-    """Whether ``value`` is a whole number (a bool is none)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -117,9 +106,10 @@ def make_plan(sparsities: Sequence[float], modes: Sequence[str], calibration_fra
     if not modes:
         raise ValueError("a sweep needs at least one quantization mode")
     for frames in calibration_frames:
-        if not _is_whole(frames) or frames < 1:
+        if not is_whole_number(frames) or frames < 1:
             raise ValueError(f"calibration frames must be whole numbers >= 1, got {frames!r}")
-    if not _is_whole(frames_per_invoke) or not 1 <= frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
+    if not (is_whole_number(frames_per_invoke)
+            and 1 <= frames_per_invoke <= MAX_FRAMES_PER_INVOKE):
         raise ValueError(f"frames per invoke must be a whole number from 1 to "
                          f"{MAX_FRAMES_PER_INVOKE}, got {frames_per_invoke!r}")
     if config is not None:
@@ -368,14 +358,14 @@ def read_cell(path: Path) -> dict:
     if not isinstance(cell.get("mode"), str):
         raise ValueError(f"{path}: 'mode' must be a quantization name")
     for key in ("bytes", "macs_per_hop", "host_us_per_hop"):
-        if not _is_number(cell.get(key)):
+        if not is_finite_number(cell.get(key)):
             raise ValueError(f"{path}: {key!r} must be a number, got {cell.get(key)!r}")
     sources = cell.get("sources")
     if not isinstance(sources, dict):
         raise ValueError(f"{path}: 'sources' must be an object of per-source scores")
     for source, row in sources.items():
         if not isinstance(row, dict) or not all(
-                k in row and (row[k] is None or _is_number(row[k])) for k in SCORE_KEYS):
+                k in row and (row[k] is None or is_finite_number(row[k])) for k in SCORE_KEYS):
             raise ValueError(f"{path}: 'sources' {source!r} must hold the numbers "
                              f"{', '.join(SCORE_KEYS)}")
     return cell

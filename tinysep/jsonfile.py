@@ -4,6 +4,8 @@ reader (or a kill) never sees half a file."""
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -29,3 +31,14 @@ def read_json(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data
+
+
+def is_whole_number(value) -> bool:
+    """A whole number (numpy's too) that is not a bool: JSON's true and false are no counts."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A finite int or float that is not a bool."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))

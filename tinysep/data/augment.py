@@ -21,6 +21,7 @@ from scipy import fft
 from tinysep.data.clip import LEVEL_LIMITS_DB, SOURCES, Clip
 from tinysep.data.sources import check_sources
 from tinysep.dsp import SAMPLE_RATE
+from tinysep.jsonfile import is_finite_number
 
 DEFAULT_GAIN_RANGE = (0.25, 1.25)  # linear gain per source
 GAIN_LIMITS = (0.0, 10.0)  # the widest gain range accepted (x10: +20 dB, as loud as sensible)
@@ -53,16 +54,12 @@ RANGE_LIMITS = {"gain_range": (GAIN_LIMITS, "linear gains", False),
                 "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices", True)}
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_range(pair, low: float, high: float, whole: bool) -> bool:
     """True if ``pair`` is ``[a, b]`` with ``low <= a <= b <= high`` (whole numbers if
     ``whole``)."""
     if not isinstance(pair, (list, tuple)) or len(pair) != 2:
         return False
-    if not all(_is_number(v) for v in pair):
+    if not all(is_finite_number(v) for v in pair):
         return False
     if whole and not all(float(v).is_integer() for v in pair):
         return False
@@ -76,7 +73,8 @@ def check_settings(**settings) -> None:
         if key in settings and not isinstance(settings[key], bool):
             raise ValueError(f"{key} must be true or false, got {settings[key]!r}")
     for key, (low, high) in SETTING_LIMITS.items():
-        if key in settings and not (_is_number(settings[key]) and low <= settings[key] <= high):
+        value = settings.get(key)
+        if key in settings and not (is_finite_number(value) and low <= value <= high):
             raise ValueError(f"{key} must be a number in [{low:g}, {high:g}], "
                              f"got {settings[key]!r}")
     for key, ((low, high), unit, whole) in RANGE_LIMITS.items():

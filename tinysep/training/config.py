@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from tinysep.data.augment import (
@@ -22,6 +21,7 @@ from tinysep.data.augment import (
 )
 from tinysep.data.clip import LEVEL_LIMITS_DB
 from tinysep.dsp import SAMPLE_RATE
+from tinysep.jsonfile import is_finite_number, is_whole_number
 from tinysep.training.choices import LOSSES, SCHEDULES
 
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
@@ -220,17 +220,6 @@ def config_differences(stored: TrainConfig, given: TrainConfig,
     a, b = stored.to_json(), given.to_json()
     return [f"{key}: stored {a[key]!r}, given {b[key]!r}"
             for key in a if key not in allowed and a[key] != b[key]]
-
-
-def is_whole_number(value) -> bool:
-    """An int that is not a bool (JSON's true and false are no counts)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_finite_number(value) -> bool:
-    """A finite int or float that is not a bool."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
 
 
 def check_valid_seconds(seconds: float) -> None:

@@ -28,14 +28,8 @@ import numpy as np
 
 import tinysep
 from tinysep.folder_writes import nesting
-from tinysep.jsonfile import read_json, write_json_atomic
-from tinysep.training.config import (
-    TrainConfig,
-    TrainingError,
-    config_differences,
-    is_finite_number,
-    is_whole_number,
-)
+from tinysep.jsonfile import is_finite_number, is_whole_number, read_json, write_json_atomic
+from tinysep.training.config import TrainConfig, TrainingError, config_differences
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"

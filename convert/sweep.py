@@ -139,19 +139,9 @@ def check_sweep_folder(out: str | Path, model_folder: str | Path,
     """Refuse a sweep folder that is the model folder (or inside or around it), a file, or
     a folder that is not empty and is no sweep's (no plan.json, or entries a sweep does not
     write); ``label`` names the folder in the error."""
-    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+    from tinysep.folder_writes import check_own_output
 
-    out = Path(out)
-    check_apart(out, model_folder, label)
-    if not holds_anything(out, label):
-        return
-    if not (out / PLAN_FILE).is_file():
-        raise ValueError(f"{label} {out} is not empty and holds no {PLAN_FILE} of a sweep; "
-                         "name a new or empty folder")
-    others = foreign_entries(out, SWEEP_FILES)
-    if others:
-        raise ValueError(f"{label} {out} also holds {', '.join(others)}, which a sweep does "
-                         "not write; name a new or empty folder")
+    check_own_output(out, model_folder, SWEEP_FILES, "a sweep", marker=PLAN_FILE, label=label)
 
 
 def _variant_model(variant: Variant, base, clips, out: Path, plan: SweepPlan, seed: int):

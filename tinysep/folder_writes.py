@@ -75,6 +75,26 @@ def check_apart(out: str | Path, model: str | Path, label: str = "output folder"
                          "apart from it")
 
 
+def check_own_output(out: str | Path, model: str | Path, owned: Collection[str], command: str,
+                     marker: str | None = None, label: str = "--out",
+                     what: str = "folder") -> bool:
+    """Refuse an output folder that a ``command`` run must not write into: one apart from
+    ``model`` is needed, and an existing, non-empty one must be an earlier output of the
+    command (holding ``marker`` when given, and nothing but ``owned`` entries); ``what``
+    names such an output in the error. Returns whether it holds one."""
+    check_apart(out, model, label)
+    if not holds_anything(out, label):
+        return False
+    if marker is not None and not (Path(out) / marker).is_file():
+        raise ValueError(f"{label} {out} is not empty and holds no {marker} of an earlier "
+                         f"{command}; name a new or empty folder")
+    others = foreign_entries(out, owned)
+    if others:
+        raise ValueError(f"{label} {out} is not a {what} {command} wrote: it also holds "
+                         f"{', '.join(others)}; name a new or empty folder")
+    return True
+
+
 def _atomic_leftover(name: str, owned: Collection[str]) -> bool:
     """Whether ``name`` is the temporary file of an atomic JSON write of an ``owned`` name
     (``.NAME.tmp-PID``, see :func:`tinysep.jsonfile.write_json_atomic`) a kill left."""

@@ -117,19 +117,10 @@ def _check_out(args: argparse.Namespace) -> None:
     folder holding anything prune does not write, or an earlier result without --force."""
     from convert.prune import PRUNED_FILES
     from tinysep.commands.common import CliError
-    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+    from tinysep.folder_writes import check_own_output
 
-    try:
-        check_apart(args.out, args.model, "--out")
-        if not holds_anything(args.out, "--out"):
-            return
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    others = foreign_entries(args.out, PRUNED_FILES)
-    if others:
-        raise CliError(f"--out {args.out} is not a model folder prune wrote: it holds "
-                       f"{', '.join(others)}; refusing to replace it")
-    if not args.force:
+    if check_own_output(args.out, args.model, PRUNED_FILES, "prune",
+                        what="model folder") and not args.force:
         raise CliError(f"--out {args.out} already exists; pass --force to overwrite it")
 
 

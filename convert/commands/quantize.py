@@ -154,22 +154,9 @@ def _check_options(args: argparse.Namespace) -> Checked:
 def check_out(out: Path, model: Path) -> None:
     """Refuse an --out that is MODEL (or inside or around it), a file, or a folder holding
     anything but an earlier quantize's output (marked by its quantize.json)."""
-    from tinysep.commands.common import CliError
-    from tinysep.folder_writes import check_apart, foreign_entries, holds_anything
+    from tinysep.folder_writes import check_own_output
 
-    try:
-        check_apart(out, model, "--out")
-        if not holds_anything(out, "--out"):
-            return
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    if not (out / REPORT_FILE).is_file():
-        raise CliError(f"--out {out} is not empty and holds no {REPORT_FILE} of an earlier "
-                       "quantize; name a new or empty folder")
-    others = foreign_entries(out, QUANTIZE_FILES)
-    if others:
-        raise CliError(f"--out {out} also holds {', '.join(others)}, which quantize does not "
-                       "write; name a new or empty folder")
+    check_own_output(out, model, QUANTIZE_FILES, "quantize", marker=REPORT_FILE)
 
 
 def _check_inputs(args: argparse.Namespace, checked: Checked) -> None:

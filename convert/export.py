@@ -20,7 +20,7 @@ from pathlib import Path
 
 from calibration.representative import DEFAULT_FRAMES
 from convert.manifest import build_manifest, calibration_digest, float_model_digest, sha256_of
-from convert.quantize import QUANT_MODES, quantize_stream
+from convert.quantize import QUANT_MODES, check_keep_float, quantize_stream
 from firmware_host.bundle.layout import (
     BUNDLE_FILES,
     C_HEADER_FILE,
@@ -169,6 +169,10 @@ def export_bundle(
     corpora = recorded_corpora(model) if isinstance(model, (str, Path)) else None
     config = model_config(keras_model)
     stream = make_streaming_model(keras_model, frames_per_invoke)
+    if keep_float:
+        if quant != "int8":
+            raise ValueError("keeping layers float applies to int8 quantization only")
+        check_keep_float(stream, keep_float)
     rep = None
     if quant in FULL_INTEGER:
         rep = _representative(stream, calibration, calibration_frames, calibration_split, seed,

@@ -275,6 +275,18 @@ def _quantize_tied(
     return content, tied
 
 
+def check_keep_float(stream, layers: Sequence[str]) -> None:
+    """Raise ValueError naming any of ``layers`` that streaming model ``stream`` lacks, so
+    that a misspelt --keep-float fails before calibration rather than after converting."""
+    known = {layer.name for layer in stream.layers}
+    unknown = sorted(set(layers) - known)
+    if unknown:
+        raise ValueError(
+            f"cannot keep layer(s) {unknown} float: the streaming model has no such layer "
+            f"(layers: {', '.join(sorted(known)[:40])}{', ...' if len(known) > 40 else ''})"
+        )
+
+
 def nodes_of_layers(model: TfliteModel, layers: Sequence[str]) -> list[str]:
     """Converter node names (tensor names) that belong to the Keras ``layers``."""
     if not layers:

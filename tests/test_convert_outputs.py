@@ -204,6 +204,19 @@ def test_quantize_refuses_an_eval_split_without_clips_before_any_work(inputs, tm
                        "in_proj"), capsys, tmp_path, "--keep-float", "int8")
 
 
+def test_a_misspelt_keep_float_layer_is_refused_before_calibration(inputs, tmp_path, capsys):
+    """The streaming model's layers are checked before calibration (the converter's own
+    check, after conversion, says "the model has no such layer"); nothing is written."""
+    model, corpus = inputs
+    line = _refused(_quantize(model, corpus, tmp_path / "q", "--keep-float", "in_proj,inproj"),
+                    capsys, tmp_path, "['inproj']", "streaming model has no such layer",
+                    "in_proj")
+    assert "calibration" not in line
+    _refused(["export", str(model), "--calibration", str(corpus), "--out",
+              str(tmp_path / "bundle"), "--keep-float", "inproj", "--no-progress"],
+             capsys, tmp_path, "['inproj']", "streaming model has no such layer")
+
+
 def test_quantize_writes_whole_folders_or_nothing(inputs, tmp_path, capsys):
     from convert.commands.quantize import LAYER_ERROR_FILES, QUANTIZE_FILES, REPORT_FILE
     from firmware_host.bundle.layout import MODEL_FILE
@@ -220,7 +233,7 @@ def test_quantize_writes_whole_folders_or_nothing(inputs, tmp_path, capsys):
     assert written == {MODEL_FILE, REPORT_FILE, *LAYER_ERROR_FILES}
     assert written <= QUANTIZE_FILES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "q"]
-    # A run that fails after converting (a layer the model lacks) leaves the earlier
+    # A refused run (a layer the model lacks) leaves the earlier
     # output as it was and no half-written folder beside it.
     _refused(_quantize(model, corpus, out, "--keep-float", "no_such_layer"), capsys,
              tmp_path, "no_such_layer")

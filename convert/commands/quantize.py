@@ -195,12 +195,14 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
         format_coverage,
         load_calibration_clips,
     )
-    from convert.quantize import FULL_INTEGER, quantize_stream
+    from convert.quantize import FULL_INTEGER, check_keep_float, quantize_stream
     from convert.sizes import deploy_form, size_text
     from tinysep.models import load_model, make_streaming_model, save_model
 
     progress = not args.no_progress
     model = original = load_model(args.model)
+    if checked.keep_float:  # a misspelt layer fails here, not after calibration and QAT
+        check_keep_float(make_streaming_model(model, args.frames_per_invoke), checked.keep_float)
     train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
                                    seed=args.seed, progress=progress)
     report: dict = {"model": str(args.model), "mode": args.quant,

@@ -364,3 +364,35 @@ def test_a_sigterm_swallowed_in_a_finalizer_still_stops_the_run(corpus, tmp_path
         train(config, tmp_path / "run", progress=False)
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert (state["status"], state["step"]) == ("stopped", 0)
+
+
+# An unexpected error in the middle of an epoch: the folder says what finished, and resumes
+
+
+def test_an_error_mid_epoch_is_recorded_and_the_run_resumes(corpus, tmp_path, monkeypatch,
+                                                            capsys):
+    import tinysep.training.data as data_module
+
+    real_make_dataset = data_module.make_dataset
+
+    def failing_dataset(*args, **kwargs):  # the disk goes away in the middle of epoch 2
+        batches = iter(real_make_dataset(*args, **kwargs))
+        for _ in range(3):
+            yield next(batches)
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(data_module, "make_dataset", failing_dataset)
+    out = tmp_path / "run"
+    config = TrainConfig(options=dict(TINY), data=str(corpus), epochs=2, steps_per_epoch=2,
+                         batch_size=2, chunk_seconds=0.5, valid_clips=1, valid_seconds=1.0)
+    with pytest.raises(OSError, match="Input/output error"):
+        train(config, out, progress=False)
+    state = json.loads((out / "state.json").read_text())
+    assert (state["status"], state["epoch"], state["step"]) == ("failed", 1, 2)
+    assert state["stop_reason"] == ("training failed during epoch 2 "
+                                    "(OSError: Input/output error)")
+    assert "--resume continues from it" in capsys.readouterr().err
+    monkeypatch.setattr(data_module, "make_dataset", real_make_dataset)
+    result = train(config, out, resume=True, progress=False)
+    assert (result.epochs, result.steps, result.status) == (2, 4, "finished")
+    assert json.loads((out / "state.json").read_text())["status"] == "stopped"

@@ -270,6 +270,12 @@ class _Session:
                 if failed["checkpoint"] else "no epoch had finished, so there is no checkpoint")
         return TrainingError(f"{message}; {kept}")
 
+    def crashed(self, exc: Exception) -> TrainingError:
+        """Record an unexpected error as a failure after the last finished epoch."""
+        epoch = self.committed["epoch"] + 1
+        return self.fail(f"training failed during epoch {epoch} "
+                         f"({type(exc).__name__}: {_first_line(exc)})")
+
     def interrupted(self) -> TrainingError:
         """Record a stop by the user (Ctrl-C, SIGTERM) after the last finished epoch."""
         done = self.committed
@@ -469,6 +475,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                 stop_reason = "time-budget" if out_of_time else session.stop_reason()
         except KeyboardInterrupt:
             raise session.interrupted() from None
+        except TrainingError:
+            raise  # recorded where it was raised
+        except Exception as exc:  # a bug, a full disk: the folder still says what finished
+            print(f"tinysep train: {session.crashed(exc)}", file=sys.stderr)
+            raise
     session.commit(stop_reason)
     if state["history"]:
         plot_history(state["history"], out / PLOT_FILE,

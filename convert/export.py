@@ -169,10 +169,7 @@ def export_bundle(
     corpora = recorded_corpora(model) if isinstance(model, (str, Path)) else None
     config = model_config(keras_model)
     stream = make_streaming_model(keras_model, frames_per_invoke)
-    if keep_float:
-        if quant != "int8":
-            raise ValueError("keeping layers float applies to int8 quantization only")
-        check_keep_float(stream, keep_float)
+    check_keep_float(stream, keep_float, quant)  # before the (slow) calibration
     rep = None
     if quant in FULL_INTEGER:
         rep = _representative(stream, calibration, calibration_frames, calibration_split, seed,

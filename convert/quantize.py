@@ -122,8 +122,7 @@ def quantize_stream(
         raise ValueError(f"unknown quantization {mode!r}; choose from {', '.join(QUANT_MODES)}")
     spec = streaming_spec(stream)
     keep_float = tuple(keep_float)
-    if keep_float and mode != "int8":
-        raise ValueError("keeping layers float applies to int8 quantization only")
+    check_keep_float(stream, keep_float, mode)
     start = time.perf_counter()
     with quiet_runtime():  # no XNNPACK / fully_quantize lines, no converter warning
         converter = _converter(stream)
@@ -275,14 +274,20 @@ def _quantize_tied(
     return content, tied
 
 
-def check_keep_float(stream, layers: Sequence[str]) -> None:
-    """Raise ValueError naming any of ``layers`` that streaming model ``stream`` lacks, so
-    that a misspelt --keep-float fails before calibration rather than after converting."""
-    known = {layer.name for layer in stream.layers}
+def check_keep_float(stream, layers: Sequence[str], mode: str = "int8") -> None:
+    """Raise ValueError for layers kept float under a ``mode`` other than int8, or naming any
+    of ``layers`` that streaming model ``stream`` lacks: a misspelt --keep-float then fails
+    before calibration rather than after converting."""
+    if layers and mode != "int8":
+        raise ValueError("keeping layers float applies to int8 quantization only")
+    _check_layers_known(layers, {layer.name for layer in stream.layers}, "the streaming model")
+
+
+def _check_layers_known(layers: Sequence[str], known: set[str], where: str) -> None:
     unknown = sorted(set(layers) - known)
     if unknown:
         raise ValueError(
-            f"cannot keep layer(s) {unknown} float: the streaming model has no such layer "
+            f"cannot keep layer(s) {unknown} float: {where} has no such layer "
             f"(layers: {', '.join(sorted(known)[:40])}{', ...' if len(known) > 40 else ''})"
         )
 
@@ -291,13 +296,7 @@ def nodes_of_layers(model: TfliteModel, layers: Sequence[str]) -> list[str]:
     """Converter node names (tensor names) that belong to the Keras ``layers``."""
     if not layers:
         return []
-    known = {t.layer for t in model.tensors if t.name}
-    unknown = sorted(set(layers) - known)
-    if unknown:
-        raise ValueError(
-            f"cannot keep layer(s) {unknown} float: the model has no such layer "
-            f"(layers: {', '.join(sorted(known)[:40])}{', ...' if len(known) > 40 else ''})"
-        )
+    _check_layers_known(layers, {t.layer for t in model.tensors if t.name}, "the model")
     wanted = set(layers)
     names = set()
     for t in model.tensors:

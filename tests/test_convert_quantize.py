@@ -17,7 +17,7 @@ from calibration.representative import (
     frame_levels_dbfs,
 )
 from convert.micro import MICRO_INT8_OPS
-from convert.quantize import quantize_stream
+from convert.quantize import nodes_of_layers, quantize_stream
 from convert.runtime import tensor_spec
 from convert.tflite_model import TfliteModel
 from firmware_host.bundle.quantization import requantize_rule
@@ -186,8 +186,12 @@ def test_named_layers_can_stay_float(tcn_stream, tcn_rep):
     float_layers = {t.layer for t in model.tensors if t.dtype == "float32" and not t.constant}
     assert "mask_proj" in float_layers
     assert "DEQUANTIZE" in model.op_names
-    with pytest.raises(ValueError, match="no such layer"):
+    with pytest.raises(ValueError, match="the streaming model has no such layer"):
         quantize_stream(tcn_stream, "int8", tcn_rep, keep_float=["no_such_layer"])
+    with pytest.raises(ValueError, match="applies to int8 quantization only"):
+        quantize_stream(tcn_stream, "float16", keep_float=["mask_proj"])
+    with pytest.raises(ValueError, match=r"\['no_such_layer'\] float: the model has no such"):
+        nodes_of_layers(model, ["mask_proj", "no_such_layer"])  # the converted graph's names
 
 
 def test_requantize_rule_is_copy_only_when_it_is_the_identity():

@@ -95,13 +95,13 @@ ARM64_RUNTIME := ai-edge-litert==1.4.0
 ARMHF_RUNTIME := tflite-runtime==2.11.0
 
 board-arm64: $(STAMP)
-	$(BIN)/python -m firmware_host.emulated_arm build --arch arm64 --wheel $(ARM64_RUNTIME)
+	$(BIN)/python -m hil.emulated_arm build --arch arm64 --wheel $(ARM64_RUNTIME)
 
 test-arm64: $(STAMP) board-arm64
 	$(BIN)/python -m pytest -q -m arm64 tests/test_board_arm64.py
 
 board-armhf: $(STAMP)
-	$(BIN)/python -m firmware_host.emulated_arm build --arch armhf --wheel $(ARMHF_RUNTIME)
+	$(BIN)/python -m hil.emulated_arm build --arch armhf --wheel $(ARMHF_RUNTIME)
 
 test-armhf: $(STAMP) board-armhf
 	$(BIN)/python -m pytest -q -m armhf tests/test_board_arm64.py

@@ -1,5 +1,5 @@
-"""firmware_host: wire protocol, serial transport, board agent, emulated board, HIL harness.
+"""firmware_host: what runs on a board: the agent, the wire protocol, byte streams, bundles.
 
-The board agent (``firmware_host.board``) and the wire protocol it uses import only the
-standard library and numpy (plus a TFLite runtime), so they can be copied to a board.
+The whole folder imports only the standard library and numpy (plus a TFLite runtime inside
+functions), so it is copied to a board as it is; the host's side of a HIL run is ``hil``.
 """

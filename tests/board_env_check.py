@@ -26,12 +26,12 @@ from firmware_host.board.model_check import check_model  # noqa: E402
 from firmware_host.board.pipeline import StreamingSeparator  # noqa: E402
 from firmware_host.board.runtime import load_runtime  # noqa: E402
 from firmware_host.bundle import read_bundle  # noqa: E402
-from firmware_host.emulator import EmulatedBoard  # noqa: E402
-from firmware_host.hil.client import BoardClient  # noqa: E402
 from firmware_host.protocol.errors import PeerError  # noqa: E402
 from firmware_host.protocol.link import Link, LinkConfig  # noqa: E402
 from firmware_host.protocol.messages import AudioChunk, ErrorCode, Tensor  # noqa: E402
 from firmware_host.transport import open_port  # noqa: E402
+from hil.client import BoardClient  # noqa: E402
+from hil.emulator import EmulatedBoard  # noqa: E402
 
 CHUNK = 1024
 FAST = ["--ack-timeout", "0.1"]

@@ -2,7 +2,7 @@
 
 ``ThreadAgent`` serves the real agent on the master end of a real pseudo-terminal pair in a
 thread of the test process (fast to start); ``host_client`` opens the slave end like a serial
-port. Subprocess boards (restart, freeze) use ``firmware_host.emulator.EmulatedBoard``.
+port. Subprocess boards (restart, freeze) use ``hil.emulator.EmulatedBoard``.
 ``offline_int8`` is an independent reference for the agent's pipeline: the offline STFT of
 tinysep.dsp, the interpreter's signature runner, and the offline inverse STFT.
 """
@@ -16,10 +16,10 @@ from test_link_support import fast_board_config, fast_host_config
 
 from firmware_host.board.agent import BoardAgent
 from firmware_host.board.runtime import load_runtime
-from firmware_host.emulator import PtyPair
-from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.link import Link
 from firmware_host.transport import open_port
+from hil.client import BoardClient
+from hil.emulator import PtyPair
 
 FAST_AGENT_ARGS = ["--ack-timeout", "0.05", "--max-retries", "12"]
 

@@ -22,7 +22,7 @@ from board_bundle import make_bundle  # noqa: E402
 from board_support import test_signal  # noqa: E402
 
 from firmware_host.bundle import read_bundle  # noqa: E402
-from firmware_host.hil.reference import HostPipeline  # noqa: E402
+from hil.reference import HostPipeline  # noqa: E402
 
 CHUNK = 1024
 

@@ -71,7 +71,7 @@ def test_unknown_variant_and_model_are_rejected(corpus, tmp_path):
 ])
 def test_bad_ablation_settings_are_refused_before_any_variant_trains(corpus, tmp_path, capsys,
                                                                      args, message):
-    from tinysep.cli import main
+    from cli.main import main
 
     out = tmp_path / "abl"
     assert main(["ablate", "--data", str(corpus), "--out", str(out), "--epochs", "1",

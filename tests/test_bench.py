@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tinysep.cli import main
-from tinysep.commands import bench
+from cli import bench
+from cli.main import main
 from tinysep.data.clip import Clip
 from tinysep.evaluate import measure_speed
 

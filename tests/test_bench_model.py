@@ -12,9 +12,9 @@ import re
 import numpy as np
 import pytest
 
+from cli.bench import format_section
 from convert import bench
 from convert.runtime import BundleRunner
-from tinysep.commands.bench import format_section
 from tinysep.data.synth import synthetic_clips
 from tinysep.dsp import magnitude, stft
 
@@ -107,7 +107,7 @@ def test_size_section_reports_the_files_and_the_model_of_the_default_export():
 
 def test_the_bench_export_is_the_default_of_tinysep_export():
     # the size section calls export_bundle with its defaults: they must be the CLI's
-    from convert.commands import export as export_command
+    from cli import export as export_command
     from convert.export import export_bundle
 
     parser = argparse.ArgumentParser()

@@ -18,7 +18,6 @@ from firmware_host.board.model_check import bind_by_position, check_model
 from firmware_host.board.pipeline import StreamingSeparator
 from firmware_host.board.runtime import load_runtime
 from firmware_host.bundle import BundleError, read_bundle
-from firmware_host.hil.reference import HostPipeline
 from firmware_host.protocol.errors import PeerError
 from firmware_host.protocol.messages import (
     AudioChunk,
@@ -30,6 +29,7 @@ from firmware_host.protocol.messages import (
     UploadChunk,
     UploadEnd,
 )
+from hil.reference import HostPipeline
 
 
 def _pipeline(bundle_dir):

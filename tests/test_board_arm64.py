@@ -17,13 +17,13 @@ import pytest
 from board_bundle import make_bundle
 from test_link_support import fast_host_config
 
-from firmware_host import emulated_arm
+from cli.main import main
 from firmware_host.bundle import read_bundle
-from firmware_host.emulator import agent_command
-from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.link import Link
 from firmware_host.transport import open_port
-from tinysep.cli import main
+from hil import emulated_arm
+from hil.client import BoardClient
+from hil.emulator import agent_command
 
 
 def board(arch: str):
@@ -183,7 +183,7 @@ def test_hil_on_the_emulated_arm_board_meets_the_measured_expectation(arch, corp
 def test_board_emulate_arch_serves_the_bundle_until_sigint(arch):
     bundle = read_bundle(make_bundle())
     process = subprocess.Popen(
-        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--arch", arch,
+        [sys.executable, "-m", "cli.main", "board", "--emulate", "--arch", arch,
          "--bundle", bundle.folder],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

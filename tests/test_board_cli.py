@@ -13,16 +13,16 @@ import sys
 from board_bundle import copy_bundle, make_bundle
 from board_support import ThreadAgent, host_client
 
+from cli.main import main
 from firmware_host.bundle import read_bundle
-from firmware_host.hil.flash import flash_bundle
-from firmware_host.hil.session import BoardSession
-from tinysep.cli import main
+from hil.flash import flash_bundle
+from hil.session import BoardSession
 
 
 def test_board_emulate_prints_a_device_that_serves_the_bundle_until_sigterm():
     bundle = read_bundle(make_bundle())
     process = subprocess.Popen(
-        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--bundle", bundle.folder],
+        [sys.executable, "-m", "cli.main", "board", "--emulate", "--bundle", bundle.folder],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -84,7 +84,7 @@ def test_an_emulated_cortex_m_board_announces_its_limits_and_flashes_only_its_ow
     before = (bundle / "model.tflite").read_bytes()
     new = make_bundle(seed=8)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tinysep.cli", "board", "--emulate", "--profile", "cortex-m",
+        [sys.executable, "-m", "cli.main", "board", "--emulate", "--profile", "cortex-m",
          "--bundle", str(bundle)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -110,7 +110,7 @@ def test_an_emulated_cortex_m_board_announces_its_limits_and_flashes_only_its_ow
 
 def test_flash_to_a_board_that_never_answers_is_a_board_fault(tmp_path, capsys):
     """Nobody on the other end of the line: exit 3 (board fault), not 1 (refused)."""
-    from firmware_host.emulator import PtyPair
+    from hil.emulator import PtyPair
 
     with PtyPair() as pair:
         code = main(["flash", "--port", pair.slave_path, "--bundle", str(make_bundle()),

@@ -12,10 +12,8 @@ import sys
 from board_bundle import make_bundle
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BOARD_SIDE = ("board", "protocol", "bundle")  # packages of firmware_host, plus transport.py
 BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tinysep", "convert",
-           "calibration", "scipy", "librosa", "matplotlib", "firmware_host.hil",
-           "firmware_host.emulator", "firmware_host.emulated_arm")
+           "calibration", "scipy", "librosa", "matplotlib", "hil", "cli")
 
 SCRIPT = r"""
 import importlib, pkgutil, sys
@@ -30,11 +28,8 @@ class Blocker:
 
 sys.meta_path.insert(0, Blocker())
 import firmware_host
-names = ["firmware_host.transport"]
-for package in {packages!r}:
-    module = importlib.import_module("firmware_host." + package)
-    names.append(module.__name__)
-    names += [m.name for m in pkgutil.iter_modules(module.__path__, module.__name__ + ".")]
+names = ["firmware_host"]
+names += [m.name for m in pkgutil.walk_packages(firmware_host.__path__, "firmware_host.")]
 for name in names:
     importlib.import_module(name)
 
@@ -61,13 +56,12 @@ print(len(names), "modules")
 
 def test_board_side_runs_without_tensorflow_tinysep_and_the_harness():
     bundle = make_bundle()
-    script = SCRIPT.format(blocked=BLOCKED, packages=BOARD_SIDE)
+    script = SCRIPT.format(blocked=BLOCKED)
     result = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r})\n" + script,
          str(bundle)],
         capture_output=True, text=True, timeout=120, cwd="/",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    files = [ROOT / "firmware_host" / "transport.py"] + [
-        path for package in BOARD_SIDE for path in (ROOT / "firmware_host" / package).glob("*.py")]
-    assert int(result.stdout.split()[0]) == len(files)  # every board-side module was imported
+    files = sorted((ROOT / "firmware_host").rglob("*.py"))
+    assert int(result.stdout.split()[0]) == len(files)  # every module of the folder was imported

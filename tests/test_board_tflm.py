@@ -20,16 +20,16 @@ import pytest
 from board_bundle import calibration_clips, copy_bundle, make_bundle
 from board_support import FAST_AGENT_ARGS, host_client
 
+from cli.main import main
 from firmware_host.board.agent import BoardAgent
 from firmware_host.board.micro import ARENA_MARGIN, FALLBACK_ARENA
 from firmware_host.board.pipeline import StreamingSeparator, to_pcm
 from firmware_host.board.runtime import RuntimeUnavailable, load_runtime
 from firmware_host.bundle import BundleError, read_bundle
-from firmware_host.emulator import REPO_ROOT, EmulatedBoard, PtyPair, agent_command
-from firmware_host.hil.reference import HostPipeline
-from firmware_host.hil.report import finalize
 from firmware_host.protocol.messages import AudioChunk, Tensor
-from tinysep.cli import main
+from hil.emulator import REPO_ROOT, EmulatedBoard, PtyPair, agent_command
+from hil.reference import HostPipeline
+from hil.report import finalize
 from tinysep.metrics.bss import bss_eval
 
 MASK_LSB = 6  # largest |TFLite Micro - LiteRT| of a raw mask value (measured <= 3)
@@ -133,7 +133,7 @@ def test_an_arena_too_small_stops_the_agent_with_the_arena_size_and_bad_fields_a
     _edit_manifest(bundle_dir, lambda m: m["arena_tflite_micro"].update(bytes=256))
     with PtyPair() as pair:  # the agent fails before it serves: one child process each
         agent = _run(agent_command(pair.slave_path, bundle_dir, extra_args=MICRO_ARGS))
-    script = "import sys; from tinysep.cli import main; sys.exit(main(sys.argv[1:]))"
+    script = "import sys; from cli.main import main; sys.exit(main(sys.argv[1:]))"
     cli = _run([sys.executable, "-c", script, "board", "--emulate", "--runtime", "tflite_micro",
                 "--bundle", str(bundle_dir)])
     size = f"{256 + ARENA_MARGIN:,}"

@@ -18,8 +18,8 @@ from calibration.representative import (
     frame_levels_dbfs,
     parse_gains,
 )
+from cli.main import main
 from convert.calibration_study import attenuated, calibration_level_study, format_level_table
-from tinysep.cli import main
 from tinysep.models import make_streaming_model
 
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tinysep.cli import COMMANDS, build_parser
+from cli.main import COMMANDS, build_parser
 
 INTERNAL = re.compile(r"\bissues?\b|(?-i:SECTIONS)|\bpaper [12]\b|\bticket|\bhelper\b",
                       re.IGNORECASE)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tinysep.cli import main
-from tinysep.commands.common import CliError, check_output_file
-from tinysep.commands.demo import OUT_MARKER, _claim_out
+from cli.common import CliError, check_output_file
+from cli.demo import OUT_MARKER, _claim_out
+from cli.main import main
 
 
 def write_song(path: Path, seconds: float = 1.0) -> Path:

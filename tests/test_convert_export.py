@@ -14,12 +14,12 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from convert_helpers import clips, corpus, fitted_model_folder, workdir
 
+from cli.main import main
 from convert.export import export_bundle
 from convert.manifest import sha256_of
 from convert.micro import plan_activations
 from convert.tflite_model import TfliteModel, misaligned_buffers
 from firmware_host.bundle import read_bundle
-from tinysep.cli import main
 
 
 @pytest.fixture(scope="module")

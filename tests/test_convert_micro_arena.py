@@ -75,7 +75,7 @@ def test_tflite_micro_runs_the_bundle_close_to_the_host_interpreter(bundles):
 
     from firmware_host.board.pipeline import to_pcm
     from firmware_host.bundle import read_bundle
-    from firmware_host.hil.reference import HostPipeline
+    from hil.reference import HostPipeline
 
     folder = workdir() / bundles[False]["bundle"]
     content = (folder / "model.tflite").read_bytes()

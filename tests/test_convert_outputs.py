@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from convert.export import MAX_FRAMES_PER_INVOKE
-from tinysep.cli import main
 
 TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 
@@ -160,7 +160,7 @@ def _bundle_like(folder: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["bundle", "model", "unrelated", "quantize+extra", "file"])
 def test_quantize_refuses_an_out_it_does_not_own(kind, inputs, run_folder, tmp_path, capsys):
-    from convert.commands.quantize import REPORT_FILE
+    from cli.quantize import REPORT_FILE
 
     out = tmp_path / kind
     if kind == "bundle":
@@ -218,7 +218,7 @@ def test_a_misspelt_keep_float_layer_is_refused_before_calibration(inputs, tmp_p
 
 
 def test_quantize_writes_whole_folders_or_nothing(inputs, tmp_path, capsys):
-    from convert.commands.quantize import LAYER_ERROR_FILES, QUANTIZE_FILES, REPORT_FILE
+    from cli.quantize import LAYER_ERROR_FILES, QUANTIZE_FILES, REPORT_FILE
     from firmware_host.bundle.layout import MODEL_FILE
 
     model, corpus = inputs

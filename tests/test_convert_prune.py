@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from convert_helpers import SMALL, clips, corpus, fitted_model_folder, load
 
+from cli.main import main
 from convert.prune import check_sparsity, gzip_size, magnitude_prune, narrow_model, weights_bytes
-from tinysep.cli import main
 from tinysep.models import build_model, macs_per_hop, predict_masks
 
 

@@ -10,10 +10,10 @@ import pytest
 from convert_helpers import SMALL, clips, corpus, fitted_model_folder
 
 from calibration.representative import build_representative_set
+from cli.main import main
 from convert.prune import sparsity_report
 from convert.qat import qat_fine_tune, quantize_aware
 from convert.quantize import quantize_stream
-from tinysep.cli import main
 from tinysep.models import (
     build_model,
     compress_magnitude,

@@ -8,8 +8,8 @@ import json
 import pytest
 from convert_helpers import corpus, fitted_model_folder
 
+from cli.main import main
 from convert.sweep import make_plan, run_sweep
-from tinysep.cli import main
 
 
 def test_plan_expands_the_grid():

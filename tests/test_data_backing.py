@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data import backing, singing
 from tinysep.data.engines import SongPlan, add_backing, render_stems
 from tinysep.data.score import Bar, SongScore, SungNote, compose, scale_of

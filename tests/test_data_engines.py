@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data import engines as engines_mod
 from tinysep.data import espeak_singing, flite_singing, singing, soundfont
 from tinysep.data.engines import (

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data.synth import (
     CLIP_SECONDS,
     PEAK,

@@ -7,7 +7,7 @@ import os
 from board_bundle import copy_bundle, make_bundle
 from board_support import FAST_AGENT_ARGS, host_client
 
-from firmware_host.emulator import REPO_ROOT, EmulatedBoard
+from hil.emulator import REPO_ROOT, EmulatedBoard
 
 
 def test_a_relative_bundle_path_is_read_from_the_current_folder(tmp_path, monkeypatch):

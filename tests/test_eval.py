@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from cli.main import main
 from tinysep import evaluate as evaluation
 from tinysep import methods
-from tinysep.cli import main
 from tinysep.data.clip import Clip
 from tinysep.data.loaders import find_clips
 from tinysep.data.synth import write_corpus

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tinysep.cli import main
+from cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tinysep.cli import main
+from cli.main import main
 from tinysep.eval_inputs import input_sources
 from tinysep.methods import model_folder
 from tinysep.metrics.table import short_labels

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli.main import main as cli_main
 from tinysep.baselines.simple import separate_irm as classic_irm
-from tinysep.cli import main as cli_main
 from tinysep.data.clip import Clip
 from tinysep.data.loaders import find_clips
 from tinysep.data.sources import STEMS

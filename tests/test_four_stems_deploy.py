@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from firmware_host.hil.overhead import realtime_link
+from cli.main import main
 from firmware_host.protocol.messages import SeparatedChunk
-from tinysep.cli import main
+from hil.overhead import realtime_link
 
 STEMS = ["vocals", "drums", "bass", "other"]
 MODEL_BUDGET = 256 * 1024

@@ -12,12 +12,12 @@ import pytest
 from board_bundle import copy_bundle, make_bundle
 from board_support import FAST_AGENT_ARGS
 
-from firmware_host.emulator import EmulatedBoard
-from firmware_host.hil.bench import stream_once
-from firmware_host.hil.harness import HilSettings, run_hil
-from firmware_host.hil.report import finalize, junit_xml
-from firmware_host.hil.session import BoardSession
-from tinysep.cli import main
+from cli.main import main
+from hil.bench import stream_once
+from hil.emulator import EmulatedBoard
+from hil.harness import HilSettings, run_hil
+from hil.report import finalize, junit_xml
+from hil.session import BoardSession
 
 
 @pytest.fixture(scope="module")

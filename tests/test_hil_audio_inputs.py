@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 from board_bundle import make_bundle
 
-from firmware_host.hil.report import NOT_SCORED, lsb_limit
-from tinysep.cli import main
+from cli.main import main
+from hil.report import NOT_SCORED, lsb_limit
 from tinysep.data.audio_io import resample
 from tinysep.metrics.bss import limited_db
 

@@ -23,17 +23,17 @@ from board_bundle import make_bundle
 from board_support import FAST_AGENT_ARGS, ThreadAgent, test_signal
 from test_link_support import fast_host_config
 
+from cli.hil import BOARD_FAULT_EXIT
+from cli.main import main
 from firmware_host.bundle import read_bundle
-from firmware_host.emulator import EmulatedBoard, PtyPair
-from firmware_host.hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
-from firmware_host.hil.harness import HilSettings, run_hil
-from firmware_host.hil.reference import HostPipeline
-from firmware_host.hil.session import BoardSession, HilError, RecoveryBudget
 from firmware_host.protocol.cobs import CobsError, cobs_decode
 from firmware_host.protocol.framing import Frame, FrameDecoder, encode_frame
 from firmware_host.protocol.messages import Hello, Message, MessageType
-from tinysep.cli import main
-from tinysep.commands.hil import BOARD_FAULT_EXIT
+from hil.emulator import EmulatedBoard, PtyPair
+from hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
+from hil.harness import HilSettings, run_hil
+from hil.reference import HostPipeline
+from hil.session import BoardSession, HilError, RecoveryBudget
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ from board_support import FAST_AGENT_ARGS, ThreadAgent, test_signal
 from test_link_support import fast_host_config
 
 from firmware_host.bundle import read_bundle
-from firmware_host.emulator import EmulatedBoard
-from firmware_host.hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
-from firmware_host.hil.reference import HostPipeline
-from firmware_host.hil.session import BoardSession, HilError
 from firmware_host.protocol.errors import LinkTimeout, PeerRestarted
 from firmware_host.transport import FdStream
+from hil.emulator import EmulatedBoard
+from hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
+from hil.reference import HostPipeline
+from hil.session import BoardSession, HilError
 
 CHUNK_HOPS = 8
 
@@ -198,7 +198,7 @@ def test_a_slow_line_raises_the_reply_timeout_to_the_links_give_up_time(clean):
 
 
 def test_bit_exactness_is_expected_only_from_the_same_runtime_version(clean):
-    from firmware_host.hil.reference import exactness_expected
+    from hil.reference import exactness_expected
 
     host = HostPipeline(clean[0])
     same = host.runtime.label

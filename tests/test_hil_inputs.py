@@ -12,8 +12,8 @@ import pytest
 import soundfile
 from board_bundle import copy_bundle, make_bundle
 
-from firmware_host.hil.report import finalize
-from tinysep.cli import main
+from cli.main import main
+from hil.report import finalize
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,7 @@ from board_bundle import make_bundle
 from board_support import ThreadAgent
 from test_link_support import fast_host_config
 
-from firmware_host.emulator import BOARD_PROFILES, EmulatedBoard
-from firmware_host.hil.harness import HilSettings, run_hil
-from firmware_host.hil.session import (
-    AUDIO_CHUNK_HEAD,
-    SEPARATED_CHUNK_HEAD,
-    BoardSession,
-    HilError,
-    fitting_chunk_hops,
-)
+from cli.main import main
 from firmware_host.protocol.messages import (
     CAP_AUDIO,
     CAP_UPLOAD,
@@ -32,7 +24,15 @@ from firmware_host.protocol.messages import (
     ErrorReply,
     MessageType,
 )
-from tinysep.cli import main
+from hil.emulator import BOARD_PROFILES, EmulatedBoard
+from hil.harness import HilSettings, run_hil
+from hil.session import (
+    AUDIO_CHUNK_HEAD,
+    SEPARATED_CHUNK_HEAD,
+    BoardSession,
+    HilError,
+    fitting_chunk_hops,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from firmware_host.hil.harness import _Progress
+from hil.harness import _Progress
 
 
 def test_clip_progress_counts_chunks_and_clips_as_plain_lines() -> None:

@@ -12,8 +12,8 @@ from test_link_support import fast_host_config
 from convert.runtime import BundleRunner
 from firmware_host.board.pipeline import PCM_SCALE
 from firmware_host.bundle import read_bundle
-from firmware_host.emulator import EmulatedBoard
-from firmware_host.hil.session import BoardSession
+from hil.emulator import EmulatedBoard
+from hil.session import BoardSession
 
 CHUNK_HOPS = 8
 

@@ -22,10 +22,6 @@ from test_link_support import (
     fast_host_config,
 )
 
-from firmware_host.emulator import PtyPair
-from firmware_host.hil.client import BoardClient
-from firmware_host.hil.faults import PtyRelay
-from firmware_host.hil.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
 from firmware_host.protocol.errors import LinkClosed, MessageError, PeerError
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
@@ -43,6 +39,10 @@ from firmware_host.protocol.messages import (
     UploadEnd,
 )
 from firmware_host.transport import FdStream, StreamClosed, ThrottledStream, open_port
+from hil.client import BoardClient
+from hil.emulator import PtyPair
+from hil.faults import PtyRelay
+from hil.overhead import DEFAULT_CHUNK_HOPS, chunk_overhead
 
 RNG = np.random.default_rng(5)
 

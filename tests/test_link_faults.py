@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from test_link_support import EchoBoard, expected_sources, fast_board_config, fast_host_config
 
-from firmware_host.emulator import PtyPair
-from firmware_host.hil.client import BoardClient
-from firmware_host.hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
 from firmware_host.protocol.errors import LinkError, LinkTimeout, PeerRestarted
 from firmware_host.protocol.link import DEFAULT_MAX_RETRIES, Link
 from firmware_host.protocol.messages import AudioChunk, Ping
 from firmware_host.transport import open_port
+from hil.client import BoardClient
+from hil.emulator import PtyPair
+from hil.faults import FAULT_KINDS, FaultPlan, PtyRelay
 
 RNG = np.random.default_rng(11)
 

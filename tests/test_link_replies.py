@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from test_link_support import EchoBoard, RawPeer, fast_board_config, fast_host_config
 
-from firmware_host.emulator import PtyPair
-from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import PeerError, ProtocolError, RequestRejected
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
@@ -31,6 +29,8 @@ from firmware_host.protocol.messages import (
     ResetState,
 )
 from firmware_host.transport import open_port
+from hil.client import BoardClient
+from hil.emulator import PtyPair
 
 HOP = 128
 CHUNK = 1024

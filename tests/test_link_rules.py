@@ -12,7 +12,6 @@ import time
 import pytest
 from test_link_support import RawPeer, fast_board_config
 
-from firmware_host.emulator import PtyPair
 from firmware_host.protocol.cobs import cobs_encode
 from firmware_host.protocol.errors import LinkTimeout, MessageError, PeerRestarted
 from firmware_host.protocol.framing import (
@@ -26,6 +25,7 @@ from firmware_host.protocol.framing import (
 )
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import ROLE_BOARD, Hello, MessageType, Ping, Pong
+from hil.emulator import PtyPair
 
 
 @pytest.fixture

@@ -130,7 +130,7 @@ def test_separate_refuses_a_bundle_whose_sources_point_outside_the_output(tmp_pa
     import numpy as np
     import soundfile
 
-    from tinysep.cli import main
+    from cli.main import main
 
     manifest = _manifest(sources=("vocals", "../../victim"))
     folder = _write(tmp_path / "bundle", manifest)

@@ -85,7 +85,7 @@ def test_a_bad_delay_is_refused_by_name(value):
 
 def test_the_model_list_calls_a_look_ahead_offline_only(capsys):
     """Same weights and MACs as without it, but no board can run it: not within the budget."""
-    from tinysep.cli import main
+    from cli.main import main
 
     assert main(["models", "--model", "dualgate-tcn", "--preset", "tiny",
                  "--option", "mask_delay=16", "--json", "-"]) == 0

@@ -9,7 +9,7 @@ import pytest
 import tf_keras as keras
 from test_models_support import randomize
 
-from tinysep.cli import main
+from cli.main import main
 from tinysep.models import (
     MODELS,
     build_model,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tinysep.cli import main
+from cli.main import main
 
 TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 NOISE = ("XNNPACK", "fully_quantize", "tf.lite.Interpreter is deprecated", "cuda")
@@ -77,7 +77,7 @@ def test_export_quantize_and_prune_report_the_same_int8_size(inputs, tmp_path, c
 
 
 def test_quant_is_the_option_name_everywhere():
-    from tinysep.cli import build_parser
+    from cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from board_support import ThreadAgent
 
-from firmware_host.hil.conformance import (
+from firmware_host.transport import open_port
+from hil.conformance import (
     VECTORS_FILE,
     Replayer,
     build_vectors,
@@ -23,7 +24,6 @@ from firmware_host.hil.conformance import (
     match_pattern,
     vectors_text,
 )
-from firmware_host.transport import open_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEMS = ["vocals", "drums", "bass", "other"]
@@ -41,7 +41,7 @@ def four_source_bundle():
 def test_vectors_file_matches_the_generator():
     on_disk = (ROOT / VECTORS_FILE).read_text()
     assert on_disk == vectors_text(), (
-        "regenerate with: python -m firmware_host.hil.conformance --write " + VECTORS_FILE
+        "regenerate with: python -m hil.conformance --write " + VECTORS_FILE
     )
     vectors = json.loads(on_disk)
     largest = max(
@@ -152,8 +152,8 @@ def test_a_board_with_microcontroller_limits_passes_and_skips_what_it_leaves_out
 
     from firmware_host.board.agent import BoardAgent
     from firmware_host.board.runtime import load_runtime
-    from firmware_host.emulator import PtyPair
     from firmware_host.protocol.link import Link
+    from hil.emulator import PtyPair
 
     pair = PtyPair()
     agent = BoardAgent(str(tmp_path), load_runtime(), log=lambda text: None)

@@ -9,8 +9,10 @@ import re
 
 import pytest
 
-from firmware_host.hil.examples import BEGIN_MARKER, example_frames, render_examples_markdown
-from firmware_host.hil.overhead import (
+from firmware_host.protocol.framing import crc32, encode_frame, frame_bytes
+from firmware_host.protocol.messages import ErrorCode, MessageType
+from hil.examples import BEGIN_MARKER, example_frames, render_examples_markdown
+from hil.overhead import (
     DEFAULT_CHUNK_HOPS,
     HOP_SAMPLES,
     OVERHEAD_TARGET,
@@ -18,8 +20,6 @@ from firmware_host.hil.overhead import (
     chunk_overhead,
     main,
 )
-from firmware_host.protocol.framing import crc32, encode_frame, frame_bytes
-from firmware_host.protocol.messages import ErrorCode, MessageType
 
 DOC = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
 

@@ -18,8 +18,6 @@ import pytest
 from board_support import ThreadAgent
 from test_link_support import RawPeer, fast_host_config
 
-from firmware_host.emulator import PtyPair
-from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import HandshakeRefused, MessageError, ProtocolError
 from firmware_host.protocol.link import Link
 from firmware_host.protocol.messages import (
@@ -40,6 +38,8 @@ from firmware_host.protocol.messages import (
     UploadEnd,
 )
 from firmware_host.transport import open_port
+from hil.client import BoardClient
+from hil.emulator import PtyPair
 
 HELLO = struct.Struct("<BBHIIIBBH")
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from board_bundle import make_bundle
 
-from tinysep.cli import main
+from cli.main import main
 from tinysep.stems import separate_file
 
 
@@ -162,7 +162,7 @@ def test_a_model_that_looks_ahead_reads_each_block_that_much_further(tmp_path):
     each block is read as far ahead as its masks look (without that, block edges differ)."""
     import tf_keras as keras
 
-    from tinysep.commands.separate import load_separator
+    from cli.separate import load_separator
     from tinysep.models import make_config, model_from_config, save_model
 
     keras.utils.set_random_seed(3)

@@ -11,8 +11,8 @@ import pytest
 import soundfile
 from board_bundle import make_bundle
 
-from tinysep.cli import build_parser, main
-from tinysep.commands.common import CliError
+from cli.common import CliError
+from cli.main import build_parser, main
 from tinysep.stems import probe, sample_range, separate_file, song_name
 
 

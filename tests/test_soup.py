@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_models_support import randomize
 
-from tinysep.cli import main
+from cli.main import main
 from tinysep.data.synth import write_corpus
 from tinysep.metrics.by_engine import engine_status, model_engines
 from tinysep.models import build_model, load_model, save_model

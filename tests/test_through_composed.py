@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data.engines import COMPOSERS, parse_composers, plan_song
 from tinysep.data.score import compose, scale_of
 from tinysep.data.synth import plan_corpus, write_corpus

@@ -15,7 +15,7 @@ import soundfile as sf
 import tensorflow as tf
 import tf_keras as keras
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
 from tinysep.models import load_model, make_config, model_from_config, save_model, separate
@@ -282,8 +282,8 @@ def test_saved_folder_loads_and_separates(corpus, one_epoch):
 
 
 def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsys):
-    from tinysep.cli import build_parser
-    from tinysep.commands.train import build_config
+    from cli.main import build_parser
+    from cli.train import build_config
 
     out = one_epoch
     parser = build_parser()
@@ -379,7 +379,7 @@ def _start_cli_run(corpus: Path, out: Path, *extra: str):
     import sys
 
     options = [f"--option={k}={v}" for k, v in TINY.items()]
-    command = [sys.executable, "-m", "tinysep.cli", "train", "--model", "dualgate-tcn",
+    command = [sys.executable, "-m", "cli.main", "train", "--model", "dualgate-tcn",
                "--preset", "tiny", *options, "--data", str(corpus), "--out", str(out),
                "--batch-size", "4", "--chunk-seconds", "0.5", "--valid-clips", "1",
                "--valid-seconds", "2", "--no-progress", *extra]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data.synth import write_corpus
 from tinysep.dsp import SAMPLE_RATE
 from tinysep.metrics.bss import MIN_SAMPLES

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tinysep.cli import main as cli_main
+from cli.main import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.sources import STEMS
 from tinysep.data.synth import write_corpus

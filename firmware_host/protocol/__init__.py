@@ -5,7 +5,7 @@ Modules: ``cobs`` and ``framing`` (bytes on the wire), ``codes`` (message types 
 codes), ``errors``, ``messages`` (payload layouts), ``link_config``, ``link_state`` and
 ``link`` (sequencing, retransmission, credits, sessions), ``upload`` (board-side model
 upload). The host's tools over it (request client, fault relay, conformance replayer,
-overhead and example generators) are in ``firmware_host.hil``.
+overhead and example generators) are in ``hil``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware_host.bundle import Bundle
-from firmware_host.hil.client import BoardClient
 from firmware_host.protocol.errors import LinkTimeout, PeerError, PeerRestarted, ProtocolError
 from firmware_host.protocol.link import Link, LinkConfig
 from firmware_host.protocol.messages import (
@@ -37,6 +36,7 @@ from firmware_host.protocol.messages import (
     SeparatedChunk,
 )
 from firmware_host.transport import DEFAULT_BAUD, open_port
+from hil.client import BoardClient
 
 DEFAULT_CHUNK_HOPS = 8  # 1024 samples, 64 ms: 1.8 % protocol overhead (docs/protocol.md)
 MANIFEST_KEYS = ("audio", "sources", "input", "output", "states")

@@ -19,10 +19,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.commands.prune import min_chunk_frames, require_clips
+from cli.common import path_argument, positive_float, seed_argument, whole_number
+from cli.prune import min_chunk_frames, require_clips
 from convert.layer_errors import LAYER_ERROR_FILES
 from firmware_host.bundle.layout import MODEL_FILE
-from tinysep.commands.common import path_argument, positive_float, seed_argument, whole_number
 
 REPORT_FILE = "quantize.json"
 QAT_MODEL = "qat_model"
@@ -135,7 +135,7 @@ class Checked:
 def _check_options(args: argparse.Namespace) -> Checked:
     """Refuse option values and combinations that cannot work, naming the option."""
     from calibration.representative import parse_gains
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if args.preserve_sparsity and not args.qat_steps:
         raise CliError("--preserve-sparsity applies to QAT: give --qat-steps N")
@@ -162,7 +162,7 @@ def check_out(out: Path, model: Path) -> None:
 def _check_inputs(args: argparse.Namespace, checked: Checked) -> None:
     """MODEL is a saved model and --data holds train clips and, when the run scores, clips
     of the --eval-split: said before any work."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.data.loaders import find_clips
     from tinysep.models import read_config
     from tinysep.models.registry import model_sources

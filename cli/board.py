@@ -20,7 +20,7 @@ USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from firmware_host.emulated_arm import BOARD_ARCHES
+    from hil.emulated_arm import BOARD_ARCHES
 
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--emulate", action="store_true",
@@ -48,10 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if args.emulate:
-        from firmware_host.emulator import serve_in_foreground
+        from hil.emulator import serve_in_foreground
 
         bundle = args.bundle
         if bundle is None:
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_emulated_arch(args: argparse.Namespace, bundle: Path, should_stop) -> int:
     """The agent on an emulated ARM board (qemu-user) on a new pseudo-terminal."""
-    from firmware_host.emulated_arm import ArmBoardError, serve_emulated
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
+    from hil.emulated_arm import ArmBoardError, serve_emulated
 
     if getattr(args, "profile", None) not in (None, "host"):
         raise CliError(f"--profile {args.profile} runs on the host's CPU; --arch {args.arch} "

@@ -81,7 +81,7 @@ def stream_once(
     import numpy as np
 
     from firmware_host.bundle import read_bundle
-    from firmware_host.emulator import EmulatedBoard
+    from hil.emulator import EmulatedBoard
 
     from .session import BoardSession
 
@@ -180,7 +180,7 @@ def throughput_section(quick: bool = False) -> dict:
 
 def overhead_section(quick: bool = False) -> dict:
     """Measured protocol overhead (wire bytes that are not PCM) against the spec's model."""
-    from firmware_host.hil.overhead import chunk_overhead
+    from hil.overhead import chunk_overhead
 
     bundle, model = default_bundle()
     seconds = 2.0 if quick else 6.0
@@ -273,7 +273,7 @@ def baud_section(quick: bool = False) -> dict:
 
 def link_needs(sources=(1, 2, 4), hops: int = DEFAULT_CHUNK_HOPS) -> list:
     """Bytes per second each way and the slowest UART (8N1) that keeps real time, for each
-    number of sources (the protocol's worst case, see ``firmware_host.hil.overhead``)."""
-    from firmware_host.hil.overhead import realtime_link
+    number of sources (the protocol's worst case, see ``hil.overhead``)."""
+    from hil.overhead import realtime_link
 
     return [realtime_link(n, hops) for n in sources]

@@ -1,8 +1,8 @@
 """The `tinysep` command line: one thin parser over the library, one module per subcommand.
 
-The top layer of the kit: it imports every subcommand module (tinysep's, convert's and the
-board's); each keeps its heavy imports (TensorFlow, librosa) inside ``run`` so that
-``tinysep --help`` stays fast (see :mod:`tinysep.commands.common`).
+The top layer of the kit: it imports every subcommand module (over the library, the converter and
+the harness); each keeps its heavy imports (TensorFlow, librosa) inside ``run`` so that
+``tinysep --help`` stays fast (see :mod:`cli.common`).
 """
 
 from __future__ import annotations
@@ -12,22 +12,25 @@ import sys
 from types import ModuleType
 
 import tinysep
-from convert.commands import export, prune, quantize, sweep
-from tinysep.commands import (
+from cli import (
     ablate,
     bench,
     board,
     demo,
     evaluate,
+    export,
     flash,
     hil,
     models,
+    prune,
+    quantize,
     separate,
     soup,
+    sweep,
     synth,
     train,
 )
-from tinysep.commands.common import add_command, run_command
+from cli.common import add_command, run_command
 
 # name -> (module, one-line help). Order follows the data flow.
 COMMANDS: dict[str, tuple[ModuleType, str]] = {

@@ -30,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.common import CliError
+    from cli.hil import BOARD_FAULT_EXIT
     from convert.sizes import KIB, size_text
     from firmware_host.bundle import read_bundle
-    from firmware_host.hil.flash import flash_bundle
-    from firmware_host.hil.session import BoardSession, HilError, UploadRefused
     from firmware_host.protocol.errors import PeerError, ProtocolError
-    from tinysep.commands.common import CliError
-    from tinysep.commands.hil import BOARD_FAULT_EXIT
+    from hil.flash import flash_bundle
+    from hil.session import BoardSession, HilError, UploadRefused
 
     read_bundle(args.bundle)  # a bad bundle is a user error (exit 2) before touching the port
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tinysep.commands.common import seed_argument
+from cli.common import seed_argument
 from tinysep.data.engines import (
     ACCOMPANIMENT_ENGINES,
     COMPOSERS,
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.data.engines import EngineUnavailable
     from tinysep.data.synth import write_corpus
 

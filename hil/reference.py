@@ -104,9 +104,9 @@ def exactness_expected(
     Never on TFLite Micro: its int8 kernels round differently from LiteRT's (by a few LSB per
     op, more after LOGISTIC and SOFTMAX), so only the SDR tells how close the board is.
     An emulated ARM board (``board_arch``) is exact only for the runtime pairs measured so
-    (``firmware_host.emulated_arm.MEASURED_EXACT``).
+    (``hil.emulated_arm.MEASURED_EXACT``).
     """
-    from firmware_host.emulated_arm import measured_exactness
+    from hil.emulated_arm import measured_exactness
 
     measured = measured_exactness(board_arch, board_runtime, board_delegate, host.runtime.label)
     if measured is not None and not runs_tflite_micro(board_runtime):

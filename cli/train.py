@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tinysep.commands.common import finite_float, path_argument, seed_argument
+from cli.common import finite_float, path_argument, seed_argument
 
 # CLI flag -> TrainConfig field, for the plain value flags.
 _FIELDS = {
@@ -146,7 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(items: list[str], flag: str = "--option") -> dict:
     """``["key=value", ...]`` -> dict; values parsed as JSON when possible, else strings."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     options = {}
     for item in items:
@@ -163,7 +163,7 @@ def parse_options(items: list[str], flag: str = "--option") -> dict:
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig of this call: defaults (or ``--like`` / the resumed run) + the flags."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.train import TrainConfig
     from tinysep.training.run_folder import stored_config
 
@@ -220,12 +220,12 @@ def build_config(args: argparse.Namespace):
 def _invoked_as_train() -> bool:
     """True when this process is the ``tinysep train ...`` command itself."""
     program = Path(sys.argv[0])
-    as_tinysep = program.name == "tinysep" or program.parts[-2:] == ("tinysep", "cli.py")
+    as_tinysep = program.name == "tinysep" or program.parts[-2:] == ("cli", "main.py")
     return len(sys.argv) > 1 and as_tinysep and sys.argv[1] == "train"
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.train import TrainingError, train
 
     config = build_config(args)

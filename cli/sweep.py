@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from convert.commands.prune import parse_widths, require_clips
-from tinysep.commands.common import path_argument, seed_argument, whole_number
+from cli.common import path_argument, seed_argument, whole_number
+from cli.prune import parse_widths, require_clips
 
 
 def _items(text: str) -> list[str]:
@@ -20,8 +20,8 @@ def _items(text: str) -> list[str]:
 
 def _sparsities(text: str) -> list[float]:
     """--sparsity: comma-separated fractions of zero weights, each in [0, 1)."""
+    from cli.common import CliError, finite_float
     from convert.prune import check_sparsity
-    from tinysep.commands.common import CliError, finite_float
 
     try:
         return [check_sparsity(finite_float(item)) for item in _items(text)]
@@ -32,7 +32,7 @@ def _sparsities(text: str) -> list[float]:
 
 def _calibration_sizes(text: str) -> list[int]:
     """--calibration-frames: comma-separated whole numbers >= 1."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     parse = whole_number(1)
     try:
@@ -44,8 +44,8 @@ def _calibration_sizes(text: str) -> list[int]:
 
 def _modes(text: str) -> list[str]:
     """--quant: comma-separated quantization modes, at least one."""
+    from cli.common import CliError
     from convert.quantize import QUANT_MODES
-    from tinysep.commands.common import CliError
 
     modes = _items(text)
     unknown = [m for m in modes if m not in QUANT_MODES]
@@ -90,9 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _plan(args: argparse.Namespace):
     """The sweep's plan from the options, each checked (the widths against MODEL's config)
     before any work; then --out, which must be new, empty or this sweep's."""
+    from cli.common import CliError
     from convert.sweep import check_sweep_folder, make_plan
     from convert.sweep import check_widths as check_width_sets
-    from tinysep.commands.common import CliError
     from tinysep.models import read_config
 
     sparsities = _sparsities(args.sparsity)

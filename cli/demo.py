@@ -16,10 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from convert.commands import export
+from cli import evaluate, export, hil, train
+from cli.common import add_command, finite_float, run_command, seed_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
-from tinysep.commands import evaluate, hil, train
-from tinysep.commands.common import add_command, finite_float, run_command, seed_argument
 
 # The subcommands the demo chains, by their command-line names.
 STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
@@ -70,8 +69,8 @@ def _cli(argv: list[str]) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Every option checked before the first step, so a bad one costs no synthesis."""
+    from cli.common import CliError
     from convert.quantize import QUANT_MODES
-    from tinysep.commands.common import CliError
     from tinysep.data.synth import MAX_SONG_SECONDS
     from tinysep.methods import parse_methods
 
@@ -100,7 +99,7 @@ def _claim_out(out: Path) -> None:
     """Make ``out`` the demo's folder: new, empty or written by an earlier demo (it holds
     :data:`OUT_MARKER`, or its report and nothing but :data:`OUT_ENTRIES`); a folder of
     other files is refused, as the demo replaces its bundle and reports."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a folder")
@@ -115,7 +114,7 @@ def _claim_out(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.data.synth import write_corpus
     from tinysep.pretrained import default_model_path
 

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _levels(text: str) -> list[float]:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.training.config import check_valid_levels
 
     try:
@@ -48,7 +48,7 @@ def _levels(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.methods import model_folder
     from tinysep.models import load_model, save_model
     from tinysep.models.registry import read_config

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_options(items: list[str]) -> dict:
     """``["k=v", ...]`` -> dict, values parsed as JSON when they parse, else strings."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     options = {}
     for item in items:
@@ -83,7 +83,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError, check_output_file
+    from cli.common import CliError, check_output_file
     from tinysep.jsonfile import write_json_atomic
     from tinysep.models import MODELS
     from tinysep.models.registry import make_config

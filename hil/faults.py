@@ -12,10 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from firmware_host.emulator import PtyPair
 from firmware_host.protocol.cobs import CobsError, cobs_decode
 from firmware_host.protocol.errors import LinkClosed
 from firmware_host.protocol.messages import LINK_TYPES
+from hil.emulator import PtyPair
 
 FAULT_KINDS = ("corrupt", "drop", "truncate", "garbage", "lose", "duplicate", "stall")
 

@@ -4,7 +4,7 @@ One exchange is AUDIO_CHUNK (1 channel in) -> SEPARATED_CHUNK (n sources out) pl
 stand-alone ACK per data frame (the worst case: the link piggybacks ACKs on data when it can).
 The PCM has no zero bytes, the worst case for COBS. Frames are built by the real encoder.
 
-    python -m firmware_host.hil.overhead      # prints the table for 1..16 hops per chunk
+    python -m hil.overhead      # prints the table for 1..16 hops per chunk
 """
 
 from __future__ import annotations

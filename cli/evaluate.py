@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tinysep.commands.common import add_audio_input_arguments
+    from cli.common import add_audio_input_arguments
     parser.add_argument("--method", required=True,
                         help="method name or comma-separated list, e.g. mix,hpss,repet,irm,"
                              "model:PATH (PATH: saved model folder or deploy bundle)")
@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.common import CliError, check_output_file
     from convert.runtime import separator_for_path
-    from tinysep.commands.common import CliError, check_output_file
     from tinysep.data.clip import LEVEL_LIMITS_DB
     from tinysep.evaluate import LeveledSource, evaluate
     from tinysep.methods import parse_methods, register_separator_factory
@@ -187,7 +187,7 @@ def _check_report_files(args: argparse.Namespace) -> None:
     that is not a report of this command, or a picture beside a ``--json`` not yet written."""
     import json
 
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if args.json.is_file():
         try:
@@ -207,7 +207,7 @@ def _check_report_files(args: argparse.Namespace) -> None:
 
 def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     """The clips ``--data`` names and whether they are mixture files (not a dataset)."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.data.loaders import detect_dataset, find_clips
     from tinysep.data.sources import parse_sources
     from tinysep.eval_inputs import input_sources, is_input_folder
@@ -241,7 +241,7 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
 def _engine_model(methods: list[str]) -> tuple[str, dict]:
     """The first ``model:PATH`` method and the engines its folder records it trained and was
     selected on (a deploy bundle: its float model's record); ``("", {})`` without one."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.metrics.by_engine import model_engines
 
     model = next((m for m in methods if m.startswith("model:")), "")
@@ -279,7 +279,7 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) ->
     """The methods (and their per-clip records) an earlier report holds for every clip in
     ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``.
     The earlier report must have played the clips at the same ``level_db``."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.jsonfile import read_json
 
     try:

@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from cli.common import finite_float, path_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
-from tinysep.commands.common import finite_float, path_argument
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
 SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
@@ -107,8 +107,8 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
 
     from firmware_host.board.pipeline import PCM_SCALE, to_pcm
     from firmware_host.bundle import read_bundle
-    from firmware_host.emulator import EmulatedBoard
-    from firmware_host.hil.session import DEFAULT_CHUNK_HOPS, BoardSession
+    from hil.emulator import EmulatedBoard
+    from hil.session import DEFAULT_CHUNK_HOPS, BoardSession
 
     bundle = read_bundle(str(bundle_dir))
     where = port
@@ -118,7 +118,7 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
     try:
         session = stack.enter_context(BoardSession(port=port))
     except OSError as exc:  # no such device, not a serial port, nothing listening
-        from tinysep.commands.common import CliError
+        from cli.common import CliError
 
         raise CliError(str(exc)) from None
     session.connect()
@@ -137,7 +137,7 @@ def board_separator(stack, bundle_dir: Path, port: str | None, profile: str | No
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     _check_time_options(args.start, args.duration)
     if args.port == "":
@@ -158,9 +158,9 @@ def run(args: argparse.Namespace) -> int:
     if not on_board:
         separator, sources, description, lookahead = load_separator(args.model)
         return _separate_all(args, files, separator, sources, description, lookahead)
-    from firmware_host.hil.session import HilError, UploadRefused
+    from cli.hil import BOARD_FAULT_EXIT
     from firmware_host.protocol.errors import ProtocolError
-    from tinysep.commands.hil import BOARD_FAULT_EXIT
+    from hil.session import HilError, UploadRefused
 
     try:
         with contextlib.ExitStack() as stack:
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_time_options(start: float, duration: float | None) -> None:
     """Refuse, before any work, a ``--start`` or ``--duration`` that is no plausible time."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if not 0 <= start <= MAX_SECONDS:
         raise CliError(f"--start must be a number of seconds from 0 to {MAX_SECONDS:g}, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinysep.commands.common import finite_float, path_argument, seed_argument
+from cli.common import finite_float, path_argument, seed_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.train import parse_options
     from tinysep.ablate import MODEL, format_markdown, run_ablation, select_variants
-    from tinysep.commands.train import parse_options
     from tinysep.train import TrainConfig
 
     variants = select_variants([v.strip() for v in args.variants.split(",") if v.strip()]

@@ -17,9 +17,9 @@ names them (as paths inside the root). Bytecode goes to a cache folder inside th
 (``PYTHONPYCACHEPREFIX``), filled once at the end of the build: compiling numpy under qemu at
 every start would take seconds.
 
-``python -m firmware_host.emulated_arm build --arch arm64 --wheel ai-edge-litert==V`` builds
+``python -m hil.emulated_arm build --arch arm64 --wheel ai-edge-litert==V`` builds
 the root once (``make board-arm64``); ``agent_launcher`` gives the command and environment
-that ``firmware_host.emulator.EmulatedBoard`` runs the agent with.
+that ``hil.emulator.EmulatedBoard`` runs the agent with.
 
 Correctness, not speed: qemu translates every instruction, so an invoke takes tens of
 milliseconds where real boards take a few; times measured here are labelled emulated.
@@ -165,7 +165,7 @@ def serve_emulated(arch: str, bundle: str | Path, baud: int | None = None,
     ``announce(path)`` gets the device path the harness should open. Returns 0 when stopped,
     else raises ArmRootMissing with the agent's last log lines.
     """
-    from firmware_host.emulator import EmulatedBoard
+    from hil.emulator import EmulatedBoard
 
     launch = board_launch(arch)
     extra = [] if runtime == "auto" else ["--runtime", runtime]
@@ -475,7 +475,7 @@ def _folder_bytes(folder: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m firmware_host.emulated_arm",
+        prog="python -m hil.emulated_arm",
         description="Build or check the root of an emulated ARM board.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

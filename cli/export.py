@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinysep.commands.common import seed_argument
+from cli.common import seed_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,8 +128,8 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.common import CliError, check_output_file
     from convert.export import MAX_FRAMES_PER_INVOKE
-    from tinysep.commands.common import CliError, check_output_file
     from tinysep.jsonfile import write_json_atomic
 
     if not 1 <= args.frames_per_invoke <= MAX_FRAMES_PER_INVOKE:

@@ -32,15 +32,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from cli.common import finite_float
 from firmware_host.transport import DEFAULT_BAUD
-from tinysep.commands.common import finite_float
 
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from firmware_host.emulated_arm import BOARD_ARCHES
-    from tinysep.commands.common import add_audio_input_arguments
+    from cli.common import add_audio_input_arguments
+    from hil.emulated_arm import BOARD_ARCHES
 
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="board's serial device or pyserial URL "
@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args) -> None:
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
@@ -150,7 +150,7 @@ def _check_args(args) -> None:
 def _data_kind(args) -> str:
     """The ``HilSettings.dataset`` for ``--data``: a dataset layout or mixture files; refuses
     ``--dataset`` / ``--split`` that do not fit, and a path that is neither."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.eval_inputs import FILES, is_mixture_input
 
     data = args.data
@@ -176,7 +176,7 @@ def _data_kind(args) -> str:
 
 def _check_inputs(sources) -> None:
     """Read every mixture file once, so a bad file stops the run before a board is started."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
 
     for source in sources:
         try:
@@ -186,11 +186,11 @@ def _check_inputs(sources) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.common import CliError
     from firmware_host.bundle import read_bundle
-    from firmware_host.emulator import EmulatedBoard
-    from firmware_host.hil.harness import HilSettings, hil_sources, run_hil
-    from firmware_host.hil.session import BoardSession, RecoveryBudget
-    from tinysep.commands.common import CliError
+    from hil.emulator import EmulatedBoard
+    from hil.harness import HilSettings, hil_sources, run_hil
+    from hil.session import BoardSession, RecoveryBudget
     from tinysep.eval_inputs import FILES
     from tinysep.models import read_config
 
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.emulate:
             args.report.mkdir(parents=True, exist_ok=True)
-            from firmware_host.emulated_arm import ArmRootMissing, board_launch
+            from hil.emulated_arm import ArmRootMissing, board_launch
 
             try:
                 launch = board_launch(args.board_arch, args.board_python,
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _explain_agent_exit(report: dict, board, folder: Path) -> None:
     """Put why the emulated agent exited (its last error line in agent.log) into the report."""
-    from firmware_host.hil.report import write_reports
+    from hil.report import write_reports
 
     log = folder / "agent.log"
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
@@ -287,7 +287,7 @@ def _explain_agent_exit(report: dict, board, folder: Path) -> None:
 
 
 def _print_summary(report: dict) -> None:
-    from firmware_host.hil.report import NOT_SCORED
+    from hil.report import NOT_SCORED
 
     summary = report["summary"]
     print(f"HIL {'PASSED' if report['passed'] else 'FAILED'}: {summary['clips_ok']} of "

@@ -14,7 +14,7 @@ an upload to the emulated board never writes into the user's folder.
 board) and ``cortex-m`` (a microcontroller: 1 KiB messages, a window of one message, TensorFlow
 Lite Micro's kernels in the arena the manifest measured; pace it like a UART with a baud).
 The Python agent has no option for its max message, so a profile that sets one runs the agent
-through this module (``python -m firmware_host.emulator --max-message N AGENT-ARGS``).
+through this module (``python -m hil.emulator --max-message N AGENT-ARGS``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from firmware_host.transport import FdStream, ThrottledStream, make_raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AGENT_MODULE = "firmware_host.board"
-EMULATOR_MODULE = "firmware_host.emulator"
+EMULATOR_MODULE = "hil.emulator"
 
 
 class PtyPair:
@@ -163,7 +163,7 @@ class EmulatedBoard:
     the agent opens that device instead (e.g. the board end of a fault-injecting relay) and
     no pseudo-terminal pair is made. ``interpreter`` (a command list) and ``env`` (variables
     added to the agent's environment) run it elsewhere, e.g. on an emulated ARM board
-    (``firmware_host.emulated_arm.agent_launcher``).
+    (``hil.emulated_arm.agent_launcher``).
     """
 
     def __init__(
@@ -355,7 +355,7 @@ def _agent_main(argv: list) -> int:
         try:
             max_message = int(argv[at + 1])
         except (IndexError, ValueError):
-            sys.stderr.write("firmware_host.emulator: --max-message needs a number of bytes\n")
+            sys.stderr.write("hil.emulator: --max-message needs a number of bytes\n")
             return 2
         del argv[at : at + 2]
     if max_message is not None:

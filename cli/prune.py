@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinysep.commands.common import (
+from cli.common import (
     finite_float,
     path_argument,
     positive_float,
@@ -91,8 +91,8 @@ def format_report(report: dict) -> str:
 def parse_widths(items: list[str], option: str) -> dict:
     """``["key=value", ...]`` of ``option`` as a dict (values parsed as JSON when they parse);
     an item without ``=`` or a key is refused naming ``option``."""
-    from tinysep.commands.common import CliError
-    from tinysep.commands.models import parse_options
+    from cli.common import CliError
+    from cli.models import parse_options
 
     for item in items:
         key, sep, _ = item.partition("=")
@@ -104,7 +104,7 @@ def parse_widths(items: list[str], option: str) -> dict:
 def require_clips(data: Path, config: dict, split: str) -> None:
     """Refuse, before any work, a --data folder without clips of ``split`` for the model of
     ``config`` (an unreadable one is named by the loader)."""
-    from tinysep.commands.common import CliError
+    from cli.common import CliError
     from tinysep.data.loaders import find_clips
     from tinysep.models.registry import model_sources
 
@@ -115,8 +115,8 @@ def require_clips(data: Path, config: dict, split: str) -> None:
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse, before any work, an --out that is MODEL (or inside or around it), a file, a
     folder holding anything prune does not write, or an earlier result without --force."""
+    from cli.common import CliError
     from convert.prune import PRUNED_FILES
-    from tinysep.commands.common import CliError
     from tinysep.folder_writes import check_own_output
 
     if check_own_output(args.out, args.model, PRUNED_FILES, "prune",
@@ -127,8 +127,8 @@ def _check_out(args: argparse.Namespace) -> None:
 def _check_options(args: argparse.Namespace) -> dict:
     """Check what the options ask for before any work; the --narrow widths, checked
     against MODEL's config ({} without --narrow)."""
+    from cli.common import CliError
     from convert.prune import check_widths
-    from tinysep.commands.common import CliError
     from tinysep.models import read_config
 
     if args.sparsity is None and not args.narrow:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from convert import bench as model_bench
-from firmware_host import emulated_arm
-from firmware_host.hil import bench as hil_bench
+from hil import bench as hil_bench
+from hil import emulated_arm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,7 @@ def format_section(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.commands.common import CliError, check_output_file
+    from cli.common import CliError, check_output_file
     from tinysep.jsonfile import write_json_atomic
 
     if args.json is not None:

@@ -1,0 +1,1 @@
+"""The `tinysep` command (``main``) and one module per subcommand (arguments and printing)."""

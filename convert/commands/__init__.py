@@ -1,1 +1,0 @@
-"""`tinysep` subcommands of the convert layer: export, quantize, prune, sweep."""

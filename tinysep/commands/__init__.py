@@ -1,1 +1,0 @@
-"""One module per `tinysep` subcommand (argument parsing and printing only)."""

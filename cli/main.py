@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "quantize": (quantize, "quantize (PTQ / QAT) and measure SDR vs float"),
     "export": (export, "write a deploy bundle: streaming int8 TFLite, manifest"),
     "sweep": (sweep, "sparsity x quantization x calibration grid + plot"),
-    # firmware_host/: flash, board, hil
+    # hil/ and firmware_host/: flash, board, hil
     "flash": (flash, "upload a bundle's model to a board agent over serial"),
     "board": (board, "run the board agent on a port, or --emulate it on a pty"),
     "hil": (hil, "hardware-in-the-loop test: board vs float, report + JUnit"),

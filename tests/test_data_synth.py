@@ -214,6 +214,25 @@ def test_refuses_a_foreign_or_different_folder(corpus, tmp_path):
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
+def test_rewriting_a_corpus_keeps_files_it_did_not_write(corpus, tmp_path):
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy)
+    (copy / "notes.txt").write_text("mine")
+    (copy / "Wavfile" / "mine.txt").write_text("mine")
+    (copy / "Stems" / "myclip").mkdir(parents=True)
+    (copy / "Stems" / "myclip" / "vocals.wav").write_text("mine")
+    before = _files(copy)
+    with pytest.raises(ValueError, match=r"Stems, Stems/myclip, Stems/myclip/vocals.wav "
+                                         r"and 2 more, which its corpus did not write"):
+        write_corpus(copy, songs=SONGS, seconds=SECONDS, seed=SEED, progress=False)
+    assert _files(copy) == before
+    (copy / "notes.txt").unlink()
+    (copy / "Wavfile" / "mine.txt").unlink()
+    shutil.rmtree(copy / "Stems")
+    write_corpus(copy, songs=SONGS, seconds=SECONDS, seed=SEED, progress=False)
+    assert _files(copy) == _files(corpus)
+
+
 @pytest.mark.parametrize("songs, seconds, seed, field", [
     (0, 5.0, 0, "songs"), (2, 0.5, 0, "seconds"), (2, 5.0, -1, "seed")])
 def test_bad_arguments_are_named(tmp_path, songs, seconds, seed, field):

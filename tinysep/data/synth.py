@@ -231,6 +231,29 @@ def _check_destination(out: Path, parameters: dict) -> None:
     if diff:
         raise ValueError(f"{out} holds a corpus with other parameters ({', '.join(diff)}); "
                          f"{hint} or delete it")
+    others = _foreign_entries(out, meta)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ValueError(f"{out} holds {shown}, which its corpus did not write; rewriting the "
+                         f"corpus would delete them: move them out or {hint}")
+
+
+def _foreign_entries(out: Path, meta: dict) -> list[str]:
+    """Paths under ``out`` (relative, sorted) that the corpus its ``meta`` describes did not
+    write: a user's own files, which rewriting the corpus must not delete."""
+    clips = meta.get("clips")
+    stems = meta.get("stems")
+    names = stems.get("names") if isinstance(stems, dict) else None
+    written = {SPLITS_FILE, WAV_DIR}
+    if isinstance(clips, dict):
+        written |= {f"{WAV_DIR}/{clip}.wav" for clip in clips}
+        if isinstance(names, list):
+            written.add(STEMS_DIR)
+            for clip in clips:
+                written.add(f"{STEMS_DIR}/{clip}")
+                written |= {f"{STEMS_DIR}/{clip}/{stem}.wav" for stem in names}
+    return sorted(path.relative_to(out).as_posix() for path in out.rglob("*")
+                  if path.relative_to(out).as_posix() not in written)
 
 
 @dataclass

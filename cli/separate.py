@@ -10,7 +10,10 @@ emulated board) the audio is streamed to the board and its output is written, so
 board produces can be listened to. The stems are written at the input's rate and channel
 count and add up to the input: the last source (accompaniment, or other for four stems)
 also takes the residual, the input minus the other estimates. Long songs are read block by
-block in constant memory. DIR/separate.json sums up every song separated into DIR.
+block in constant memory. DIR/separate.json sums up every song separated into DIR; a run
+stopped with Ctrl-C keeps the songs it finished and lists them there, with the song it
+stopped in and those it had not started. `--overwrite` replaces a song's stems, never other
+files kept in its folder.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --emulate: the emulated board's limits and runtime, e.g. "
                              "cortex-m (default: the host profile)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR/<song>/ when it exists (default: refuse)")
+                        help="replace the stems in DIR/<song>/ when it exists (default: refuse); "
+                             "other files there are never deleted: the song is refused")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar or progress lines")
 
@@ -239,7 +243,21 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"separating {len(files)} file(s) with the {description}")
     results, failed = [], []
-    for path in files:
+
+    def write_summary(attempted: list[Path], interrupted: Path | None = None) -> None:
+        """Merge this run's songs into DIR/separate.json (the songs ``attempted`` so far)."""
+        names = {path.stem for path in attempted}
+        earlier_failed = [e for e in earlier["failed"] if Path(e["input"]).stem not in names]
+        summary = {"command": "separate", "model": description, "sources": sources,
+                   "songs": merge_entries(earlier["songs"], results),
+                   "failed": merge_entries(earlier_failed, failed)}
+        if interrupted is not None:
+            summary["interrupted"] = {
+                "input": str(interrupted), "separated": len(results), "failed": len(failed),
+                "not_started": [str(path) for path in files[len(attempted) + 1:]]}
+        write_json_atomic(summary_path, summary, indent=2)
+
+    for number, path in enumerate(files):
         try:
             check_song_name(path)
             summary = separate_file(path, args.out, separator, sources, start=args.start,
@@ -250,6 +268,12 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
             print(f"  {path}: skipped: {exc}")
             failed.append({"input": str(path), "error": str(exc)})
             continue
+        except KeyboardInterrupt:
+            if earlier is not None:
+                write_summary(files[:number], interrupted=path)
+                print(f"interrupted while separating {path}: {len(results)} song(s) separated "
+                      f"before it are kept and listed in {summary_path}", file=sys.stderr)
+            raise
         results.append({**summary, "model": description})
         clipped = sum(summary["clipped_samples"].values())
         note = f", {clipped} samples clipped to full scale" if clipped else ""
@@ -258,12 +282,7 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
               f"{summary['channels']} ch, {summary['realtime_factor']:.1f}x real time{note})")
     written = earlier is not None
     if written:
-        attempted = {path.stem for path in files}
-        earlier_failed = [e for e in earlier["failed"] if Path(e["input"]).stem not in attempted]
-        write_json_atomic(summary_path, {
-            "command": "separate", "model": description, "sources": sources,
-            "songs": merge_entries(earlier["songs"], results),
-            "failed": merge_entries(earlier_failed, failed)}, indent=2)
+        write_summary(files)
     else:
         print(f"no summary written: {summary_path} is not one of this command's")
     if failed:

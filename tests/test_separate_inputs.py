@@ -241,3 +241,42 @@ def test_empty_paths_are_refused(tmp_path, monkeypatch, capsys, argv):
     option = "--out" if argv[1] == "" else "INPUT"
     assert f"argument {option}: an empty path" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]
+
+
+def test_overwrite_replaces_only_stems_and_keeps_a_users_files(run, tmp_path, capsys):
+    song = _write_song(tmp_path / "song.wav")
+    out = tmp_path / "out"
+    assert run(song, "--out", out) == 0
+    earlier = (out / "song" / "vocals.wav").read_bytes()
+    (out / "song" / "notes.txt").write_text("mine")
+    assert run(song, "--out", out, "--overwrite", "--duration", "0.5") == 1
+    assert "holds notes.txt, which separating does not write" in capsys.readouterr().out
+    assert (out / "song" / "notes.txt").read_text() == "mine"
+    assert (out / "song" / "vocals.wav").read_bytes() == earlier
+    (out / "song" / "notes.txt").unlink()
+    assert run(song, "--out", out, "--overwrite", "--duration", "0.5") == 0
+    assert soundfile.info(str(out / "song" / "vocals.wav")).frames == 8000
+
+
+def test_an_interrupted_run_lists_the_songs_it_finished(tmp_path, capsys):
+    from cli.separate import _separate_all
+
+    songs = [_write_song(tmp_path / f"s{i}.wav", seed=i) for i in range(3)]
+    calls = []
+
+    def separator(audio):
+        calls.append(audio.size)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return {"vocals": audio / 2, "accompaniment": audio / 2}
+
+    args = build_parser().parse_args(["separate", *map(str, songs), "--out",
+                                      str(tmp_path / "out"), "--no-progress"])
+    with pytest.raises(KeyboardInterrupt):
+        _separate_all(args, songs, separator, ["vocals", "accompaniment"], "halves")
+    report = _summary(tmp_path / "out")
+    assert _song_names(report) == ["s0"] and report["failed"] == []
+    assert report["interrupted"] == {"input": str(songs[1]), "separated": 1, "failed": 0,
+                                     "not_started": [str(songs[2])]}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0", "separate.json"]
+    assert "interrupted while separating" in capsys.readouterr().err

@@ -99,9 +99,11 @@ def song_name(path: Path) -> str:
     return name
 
 
-def _check_target(path: Path, target: Path, partial: Path, overwrite: bool) -> None:
+def _check_target(path: Path, target: Path, partial: Path, overwrite: bool,
+                  sources: Sequence[str]) -> None:
     """Refuse to separate ``path`` when writing its stems would delete something other than
-    an earlier stems folder: the input itself, a file, a link, or a folder not asked for."""
+    an earlier stems folder: the input itself, a file, a link, a folder not asked for, or
+    files of the user's kept beside earlier stems."""
     resolved = path.resolve()
     for folder in (target, partial):
         if resolved.is_relative_to(folder.resolve()):
@@ -111,6 +113,14 @@ def _check_target(path: Path, target: Path, partial: Path, overwrite: bool) -> N
         raise ValueError(f"{target} exists and is not a stems folder; move it away")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
+    if target.exists():
+        stems = {f"{source}.wav" for source in sources}
+        others = sorted(entry.name for entry in target.iterdir() if entry.name not in stems)
+        if others:
+            raise ValueError(f"{target} holds {', '.join(others[:3])}"
+                             f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}"
+                             ", which separating does not write; --overwrite replaces only "
+                             "stems: move them out")
 
 
 def _check_finite_stems(path: Path, stems: np.ndarray, sources: Sequence[str], first: int,
@@ -181,7 +191,7 @@ def separate_file(
     name = song_name(info.path)
     target = Path(out_dir) / name
     partial = Path(out_dir) / f".{name}{PARTIAL_SUFFIX}"
-    _check_target(info.path, target, partial, overwrite)
+    _check_target(info.path, target, partial, overwrite, sources)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     rate, block = info.sample_rate, max(1, int(round(block_seconds * info.sample_rate)))

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.models.registry import read_config
     from tinysep.pretrained import TRAINING_FILE
     from tinysep.training.soup import (
+        check_finite_weights,
         check_same_graph,
         greedy_soup,
         ingredient_record,
@@ -78,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     check_same_graph([read_config(f) for f in folders], folders)
     corpora = merged_corpora(folders)
     models = [load_model(f) for f in folders]
+    try:
+        check_finite_weights(models, folders)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     weights = {str(f.resolve()): m.get_weights() for f, m in zip(folders, models, strict=True)}
     soup = models[0]
 

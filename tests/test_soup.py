@@ -114,6 +114,7 @@ def test_greedy_cli_scores_on_the_valid_split(corpus, ingredients, tmp_path):
     ("earlier", "'corpora.train.earlier[0]' is not a corpus record"),
     ("twice", "given twice"),
     ("full", "not an empty folder"),
+    ("nan", "hold NaN or infinity; a soup with this model would too"),
 ])
 def test_bad_soups_name_the_problem(case, message, ingredients, tmp_path, capsys):
     out = tmp_path / "soup"
@@ -136,10 +137,18 @@ def test_bad_soups_name_the_problem(case, message, ingredients, tmp_path, capsys
     elif case == "full":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
+    elif case == "nan":
+        broken = _model(tmp_path / "nan", 6, {"train": OTHER_CORPUS})
+        model = load_model(broken)
+        weights = model.get_weights()
+        weights[-1] = np.full_like(weights[-1], np.nan)
+        model.set_weights(weights)
+        save_model(model, broken)
+        models.append(str(broken))
     assert main(["soup", *models, "--out", str(out), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err
-    if case in ("graph", "record"):
+    if case in ("graph", "record", "nan"):
         assert models[-1] in err  # the folder at fault is named
     if case == "full":
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -39,6 +39,17 @@ def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> 
                 f"({', '.join(differ) or 'name'}); only models of one graph can be averaged")
 
 
+def check_finite_weights(models: Sequence, folders: Sequence[str | Path]) -> None:
+    """ValueError naming the model folder and its weights that hold NaN or infinity: a soup
+    with such an ingredient is broken too, and only its use would show it."""
+    for model, folder in zip(models, folders, strict=True):
+        bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise ValueError(f"{folder}: the weights {', '.join(bad[:3])}{more} hold NaN or "
+                             "infinity; a soup with this model would too")
+
+
 def mean_weights(weight_lists: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
     """The element-wise mean of several models' weight lists (same order and shapes), in the
     first list's dtypes."""

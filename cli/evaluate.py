@@ -208,7 +208,7 @@ def _check_report_files(args: argparse.Namespace) -> None:
 def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     """The clips ``--data`` names and whether they are mixture files (not a dataset)."""
     from cli.common import CliError
-    from tinysep.data.loaders import detect_dataset, find_clips
+    from tinysep.data.loaders import SPLITS_FILE, detect_dataset, find_clips
     from tinysep.data.sources import parse_sources
     from tinysep.eval_inputs import input_sources, is_input_folder
 
@@ -223,8 +223,10 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     if not files and args.dataset == "auto":
         try:
             detect_dataset(data)
-        except ValueError:
+        except ValueError as exc:
             if not is_input_folder(data):
+                if (data / SPLITS_FILE).exists():  # a corpus whose splits.json is broken
+                    raise CliError(f"--data {data}: {exc}") from None
                 raise CliError(f"--data {data}: neither a dataset (MIR-1K, MUSDB18-HQ, a synth "
                                "corpus) nor a folder of mixture files (.wav / .npy)") from None
             files = True

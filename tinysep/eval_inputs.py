@@ -119,7 +119,7 @@ def is_mixture_input(path: str | Path) -> bool:
     """True when ``path`` is a mixture file or a folder of them, False for a dataset folder
     (MIR-1K, MUSDB18-HQ, a synth corpus); ValueError naming ``path`` when it is neither,
     FileNotFoundError when it does not exist."""
-    from tinysep.data.loaders import detect_dataset
+    from tinysep.data.loaders import WAV_DIR, detect_dataset
 
     path = Path(path)
     if path.is_file():
@@ -132,7 +132,7 @@ def is_mixture_input(path: str | Path) -> bool:
     except ValueError:
         if is_input_folder(path):
             return True
-        if (path / "Wavfile").is_dir():  # a dataset with a broken splits file: say so
+        if (path / WAV_DIR).is_dir():  # a dataset with a broken splits file: say so
             raise
     empty = "; the folder is empty" if not any(path.iterdir()) else ""
     raise ValueError(f"{path}: neither a dataset (MIR-1K, MUSDB18-HQ, a synth corpus) nor a "

@@ -37,6 +37,7 @@ DATASETS = ("mir1k", "musdb", "synth")
 SPLITS = ("train", "valid", "test", "all")
 MUSDB_STEMS = ("mixture", "vocals", "drums", "bass", "other")
 SPLITS_FILE = "splits.json"
+WAV_DIR = "Wavfile"  # Wavfile/<clip>.wav: MIR-1K's layout, which a synthetic corpus shares
 SYNTH_STEMS_DIR = "Stems"  # Stems/<clip>/<stem>.wav in a synthetic corpus
 SYNTH_FORMAT = "tinysep-synth"
 MIR1K_FRACTIONS = {"test": 0.2, "valid": 0.1}  # the rest is train
@@ -108,7 +109,7 @@ def detect_dataset(root: str | Path) -> str:
     root = Path(root)
     check_dataset_folder(root)
     meta = root / SPLITS_FILE
-    if (root / "Wavfile").is_dir():
+    if (root / WAV_DIR).is_dir():
         if meta.is_file() and _read_meta(meta).get("format") == SYNTH_FORMAT:
             return "synth"
         return "mir1k"
@@ -172,7 +173,7 @@ def _read_meta(path: Path) -> dict:
 
 def _find_stereo(root: Path, split: str, require_meta: bool, kind: str) -> list[ClipSource]:
     """MIR-1K layout (also the synthetic corpus): stereo wavs, splits from file or hash."""
-    wav_dir = root / "Wavfile"
+    wav_dir = root / WAV_DIR
     if not wav_dir.is_dir():
         raise ValueError(f"no Wavfile/ folder in {root}: {_MIR1K_HINT}")
     meta_path = root / SPLITS_FILE

@@ -54,6 +54,7 @@ from tinysep.data.engines import (
     singer_pool,  # noqa: F401  (re-exported: the additive singers)
     song_singer,
 )
+from tinysep.data.loaders import SPLITS_FILE, SYNTH_FORMAT, SYNTH_STEMS_DIR, WAV_DIR
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
@@ -62,15 +63,11 @@ from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
 
 GENERATOR_VERSION = 2
-CORPUS_FORMAT = "tinysep-synth"
 CLIP_SECONDS = (4.0, 10.0)
 MAX_SONG_SECONDS = 600.0  # a longer song is refused: every stem of it is held in memory at once
 VAR_DB = (-5.0, 5.0)
 SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
 PEAK = 0.9  # written peak of max(|accompaniment|, |vocals|, |mixture|)
-SPLITS_FILE = "splits.json"
-WAV_DIR = "Wavfile"
-STEMS_DIR = "Stems"
 SILENT_RMS = 1e-5  # a song whose vocals or accompaniment stay below this is skipped
 DEFAULT_ENGINES = ("additive",)  # the library default; the command line: the standard engines
 
@@ -223,7 +220,7 @@ def _check_destination(out: Path, parameters: dict) -> None:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{meta_path}: unreadable ({exc}); {hint}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != CORPUS_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != SYNTH_FORMAT:
         raise ValueError(f"{out} is not empty and its {SPLITS_FILE} is not a tinysep synthetic "
                          f"corpus; {hint}")
     old = meta.get("parameters", {})
@@ -248,10 +245,10 @@ def _foreign_entries(out: Path, meta: dict) -> list[str]:
     if isinstance(clips, dict):
         written |= {f"{WAV_DIR}/{clip}.wav" for clip in clips}
         if isinstance(names, list):
-            written.add(STEMS_DIR)
+            written.add(SYNTH_STEMS_DIR)
             for clip in clips:
-                written.add(f"{STEMS_DIR}/{clip}")
-                written |= {f"{STEMS_DIR}/{clip}/{stem}.wav" for stem in names}
+                written.add(f"{SYNTH_STEMS_DIR}/{clip}")
+                written |= {f"{SYNTH_STEMS_DIR}/{clip}/{stem}.wav" for stem in names}
     return sorted(path.relative_to(out).as_posix() for path in out.rglob("*")
                   if path.relative_to(out).as_posix() not in written)
 
@@ -299,12 +296,12 @@ def plan_corpus(songs: int, seconds: float, seed: int,
         song_meta[sid] = {"index": i, "split": split_of[i], "engines": plan.engines(),
                           "clips": names}
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
-    meta = {"format": CORPUS_FORMAT, "kit_version": tinysep.__version__,
+    meta = {"format": SYNTH_FORMAT, "kit_version": tinysep.__version__,
             "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
                                             stems, backing, voices, composers),
             "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
     if stems:
-        meta["stems"] = {"folder": STEMS_DIR, "names": list(STEMS),
+        meta["stems"] = {"folder": SYNTH_STEMS_DIR, "names": list(STEMS),
                          "note": "accompaniment = drums + bass + other"}
     meta.update({"splits": splits, "skipped": {}, "songs": song_meta, "clips": clips})
     return meta
@@ -361,7 +358,7 @@ def _song_task(task: tuple) -> dict:
         stereo, scaled = mix_stems({k: v[a:b] for k, v in stems.items()}, var_db)
         write_audio(out / WAV_DIR / f"{name}.wav", stereo, SAMPLE_RATE)
         if with_stems:
-            folder = out / STEMS_DIR / name
+            folder = out / SYNTH_STEMS_DIR / name
             folder.mkdir(parents=True, exist_ok=True)
             for stem in STEMS:
                 write_audio(folder / f"{stem}.wav", scaled[stem], SAMPLE_RATE)

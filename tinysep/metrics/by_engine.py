@@ -18,6 +18,7 @@ from pathlib import Path
 from firmware_host.bundle import read_bundle
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
+from tinysep.data.loaders import SPLITS_FILE
 from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
@@ -32,7 +33,7 @@ def clip_engines(root: str | Path) -> dict[str, dict]:
     """``{clip name: {"vocals": engine, "accompaniment": engine, "font": font or None,
     ["voice": Festival voice]}}``
     from a synthetic corpus's ``splits.json`` (empty when the corpus names no engines)."""
-    path = Path(root) / "splits.json"
+    path = Path(root) / SPLITS_FILE
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:

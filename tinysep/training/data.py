@@ -16,7 +16,7 @@ import numpy as np
 
 from tinysep.data.augment import training_chunks
 from tinysep.data.clip import SOURCES, Clip
-from tinysep.data.loaders import find_clips, load_clips
+from tinysep.data.loaders import SPLITS_FILE, find_clips, load_clips
 from tinysep.data.singing import DEFAULT_VOICES
 from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
 from tinysep.metrics.bss import MIN_SAMPLES
@@ -116,7 +116,7 @@ def corpus_record(root, split: str) -> dict:
     record: dict = {"folder": str(Path(root).resolve()), "split": split}
     try:
         engines_of = clip_engines(root)
-        meta = json.loads((Path(root) / "splits.json").read_text())
+        meta = json.loads((Path(root) / SPLITS_FILE).read_text())
         names = meta["splits"][split]
         voices = meta.get("parameters", {}).get("voices", DEFAULT_VOICES)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

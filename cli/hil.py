@@ -5,7 +5,9 @@ Reports per clip and in summary SDR / SIR / SAR for float (Keras, host), int8 (T
 and int8 on the board; the drop against float; the board vs host int8 difference in LSB (a
 CPU board running the same runtime must be bit-exact) and a tensor-mode check of raw int8
 outputs; on-board invoke time p50 / p99; link throughput, real-time factor and resent frames.
-Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip.
+Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip (and the
+emulated agent's agent.log). An earlier report there is replaced whole; a folder that holds
+anything else, or is or holds the bundle or the float model, is refused.
 
 ``--data`` is a dataset folder (MIR-1K, MUSDB18-HQ, a ``tinysep synth`` corpus) or your own
 audio, read as ``tinysep eval`` reads it: one mixture file or a folder of them, ``.wav`` (any
@@ -29,6 +31,7 @@ on the board, a protocol violation, more restarts or stalls than the recovery bu
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -174,6 +177,39 @@ def _data_kind(args) -> str:
     return FILES
 
 
+def _earlier_report(args) -> list[str]:
+    """The entries of an earlier HIL report in ``--report`` (which this run replaces); refuses
+    a folder that is, holds or lies inside the bundle or the float model, or that holds
+    anything a HIL run does not write (a user's files are never replaced)."""
+    from cli.common import CliError
+    from hil.report import FIGURES_DIR, REPORT_ENTRIES
+    from tinysep.folder_writes import foreign_entries, nesting
+
+    report = args.report
+    for option, folder in (("--bundle", args.bundle), ("--float", args.float_model)):
+        relation = nesting(report, folder)
+        if relation:
+            raise CliError(f"--report {report} {relation} the {option} folder {folder}; name "
+                           "a folder apart from it")
+    if not report.is_dir():
+        return []
+    owned = set(REPORT_ENTRIES)
+    if args.save_audio is not None and nesting(args.save_audio, report) == "lies inside":
+        # --save-audio inside the report folder: that entry is the user's choice, kept as is
+        owned.add(args.save_audio.resolve().relative_to(report.resolve()).parts[0])
+    others = foreign_entries(report, owned)
+    figures = report / FIGURES_DIR
+    if figures.is_dir():
+        others += [f"{FIGURES_DIR}/{entry.name}" for entry in sorted(figures.iterdir())
+                   if entry.suffix != ".png" or not entry.is_file()]
+    elif figures.exists():
+        others.append(FIGURES_DIR)
+    if others:
+        raise CliError(f"--report {report} holds {', '.join(others)}, which a HIL run does not "
+                       "write; name a new or empty folder, or an earlier report's")
+    return sorted(entry.name for entry in report.iterdir() if entry.name in REPORT_ENTRIES)
+
+
 def _check_inputs(sources) -> None:
     """Read every mixture file once, so a bad file stops the run before a board is started."""
     from cli.common import CliError
@@ -190,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.bundle import read_bundle
     from hil.emulator import EmulatedBoard
     from hil.harness import HilSettings, hil_sources, run_hil
+    from hil.report import AGENT_LOG_NAME
     from hil.session import BoardSession, RecoveryBudget
     from tinysep.eval_inputs import FILES
     from tinysep.models import read_config
@@ -198,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = _data_kind(args)
     bundle = read_bundle(args.bundle)  # bad bundles and model folders are user errors (exit 2)
     read_config(args.float_model)
+    earlier = _earlier_report(args)
     settings = HilSettings(
         bundle=str(args.bundle),
         float_model=str(args.float_model),
@@ -223,6 +261,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--data {exc}") from None
     if dataset == FILES:
         _check_inputs(sources)
+    if earlier:
+        print(f"replacing the earlier HIL report in {args.report}: {', '.join(earlier)}")
+        for name in earlier:
+            entry = args.report / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     board = None
     try:
         if args.emulate:
@@ -237,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
             runtime = [] if args.board_runtime == "auto" else ["--runtime", args.board_runtime]
             board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python, **launch,
                                   extra_args=["--kernels", args.board_kernels] + runtime,
-                                  log_path=args.report / "agent.log",
+                                  log_path=args.report / AGENT_LOG_NAME,
                                   profile=args.board_profile)
             port, baud = board.path, args.baud
         else:
@@ -275,9 +321,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _explain_agent_exit(report: dict, board, folder: Path) -> None:
     """Put why the emulated agent exited (its last error line in agent.log) into the report."""
-    from hil.report import write_reports
+    from hil.report import AGENT_LOG_NAME, write_reports
 
-    log = folder / "agent.log"
+    log = folder / AGENT_LOG_NAME
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
     errors = [line for line in lines if ": error: " in line]
     why = errors[-1] if errors else f"see {log}"

@@ -37,7 +37,7 @@ from tinysep.eval_inputs import FILES, input_sources
 from tinysep.progress import Progress
 
 from .reference import HostPipeline, exactness_expected, float_runner
-from .report import report_sources, write_reports
+from .report import FIGURES_DIR, report_sources, write_reports
 from .session import DEFAULT_CHUNK_HOPS, BoardSession, HilError, UploadRefused, reply_parts
 
 # where each output goes under --save-audio DIR/CLIP/ (beside mixture.wav and reference/)
@@ -578,7 +578,7 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
                 audio = None
             report["clips"].append(record)
             if audio is not None and len(plotted) < settings.plots:
-                path = report_dir / "figures" / f"clip_{number:03d}_{_safe_name(source.name)}.png"
+                path = report_dir / FIGURES_DIR / f"clip_{number:03d}_{_safe_name(source.name)}.png"
                 _plot_clip(record["name"], audio, names, path)
                 plotted.append(str(path.relative_to(report_dir)))
                 report["plots"] = plotted + ["figures/sdr_bars.png"]
@@ -612,7 +612,7 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
         _sync_session(report, session)
         from .plots import plot_sdr_bars
 
-        bars = plot_sdr_bars(report["clips"], report_dir / "figures" / "sdr_bars.png",
+        bars = plot_sdr_bars(report["clips"], report_dir / FIGURES_DIR / "sdr_bars.png",
                              report_sources(report))
         report["plots"] = plotted + (["figures/sdr_bars.png"] if bars else [])
         report["report_files"] = {k: str(v) for k, v in write_reports(report, report_dir).items()}

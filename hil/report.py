@@ -6,8 +6,6 @@ consistent report of the clips that finished (``status`` says why it stopped).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES
 from tinysep.eval_inputs import FILES
+from tinysep.jsonfile import write_text_atomic
 
 VARIANTS = ("float", "int8_host", "int8_board")
 VARIANT_LABELS = {"float": "float (host)", "int8_host": "int8 (host)", "int8_board": "int8 (board)"}
@@ -23,6 +22,10 @@ NOT_SCORED = "n/a (no reference)"  # what an SDR cell shows for a clip given wit
 JSON_NAME = "hil.json"
 JUNIT_NAME = "hil.junit.xml"
 MARKDOWN_NAME = "hil.md"
+AGENT_LOG_NAME = "agent.log"  # the emulated agent's output
+FIGURES_DIR = "figures"
+# everything a run writes into its report folder; another run may replace only these
+REPORT_ENTRIES = (JSON_NAME, JUNIT_NAME, MARKDOWN_NAME, AGENT_LOG_NAME, FIGURES_DIR)
 
 
 def _mean(values) -> float | None:
@@ -263,19 +266,6 @@ def finalize(report: dict) -> dict:
         c["passed"] is not False for c in report["checks"]
     )
     return report
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix="." + path.name, dir=str(path.parent))
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
 
 
 def junit_xml(report: dict) -> str:
@@ -529,7 +519,7 @@ def write_reports(report: dict, folder: str | Path) -> dict:
         "junit": folder / JUNIT_NAME,
         "markdown": folder / MARKDOWN_NAME,
     }
-    _atomic_write(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
-    _atomic_write(paths["junit"], junit_xml(report))
-    _atomic_write(paths["markdown"], markdown(report))
+    write_text_atomic(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(paths["junit"], junit_xml(report))
+    write_text_atomic(paths["markdown"], markdown(report))
     return paths

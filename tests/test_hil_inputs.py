@@ -140,3 +140,29 @@ def test_manifest_fields_the_model_cannot_check_are_checked_against_the_float_mo
     assert status == 2
     err = capsys.readouterr().err
     assert f"audio.{field}" in err and str(value) in err
+
+
+def test_a_report_folder_keeps_a_users_files_and_an_earlier_report_is_replaced_whole(
+        corpus, tmp_path, capsys):
+    bundle, model = make_bundle(float_model=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "hil.md").write_text("my notes")
+    (mine / "todo.txt").write_text("mine")
+    assert main(_argv(bundle, model, corpus, mine, "--max-clips", "1")) == 2
+    assert "--report" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["hil.md", "todo.txt"]
+    assert (mine / "hil.md").read_text() == "my notes"
+    for folder in (bundle, bundle / "report", model):
+        assert main(_argv(bundle, model, corpus, folder, "--max-clips", "1")) == 2
+        assert "name a folder apart from it" in capsys.readouterr().err
+    assert not (bundle / "report").exists() and not (bundle / "hil.json").exists()
+
+    report = tmp_path / "report"
+    assert main(_argv(bundle, model, corpus, report, "--max-clips", "2", "--plots", "2")) == 0
+    assert len(list((report / "figures").glob("clip_*.png"))) == 2
+    assert main(_argv(bundle, model, corpus, report, "--max-clips", "1")) == 0
+    assert "replacing the earlier HIL report" in capsys.readouterr().out
+    assert not list(report.glob("figures/clip_*.png"))  # no figure of the earlier run stays
+    assert len(json.loads((report / "hil.json").read_text())["clips"]) == 1
+    assert (report / "hil.md").stat().st_mode & 0o044 == 0o044  # readable like other outputs

@@ -13,11 +13,21 @@ from pathlib import Path
 def write_json_atomic(path: str | Path, data, indent: int = 1) -> None:
     """Write ``data`` to ``path`` (parents created) through a temporary file beside it and a
     rename; NaN and infinity are refused, as JSON has no spelling for them."""
+    write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` (parents created) through ``.NAME.tmp-PID`` beside it and a
+    rename, so a reader never sees half a file; the temporary file goes on an error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=indent, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path, what: str) -> dict:

@@ -16,6 +16,8 @@ import signal
 import tempfile
 from pathlib import Path
 
+from cli.common import baud_argument
+
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=None,
                         help="deploy bundle folder (--emulate without it: a blank board "
                         "whose folder is a new temporary one)")
-    parser.add_argument("--baud", type=int, default=None,
+    parser.add_argument("--baud", type=baud_argument, default=None,
                         help="emulate: pace the link to N baud; port: line speed")
     parser.add_argument("--edgetpu", action="store_true", help="use the Edge TPU delegate")
     parser.add_argument("--arch", default="host", choices=BOARD_ARCHES,

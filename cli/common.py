@@ -106,6 +106,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """An argument type: a finite number >= 0 (a speed to reach), refused at parsing otherwise."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+MAX_BAUD = 100_000_000  # far above any serial line; a pace beyond it is a typing slip
+baud_argument = whole_number(1, MAX_BAUD)  # a line speed or an emulated link's pace
+
+
 def seed_argument(text: str) -> int:
     """A random seed from the command line: a whole number from 0 to ``MAX_SEED`` (what
     numpy's generators and Keras' initializers both take), refused at parsing otherwise."""

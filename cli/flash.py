@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cli.common import baud_argument, positive_float
 from firmware_host.transport import DEFAULT_BAUD
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
@@ -20,11 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True,
                         help="serial device or pyserial URL (/dev/ttyUSB0, socket://host:port)")
     parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
-    parser.add_argument("--baud", type=int, default=None,
+    parser.add_argument("--baud", type=baud_argument, default=None,
                         help=f"line speed (default {DEFAULT_BAUD}; ignored by pseudo-terminals)")
     parser.add_argument("--force", action="store_true",
                         help="upload even when the board already runs this model")
-    parser.add_argument("--timeout", type=float, default=30.0,
+    parser.add_argument("--timeout", type=positive_float, default=30.0,
                         help="seconds to wait for each reply (default 30)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -35,7 +35,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from cli.common import finite_float
+from cli.common import baud_argument, finite_float, nonnegative_float, whole_number
 from firmware_host.transport import DEFAULT_BAUD
 
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
@@ -67,11 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-float-mismatch", action="store_true",
                         help="compare with a float model that is not the one the bundle "
                         "records as its source (the report says so)")
-    parser.add_argument("--max-lsb", type=int, default=None, metavar="N",
+    parser.add_argument("--max-lsb", type=whole_number(-1), default=None, metavar="N",
                         help="largest board vs host int8 difference in LSB (default: 0 when the "
                         "board runs the host's runtime or reference kernels on a CPU, else "
                         "reported only); -1 never checks")
-    parser.add_argument("--min-realtime", type=finite_float, default=None, metavar="X",
+    parser.add_argument("--min-realtime", type=nonnegative_float, default=None, metavar="X",
                         help="fail when streaming is slower than X times real time")
     parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
                         help="folder for hil.json, hil.junit.xml, hil.md and figures/")
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep every clip's mixture, references and the float, int8 host "
                              "and board outputs as wav files under DIR/CLIP/ (default: not "
                              "kept)")
-    parser.add_argument("--baud", type=int, default=None,
+    parser.add_argument("--baud", type=baud_argument, default=None,
                         help=f"port: line speed (default {DEFAULT_BAUD}); emulate: pace the link "
                              "to N baud")
     parser.add_argument("--chunk-hops", type=int, default=8,
@@ -141,8 +141,6 @@ def _check_args(args) -> None:
         raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     if args.board_arch != "host" and not args.emulate:
         raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
-    if args.baud is not None and args.baud <= 0:
-        raise CliError(f"--baud must be positive, got {args.baud}")
     if args.report.exists() and not args.report.is_dir():
         raise CliError(f"--report must be a folder, {args.report} is a file")
     if args.save_audio is not None and args.save_audio.exists() \

@@ -64,3 +64,24 @@ def test_the_formatter_appends_only_missing_defaults():
 def test_top_level_help_has_no_internal_words():
     text = build_parser().format_help()
     assert not INTERNAL.search(text)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["flash", "--port", "/dev/null", "--bundle", "b", "--timeout", "nan"],
+     "argument --timeout: expected a finite number, got 'nan'"),
+    (["flash", "--port", "/dev/null", "--bundle", "b", "--timeout", "0"],
+     "argument --timeout: expected a number > 0, got '0'"),
+    (["flash", "--port", "/dev/null", "--bundle", "b", "--baud", "-1"],
+     "argument --baud: expected a whole number from 1 to 100000000, got '-1'"),
+    (["board", "--emulate", "--bundle", "b", "--baud", "99999999999999"],
+     "argument --baud: expected a whole number from 1 to 100000000"),
+    (["hil", "--emulate", "--bundle", "b", "--float", "f", "--data", "d", "--report", "r",
+      "--max-lsb", "-7"], "argument --max-lsb: expected a whole number >= -1, got '-7'"),
+    (["hil", "--emulate", "--bundle", "b", "--float", "f", "--data", "d", "--report", "r",
+      "--min-realtime", "-1"], "argument --min-realtime: expected a number >= 0, got '-1'"),
+])
+def test_board_options_out_of_range_are_refused_at_parsing(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err

@@ -8,7 +8,9 @@ pseudo-terminal, opened by the harness through pyserial) and streams a synthetic
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +37,7 @@ def default_bundle() -> tuple:
 
         name = next(iter(MODELS))
         root = Path(tempfile.mkdtemp(prefix="tinysep-bench-board-"))
+        atexit.register(shutil.rmtree, root, True)  # the bundle lives as long as the process
         export_bundle(
             default_model_path(),
             root / "bundle",

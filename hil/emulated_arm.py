@@ -169,7 +169,8 @@ def serve_emulated(arch: str, bundle: str | Path, baud: int | None = None,
 
     launch = board_launch(arch)
     extra = [] if runtime == "auto" else ["--runtime", runtime]
-    if log_path is None:
+    own_log = log_path is None  # a log of its own goes unless the agent failed
+    if own_log:
         log_path = Path(tempfile.mkdtemp(prefix=f"tinysep-{arch}-board-")) / "agent.log"
     with EmulatedBoard(bundle, baud=baud, extra_args=extra, log_path=log_path,
                        **launch) as board:
@@ -178,6 +179,8 @@ def serve_emulated(arch: str, bundle: str | Path, baud: int | None = None,
         while board.running and not (should_stop is not None and should_stop()):
             time.sleep(0.1)
         if board.running:
+            if own_log:
+                shutil.rmtree(Path(log_path).parent, ignore_errors=True)
             return 0
         status = board.process.returncode
     lines = Path(log_path).read_text(errors="replace").splitlines()[-5:]

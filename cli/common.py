@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from tinysep.folder_writes import written_by
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -158,7 +160,7 @@ def check_output_file(path: Path, option: str, suffix: str = ".json",
         raise CliError(f"{option} must name a {suffix} file, got {path}")
     if path.is_dir():
         raise CliError(f"{option} {path} is a folder; name a {suffix} file")
-    if command is not None and path.is_file() and not _written_by(path, command):
+    if command is not None and path.is_file() and not written_by(path, command):
         raise CliError(f"{option} {path} exists and is not a report of `tinysep {command}`; "
                        "choose another name")
     for parent in path.parents:
@@ -166,14 +168,3 @@ def check_output_file(path: Path, option: str, suffix: str = ".json",
             if not parent.is_dir():
                 raise CliError(f"{option} {path}: {parent} is a file, not a folder")
             break
-
-
-def _written_by(path: Path, command: str) -> bool:
-    """Whether ``path`` holds a JSON object that ``tinysep COMMAND`` wrote."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("command") == command

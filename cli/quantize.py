@@ -156,7 +156,8 @@ def check_out(out: Path, model: Path) -> None:
     anything but an earlier quantize's output (marked by its quantize.json)."""
     from tinysep.folder_writes import check_own_output
 
-    check_own_output(out, model, QUANTIZE_FILES, "quantize", marker=REPORT_FILE)
+    check_own_output(out, model, QUANTIZE_FILES, "quantize", marker=REPORT_FILE,
+                     marker_command="quantize")
 
 
 def _check_inputs(args: argparse.Namespace, checked: Checked) -> None:
@@ -205,7 +206,7 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
         check_keep_float(make_streaming_model(model, args.frames_per_invoke), checked.keep_float)
     train = load_calibration_clips(args.data, "train", max_clips=args.max_clips,
                                    seed=args.seed, progress=progress)
-    report: dict = {"model": str(args.model), "mode": args.quant,
+    report: dict = {"command": "quantize", "model": str(args.model), "mode": args.quant,
                     "frames_per_invoke": args.frames_per_invoke}
     if args.qat_steps:
         from convert.finetune import training_loss_of

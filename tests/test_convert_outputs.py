@@ -158,7 +158,8 @@ def _bundle_like(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("kind", ["bundle", "model", "unrelated", "quantize+extra", "file"])
+@pytest.mark.parametrize("kind", ["bundle", "model", "unrelated", "quantize+extra", "file",
+                                  "users-report"])
 def test_quantize_refuses_an_out_it_does_not_own(kind, inputs, run_folder, tmp_path, capsys):
     from cli.quantize import REPORT_FILE
 
@@ -174,6 +175,9 @@ def test_quantize_refuses_an_out_it_does_not_own(kind, inputs, run_folder, tmp_p
         out.mkdir()
         (out / REPORT_FILE).write_text("{}\n")
         (out / "notes.txt").write_text("mine")
+    elif kind == "users-report":  # a file of the user's that bears the report's name
+        out.mkdir()
+        (out / REPORT_FILE).write_text('{"mine": 1}\n')
     else:
         out.write_text("mine")
     _refused(_quantize(run_folder, inputs[1], out, "--quant", "float16"), capsys, tmp_path,

@@ -5,6 +5,7 @@ behind; the next write to the same destination finishes what it can."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Collection, Iterator
@@ -77,10 +78,11 @@ def check_apart(out: str | Path, model: str | Path, label: str = "output folder"
 
 def check_own_output(out: str | Path, model: str | Path, owned: Collection[str], command: str,
                      marker: str | None = None, label: str = "--out",
-                     what: str = "folder") -> bool:
+                     what: str = "folder", marker_command: str | None = None) -> bool:
     """Refuse an output folder that a ``command`` run must not write into: one apart from
     ``model`` is needed, and an existing, non-empty one must be an earlier output of the
-    command (holding ``marker`` when given, and nothing but ``owned`` entries); ``what``
+    command (holding ``marker`` when given, a JSON report whose ``"command"`` is
+    ``marker_command`` when that is given, and nothing but ``owned`` entries); ``what``
     names such an output in the error. Returns whether it holds one."""
     check_apart(out, model, label)
     if not holds_anything(out, label):
@@ -88,11 +90,23 @@ def check_own_output(out: str | Path, model: str | Path, owned: Collection[str],
     if marker is not None and not (Path(out) / marker).is_file():
         raise ValueError(f"{label} {out} is not empty and holds no {marker} of an earlier "
                          f"{command}; name a new or empty folder")
+    if marker_command is not None and not written_by(Path(out) / marker, marker_command):
+        raise ValueError(f"{label} {out}: its {marker} is not a report of `tinysep "
+                         f"{marker_command}`; name a new or empty folder")
     others = foreign_entries(out, owned)
     if others:
         raise ValueError(f"{label} {out} is not a {what} {command} wrote: it also holds "
                          f"{', '.join(others)}; name a new or empty folder")
     return True
+
+
+def written_by(path: Path, command: str) -> bool:
+    """Whether ``path`` holds a JSON object that ``tinysep COMMAND`` wrote."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("command") == command
 
 
 def _atomic_leftover(name: str, owned: Collection[str]) -> bool:

@@ -59,7 +59,15 @@ def run(args: argparse.Namespace) -> int:
         if bundle is None:
             bundle = Path(tempfile.mkdtemp(prefix="tinysep-blank-board-"))
         elif not bundle.is_dir():
-            raise CliError(f"bundle folder {bundle} does not exist")
+            what = "is a file, not a folder" if bundle.exists() else "does not exist"
+            raise CliError(f"bundle folder {bundle} {what}")
+        elif any(bundle.iterdir()):  # an empty folder is a board waiting for an upload
+            from firmware_host.bundle import BundleError, read_bundle
+
+            try:  # named by the user's path, not by the copy the emulated agent reads
+                read_bundle(str(bundle))
+            except BundleError as exc:
+                raise CliError(str(exc)) from None
 
         def announce(path: str, folder: str) -> None:
             speed = f", paced to {args.baud} baud" if args.baud else ""

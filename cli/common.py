@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from tinysep.folder_writes import written_by
+from tinysep.folder_writes import holds_anything, written_by
 
 
 class CliError(Exception):
@@ -148,6 +148,15 @@ def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "mir1k", "musdb", "synth", FILES),
                         help=f"layout of --data; {FILES}: mixture files as above (default: "
                              "detect)")
+
+
+def check_output_folder(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that cannot be made: ``path`` or the nearest
+    of its parents that exists is a file."""
+    try:
+        holds_anything(path, option)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def check_output_file(path: Path, option: str, suffix: str = ".json",

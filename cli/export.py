@@ -128,9 +128,11 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError, check_output_file
+    from cli.common import CliError, check_output_file, check_output_folder
     from convert.export import MAX_FRAMES_PER_INVOKE
     from tinysep.jsonfile import write_json_atomic
+
+    check_output_folder(args.out)
 
     if not 1 <= args.frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
         raise CliError(f"--frames-per-invoke must be from 1 to {MAX_FRAMES_PER_INVOKE}, got "

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import finite_float, path_argument
+from cli.common import check_output_folder, finite_float, path_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
@@ -146,8 +146,7 @@ def run(args: argparse.Namespace) -> int:
     _check_time_options(args.start, args.duration)
     if args.port == "":
         raise CliError("--port is empty; expected a serial device or pyserial URL")
-    if args.out.exists() and not args.out.is_dir():
-        raise CliError(f"--out {args.out} is a file, expected a folder")
+    check_output_folder(args.out)
     if args.board_profile is not None and not args.emulate:
         raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     on_board = args.port is not None or args.emulate

@@ -48,7 +48,7 @@ def _levels(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError
+    from cli.common import CliError, check_output_folder
     from tinysep.methods import model_folder
     from tinysep.models import load_model, save_model
     from tinysep.models.registry import read_config
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.valid_clips < 1:
         raise CliError(f"--valid-clips must be at least 1, got {args.valid_clips}")
     levels = _levels(args.valid_levels_db)
+    check_output_folder(args.out)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise CliError(f"--out {args.out} exists and is not an empty folder")
     folders = [model_folder(m) for m in args.models]

@@ -78,9 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError
+    from cli.common import CliError, check_output_folder
     from tinysep.data.engines import EngineUnavailable
     from tinysep.data.synth import write_corpus
+
+    check_output_folder(args.out)
 
     try:
         summary = write_corpus(args.out, songs=args.songs, seconds=args.seconds,

@@ -117,3 +117,17 @@ def test_flash_to_a_board_that_never_answers_is_a_board_fault(tmp_path, capsys):
                      "--timeout", "1", "--no-progress"])
     assert code == 3
     assert "board fault" in capsys.readouterr().out
+
+
+def test_an_emulated_board_refuses_a_broken_bundle_by_the_users_path(tmp_path, capsys):
+    from cli.main import main
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{bad")
+    assert main(["board", "--emulate", "--bundle", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken / 'manifest.json'} is not valid UTF-8 JSON" in err
+    (tmp_path / "afile").write_text("x")
+    assert main(["board", "--emulate", "--bundle", str(tmp_path / "afile")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -85,3 +85,17 @@ def test_board_options_out_of_range_are_refused_at_parsing(argv, message, capsys
         build_parser().parse_args(argv)
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "--songs", "1"], ["separate", "song.wav"], ["soup", "a", "b"],
+    ["export", "model", "--quant", "float16"]])
+def test_an_output_folder_under_a_file_is_refused_by_name(command, tmp_path, capsys):
+    from cli.main import main
+
+    (tmp_path / "afile").write_text("mine")
+    out = tmp_path / "afile" / "sub"
+    assert main([*command, "--out", str(out)]) == 2
+    assert f"--out {out} is not a folder: {tmp_path / 'afile'} is a file" in \
+        capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"

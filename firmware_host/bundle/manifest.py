@@ -299,7 +299,8 @@ def read_bundle(folder: str, verify_model: bool = True) -> Bundle:
     """Parse and check ``folder/manifest.json`` (and the model's size and sha256 if asked)."""
     folder = str(folder)
     if not os.path.isdir(folder):
-        raise BundleError(f"bundle folder {folder} does not exist")
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise BundleError(f"bundle folder {folder} {what}")
     path = os.path.join(folder, MANIFEST_FILE)
     if not os.path.isfile(path):
         raise BundleError(f"{path} is missing: not a complete tinysep bundle")

@@ -207,7 +207,8 @@ def read_config(folder: str | Path) -> dict:
     """The model config stored in ``folder`` (clear errors for missing or bad files)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {folder} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"model folder {folder} {what}")
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: not a saved tinysep model")

@@ -100,7 +100,15 @@ def run(args: argparse.Namespace) -> int:
     engine_model, seen = _engine_model(methods) if args.by_engine else ("", {})
     if args.engines:
         wanted = parse_engine_filter(args.engines)
+        split_sources = sources
         sources = [s for s in sources if matches(engines_of.get(s.name, {}), wanted)]
+        if not sources:
+            heard = {role: sorted({str(engines_of.get(s.name, {}).get(role))
+                                   for s in split_sources} - {"None"}) for role in wanted}
+            raise CliError(f"--engines {args.engines}: no clip of split {args.split!r} under "
+                           f"{args.data} matches; its clips play "
+                           + "; ".join(f"{role}: {', '.join(names) or 'none'}"
+                                       for role, names in heard.items()))
     if args.max_clips is not None:
         sources = sources[: args.max_clips]
     if not sources:

@@ -120,6 +120,11 @@ def test_engine_filter_keeps_only_those_clips(corpus, tmp_path, capsys):
     bad = argv[: argv.index("--engines")] + ["--engines", "drums=physical", "--no-progress"]
     assert main(bad) == 2
     assert "ROLE=ENGINE" in capsys.readouterr().err
+    none = argv[: argv.index("--engines")] + ["--engines", "vocals=nosuch", "--no-progress"]
+    assert main(none) == 2
+    heard = sorted({c["engines"]["vocals"] for c in meta["clips"].values()})
+    assert (f"--engines vocals=nosuch: no clip of split 'all' under {corpus} matches; its "
+            f"clips play vocals: {', '.join(heard)}") in capsys.readouterr().err
 
 
 def test_reuse_takes_earlier_scores_and_runs_only_the_new_method(corpus, model, tmp_path,

@@ -9,6 +9,7 @@ before an atomic swap; the old model stays active if anything fails. Exit status
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cli.common import baud_argument, positive_float
@@ -47,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(str(exc)) from None
     except UploadRefused as exc:  # nothing sent: the board cannot or should not take it
-        print(f"tinysep flash: refused: {exc}")
+        print(f"tinysep flash: refused: {exc}", file=sys.stderr)
         return 1
     except (HilError, PeerError, ProtocolError) as exc:  # the board or the link failed
-        print(f"tinysep flash: board fault: {exc}")
+        print(f"tinysep flash: board fault: {exc}", file=sys.stderr)
         return BOARD_FAULT_EXIT
     if not result.uploaded:
         print(f"the board on {args.port} already runs {result.sha256[:16]}... "

@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 stack, args.model, args.port, args.board_profile)
             return _separate_all(args, files, separator, sources, description)
     except (HilError, UploadRefused, ProtocolError) as exc:
-        print(f"tinysep separate: board fault: {exc}")
+        print(f"tinysep separate: board fault: {exc}", file=sys.stderr)
         return BOARD_FAULT_EXIT
 
 

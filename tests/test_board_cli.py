@@ -55,7 +55,7 @@ def test_flash_uploads_once_then_reports_the_board_current(tmp_path, capsys):
         other = make_bundle(options={"residual": 8, "hidden": 8, "blocks": 1, "repeats": 1})
         assert main(["flash", "--port", board.path, "--bundle", str(other),
                      "--no-progress"]) == 1
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         # refused before a byte is sent: hil would refuse the board's manifest afterwards
         assert "the board's bundle differs from" in out and "input (index" in out
         assert "copy the whole bundle folder" in out
@@ -116,7 +116,7 @@ def test_flash_to_a_board_that_never_answers_is_a_board_fault(tmp_path, capsys):
         code = main(["flash", "--port", pair.slave_path, "--bundle", str(make_bundle()),
                      "--timeout", "1", "--no-progress"])
     assert code == 3
-    assert "board fault" in capsys.readouterr().out
+    assert "board fault" in capsys.readouterr().err
 
 
 def test_an_emulated_board_refuses_a_broken_bundle_by_the_users_path(tmp_path, capsys):

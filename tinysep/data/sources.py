@@ -39,6 +39,9 @@ def check_sources(sources: Iterable[str], what: str = "sources") -> tuple[str, .
     if repeated:
         raise ValueError(f"{what}: {', '.join(repeated)} listed twice")
     covered = sorted(part for n in names for part in PARTS[n])
+    if not names:
+        raise ValueError(f"{what}: no source named; use {','.join(SOURCES)} or "
+                         f"{','.join(STEMS)} (any order)")
     if len(names) < 2 or covered != sorted(STEMS):
         raise ValueError(
             f"{what} {','.join(names)} do not make up the mixture exactly once: use "

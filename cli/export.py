@@ -133,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.jsonfile import write_json_atomic
 
     check_output_folder(args.out)
+    from convert.micro import check_c_symbol
+
+    try:
+        check_c_symbol(args.symbol)
+    except ValueError as exc:
+        raise CliError(f"--symbol: {exc}") from None
 
     if not 1 <= args.frames_per_invoke <= MAX_FRAMES_PER_INVOKE:
         raise CliError(f"--frames-per-invoke must be from 1 to {MAX_FRAMES_PER_INVOKE}, got "

@@ -99,3 +99,15 @@ def test_an_output_folder_under_a_file_is_refused_by_name(command, tmp_path, cap
     assert f"--out {out} is not a folder: {tmp_path / 'afile'} is a file" in \
         capsys.readouterr().err
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.parametrize("symbol", ["1bad", "é_model", "my-model", ""])
+def test_export_refuses_a_symbol_that_is_no_c_identifier_before_any_work(symbol, tmp_path,
+                                                                        capsys):
+    from cli.main import main
+
+    out = tmp_path / "bundle"
+    assert main(["export", str(tmp_path / "no-model"), "--out", str(out), "--quant", "float16",
+                 "--symbol", symbol]) == 2
+    assert "--symbol: C symbol must be a C identifier" in capsys.readouterr().err
+    assert not out.exists()

@@ -144,10 +144,12 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _valid_clips(root: Path, count: int, levels: list[float]):
+    from tinysep.data.loaders import find_clips
     from tinysep.training.config import TrainConfig
-    from tinysep.training.data import load_training_data, validation_clips
+    from tinysep.training.data import load_split_clips, validation_clips
 
-    clips = load_training_data(root, "auto", progress=False, valid_root=None).valid
-    if not clips:
+    found = find_clips(root, "auto", "valid")
+    if not found:
         raise ValueError(f"{root}: no clips in its valid split to score the soups on")
+    clips = load_split_clips(found, root, "valid", progress=False)
     return validation_clips(clips, count, TrainConfig().valid_seconds, levels)

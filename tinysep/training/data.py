@@ -96,11 +96,17 @@ def load_training_data(root, dataset: str = "auto", progress: bool = True,
                 f"{folder}: the {split} split holds {len(found)} clip(s); training needs at "
                 f"least {MIN_TRAIN_CLIPS} train and {MIN_VALID_CLIPS} valid clip(s)"
             )
-        clips = load_clips(found, progress=progress)
-        _check_clips(clips, folder, split)
-        splits[split] = clips
+        splits[split] = load_split_clips(found, folder, split, progress)
     return TrainingData(splits["train"], splits["valid"],
                         fingerprint_clips(splits["train"], splits["valid"]))
+
+
+def load_split_clips(found: Sequence, folder, split: str, progress: bool = True) -> list[Clip]:
+    """Load the clips ``found`` in ``split`` of ``folder``, checked as training checks them
+    (length, finite samples, sample rate)."""
+    clips = load_clips(found, progress=progress)
+    _check_clips(clips, folder, split)
+    return clips
 
 
 def corpus_record(root, split: str) -> dict:

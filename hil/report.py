@@ -268,6 +268,14 @@ def finalize(report: dict) -> dict:
     return report
 
 
+def _not_streamed_text(report: dict, summary: dict) -> str:
+    """For a run that stopped early, the note that some planned clips were not streamed."""
+    planned = report.get("clips_planned", summary["clips"])
+    if planned <= summary["clips"]:
+        return ""
+    return f" ({planned - summary['clips']} of the {planned} planned clips not streamed)"
+
+
 def junit_xml(report: dict) -> str:
     """One test suite: a test case per clip (streamed and scored) and per check."""
     suite = ET.Element("testsuite", name="tinysep-hil")
@@ -348,8 +356,8 @@ def markdown(report: dict) -> str:
         f"{report['bundle']['sha256'][:16]}..., K={report['bundle']['frames_per_invoke']})",
         f"- float model: {report['float_model']}" + _provenance_text(report),
         f"- data: {report['data']['path']} " + _data_kind(report) + ", "
-        f"{summary['clips_ok']} of {summary['clips']} clips ok, "
-        f"{summary['audio_seconds']:.1f} s of audio",
+        f"{summary['clips_ok']} of {summary['clips']} clips ok"
+        + _not_streamed_text(report, summary) + f", {summary['audio_seconds']:.1f} s of audio",
         "",
         "## Checks",
         "",

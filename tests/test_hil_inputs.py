@@ -14,6 +14,7 @@ from board_bundle import copy_bundle, make_bundle
 
 from cli.main import main
 from hil.report import finalize
+from hil.report import markdown as markdown_of
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,12 @@ def test_hil_reports_converted_and_silent_clips(corpus, tmp_path, capsys):
     markdown = (tmp_path / "hil.md").read_text()
     assert "## Converted inputs" in markdown and "resampled 8000 Hz -> 16000 Hz" in markdown
     assert "| zz_silent | 1.5 | silent: not scored" in markdown
+
+    # a run stopped early says how many of its planned clips it never streamed
+    stopped = json.loads(json.dumps(report))
+    stopped["clips_planned"] = 6
+    assert "4 of 4 clips ok (2 of the 6 planned clips not streamed)" in markdown_of(stopped)
+    assert "4 of 4 clips ok," in markdown_of(report)
 
     # a report of silent clips only cannot pass on "n/a"
     report["clips"] = [clips["zz_silent"]]

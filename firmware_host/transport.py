@@ -20,6 +20,7 @@ import select
 import termios
 import threading
 import time
+from urllib.parse import urlsplit
 
 DEFAULT_POLL_INTERVAL = 0.02  # longest a read waits before returning b""
 BITS_PER_BYTE = 10  # UART 8N1: start bit, 8 data bits, stop bit
@@ -340,6 +341,24 @@ def open_tty(path: str, baudrate: int = 115200) -> FdStream:
     return FdStream(fd)
 
 
+NETWORK_SCHEMES = ("socket", "rfc2217")  # pyserial URLs of a port behind host:PORT
+
+
+def check_network_url(url: str) -> None:
+    """OSError naming ``url`` when a socket:// or rfc2217:// URL lacks a host:PORT with PORT
+    from 1 to 65535 (pyserial's own message for it says nothing of the port)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in NETWORK_SCHEMES:
+        return
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # a port outside 0-65535 or not a number
+        port = None
+    if port is None or not 1 <= port <= 65535 or not urlsplit(url).hostname:
+        raise OSError(f"cannot open serial port {url}: a {scheme}:// URL needs HOST:PORT "
+                      "with PORT from 1 to 65535")
+
+
 def open_port(url: str, baudrate: int = 115200) -> ByteStream:
     """Open a device path or pyserial URL as a byte stream (pyserial if present, else termios)."""
     try:
@@ -350,6 +369,7 @@ def open_port(url: str, baudrate: int = 115200) -> ByteStream:
                 f"pyserial is needed to open {url}; install pyserial or give a device path"
             ) from None
         return open_tty(url, baudrate)
+    check_network_url(url)
     try:
         port = serial.serial_for_url(url, baudrate=baudrate, timeout=0)
     except (serial.SerialException, ValueError) as exc:

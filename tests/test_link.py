@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import threading
 import time
@@ -445,3 +446,13 @@ def test_requests_reach_the_board_application_exactly_once(rig):
         "ResetState",
     ]
     assert [m.nonce for m in board.received[1:7]] == list(range(6))
+
+
+@pytest.mark.parametrize("url", ["socket://127.0.0.1:99999", "socket://127.0.0.1",
+                                 "socket://:8080", "rfc2217://host:0"])
+def test_a_network_port_url_without_a_usable_port_is_named(url):
+    from firmware_host.transport import open_port
+
+    with pytest.raises(OSError, match=f"cannot open serial port {re.escape(url)}: a "
+                                      r"\w+:// URL needs HOST:PORT with PORT from 1 to 65535"):
+        open_port(url)

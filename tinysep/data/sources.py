@@ -39,13 +39,10 @@ def check_sources(sources: Iterable[str], what: str = "sources") -> tuple[str, .
     if repeated:
         raise ValueError(f"{what}: {', '.join(repeated)} listed twice")
     covered = sorted(part for n in names for part in PARTS[n])
-    if not names:
-        raise ValueError(f"{what}: no source named; use {','.join(SOURCES)} or "
-                         f"{','.join(STEMS)} (any order)")
     if len(names) < 2 or covered != sorted(STEMS):
         raise ValueError(
-            f"{what} {','.join(names)} do not make up the mixture exactly once: use "
-            f"{','.join(SOURCES)} or {','.join(STEMS)} (any order)")
+            f"{what} {','.join(names) or '(none named)'} do not make up the mixture exactly "
+            f"once: use {','.join(SOURCES)} or {','.join(STEMS)} (any order)")
     return names
 
 

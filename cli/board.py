@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             from firmware_host.bundle import BundleError, read_bundle
 
             try:  # named by the user's path, not by the copy the emulated agent reads
-                read_bundle(str(bundle))
+                read_bundle(str(bundle), verify_model=False)  # a bad model awaits an upload
             except BundleError as exc:
                 raise CliError(str(exc)) from None
 

@@ -16,12 +16,12 @@ import json
 import time
 from pathlib import Path
 
-from cli import evaluate, export, hil, train
+from cli import evaluate, export, hil_run, train
 from cli.common import add_command, finite_float, run_command, seed_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
 
 # The subcommands the demo chains, by their command-line names.
-STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil}
+STEPS = {"train": train, "eval": evaluate, "export": export, "hil": hil_run}
 BASELINES = "repet,repet-mfcc,hpss,mix,irm"
 TRAIN_SONG_SECONDS = 30.0  # length of the songs --train trains on
 OUT_MARKER = ".tinysep-demo"  # the file that marks --out as a folder the demo writes

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         wanted = parse_engine_filter(args.engines)
         split_sources = sources
         sources = [s for s in sources if matches(engines_of.get(s.name, {}), wanted)]
-        if not sources:
+        if split_sources and not sources:
             heard = {role: sorted({str(engines_of.get(s.name, {}).get(role))
                                    for s in split_sources} - {"None"}) for role in wanted}
             raise CliError(f"--engines {args.engines}: no clip of split {args.split!r} under "

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError
-    from cli.hil import BOARD_FAULT_EXIT
+    from cli.hil_run import BOARD_FAULT_EXIT
     from convert.sizes import KIB, size_text
     from firmware_host.bundle import read_bundle
     from firmware_host.protocol.errors import PeerError, ProtocolError

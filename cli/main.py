@@ -20,7 +20,7 @@ from cli import (
     evaluate,
     export,
     flash,
-    hil,
+    hil_run,
     models,
     prune,
     quantize,
@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     # hil/ and firmware_host/: flash, board, hil
     "flash": (flash, "upload a bundle's model to a board agent over serial"),
     "board": (board, "run the board agent on a port, or --emulate it on a pty"),
-    "hil": (hil, "hardware-in-the-loop test: board vs float, report + JUnit"),
+    "hil": (hil_run, "hardware-in-the-loop test: board vs float, report + JUnit"),
     # the whole chain: bench, demo
     "separate": (separate, "separate songs into one audio file per source"),
     "bench": (bench, "measure speed (evaluation throughput, ...)"),

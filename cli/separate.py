@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if not on_board:
         separator, sources, description, lookahead = load_separator(args.model)
         return _separate_all(args, files, separator, sources, description, lookahead)
-    from cli.hil import BOARD_FAULT_EXIT
+    from cli.hil_run import BOARD_FAULT_EXIT
     from firmware_host.protocol.errors import ProtocolError
     from hil.session import HilError, UploadRefused
 

@@ -104,7 +104,7 @@ def exactness_expected(
     Never on TFLite Micro: its int8 kernels round differently from LiteRT's (by a few LSB per
     op, more after LOGISTIC and SOFTMAX), so only the SDR tells how close the board is.
     An emulated ARM board (``board_arch``) is exact only for the runtime pairs measured so
-    (``hil.emulated_arm.MEASURED_EXACT``).
+    (``hil.emulated_arm.MEASURED_LSB``).
     """
     from hil.emulated_arm import measured_exactness
 

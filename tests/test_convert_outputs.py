@@ -173,15 +173,17 @@ def test_quantize_refuses_an_out_it_does_not_own(kind, inputs, run_folder, tmp_p
         (out / "notes.txt").write_text("mine")
     elif kind == "quantize+extra":
         out.mkdir()
-        (out / REPORT_FILE).write_text("{}\n")
+        (out / REPORT_FILE).write_text('{"command": "quantize"}\n')
         (out / "notes.txt").write_text("mine")
     elif kind == "users-report":  # a file of the user's that bears the report's name
         out.mkdir()
         (out / REPORT_FILE).write_text('{"mine": 1}\n')
     else:
         out.write_text("mine")
+    words = {"quantize+extra": ["notes.txt"],
+             "users-report": ["is not a report of `tinysep quantize`"]}.get(kind, [])
     _refused(_quantize(run_folder, inputs[1], out, "--quant", "float16"), capsys, tmp_path,
-             "--out", str(out))
+             "--out", str(out), *words)
 
 
 @pytest.mark.parametrize("option, value", [

@@ -23,7 +23,7 @@ from board_bundle import make_bundle
 from board_support import FAST_AGENT_ARGS, ThreadAgent, test_signal
 from test_link_support import fast_host_config
 
-from cli.hil import BOARD_FAULT_EXIT
+from cli.hil_run import BOARD_FAULT_EXIT
 from cli.main import main
 from firmware_host.bundle import read_bundle
 from firmware_host.protocol.cobs import CobsError, cobs_decode

@@ -6,6 +6,7 @@ SDR checks that fail a board far better than its float model as well as one far 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -157,8 +158,11 @@ def test_a_report_folder_keeps_a_users_files_and_an_earlier_report_is_replaced_w
     (mine / "hil.md").write_text("my notes")
     (mine / "todo.txt").write_text("mine")
     assert main(_argv(bundle, model, corpus, mine, "--max-clips", "1")) == 2
-    assert "--report" in capsys.readouterr().err
-    assert sorted(p.name for p in mine.iterdir()) == ["hil.md", "todo.txt"]
+    assert "holds todo.txt, which a HIL run does not write" in capsys.readouterr().err
+    (mine / "todo.txt").unlink()  # a hil.md alone is no earlier report either: no hil.json
+    assert main(_argv(bundle, model, corpus, mine, "--max-clips", "1")) == 2
+    assert "holds hil.md but no hil.json of an earlier HIL run" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["hil.md"]
     assert (mine / "hil.md").read_text() == "my notes"
     for folder in (bundle, bundle / "report", model):
         assert main(_argv(bundle, model, corpus, folder, "--max-clips", "1")) == 2
@@ -172,4 +176,13 @@ def test_a_report_folder_keeps_a_users_files_and_an_earlier_report_is_replaced_w
     assert "replacing the earlier HIL report" in capsys.readouterr().out
     assert not list(report.glob("figures/clip_*.png"))  # no figure of the earlier run stays
     assert len(json.loads((report / "hil.json").read_text())["clips"]) == 1
-    assert (report / "hil.md").stat().st_mode & 0o044 == 0o044  # readable like other outputs
+    # written with the permissions of any new file of the user's (not a private temp file's)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (report / "hil.md").stat().st_mode & 0o777 == 0o666 & ~mask
+    # a port that cannot be opened keeps the earlier report
+    before = (report / "hil.json").read_bytes()
+    argv = _argv(bundle, model, corpus, report, "--max-clips", "1")
+    argv[argv.index("--emulate")] = "--port=socket://127.0.0.1:99999"
+    assert main(argv) == 2
+    assert (report / "hil.json").read_bytes() == before

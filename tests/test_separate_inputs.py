@@ -254,8 +254,11 @@ def test_overwrite_replaces_only_stems_and_keeps_a_users_files(run, tmp_path, ca
     assert (out / "song" / "notes.txt").read_text() == "mine"
     assert (out / "song" / "vocals.wav").read_bytes() == earlier
     (out / "song" / "notes.txt").unlink()
+    (out / "song" / "drums.wav").write_bytes(earlier)  # stems of a four-stem model are stems
     assert run(song, "--out", out, "--overwrite", "--duration", "0.5") == 0
     assert soundfile.info(str(out / "song" / "vocals.wav")).frames == 8000
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["accompaniment.wav",
+                                                                 "vocals.wav"]
 
 
 def test_an_interrupted_run_lists_the_songs_it_finished(tmp_path, capsys):

@@ -92,7 +92,8 @@ def check_own_output(out: str | Path, model: str | Path, owned: Collection[str],
                          f"{command}; name a new or empty folder")
     if marker_command is not None and not written_by(Path(out) / marker, marker_command):
         raise ValueError(f"{label} {out}: its {marker} is not a report of `tinysep "
-                         f"{marker_command}`; name a new or empty folder")
+                         f"{marker_command}` (or one from before reports named their command); "
+                         "name a new or empty folder")
     others = foreign_entries(out, owned)
     if others:
         raise ValueError(f"{label} {out} is not a {what} {command} wrote: it also holds "

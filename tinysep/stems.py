@@ -21,6 +21,7 @@ import numpy as np
 import soundfile
 
 from tinysep.data.audio_io import SAMPLE_RATE, check_audio_header, check_finite, resample
+from tinysep.data.sources import KNOWN_SOURCES
 from tinysep.progress import Progress
 
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
@@ -99,8 +100,7 @@ def song_name(path: Path) -> str:
     return name
 
 
-def _check_target(path: Path, target: Path, partial: Path, overwrite: bool,
-                  sources: Sequence[str]) -> None:
+def _check_target(path: Path, target: Path, partial: Path, overwrite: bool) -> None:
     """Refuse to separate ``path`` when writing its stems would delete something other than
     an earlier stems folder: the input itself, a file, a link, a folder not asked for, or
     files of the user's kept beside earlier stems."""
@@ -114,13 +114,19 @@ def _check_target(path: Path, target: Path, partial: Path, overwrite: bool,
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     if target.exists():
-        stems = {f"{source}.wav" for source in sources}
-        others = sorted(entry.name for entry in target.iterdir() if entry.name not in stems)
-        if others:
-            raise ValueError(f"{target} holds {', '.join(others[:3])}"
-                             f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}"
-                             ", which separating does not write; --overwrite replaces only "
-                             "stems: move them out")
+        _check_only_stems(target)
+
+
+def _check_only_stems(target: Path) -> None:
+    """ValueError when the stems folder ``target`` holds anything but stems (``NAME.wav`` of
+    a source any model separates): a user's files there are never replaced."""
+    stems = {f"{source}.wav" for source in KNOWN_SOURCES}
+    others = sorted(entry.name for entry in target.iterdir() if entry.name not in stems)
+    if others:
+        raise ValueError(f"{target} holds {', '.join(others[:3])}"
+                         f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}"
+                         ", which separating does not write; --overwrite replaces only "
+                         "stems: move them out")
 
 
 def _check_finite_stems(path: Path, stems: np.ndarray, sources: Sequence[str], first: int,
@@ -191,7 +197,7 @@ def separate_file(
     name = song_name(info.path)
     target = Path(out_dir) / name
     partial = Path(out_dir) / f".{name}{PARTIAL_SUFFIX}"
-    _check_target(info.path, target, partial, overwrite, sources)
+    _check_target(info.path, target, partial, overwrite)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     rate, block = info.sample_rate, max(1, int(round(block_seconds * info.sample_rate)))
@@ -233,6 +239,11 @@ def separate_file(
     for writer in writers:
         writer.close()
     if target.exists():
+        try:
+            _check_only_stems(target)  # again: a file may have come while the song separated
+        except ValueError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         shutil.rmtree(target)
     partial.rename(target)
     seconds = (end - first) / rate

@@ -6,8 +6,9 @@ and int8 on the board; the drop against float; the board vs host int8 difference
 CPU board running the same runtime must be bit-exact) and a tensor-mode check of raw int8
 outputs; on-board invoke time p50 / p99; link throughput, real-time factor and resent frames.
 Writes hil.json, hil.junit.xml, hil.md and figures/ into --report after every clip (and the
-emulated agent's agent.log). An earlier report there is replaced whole; a folder that holds
-anything else, or is or holds the bundle or the float model, is refused.
+emulated agent's agent.log). An earlier HIL report there (its hil.json says so) is replaced
+whole once the board is reached; a folder that holds anything else, or that is, holds or lies
+inside the bundle or the float model, is refused.
 
 ``--data`` is a dataset folder (MIR-1K, MUSDB18-HQ, a ``tinysep synth`` corpus) or your own
 audio, read as ``tinysep eval`` reads it: one mixture file or a folder of them, ``.wav`` (any
@@ -35,7 +36,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from cli.common import baud_argument, finite_float, nonnegative_float, whole_number
+from cli.common import (
+    baud_argument,
+    check_output_folder,
+    finite_float,
+    nonnegative_float,
+    whole_number,
+)
 from firmware_host.transport import DEFAULT_BAUD
 
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
@@ -74,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-realtime", type=nonnegative_float, default=None, metavar="X",
                         help="fail when streaming is slower than X times real time")
     parser.add_argument("--report", required=True, type=Path, metavar="OUT/",
-                        help="folder for hil.json, hil.junit.xml, hil.md and figures/")
+                        help="folder for hil.json, hil.junit.xml, hil.md and figures/ (an "
+                        "earlier HIL report there is replaced; other files are never touched)")
     parser.add_argument("--save-audio", type=Path, metavar="DIR",
                         help="keep every clip's mixture, references and the float, int8 host "
                              "and board outputs as wav files under DIR/CLIP/ (default: not "
@@ -141,8 +149,7 @@ def _check_args(args) -> None:
         raise CliError("--board-profile is for --emulate (a real board announces its limits)")
     if args.board_arch != "host" and not args.emulate:
         raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
-    if args.report.exists() and not args.report.is_dir():
-        raise CliError(f"--report must be a folder, {args.report} is a file")
+    check_output_folder(args.report, "--report")
     if args.save_audio is not None and args.save_audio.exists() \
             and not args.save_audio.is_dir():
         raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
@@ -180,8 +187,8 @@ def _earlier_report(args) -> list[str]:
     a folder that is, holds or lies inside the bundle or the float model, or that holds
     anything a HIL run does not write (a user's files are never replaced)."""
     from cli.common import CliError
-    from hil.report import FIGURES_DIR, REPORT_ENTRIES
-    from tinysep.folder_writes import foreign_entries, nesting
+    from hil.report import AGENT_LOG_NAME, FIGURES_DIR, JSON_NAME, REPORT_ENTRIES
+    from tinysep.folder_writes import foreign_entries, nesting, written_by
 
     report = args.report
     for option, folder in (("--bundle", args.bundle), ("--float", args.float_model)):
@@ -205,7 +212,23 @@ def _earlier_report(args) -> list[str]:
     if others:
         raise CliError(f"--report {report} holds {', '.join(others)}, which a HIL run does not "
                        "write; name a new or empty folder, or an earlier report's")
-    return sorted(entry.name for entry in report.iterdir() if entry.name in REPORT_ENTRIES)
+    present = sorted(entry.name for entry in report.iterdir() if entry.name in REPORT_ENTRIES)
+    if not present or written_by(report / JSON_NAME, "hil"):
+        return present
+    if present == [AGENT_LOG_NAME]:  # a run that stopped before its report: the log goes on
+        return []
+    raise CliError(f"--report {report} holds {', '.join(present)} but no {JSON_NAME} of an "
+                   "earlier HIL run, so they may be yours; name a new or empty folder")
+
+
+def _remove_entries(folder: Path, names) -> None:
+    """Delete the entries ``names`` of ``folder`` (files or folders) that exist."""
+    for name in names:
+        entry = folder / name
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.exists():
+            entry.unlink()
 
 
 def _check_inputs(sources) -> None:
@@ -259,14 +282,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--data {exc}") from None
     if dataset == FILES:
         _check_inputs(sources)
-    if earlier:
-        print(f"replacing the earlier HIL report in {args.report}: {', '.join(earlier)}")
-        for name in earlier:
-            entry = args.report / name
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
     board = None
     try:
         if args.emulate:
@@ -279,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
             except (ArmRootMissing, ValueError) as exc:
                 raise CliError(str(exc)) from None
             runtime = [] if args.board_runtime == "auto" else ["--runtime", args.board_runtime]
+            _remove_entries(args.report, [n for n in earlier if n == AGENT_LOG_NAME])
             board = EmulatedBoard(args.bundle, baud=args.baud, python=args.board_python, **launch,
                                   extra_args=["--kernels", args.board_kernels] + runtime,
                                   log_path=args.report / AGENT_LOG_NAME,
@@ -301,6 +317,11 @@ def run(args: argparse.Namespace) -> int:
                                    connect_timeout=args.connect_timeout, budget=budget)
         except OSError as exc:
             raise CliError(str(exc)) from None
+        if earlier:  # the new run is about to write its report: the earlier one goes whole
+            print(f"replacing the earlier HIL report in {args.report}: {', '.join(earlier)}")
+            # (an emulated board's earlier log went before the board started its own)
+            _remove_entries(args.report, [n for n in earlier
+                                          if not (board is not None and n == AGENT_LOG_NAME)])
         with session:
             report = run_hil(session, settings, meta, bundle, sources)
         if board is not None and not board.running and report["status"] == "aborted":

@@ -350,11 +350,12 @@ def check_network_url(url: str) -> None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in NETWORK_SCHEMES:
         return
+    parts = urlsplit(url)
     try:
-        port = urlsplit(url).port
+        port = parts.port
     except ValueError:  # a port outside 0-65535 or not a number
         port = None
-    if port is None or not 1 <= port <= 65535 or not urlsplit(url).hostname:
+    if not port or not parts.hostname:
         raise OSError(f"cannot open serial port {url}: a {scheme}:// URL needs HOST:PORT "
                       "with PORT from 1 to 65535")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,6 +115,12 @@ def _atomic_leftover(name: str, owned: Collection[str]) -> bool:
     (``.NAME.tmp-PID``, see :func:`tinysep.jsonfile.write_json_atomic`) a kill left."""
     stem, sep, pid = name.rpartition(".tmp-")
     return bool(sep) and pid.isdigit() and stem.startswith(".") and stem[1:] in owned
+
+
+def first_names(names: Sequence[str], shown: int = 3) -> str:
+    """``"a, b, c and 4 more"``: the first ``shown`` of ``names`` for an error message."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:

@@ -22,6 +22,7 @@ import soundfile
 
 from tinysep.data.audio_io import SAMPLE_RATE, check_audio_header, check_finite, resample
 from tinysep.data.sources import KNOWN_SOURCES
+from tinysep.folder_writes import first_names, foreign_entries
 from tinysep.progress import Progress
 
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
@@ -120,13 +121,10 @@ def _check_target(path: Path, target: Path, partial: Path, overwrite: bool) -> N
 def _check_only_stems(target: Path) -> None:
     """ValueError when the stems folder ``target`` holds anything but stems (``NAME.wav`` of
     a source any model separates): a user's files there are never replaced."""
-    stems = {f"{source}.wav" for source in KNOWN_SOURCES}
-    others = sorted(entry.name for entry in target.iterdir() if entry.name not in stems)
+    others = foreign_entries(target, {f"{source}.wav" for source in KNOWN_SOURCES})
     if others:
-        raise ValueError(f"{target} holds {', '.join(others[:3])}"
-                         f"{f' and {len(others) - 3} more' if len(others) > 3 else ''}"
-                         ", which separating does not write; --overwrite replaces only "
-                         "stems: move them out")
+        raise ValueError(f"{target} holds {first_names(others)}, which separating does not "
+                         "write; --overwrite replaces only stems: move them out")
 
 
 def _check_finite_stems(path: Path, stems: np.ndarray, sources: Sequence[str], first: int,

@@ -58,7 +58,7 @@ from tinysep.data.loaders import SPLITS_FILE, SYNTH_FORMAT, SYNTH_STEMS_DIR, WAV
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
-from tinysep.folder_writes import clean_abandoned_writes
+from tinysep.folder_writes import clean_abandoned_writes, first_names
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
 
@@ -230,9 +230,9 @@ def _check_destination(out: Path, parameters: dict) -> None:
                          f"{hint} or delete it")
     others = _foreign_entries(out, meta)
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise ValueError(f"{out} holds {shown}, which its corpus did not write; rewriting the "
-                         f"corpus would delete them: move them out or {hint}")
+        raise ValueError(f"{out} holds {first_names(others)}, which its corpus did not "
+                         f"write; rewriting the corpus would delete them: move them out or "
+                         f"{hint}")
 
 
 def _foreign_entries(out: Path, meta: dict) -> list[str]:

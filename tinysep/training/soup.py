@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysep.folder_writes import first_names
 from tinysep.jsonfile import read_json
 from tinysep.models.registry import graph_of
 from tinysep.training.run_folder import trained_corpora
@@ -45,8 +46,7 @@ def check_finite_weights(models: Sequence, folders: Sequence[str | Path]) -> Non
     for model, folder in zip(models, folders, strict=True):
         bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
         if bad:
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            raise ValueError(f"{folder}: the weights {', '.join(bad[:3])}{more} hold NaN or "
+            raise ValueError(f"{folder}: the weights {first_names(bad)} hold NaN or "
                              "infinity; a soup with this model would too")
 
 

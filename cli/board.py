@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 from cli.common import baud_argument
+from firmware_host.board.runtime import ALL_RUNTIMES
+from hil.emulator import BOARD_PROFILES
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
@@ -38,12 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: the board's CPU (arm64: the agent on Debian arm64 Python "
                         "and the aarch64 LiteRT under qemu-user, built by `make board-arm64`)")
     parser.add_argument("--runtime", default="auto",
-                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
-                                 "tflite_micro"),
+                        choices=("auto", *ALL_RUNTIMES),
                         help="TFLite runtime (default: the first that imports, or the "
                         "profile's; tflite_micro: TensorFlow Lite Micro's kernels, only when "
                         "asked)")
-    parser.add_argument("--profile", default=None, choices=("host", "cortex-m"),
+    parser.add_argument("--profile", default=None, choices=tuple(BOARD_PROFILES),
                         help="emulate: the board class (host: as on a Linux board; cortex-m: "
                         "1 KiB messages, window 1, TFLite Micro in the manifest's measured "
                         "arena)")

@@ -43,7 +43,9 @@ from cli.common import (
     nonnegative_float,
     whole_number,
 )
+from firmware_host.board.runtime import ALL_RUNTIMES
 from firmware_host.transport import DEFAULT_BAUD
+from hil.emulator import BOARD_PROFILES
 
 BOARD_FAULT_EXIT = 3  # the board or the link failed and the run stopped
 
@@ -106,12 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emulate: the agent's TFLite kernels (reference: portable across "
                         "runtime versions to 1 LSB)")
     parser.add_argument("--board-runtime", default="auto",
-                        choices=("auto", "ai_edge_litert", "tflite_runtime", "tensorflow",
-                                 "tflite_micro"),
+                        choices=("auto", *ALL_RUNTIMES),
                         help="emulate: the agent's runtime (default: the first that imports; "
                         "tflite_micro: TensorFlow Lite Micro's kernels, not bit-exact with the "
                         "host, judged by SDR)")
-    parser.add_argument("--board-profile", default=None, choices=("host", "cortex-m"),
+    parser.add_argument("--board-profile", default=None, choices=tuple(BOARD_PROFILES),
                         help="emulate: the board class (cortex-m: 1 KiB messages, window 1, "
                         "TFLite Micro in the manifest's measured arena)")
     parser.add_argument("--max-recoveries", type=int, default=None, metavar="N",

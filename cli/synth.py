@@ -4,8 +4,9 @@ Wavfile/{singer}_{song}_{clip}.wav: 16 kHz 16-bit stereo, left accompaniment, ri
 vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
 clip, its vocal engine, accompaniment engine, sound font, voice and (when the corpus names
-its composers) composer, so evaluation can hold one out. By default every engine but
-`subtractive`, `espeak` and `flite` plays, the loops compose and the production is randomized;
+its composers) composer and collection of recordings, so evaluation can hold one out. By
+default every engine but `subtractive`, `espeak`, `flite` and `recorded` plays, the loops
+compose and the production is randomized;
 a missing engine names the Debian package to install (`make system-deps`).
 The same arguments always write the same bytes.
 """
@@ -25,6 +26,7 @@ from tinysep.data.engines import (
 )
 from tinysep.data.espeak_singing import DEFAULT_ESPEAK_VOICES, ESPEAK_VOICES
 from tinysep.data.flite_singing import FLITE_VOICES
+from tinysep.data.recordings import COLLECTIONS, DEFAULT_COLLECTIONS
 from tinysep.data.singing import DEFAULT_VOICES, VOICES
 from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
 
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", default=",".join(STANDARD_ENGINES),
                         help="comma-separated engines a song draws from, among "
                         f"{', '.join(ENGINES)} (default {','.join(STANDARD_ENGINES)}; "
-                        "subtractive, espeak and flite play when named); vocal engines: "
+                        "subtractive, espeak, flite and recorded play when named); vocal engines: "
                         f"{', '.join(VOCAL_ENGINES)}; "
                         f"accompaniment engines: {', '.join(ACCOMPANIMENT_ENGINES)}; "
                         "'--engines additive' writes the original single-engine corpus")
@@ -63,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{', '.join(COMPOSERS)}: loops (4/4, one bar pattern per part, the "
                         "default) and through (3/4, 6/8, swung and straight 4/4, parts "
                         "redrawn from bar to bar); naming them records each song's composer")
+    parser.add_argument("--recordings", default=None,
+                        help="comma-separated collections of instrumental recordings the "
+                        f"recorded engine plays excerpts of: names among {', '.join(COLLECTIONS)} "
+                        "(Debian's free game soundtracks) or folders of your own Ogg, Opus, "
+                        f"FLAC or WAV files (default {','.join(DEFAULT_COLLECTIONS)}; leave one "
+                        "out to hold it out for evaluation)")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",
@@ -90,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                                fonts=args.fonts, production=not args.no_production,
                                stems=not args.no_stems, workers=args.workers,
                                backing_vocals=args.backing_vocals, voices=args.voices,
-                               composers=args.composers)
+                               composers=args.composers, recordings=args.recordings)
     except EngineUnavailable as exc:
         raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
     print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "

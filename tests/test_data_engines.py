@@ -144,8 +144,9 @@ def test_same_command_writes_the_same_bytes_with_any_number_of_workers(tmp_path)
 
 
 def test_splits_name_the_engines_of_every_song_and_clip():
-    meta = plan_corpus(40, 12.0, SEED, ENGINES, ("fluidr3", "timgm6mb"))
-    seen_vocals, seen_band, seen_fonts = set(), set(), set()
+    meta = plan_corpus(40, 12.0, SEED, ENGINES, ("fluidr3", "timgm6mb"),
+                       collections=("lincity", "xmoto"))
+    seen_vocals, seen_band, seen_fonts, seen_collections = set(), set(), set(), set()
     for song in meta["songs"].values():
         e = song["engines"]
         seen_vocals.add(e["vocals"])
@@ -153,10 +154,14 @@ def test_splits_name_the_engines_of_every_song_and_clip():
         uses_font = e["vocals"] == "choir" or e["accompaniment"] == "soundfont"
         assert (e["font"] is not None) == uses_font
         seen_fonts.add(e["font"])
+        assert ("recording" in e) == (e["accompaniment"] == "recorded")
+        seen_collections.add(e.get("recording"))
         for clip in song["clips"]:
             assert meta["clips"][clip]["engines"] == e
     assert seen_vocals == {"additive", "festival", "choir", "espeak", "flite"}
-    assert seen_band == {"additive", "soundfont", "physical", "subtractive"}
+    assert seen_band == {"additive", "soundfont", "physical", "subtractive", "recorded"}
+    assert seen_collections == {None, "lincity", "xmoto"}
+    assert meta["parameters"]["recordings"] == ["lincity", "xmoto"]
     assert {"fluidr3", "timgm6mb"} <= seen_fonts
     assert meta["parameters"]["engines"] == list(ENGINES)
     # an engine left out never plays
@@ -168,7 +173,7 @@ def test_splits_name_the_engines_of_every_song_and_clip():
 
 def test_additive_songs_keep_their_names_when_other_engines_join():
     for index in range(10):
-        plan = plan_song(SEED, index, ENGINES, (FONT,))
+        plan = plan_song(SEED, index, ENGINES, (FONT,), collections=("xmoto",))
         if plan.vocal_engine == "additive":
             assert plan.song_id == plan_song(SEED, index, ("additive",), ()).song_id
 

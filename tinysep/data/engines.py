@@ -8,7 +8,10 @@ Accompaniment engines (drums, bass, other):
   (`physical`);
 - ``subtractive``: analog-style synthesizers (detuned saws and pulses through resonant
   filter sweeps) and drum machines (`subtractive`); it plays only when named, so corpora
-  written before it existed keep their bytes.
+  written before it existed keep their bytes;
+- ``recorded``: an excerpt of an instrumental recording from one of the corpus's collections
+  (`recordings`), drawn per song from ``default_rng([seed, 11, song])``; it plays only when
+  named.
 
 Vocal engines:
 - ``additive``: the glottal-pulse and formant singer (`voice`);
@@ -38,7 +41,15 @@ from functools import lru_cache
 import numpy as np
 
 from tinysep.data import backing as backing_vocals
-from tinysep.data import espeak_singing, flite_singing, physical, singing, soundfont, subtractive
+from tinysep.data import (
+    espeak_singing,
+    flite_singing,
+    physical,
+    recordings,
+    singing,
+    soundfont,
+    subtractive,
+)
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import FIRST_COMPOSER, SongScore, compose
@@ -46,15 +57,16 @@ from tinysep.data.through_composed import compose_through
 from tinysep.data.voice import Singer, random_singer, render_voice
 
 VOCAL_ENGINES = ("additive", "festival", "choir", "espeak", "flite")
-ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive")
+ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive", "recorded")
 # The engines that play unless a corpus names others; the later engines join by name.
 STANDARD_ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
-ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak", "flite")
+ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak", "flite", "recorded")
 FONT_ENGINES = ("soundfont", "choir")
 N_SINGERS = 12
 # Loudness of each accompaniment part, dB relative to the others (uniform range).
 PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0),
-                  "lead": (-6.0, -2.0), "bass": (-4.0, 0.0), "drums": (-4.0, 0.0)}
+                  "lead": (-6.0, -2.0), "bass": (-4.0, 0.0), "drums": (-4.0, 0.0),
+                  "recording": (0.0, 0.0)}
 CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
 # Vocal engines that can add backing vocals (their own singers); the choir engine never does,
 # so a corpus that holds it out keeps its sound out entirely.
@@ -90,6 +102,7 @@ class SongPlan:
     voice: str | None = None  # the voice of a song of a voice engine
     voices: tuple[str, ...] = singing.DEFAULT_VOICES  # the corpus's voices (all voice engines)
     composer: str | None = None  # who wrote the score, when the corpus names its composers
+    recording: str | None = None  # the collection a ``recorded`` song's accompaniment is from
 
     @property
     def song_id(self) -> str:
@@ -104,6 +117,8 @@ class SongPlan:
             engines["voice"] = self.voice
         if self.composer is not None:
             engines["composer"] = self.composer
+        if self.recording is not None:
+            engines["recording"] = self.recording
         return engines
 
 
@@ -193,8 +208,14 @@ def _install_hint(packages: list[str]) -> str:
 
 
 def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
-                  voices: tuple[str, ...] = singing.DEFAULT_VOICES) -> None:
+                  voices: tuple[str, ...] = singing.DEFAULT_VOICES,
+                  collections: tuple[str, ...] = ()) -> None:
     """Raise EngineUnavailable naming the engine and the Debian package it lacks."""
+    if "recorded" in engines:
+        for collection in collections:
+            missing = recordings.missing_collection(collection)
+            if missing is not None:
+                raise EngineUnavailable(f"engine recorded: {missing}")
     if any(e in FONT_ENGINES for e in engines):
         users = ", ".join(e for e in engines if e in FONT_ENGINES)
         try:
@@ -266,10 +287,12 @@ def _render_voice_singer(engine: str, melody: list, singer: singing.VoiceSinger,
 
 def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str, ...],
               voices: tuple[str, ...] = singing.DEFAULT_VOICES,
-              composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> SongPlan:
+              composers: tuple[str, ...] = DEFAULT_COMPOSERS,
+              collections: tuple[str, ...] = ()) -> SongPlan:
     """Engines, font, singer, (voice engine's) voice and, when the corpus names its composers,
     the composer of song ``index`` (drawn from ``default_rng([seed, 10, song])``, so the rest
-    of the plan is the same whoever composes)."""
+    of the plan is the same whoever composes); a ``recorded`` song's collection of
+    ``collections``."""
     rng = np.random.default_rng([seed, 5, index])
     vocal_options = [e for e in engines if e in VOCAL_ENGINES]
     acc_options = [e for e in engines if e in ACCOMPANIMENT_ENGINES]
@@ -289,7 +312,13 @@ def plan_song(seed: int, index: int, engines: tuple[str, ...], fonts: tuple[str,
     if tuple(composers) != DEFAULT_COMPOSERS:
         pick = np.random.default_rng([seed, 10, index]).integers(len(composers))
         composer = composers[int(pick)]
-    return SongPlan(index, vocal, acc, font, singer, voice, tuple(voices), composer)
+    recording = None
+    if acc == "recorded":
+        if not collections:
+            raise ValueError("the recorded engine needs at least one collection of recordings")
+        pick = np.random.default_rng([seed, 11, index]).integers(len(collections))
+        recording = collections[int(pick)]
+    return SongPlan(index, vocal, acc, font, singer, voice, tuple(voices), composer, recording)
 
 
 def uses_font(vocal: str, accompaniment: str) -> bool:
@@ -423,6 +452,10 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
             tracks["drums"] = render_drums(score.drums, n, sr, rng)
     elif plan.accompaniment_engine == "soundfont":
         tracks, extra = _soundfont_tracks(score, plan.font, n, sr, engine_rng)
+        info.update(extra)
+    elif plan.accompaniment_engine == "recorded":
+        excerpt, extra = recordings.recorded_excerpt(plan.recording, n, sr, engine_rng)
+        tracks = {"recording": excerpt}
         info.update(extra)
     else:
         tracks, extra = _sound_engine_tracks(plan.accompaniment_engine, score, n, sr,

@@ -56,6 +56,7 @@ from tinysep.data.engines import (
 )
 from tinysep.data.loaders import SPLITS_FILE, SYNTH_FORMAT, SYNTH_STEMS_DIR, WAV_DIR
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
+from tinysep.data.recordings import RecordingError, parse_collections
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
 from tinysep.folder_writes import clean_abandoned_writes, first_names
@@ -175,11 +176,13 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
                       fonts: tuple[str, ...] = (), production: bool = False,
                       stems: bool = False, backing: float = 0.0,
                       voices: tuple[str, ...] = DEFAULT_VOICES,
-                      composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> dict:
+                      composers: tuple[str, ...] = DEFAULT_COMPOSERS,
+                      collections: tuple[str, ...] = ()) -> dict:
     """What determines the corpus's content (compared when writing into an existing folder);
     ``backing_vocals`` is recorded only when some songs have them, ``voices`` only when
     the voice engines sing with other voices than `singing.DEFAULT_VOICES`, ``composers``
-    only when others than the loops write the scores."""
+    only when others than the loops write the scores, ``recordings`` only when the
+    ``recorded`` engine plays."""
     parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
                   "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
                   "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
@@ -191,6 +194,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
         parameters["voices"] = list(voices)
     if tuple(composers) != DEFAULT_COMPOSERS:
         parameters["composers"] = list(composers)
+    if "recorded" in engines:
+        parameters["recordings"] = list(collections)
     return parameters
 
 
@@ -275,14 +280,15 @@ def plan_corpus(songs: int, seconds: float, seed: int,
                 engines: tuple[str, ...] = DEFAULT_ENGINES, fonts: tuple[str, ...] = (),
                 production: bool = False, stems: bool = False, backing: float = 0.0,
                 voices: tuple[str, ...] = DEFAULT_VOICES,
-                composers: tuple[str, ...] = DEFAULT_COMPOSERS) -> dict:
+                composers: tuple[str, ...] = DEFAULT_COMPOSERS,
+                collections: tuple[str, ...] = ()) -> dict:
     """The corpus's metadata before rendering: splits, engines, clip names and bounds."""
     check_corpus_arguments(songs, seconds, seed)
     n = int(round(seconds * SAMPLE_RATE))
     split_of = {i: name for name, idx in split_songs(songs, seed).items() for i in idx}
     clips, song_meta = {}, {}
     for i in range(songs):
-        plan = plan_song(seed, i, engines, fonts, voices, composers)
+        plan = plan_song(seed, i, engines, fonts, voices, composers, collections)
         sid = plan.song_id
         rng = np.random.default_rng([seed, 4, i])
         names = []
@@ -298,7 +304,7 @@ def plan_corpus(songs: int, seconds: float, seed: int,
     splits = {s: [c for c, m in clips.items() if m["split"] == s] for s in SPLIT_FRACTIONS}
     meta = {"format": SYNTH_FORMAT, "kit_version": tinysep.__version__,
             "parameters": corpus_parameters(songs, seconds, seed, engines, fonts, production,
-                                            stems, backing, voices, composers),
+                                            stems, backing, voices, composers, collections),
             "complete": False, "channels": {"left": "accompaniment", "right": "vocals"}}
     if stems:
         meta["stems"] = {"folder": SYNTH_STEMS_DIR, "names": list(STEMS),
@@ -334,6 +340,8 @@ def render_corpus_song(seed: int, plan: SongPlan, seconds: float, production: bo
         return None, {"skipped": f"sound font {plan.font} failed to load ({exc})"}
     except VoiceError as exc:
         return None, {"skipped": f"the {plan.vocal_engine} engine failed: {exc}"}
+    except RecordingError as exc:
+        return None, {"skipped": f"the recorded engine failed: {exc}"}
     stems, info = song.stems, dict(song.info)
     reason = silence_reason(stems)
     if reason is None and production:
@@ -389,7 +397,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                  fonts: tuple[str, ...] | str | None = None, production: bool = False,
                  stems: bool = False, workers: int = 1, backing_vocals: float = 0.0,
                  voices: tuple[str, ...] | str | None = None,
-                 composers: tuple[str, ...] | str | None = None) -> CorpusSummary:
+                 composers: tuple[str, ...] | str | None = None,
+                 recordings: tuple[str, ...] | str | None = None) -> CorpusSummary:
     """Render ``songs`` songs of ``seconds`` each and write them (see the module docstring).
 
     ``engines``: names of `engines.ENGINES` (default additive only, the original corpus);
@@ -398,7 +407,9 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     ``workers``: processes rendering songs; ``backing_vocals``: share of the songs of
     `engines.BACKING_ENGINES` (0-1) that get backing vocals of their own engine; ``voices``: the
     voice engines' voices (`engines.parse_voices`; default each engine's own); ``composers``:
-    who writes the scores, drawn per song (`engines.COMPOSERS`; default the loops alone).
+    who writes the scores, drawn per song (`engines.COMPOSERS`; default the loops alone);
+    ``recordings``: the collections the ``recorded`` engine plays from
+    (`recordings.parse_collections`; default `recordings.DEFAULT_COLLECTIONS`).
     Refuses a non-empty folder unless it holds an earlier corpus with the same parameters
     (then it is rewritten, with the same bytes).
     Raises `engines.EngineUnavailable` when a selected engine's tools are missing.
@@ -413,13 +424,17 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                          f"engines, which engines {','.join(engines)} leave out")
     voices = parse_voices(voices, engines)
     composers = parse_composers(composers)
-    check_engines(engines, fonts, voices)
+    if recordings is not None and "recorded" not in engines:
+        raise ValueError(f"recordings {recordings!r} play only with the recorded engine, which "
+                         f"engines {','.join(engines)} leave out")
+    collections = parse_collections(recordings) if "recorded" in engines else ()
+    check_engines(engines, fonts, voices, collections)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
     if not 0.0 <= backing_vocals <= 1.0:
         raise ValueError(f"backing vocals must be a share between 0 and 1, got {backing_vocals}")
     meta = plan_corpus(songs, seconds, seed, engines, fonts, production, stems, backing_vocals,
-                       voices, composers)
+                       voices, composers, collections)
     clean_abandoned_writes(out)
     _check_destination(out, meta["parameters"])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -430,7 +445,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
     try:
         tasks = []
         for song_meta in meta["songs"].values():
-            plan = plan_song(seed, song_meta["index"], engines, fonts, voices, composers)
+            plan = plan_song(seed, song_meta["index"], engines, fonts, voices, composers,
+                             collections)
             clip_list = [(c, meta["clips"][c]["start_seconds"], meta["clips"][c]["seconds"],
                           meta["clips"][c]["var_db"]) for c in song_meta["clips"]]
             tasks.append((seed, plan, float(seconds), production, float(backing_vocals), stems,
@@ -465,7 +481,9 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
             font = f" ({Path(e['font']).stem})" if e["font"] else ""
             voice = f" ({e['voice']})" if e.get("voice") else ""
             composer = f", {e['composer']}" if e.get("composer") else ""
-            key = f"{e['vocals']} vocals{voice} / {e['accompaniment']} band{font}{composer}"
+            recording = f" ({Path(e['recording']).name})" if e.get("recording") else ""
+            key = (f"{e['vocals']} vocals{voice} / {e['accompaniment']} band{font}{recording}"
+                   f"{composer}")
             used[key] = used.get(key, 0) + 1
     return CorpusSummary(
         out_dir=out,

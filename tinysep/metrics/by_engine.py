@@ -2,11 +2,11 @@
 never heard, next to the classic methods and the IRM oracle on the same clips.
 
 A synthetic corpus names, per clip, its vocal engine, its accompaniment engine, its
-sound font, for a festival song its Festival voice and, when the corpus names them, its
-composer (``splits.json``); a model folder's ``run.json`` (or a shipped model's
-``training.json``) names the corpora and engines it trained and was selected on. Every clip
-is counted once per role: under its vocal engine, its accompaniment engine, its font, its
-voice and its composer.
+sound font, for a festival song its Festival voice, when the corpus names them its composer,
+and for a ``recorded`` song its collection of recordings (``splits.json``); a model folder's
+``run.json`` (or a shipped model's ``training.json``) names the corpora and engines it
+trained and was selected on. Every clip is counted once per role: under its vocal engine,
+its accompaniment engine, its font, its voice, its composer and its collection.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
-ROLES = ("vocals", "accompaniment", "font", "voice", "composer")
+ROLES = ("vocals", "accompaniment", "font", "voice", "composer", "recording")
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"

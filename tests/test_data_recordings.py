@@ -1,0 +1,161 @@
+"""The recorded engine: excerpts of real recordings (files written here, and a Debian
+collection when installed) as a song's accompaniment; determinism, the collection in
+splits.json, missing and silent recordings."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cli.main import main as cli_main
+from tinysep.data import recordings
+from tinysep.data.audio_io import resample
+from tinysep.data.engines import EngineUnavailable, SongPlan, check_engines, plan_song, render_stems
+from tinysep.data.synth import SAMPLE_RATE, render_corpus_song, write_corpus
+from tinysep.training.data import corpus_record
+
+SEED, SECONDS = 5, 4.0
+FILE_RATE = 44100
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))
+
+
+def _recording(path: Path, f0: float, seconds: float = 12.0, level: float = 0.3) -> np.ndarray:
+    """A stereo 44.1 kHz 'recording': a chord that swells and a noise burst each second."""
+    t = np.arange(int(seconds * FILE_RATE)) / FILE_RATE
+    chord = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 1.5, 2, 3))
+    bursts = np.random.default_rng(int(f0)).normal(size=t.size) * (np.mod(t, 1.0) < 0.05)
+    mono = level * (chord / 2.5 * (0.6 + 0.4 * np.sin(2 * np.pi * 0.3 * t)) + 0.3 * bursts)
+    stereo = np.stack([mono, 0.8 * mono], axis=1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, stereo, FILE_RATE, subtype="VORBIS" if path.suffix == ".ogg" else "PCM_16")
+    return stereo
+
+
+@pytest.fixture()
+def band(tmp_path) -> Path:
+    """A user's folder of two instrumental recordings (one FLAC, one WAV in a sub-folder)."""
+    folder = tmp_path / "band"
+    _recording(folder / "one.flac", 220.0)
+    _recording(folder / "live" / "two.wav", 330.0)
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
+def test_a_recorded_song_plays_an_excerpt_of_one_recording_as_its_other_stem(band):
+    plan = SongPlan(0, "additive", "recorded", None, "x", recording=str(band))
+    song = render_stems(SEED, plan, SECONDS, SAMPLE_RATE)
+    n = int(SECONDS * SAMPLE_RATE)
+    assert _rms(song.stems["drums"]) == 0 and _rms(song.stems["bass"]) == 0
+    assert song.stems["other"].shape == (n,) and _rms(song.stems["other"]) > 1e-3
+    assert _rms(song.stems["vocals"]) > 1e-3
+    assert song.info["recording"] in ("one.flac", "two.wav")
+    # the stem is the named file from the named second, resampled to 16 kHz and scaled
+    name = song.info["recording"]
+    path = band / name if name == "one.flac" else band / "live" / name
+    data, rate = sf.read(path, dtype="float32")
+    start = int(round(song.info["start_seconds"] * rate))
+    expected = resample(data[start:start + int(SECONDS * rate) + 1].mean(axis=1), rate,
+                        SAMPLE_RATE)[:n]
+    other = song.stems["other"]
+    assert np.corrcoef(expected[100:-100], other[100:-100])[0, 1] > 0.999
+    assert np.allclose(song.accompaniment, other, atol=1e-6)
+
+
+def test_the_same_arguments_write_the_same_bytes_and_name_each_songs_collection(tmp_path,
+                                                                                  band):
+    kwargs = dict(songs=6, seconds=6.0, seed=2, progress=False, engines="additive,recorded",
+                  recordings=f"{band},{band}")
+    write_corpus(tmp_path / "a", workers=1, **kwargs)
+    write_corpus(tmp_path / "b", workers=2, **kwargs)
+    files_a = {p.relative_to(tmp_path / "a"): p.read_bytes()
+               for p in sorted((tmp_path / "a").rglob("*")) if p.is_file()}
+    files_b = {p.relative_to(tmp_path / "b"): p.read_bytes()
+               for p in sorted((tmp_path / "b").rglob("*")) if p.is_file()}
+    assert files_a == files_b
+    meta = json.loads((tmp_path / "a" / "splits.json").read_text())
+    assert meta["parameters"]["recordings"] == [str(band)]  # repeats dropped
+    recorded = [s for s in meta["songs"].values() if s["engines"]["accompaniment"] == "recorded"]
+    others = [s for s in meta["songs"].values() if s["engines"]["accompaniment"] != "recorded"]
+    assert recorded and others
+    assert all(s["engines"]["recording"] == str(band) and s["recording"] in ("one.flac",
+               "two.wav") for s in recorded)
+    assert all("recording" not in s["engines"] for s in others)
+    record = corpus_record(tmp_path / "a", "train")
+    assert record["engines"]["recording"] == [str(band)]
+
+
+def test_songs_draw_their_collection_and_the_rest_of_the_plan_stays(band, tmp_path):
+    other = tmp_path / "other"
+    _recording(other / "three.ogg", 250.0)
+    engines = ("additive", "recorded")
+    plans = [plan_song(7, i, engines, (), collections=(str(band), str(other)))
+             for i in range(40)]
+    drawn = {p.recording for p in plans if p.accompaniment_engine == "recorded"}
+    assert drawn == {str(band), str(other)}
+    assert all(p.recording is None for p in plans if p.accompaniment_engine == "additive")
+    alone = [plan_song(7, i, engines, (), collections=(str(band),)) for i in range(40)]
+    assert [(p.vocal_engine, p.accompaniment_engine, p.singer) for p in plans] == \
+        [(p.vocal_engine, p.accompaniment_engine, p.singer) for p in alone]
+
+
+def test_silent_or_short_recordings_skip_their_songs_and_count_them(tmp_path, band):
+    quiet = tmp_path / "quiet"
+    _recording(quiet / "fade.wav", 200.0, level=1e-4)
+    _recording(quiet / "short.wav", 200.0, seconds=2.0)
+    plan = SongPlan(0, "additive", "recorded", None, "x", recording=str(quiet))
+    stems, info = render_corpus_song(SEED, plan, SECONDS, production=True)
+    assert stems is None and "recorded engine failed" in info["skipped"]
+    assert "no audible excerpt" in info["skipped"]
+    summary = write_corpus(tmp_path / "corpus", songs=8, seconds=6.0, seed=1, progress=False,
+                           engines="additive,recorded", recordings=str(quiet))
+    meta = json.loads((tmp_path / "corpus" / "splits.json").read_text())
+    recorded = {sid for sid, s in meta["songs"].items()
+                if s["engines"]["accompaniment"] == "recorded"}
+    assert recorded and set(summary.skipped) == recorded == set(meta["skipped"])
+    assert len(recorded) < 8
+    written = {p.stem.rsplit("_", 1)[0] for p in (tmp_path / "corpus" / "Wavfile").glob("*.wav")}
+    assert written and not written & recorded
+    assert not {c["song"] for c in meta["clips"].values()} & recorded
+
+
+def test_missing_recordings_name_the_folder_or_the_package(tmp_path, monkeypatch):
+    with pytest.raises(EngineUnavailable, match=r"folder .*nowhere does not exist"):
+        check_engines(("additive", "recorded"), (), collections=(str(tmp_path / "nowhere"),))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EngineUnavailable, match="holds no audio files"):
+        check_engines(("additive", "recorded"), (), collections=(str(tmp_path / "empty"),))
+    monkeypatch.setitem(recordings.COLLECTIONS, "xmoto",
+                        (str(tmp_path / "uninstalled"), "xmoto-data"))
+    with pytest.raises(EngineUnavailable, match="install the Debian package xmoto-data"):
+        check_engines(("additive", "recorded"), (), collections=("xmoto",))
+    check_engines(("additive",), (), collections=("xmoto",))  # the engine does not play
+
+
+def test_the_command_line_refuses_bad_recordings(tmp_path, capsys):
+    cases = [
+        (["--engines", "additive,recorded", "--recordings", "nope"], "unknown recordings 'nope'"),
+        (["--engines", "additive", "--recordings", "xmoto"],
+         "play only with the recorded engine"),
+        (["--engines", "additive,recorded", "--recordings", str(tmp_path / "gone")],
+         "engine recorded: recordings"),
+    ]
+    for extra, message in cases:
+        assert cli_main(["synth", "--out", str(tmp_path / "out"), "--songs", "2",
+                         "--seconds", "5", *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(recordings.missing_collection("lincity") is not None,
+                    reason="make system-deps installs the lincity-ng-data soundtrack")
+def test_a_debian_collection_plays():
+    plan = SongPlan(3, "additive", "recorded", None, "x", recording="lincity")
+    stems, info = render_corpus_song(SEED, plan, SECONDS, production=True)
+    assert stems is not None, info
+    assert info["recording"].endswith(".ogg")
+    assert _rms(stems["other"]) > 1e-3

@@ -1,0 +1,133 @@
+"""Recorded accompaniment: excerpts of instrumental recordings, the corpus's one world that
+no synthesizer of the kit made (real mixes, rooms, instruments and production).
+
+A collection is a folder of instrumental recordings (Ogg Vorbis, Opus, FLAC or WAV): one of
+`COLLECTIONS`, the game soundtracks Debian ships under free licences, or a folder of the
+user's own (backing tracks, stems of their band). A song of the ``recorded`` engine plays one
+excerpt of one recording of its collection as its whole accompaniment; the parts of a mix
+cannot be told apart, so the excerpt is the ``other`` stem and ``drums`` and ``bass`` are
+silent. Holding a collection out of training keeps its composers, players and studios
+unheard.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from tinysep.data.audio_io import resample, to_mono
+
+# name: (folder, Debian package that installs it)
+COLLECTIONS = {
+    "warzone2100": ("/usr/share/games/warzone2100/music", "warzone2100-music"),
+    "supertux": ("/usr/share/games/supertux2/music", "supertux-data"),
+    "hedgewars": ("/usr/share/games/hedgewars/Data/Music", "hedgewars-data"),
+    "freedroidrpg": ("/usr/share/freedroidrpg/data/sound/music", "freedroidrpg-data"),
+    "openclonk": ("/usr/share/games/openclonk/Music.ocg", "openclonk-data"),
+    "lincity": ("/usr/share/games/lincity-ng/music", "lincity-ng-data"),
+    "xmoto": ("/usr/share/games/xmoto/Textures/Musics", "xmoto-data"),
+}
+DEFAULT_COLLECTIONS = ("warzone2100", "supertux", "hedgewars")
+AUDIO_SUFFIXES = (".ogg", ".opus", ".oga", ".flac", ".wav")
+MIN_EXCERPT_DBFS = -40.0  # an excerpt quieter than this (a fade, a pause) is drawn again
+EXCERPT_TRIES = 8
+
+
+class RecordingError(RuntimeError):
+    """A collection with no readable recording, or a recording that cannot be used."""
+
+
+def collection_folder(name: str) -> Path:
+    """The folder of a named collection, or ``name`` itself as a folder path."""
+    return Path(COLLECTIONS[name][0]) if name in COLLECTIONS else Path(name)
+
+
+def parse_collections(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Collection names of `COLLECTIONS` or folder paths from ``"a,b"`` or a list (default
+    `DEFAULT_COLLECTIONS`), in the order given, without repeats."""
+    if text is None:
+        return DEFAULT_COLLECTIONS
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)
+             if n.strip()]
+    if not names:
+        raise ValueError(f"no recordings given; expected collections among "
+                         f"{', '.join(COLLECTIONS)} or folders of instrumental recordings")
+    for name in names:
+        if name not in COLLECTIONS and "/" not in name:
+            raise ValueError(f"unknown recordings {name!r}; expected one of "
+                             f"{', '.join(COLLECTIONS)} or a folder path (holding a '/')")
+    return tuple(dict.fromkeys(names))
+
+
+@lru_cache(maxsize=32)
+def collection_files(name: str) -> tuple[str, ...]:
+    """The audio files of a collection, sorted by path (so a seed picks the same ones)."""
+    folder = collection_folder(name)
+    return tuple(sorted(str(p) for p in folder.rglob("*")
+                        if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()))
+
+
+def missing_collection(name: str) -> str | None:
+    """Why a collection cannot play (folder or files missing, with what to install), or None."""
+    folder = collection_folder(name)
+    if name in COLLECTIONS:
+        hint = (f"install the Debian package {COLLECTIONS[name][1]} (`make system-deps` "
+                f"installs everything the engines need)")
+    else:
+        hint = f"give a folder holding {', '.join(AUDIO_SUFFIXES)} files"
+    if not folder.is_dir():
+        return f"recordings {name}: folder {folder} does not exist; {hint}"
+    if not collection_files(name):
+        return f"recordings {name}: folder {folder} holds no audio files; {hint}"
+    return None
+
+
+@lru_cache(maxsize=256)
+def _frames(path: str) -> tuple[int, int, int]:
+    """(frames, sample rate, channels) of one recording."""
+    try:
+        info = soundfile.info(path)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise RecordingError(f"recording {path}: cannot read it ({exc})") from exc
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def _read_excerpt(path: str, start: int, frames: int, rate: int, n: int, sr: int) -> np.ndarray:
+    try:
+        data, _ = soundfile.read(path, start=start, frames=frames, dtype="float32",
+                                 always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise RecordingError(f"recording {path}: cannot read it ({exc})") from exc
+    mono = to_mono(data) if data.shape[1] > 1 else data[:, 0]
+    audio = resample(mono, rate, sr) if rate != sr else mono
+    if len(audio) < n:
+        audio = np.pad(audio, (0, n - len(audio)))
+    return np.asarray(audio[:n], dtype=np.float32)
+
+
+def recorded_excerpt(collection: str, n: int, sr: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """``n`` samples at ``sr`` from one recording of ``collection`` drawn with ``rng``, and
+    which file and second they start at. Raises RecordingError when no audible excerpt is
+    found in `EXCERPT_TRIES` draws."""
+    files = collection_files(collection)
+    if not files:
+        raise RecordingError(missing_collection(collection) or f"recordings {collection}: empty")
+    floor = 10 ** (MIN_EXCERPT_DBFS / 20)
+    for _ in range(EXCERPT_TRIES):
+        path = files[int(rng.integers(len(files)))]
+        total, rate, _channels = _frames(path)
+        frames = int(np.ceil(n * rate / sr)) + 1
+        if total <= frames:
+            continue
+        start = int(rng.integers(total - frames))
+        audio = _read_excerpt(path, start, frames, rate, n, sr)
+        if not np.all(np.isfinite(audio)):
+            continue
+        if float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) >= floor:
+            return audio, {"recording": Path(path).name, "start_seconds": round(start / rate, 6)}
+    raise RecordingError(f"recordings {collection}: no audible excerpt of {n / sr:g} s in "
+                         f"{EXCERPT_TRIES} draws (recordings too short or silent)")

@@ -159,3 +159,24 @@ def test_a_debian_collection_plays():
     assert stems is not None, info
     assert info["recording"].endswith(".ogg")
     assert _rms(stems["other"]) > 1e-3
+
+
+def test_a_damaged_recording_is_passed_over_and_named_when_nothing_else_plays(tmp_path, band,
+                                                                             monkeypatch):
+    (band / "broken.ogg").write_bytes(b"OggS" + bytes(range(256)) * 8)
+    opened = []
+    frames = recordings._frames
+    monkeypatch.setattr(recordings, "_frames", lambda path: opened.append(path) or frames(path))
+    for index in range(6):  # songs whose draws meet the damaged file still play
+        plan = SongPlan(index, "additive", "recorded", None, "x", recording=str(band))
+        stems, info = render_corpus_song(SEED, plan, SECONDS, production=False)
+        assert stems is not None, info
+        assert info["recording"] in ("one.flac", "two.wav")
+    assert str(band / "broken.ogg") in opened
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "broken.ogg").write_bytes(b"OggS" + bytes(range(256)) * 8)
+    plan = SongPlan(0, "additive", "recorded", None, "x", recording=str(only))
+    stems, info = render_corpus_song(SEED, plan, SECONDS, production=False)
+    assert stems is None
+    assert "unreadable" in info["skipped"] and "broken.ogg: cannot read it" in info["skipped"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tinysep.data.audio_io import resample, to_mono
+from tinysep.data.audio_io import check_audio_header, resample, to_mono
 
 # name: (folder, Debian package that installs it)
 COLLECTIONS = {
@@ -87,9 +87,10 @@ def missing_collection(name: str) -> str | None:
 
 @lru_cache(maxsize=256)
 def _frames(path: str) -> tuple[int, int, int]:
-    """(frames, sample rate, channels) of one recording."""
+    """(frames, sample rate, channels) of one recording, its header checked."""
     try:
         info = soundfile.info(path)
+        check_audio_header(path, int(info.samplerate), int(info.channels))
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
         raise RecordingError(f"recording {path}: cannot read it ({exc})") from exc
     return int(info.frames), int(info.samplerate), int(info.channels)
@@ -117,17 +118,24 @@ def recorded_excerpt(collection: str, n: int, sr: int,
     if not files:
         raise RecordingError(missing_collection(collection) or f"recordings {collection}: empty")
     floor = 10 ** (MIN_EXCERPT_DBFS / 20)
+    unreadable = None
     for _ in range(EXCERPT_TRIES):
         path = files[int(rng.integers(len(files)))]
-        total, rate, _channels = _frames(path)
-        frames = int(np.ceil(n * rate / sr)) + 1
-        if total <= frames:
+        try:
+            total, rate, _channels = _frames(path)
+            frames = int(np.ceil(n * rate / sr)) + 1
+            if total <= frames:
+                continue
+            start = int(rng.integers(total - frames))
+            audio = _read_excerpt(path, start, frames, rate, n, sr)
+        except RecordingError as exc:  # a damaged file: draw another
+            unreadable = exc
             continue
-        start = int(rng.integers(total - frames))
-        audio = _read_excerpt(path, start, frames, rate, n, sr)
         if not np.all(np.isfinite(audio)):
             continue
         if float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) >= floor:
             return audio, {"recording": Path(path).name, "start_seconds": round(start / rate, 6)}
+    also = f"; {unreadable}" if unreadable is not None else ""
     raise RecordingError(f"recordings {collection}: no audible excerpt of {n / sr:g} s in "
-                         f"{EXCERPT_TRIES} draws (recordings too short or silent)")
+                         f"{EXCERPT_TRIES} draws (recordings too short, silent or "
+                         f"unreadable){also}")

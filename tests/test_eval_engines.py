@@ -201,3 +201,24 @@ def test_a_run_record_of_unknown_voices_marks_no_voice_held_out(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"corpora": ["not", "records"]}))
     with pytest.raises(ValueError, match=r"run.json: 'corpora' is not an object"):
         model_engines(tmp_path)
+
+
+def test_the_engine_table_keeps_its_columns_for_long_names():
+    from tinysep.metrics.by_engine import format_engine_table
+
+    def row(role, engine, classic_v, classic_a):
+        source = {"model": 7.0, "best_classic": classic_v, "best_classic_sdr": 4.0,
+                  "margin": 3.0, "irm": 13.0}
+        return {"role": role, "engine": engine, "clips": 12, "status": "held out",
+                "sources": {"vocals": source, "accompaniment": {**source,
+                                                                "best_classic": classic_a}}}
+
+    rows = [row("vocals", "flite", "repet", "repet"),
+            row("recording", "/home/me/music/backing-tracks-2024", "repet-mfcc", "repet-sim")]
+    lines = format_engine_table(rows).splitlines()
+    status = {line.index("held out") for line in lines[1:]}
+    margins = {line.index("+3.00") for line in lines[1:]}
+    assert len(status) == 1 and len(margins) == 1
+    assert lines[0].index("status") == status.pop()
+    assert lines[0].index("margin") == margins.pop()
+    assert "backing-tracks-2024 " in lines[2] and "repet-mfcc/repet-sim " in lines[2]

@@ -203,17 +203,25 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     def margin(a, b) -> str:
         return "    n/a      " if a is None or b is None else f"{a:+5.2f} / {b:+5.2f}"
 
+    def classic_of(row) -> str:
+        names = (row["sources"][v]["best_classic"], row["sources"][a]["best_classic"])
+        return "/".join(sorted({name for name in names if name}))
+
     v, a = SOURCES
+    # columns as wide as their longest entry (an engine may be a folder path)
+    name_width = max([24, *(len(f"{r['role']}:{r['engine']}") for r in rows)]) + 2
+    classic_width = max([15, *(len(classic_of(r)) for r in rows)]) + 1
     lines = [title] if title else []
-    lines.append(f"{'engine':<26}{'status':<16}{'clips':>5}  {'model v / a':<14}"
-                 f"{'best classic v / a':<31}{'margin v / a':<15}{'IRM v / a':<13}")
+    lines.append(f"{'engine':<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
+                 f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
+                 f"{'IRM v / a':<13}")
     for row in rows:
         sv, sa = row["sources"][v], row["sources"][a]
-        classic = "/".join(sorted({s for s in (sv["best_classic"], sa["best_classic"]) if s}))
         lines.append(
-            f"{row['role'] + ':' + row['engine']:<26}{row['status']:<16}{row['clips']:>5}  "
-            f"{pair(sv['model'], sa['model']):<14}"
-            f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} {classic:<16} "
+            f"{row['role'] + ':' + row['engine']:<{name_width}}{row['status']:<16}"
+            f"{row['clips']:>5}  {pair(sv['model'], sa['model']):<14}"
+            f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} "
+            f"{classic_of(row):<{classic_width}}"
             f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<13}")
     return "\n".join(lines)
 

@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 
 from cli.main import main as cli_main
-from tinysep.data import recordings
+from tinysep.data import flite_singing, recordings
 from tinysep.data.audio_io import resample
 from tinysep.data.engines import EngineUnavailable, SongPlan, check_engines, plan_song, render_stems
+from tinysep.data.loaders import find_clips
 from tinysep.data.synth import SAMPLE_RATE, render_corpus_song, write_corpus
 from tinysep.training.data import corpus_record
 
@@ -180,3 +181,32 @@ def test_a_damaged_recording_is_passed_over_and_named_when_nothing_else_plays(tm
     stems, info = render_corpus_song(SEED, plan, SECONDS, production=False)
     assert stems is None
     assert "unreadable" in info["skipped"] and "broken.ogg: cannot read it" in info["skipped"]
+
+
+def test_folders_are_named_by_their_absolute_path(tmp_path, monkeypatch, band):
+    monkeypatch.chdir(band.parent)
+    assert recordings.parse_collections("./band, xmoto,band/") == (str(band), "xmoto")
+
+
+def test_four_stem_work_leaves_out_songs_whose_accompaniment_is_a_recording(tmp_path, band):
+    write_corpus(tmp_path / "mixed", songs=8, seconds=6.0, seed=2, progress=False,
+                 engines="additive,recorded", recordings=str(band), stems=True)
+    meta = json.loads((tmp_path / "mixed" / "splits.json").read_text())
+    recorded = {c for c, m in meta["clips"].items()
+                if m["engines"]["accompaniment"] == "recorded"}
+    two = find_clips(tmp_path / "mixed", split="all")
+    assert recorded and {c.name for c in two} == set(meta["clips"])
+    with pytest.warns(UserWarning, match=rf"{len(recorded)} of {len(two)} clips .* left out"):
+        four = find_clips(tmp_path / "mixed", split="all",
+                          sources=("vocals", "drums", "bass", "other"))
+    assert {c.name for c in four} == set(meta["clips"]) - recorded
+
+
+@pytest.mark.skipif(flite_singing.missing_tools(flite_singing.DEFAULT_FLITE_VOICES) is not None,
+                    reason="make system-deps installs Flite")
+def test_four_stem_work_names_a_split_that_only_plays_recordings(tmp_path, band):
+    write_corpus(tmp_path / "rec", songs=3, seconds=6.0, seed=2, progress=False,
+                 engines="flite,recorded", recordings=str(band), stems=True)
+    assert len(find_clips(tmp_path / "rec", split="all")) > 0
+    with pytest.raises(ValueError, match=r"rec: every clip of the all split plays a recording"):
+        find_clips(tmp_path / "rec", split="all", sources=("vocals", "drums", "bass", "other"))

@@ -8,7 +8,8 @@ workers can each `load()` their own clips in parallel. Layouts:
   (``{singer}_{song}`` of ``{singer}_{song}_{clip}.wav``) from a stable hash, ~70/10/20.
 - ``synth``: the corpus `tinysep synth` writes: the mir1k layout with ``splits.json``;
   asked for the four stems (``sources``), each clip is read from its
-  ``Stems/<clip>/{vocals,drums,bass,other}.wav`` instead, mixture = their sum.
+  ``Stems/<clip>/{vocals,drums,bass,other}.wav`` instead, mixture = their sum (clips whose
+  accompaniment is a recording, which has no separate drums and bass, are left out).
 - ``musdb``: ``ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,other}.wav``;
   accompaniment = drums + bass + other, channels averaged, resampled to 16 kHz; every
   stem is kept in ``Clip.stems``. Split test = the test folder; train and valid divide
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +143,31 @@ def find_clips(root: str | Path, dataset: str = "auto", split: str = "test",
                              f"{', '.join(s for s in sources if s not in SOURCES)}")
         found = _find_stereo(root, split, require_meta=dataset == "synth", kind=dataset)
         if dataset == "synth" and needs_stems(sources):
-            found = [_with_stem_files(root, s) for s in found]
+            found = [_with_stem_files(root, s) for s in _without_mixed_stems(root, found, split)]
     if sources == SOURCES:
         return found
     return [ClipSource(s.name, s.paths, s.dataset, s.song, sources) for s in found]
+
+
+def _without_mixed_stems(root: Path, found: list[ClipSource], split: str) -> list[ClipSource]:
+    """``found`` without the clips whose accompaniment is a recording (the ``recorded``
+    engine): its drums, bass and other cannot be told apart, so four-stem work leaves them
+    out, with a warning that counts them (an error when no clip is left)."""
+    clips = _read_meta(root / SPLITS_FILE).get("clips")
+    mixed = {name for name, entry in (clips.items() if isinstance(clips, dict) else ())
+             if isinstance(entry, dict) and isinstance(entry.get("engines"), dict)
+             and entry["engines"].get("accompaniment") == "recorded"}
+    kept = [s for s in found if s.name not in mixed]
+    dropped = len(found) - len(kept)
+    if dropped and not kept:
+        raise ValueError(f"{root}: every clip of the {split} split plays a recording as its "
+                         f"whole accompaniment, whose {', '.join(STEMS[1:])} cannot be told "
+                         f"apart; four-stem work needs songs of the other accompaniment engines")
+    if dropped:
+        warnings.warn(f"{root}: {dropped} of {len(found)} clips of the {split} split play a "
+                      f"recording as their whole accompaniment and are left out of four-stem "
+                      f"work", stacklevel=3)
+    return kept
 
 
 def _with_stem_files(root: Path, source: ClipSource) -> ClipSource:

@@ -46,8 +46,8 @@ def collection_folder(name: str) -> Path:
 
 
 def parse_collections(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """Collection names of `COLLECTIONS` or folder paths from ``"a,b"`` or a list (default
-    `DEFAULT_COLLECTIONS`), in the order given, without repeats."""
+    """Collection names of `COLLECTIONS` or folder paths (made absolute) from ``"a,b"`` or a
+    list (default `DEFAULT_COLLECTIONS`), in the order given, without repeats."""
     if text is None:
         return DEFAULT_COLLECTIONS
     names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)
@@ -59,7 +59,9 @@ def parse_collections(text: str | list[str] | tuple[str, ...] | None) -> tuple[s
         if name not in COLLECTIONS and "/" not in name:
             raise ValueError(f"unknown recordings {name!r}; expected one of "
                              f"{', '.join(COLLECTIONS)} or a folder path (holding a '/')")
-    return tuple(dict.fromkeys(names))
+    # a folder is named by its absolute path, so the corpus records where its music came from
+    named = [n if n in COLLECTIONS else str(Path(n).expanduser().resolve()) for n in names]
+    return tuple(dict.fromkeys(named))
 
 
 @lru_cache(maxsize=32)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from cli.common import check_output_folder, finite_float, path_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
+from tinysep.data.audio_io import AUDIO_SUFFIXES
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64")
 SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
 MAX_SECONDS = 24 * 3600.0  # --start and --duration beyond a day are typing errors
 

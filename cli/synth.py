@@ -68,9 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recordings", default=None,
                         help="comma-separated collections of instrumental recordings the "
                         f"recorded engine plays excerpts of: names among {', '.join(COLLECTIONS)} "
-                        "(Debian's free game soundtracks) or folders of your own Ogg, Opus, "
-                        f"FLAC or WAV files (default {','.join(DEFAULT_COLLECTIONS)}; leave one "
-                        "out to hold it out for evaluation)")
+                        "(Debian's free game soundtracks) or paths of folders of your own "
+                        "audio files, written with a '/' (./mine, ~/music/backing); default "
+                        f"{','.join(DEFAULT_COLLECTIONS)}; leave one out to hold it out for "
+                        "evaluation")
     parser.add_argument("--no-production", action="store_true",
                         help="dry stems: no rooms, EQ, dynamics, saturation or noise")
     parser.add_argument("--no-stems", action="store_true",

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from cli.main import main as cli_main
 from tinysep.data import engines as engines_mod
-from tinysep.data import espeak_singing, flite_singing, singing, soundfont
+from tinysep.data import espeak_singing, flite_singing, recordings, singing, soundfont
 from tinysep.data.engines import (
     ENGINES,
     EngineUnavailable,
@@ -43,6 +43,9 @@ needs_festival = pytest.mark.skipif(singing.missing_tools() is not None,
 needs_espeak = pytest.mark.skipif(
     espeak_singing.missing_tools(espeak_singing.DEFAULT_ESPEAK_VOICES) is not None,
     reason="make system-deps installs eSpeak NG")
+needs_recordings = pytest.mark.skipif(
+    any(recordings.missing_collection(c) for c in recordings.DEFAULT_COLLECTIONS),
+    reason="make system-deps installs the recorded engine's soundtracks")
 needs_flite = pytest.mark.skipif(
     flite_singing.missing_tools(flite_singing.DEFAULT_FLITE_VOICES) is not None,
     reason="make system-deps installs Flite")
@@ -118,6 +121,7 @@ def test_a_sound_font_stem_depends_only_on_its_notes():
 
 @needs_fluidsynth
 @needs_festival
+@needs_recordings
 def test_same_command_writes_the_same_bytes_with_any_number_of_workers(tmp_path):
     kwargs = dict(songs=3, seconds=SECONDS, seed=SEED, progress=False, engines=ENGINES,
                   fonts=(FONT,), production=True, stems=True)

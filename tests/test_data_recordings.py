@@ -3,6 +3,7 @@ collection when installed) as a song's accompaniment; determinism, the collectio
 splits.json, missing and silent recordings."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import soundfile as sf
 
 from cli.main import main as cli_main
 from tinysep.data import flite_singing, recordings
-from tinysep.data.audio_io import resample
+from tinysep.data.audio_io import AUDIO_SUFFIXES, resample
 from tinysep.data.engines import EngineUnavailable, SongPlan, check_engines, plan_song, render_stems
 from tinysep.data.loaders import find_clips
 from tinysep.data.synth import SAMPLE_RATE, render_corpus_song, write_corpus
@@ -54,12 +55,10 @@ def test_a_recorded_song_plays_an_excerpt_of_one_recording_as_its_other_stem(ban
     assert _rms(song.stems["drums"]) == 0 and _rms(song.stems["bass"]) == 0
     assert song.stems["other"].shape == (n,) and _rms(song.stems["other"]) > 1e-3
     assert _rms(song.stems["vocals"]) > 1e-3
-    assert song.info["recording"] in ("one.flac", "two.wav")
+    assert song.info["recording_file"] in ("one.flac", "live/two.wav")
     # the stem is the named file from the named second, resampled to 16 kHz and scaled
-    name = song.info["recording"]
-    path = band / name if name == "one.flac" else band / "live" / name
-    data, rate = sf.read(path, dtype="float32")
-    start = int(round(song.info["start_seconds"] * rate))
+    data, rate = sf.read(band / song.info["recording_file"], dtype="float32")
+    start = int(round(song.info["recording_start_seconds"] * rate))
     expected = resample(data[start:start + int(SECONDS * rate) + 1].mean(axis=1), rate,
                         SAMPLE_RATE)[:n]
     other = song.stems["other"]
@@ -83,8 +82,8 @@ def test_the_same_arguments_write_the_same_bytes_and_name_each_songs_collection(
     recorded = [s for s in meta["songs"].values() if s["engines"]["accompaniment"] == "recorded"]
     others = [s for s in meta["songs"].values() if s["engines"]["accompaniment"] != "recorded"]
     assert recorded and others
-    assert all(s["engines"]["recording"] == str(band) and s["recording"] in ("one.flac",
-               "two.wav") for s in recorded)
+    assert all(s["engines"]["recording"] == str(band)
+               and s["recording_file"] in ("one.flac", "live/two.wav") for s in recorded)
     assert all("recording" not in s["engines"] for s in others)
     record = corpus_record(tmp_path / "a", "train")
     assert record["engines"]["recording"] == [str(band)]
@@ -158,7 +157,7 @@ def test_a_debian_collection_plays():
     plan = SongPlan(3, "additive", "recorded", None, "x", recording="lincity")
     stems, info = render_corpus_song(SEED, plan, SECONDS, production=True)
     assert stems is not None, info
-    assert info["recording"].endswith(".ogg")
+    assert info["recording_file"].endswith(".ogg")
     assert _rms(stems["other"]) > 1e-3
 
 
@@ -172,7 +171,7 @@ def test_a_damaged_recording_is_passed_over_and_named_when_nothing_else_plays(tm
         plan = SongPlan(index, "additive", "recorded", None, "x", recording=str(band))
         stems, info = render_corpus_song(SEED, plan, SECONDS, production=False)
         assert stems is not None, info
-        assert info["recording"] in ("one.flac", "two.wav")
+        assert info["recording_file"] in ("one.flac", "live/two.wav")
     assert str(band / "broken.ogg") in opened
     only = tmp_path / "only"
     only.mkdir()
@@ -210,3 +209,32 @@ def test_four_stem_work_names_a_split_that_only_plays_recordings(tmp_path, band)
     assert len(find_clips(tmp_path / "rec", split="all")) > 0
     with pytest.raises(ValueError, match=r"rec: every clip of the all split plays a recording"):
         find_clips(tmp_path / "rec", split="all", sources=("vocals", "drums", "bass", "other"))
+
+
+def test_a_rewrite_notices_changed_recordings_and_the_corpus_keeps_apart(tmp_path, band):
+    kwargs = dict(songs=4, seconds=6.0, seed=2, progress=False, engines="additive,recorded",
+                  recordings=str(band))
+    write_corpus(tmp_path / "corpus", **kwargs)
+    before = (tmp_path / "corpus" / "splits.json").read_bytes()
+    write_corpus(tmp_path / "corpus", **kwargs)  # the same files: rewritten alike
+    assert (tmp_path / "corpus" / "splits.json").read_bytes() == before
+    recordings.collection_files.cache_clear()
+    _recording(band / "three.wav", 275.0)
+    with pytest.raises(ValueError, match=r"other parameters \(recording_files .*2 files.*3 files"):
+        write_corpus(tmp_path / "corpus", **kwargs)
+    assert (tmp_path / "corpus" / "splits.json").read_bytes() == before
+    for out in (band / "corpus", band.parent):  # inside the recordings, or holding them
+        with pytest.raises(ValueError, match="overlap; keep the recordings apart"):
+            write_corpus(out, **kwargs)
+    assert not (band / "corpus").exists()
+
+
+def test_linked_folders_are_followed_once(tmp_path, band):
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "band").symlink_to(band, target_is_directory=True)
+    (links / "loop").symlink_to(links, target_is_directory=True)
+    files = recordings.collection_files(str(links))
+    assert [os.path.relpath(f, links) for f in files] == ["band/live/two.wav", "band/one.flac"]
+    assert recordings.missing_collection(str(band / "one.flac")).endswith(
+        "is a file, not a folder; give a folder holding " + ", ".join(AUDIO_SUFFIXES) + " files")

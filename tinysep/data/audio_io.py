@@ -19,6 +19,11 @@ SAMPLE_RATE_LIMITS = (1000, 768000)
 MAX_CHANNELS = 64
 
 
+# File endings libsndfile reads (what `read_audio` opens when a folder is searched for audio).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au",
+                  ".w64")
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 of shape ``(samples, channels)`` and its sample rate."""
     path = Path(path)

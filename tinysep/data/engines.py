@@ -10,8 +10,8 @@ Accompaniment engines (drums, bass, other):
   filter sweeps) and drum machines (`subtractive`); it plays only when named, so corpora
   written before it existed keep their bytes;
 - ``recorded``: an excerpt of an instrumental recording from one of the corpus's collections
-  (`recordings`), drawn per song from ``default_rng([seed, 11, song])``; it plays only when
-  named.
+  (`recordings`); the collection is drawn per song from ``default_rng([seed, 11, song])``, the
+  file and the excerpt from the song's engine generator; it plays only when named.
 
 Vocal engines:
 - ``additive``: the glottal-pulse and formant singer (`voice`);
@@ -210,7 +210,8 @@ def _install_hint(packages: list[str]) -> str:
 def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
                   voices: tuple[str, ...] = singing.DEFAULT_VOICES,
                   collections: tuple[str, ...] = ()) -> None:
-    """Raise EngineUnavailable naming the engine and the Debian package it lacks."""
+    """Raise EngineUnavailable naming the engine and the Debian package it lacks (for a
+    user's folder of recordings: what is wrong with it)."""
     if "recorded" in engines:
         for collection in collections:
             missing = recordings.missing_collection(collection)

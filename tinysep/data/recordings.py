@@ -12,13 +12,15 @@ unheard.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from tinysep.data.audio_io import check_audio_header, resample, to_mono
+from tinysep.data.audio_io import AUDIO_SUFFIXES, check_audio_header, resample, to_mono
 
 # name: (folder, Debian package that installs it)
 COLLECTIONS = {
@@ -31,7 +33,6 @@ COLLECTIONS = {
     "xmoto": ("/usr/share/games/xmoto/Textures/Musics", "xmoto-data"),
 }
 DEFAULT_COLLECTIONS = ("warzone2100", "supertux", "hedgewars")
-AUDIO_SUFFIXES = (".ogg", ".opus", ".oga", ".flac", ".wav")
 MIN_EXCERPT_DBFS = -40.0  # an excerpt quieter than this (a fade, a pause) is drawn again
 EXCERPT_TRIES = 8
 
@@ -66,10 +67,39 @@ def parse_collections(text: str | list[str] | tuple[str, ...] | None) -> tuple[s
 
 @lru_cache(maxsize=32)
 def collection_files(name: str) -> tuple[str, ...]:
-    """The audio files of a collection, sorted by path (so a seed picks the same ones)."""
+    """The audio files of a collection, sorted by path (so a seed picks the same ones);
+    linked folders are followed, each real folder once."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(collection_folder(name), followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up: do not walk it twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [os.path.join(root, f) for f in files if Path(f).suffix.lower() in AUDIO_SUFFIXES
+                  and os.path.isfile(os.path.join(root, f))]
+    return tuple(sorted(found))
+
+
+def collection_fingerprint(name: str) -> str:
+    """``"N files, HASH"`` over the collection's file names and sizes, recorded with a corpus
+    so a rewrite notices a collection whose files changed."""
     folder = collection_folder(name)
-    return tuple(sorted(str(p) for p in folder.rglob("*")
-                        if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()))
+    digest = hashlib.sha256()
+    files = collection_files(name)
+    for path in files:
+        digest.update(f"{os.path.relpath(path, folder)}\0{os.path.getsize(path)}\n".encode())
+    return f"{len(files)} files, {digest.hexdigest()[:16]}"
+
+
+def check_apart_from(name: str, out: str | Path) -> None:
+    """ValueError when a collection folder holds the corpus folder ``out`` or lies inside it:
+    the corpus would then play its own clips."""
+    folder = collection_folder(name).resolve()
+    out = Path(out).resolve()
+    if out == folder or folder in out.parents or out in folder.parents:
+        raise ValueError(f"recordings {name}: folder {folder} and the corpus folder {out} "
+                         f"overlap; keep the recordings apart from the corpus")
 
 
 def missing_collection(name: str) -> str | None:
@@ -80,6 +110,8 @@ def missing_collection(name: str) -> str | None:
                 f"installs everything the engines need)")
     else:
         hint = f"give a folder holding {', '.join(AUDIO_SUFFIXES)} files"
+    if folder.exists() and not folder.is_dir():
+        return f"recordings {name}: {folder} is a file, not a folder; {hint}"
     if not folder.is_dir():
         return f"recordings {name}: folder {folder} does not exist; {hint}"
     if not collection_files(name):
@@ -114,8 +146,8 @@ def _read_excerpt(path: str, start: int, frames: int, rate: int, n: int, sr: int
 def recorded_excerpt(collection: str, n: int, sr: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """``n`` samples at ``sr`` from one recording of ``collection`` drawn with ``rng``, and
-    which file and second they start at. Raises RecordingError when no audible excerpt is
-    found in `EXCERPT_TRIES` draws."""
+    which file (relative to the collection's folder) and second they start at. Raises
+    RecordingError when no audible excerpt is found in `EXCERPT_TRIES` draws."""
     files = collection_files(collection)
     if not files:
         raise RecordingError(missing_collection(collection) or f"recordings {collection}: empty")
@@ -136,7 +168,8 @@ def recorded_excerpt(collection: str, n: int, sr: int,
         if not np.all(np.isfinite(audio)):
             continue
         if float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) >= floor:
-            return audio, {"recording": Path(path).name, "start_seconds": round(start / rate, 6)}
+            return audio, {"recording_file": os.path.relpath(path, collection_folder(collection)),
+                           "recording_start_seconds": round(start / rate, 6)}
     also = f"; {unreadable}" if unreadable is not None else ""
     raise RecordingError(f"recordings {collection}: no audible excerpt of {n / sr:g} s in "
                          f"{EXCERPT_TRIES} draws (recordings too short, silent or "

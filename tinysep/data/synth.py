@@ -2,11 +2,13 @@
 
 A song's score (key, tempo, form, parts, melody) comes from `score`; its vocal engine and its
 accompaniment engine are drawn per song among the selected ones (`engines`: additive,
-soundfont, physical, subtractive accompaniments; additive, festival, choir, espeak, flite vocals),
+soundfont, physical, subtractive accompaniments or excerpts of recordings; additive, festival,
+choir, espeak, flite vocals),
 then a randomized production (`production`: rooms, EQ, compression, saturation, band limits,
 noise floors, vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
-seconds, engines, fonts, voices): the same command writes the same bytes. The corpus is cut
+seconds, engines, fonts, voices, composers, and the files of the recordings' collections):
+the same command writes the same bytes. The corpus is cut
 into 4-10 s clips, each mixed at its own vocal-to-accompaniment ratio (uniform in [-5, +5]
 dB).
 
@@ -17,9 +19,10 @@ Layout of a corpus folder:
   at the same gains (drums + bass + other = the left channel, up to 16-bit rounding), for
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
-  per clip the engines (``engines``: vocals, accompaniment, font, and the voice of a festival,
-  espeak or flite song), the songs skipped (a sound font that failed to load, a voice that spoke
-  nothing usable, a song that rendered silent) and why.
+  per clip the engines (``engines``: vocals, accompaniment, font, the voice of a festival,
+  espeak or flite song, the named composer and a recorded song's collection), the songs
+  skipped (a sound font that failed to load, a voice that spoke nothing usable, no audible
+  excerpt of a collection, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an
 interrupted or failed run leaves no half-written corpus.
 """
@@ -56,7 +59,12 @@ from tinysep.data.engines import (
 )
 from tinysep.data.loaders import SPLITS_FILE, SYNTH_FORMAT, SYNTH_STEMS_DIR, WAV_DIR
 from tinysep.data.production import ACCOMPANIMENT_STEMS, STEMS, produce
-from tinysep.data.recordings import RecordingError, parse_collections
+from tinysep.data.recordings import (
+    RecordingError,
+    check_apart_from,
+    collection_fingerprint,
+    parse_collections,
+)
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
 from tinysep.folder_writes import clean_abandoned_writes, first_names
@@ -181,8 +189,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
     """What determines the corpus's content (compared when writing into an existing folder);
     ``backing_vocals`` is recorded only when some songs have them, ``voices`` only when
     the voice engines sing with other voices than `singing.DEFAULT_VOICES`, ``composers``
-    only when others than the loops write the scores, ``recordings`` only when the
-    ``recorded`` engine plays."""
+    only when others than the loops write the scores, ``recordings`` (the ``collections``,
+    each with the fingerprint of its files) only when the ``recorded`` engine plays."""
     parameters = {"songs": int(songs), "seconds": float(seconds), "seed": int(seed),
                   "sample_rate": SAMPLE_RATE, "clip_seconds": list(CLIP_SECONDS),
                   "var_db": list(VAR_DB), "engines": list(engines), "fonts": list(fonts),
@@ -196,6 +204,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
         parameters["composers"] = list(composers)
     if "recorded" in engines:
         parameters["recordings"] = list(collections)
+        parameters["recording_files"] = {name: collection_fingerprint(name)
+                                         for name in collections}
     return parameters
 
 
@@ -429,6 +439,8 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                          f"engines {','.join(engines)} leave out")
     collections = parse_collections(recordings) if "recorded" in engines else ()
     check_engines(engines, fonts, voices, collections)
+    for collection in collections:
+        check_apart_from(collection, out)
     if int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive whole number, got {workers}")
     if not 0.0 <= backing_vocals <= 1.0:

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile
 
 from tinysep.data.audio_io import AUDIO_SUFFIXES, check_audio_header, resample, to_mono
+from tinysep.folder_writes import nesting
 
 # name: (folder, Debian package that installs it)
 COLLECTIONS = {
@@ -95,11 +96,11 @@ def collection_fingerprint(name: str) -> str:
 def check_apart_from(name: str, out: str | Path) -> None:
     """ValueError when a collection folder holds the corpus folder ``out`` or lies inside it:
     the corpus would then play its own clips."""
-    folder = collection_folder(name).resolve()
-    out = Path(out).resolve()
-    if out == folder or folder in out.parents or out in folder.parents:
-        raise ValueError(f"recordings {name}: folder {folder} and the corpus folder {out} "
-                         f"overlap; keep the recordings apart from the corpus")
+    folder = collection_folder(name)
+    relation = nesting(folder, out)
+    if relation is not None:
+        raise ValueError(f"recordings {name}: folder {folder} {relation} the corpus folder "
+                         f"{out}; keep the recordings apart from the corpus")
 
 
 def missing_collection(name: str) -> str | None:
@@ -136,8 +137,7 @@ def _read_excerpt(path: str, start: int, frames: int, rate: int, n: int, sr: int
                                  always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
         raise RecordingError(f"recording {path}: cannot read it ({exc})") from exc
-    mono = to_mono(data) if data.shape[1] > 1 else data[:, 0]
-    audio = resample(mono, rate, sr) if rate != sr else mono
+    audio = resample(to_mono(data), rate, sr)
     if len(audio) < n:
         audio = np.pad(audio, (0, n - len(audio)))
     return np.asarray(audio[:n], dtype=np.float32)

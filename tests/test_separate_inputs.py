@@ -13,6 +13,7 @@ from board_bundle import make_bundle
 
 from cli.common import CliError
 from cli.main import build_parser, main
+from tinysep.data.audio_io import read_audio
 from tinysep.stems import probe, sample_range, separate_file, song_name
 
 
@@ -283,3 +284,14 @@ def test_an_interrupted_run_lists_the_songs_it_finished(tmp_path, capsys):
                                      "not_started": [str(songs[2])]}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0", "separate.json"]
     assert "interrupted while separating" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".wav", ".flac"])
+def test_a_broken_file_is_one_error_and_no_decoder_noise(tmp_path, capfd, suffix):
+    broken = tmp_path / f"not-audio{suffix}"
+    broken.write_text("these bytes are text, not sound\n" * 20)
+    with pytest.raises(ValueError, match=f"not-audio\\{suffix}: not a readable audio file"):
+        probe(broken)
+    with pytest.raises(ValueError, match=f"not-audio\\{suffix}: cannot read audio"):
+        read_audio(broken)
+    assert capfd.readouterr().err == ""

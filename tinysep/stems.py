@@ -24,6 +24,7 @@ from tinysep.data.audio_io import SAMPLE_RATE, check_audio_header, check_finite,
 from tinysep.data.sources import KNOWN_SOURCES
 from tinysep.folder_writes import first_names, foreign_entries
 from tinysep.progress import Progress
+from tinysep.quiet import native_stderr_captured
 
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
 CONTEXT_SECONDS = 4.0  # past audio fed before each block (receptive fields here are < 2 s)
@@ -58,7 +59,8 @@ def probe(path: str | Path) -> AudioFileInfo:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file")
     try:
-        info = soundfile.info(str(path))
+        with native_stderr_captured():  # decoders write notes on broken files to fd 2
+            info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc)
         if "does not exist" in reason:  # libsndfile's words for contents it cannot decode

@@ -12,6 +12,7 @@ import numpy as np
 import soundfile
 
 from firmware_host.bundle.layout import SAMPLE_RATE  # the kit's one sample rate
+from tinysep.quiet import native_stderr_captured
 
 # header values a readable recording can hold: telephone-band rates up to the highest rate
 # audio interfaces record at, and up to 64 channels
@@ -30,7 +31,8 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file")
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with native_stderr_captured():  # decoders write notes on broken files to fd 2
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read audio ({exc})") from exc
     if data.shape[0] == 0:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from tinysep.folder_writes import holds_anything, written_by
+from tinysep.folder_writes import check_writable, holds_anything, written_by
 
 
 class CliError(Exception):
@@ -152,9 +152,10 @@ def add_audio_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_output_folder(path: Path, option: str = "--out") -> None:
     """Refuse, before any work, an output folder that cannot be made: ``path`` or the nearest
-    of its parents that exists is a file."""
+    of its parents that exists is a file, or a folder nothing can be written in."""
     try:
         holds_anything(path, option)
+        check_writable(path, option)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -162,7 +163,8 @@ def check_output_folder(path: Path, option: str = "--out") -> None:
 def check_output_file(path: Path, option: str, suffix: str = ".json",
                       command: str | None = None) -> None:
     """Refuse, before any work, an output file ``option`` that cannot be written: a name
-    without ``suffix``, an existing folder, or a path under an existing file. With
+    without ``suffix``, an existing folder, a path under an existing file or in a folder
+    nothing can be written in. With
     ``command``, an existing file is replaced only if it is a JSON report whose ``"command"``
     is that name (one this subcommand wrote), so no other file of the user's is lost."""
     if path.suffix.lower() != suffix:
@@ -177,3 +179,7 @@ def check_output_file(path: Path, option: str, suffix: str = ".json",
             if not parent.is_dir():
                 raise CliError(f"{option} {path}: {parent} is a file, not a folder")
             break
+    try:
+        check_writable(path, option)  # not a folder (above): a file made beside it
+    except ValueError as exc:
+        raise CliError(str(exc)) from None

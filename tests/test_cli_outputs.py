@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli.common import CliError, check_output_file
+from cli.common import CliError, check_output_file, check_output_folder
 from cli.demo import OUT_MARKER, _claim_out
 from cli.main import main
 
@@ -75,6 +75,29 @@ def test_eval_and_bench_refuse_a_json_under_a_file_before_any_work(tmp_path, cap
     err = capsys.readouterr()
     assert "e.json is a folder" in err.err and "[bench]" not in err.err  # before any section
     assert blocker.read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_outputs_in_a_folder_nothing_can_be_written_in_are_refused_before_any_work(
+        tmp_path, capsys):
+    # /proc refuses new files even to root, for whom permission bits refuse nothing
+    song = write_song(tmp_path / "song.wav")
+    assert main(["eval", "--method", "repet", "--data", str(song),
+                 "--json", "/proc/tinysep-report.json"]) == 2
+    err = capsys.readouterr().err
+    assert "--json /proc/tinysep-report.json: cannot write in /proc" in err
+    assert len(err.strip().splitlines()) == 1  # refused before the first clip
+    assert main(["separate", str(song), "--out", "/proc/tinysep/stems"]) == 2
+    assert "--out /proc/tinysep/stems: cannot write in /proc" in capsys.readouterr().err
+    with pytest.raises(CliError, match="--report /proc/x: cannot write in /proc"):
+        check_output_folder(Path("/proc/x"), "--report")
+
+
+def test_the_write_check_leaves_nothing_behind(tmp_path):
+    check_output_file(tmp_path / "report.json", "--json")
+    check_output_folder(tmp_path / "out" / "deeper")
+    check_output_folder(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_a_summary_inside_its_bundle_folder(tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +141,23 @@ def holds_anything(folder: str | Path, label: str = "output folder") -> bool:
                 raise ValueError(f"{label} {folder} is not a folder{where}")
             break
     return folder.is_dir() and any(folder.iterdir())
+
+
+def check_writable(path: str | Path, label: str = "output") -> None:
+    """ValueError naming ``label`` when nothing can be created at ``path``: a file is made
+    and removed in the nearest of ``path`` and its parents that is a folder, so a read-only
+    or virtual folder is refused before any work rather than after it."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.is_dir()), None)
+    if existing is None:
+        raise ValueError(f"{label} {path}: none of its folders exists")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".tinysep-write-check-", dir=existing)
+    except OSError as exc:
+        raise ValueError(f"{label} {path}: cannot write in {existing} "
+                         f"({exc.strerror or exc})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _make_parents(folder: Path) -> list[Path]:

@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.common import check_output_writable
     from cli.train import parse_options
     from tinysep.ablate import MODEL, format_markdown, run_ablation, select_variants
     from tinysep.train import TrainConfig
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes_each,
     )
     base.validate()
+    check_output_writable(args.out)
     result = run_ablation(base, args.out, variants, split=args.split, max_clips=args.max_clips,
                           jobs=args.jobs, progress=not args.no_progress)
     print(format_markdown(result))

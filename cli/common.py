@@ -160,6 +160,15 @@ def check_output_folder(path: Path, option: str = "--out") -> None:
         raise CliError(str(exc)) from None
 
 
+def check_output_writable(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output ``path`` in a folder nothing can be written in;
+    what else the command asks of its output is checked where that command checks it."""
+    try:
+        check_writable(path, option)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def check_output_file(path: Path, option: str, suffix: str = ".json",
                       command: str | None = None) -> None:
     """Refuse, before any work, an output file ``option`` that cannot be written: a name

@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 
 from cli import evaluate, export, hil_run, train
-from cli.common import add_command, finite_float, run_command, seed_argument
+from cli.common import (
+    add_command,
+    check_output_writable,
+    finite_float,
+    run_command,
+    seed_argument,
+)
 from firmware_host.bundle.layout import MANIFEST_FILE
 
 # The subcommands the demo chains, by their command-line names.
@@ -108,6 +114,7 @@ def _claim_out(out: Path) -> None:
     if names and not earlier:
         raise CliError(f"--out {out} holds files an earlier demo did not write; choose a new "
                        "or empty folder")
+    check_output_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / OUT_MARKER).write_text("written by `tinysep demo`: its steps may replace what is "
                                   "in this folder\n")

@@ -225,10 +225,11 @@ def _invoked_as_train() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError
+    from cli.common import CliError, check_output_writable
     from tinysep.train import TrainingError, train
 
     config = build_config(args)
+    check_output_writable(args.out)
     command = shlex.join(["tinysep", "train", *sys.argv[2:]]) if _invoked_as_train() else None
     try:
         result = train(config, args.out, resume=args.resume,

@@ -14,6 +14,7 @@ import soundfile as sf
 from cli.common import CliError, check_output_file, check_output_folder
 from cli.demo import OUT_MARKER, _claim_out
 from cli.main import main
+from tinysep.pretrained import default_model_path
 
 
 def write_song(path: Path, seconds: float = 1.0) -> Path:
@@ -89,6 +90,14 @@ def test_outputs_in_a_folder_nothing_can_be_written_in_are_refused_before_any_wo
     assert len(err.strip().splitlines()) == 1  # refused before the first clip
     assert main(["separate", str(song), "--out", "/proc/tinysep/stems"]) == 2
     assert "--out /proc/tinysep/stems: cannot write in /proc" in capsys.readouterr().err
+    model = str(default_model_path())
+    for command in (["train", "--data", str(tmp_path), "--epochs", "1"], ["demo"],
+                    ["quantize", model, "--data", str(tmp_path)],
+                    ["prune", model, "--data", str(tmp_path), "--sparsity", "0.5"],
+                    ["sweep", model, "--data", str(tmp_path)],
+                    ["ablate", "--data", str(tmp_path)]):
+        assert main([*command, "--out", "/proc/tinysep-out"]) == 2, command
+        assert "--out /proc/tinysep-out: cannot write in /proc" in capsys.readouterr().err
     with pytest.raises(CliError, match="--report /proc/x: cannot write in /proc"):
         check_output_folder(Path("/proc/x"), "--report")
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +107,20 @@ def test_resume_continues_exactly(corpus, one_epoch, tmp_path):
     scalars = read_scalars(tmp_path / "split" / "logs")
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]
     assert len(scalars["valid/sdr_mean"]) == 2
+
+
+def test_an_audio_log_prints_nothing_on_stderr(tmp_path):
+    # a fresh process: TensorFlow's wav encoder logs its oneDNN note once per process
+    script = ("from tinysep.quiet import import_tensorflow; import_tensorflow(); "
+              "import numpy as np; from tinysep.training.tensorboard import RunLog; "
+              f"log = RunLog({str(tmp_path)!r}); "
+              "log.audio('clip', np.zeros(1600, np.float32), 16000, 1); log.flush()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items()
+                                            if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert done.returncode == 0, done.stderr
+    assert "DT_STRING" not in done.stderr and "E0000" not in done.stderr, done.stderr
+    assert read_tags(tmp_path) == {"clip": "audio"}
 
 
 def test_tensorboard_logs_audio_spectrogram_and_hparams(one_epoch):

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tinysep.quiet import native_stderr_captured
+
 SPECTROGRAM_FLOOR_DB = -80.0  # the image's colour scale spans this far below its loudest bin
 AUDIO_OUTPUTS = 1  # audio clips kept per tag and step
 
@@ -78,7 +80,9 @@ class RunLog:
     def audio(self, tag: str, audio: np.ndarray, sample_rate: int, step: int) -> None:
         """One mono clip (float samples in [-1, 1]; louder ones are clipped)."""
         clip = np.clip(np.asarray(audio, np.float32), -1.0, 1.0).reshape(1, -1, 1)
-        with self.writer.as_default():
+        # TensorFlow's wav encoder logs a oneDNN fallback note as an error line ("E0000 ...
+        # DT_STRING") straight to file descriptor 2; the clip is written all the same
+        with native_stderr_captured(), self.writer.as_default():
             tf.summary.audio(tag, clip, sample_rate, step=int(step),
                              max_outputs=AUDIO_OUTPUTS)
 

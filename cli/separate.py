@@ -67,8 +67,12 @@ def audio_files(inputs: list[Path]) -> list[Path]:
             found = sorted(p for p in item.iterdir()
                            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
+                nested = [p.name for p in sorted(item.iterdir()) if p.is_dir()]
+                hint = (f"; its subfolders ({', '.join(nested[:3])}"
+                        f"{', ...' if len(nested) > 3 else ''}) are not searched: give them "
+                        "as inputs" if nested else "")
                 raise ValueError(f"{item}: a folder with no audio files "
-                                 f"({', '.join(AUDIO_SUFFIXES)})")
+                                 f"({', '.join(AUDIO_SUFFIXES)}) directly in it{hint}")
             files += found
         elif item.is_file():
             files.append(item)

@@ -295,3 +295,18 @@ def test_a_broken_file_is_one_error_and_no_decoder_noise(tmp_path, capfd, suffix
     with pytest.raises(ValueError, match=f"not-audio\\{suffix}: cannot read audio"):
         read_audio(broken)
     assert capfd.readouterr().err == ""
+
+
+def test_a_folder_whose_songs_are_in_subfolders_says_so(tmp_path):
+    from cli.separate import audio_files
+
+    for name in ("live", "studio"):
+        _write_song(tmp_path / "album" / name / "song.wav")
+    with pytest.raises(ValueError, match=r"album: a folder with no audio files .* directly in "
+                                         r"it; its subfolders \(live, studio\) are not searched"):
+        audio_files([tmp_path / "album"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: a folder with no audio files .* directly in "
+                                         r"it$"):
+        audio_files([tmp_path / "empty"])
+    assert audio_files([tmp_path / "album" / "live"]) == [tmp_path / "album/live/song.wav"]

@@ -75,6 +75,27 @@ def test_file_and_folder_layouts(songs, tmp_path):
         [s.load() for s in input_sources(odd)]
 
 
+def test_references_with_no_mixture_are_named_not_skipped(tmp_path):
+    v, a = _tones(1.0, RATE, 2)
+    sf.write(tmp_path / "take.wav", v + a, RATE)
+    sf.write(tmp_path / "take.vocals.wav", v, RATE)
+    sf.write(tmp_path / "take.accompaniment.wav", a, RATE)
+    assert [s.name for s in input_sources(tmp_path)] == ["take"]
+    # the mixture saved under another name: its references belong to nothing
+    sf.write(tmp_path / "demo.vocals.wav", v, RATE)
+    sf.write(tmp_path / "demo.accompaniment.wav", a, RATE)
+    sf.write(tmp_path / "demo-mix.wav", v + a, RATE)
+    with pytest.raises(ValueError, match=r"demo.accompaniment.wav, demo.vocals.wav: "
+                                         r"reference\(s\) with no mixture beside them"):
+        input_sources(tmp_path)
+    # a reference of another format than its mixture is not one of its references either
+    (tmp_path / "demo.vocals.wav").unlink()
+    (tmp_path / "demo.accompaniment.wav").unlink()
+    np.save(tmp_path / "take.vocals.npy", v)
+    with pytest.raises(ValueError, match=r": take.vocals.npy: reference\(s\) with no mixture"):
+        input_sources(tmp_path)
+
+
 def test_model_paths_name_their_folder(tmp_path):
     bundle = tmp_path / "bundle"
     bundle.mkdir()

@@ -10,8 +10,9 @@ Layout (the same for ``.wav`` and ``.npy``)::
 
 A ``.npy`` file holds one 1-D float array of 16 kHz samples in [-1, 1]. ``--data`` may
 name one mixture file or a folder; in a folder every file that is not a reference is a
-mixture. A mixture without references is separated (and its outputs kept with
-``--save-audio``) but not scored: BSS-eval needs the true sources.
+mixture, and a reference with no mixture of its name beside it is refused. A mixture
+without references is separated (and its outputs kept with ``--save-audio``) but not
+scored: BSS-eval needs the true sources.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def _source_for(mixture: Path) -> FileSource:
     return FileSource(mixture.stem, mixture, tuple(refs) if all(present) else ())
 
 
+def _check_no_orphans(folder: Path, sources: list[FileSource]) -> None:
+    """A reference with no mixture beside it is a misnamed mixture, not a file to skip."""
+    claimed = {ref for source in sources for ref in source.references}
+    orphans = sorted(p.name for p in folder.iterdir() if p.is_file() and is_reference(p)
+                     and p.suffix.lower() in SUFFIXES and p not in claimed)
+    if orphans:
+        shown = ", ".join(orphans[:4]) + (", ..." if len(orphans) > 4 else "")
+        raise ValueError(f"{folder}: {shown}: reference(s) with no mixture beside them (for "
+                         "NAME.vocals.wav the mixture is NAME.wav); rename the mixture or move "
+                         "them out")
+
+
 def is_input_folder(path: Path) -> bool:
     """True when ``path`` is a folder holding mixture files directly (not a dataset)."""
     return path.is_dir() and any(p.suffix.lower() in SUFFIXES and not is_reference(p)
@@ -157,6 +170,7 @@ def input_sources(path: str | Path) -> list[FileSource]:
     if not mixtures:
         raise ValueError(f"{path}: no mixture files ({', '.join(SUFFIXES)}) in the folder")
     sources = [_source_for(p) for p in mixtures]
+    _check_no_orphans(path, sources)
     names = [s.name for s in sources]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -4,8 +4,9 @@ TensorFlow's native code writes "Could not find cuda drivers" and "failed call t
 straight to the process's stderr (file descriptor 2), before any Python logging setting
 applies. ``import_tensorflow`` runs the import and the device set-up with descriptor 2
 pointed at a temporary file, and prints what was captured only when the import fails.
-Audio reading uses the same capture, so a decoder's notes on a broken file do not print
-above the error that names the file.
+The same capture keeps two other native notes off the terminal: an audio decoder's on a
+broken file (the error that names the file says it all) and TensorFlow's wav encoder's in
+training's audio logs.
 """
 
 from __future__ import annotations

@@ -155,7 +155,6 @@ def check_output_folder(path: Path, option: str = "--out") -> None:
     of its parents that exists is a file, or a folder nothing can be written in."""
     try:
         holds_anything(path, option)
-        check_writable(path, option)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

@@ -19,13 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.common import (
-    check_output_writable,
-    path_argument,
-    positive_float,
-    seed_argument,
-    whole_number,
-)
+from cli.common import path_argument, positive_float, seed_argument, whole_number
 from cli.prune import min_chunk_frames, require_clips
 from convert.layer_errors import LAYER_ERROR_FILES
 from firmware_host.bundle.layout import MODEL_FILE
@@ -187,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
 
     checked = _check_options(args)
     check_out(args.out, args.model)
-    check_output_writable(args.out)
     _check_inputs(args, checked)
     with staged_folder(args.out, QUANTIZE_FILES) as folder:
         _quantize(args, checked, folder)

@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _plan(args: argparse.Namespace):
     """The sweep's plan from the options, each checked (the widths against MODEL's config)
     before any work; then --out, which must be new, empty or this sweep's."""
-    from cli.common import CliError, check_output_writable
+    from cli.common import CliError
     from convert.sweep import check_sweep_folder, make_plan
     from convert.sweep import check_widths as check_width_sets
     from tinysep.models import read_config
@@ -110,7 +110,6 @@ def _plan(args: argparse.Namespace):
         check_sweep_folder(args.out, args.model, "--out")
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    check_output_writable(args.out)
     for split in ("train", "test"):  # calibration and fine-tuning; the scores
         require_clips(args.data, config, split)
     return plan

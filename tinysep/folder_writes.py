@@ -131,8 +131,9 @@ def foreign_entries(folder: str | Path, owned: Collection[str]) -> list[str]:
 
 
 def holds_anything(folder: str | Path, label: str = "output folder") -> bool:
-    """Whether ``folder`` exists and holds any entry; ValueError when it, or the nearest of
-    its parents that exists, is not a folder (nothing could be written there)."""
+    """Whether the output ``folder`` exists and holds any entry; ValueError when it, or the
+    nearest of its parents that exists, is not a folder, or is one nothing can be written in
+    (:func:`check_writable`)."""
     folder = Path(folder)
     for path in (folder, *folder.parents):
         if path.exists() or path.is_symlink():
@@ -140,6 +141,7 @@ def holds_anything(folder: str | Path, label: str = "output folder") -> bool:
                 where = "" if path == folder else f": {path} is a file"
                 raise ValueError(f"{label} {folder} is not a folder{where}")
             break
+    check_writable(folder, label)
     return folder.is_dir() and any(folder.iterdir())
 
 

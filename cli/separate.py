@@ -25,6 +25,7 @@ from pathlib import Path
 from cli.common import check_output_folder, finite_float, path_argument
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.audio_io import AUDIO_SUFFIXES
+from tinysep.folder_writes import first_names
 
 SUMMARY_FILE = "separate.json"  # DIR/separate.json: every song separated into DIR
 MAX_SECONDS = 24 * 3600.0  # --start and --duration beyond a day are typing errors
@@ -68,9 +69,8 @@ def audio_files(inputs: list[Path]) -> list[Path]:
                            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
                 nested = [p.name for p in sorted(item.iterdir()) if p.is_dir()]
-                hint = (f"; its subfolders ({', '.join(nested[:3])}"
-                        f"{', ...' if len(nested) > 3 else ''}) are not searched: give them "
-                        "as inputs" if nested else "")
+                hint = (f"; its subfolders ({first_names(nested)}) are not searched: give "
+                        "them as inputs" if nested else "")
                 raise ValueError(f"{item}: a folder with no audio files "
                                  f"({', '.join(AUDIO_SUFFIXES)}) directly in it{hint}")
             files += found

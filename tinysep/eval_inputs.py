@@ -24,6 +24,7 @@ import numpy as np
 
 from firmware_host.bundle.layout import SAMPLE_RATE
 from tinysep.data.clip import SOURCES, Clip
+from tinysep.folder_writes import first_names
 
 SUFFIXES = (".wav", ".npy")
 FILES = "files"  # the --dataset name of mixture files (not a dataset layout)
@@ -116,10 +117,9 @@ def _check_no_orphans(folder: Path, sources: list[FileSource]) -> None:
     orphans = sorted(p.name for p in folder.iterdir() if p.is_file() and is_reference(p)
                      and p.suffix.lower() in SUFFIXES and p not in claimed)
     if orphans:
-        shown = ", ".join(orphans[:4]) + (", ..." if len(orphans) > 4 else "")
-        raise ValueError(f"{folder}: {shown}: reference(s) with no mixture beside them (for "
-                         "NAME.vocals.wav the mixture is NAME.wav); rename the mixture or move "
-                         "them out")
+        raise ValueError(f"{folder}: {first_names(orphans, 4)}: reference(s) with no "
+                         "mixture beside them (for NAME.vocals.wav the mixture is NAME.wav); "
+                         "rename the mixture or move them out")
 
 
 def is_input_folder(path: Path) -> bool:

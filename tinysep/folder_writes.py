@@ -150,9 +150,7 @@ def check_writable(path: str | Path, label: str = "output") -> None:
     and removed in the nearest of ``path`` and its parents that is a folder, so a read-only
     or virtual folder is refused before any work rather than after it."""
     path = Path(path)
-    existing = next((p for p in (path, *path.parents) if p.is_dir()), None)
-    if existing is None:
-        raise ValueError(f"{label} {path}: none of its folders exists")
+    existing = next(p for p in (path, *path.parents) if p.is_dir())  # the root, at worst
     try:
         handle, probe = tempfile.mkstemp(prefix=".tinysep-write-check-", dir=existing)
     except OSError as exc:

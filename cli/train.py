@@ -42,6 +42,7 @@ _FIELDS = {
     "max_minutes": "max_minutes",
     "weight_average": "weight_average",
     "teacher_weight": "teacher_weight",
+    "teacher_skip": "teacher_skip",
 }
 
 
@@ -89,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-weight", type=finite_float, metavar="W",
                         help="share of the loss against the teacher's separations, the rest "
                              f"against the true sources (default {d.teacher_weight})")
+    parser.add_argument("--teacher-skip", metavar="ROLE=ENGINE[,...]",
+                        help="chunks with a source made by one of these engines (roles as "
+                             "eval's --engines, by the corpus's splits.json) learn from the "
+                             "true sources alone, e.g. accompaniment=recorded where the "
+                             "teacher separates real recordings worse than their stems")
     parser.add_argument("--out", required=True, type=path_argument,
                         help="run folder, e.g. runs/NAME: new or empty for a new run")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
@@ -212,6 +218,8 @@ def build_config(args: argparse.Namespace):
     config = base.replace(**given)
     if args.teacher_weight is not None and not config.teacher:
         raise CliError("--teacher-weight weighs the loss against a teacher: give --teacher too")
+    if args.teacher_skip is not None and not config.teacher:
+        raise CliError("--teacher-skip names songs a teacher does not teach: give --teacher too")
     if not config.data:
         raise CliError("--data is required (the dataset folder to train on)")
     return config

@@ -115,6 +115,28 @@ def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
     return teacher
 
 
+def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
+    """Which source of which train clip the teacher does not teach (``teacher_skip``), or
+    None when it teaches every chunk. A filter that matches no train clip is refused: it
+    would change nothing, most likely through a misspelt engine."""
+    if not config.teacher_skip:
+        return None
+    from tinysep.folder_writes import first_names
+    from tinysep.metrics.by_engine import clip_engines, parse_engine_filter
+    from tinysep.training.data import untaught_sources
+
+    engines_of = clip_engines(config.data)
+    table = untaught_sources(clips, engines_of, parse_engine_filter(config.teacher_skip),
+                             sources)
+    if not table.any():
+        made = sorted({f"{role}={engine}" for entry in engines_of.values()
+                       for role, engine in entry.items() if engine})
+        raise ValueError(f"teacher_skip {config.teacher_skip!r} matches no train clip of "
+                         f"{config.data}; its songs were made by "
+                         f"{first_names(made, 8) if made else 'no engine its splits.json names'}")
+    return table
+
+
 def _train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
     import tensorflow as tf
 
@@ -122,12 +144,15 @@ def _train_step_function(model, optimizer, config: TrainConfig, average=None, te
 
     variables = model.trainable_variables
 
+    skips = bool(config.teacher_skip)
+
     @tf.function(autograph=False)  # straight-line code: skipping autograph halves tracing
-    def step(mixture, sources):
+    def step(mixture, sources, taught):
         with tf.GradientTape() as tape:
             loss = batch_loss(model, mixture, sources, config.loss, config.sdr_weight,
                               training=True, teacher=teacher,
-                              teacher_weight=config.teacher_weight)
+                              teacher_weight=config.teacher_weight,
+                              taught=taught if skips else None)
         grads = tape.gradient(loss, variables)
         finite = tf.math.is_finite(loss)
         for g in grads:
@@ -303,8 +328,7 @@ class _Session:
                        unit="step", enabled=self.progress and sys.stderr.isatty())
         try:
             for _ in range(self.config.steps_per_epoch):
-                mixture, sources = next(batches)
-                loss, finite = step_fn(mixture, sources)
+                loss, finite = step_fn(*next(batches))
                 loss = float(loss)
                 if not bool(finite):
                     raise self.fail(f"the training loss (or its gradient) became {loss} at "
@@ -436,6 +460,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                               valid_root=config.valid_data or None, sources=sources)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds,
                              config.valid_levels_db)
+    untaught = _untaught(config, data.train, sources)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
@@ -460,7 +485,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         session.open_log()
     step_fn = _train_step_function(model, session.optimizer, config, session.average, teacher)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
-                                chunk_samples(config.chunk_seconds), config.augment, sources))
+                                chunk_samples(config.chunk_seconds), config.augment, sources,
+                                untaught))
     session.start_clock()
     # a fresh run makes at least one step whatever the budget; a resumed one may be done
     stop_reason = session.stop_reason() if state["step"] else None

@@ -171,7 +171,15 @@ def _offset(n_samples: int, length: int, rng: np.random.Generator, random_offset
     return int(rng.integers(0, n_samples // length)) * length
 
 
-def training_chunks(
+def training_chunks(clips: Sequence[Clip], chunk_samples: int, rng: np.random.Generator,
+                    **options) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield augmented ``(mixture, *sources)`` chunks: :func:`drawn_chunks` without the
+    clips each source was drawn from (``options`` are its keyword arguments)."""
+    for _, chunk in drawn_chunks(clips, chunk_samples, rng, **options):
+        yield chunk
+
+
+def drawn_chunks(
     clips: Sequence[Clip],
     chunk_samples: int,
     rng: np.random.Generator,
@@ -193,8 +201,9 @@ def training_chunks(
     ensemble_delay_ms: float = DEFAULT_ENSEMBLE_DELAY_MS,
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
-) -> Iterator[tuple[np.ndarray, ...]]:
-    """Yield ``count`` (default: endless) augmented ``(mixture, *sources)`` chunks.
+) -> Iterator[tuple[tuple[int, ...], tuple[np.ndarray, ...]]]:
+    """Yield ``count`` (default: endless) augmented ``(mixture, *sources)`` chunks, each
+    with the indices in ``clips`` of the clips its sources were drawn from (one per source).
 
     - random_offset: chunks start anywhere in a clip, else on multiples of ``chunk_samples``;
     - random_gain: each source is scaled by its own gain uniform in ``gain_range``;
@@ -213,7 +222,7 @@ def training_chunks(
     ``Clip.source`` (the four stems need clips loaded for them).
     """
     if not clips:
-        raise ValueError("training_chunks needs at least one clip")
+        raise ValueError("training chunks need at least one clip")
     if int(chunk_samples) != chunk_samples or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
@@ -276,7 +285,7 @@ def training_chunks(
         mixture = parts[0] + parts[1]
         for part in parts[2:]:
             mixture = mixture + part
-        yield (mixture, *parts)
+        yield tuple(picks), (mixture, *parts)
         produced += 1
 
 

@@ -23,7 +23,11 @@ from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
-ROLES = ("vocals", "accompaniment", "font", "voice", "composer", "recording")
+# The roles a song's engines play in splits.json, and what each role's engine makes: the
+# sung part, the played part, or the whole song.
+ROLE_PARTS = {"vocals": "vocals", "accompaniment": "accompaniment", "font": "accompaniment",
+              "voice": "vocals", "composer": "song", "recording": "accompaniment"}
+ROLES = tuple(ROLE_PARTS)
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
@@ -57,6 +61,13 @@ def parse_engine_filter(text: str) -> dict[str, set[str]]:
     if not wanted:
         raise ValueError("engine filter: expected at least one ROLE=ENGINE")
     return wanted
+
+
+def source_roles(source: str) -> tuple[str, ...]:
+    """The roles whose engine made ``source`` of a song: the vocals, or the accompaniment
+    and each of its stems; ``composer`` made every source."""
+    part = "vocals" if source == "vocals" else "accompaniment"
+    return tuple(role for role in ROLES if ROLE_PARTS[role] in (part, "song"))
 
 
 def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -> bool:

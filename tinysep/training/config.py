@@ -69,6 +69,9 @@ class TrainConfig:
     # same loss against the teacher's estimates.
     teacher: str = ""
     teacher_weight: float = 0.5
+    # ROLE=ENGINE,... (as eval's --engines filter): chunks drawing a source those engines
+    # made learn from the true sources alone, e.g. where the teacher is known to be weak.
+    teacher_skip: str = ""
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16
@@ -119,7 +122,7 @@ class TrainConfig:
     def _check_names(self) -> None:
         """Text fields (folders, names, choices) are strings; options and augment objects."""
         for key in ("model", "preset", "data", "dataset", "valid_data", "init_from", "teacher",
-                    "lr_schedule", "loss"):
+                    "teacher_skip", "lr_schedule", "loss"):
             value = getattr(self, key)
             if not isinstance(value, str):
                 raise ValueError(f"{key} must be a string, got {value!r}")
@@ -203,6 +206,16 @@ class TrainConfig:
         if not (is_finite_number(weight) and 0.0 < weight <= 1.0):
             raise ValueError(f"teacher_weight is the share of the loss against the teacher, in "
                              f"(0, 1], got {weight!r}")
+        if self.teacher_skip:
+            from tinysep.metrics.by_engine import parse_engine_filter
+
+            if not self.teacher:
+                raise ValueError("teacher_skip names songs the teacher does not teach: give "
+                                 "teacher too")
+            try:
+                parse_engine_filter(self.teacher_skip)
+            except ValueError as exc:
+                raise ValueError(f"teacher_skip: {exc}") from None
 
     @property
     def total_steps(self) -> int:

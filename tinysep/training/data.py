@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinysep.data.augment import training_chunks
+from tinysep.data.augment import drawn_chunks
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.data.loaders import SPLITS_FILE, find_clips, load_clips
 from tinysep.data.singing import DEFAULT_VOICES
@@ -154,24 +154,67 @@ def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
     """Batch number ``step``: mixtures ``(B, samples)`` and sources ``(B, S, samples)``.
 
     Augmentation (paper 2): random offsets, per-source random gain and sign flip,
-    cross-song remix (see :func:`tinysep.data.augment.training_chunks`); ``augment``
+    cross-song remix (see :func:`tinysep.data.augment.drawn_chunks`); ``augment``
     holds its keyword options.
     """
+    mixtures, parts, _ = drawn_batch_for_step(clips, step, seed, batch_size, samples,
+                                              augment, sources)
+    return mixtures, parts
+
+
+def drawn_batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
+                         samples: int, augment: dict, sources: Sequence[str] = SOURCES,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`batch_for_step` and, as ``(B, S)`` ints, the index in ``clips`` of the clip
+    each source of each chunk was drawn from."""
     rng = np.random.default_rng([int(seed), int(step)])
-    chunks = list(training_chunks(clips, samples, rng, count=batch_size, sources=sources,
-                                  **augment))
-    mixtures = np.stack([c[0] for c in chunks])
-    sources = np.stack([np.stack(c[1:]) for c in chunks])
-    return mixtures.astype(np.float32, copy=False), sources.astype(np.float32, copy=False)
+    drawn = list(drawn_chunks(clips, samples, rng, count=batch_size, sources=sources,
+                              **augment))
+    mixtures = np.stack([chunk[0] for _, chunk in drawn])
+    parts = np.stack([np.stack(chunk[1:]) for _, chunk in drawn])
+    picks = np.array([picked for picked, _ in drawn], dtype=np.int64)
+    return (mixtures.astype(np.float32, copy=False), parts.astype(np.float32, copy=False),
+            picks)
+
+
+def taught_shares(picks: np.ndarray, untaught: np.ndarray | None) -> np.ndarray:
+    """``(B,)`` float32: 1 for a chunk the teacher is asked about, 0 for one that drew a
+    source the teacher must not teach (``untaught[clip, source]``, see
+    :func:`untaught_sources`); all ones without ``untaught``."""
+    if untaught is None:
+        return np.ones(len(picks), np.float32)
+    columns = np.arange(picks.shape[1])[None, :]
+    return (~untaught[picks, columns].any(axis=1)).astype(np.float32)
+
+
+def untaught_sources(clips: Sequence[Clip], engines_of: dict[str, dict],
+                     skip: dict[str, set[str]], sources: Sequence[str] = SOURCES) -> np.ndarray:
+    """``(clips, sources)`` bools: True where a clip's source was made by an engine of
+    ``skip`` (``{role: {engines}}``, :func:`tinysep.metrics.by_engine.parse_engine_filter`),
+    by the clip's ``engines_of`` record (``splits.json``; roles as
+    :func:`tinysep.metrics.by_engine.source_roles`)."""
+    from tinysep.metrics.by_engine import source_roles
+
+    table = np.zeros((len(clips), len(sources)), dtype=bool)
+    for row, clip in enumerate(clips):
+        engines = engines_of.get(clip.name, {})
+        for column, source in enumerate(sources):
+            table[row, column] = any(engines.get(role) in skip.get(role, ())
+                                     for role in source_roles(source))
+    return table
 
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict,
-                 sources: Sequence[str] = SOURCES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless batches for steps ``first_step, first_step + 1, ...``."""
+                 samples: int, augment: dict, sources: Sequence[str] = SOURCES,
+                 untaught: np.ndarray | None = None,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Endless batches for steps ``first_step, first_step + 1, ...``: mixtures, sources and
+    each chunk's share of the teacher (:func:`taught_shares`)."""
     step = int(first_step)
     while True:
-        yield batch_for_step(clips, step, seed, batch_size, samples, augment, sources)
+        mixtures, parts, picks = drawn_batch_for_step(clips, step, seed, batch_size, samples,
+                                                      augment, sources)
+        yield mixtures, parts, taught_shares(picks, untaught)
         step += 1
 
 
@@ -190,8 +233,10 @@ def time_batches(clips: Sequence[Clip], augment: dict, batch_size: int, samples:
 
 
 def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict, sources: Sequence[str] = SOURCES):
-    """A prefetching ``tf.data.Dataset`` of ``(mixture, sources)`` batches from ``first_step``.
+                 samples: int, augment: dict, sources: Sequence[str] = SOURCES,
+                 untaught: np.ndarray | None = None):
+    """A prefetching ``tf.data.Dataset`` of ``(mixture, sources, taught)`` batches from
+    ``first_step`` (``taught``: :func:`taught_shares` of ``untaught``).
 
     The augmentation runs in numpy on tf.data's thread while the model trains.
     """
@@ -200,9 +245,11 @@ def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
     signature = (
         tf.TensorSpec((batch_size, samples), tf.float32),
         tf.TensorSpec((batch_size, len(sources), samples), tf.float32),
+        tf.TensorSpec((batch_size,), tf.float32),
     )
     dataset = tf.data.Dataset.from_generator(
-        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment, sources),
+        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment, sources,
+                             untaught),
         output_signature=signature,
     )
     return dataset.prefetch(2)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
 from tinysep.metrics.bss import FILTER_LENGTH
-from tinysep.models.losses import magnitude_l1
+from tinysep.models.losses import magnitude_l1, masked_magnitudes
 from tinysep.models.registry import mask_delay_frames
 from tinysep.training.choices import LOSSES
 
@@ -46,26 +46,29 @@ def tf_istft(spec: tf.Tensor, samples: int) -> tf.Tensor:
     return audio[:, front : front + samples]
 
 
-def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
-    """Mean over the batch of ``-10 log10(|s|^2 / |s - s_hat|^2)`` (plain SDR, in dB).
-
-    ``reference`` and ``estimate`` are ``(B, samples)``; a small constant keeps silent
-    chunks finite (their SDR then reads as ~0 dB whatever the estimate's noise floor).
-    """
+def sdr_db(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+    """``(B,)`` plain SDR in dB, ``10 log10(|s|^2 / |s - s_hat|^2)``, of ``(B, samples)``
+    references and estimates; a small constant keeps silent chunks finite (their SDR then
+    reads as ~0 dB whatever the estimate's noise floor)."""
     signal = tf.reduce_mean(tf.square(reference), axis=-1) + SDR_EPSILON
     error = tf.reduce_mean(tf.square(reference - estimate), axis=-1) + SDR_EPSILON
-    return -tf.reduce_mean(10.0 * tf.math.log(signal / error) / np.log(10.0))
+    return 10.0 * tf.math.log(signal / error) / np.log(10.0)
 
 
-def negative_bss_sdr(reference: tf.Tensor, estimate: tf.Tensor,
-                     taps: int = FILTER_LENGTH) -> tf.Tensor:
-    """Mean over the batch of minus BSS-eval v3's SDR (dB): the estimate against the best
-    ``taps``-tap filtering of the reference, the quantity ``tinysep eval`` reports.
+def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of minus :func:`sdr_db`."""
+    return -tf.reduce_mean(sdr_db(reference, estimate))
+
+
+def bss_sdr_db(reference: tf.Tensor, estimate: tf.Tensor, taps: int = FILTER_LENGTH,
+               ) -> tf.Tensor:
+    """``(B,)`` BSS-eval v3's SDR (dB): the estimate against the best ``taps``-tap filtering
+    of the reference, the quantity ``tinysep eval`` reports.
 
     The filter solves the normal equations ``R h = b`` (``R`` the reference's Toeplitz
     autocorrelation, ``b`` its cross-correlation with the estimate); the target is then
     ``h^T b`` of the estimate's energy and the rest is error. Silent chunks read as in
-    :func:`negative_sdr`.
+    :func:`sdr_db`.
     """
     samples = int(reference.shape[-1])
     size = 1 << int(np.ceil(np.log2(samples + taps)))
@@ -85,7 +88,13 @@ def negative_bss_sdr(reference: tf.Tensor, estimate: tf.Tensor,
     energy = tf.reduce_mean(tf.square(estimate), axis=-1)
     error = tf.maximum(energy - target, 0.0)
     ratio = (target + SDR_EPSILON) / (error + SDR_EPSILON)
-    return -tf.cast(tf.reduce_mean(10.0 * tf.math.log(ratio) / np.log(10.0)), tf.float32)
+    return tf.cast(10.0 * tf.math.log(ratio) / np.log(10.0), tf.float32)
+
+
+def negative_bss_sdr(reference: tf.Tensor, estimate: tf.Tensor,
+                     taps: int = FILTER_LENGTH) -> tf.Tensor:
+    """Mean over the batch of minus :func:`bss_sdr_db`."""
+    return -tf.reduce_mean(bss_sdr_db(reference, estimate, taps))
 
 
 def _as_complex(real: tf.Tensor) -> tf.Tensor:
@@ -103,6 +112,7 @@ def separation_loss(
     target_magnitudes: tf.Tensor,
     targets: tf.Tensor,
     sdr_weight: float,
+    weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """The training loss ``kind`` (one of :data:`LOSSES`).
 
@@ -111,35 +121,63 @@ def separation_loss(
     - ``sdr``: the negative plain SDR (dB) of the waveforms resynthesised with the mixture
       phase, averaged over both sources;
     - ``l1+sdr``: ``l1 + sdr_weight * sdr``;
-    - ``bss-sdr``: as ``sdr``, but BSS-eval v3's SDR (:func:`negative_bss_sdr`), which
+    - ``bss-sdr``: as ``sdr``, but BSS-eval v3's SDR (:func:`bss_sdr_db`), which
       forgives a 512-tap filtering of each source as evaluation does.
 
     Shapes: ``mixture_spec`` complex ``(B, T, F)``, ``masks`` and ``target_magnitudes``
-    ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``.
+    ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``. ``weights`` ``(B,)``
+    scales each chunk's loss before the mean over the batch (None: all ones).
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    if weights is None:
+        return _batch_mean_loss(kind, mixture_spec, masks, target_magnitudes, targets,
+                                sdr_weight)
+    per_chunk = tf.zeros_like(weights)
+    if kind in ("l1", "l1+sdr"):
+        estimate = masked_magnitudes(tf.abs(mixture_spec), masks)
+        per_chunk += tf.reduce_mean(tf.abs(estimate - target_magnitudes), axis=[1, 2, 3])
+    if kind in ("sdr", "l1+sdr", "bss-sdr"):
+        weight = sdr_weight if kind == "l1+sdr" else 1.0
+        score = bss_sdr_db if kind == "bss-sdr" else sdr_db
+        per_chunk -= weight * tf.add_n(_source_scores(score, mixture_spec, masks, targets)) \
+            / int(masks.shape[-1])
+    return tf.reduce_mean(weights * per_chunk)
+
+
+def _source_scores(score, mixture_spec: tf.Tensor, masks: tf.Tensor, targets: tf.Tensor,
+                   ) -> list[tf.Tensor]:
+    """``score(target, estimate)`` of each source, its estimate resynthesised from the
+    masked mixture with the mixture's phase."""
+    samples = int(targets.shape[-1])
+    return [score(targets[:, i], tf_istft(mixture_spec * _as_complex(masks[..., i]), samples))
+            for i in range(int(masks.shape[-1]))]
+
+
+def _batch_mean_loss(kind: str, mixture_spec: tf.Tensor, masks: tf.Tensor,
+                     target_magnitudes: tf.Tensor, targets: tf.Tensor,
+                     sdr_weight: float) -> tf.Tensor:
+    """:func:`separation_loss` with every chunk weighted alike."""
     total = tf.constant(0.0)
     if kind in ("l1", "l1+sdr"):
         total += magnitude_l1(tf.abs(mixture_spec), target_magnitudes, masks)
     if kind in ("sdr", "l1+sdr", "bss-sdr"):
-        samples = int(targets.shape[-1])
         weight = sdr_weight if kind == "l1+sdr" else 1.0
         score = negative_bss_sdr if kind == "bss-sdr" else negative_sdr
-        terms = []
-        for i in range(int(masks.shape[-1])):
-            spec = mixture_spec * _as_complex(masks[..., i])
-            terms.append(score(targets[:, i], tf_istft(spec, samples)))
+        terms = _source_scores(score, mixture_spec, masks, targets)
         total += weight * tf.add_n(terms) / len(terms)
     return total
 
 
 def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_weight: float,
-               training: bool, teacher=None, teacher_weight: float = 0.0) -> tf.Tensor:
+               training: bool, teacher=None, teacher_weight: float = 0.0,
+               taught: tf.Tensor | None = None) -> tf.Tensor:
     """The loss ``kind`` of ``model`` on a batch: mixtures ``(B, samples)``, sources
     ``(B, 2, samples)`` (STFT, masks from the mixture magnitudes, loss). With a ``teacher``
     model, ``teacher_weight`` of it is the same loss against the teacher's separations
-    (its masks on the mixture, resynthesised alike) instead of the true sources.
+    (its masks on the mixture, resynthesised alike) instead of the true sources; ``taught``
+    ``(B,)`` (None: all ones) scales the teacher's share chunk by chunk, so a chunk at 0
+    learns from the true sources alone.
 
     A model with a look ahead (``mask_delay`` frames) sees the whole chunk, and the loss is
     taken on the part its masks reach: the chunk less that many hops at its end."""
@@ -163,17 +201,23 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, kept))))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
     masks = aligned_masks(model, training)
-    loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
     if teacher is None:
-        return loss
-    taught = tf.stop_gradient(aligned_masks(teacher, False))
-    taught_magnitudes = tf.abs(spec)[..., None] * taught
+        return separation_loss(kind, spec, masks, target, sources, sdr_weight)
+    taught_masks = tf.stop_gradient(aligned_masks(teacher, False))
+    taught_magnitudes = tf.abs(spec)[..., None] * taught_masks
     taught_sources = tf.stack(
-        [tf_istft(spec * _as_complex(taught[..., i]), kept) for i in range(count)], axis=1)
-    taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
-                                  sdr_weight)
-    return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss
+        [tf_istft(spec * _as_complex(taught_masks[..., i]), kept) for i in range(count)],
+        axis=1)
+    if taught is None:
+        loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
+        taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
+                                      sdr_weight)
+        return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss
+    share = teacher_weight * tf.cast(taught, tf.float32)
+    return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share)
+            + separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
+                              sdr_weight, share))
 
 
-__all__ = ["LOSSES", "batch_loss", "negative_bss_sdr", "negative_sdr", "separation_loss",
-           "tf_istft", "tf_stft"]
+__all__ = ["LOSSES", "batch_loss", "bss_sdr_db", "negative_bss_sdr", "negative_sdr", "sdr_db",
+           "separation_loss", "tf_istft", "tf_stft"]

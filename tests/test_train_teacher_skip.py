@@ -1,0 +1,161 @@
+"""`tinysep train --teacher-skip`: chunks that drew a source from the named engines learn from
+the true sources alone; the others mix in the teacher as before. Checked on the batches (which
+clip each chunk came from), on the loss (chunk by chunk) and on a real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from cli.main import main as cli_main
+from tinysep.data.clip import Clip
+from tinysep.data.loaders import load_split
+from tinysep.data.synth import write_corpus
+from tinysep.metrics.by_engine import clip_engines, source_roles
+from tinysep.models import model_from_config
+from tinysep.train import TrainConfig, train
+from tinysep.training.config import DEFAULT_AUGMENT
+from tinysep.training.data import (
+    batch_for_step,
+    drawn_batch_for_step,
+    taught_shares,
+    untaught_sources,
+)
+from tinysep.training.spectral import batch_loss
+
+TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
+SCALE = 100_000  # a coded sample's value: clip * SCALE + position + 1
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Six songs over two accompaniment engines (additive and physical)."""
+    root = tmp_path_factory.mktemp("skip") / "synth"
+    write_corpus(root, songs=6, seconds=6.0, seed=4, progress=False,
+                 engines=("additive", "physical"))
+    return root
+
+
+def _config(corpus: Path, **changes) -> TrainConfig:
+    base = TrainConfig(model="dualgate-tcn", preset="tiny", options=dict(TINY), data=str(corpus),
+                       epochs=1, steps_per_epoch=3, batch_size=4, chunk_seconds=0.5,
+                       valid_clips=1, valid_seconds=2.0, seed=5)
+    return base.replace(**changes)
+
+
+def _coded_clips() -> list[Clip]:
+    """Six clips of three songs whose samples say which clip they are."""
+    clips = []
+    for k in range(6):
+        vocals = k * SCALE + np.arange(4000, dtype=np.float32) + 1
+        clips.append(Clip(f"c{k}", 2 * vocals, vocals, vocals.copy(), song=f"song{k // 2}"))
+    return clips
+
+
+def test_the_batch_says_which_clip_gave_each_source():
+    """The picks are the clips the samples came from, the remix included; a chunk is
+    untaught exactly when one of its sources came from an untaught clip source."""
+    clips = _coded_clips()
+    plain = {"random_gain": False, "sign_flip": False, "remix_probability": 0.7}
+    mixtures, parts, picks = drawn_batch_for_step(clips, 3, 9, 64, 500, plain)
+    assert picks.shape == (64, 2)
+    decoded = np.floor((parts[:, :, 0] - 1) / SCALE).astype(int)
+    np.testing.assert_array_equal(decoded, picks)
+    assert (picks[:, 0] // 2 != picks[:, 1] // 2).any()  # some chunks were remixed
+    np.testing.assert_array_equal(mixtures, parts.sum(axis=1))
+    again_mixtures, again_parts = batch_for_step(clips, 3, 9, 64, 500, plain)
+    np.testing.assert_array_equal(again_parts, parts)
+    untaught = np.zeros((6, 2), dtype=bool)
+    untaught[4, 1] = True  # the accompaniment of clip 4 only
+    shares = taught_shares(picks, untaught)
+    np.testing.assert_array_equal(shares == 0.0, picks[:, 1] == 4)
+    assert shares.dtype == np.float32 and set(shares) == {0.0, 1.0}
+    np.testing.assert_array_equal(taught_shares(picks, None), np.ones(64, np.float32))
+
+
+def test_roles_pick_the_sources_they_made():
+    """A vocal role marks the vocals, an accompaniment role the accompaniment (or each of its
+    stems), the composer every source; a clip missing from splits.json is taught."""
+    clips = [Clip(name, np.zeros(8), np.zeros(8), np.zeros(8)) for name in "abc"]
+    engines = {"a": {"vocals": "festival", "accompaniment": "recorded", "composer": "loops"},
+               "b": {"vocals": "espeak", "accompaniment": "additive", "composer": "through"}}
+    table = untaught_sources(clips, engines, {"accompaniment": {"recorded"}})
+    np.testing.assert_array_equal(table, [[False, True], [False, False], [False, False]])
+    table = untaught_sources(clips, engines, {"vocals": {"espeak"}})
+    np.testing.assert_array_equal(table, [[False, False], [True, False], [False, False]])
+    table = untaught_sources(clips, engines, {"composer": {"loops"}},
+                             ("vocals", "drums", "bass", "other"))
+    np.testing.assert_array_equal(table[0], [True] * 4)
+    assert not table[1:].any()
+    assert "voice" in source_roles("vocals") and "font" not in source_roles("vocals")
+    assert "font" in source_roles("bass") and "composer" in source_roles("bass")
+
+
+def test_an_untaught_chunk_learns_from_the_true_sources_alone(tmp_path):
+    """The loss with per-chunk shares is the mean of each chunk's own loss: a chunk at 0
+    scores against the true sources only, one at 1 mixes in the teacher by its weight; all
+    ones is the plain distillation loss."""
+    root = tmp_path / "c"
+    write_corpus(root, songs=3, seconds=4.0, seed=2, progress=False)
+    clips = load_split(root, split="train", progress=False)
+    mixture, sources = (tf.constant(a) for a in batch_for_step(clips, 7, 1, 4, 8000,
+                                                                DEFAULT_AUGMENT))
+    keras.utils.set_random_seed(1)
+    model = model_from_config(_config(root).model_config())
+    teacher = model_from_config(_config(root).model_config())
+
+    def loss(rows, taught=None, weight=0.6, teach=True) -> float:
+        share = None if taught is None else tf.constant(taught, tf.float32)
+        return float(batch_loss(model, tf.gather(mixture, rows), tf.gather(sources, rows),
+                                "sdr", 0.0, False, teacher if teach else None, weight, share))
+
+    taught_rows, truth_rows = [0, 2], [1, 3]
+    expected = (loss(taught_rows) + loss(truth_rows, teach=False)) / 2
+    mixed = loss([0, 1, 2, 3], [1.0, 0.0, 1.0, 0.0])
+    assert mixed == pytest.approx(expected, abs=1e-3)
+    assert abs(loss([0, 1, 2, 3]) - loss([0, 1, 2, 3], teach=False)) > 1.0  # the teacher counts
+    assert abs(mixed - loss([0, 1, 2, 3])) > 0.1
+    assert loss([0, 1, 2, 3], [1.0] * 4) == pytest.approx(loss([0, 1, 2, 3]), abs=1e-3)
+    assert loss([0, 1, 2, 3], [0.0] * 4) == pytest.approx(loss([0, 1, 2, 3], teach=False),
+                                                        abs=1e-3)
+
+
+def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path):
+    """A run taught except on one accompaniment engine trains and records the filter; a
+    resume keeps it."""
+    teacher = tmp_path / "teacher"
+    train(_config(corpus), teacher, progress=False)
+    made = {entry["accompaniment"] for entry in clip_engines(corpus).values()}
+    assert made == {"additive", "physical"}
+    out = tmp_path / "taught"
+    config = _config(corpus, teacher=str(teacher), teacher_skip="accompaniment=physical")
+    train(config, out, progress=False)
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_config"]["teacher_skip"] == "accompaniment=physical"
+    result = train(config.replace(epochs=2), out, resume=True, allow_changes=True,
+                   progress=False)
+    assert result.epochs == 2
+
+
+def test_a_skip_that_cannot_work_stops_before_the_run_starts(corpus, tmp_path, capsys):
+    """A filter with no teacher, a malformed one and one that matches no train clip (a
+    misspelt engine) each stop with the reason; no run folder is left."""
+    teacher = tmp_path / "teacher"
+    train(_config(corpus), teacher, progress=False)
+    with pytest.raises(ValueError, match="teacher_skip .*give teacher too"):
+        _config(corpus, teacher_skip="accompaniment=physical").validate()
+    with pytest.raises(ValueError, match="teacher_skip: .*expected ROLE=ENGINE"):
+        _config(corpus, teacher=str(teacher), teacher_skip="physical").validate()
+    misspelt = _config(corpus, teacher=str(teacher), teacher_skip="accompaniment=phisical")
+    with pytest.raises(ValueError, match="matches no train clip .*accompaniment=physical"):
+        train(misspelt, tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "b"),
+                     "--teacher-skip", "accompaniment=physical"])
+    assert code != 0 and "give --teacher too" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -351,9 +351,9 @@ def test_a_sigterm_swallowed_in_a_finalizer_still_stops_the_run(corpus, tmp_path
     def step_function(*args, **kwargs):
         step = real_step_function(*args, **kwargs)
 
-        def signalling_step(mixture, sources):
+        def signalling_step(*batch):
             SignalsWhenCollected()
-            return step(mixture, sources)
+            return step(*batch)
 
         return signalling_step
 

@@ -125,16 +125,21 @@ def test_an_untaught_chunk_learns_from_the_true_sources_alone(tmp_path):
                                                         abs=1e-3)
 
 
-def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path):
-    """A run taught except on one accompaniment engine trains and records the filter; a
-    resume keeps it."""
+def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path, capsys):
+    """A run taught except on one accompaniment engine trains, says how many train clips
+    the teacher skips and records the filter; a resume keeps it."""
     teacher = tmp_path / "teacher"
     train(_config(corpus), teacher, progress=False)
-    made = {entry["accompaniment"] for entry in clip_engines(corpus).values()}
-    assert made == {"additive", "physical"}
+    engines = clip_engines(corpus)
+    assert {entry["accompaniment"] for entry in engines.values()} == {"additive", "physical"}
+    train_clips = {clip.name for clip in load_split(corpus, split="train", progress=False)}
+    skipped = sum(engines[name]["accompaniment"] == "physical" for name in train_clips)
     out = tmp_path / "taught"
     config = _config(corpus, teacher=str(teacher), teacher_skip="accompaniment=physical")
+    capsys.readouterr()
     train(config, out, progress=False)
+    said = f"teacher skips accompaniment=physical: {skipped} of {len(train_clips)} train clips"
+    assert 0 < skipped < len(train_clips) and said in capsys.readouterr().err
     run = json.loads((out / "run.json").read_text())
     assert run["train_config"]["teacher_skip"] == "accompaniment=physical"
     result = train(config.replace(epochs=2), out, resume=True, allow_changes=True,

@@ -134,6 +134,8 @@ def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
         raise ValueError(f"teacher_skip {config.teacher_skip!r} matches no train clip of "
                          f"{config.data}; its songs were made by "
                          f"{first_names(made, 8) if made else 'no engine its splits.json names'}")
+    print(f"teacher skips {config.teacher_skip}: {int(table.any(axis=1).sum())} of {len(clips)} "
+          f"train clips learn from their true sources alone", file=sys.stderr)
     return table
 
 
@@ -143,7 +145,6 @@ def _train_step_function(model, optimizer, config: TrainConfig, average=None, te
     from tinysep.training.spectral import batch_loss
 
     variables = model.trainable_variables
-
     skips = bool(config.teacher_skip)
 
     @tf.function(autograph=False)  # straight-line code: skipping autograph halves tracing

@@ -133,7 +133,7 @@ def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
                        for role, engine in entry.items() if engine})
         raise ValueError(f"teacher_skip {config.teacher_skip!r} matches no train clip of "
                          f"{config.data}; its songs were made by "
-                         f"{first_names(made, 8) if made else 'no engine its splits.json names'}")
+                         f"{first_names(made, 8) if made else 'engines no splits.json there names'}")
     print(f"teacher skips {config.teacher_skip}: {int(table.any(axis=1).sum())} of {len(clips)} "
           f"train clips learn from their true sources alone", file=sys.stderr)
     return table

@@ -43,6 +43,8 @@ _FIELDS = {
     "weight_average": "weight_average",
     "teacher_weight": "teacher_weight",
     "teacher_skip": "teacher_skip",
+    "oversample": "oversample",
+    "oversample_factor": "oversample_factor",
 }
 
 
@@ -95,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "eval's --engines, by the corpus's splits.json) learn from the "
                              "true sources alone, e.g. accompaniment=recorded where the "
                              "teacher separates real recordings worse than their stems")
+    parser.add_argument("--oversample", metavar="ROLE=ENGINE[,...]",
+                        help="draw the train clips with a source made by one of these engines "
+                             "(roles as eval's --engines) more often than the others, e.g. "
+                             "accompaniment=recorded when the corpus holds few recordings")
+    parser.add_argument("--oversample-factor", type=finite_float, metavar="X",
+                        help="how many times as often those clips are drawn (default "
+                             f"{d.oversample_factor:g})")
     parser.add_argument("--out", required=True, type=path_argument,
                         help="run folder, e.g. runs/NAME: new or empty for a new run")
     parser.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
@@ -220,6 +229,9 @@ def build_config(args: argparse.Namespace):
         raise CliError("--teacher-weight weighs the loss against a teacher: give --teacher too")
     if args.teacher_skip is not None and not config.teacher:
         raise CliError("--teacher-skip names songs a teacher does not teach: give --teacher too")
+    if args.oversample_factor is not None and not config.oversample:
+        raise CliError("--oversample-factor weighs the clips --oversample names: give "
+                       "--oversample too")
     if not config.data:
         raise CliError("--data is required (the dataset folder to train on)")
     return config

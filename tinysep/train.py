@@ -115,28 +115,49 @@ def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
     return teacher
 
 
-def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
-    """Which source of which train clip the teacher does not teach (``teacher_skip``), or
-    None when it teaches every chunk. A filter that matches no train clip is refused: it
-    would change nothing, most likely through a misspelt engine."""
-    if not config.teacher_skip:
-        return None
+def _made_by(config: TrainConfig, key: str, clips, sources: tuple[str, ...]):
+    """The ``(clips, sources)`` table of the train sources made by the engines of the
+    config's filter ``key`` (:func:`tinysep.training.data.sources_made_by`). A filter that
+    matches no train clip is refused: it would change nothing, most likely through a
+    misspelt engine."""
     from tinysep.folder_writes import first_names
     from tinysep.metrics.by_engine import clip_engines, parse_engine_filter
-    from tinysep.training.data import untaught_sources
+    from tinysep.training.data import sources_made_by
 
     engines_of = clip_engines(config.data)
-    table = untaught_sources(clips, engines_of, parse_engine_filter(config.teacher_skip),
-                             sources)
+    wanted = getattr(config, key)
+    table = sources_made_by(clips, engines_of, parse_engine_filter(wanted), sources)
     if not table.any():
         made = sorted({f"{role}={engine}" for entry in engines_of.values()
                        for role, engine in entry.items() if engine})
-        raise ValueError(f"teacher_skip {config.teacher_skip!r} matches no train clip of "
-                         f"{config.data}; its songs were made by "
-                         f"{first_names(made, 8) if made else 'engines no splits.json there names'}")
+        makers = first_names(made, 8) if made else "engines no splits.json there names"
+        raise ValueError(f"{key} {wanted!r} matches no train clip of {config.data}; its songs "
+                         f"were made by {makers}")
+    return table
+
+
+def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
+    """Which source of which train clip the teacher does not teach (``teacher_skip``), or
+    None when it teaches every chunk."""
+    if not config.teacher_skip:
+        return None
+    table = _made_by(config, "teacher_skip", clips, sources)
     print(f"teacher skips {config.teacher_skip}: {int(table.any(axis=1).sum())} of {len(clips)} "
           f"train clips learn from their true sources alone", file=sys.stderr)
     return table
+
+
+def _clip_odds(config: TrainConfig, clips, sources: tuple[str, ...]):
+    """How often each train clip is drawn (``oversample``), or None when all alike."""
+    if not config.oversample:
+        return None
+    import numpy as np
+
+    favoured = _made_by(config, "oversample", clips, sources).any(axis=1)
+    print(f"oversample {config.oversample}: {int(favoured.sum())} of {len(clips)} train clips "
+          f"are drawn {config.oversample_factor:g} times as often as the others",
+          file=sys.stderr)
+    return np.where(favoured, float(config.oversample_factor), 1.0)
 
 
 def _train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
@@ -462,6 +483,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds,
                              config.valid_levels_db)
     untaught = _untaught(config, data.train, sources)
+    clip_odds = _clip_odds(config, data.train, sources)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)
@@ -487,7 +509,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     step_fn = _train_step_function(model, session.optimizer, config, session.average, teacher)
     batches = iter(make_dataset(data.train, state["step"], config.seed, config.batch_size,
                                 chunk_samples(config.chunk_seconds), config.augment, sources,
-                                untaught))
+                                untaught, clip_odds))
     session.start_clock()
     # a fresh run makes at least one step whatever the budget; a resumed one may be done
     stop_reason = session.stop_reason() if state["step"] else None

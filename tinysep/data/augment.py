@@ -171,6 +171,19 @@ def _offset(n_samples: int, length: int, rng: np.random.Generator, random_offset
     return int(rng.integers(0, n_samples // length)) * length
 
 
+def _clip_drawer(count: int, rng: np.random.Generator, odds: Sequence[float] | None):
+    """A function drawing a clip index: uniform without ``odds``, else in proportion to
+    them (checked: one finite positive number per clip)."""
+    if odds is None:
+        return lambda: int(rng.integers(count))
+    odds = np.asarray(odds, dtype=np.float64)
+    if odds.shape != (count,) or not np.all(np.isfinite(odds)) or not np.all(odds > 0):
+        raise ValueError(f"clip_odds must be one finite positive number per clip ({count}), "
+                         f"got shape {odds.shape}")
+    cumulative = np.cumsum(odds / odds.sum())
+    return lambda: min(int(np.searchsorted(cumulative, rng.random(), side="right")), count - 1)
+
+
 def training_chunks(clips: Sequence[Clip], chunk_samples: int, rng: np.random.Generator,
                     **options) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield augmented ``(mixture, *sources)`` chunks: :func:`drawn_chunks` without the
@@ -201,6 +214,7 @@ def drawn_chunks(
     ensemble_delay_ms: float = DEFAULT_ENSEMBLE_DELAY_MS,
     sources: Sequence[str] = SOURCES,
     count: int | None = None,
+    clip_odds: Sequence[float] | None = None,
 ) -> Iterator[tuple[tuple[int, ...], tuple[np.ndarray, ...]]]:
     """Yield ``count`` (default: endless) augmented ``(mixture, *sources)`` chunks, each
     with the indices in ``clips`` of the clips its sources were drawn from (one per source).
@@ -219,7 +233,8 @@ def drawn_chunks(
     - level_range_db: the whole chunk (every source alike) is then scaled by a gain
       uniform in dB in this range (``(0, 0)``: off).
     Clips shorter than a chunk are zero-padded. ``sources`` are read with
-    ``Clip.source`` (the four stems need clips loaded for them).
+    ``Clip.source`` (the four stems need clips loaded for them). ``clip_odds`` (one positive
+    number per clip; None: all alike) weighs how often each clip is drawn, for every source.
     """
     if not clips:
         raise ValueError("training chunks need at least one clip")
@@ -238,16 +253,17 @@ def drawn_chunks(
     names = check_sources(sources)
     songs = [c.song_id for c in clips]
     can_remix = remix and len(set(songs)) >= 2 and remix_probability > 0
+    draw_clip = _clip_drawer(len(clips), rng, clip_odds)
 
     produced = 0
     while count is None or produced < count:
-        i = int(rng.integers(len(clips)))
+        i = draw_clip()
         picks = [i]
         for _ in names[1:]:
             j = i
             if can_remix and rng.random() < remix_probability:
                 while songs[j] == songs[i]:
-                    j = int(rng.integers(len(clips)))
+                    j = draw_clip()
             picks.append(j)
         signals = [clips[j].source(name) for j, name in zip(picks, names, strict=True)]
         speeds = {j: 1.0 for j in picks}

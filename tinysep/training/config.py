@@ -26,6 +26,7 @@ from tinysep.training.choices import LOSSES, SCHEDULES
 
 # Fields a resumed run may change: how long it goes on, and where the (same) data lives.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
+MAX_OVERSAMPLE = 100.0  # the most times as often a clip may be drawn as another
 MAX_CHUNK_SECONDS = 60.0  # a batch of training chunks is held in memory: longer is a typo
 MAX_VALID_SECONDS = 3600.0  # longer than any song: a larger cut is a typo
 MAX_SEED = 2**32 - 1  # the largest seed Keras' random generators take
@@ -72,6 +73,10 @@ class TrainConfig:
     # ROLE=ENGINE,... (as eval's --engines filter): chunks drawing a source those engines
     # made learn from the true sources alone, e.g. where the teacher is known to be weak.
     teacher_skip: str = ""
+    # ROLE=ENGINE,...: train clips with a source those engines made are drawn
+    # oversample_factor times as often as the others (a world the corpus holds little of).
+    oversample: str = ""
+    oversample_factor: float = 2.0
     epochs: int = 50
     steps_per_epoch: int = 200
     batch_size: int = 16
@@ -118,11 +123,12 @@ class TrainConfig:
         self._check_optimizer()
         self._check_augment()
         self._check_init_and_teacher()
+        self._check_sampling()
 
     def _check_names(self) -> None:
         """Text fields (folders, names, choices) are strings; options and augment objects."""
         for key in ("model", "preset", "data", "dataset", "valid_data", "init_from", "teacher",
-                    "teacher_skip", "lr_schedule", "loss"):
+                    "teacher_skip", "oversample", "lr_schedule", "loss"):
             value = getattr(self, key)
             if not isinstance(value, str):
                 raise ValueError(f"{key} must be a string, got {value!r}")
@@ -206,16 +212,28 @@ class TrainConfig:
         if not (is_finite_number(weight) and 0.0 < weight <= 1.0):
             raise ValueError(f"teacher_weight is the share of the loss against the teacher, in "
                              f"(0, 1], got {weight!r}")
-        if self.teacher_skip:
-            from tinysep.metrics.by_engine import parse_engine_filter
+        if self.teacher_skip and not self.teacher:
+            raise ValueError("teacher_skip names songs the teacher does not teach: give "
+                             "teacher too")
+        self._check_engine_filter("teacher_skip")
 
-            if not self.teacher:
-                raise ValueError("teacher_skip names songs the teacher does not teach: give "
-                                 "teacher too")
+    def _check_sampling(self) -> None:
+        """Which train clips are drawn more often, and how much more often."""
+        self._check_engine_filter("oversample")
+        factor = self.oversample_factor
+        if not (is_finite_number(factor) and 0.0 < factor <= MAX_OVERSAMPLE):
+            raise ValueError(f"oversample_factor is how many times as often the oversampled "
+                             f"clips are drawn, in (0, {MAX_OVERSAMPLE:g}], got {factor!r}")
+
+    def _check_engine_filter(self, key: str) -> None:
+        """A ROLE=ENGINE,... field, when set, parses."""
+        from tinysep.metrics.by_engine import parse_engine_filter
+
+        if getattr(self, key):
             try:
-                parse_engine_filter(self.teacher_skip)
+                parse_engine_filter(getattr(self, key))
             except ValueError as exc:
-                raise ValueError(f"teacher_skip: {exc}") from None
+                raise ValueError(f"{key}: {exc}") from None
 
     @property
     def total_steps(self) -> int:

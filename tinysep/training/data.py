@@ -164,12 +164,14 @@ def batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
 
 def drawn_batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size: int,
                          samples: int, augment: dict, sources: Sequence[str] = SOURCES,
+                         clip_odds: np.ndarray | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`batch_for_step` and, as ``(B, S)`` ints, the index in ``clips`` of the clip
-    each source of each chunk was drawn from."""
+    each source of each chunk was drawn from; ``clip_odds`` weighs how often each clip is
+    drawn (:func:`tinysep.data.augment.drawn_chunks`)."""
     rng = np.random.default_rng([int(seed), int(step)])
     drawn = list(drawn_chunks(clips, samples, rng, count=batch_size, sources=sources,
-                              **augment))
+                              clip_odds=clip_odds, **augment))
     mixtures = np.stack([chunk[0] for _, chunk in drawn])
     parts = np.stack([np.stack(chunk[1:]) for _, chunk in drawn])
     picks = np.array([picked for picked, _ in drawn], dtype=np.int64)
@@ -180,17 +182,17 @@ def drawn_batch_for_step(clips: Sequence[Clip], step: int, seed: int, batch_size
 def taught_shares(picks: np.ndarray, untaught: np.ndarray | None) -> np.ndarray:
     """``(B,)`` float32: 1 for a chunk the teacher is asked about, 0 for one that drew a
     source the teacher must not teach (``untaught[clip, source]``, see
-    :func:`untaught_sources`); all ones without ``untaught``."""
+    :func:`sources_made_by`); all ones without ``untaught``."""
     if untaught is None:
         return np.ones(len(picks), np.float32)
     columns = np.arange(picks.shape[1])[None, :]
     return (~untaught[picks, columns].any(axis=1)).astype(np.float32)
 
 
-def untaught_sources(clips: Sequence[Clip], engines_of: dict[str, dict],
-                     skip: dict[str, set[str]], sources: Sequence[str] = SOURCES) -> np.ndarray:
+def sources_made_by(clips: Sequence[Clip], engines_of: dict[str, dict],
+                    wanted: dict[str, set[str]], sources: Sequence[str] = SOURCES) -> np.ndarray:
     """``(clips, sources)`` bools: True where a clip's source was made by an engine of
-    ``skip`` (``{role: {engines}}``, :func:`tinysep.metrics.by_engine.parse_engine_filter`),
+    ``wanted`` (``{role: {engines}}``, :func:`tinysep.metrics.by_engine.parse_engine_filter`),
     by the clip's ``engines_of`` record (``splits.json``; roles as
     :func:`tinysep.metrics.by_engine.source_roles`)."""
     from tinysep.metrics.by_engine import source_roles
@@ -199,21 +201,21 @@ def untaught_sources(clips: Sequence[Clip], engines_of: dict[str, dict],
     for row, clip in enumerate(clips):
         engines = engines_of.get(clip.name, {})
         for column, source in enumerate(sources):
-            table[row, column] = any(engines.get(role) in skip.get(role, ())
+            table[row, column] = any(engines.get(role) in wanted.get(role, ())
                                      for role in source_roles(source))
     return table
 
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
                  samples: int, augment: dict, sources: Sequence[str] = SOURCES,
-                 untaught: np.ndarray | None = None,
+                 untaught: np.ndarray | None = None, clip_odds: np.ndarray | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Endless batches for steps ``first_step, first_step + 1, ...``: mixtures, sources and
     each chunk's share of the teacher (:func:`taught_shares`)."""
     step = int(first_step)
     while True:
         mixtures, parts, picks = drawn_batch_for_step(clips, step, seed, batch_size, samples,
-                                                      augment, sources)
+                                                      augment, sources, clip_odds)
         yield mixtures, parts, taught_shares(picks, untaught)
         step += 1
 
@@ -234,9 +236,10 @@ def time_batches(clips: Sequence[Clip], augment: dict, batch_size: int, samples:
 
 def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
                  samples: int, augment: dict, sources: Sequence[str] = SOURCES,
-                 untaught: np.ndarray | None = None):
+                 untaught: np.ndarray | None = None, clip_odds: np.ndarray | None = None):
     """A prefetching ``tf.data.Dataset`` of ``(mixture, sources, taught)`` batches from
-    ``first_step`` (``taught``: :func:`taught_shares` of ``untaught``).
+    ``first_step`` (``taught``: :func:`taught_shares` of ``untaught``; ``clip_odds``: how
+    often each clip is drawn).
 
     The augmentation runs in numpy on tf.data's thread while the model trains.
     """
@@ -249,7 +252,7 @@ def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: 
     )
     dataset = tf.data.Dataset.from_generator(
         lambda: batches_from(clips, first_step, seed, batch_size, samples, augment, sources,
-                             untaught),
+                             untaught, clip_odds),
         output_signature=signature,
     )
     return dataset.prefetch(2)

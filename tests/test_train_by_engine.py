@@ -1,6 +1,7 @@
-"""`tinysep train --teacher-skip`: chunks that drew a source from the named engines learn from
-the true sources alone; the others mix in the teacher as before. Checked on the batches (which
-clip each chunk came from), on the loss (chunk by chunk) and on a real run."""
+"""`tinysep train` by engine: with --teacher-skip, chunks that drew a source from the named
+engines learn from the true sources alone while the others mix in the teacher; with
+--oversample, the clips the named engines made are drawn more often. Checked on the batches
+(which clip each chunk came from), on the loss (chunk by chunk) and on real runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from cli.main import main as cli_main
+from tinysep.data.augment import drawn_chunks
 from tinysep.data.clip import Clip
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
@@ -23,8 +25,8 @@ from tinysep.training.config import DEFAULT_AUGMENT
 from tinysep.training.data import (
     batch_for_step,
     drawn_batch_for_step,
+    sources_made_by,
     taught_shares,
-    untaught_sources,
 )
 from tinysep.training.spectral import batch_loss
 
@@ -84,11 +86,11 @@ def test_roles_pick_the_sources_they_made():
     clips = [Clip(name, np.zeros(8), np.zeros(8), np.zeros(8)) for name in "abc"]
     engines = {"a": {"vocals": "festival", "accompaniment": "recorded", "composer": "loops"},
                "b": {"vocals": "espeak", "accompaniment": "additive", "composer": "through"}}
-    table = untaught_sources(clips, engines, {"accompaniment": {"recorded"}})
+    table = sources_made_by(clips, engines, {"accompaniment": {"recorded"}})
     np.testing.assert_array_equal(table, [[False, True], [False, False], [False, False]])
-    table = untaught_sources(clips, engines, {"vocals": {"espeak"}})
+    table = sources_made_by(clips, engines, {"vocals": {"espeak"}})
     np.testing.assert_array_equal(table, [[False, False], [True, False], [False, False]])
-    table = untaught_sources(clips, engines, {"composer": {"loops"}},
+    table = sources_made_by(clips, engines, {"composer": {"loops"}},
                              ("vocals", "drums", "bass", "other"))
     np.testing.assert_array_equal(table[0], [True] * 4)
     assert not table[1:].any()
@@ -163,4 +165,55 @@ def test_a_skip_that_cannot_work_stops_before_the_run_starts(corpus, tmp_path, c
     code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "b"),
                      "--teacher-skip", "accompaniment=physical"])
     assert code != 0 and "give --teacher too" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_odds_draw_clips_in_proportion_for_every_source():
+    """A clip with ten times the odds of each of five others is drawn about two thirds of
+    the time, for the vocals and for a remixed accompaniment alike; odds that are not one
+    positive number per clip are refused."""
+    clips = _coded_clips()
+    odds = [10.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    drawn = list(drawn_chunks(clips, 500, np.random.default_rng(2), count=3000,
+                              clip_odds=odds, remix_probability=1.0))
+    picks = np.array([picked for picked, _ in drawn])
+    assert np.mean(picks[:, 0] == 0) == pytest.approx(10 / 15, abs=0.03)
+    # a partner comes from another song: for a first pick of song 1 or 2, clip 0 (odds 10),
+    # clip 1 and the two clips of the third song (odds 1 each)
+    remixed = picks[picks[:, 0] >= 2, 1]
+    assert np.mean(remixed == 0) == pytest.approx(10 / 13, abs=0.04)
+    uniform = list(drawn_chunks(clips, 500, np.random.default_rng(2), count=3000))
+    assert np.mean([picked[0] == 0 for picked, _ in uniform]) == pytest.approx(1 / 6, abs=0.03)
+    for bad in ([1.0] * 5, [0.0] + [1.0] * 5, [float("nan")] + [1.0] * 5):
+        with pytest.raises(ValueError, match="clip_odds must be one finite positive number"):
+            next(drawn_chunks(clips, 500, np.random.default_rng(0), clip_odds=bad))
+
+
+def test_a_run_that_oversamples_an_engine_says_how_many_clips(corpus, tmp_path, capsys):
+    """--oversample names how many train clips are favoured and records the setting; bad
+    filters, factors, and a factor with no filter are refused before any work."""
+    engines = clip_engines(corpus)
+    train_clips = {clip.name for clip in load_split(corpus, split="train", progress=False)}
+    favoured = sum(engines[name]["accompaniment"] == "physical" for name in train_clips)
+    out = tmp_path / "oversampled"
+    config = _config(corpus, oversample="accompaniment=physical", oversample_factor=3.0)
+    capsys.readouterr()
+    train(config, out, progress=False)
+    said = (f"oversample accompaniment=physical: {favoured} of {len(train_clips)} train clips "
+            f"are drawn 3 times as often")
+    assert said in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["train_config"]["oversample_factor"] == 3.0
+    with pytest.raises(ValueError, match="oversample: .*expected ROLE=ENGINE"):
+        _config(corpus, oversample="physical").validate()
+    for factor in (0.0, -1.0, 1000.0, float("inf")):
+        with pytest.raises(ValueError, match="oversample_factor"):
+            _config(corpus, oversample="accompaniment=physical",
+                    oversample_factor=factor).validate()
+    with pytest.raises(ValueError, match="oversample 'vocals=flite' matches no train clip"):
+        train(_config(corpus, oversample="vocals=flite"), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "b"),
+                     "--oversample-factor", "3"])
+    assert code != 0 and "give --oversample too" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()

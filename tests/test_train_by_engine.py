@@ -217,3 +217,28 @@ def test_a_run_that_oversamples_an_engine_says_how_many_clips(corpus, tmp_path, 
                      "--oversample-factor", "3"])
     assert code != 0 and "give --oversample too" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("kind", ["l1", "sdr", "l1+sdr", "bss-sdr"])
+def test_chunk_weights_weigh_each_chunk_of_every_loss(kind):
+    """For every loss kind, weights of one reproduce the batch mean, and a weight of zero
+    leaves a chunk out: [1, 0, 2] scores as the first chunk plus twice the third, over 3."""
+    from tinysep.training.spectral import separation_loss, tf_stft
+
+    rng = np.random.default_rng(5)
+    sources = tf.constant(rng.normal(size=(3, 2, 4000)).astype(np.float32))
+    spec = tf_stft(tf.reduce_sum(sources, axis=1))
+    target = tf.abs(tf_stft(tf.reshape(sources, (6, 4000))))
+    target = tf.transpose(tf.reshape(target, (3, 2, *target.shape[1:])), (0, 2, 3, 1))
+    masks = tf.constant(rng.uniform(size=target.shape).astype(np.float32))
+
+    def loss(rows, weights=None) -> float:
+        pick = [tf.gather(t, rows) for t in (spec, masks, target, sources)]
+        given = None if weights is None else tf.constant(weights, tf.float32)
+        return float(separation_loss(kind, *pick, 0.3, given))
+
+    whole = loss([0, 1, 2])
+    assert loss([0, 1, 2], [1.0, 1.0, 1.0]) == pytest.approx(whole, rel=1e-4, abs=1e-4)
+    expected = (loss([0]) + 2 * loss([2])) / 3
+    assert loss([0, 1, 2], [1.0, 0.0, 2.0]) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert abs(loss([1]) - loss([0])) > 1e-3  # the chunks differ, so leaving one out shows

@@ -18,7 +18,7 @@ from tinysep.data.augment import drawn_chunks
 from tinysep.data.clip import Clip
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
-from tinysep.metrics.by_engine import clip_engines, source_roles
+from tinysep.metrics.by_engine import clip_engines
 from tinysep.models import model_from_config
 from tinysep.train import TrainConfig, train
 from tinysep.training.config import DEFAULT_AUGMENT
@@ -82,20 +82,30 @@ def test_the_batch_says_which_clip_gave_each_source():
 
 def test_roles_pick_the_sources_they_made():
     """A vocal role marks the vocals, an accompaniment role the accompaniment (or each of its
-    stems), the composer every source; a clip missing from splits.json is taught."""
-    clips = [Clip(name, np.zeros(8), np.zeros(8), np.zeros(8)) for name in "abc"]
-    engines = {"a": {"vocals": "festival", "accompaniment": "recorded", "composer": "loops"},
-               "b": {"vocals": "espeak", "accompaniment": "additive", "composer": "through"}}
+    stems), the composer every source, a sound font the part a font engine plays; a clip
+    missing from splits.json is marked nowhere."""
+    clips = [Clip(name, np.zeros(8), np.zeros(8), np.zeros(8)) for name in "abcd"]
+    engines = {"a": {"vocals": "festival", "accompaniment": "recorded", "composer": "loops",
+                     "recording": "supertux"},
+               "b": {"vocals": "espeak", "accompaniment": "additive", "composer": "through"},
+               "c": {"vocals": "choir", "accompaniment": "additive", "font": "fluidr3"}}
     table = sources_made_by(clips, engines, {"accompaniment": {"recorded"}})
-    np.testing.assert_array_equal(table, [[False, True], [False, False], [False, False]])
-    table = sources_made_by(clips, engines, {"vocals": {"espeak"}})
-    np.testing.assert_array_equal(table, [[False, False], [True, False], [False, False]])
+    np.testing.assert_array_equal(table, [[False, True], [False, False], [False, False],
+                                          [False, False]])
+    table = sources_made_by(clips, engines, {"vocals": {"espeak"}, "recording": {"supertux"}})
+    np.testing.assert_array_equal(table, [[False, True], [True, False], [False, False],
+                                          [False, False]])
     table = sources_made_by(clips, engines, {"composer": {"loops"}},
-                             ("vocals", "drums", "bass", "other"))
+                            ("vocals", "drums", "bass", "other"))
     np.testing.assert_array_equal(table[0], [True] * 4)
     assert not table[1:].any()
-    assert "voice" in source_roles("vocals") and "font" not in source_roles("vocals")
-    assert "font" in source_roles("bass") and "composer" in source_roles("bass")
+    table = sources_made_by(clips, engines, {"font": {"fluidr3"}})
+    np.testing.assert_array_equal(table[2], [True, False])  # the choir sings it, not additive
+    engines["c"]["accompaniment"] = "soundfont"
+    engines["c"]["vocals"] = "festival"
+    table = sources_made_by(clips, engines, {"font": {"fluidr3"}})
+    np.testing.assert_array_equal(table[2], [False, True])
+    assert sources_made_by([], engines, {"font": {"fluidr3"}}).shape == (0, 2)
 
 
 def test_an_untaught_chunk_learns_from_the_true_sources_alone(tmp_path):

@@ -18,14 +18,16 @@ from pathlib import Path
 from firmware_host.bundle import read_bundle
 from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
+from tinysep.data.engines import FONT_ENGINES
 from tinysep.data.loaders import SPLITS_FILE
 from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
 
 # The roles a song's engines play in splits.json, and what each role's engine makes: the
-# sung part, the played part, or the whole song.
-ROLE_PARTS = {"vocals": "vocals", "accompaniment": "accompaniment", "font": "accompaniment",
+# sung part, the played part, the whole song, or (a sound font) whichever part a font engine
+# plays.
+ROLE_PARTS = {"vocals": "vocals", "accompaniment": "accompaniment", "font": "font",
               "voice": "vocals", "composer": "song", "recording": "accompaniment"}
 ROLES = tuple(ROLE_PARTS)
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
@@ -63,11 +65,21 @@ def parse_engine_filter(text: str) -> dict[str, set[str]]:
     return wanted
 
 
-def source_roles(source: str) -> tuple[str, ...]:
-    """The roles whose engine made ``source`` of a song: the vocals, or the accompaniment
-    and each of its stems; ``composer`` made every source."""
+def source_made_by(engines: Mapping[str, str | None], source: str,
+                   wanted: Mapping[str, set[str]]) -> bool:
+    """Whether an engine of ``wanted`` (:func:`parse_engine_filter`) made ``source`` of a
+    clip whose engines are ``engines`` (its ``splits.json`` record): the vocals answer to
+    the vocals and voice roles, the accompaniment and each of its stems to the accompaniment
+    and recording roles, every source to the composer, and a sound font to the part a font
+    engine plays."""
     part = "vocals" if source == "vocals" else "accompaniment"
-    return tuple(role for role in ROLES if ROLE_PARTS[role] in (part, "song"))
+    for role, names in wanted.items():
+        if engines.get(role) not in names:
+            continue
+        made = ROLE_PARTS[role]
+        if made in (part, "song") or (made == "font" and engines.get(part) in FONT_ENGINES):
+            return True
+    return False
 
 
 def matches(engines: Mapping[str, str | None], wanted: Mapping[str, set[str]]) -> bool:

@@ -193,17 +193,13 @@ def sources_made_by(clips: Sequence[Clip], engines_of: dict[str, dict],
                     wanted: dict[str, set[str]], sources: Sequence[str] = SOURCES) -> np.ndarray:
     """``(clips, sources)`` bools: True where a clip's source was made by an engine of
     ``wanted`` (``{role: {engines}}``, :func:`tinysep.metrics.by_engine.parse_engine_filter`),
-    by the clip's ``engines_of`` record (``splits.json``; roles as
-    :func:`tinysep.metrics.by_engine.source_roles`)."""
-    from tinysep.metrics.by_engine import source_roles
+    by the clip's ``engines_of`` record (``splits.json``;
+    :func:`tinysep.metrics.by_engine.source_made_by`)."""
+    from tinysep.metrics.by_engine import source_made_by
 
-    table = np.zeros((len(clips), len(sources)), dtype=bool)
-    for row, clip in enumerate(clips):
-        engines = engines_of.get(clip.name, {})
-        for column, source in enumerate(sources):
-            table[row, column] = any(engines.get(role) in wanted.get(role, ())
-                                     for role in source_roles(source))
-    return table
+    return np.array([[source_made_by(engines_of.get(clip.name, {}), source, wanted)
+                      for source in sources] for clip in clips], dtype=bool).reshape(
+        len(clips), len(sources))
 
 
 def batches_from(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,

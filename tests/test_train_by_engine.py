@@ -70,7 +70,7 @@ def test_the_batch_says_which_clip_gave_each_source():
     np.testing.assert_array_equal(decoded, picks)
     assert (picks[:, 0] // 2 != picks[:, 1] // 2).any()  # some chunks were remixed
     np.testing.assert_array_equal(mixtures, parts.sum(axis=1))
-    again_mixtures, again_parts = batch_for_step(clips, 3, 9, 64, 500, plain)
+    _, again_parts = batch_for_step(clips, 3, 9, 64, 500, plain)
     np.testing.assert_array_equal(again_parts, parts)
     untaught = np.zeros((6, 2), dtype=bool)
     untaught[4, 1] = True  # the accompaniment of clip 4 only

@@ -166,15 +166,13 @@ def _train_step_function(model, optimizer, config: TrainConfig, average=None, te
     from tinysep.training.spectral import batch_loss
 
     variables = model.trainable_variables
-    skips = bool(config.teacher_skip)
 
     @tf.function(autograph=False)  # straight-line code: skipping autograph halves tracing
     def step(mixture, sources, taught):
         with tf.GradientTape() as tape:
             loss = batch_loss(model, mixture, sources, config.loss, config.sdr_weight,
                               training=True, teacher=teacher,
-                              teacher_weight=config.teacher_weight,
-                              taught=taught if skips else None)
+                              teacher_weight=config.teacher_weight, taught=taught)
         grads = tape.gradient(loss, variables)
         finite = tf.math.is_finite(loss)
         for g in grads:

@@ -10,7 +10,14 @@ def masked_magnitudes(mixture_magnitude, masks):
     return masks * mixture_magnitude[..., tf.newaxis]
 
 
-def magnitude_l1(mixture_magnitude, target_magnitudes, masks):
-    """Mean absolute error between masked mixture and reference magnitudes ``(B, T, F, S)``."""
+def chunk_magnitude_l1(mixture_magnitude, target_magnitudes, masks):
+    """``(B,)``: each chunk's mean absolute error between masked mixture and reference
+    magnitudes ``(B, T, F, S)``."""
     estimate = masked_magnitudes(mixture_magnitude, masks)
-    return tf.reduce_mean(tf.abs(estimate - target_magnitudes))
+    return tf.reduce_mean(tf.abs(estimate - target_magnitudes), axis=[1, 2, 3])
+
+
+def magnitude_l1(mixture_magnitude, target_magnitudes, masks):
+    """Mean absolute error between masked mixture and reference magnitudes ``(B, T, F, S)``
+    (every chunk has as many values, so the mean of :func:`chunk_magnitude_l1`)."""
+    return tf.reduce_mean(chunk_magnitude_l1(mixture_magnitude, target_magnitudes, masks))

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
 from tinysep.metrics.bss import FILTER_LENGTH
-from tinysep.models.losses import magnitude_l1, masked_magnitudes
+from tinysep.models.losses import chunk_magnitude_l1
 from tinysep.models.registry import mask_delay_frames
 from tinysep.training.choices import LOSSES
 
@@ -130,43 +130,19 @@ def separation_loss(
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
-    if weights is None:
-        return _batch_mean_loss(kind, mixture_spec, masks, target_magnitudes, targets,
-                                sdr_weight)
-    per_chunk = tf.zeros_like(weights)
+    per_chunk = tf.zeros(tf.shape(masks)[:1])
     if kind in ("l1", "l1+sdr"):
-        estimate = masked_magnitudes(tf.abs(mixture_spec), masks)
-        per_chunk += tf.reduce_mean(tf.abs(estimate - target_magnitudes), axis=[1, 2, 3])
+        per_chunk += chunk_magnitude_l1(tf.abs(mixture_spec), target_magnitudes, masks)
     if kind in ("sdr", "l1+sdr", "bss-sdr"):
         weight = sdr_weight if kind == "l1+sdr" else 1.0
         score = bss_sdr_db if kind == "bss-sdr" else sdr_db
-        per_chunk -= weight * tf.add_n(_source_scores(score, mixture_spec, masks, targets)) \
-            / int(masks.shape[-1])
-    return tf.reduce_mean(weights * per_chunk)
-
-
-def _source_scores(score, mixture_spec: tf.Tensor, masks: tf.Tensor, targets: tf.Tensor,
-                   ) -> list[tf.Tensor]:
-    """``score(target, estimate)`` of each source, its estimate resynthesised from the
-    masked mixture with the mixture's phase."""
-    samples = int(targets.shape[-1])
-    return [score(targets[:, i], tf_istft(mixture_spec * _as_complex(masks[..., i]), samples))
-            for i in range(int(masks.shape[-1]))]
-
-
-def _batch_mean_loss(kind: str, mixture_spec: tf.Tensor, masks: tf.Tensor,
-                     target_magnitudes: tf.Tensor, targets: tf.Tensor,
-                     sdr_weight: float) -> tf.Tensor:
-    """:func:`separation_loss` with every chunk weighted alike."""
-    total = tf.constant(0.0)
-    if kind in ("l1", "l1+sdr"):
-        total += magnitude_l1(tf.abs(mixture_spec), target_magnitudes, masks)
-    if kind in ("sdr", "l1+sdr", "bss-sdr"):
-        weight = sdr_weight if kind == "l1+sdr" else 1.0
-        score = negative_bss_sdr if kind == "bss-sdr" else negative_sdr
-        terms = _source_scores(score, mixture_spec, masks, targets)
-        total += weight * tf.add_n(terms) / len(terms)
-    return total
+        samples = int(targets.shape[-1])
+        count = int(masks.shape[-1])
+        scores = [score(targets[:, i],
+                        tf_istft(mixture_spec * _as_complex(masks[..., i]), samples))
+                  for i in range(count)]
+        per_chunk -= weight * tf.add_n(scores) / count
+    return tf.reduce_mean(per_chunk if weights is None else weights * per_chunk)
 
 
 def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_weight: float,
@@ -208,12 +184,8 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     taught_sources = tf.stack(
         [tf_istft(spec * _as_complex(taught_masks[..., i]), kept) for i in range(count)],
         axis=1)
-    if taught is None:
-        loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
-        taught_loss = separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
-                                      sdr_weight)
-        return (1.0 - teacher_weight) * loss + teacher_weight * taught_loss
-    share = teacher_weight * tf.cast(taught, tf.float32)
+    share = teacher_weight * (tf.ones((batch,)) if taught is None
+                              else tf.cast(taught, tf.float32))
     return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share)
             + separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
                               sdr_weight, share))

@@ -9,11 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_helpers import TINY
 
 from cli.main import main
 from convert.export import MAX_FRAMES_PER_INVOKE
-
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from train_helpers import TINY
 
 from cli.main import main
 from tinysep.eval_inputs import input_sources
 from tinysep.methods import model_folder
 from tinysep.metrics.table import short_labels
 
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 RATE = 16_000
 
 

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from train_helpers import TINY
 
 from cli.main import main
 
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 NOISE = ("XNNPACK", "fully_quantize", "tf.lite.Interpreter is deprecated", "cuda")
 
 

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 import tf_keras as keras
+from train_helpers import TINY, tiny_config
 
 from cli.main import main as cli_main
 from tinysep.data.loaders import load_split
@@ -30,8 +31,6 @@ from tinysep.training.spectral import batch_loss
 from tinysep.training.tensorboard import read_scalars, read_tags, spectrogram_image
 from tinysep.training.validation import validation_sdr
 
-# A model small enough to trace and step in well under a second.
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 AVERAGE_DECAY = 0.6
 
 
@@ -46,7 +45,7 @@ def corpus(tmp_path_factory) -> Path:
 def one_epoch(corpus, tmp_path_factory) -> Path:
     """A finished one-epoch run (3 steps); tests copy it before changing it."""
     out = tmp_path_factory.mktemp("runs") / "one_epoch"
-    train(_config(corpus, epochs=1), out, progress=False)
+    train(tiny_config(corpus, epochs=1), out, progress=False)
     return out
 
 
@@ -54,12 +53,6 @@ def _copy_run(run: Path, dest: Path) -> Path:
     shutil.copytree(run, dest)
     return dest
 
-
-def _config(corpus: Path, **changes) -> TrainConfig:
-    base = TrainConfig(model="dualgate-tcn", preset="tiny", options=dict(TINY), data=str(corpus),
-                       epochs=2, steps_per_epoch=3, batch_size=4, chunk_seconds=0.5,
-                       valid_clips=1, valid_seconds=2.0, seed=5)
-    return base.replace(**changes)
 
 
 def _checkpoint_values(out: Path) -> dict[str, np.ndarray]:
@@ -70,7 +63,7 @@ def _checkpoint_values(out: Path) -> dict[str, np.ndarray]:
 
 
 def test_loss_decreases(corpus, tmp_path):
-    config = _config(corpus, epochs=4, steps_per_epoch=15, learning_rate=3e-3)
+    config = tiny_config(corpus, epochs=4, steps_per_epoch=15, learning_rate=3e-3)
     clips = load_split(corpus, split="train", progress=False)
     batches = [batch_for_step(clips, 10_000 + k, 1, 8, 8000, config.augment) for k in range(3)]
 
@@ -87,7 +80,7 @@ def test_loss_decreases(corpus, tmp_path):
 
 
 def test_resume_continues_exactly(corpus, one_epoch, tmp_path):
-    config = _config(corpus)
+    config = tiny_config(corpus)
     straight = train(config, tmp_path / "straight", progress=False)
     _copy_run(one_epoch, tmp_path / "split")  # the same run, stopped after epoch 1
     resumed = train(config, tmp_path / "split", resume=True, progress=False)
@@ -170,11 +163,11 @@ def test_a_log_gets_one_line_per_epoch(corpus, tmp_path, capsys):
 def test_resume_with_another_config_stops(corpus, one_epoch, tmp_path, capsys):
     out = _copy_run(one_epoch, tmp_path / "run")
     with pytest.raises(TrainingError, match=r"batch_size: stored 4, given 8"):
-        train(_config(corpus, batch_size=8), out, resume=True, progress=False)
+        train(tiny_config(corpus, batch_size=8), out, resume=True, progress=False)
     with pytest.raises(TrainingError, match="already holds a training run"):
-        train(_config(corpus), out, progress=False)
+        train(tiny_config(corpus), out, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
-        train(_config(corpus), tmp_path / "none", resume=True, progress=False)
+        train(tiny_config(corpus), tmp_path / "none", resume=True, progress=False)
     # The CLI takes the stored settings and rejects a different one in one line.
     code = cli_main(["train", "--out", str(out), "--resume", "--learning-rate", "0.01",
                      "--no-progress"])
@@ -193,13 +186,13 @@ def test_a_resume_on_another_corpus_keeps_the_earlier_one_on_record(corpus, one_
                  engines="additive,physical")
     out = _copy_run(one_epoch, tmp_path / "run")
     first = json.loads((out / "run.json").read_text())["corpora"]
-    train(_config(other, epochs=2), out, resume=True, allow_changes=True, progress=False)
+    train(tiny_config(other, epochs=2), out, resume=True, allow_changes=True, progress=False)
     record = json.loads((out / "run.json").read_text())["corpora"]
     for split in ("train", "valid"):
         assert record[split]["folder"] == str(other.resolve())
         assert record[split]["earlier"] == [first[split]]
     # resuming again on the same corpus records nothing new
-    train(_config(other, epochs=3), out, resume=True, allow_changes=True, progress=False)
+    train(tiny_config(other, epochs=3), out, resume=True, allow_changes=True, progress=False)
     assert json.loads((out / "run.json").read_text())["corpora"] == record
     # the engines the weights learnt from are those of both corpora
     both = set(first["train"]["engines"]["accompaniment"]) | set(
@@ -213,7 +206,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, one_epoch, tmp_pa
     weights = hashlib.sha256((out / "model.weights.h5").read_bytes()).hexdigest()
     good = _checkpoint_values(out)
     with pytest.raises(TrainingError, match=r"(?i)nan|infinite") as info:
-        train(_config(corpus, epochs=2, learning_rate=1e30), out, resume=True,
+        train(tiny_config(corpus, epochs=2, learning_rate=1e30), out, resume=True,
               allow_changes=True, progress=False)
     assert "last good checkpoint" in str(info.value)
     state = json.loads((out / "state.json").read_text())
@@ -223,7 +216,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus, one_epoch, tmp_pa
     for key, value in _checkpoint_values(out).items():
         np.testing.assert_array_equal(value, good[key])
     # With a sane rate again the run continues from that checkpoint.
-    result = train(_config(corpus, epochs=2), out, resume=True, allow_changes=True,
+    result = train(tiny_config(corpus, epochs=2), out, resume=True, allow_changes=True,
                    progress=False)
     assert (result.epochs, result.steps, result.status) == (2, 6, "finished")
 
@@ -239,7 +232,7 @@ def test_too_few_clips_stops(corpus, tmp_path):
     meta["splits"]["train"] = meta["splits"]["train"][:1]
     (root / "splits.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"train split holds 1 clip.*at least 2 train"):
-        train(_config(root), tmp_path / "run", progress=False)
+        train(tiny_config(root), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -250,11 +243,11 @@ def test_clip_shorter_than_a_window_stops(corpus, tmp_path):
     audio, rate = sf.read(str(path), dtype="float32")
     sf.write(str(path), audio[:300], rate, subtype="PCM_16")
     with pytest.raises(ValueError, match=rf"clip {name} has 300 samples, shorter than one 512"):
-        train(_config(root), tmp_path / "run", progress=False)
+        train(tiny_config(root), tmp_path / "run", progress=False)
 
 
 def test_time_budget_stops_after_a_step(corpus, tmp_path):
-    result = train(_config(corpus, epochs=50, max_minutes=1e-4), tmp_path / "run",
+    result = train(tiny_config(corpus, epochs=50, max_minutes=1e-4), tmp_path / "run",
                    progress=False)
     assert result.status == "time-budget"
     assert (result.epochs, result.steps) == (1, 1)
@@ -307,7 +300,7 @@ def test_like_repeats_a_run_and_options_parse(corpus, one_epoch, tmp_path, capsy
     args = parser.parse_args(["train", "--like", str(out), "--out", str(tmp_path / "again"),
                               "--option", "kernel=2", "--seed", "9"])
     config = build_config(args)
-    assert config == _config(corpus, epochs=1, seed=9, options={**TINY, "kernel": 2})
+    assert config == tiny_config(corpus, epochs=1, seed=9, options={**TINY, "kernel": 2})
     args = parser.parse_args(["train", "--model", "unet-se-sru", "--data", str(corpus),
                               "--out", str(tmp_path / "u"), "--option", "channels=[4,8]",
                               "--option", "recurrent=gru"])
@@ -410,7 +403,7 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
     other = tmp_path / "other"
     write_corpus(other, songs=10, seconds=4.0, seed=11, progress=False)
     out = tmp_path / "run"
-    config = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
+    config = tiny_config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
                      valid_data=str(other), init_from=str(one_epoch))
     train(config, out, progress=False)
     run = json.loads((out / "run.json").read_text())
@@ -435,7 +428,7 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
 def test_init_matching_grows_a_model_from_a_smaller_one(corpus, one_epoch, tmp_path):
     """A model with a refiner starts from a model without one: the layers that match are
     copied, the new ones start fresh, and run.json says which."""
-    grown = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
+    grown = tiny_config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
                     init_from=str(one_epoch), options={**TINY, "refine": 3})
     with pytest.raises(ValueError, match="init_matching copies only the layers"):
         train(grown, tmp_path / "refused", progress=False)
@@ -451,7 +444,7 @@ def test_init_matching_grows_a_model_from_a_smaller_one(corpus, one_epoch, tmp_p
                         strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="give init_from too"):
-        train(_config(corpus, init_matching=True), tmp_path / "alone", progress=False)
+        train(tiny_config(corpus, init_matching=True), tmp_path / "alone", progress=False)
 
 
 def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
@@ -478,7 +471,7 @@ def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):
     assert f"{state['epoch']} epoch(s), {state['step']} steps finished" in stderr
     assert state["epoch"] >= 1 and state["step"] == 3 * state["epoch"]
     assert (out / state["checkpoint"]).parent.is_dir()
-    result = train(_config(corpus, epochs=state["epoch"] + 1), out, resume=True,
+    result = train(tiny_config(corpus, epochs=state["epoch"] + 1), out, resume=True,
                    allow_changes=True, progress=False)
     assert (result.epochs, result.status) == (state["epoch"] + 1, "finished")
 
@@ -507,7 +500,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_init_from(corpus
     assert (state["epoch"], state["checkpoint"]) == (0, None)
 
     # another seed than the one the started-from model had: random weights would differ
-    resumed = _config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9, seed=7,
+    resumed = tiny_config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9, seed=7,
                       init_from=str(one_epoch))
     train(resumed, out, resume=True, allow_changes=True, progress=False)
     after = load_model(out)
@@ -557,9 +550,9 @@ def test_the_saved_model_is_the_moving_average_of_the_steps(corpus, tmp_path):
     # the weights after 0, 1, 2 and 3 steps of the same run (a constant rate: a step does not
     # depend on how many follow it)
     keras.utils.set_random_seed(5)
-    steps = [_float_weights(model_from_config(_config(corpus).model_config()))]
+    steps = [_float_weights(model_from_config(tiny_config(corpus).model_config()))]
     for k in (1, 2, 3):
-        train(_config(corpus, epochs=1, steps_per_epoch=k, learning_rate=3e-3),
+        train(tiny_config(corpus, epochs=1, steps_per_epoch=k, learning_rate=3e-3),
               tmp_path / f"raw{k}", progress=False)
         steps.append(_float_weights(load_model(tmp_path / f"raw{k}")))
     expected = steps[0]
@@ -567,8 +560,8 @@ def test_the_saved_model_is_the_moving_average_of_the_steps(corpus, tmp_path):
         expected = [AVERAGE_DECAY * e + (1 - AVERAGE_DECAY) * w
                     for e, w in zip(expected, after, strict=True)]
     out = tmp_path / "averaged"
-    result = train(_config(corpus, epochs=1, learning_rate=3e-3, weight_average=AVERAGE_DECAY), out,
-                   progress=False)
+    config = tiny_config(corpus, epochs=1, learning_rate=3e-3, weight_average=AVERAGE_DECAY)
+    result = train(config, out, progress=False)
     saved = _float_weights(load_model(out))
     assert len(saved) == len(expected) > 10  # trainable weights and normalisation statistics
     for got, want in zip(saved, expected, strict=True):
@@ -581,7 +574,7 @@ def test_the_saved_model_is_the_moving_average_of_the_steps(corpus, tmp_path):
 
 
 def test_a_resumed_run_keeps_its_average(corpus, tmp_path):
-    config = _config(corpus, learning_rate=3e-3, weight_average=0.9)
+    config = tiny_config(corpus, learning_rate=3e-3, weight_average=0.9)
     straight = train(config, tmp_path / "straight", progress=False)
     train(config.replace(epochs=1), tmp_path / "split", progress=False)
     resumed = train(config, tmp_path / "split", resume=True, progress=False)
@@ -603,7 +596,7 @@ def test_a_resumed_run_keeps_its_average(corpus, tmp_path):
 @pytest.mark.parametrize("decay", [1.0, -0.1, 1.5, True, "0.9"])
 def test_a_weight_average_decay_outside_its_range_is_refused(corpus, decay):
     with pytest.raises(ValueError, match=r"weight_average is a decay per step in \[0, 1\)"):
-        _config(corpus, weight_average=decay).validate()
+        tiny_config(corpus, weight_average=decay).validate()
 
 
 def test_the_cli_refuses_a_weight_average_decay_of_one(corpus, tmp_path, capsys):
@@ -616,9 +609,9 @@ def test_the_cli_refuses_a_weight_average_decay_of_one(corpus, tmp_path, capsys)
 
 def test_a_resume_can_turn_the_average_on(corpus, tmp_path):
     out = tmp_path / "run"
-    train(_config(corpus, epochs=1, learning_rate=3e-3), out, progress=False)
+    train(tiny_config(corpus, epochs=1, learning_rate=3e-3), out, progress=False)
     first = _float_weights(load_model(out))  # the raw weights after epoch 1 (its best)
-    config = _config(corpus, learning_rate=3e-3, weight_average=0.999999)
+    config = tiny_config(corpus, learning_rate=3e-3, weight_average=0.999999)
     with pytest.raises(Exception, match="weight_average"):
         train(config, out, resume=True, progress=False)  # a change must be allowed
     train(config, out, resume=True, allow_changes=True, progress=False)
@@ -646,8 +639,8 @@ def test_the_teacher_loss_is_the_loss_against_the_teachers_separations(corpus):
     mixture, sources = (tf.constant(a) for a in batch_for_step(clips, 7, 1, 4, 8000,
                                                                 DEFAULT_AUGMENT))
     keras.utils.set_random_seed(1)
-    model = model_from_config(_config(corpus).model_config())
-    other = model_from_config(_config(corpus).model_config())
+    model = model_from_config(tiny_config(corpus).model_config())
+    other = model_from_config(tiny_config(corpus).model_config())
 
     def loss(teacher=None, weight=0.0) -> float:
         return float(batch_loss(model, mixture, sources, "sdr", 0.0, False, teacher, weight))
@@ -672,7 +665,7 @@ def test_a_run_taught_by_a_teacher_records_it_and_leaves_it_untouched(corpus, on
     (teacher / "run.json").write_text(json.dumps(record))
     weights = (teacher / "model.weights.h5").read_bytes()
     out = tmp_path / "taught"
-    config = _config(corpus, epochs=1, teacher=str(teacher), teacher_weight=0.7)
+    config = tiny_config(corpus, epochs=1, teacher=str(teacher), teacher_weight=0.7)
     train(config, out, progress=False)
     assert (teacher / "model.weights.h5").read_bytes() == weights
     run = json.loads((out / "run.json").read_text())
@@ -688,7 +681,7 @@ def test_a_teacher_that_does_not_fit_stops_before_the_run_starts(corpus, one_epo
                                                                  capsys):
     """A missing teacher, one that separates other sources and one with no record of its
     corpora each stop with the teacher's folder named; no run folder is left."""
-    missing = _config(corpus, teacher=str(tmp_path / "nowhere"))
+    missing = tiny_config(corpus, teacher=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="teacher: model folder .*nowhere does not exist"):
         train(missing, tmp_path / "a", progress=False)
     four = tmp_path / "four"
@@ -697,13 +690,13 @@ def test_a_teacher_that_does_not_fit_stops_before_the_run_starts(corpus, one_epo
                four)
     shutil.copy(one_epoch / "run.json", four / "run.json")
     with pytest.raises(ValueError, match="teacher .*four separates .*drums"):
-        train(_config(corpus, teacher=str(four)), tmp_path / "b", progress=False)
+        train(tiny_config(corpus, teacher=str(four)), tmp_path / "b", progress=False)
     unrecorded = _copy_run(one_epoch, tmp_path / "unrecorded")
     (unrecorded / "run.json").unlink()
     with pytest.raises(ValueError, match="teacher: .*unrecorded.*corpora"):
-        train(_config(corpus, teacher=str(unrecorded)), tmp_path / "c", progress=False)
+        train(tiny_config(corpus, teacher=str(unrecorded)), tmp_path / "c", progress=False)
     with pytest.raises(ValueError, match="teacher_weight"):
-        _config(corpus, teacher=str(one_epoch), teacher_weight=0.0).validate()
+        tiny_config(corpus, teacher=str(one_epoch), teacher_weight=0.0).validate()
     assert not any((tmp_path / name).exists() for name in "abc")
     code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "d"),
                      "--teacher-weight", "0.5"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from train_helpers import tiny_config
 
 from cli.main import main as cli_main
 from tinysep.data.augment import drawn_chunks
@@ -20,7 +21,7 @@ from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
 from tinysep.metrics.by_engine import clip_engines
 from tinysep.models import model_from_config
-from tinysep.train import TrainConfig, train
+from tinysep.train import train
 from tinysep.training.config import DEFAULT_AUGMENT
 from tinysep.training.data import (
     batch_for_step,
@@ -30,7 +31,6 @@ from tinysep.training.data import (
 )
 from tinysep.training.spectral import batch_loss
 
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 SCALE = 100_000  # a coded sample's value: clip * SCALE + position + 1
 
 
@@ -42,12 +42,6 @@ def corpus(tmp_path_factory) -> Path:
                  engines=("additive", "physical"))
     return root
 
-
-def _config(corpus: Path, **changes) -> TrainConfig:
-    base = TrainConfig(model="dualgate-tcn", preset="tiny", options=dict(TINY), data=str(corpus),
-                       epochs=1, steps_per_epoch=3, batch_size=4, chunk_seconds=0.5,
-                       valid_clips=1, valid_seconds=2.0, seed=5)
-    return base.replace(**changes)
 
 
 def _coded_clips() -> list[Clip]:
@@ -118,8 +112,8 @@ def test_an_untaught_chunk_learns_from_the_true_sources_alone(tmp_path):
     mixture, sources = (tf.constant(a) for a in batch_for_step(clips, 7, 1, 4, 8000,
                                                                 DEFAULT_AUGMENT))
     keras.utils.set_random_seed(1)
-    model = model_from_config(_config(root).model_config())
-    teacher = model_from_config(_config(root).model_config())
+    model = model_from_config(tiny_config(root).model_config())
+    teacher = model_from_config(tiny_config(root).model_config())
 
     def loss(rows, taught=None, weight=0.6, teach=True) -> float:
         share = None if taught is None else tf.constant(taught, tf.float32)
@@ -141,13 +135,14 @@ def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path, capsys):
     """A run taught except on one accompaniment engine trains, says how many train clips
     the teacher skips and records the filter; a resume keeps it."""
     teacher = tmp_path / "teacher"
-    train(_config(corpus), teacher, progress=False)
+    train(tiny_config(corpus, epochs=1), teacher, progress=False)
     engines = clip_engines(corpus)
     assert {entry["accompaniment"] for entry in engines.values()} == {"additive", "physical"}
     train_clips = {clip.name for clip in load_split(corpus, split="train", progress=False)}
     skipped = sum(engines[name]["accompaniment"] == "physical" for name in train_clips)
     out = tmp_path / "taught"
-    config = _config(corpus, teacher=str(teacher), teacher_skip="accompaniment=physical")
+    config = tiny_config(corpus, epochs=1, teacher=str(teacher),
+                         teacher_skip="accompaniment=physical")
     capsys.readouterr()
     train(config, out, progress=False)
     said = f"teacher skips accompaniment=physical: {skipped} of {len(train_clips)} train clips"
@@ -163,12 +158,12 @@ def test_a_skip_that_cannot_work_stops_before_the_run_starts(corpus, tmp_path, c
     """A filter with no teacher, a malformed one and one that matches no train clip (a
     misspelt engine) each stop with the reason; no run folder is left."""
     teacher = tmp_path / "teacher"
-    train(_config(corpus), teacher, progress=False)
+    train(tiny_config(corpus, epochs=1), teacher, progress=False)
     with pytest.raises(ValueError, match="teacher_skip .*give teacher too"):
-        _config(corpus, teacher_skip="accompaniment=physical").validate()
+        tiny_config(corpus, teacher_skip="accompaniment=physical").validate()
     with pytest.raises(ValueError, match="teacher_skip: .*expected ROLE=ENGINE"):
-        _config(corpus, teacher=str(teacher), teacher_skip="physical").validate()
-    misspelt = _config(corpus, teacher=str(teacher), teacher_skip="accompaniment=phisical")
+        tiny_config(corpus, teacher=str(teacher), teacher_skip="physical").validate()
+    misspelt = tiny_config(corpus, teacher=str(teacher), teacher_skip="accompaniment=phisical")
     with pytest.raises(ValueError, match="matches no train clip .*accompaniment=physical"):
         train(misspelt, tmp_path / "a", progress=False)
     assert not (tmp_path / "a").exists()
@@ -206,7 +201,8 @@ def test_a_run_that_oversamples_an_engine_says_how_many_clips(corpus, tmp_path, 
     train_clips = {clip.name for clip in load_split(corpus, split="train", progress=False)}
     favoured = sum(engines[name]["accompaniment"] == "physical" for name in train_clips)
     out = tmp_path / "oversampled"
-    config = _config(corpus, oversample="accompaniment=physical", oversample_factor=3.0)
+    config = tiny_config(corpus, epochs=1, oversample="accompaniment=physical",
+                         oversample_factor=3.0)
     capsys.readouterr()
     train(config, out, progress=False)
     said = (f"oversample accompaniment=physical: {favoured} of {len(train_clips)} train clips "
@@ -215,13 +211,13 @@ def test_a_run_that_oversamples_an_engine_says_how_many_clips(corpus, tmp_path, 
     run = json.loads((out / "run.json").read_text())
     assert run["train_config"]["oversample_factor"] == 3.0
     with pytest.raises(ValueError, match="oversample: .*expected ROLE=ENGINE"):
-        _config(corpus, oversample="physical").validate()
+        tiny_config(corpus, oversample="physical").validate()
     for factor in (0.0, -1.0, 1000.0, float("inf")):
         with pytest.raises(ValueError, match="oversample_factor"):
-            _config(corpus, oversample="accompaniment=physical",
+            tiny_config(corpus, oversample="accompaniment=physical",
                     oversample_factor=factor).validate()
     with pytest.raises(ValueError, match="oversample 'vocals=flite' matches no train clip"):
-        train(_config(corpus, oversample="vocals=flite"), tmp_path / "a", progress=False)
+        train(tiny_config(corpus, oversample="vocals=flite"), tmp_path / "a", progress=False)
     assert not (tmp_path / "a").exists()
     code = cli_main(["train", "--data", str(corpus), "--out", str(tmp_path / "b"),
                      "--oversample-factor", "3"])

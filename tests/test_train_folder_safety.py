@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_helpers import TINY
 
 from cli.main import main as cli_main
 from tinysep.data.synth import write_corpus
@@ -20,8 +21,6 @@ from tinysep.models import make_config, model_from_config, save_model
 from tinysep.train import TrainConfig, TrainingError, train
 from tinysep.training.config import MAX_CHUNK_SECONDS, MAX_SEED
 
-# A model small enough to trace and step in well under a second.
-TINY = {"residual": 6, "hidden": 6, "blocks": 2, "repeats": 1, "se_window": 2}
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--chunk-seconds",
          "0.5", "--valid-clips", "1", "--valid-seconds", "1", "--no-progress"]
 FLOAT_OPTIONS = ("--chunk-seconds", "--learning-rate", "--final-lr-fraction", "--sdr-weight",

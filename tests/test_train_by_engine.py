@@ -133,7 +133,8 @@ def test_an_untaught_chunk_learns_from_the_true_sources_alone(tmp_path):
 
 def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path, capsys):
     """A run taught except on one accompaniment engine trains, says how many train clips
-    the teacher skips and records the filter; a resume keeps it."""
+    the teacher skips (and, with --oversample beside it, how many are favoured) and records
+    the filter; a resume keeps it."""
     teacher = tmp_path / "teacher"
     train(tiny_config(corpus, epochs=1), teacher, progress=False)
     engines = clip_engines(corpus)
@@ -142,11 +143,13 @@ def test_a_run_that_skips_an_engine_records_it(corpus, tmp_path, capsys):
     skipped = sum(engines[name]["accompaniment"] == "physical" for name in train_clips)
     out = tmp_path / "taught"
     config = tiny_config(corpus, epochs=1, teacher=str(teacher),
-                         teacher_skip="accompaniment=physical")
+                         teacher_skip="accompaniment=physical", oversample="vocals=additive")
     capsys.readouterr()
     train(config, out, progress=False)
     said = f"teacher skips accompaniment=physical: {skipped} of {len(train_clips)} train clips"
-    assert 0 < skipped < len(train_clips) and said in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 0 < skipped < len(train_clips) and said in err
+    assert f"oversample vocals=additive: {len(train_clips)} of {len(train_clips)}" in err
     run = json.loads((out / "run.json").read_text())
     assert run["train_config"]["teacher_skip"] == "accompaniment=physical"
     result = train(config.replace(epochs=2), out, resume=True, allow_changes=True,

@@ -115,16 +115,41 @@ def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
     return teacher
 
 
-def _made_by(config: TrainConfig, key: str, clips, sources: tuple[str, ...]):
+def _by_engine(config: TrainConfig, clips, sources: tuple[str, ...]):
+    """``(untaught, clip_odds)``: which source of which train clip the teacher does not
+    teach (``teacher_skip``) and how often each train clip is drawn (``oversample``); each
+    None when its setting is off. The corpus's engine record is read once for both."""
+    if not (config.teacher_skip or config.oversample):
+        return None, None
+    import numpy as np
+
+    from tinysep.metrics.by_engine import clip_engines
+
+    engines_of = clip_engines(config.data)
+    untaught = clip_odds = None
+    if config.teacher_skip:
+        untaught = _made_by(config, "teacher_skip", clips, sources, engines_of)
+        print(f"teacher skips {config.teacher_skip}: {int(untaught.any(axis=1).sum())} of "
+              f"{len(clips)} train clips learn from their true sources alone", file=sys.stderr)
+    if config.oversample:
+        favoured = _made_by(config, "oversample", clips, sources, engines_of).any(axis=1)
+        print(f"oversample {config.oversample}: {int(favoured.sum())} of {len(clips)} train "
+              f"clips are drawn {config.oversample_factor:g} times as often as the others",
+              file=sys.stderr)
+        clip_odds = np.where(favoured, float(config.oversample_factor), 1.0)
+    return untaught, clip_odds
+
+
+def _made_by(config: TrainConfig, key: str, clips, sources: tuple[str, ...],
+             engines_of: dict):
     """The ``(clips, sources)`` table of the train sources made by the engines of the
     config's filter ``key`` (:func:`tinysep.training.data.sources_made_by`). A filter that
     matches no train clip is refused: it would change nothing, most likely through a
     misspelt engine."""
     from tinysep.folder_writes import first_names
-    from tinysep.metrics.by_engine import clip_engines, parse_engine_filter
+    from tinysep.metrics.by_engine import parse_engine_filter
     from tinysep.training.data import sources_made_by
 
-    engines_of = clip_engines(config.data)
     wanted = getattr(config, key)
     table = sources_made_by(clips, engines_of, parse_engine_filter(wanted), sources)
     if not table.any():
@@ -134,30 +159,6 @@ def _made_by(config: TrainConfig, key: str, clips, sources: tuple[str, ...]):
         raise ValueError(f"{key} {wanted!r} matches no train clip of {config.data}; its songs "
                          f"were made by {makers}")
     return table
-
-
-def _untaught(config: TrainConfig, clips, sources: tuple[str, ...]):
-    """Which source of which train clip the teacher does not teach (``teacher_skip``), or
-    None when it teaches every chunk."""
-    if not config.teacher_skip:
-        return None
-    table = _made_by(config, "teacher_skip", clips, sources)
-    print(f"teacher skips {config.teacher_skip}: {int(table.any(axis=1).sum())} of {len(clips)} "
-          f"train clips learn from their true sources alone", file=sys.stderr)
-    return table
-
-
-def _clip_odds(config: TrainConfig, clips, sources: tuple[str, ...]):
-    """How often each train clip is drawn (``oversample``), or None when all alike."""
-    if not config.oversample:
-        return None
-    import numpy as np
-
-    favoured = _made_by(config, "oversample", clips, sources).any(axis=1)
-    print(f"oversample {config.oversample}: {int(favoured.sum())} of {len(clips)} train clips "
-          f"are drawn {config.oversample_factor:g} times as often as the others",
-          file=sys.stderr)
-    return np.where(favoured, float(config.oversample_factor), 1.0)
 
 
 def _train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
@@ -480,8 +481,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                               valid_root=config.valid_data or None, sources=sources)
     valid = validation_clips(data.valid, config.valid_clips, config.valid_seconds,
                              config.valid_levels_db)
-    untaught = _untaught(config, data.train, sources)
-    clip_odds = _clip_odds(config, data.train, sources)
+    untaught, clip_odds = _by_engine(config, data.train, sources)
 
     keras.utils.set_random_seed(config.seed)
     model = model_from_config(model_config)

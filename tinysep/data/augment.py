@@ -1,8 +1,10 @@
 """Training-time augmentation (paper 2): random chunks, per-source gain and sign, remixing,
 and (off by default) a random EQ per source, a random playback speed (pitch, formants and
 tempo together) and a source sung or played by an ensemble (detuned, late copies of it), so
-timbres, voices, registers and sections the corpus never had are trained on, and a random
-level of the whole chunk, so quiet and loud recordings are trained on.
+timbres, voices, registers and sections the corpus never had are trained on, a random
+level of the whole chunk, so quiet and loud recordings are trained on, and chunks of one
+source alone (an intro without a voice, a verse sung a cappella), so a source's mask learns
+to pass nothing of the others.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -41,7 +43,8 @@ DEFAULT_ENSEMBLE_DELAY_MS = 30.0
 ENSEMBLE_VOICE_LIMITS = (1, 8)
 # The values the numeric settings may take: probabilities, a band's boost in dB, an
 # ensemble's detuning (cents) and delay (ms).
-SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "eq_probability": (0.0, 1.0),
+SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "solo_probability": (0.0, 1.0),
+                  "eq_probability": (0.0, 1.0),
                   "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0),
                   "ensemble_probability": (0.0, 1.0), "ensemble_detune_cents": (0.0, 100.0),
                   "ensemble_delay_ms": (0.0, 100.0)}
@@ -203,6 +206,7 @@ def drawn_chunks(
     sign_flip: bool = True,
     remix: bool = True,
     remix_probability: float = 0.5,
+    solo_probability: float = 0.0,
     eq_probability: float = 0.0,
     eq_max_db: float = DEFAULT_EQ_MAX_DB,
     level_range_db: tuple[float, float] = (0.0, 0.0),
@@ -231,7 +235,10 @@ def drawn_chunks(
     - eq_probability: each source goes, with this probability, through its own
       :func:`random_eq` (bands up to +-``eq_max_db``);
     - level_range_db: the whole chunk (every source alike) is then scaled by a gain
-      uniform in dB in this range (``(0, 0)``: off).
+      uniform in dB in this range (``(0, 0)``: off);
+    - solo_probability: a chunk keeps, with this probability, one of its sources (drawn
+      uniformly) and the others are silent (all zeros): the accompaniment without a voice
+      or the voice a cappella.
     Clips shorter than a chunk are zero-padded. ``sources`` are read with
     ``Clip.source`` (the four stems need clips loaded for them). ``clip_odds`` (one positive
     number per clip; None: all alike) weighs how often each clip is drawn, for every source.
@@ -241,6 +248,7 @@ def drawn_chunks(
     if int(chunk_samples) != chunk_samples or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
+                   solo_probability=solo_probability,
                    eq_probability=eq_probability, eq_max_db=eq_max_db,
                    level_range_db=level_range_db, speed_probability=speed_probability,
                    speed_range=speed_range, ensemble_probability=ensemble_probability,
@@ -298,6 +306,9 @@ def drawn_chunks(
         if level_high > level_low:
             level = np.float32(10.0 ** (rng.uniform(level_low, level_high) / 20.0))
             parts = [part * level for part in parts]
+        if solo_probability > 0 and rng.random() < solo_probability:
+            solo = int(rng.integers(len(parts)))
+            parts = [part if k == solo else np.zeros_like(part) for k, part in enumerate(parts)]
         mixture = parts[0] + parts[1]
         for part in parts[2:]:
             mixture = mixture + part

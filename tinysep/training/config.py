@@ -37,6 +37,7 @@ DEFAULT_AUGMENT = {
     "sign_flip": True,
     "remix": True,
     "remix_probability": 0.5,
+    "solo_probability": 0.0,  # share of chunks of one source alone, the others silent (0: off)
     "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
     "eq_max_db": DEFAULT_EQ_MAX_DB,  # largest boost or cut of one random EQ band
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
@@ -110,7 +111,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{where}: unknown training field(s) {unknown}; "
                              f"known: {sorted(known)}")
-        return cls(**copy.deepcopy(data))
+        data = copy.deepcopy(data)
+        if isinstance(data.get("augment"), dict):
+            # a setting the config does not name is at its default (off for every setting
+            # added since the first runs): a run stored before it existed trained without it
+            data["augment"] = {**copy.deepcopy(DEFAULT_AUGMENT), **data["augment"]}
+        return cls(**data)
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_json({**self.to_json(), **changes})

@@ -20,6 +20,12 @@ from tinysep.training.choices import LOSSES
 # Keeps the SDR of a (near-)silent target chunk finite: 1e-3 of the mean chunk power
 # of full-scale noise, i.e. -60 dB, far below any audible source.
 SDR_EPSILON = 1e-6
+# A source that is silent in a chunk (every sample zero: a chunk without a voice, or one
+# without instruments) is scored against this share of the mixture's power instead: an
+# estimate that leaks 30 dB below the mixture reads as -3 dB, true silence as 0 dB, at any
+# level of the chunk.
+SILENT_LEAK_FLOOR = 1e-3
+SILENT_CHUNK_EPSILON = 1e-12  # -120 dB: a chunk silent throughout reads 0 dB
 # Diagonal loading of the reference's autocorrelation in the BSS-eval loss, relative to its
 # energy: keeps the normal equations of a band-limited reference solvable.
 BSS_LOADING = 1e-8
@@ -46,13 +52,25 @@ def tf_istft(spec: tf.Tensor, samples: int) -> tf.Tensor:
     return audio[:, front : front + samples]
 
 
-def sdr_db(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+def sdr_db(reference: tf.Tensor, estimate: tf.Tensor,
+           epsilon: tf.Tensor | float = SDR_EPSILON) -> tf.Tensor:
     """``(B,)`` plain SDR in dB, ``10 log10(|s|^2 / |s - s_hat|^2)``, of ``(B, samples)``
-    references and estimates; a small constant keeps silent chunks finite (their SDR then
-    reads as ~0 dB whatever the estimate's noise floor)."""
-    signal = tf.reduce_mean(tf.square(reference), axis=-1) + SDR_EPSILON
-    error = tf.reduce_mean(tf.square(reference - estimate), axis=-1) + SDR_EPSILON
+    references and estimates; ``epsilon`` (a mean power, or ``(B,)`` of them, see
+    :func:`silence_epsilon`) keeps silent chunks finite: an estimate of a silent source
+    reads as ``10 log10(epsilon / (|s_hat|^2 + epsilon))``, 0 dB when it is silent too."""
+    signal = tf.reduce_mean(tf.square(reference), axis=-1) + epsilon
+    error = tf.reduce_mean(tf.square(reference - estimate), axis=-1) + epsilon
     return 10.0 * tf.math.log(signal / error) / np.log(10.0)
+
+
+def silence_epsilon(reference: tf.Tensor, mixture_power: tf.Tensor) -> tf.Tensor:
+    """``(B,)`` epsilons for :func:`sdr_db` / :func:`bss_sdr_db`: :data:`SDR_EPSILON` where
+    the ``(B, samples)`` reference sounds, :data:`SILENT_LEAK_FLOOR` of the chunk's
+    ``mixture_power`` (``(B,)`` mean powers) where it is all zeros, so a silent source's
+    leak is weighed against the chunk's own level."""
+    silent = tf.equal(tf.reduce_max(tf.abs(reference), axis=-1), 0.0)
+    relative = tf.maximum(SILENT_LEAK_FLOOR * mixture_power, SILENT_CHUNK_EPSILON)
+    return tf.where(silent, relative, SDR_EPSILON)
 
 
 def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
@@ -61,14 +79,14 @@ def negative_sdr(reference: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
 
 
 def bss_sdr_db(reference: tf.Tensor, estimate: tf.Tensor, taps: int = FILTER_LENGTH,
-               ) -> tf.Tensor:
+               epsilon: tf.Tensor | float = SDR_EPSILON) -> tf.Tensor:
     """``(B,)`` BSS-eval v3's SDR (dB): the estimate against the best ``taps``-tap filtering
     of the reference, the quantity ``tinysep eval`` reports.
 
     The filter solves the normal equations ``R h = b`` (``R`` the reference's Toeplitz
     autocorrelation, ``b`` its cross-correlation with the estimate); the target is then
     ``h^T b`` of the estimate's energy and the rest is error. Silent chunks read as in
-    :func:`sdr_db`.
+    :func:`sdr_db`, with its ``epsilon``.
     """
     samples = int(reference.shape[-1])
     size = 1 << int(np.ceil(np.log2(samples + taps)))
@@ -87,7 +105,8 @@ def bss_sdr_db(reference: tf.Tensor, estimate: tf.Tensor, taps: int = FILTER_LEN
     target = tf.reduce_sum(filt[..., 0] * cross, axis=-1) / samples
     energy = tf.reduce_mean(tf.square(estimate), axis=-1)
     error = tf.maximum(energy - target, 0.0)
-    ratio = (target + SDR_EPSILON) / (error + SDR_EPSILON)
+    epsilon = tf.cast(epsilon, tf.float64)
+    ratio = (target + epsilon) / (error + epsilon)
     return tf.cast(10.0 * tf.math.log(ratio) / np.log(10.0), tf.float32)
 
 
@@ -126,7 +145,9 @@ def separation_loss(
 
     Shapes: ``mixture_spec`` complex ``(B, T, F)``, ``masks`` and ``target_magnitudes``
     ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``. ``weights`` ``(B,)``
-    scales each chunk's loss before the mean over the batch (None: all ones).
+    scales each chunk's loss before the mean over the batch (None: all ones). The SDR of a
+    target that is silent in a chunk is taken against a share of the chunk's power (the
+    sum of its targets), see :func:`silence_epsilon`.
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
@@ -138,8 +159,10 @@ def separation_loss(
         score = bss_sdr_db if kind == "bss-sdr" else sdr_db
         samples = int(targets.shape[-1])
         count = int(masks.shape[-1])
+        mixture_power = tf.reduce_mean(tf.square(tf.reduce_sum(targets, axis=1)), axis=-1)
         scores = [score(targets[:, i],
-                        tf_istft(mixture_spec * _as_complex(masks[..., i]), samples))
+                        tf_istft(mixture_spec * _as_complex(masks[..., i]), samples),
+                        epsilon=silence_epsilon(targets[:, i], mixture_power))
                   for i in range(count)]
         per_chunk -= weight * tf.add_n(scores) / count
     return tf.reduce_mean(per_chunk if weights is None else weights * per_chunk)
@@ -153,7 +176,8 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     model, ``teacher_weight`` of it is the same loss against the teacher's separations
     (its masks on the mixture, resynthesised alike) instead of the true sources; ``taught``
     ``(B,)`` (None: all ones) scales the teacher's share chunk by chunk, so a chunk at 0
-    learns from the true sources alone.
+    learns from the true sources alone. A chunk in which a true source is silent learns
+    from the true sources alone too: its answer is known exactly.
 
     A model with a look ahead (``mask_delay`` frames) sees the whole chunk, and the loss is
     taken on the part its masks reach: the chunk less that many hops at its end."""
@@ -186,10 +210,12 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
         axis=1)
     share = teacher_weight * (tf.ones((batch,)) if taught is None
                               else tf.cast(taught, tf.float32))
+    sounding = tf.reduce_all(tf.reduce_max(tf.abs(sources), axis=-1) > 0.0, axis=1)
+    share = tf.where(sounding, share, 0.0)
     return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share)
             + separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
                               sdr_weight, share))
 
 
 __all__ = ["LOSSES", "batch_loss", "bss_sdr_db", "negative_bss_sdr", "negative_sdr", "sdr_db",
-           "separation_loss", "tf_istft", "tf_stft"]
+           "separation_loss", "silence_epsilon", "tf_istft", "tf_stft"]

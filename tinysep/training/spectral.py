@@ -63,12 +63,18 @@ def sdr_db(reference: tf.Tensor, estimate: tf.Tensor,
     return 10.0 * tf.math.log(signal / error) / np.log(10.0)
 
 
+def all_zero(waveforms: tf.Tensor) -> tf.Tensor:
+    """Bools over all but the last axis of ``waveforms``: True where every sample is zero (a
+    source left out of a chunk)."""
+    return tf.equal(tf.reduce_max(tf.abs(waveforms), axis=-1), 0.0)
+
+
 def silence_epsilon(reference: tf.Tensor, mixture_power: tf.Tensor) -> tf.Tensor:
     """``(B,)`` epsilons for :func:`sdr_db` / :func:`bss_sdr_db`: :data:`SDR_EPSILON` where
     the ``(B, samples)`` reference sounds, :data:`SILENT_LEAK_FLOOR` of the chunk's
     ``mixture_power`` (``(B,)`` mean powers) where it is all zeros, so a silent source's
     leak is weighed against the chunk's own level."""
-    silent = tf.equal(tf.reduce_max(tf.abs(reference), axis=-1), 0.0)
+    silent = all_zero(reference)
     relative = tf.maximum(SILENT_LEAK_FLOOR * mixture_power, SILENT_CHUNK_EPSILON)
     return tf.where(silent, relative, SDR_EPSILON)
 
@@ -210,8 +216,7 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
         axis=1)
     share = teacher_weight * (tf.ones((batch,)) if taught is None
                               else tf.cast(taught, tf.float32))
-    sounding = tf.reduce_all(tf.reduce_max(tf.abs(sources), axis=-1) > 0.0, axis=1)
-    share = tf.where(sounding, share, 0.0)
+    share = tf.where(tf.reduce_any(all_zero(sources), axis=1), 0.0, share)
     return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share)
             + separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
                               sdr_weight, share))

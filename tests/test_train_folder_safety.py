@@ -371,16 +371,20 @@ def test_a_sigterm_swallowed_in_a_finalizer_still_stops_the_run(corpus, tmp_path
 def test_an_error_mid_epoch_is_recorded_and_the_run_resumes(corpus, tmp_path, monkeypatch,
                                                             capsys):
     import tinysep.training.data as data_module
+    from tinysep.training.prefetch import PrefetchedBatches
 
-    real_make_dataset = data_module.make_dataset
+    real_batches = data_module.prefetched_batches
 
-    def failing_dataset(*args, **kwargs):  # the disk goes away in the middle of epoch 2
-        batches = iter(real_make_dataset(*args, **kwargs))
-        for _ in range(3):
-            yield next(batches)
-        raise OSError("Input/output error")
+    def failing_batches(*args, **kwargs):  # the disk goes away in the middle of epoch 2
+        def batches():
+            with real_batches(*args, **kwargs) as made:
+                for _ in range(3):
+                    yield next(made)
+            raise OSError("Input/output error")
 
-    monkeypatch.setattr(data_module, "make_dataset", failing_dataset)
+        return PrefetchedBatches(batches())  # raised on the worker, seen by the step loop
+
+    monkeypatch.setattr(data_module, "prefetched_batches", failing_batches)
     out = tmp_path / "run"
     config = TrainConfig(options=dict(TINY), data=str(corpus), epochs=2, steps_per_epoch=2,
                          batch_size=2, chunk_seconds=0.5, valid_clips=1, valid_seconds=1.0)
@@ -391,7 +395,7 @@ def test_an_error_mid_epoch_is_recorded_and_the_run_resumes(corpus, tmp_path, mo
     assert state["stop_reason"] == ("training failed during epoch 2 "
                                     "(OSError: Input/output error)")
     assert "--resume continues from it" in capsys.readouterr().err
-    monkeypatch.setattr(data_module, "make_dataset", real_make_dataset)
+    monkeypatch.setattr(data_module, "prefetched_batches", real_batches)
     result = train(config, out, resume=True, progress=False)
     assert (result.epochs, result.steps, result.status) == (2, 4, "finished")
     assert json.loads((out / "state.json").read_text())["status"] == "stopped"

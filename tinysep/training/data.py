@@ -1,4 +1,4 @@
-"""Training data: load and check the splits, fingerprint them, and feed batches via tf.data.
+"""Training data: load and check the splits, fingerprint them, and feed batches to the steps.
 
 Batch ``k`` of a run is drawn from a generator seeded with ``(seed, k)``, so the data a
 step sees depends only on the seed and the step number: a run resumed at step ``k``
@@ -20,6 +20,7 @@ from tinysep.data.loaders import SPLITS_FILE, find_clips, load_clips
 from tinysep.data.singing import DEFAULT_VOICES
 from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
 from tinysep.metrics.bss import MIN_SAMPLES
+from tinysep.training.prefetch import PrefetchedBatches
 
 MIN_TRAIN_CLIPS = 2
 MIN_VALID_CLIPS = 1
@@ -230,28 +231,15 @@ def time_batches(clips: Sequence[Clip], augment: dict, batch_size: int, samples:
     return seconds
 
 
-def make_dataset(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
-                 samples: int, augment: dict, sources: Sequence[str] = SOURCES,
-                 untaught: np.ndarray | None = None, clip_odds: np.ndarray | None = None):
-    """A prefetching ``tf.data.Dataset`` of ``(mixture, sources, taught)`` batches from
-    ``first_step`` (``taught``: :func:`taught_shares` of ``untaught``; ``clip_odds``: how
-    often each clip is drawn).
-
-    The augmentation runs in numpy on tf.data's thread while the model trains.
-    """
-    import tensorflow as tf
-
-    signature = (
-        tf.TensorSpec((batch_size, samples), tf.float32),
-        tf.TensorSpec((batch_size, len(sources), samples), tf.float32),
-        tf.TensorSpec((batch_size,), tf.float32),
-    )
-    dataset = tf.data.Dataset.from_generator(
-        lambda: batches_from(clips, first_step, seed, batch_size, samples, augment, sources,
-                             untaught, clip_odds),
-        output_signature=signature,
-    )
-    return dataset.prefetch(2)
+def prefetched_batches(clips: Sequence[Clip], first_step: int, seed: int, batch_size: int,
+                       samples: int, augment: dict, sources: Sequence[str] = SOURCES,
+                       untaught: np.ndarray | None = None, clip_odds: np.ndarray | None = None,
+                       ) -> PrefetchedBatches:
+    """:func:`batches_from` made ahead on a worker thread while the model trains
+    (``taught``: :func:`taught_shares` of ``untaught``; ``clip_odds``: how often each clip
+    is drawn); close it when training ends."""
+    return PrefetchedBatches(batches_from(clips, first_step, seed, batch_size, samples,
+                                          augment, sources, untaught, clip_odds))
 
 
 def validation_clips(clips: Sequence[Clip], count: int, max_seconds: float,

@@ -1,13 +1,14 @@
 """Measure the kit's speed: a list of named sections, each printed as a table and saved as JSON.
 
-Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the
-metrics alone, in clip-seconds per wall-second), ``train_data`` (how fast the training
-augmentation makes batches: the shipped model's settings and each costly part alone),
-``hil_*`` (the board link over a pseudo-terminal), ``model_latency`` (host TFLite time per
-hop of the shipped model, float32 vs int8), ``model_size`` (its default export against the
-MCU budgets) and ``arm_emulated`` (invoke time on the emulated ARM boards under qemu-user,
-labelled emulated: it measures the emulator, not a board; skipped with a note without
-`make board-arm64`).
+Sections so far: ``eval_speed`` (evaluation throughput of every baseline and of the metrics
+alone, in clip-seconds per wall-second), ``train_data`` (how fast the training augmentation
+makes batches: the shipped model's settings and each costly part alone), ``train_step``
+(seconds per training step of the shipped graph, alone and fed by each way of making batches
+beside it), ``hil_*`` (the board link over a pseudo-terminal), ``model_latency`` (host
+TFLite time per hop of the shipped model, float32 vs int8), ``model_size`` (its default
+export against the MCU budgets) and ``arm_emulated`` (invoke time on the emulated ARM boards
+under qemu-user, labelled emulated: it measures the emulator, not a board; skipped with a
+note without `make board-arm64`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def sections() -> list[tuple[str, Callable[..., dict]]]:
     return [
         ("eval_speed", eval_speed_section),
         ("train_data", train_data_section),
+        ("train_step", train_step_section),
         ("hil_throughput", hil_bench.throughput_section),
         ("hil_overhead", hil_bench.overhead_section),
         ("hil_baud", hil_bench.baud_section),
@@ -170,4 +172,70 @@ def train_data_section(quick: bool = False) -> dict:
         "columns": [["augmentation", "augmentation"], ["batch_ms_median", "ms per batch"],
                     ["batch_ms_p90", "p90 ms"], ["audio_x", "audio s per wall s"]],
         "rows": rows, "batch_size": batch_size, "chunk_seconds": chunk_seconds,
+    }
+
+
+def train_step_section(quick: bool = False) -> dict:
+    """Seconds per training step of the shipped model's graph (its batch size, chunk length,
+    loss and augmentation; random weights): the step on one batch held in memory, then fed
+    by the worker thread training uses, then by a ``tf.data`` generator dataset."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from tinysep.data.synth import synthetic_clips
+    from tinysep.models import model_from_config
+    from tinysep.pretrained import training_settings
+    from tinysep.train import train_step_function
+    from tinysep.training.config import TrainConfig
+    from tinysep.training.data import batches_from, chunk_samples
+    from tinysep.training.prefetch import PrefetchedBatches
+
+    config = TrainConfig.from_json(training_settings(), where="the shipped training settings")
+    config.teacher = ""
+    samples = chunk_samples(config.chunk_seconds)
+    steps = 4 if quick else 30
+    clips = synthetic_clips(3 if quick else 8, 6.0 if quick else 12.0, seed=1234)
+    model = model_from_config(config.model_config())
+    optimizer = keras.optimizers.Adam(learning_rate=1e-5)
+    optimizer.build(model.trainable_variables)
+    step = train_step_function(model, optimizer, config)
+
+    def made():
+        return batches_from(clips, 0, 1234, config.batch_size, samples, config.augment)
+
+    held = next(made())
+    step(*held)  # traces the graph: not timed
+    signature = (tf.TensorSpec((config.batch_size, samples), tf.float32),
+                 tf.TensorSpec((config.batch_size, held[1].shape[1], samples), tf.float32),
+                 tf.TensorSpec((config.batch_size,), tf.float32))
+    feeds = [
+        ("one batch held in memory", lambda: iter(lambda: held, None)),
+        ("a worker thread (training)", lambda: PrefetchedBatches(made())),
+        ("a tf.data generator dataset",
+         lambda: iter(tf.data.Dataset.from_generator(made, output_signature=signature)
+                      .prefetch(2))),
+    ]
+    rows = []
+    for name, feed in feeds:
+        batches = feed()
+        float(step(*next(batches))[0])  # the feed's first batch, made before timing
+        seconds = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            float(step(*next(batches))[0])
+            seconds.append(time.perf_counter() - start)
+        if isinstance(batches, PrefetchedBatches):
+            batches.close()
+        rows.append({"feeding": name, "step_ms_median": 1000.0 * float(np.median(seconds)),
+                     "step_ms_p90": 1000.0 * float(np.percentile(seconds, 90))})
+    alone = rows[0]["step_ms_median"]
+    for row in rows:
+        row["vs_alone"] = row["step_ms_median"] / alone
+    return {
+        "title": (f"Training steps of the shipped graph: {config.batch_size} chunks of "
+                  f"{config.chunk_seconds:g} s, {steps} steps per feeding"),
+        "columns": [["feeding", "batches from"], ["step_ms_median", "ms per step"],
+                    ["step_ms_p90", "p90 ms"], ["vs_alone", "x the step alone"]],
+        "rows": rows, "batch_size": config.batch_size, "chunk_seconds": config.chunk_seconds,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -100,3 +101,22 @@ def test_train_data_section_rates_follow_from_the_shipped_settings():
         assert row["audio_x"] == pytest.approx(
             stored["batch_size"] * stored["chunk_seconds"] / (row["batch_ms_median"] / 1000))
     assert "ms per batch" in bench.format_section(result)
+
+
+def test_train_step_section_times_each_feeding_of_the_shipped_graph():
+    from tinysep.pretrained import training_settings
+
+    result = bench.train_step_section(quick=True)
+    stored = training_settings()
+    assert (result["batch_size"], result["chunk_seconds"]) == (stored["batch_size"],
+                                                               stored["chunk_seconds"])
+    feeds = [row["feeding"] for row in result["rows"]]
+    assert feeds == ["one batch held in memory", "a worker thread (training)",
+                     "a tf.data generator dataset"]
+    for row in result["rows"]:
+        assert 0 < row["step_ms_median"] <= row["step_ms_p90"]
+        assert row["vs_alone"] == pytest.approx(row["step_ms_median"]
+                                                / result["rows"][0]["step_ms_median"])
+    assert result["rows"][0]["vs_alone"] == 1.0
+    assert "x the step alone" in bench.format_section(result)
+    assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]

@@ -341,7 +341,7 @@ def test_a_sigterm_swallowed_in_a_finalizer_still_stops_the_run(corpus, tmp_path
 
     import tinysep.train as train_module
 
-    real_step_function = train_module._train_step_function
+    real_step_function = train_module.train_step_function
 
     class SignalsWhenCollected:
         def __del__(self):  # Python ignores the KeyboardInterrupt the handler raises here
@@ -356,7 +356,7 @@ def test_a_sigterm_swallowed_in_a_finalizer_still_stops_the_run(corpus, tmp_path
 
         return signalling_step
 
-    monkeypatch.setattr(train_module, "_train_step_function", step_function)
+    monkeypatch.setattr(train_module, "train_step_function", step_function)
     config = TrainConfig(options=dict(TINY), data=str(corpus), epochs=1, steps_per_epoch=3,
                          batch_size=2, chunk_seconds=0.5, valid_clips=1, valid_seconds=1.0)
     with pytest.raises(TrainingError, match="training interrupted during epoch 1"):

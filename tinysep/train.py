@@ -161,7 +161,9 @@ def _made_by(config: TrainConfig, key: str, clips, sources: tuple[str, ...],
     return table
 
 
-def _train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
+def train_step_function(model, optimizer, config: TrainConfig, average=None, teacher=None):
+    """One optimizer step on a batch ``(mixture, sources, taught)``, as a traced function
+    that returns the loss and whether it and every gradient were finite."""
     import tensorflow as tf
 
     from tinysep.training.spectral import batch_loss
@@ -504,7 +506,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
         prepare_folder(config, out, resume, allow_changes, data.fingerprint, command,
                        model_info, state)
         session.open_log()
-    step_fn = _train_step_function(model, session.optimizer, config, session.average, teacher)
+    step_fn = train_step_function(model, session.optimizer, config, session.average, teacher)
     batches = prefetched_batches(data.train, state["step"], config.seed, config.batch_size,
                                  chunk_samples(config.chunk_seconds), config.augment, sources,
                                  untaught, clip_odds)

@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cli.common import path_argument
 from convert import bench as model_bench
 from hil import bench as hil_bench
 from hil import emulated_arm
+
+TRAIN_SECTIONS = ("train_data", "train_step")  # the sections --train-data feeds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fewer and shorter clips, fewer repeats (a smoke run)")
     parser.add_argument("--section", action="append", default=None, metavar="NAME",
                         help=f"run only this section (repeatable): {', '.join(_names())}")
+    parser.add_argument("--train-data", type=path_argument, default=None, metavar="DIR",
+                        help="the training sections (" + ", ".join(TRAIN_SECTIONS) + ") draw "
+                             "their batches from this corpus's train split instead of a few "
+                             "synthetic songs; the feeding cost grows with the corpus")
 
 
 def _names() -> list[str]:
@@ -93,13 +100,19 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise CliError(f"unknown bench section {', '.join(unknown)}; "
                        f"expected one of {', '.join(_names())}")
+    train_clips = None
+    if args.train_data is not None and set(wanted) & set(TRAIN_SECTIONS):
+        from tinysep.training.data import load_training_data
+
+        train_clips = (args.train_data, load_training_data(args.train_data).train)
     results: dict[str, dict] = {}
     for name, section in sections():
         if name not in wanted:
             continue
         print(f"[bench] {name} ...", file=sys.stderr)
         start = time.perf_counter()
-        result = section(quick=args.quick)
+        extra = {"corpus": train_clips} if name in TRAIN_SECTIONS else {}
+        result = section(quick=args.quick, **extra)
         result["section_seconds"] = time.perf_counter() - start
         results[name] = result
         print(format_section(result))
@@ -137,20 +150,32 @@ def eval_speed_section(quick: bool = False) -> dict:
     return result
 
 
-def train_data_section(quick: bool = False) -> dict:
+def _train_clips(quick: bool, corpus) -> tuple[list, str]:
+    """The clips a training section draws from and how to name them: ``corpus`` (folder,
+    its train clips) when given, else a few synthetic songs."""
+    from tinysep.data.synth import synthetic_clips
+
+    if corpus is not None:
+        folder, clips = corpus
+        return list(clips), f"the {len(clips)} train clips of {folder}"
+    count, seconds = (3, 6.0) if quick else (8, 12.0)
+    return synthetic_clips(count, seconds, seed=1234), f"{count} synthetic songs"
+
+
+def train_data_section(quick: bool = False, corpus=None) -> dict:
     """Batches per second of the training augmentation (numpy, one thread): it runs beside
-    the model's steps on the same cores, so its cost is training time lost."""
+    the model's steps on the same cores, so its cost is training time lost. ``corpus``:
+    (folder, clips) to draw from instead of synthetic songs."""
     import numpy as np
 
-    from tinysep.data.synth import synthetic_clips
     from tinysep.pretrained import training_settings
     from tinysep.training.data import chunk_samples, time_batches
 
     stored = training_settings()
     shipped = stored["augment"]
     batch_size, chunk_seconds = stored["batch_size"], stored["chunk_seconds"]
-    count, seconds, batches = (3, 6.0, 4) if quick else (8, 12.0, 40)
-    clips = synthetic_clips(count, seconds, seed=1234)
+    batches = 4 if quick else 40
+    clips, drawn_from = _train_clips(quick, corpus)
     settings = [
         ("basic (offsets, gains, signs, remix)", {}),
         ("speed on every clip", {"speed_probability": 1.0,
@@ -167,23 +192,23 @@ def train_data_section(quick: bool = False) -> dict:
                      "batch_ms_p90": 1000.0 * float(np.percentile(times, 90)),
                      "audio_x": batch_size * chunk_seconds / median})
     return {
-        "title": (f"Training batches: {batch_size} chunks of {chunk_seconds:g} s from {count} "
-                  f"synthetic songs, {batches} batches per setting, one thread"),
+        "title": (f"Training batches: {batch_size} chunks of {chunk_seconds:g} s from "
+                  f"{drawn_from}, {batches} batches per setting, one thread"),
         "columns": [["augmentation", "augmentation"], ["batch_ms_median", "ms per batch"],
                     ["batch_ms_p90", "p90 ms"], ["audio_x", "audio s per wall s"]],
         "rows": rows, "batch_size": batch_size, "chunk_seconds": chunk_seconds,
     }
 
 
-def train_step_section(quick: bool = False) -> dict:
+def train_step_section(quick: bool = False, corpus=None) -> dict:
     """Seconds per training step of the shipped model's graph (its batch size, chunk length,
     loss and augmentation; random weights): the step on one batch held in memory, then fed
-    by the worker thread training uses, then by a ``tf.data`` generator dataset."""
+    by the worker thread training uses, then by a ``tf.data`` generator dataset.
+    ``corpus``: (folder, clips) to draw from instead of synthetic songs."""
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
 
-    from tinysep.data.synth import synthetic_clips
     from tinysep.models import model_from_config
     from tinysep.pretrained import training_settings
     from tinysep.train import train_step_function
@@ -195,7 +220,7 @@ def train_step_section(quick: bool = False) -> dict:
     config.teacher = ""
     samples = chunk_samples(config.chunk_seconds)
     steps = 4 if quick else 30
-    clips = synthetic_clips(3 if quick else 8, 6.0 if quick else 12.0, seed=1234)
+    clips, drawn_from = _train_clips(quick, corpus)
     model = model_from_config(config.model_config())
     optimizer = keras.optimizers.Adam(learning_rate=1e-5)
     optimizer.build(model.trainable_variables)
@@ -234,7 +259,7 @@ def train_step_section(quick: bool = False) -> dict:
         row["vs_alone"] = row["step_ms_median"] / alone
     return {
         "title": (f"Training steps of the shipped graph: {config.batch_size} chunks of "
-                  f"{config.chunk_seconds:g} s, {steps} steps per feeding"),
+                  f"{config.chunk_seconds:g} s from {drawn_from}, {steps} steps per feeding"),
         "columns": [["feeding", "batches from"], ["step_ms_median", "ms per step"],
                     ["step_ms_p90", "p90 ms"], ["vs_alone", "x the step alone"]],
         "rows": rows, "batch_size": config.batch_size, "chunk_seconds": config.chunk_seconds,

@@ -120,3 +120,25 @@ def test_train_step_section_times_each_feeding_of_the_shipped_graph():
     assert result["rows"][0]["vs_alone"] == 1.0
     assert "x the step alone" in bench.format_section(result)
     assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
+
+
+def test_train_sections_draw_from_a_corpus_given_on_the_command_line(tmp_path, capsys):
+    from tinysep.data.synth import write_corpus
+
+    corpus = tmp_path / "songs"
+    write_corpus(corpus, songs=6, seconds=5.0, seed=3, progress=False)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--section", "train_data", "--train-data", str(corpus),
+                 "--json", str(out)]) == 0
+    title = json.loads(out.read_text())["sections"]["train_data"]["title"]
+    train_clips = len(json.loads((corpus / "splits.json").read_text())["splits"]["train"])
+    assert f"from the {train_clips} train clips of {corpus}," in title
+    assert "synthetic songs" not in capsys.readouterr().out
+
+
+def test_a_train_data_folder_that_is_no_corpus_is_refused_by_name(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["bench", "--section", "train_step", "--train-data", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinysep bench: error: ") and str(empty) in err

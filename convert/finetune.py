@@ -6,7 +6,8 @@ the loss is one of the training losses (``l1`` on masked magnitudes, ``sdr`` on 
 resynthesised waveforms, or ``l1+sdr``, see :mod:`tinysep.training.spectral`), so a model
 is fine-tuned with the loss it was trained with (:func:`training_loss_of` reads it from a
 run folder). Keras ``fit`` drives the steps so tfmot's callbacks (the pruning step) run
-as they expect.
+as they expect; the batches are made on a worker thread
+(:class:`tinysep.training.prefetch.PrefetchedBatches`), so the dataset only hands them on.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def fine_tune(
 
     from tinysep.progress import Progress
     from tinysep.training.choices import LOSSES
+    from tinysep.training.prefetch import PrefetchedBatches
 
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps!r}")
@@ -160,7 +162,7 @@ def fine_tune(
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False
     sources = tuple(sources) if sources is not None else sources_of(model)
-    batches = audio_batches(clips, chunk_frames, batch_size, seed, sources)
+    batches = PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed, sources))
     dataset = tf.data.Dataset.from_generator(
         lambda: batches,
         output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
@@ -184,4 +186,5 @@ def fine_tune(
                     callbacks=[*callbacks, _Record()])
     finally:
         bar.close()
+        batches.close()
     return losses

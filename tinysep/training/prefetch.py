@@ -1,8 +1,9 @@
 """Make training batches on a worker thread while the model trains on the last one.
 
 A plain thread and a bounded queue: numpy releases the interpreter lock in its heavy calls
-and TensorFlow releases it while a step runs, so the two overlap. (A ``tf.data`` generator
-dataset made the same steps about 2.4 times slower on a 2-core machine: `tinysep bench`.)
+and TensorFlow releases it while a step runs, so the two overlap. Making the batches inside
+a ``tf.data`` generator dataset instead slows the steps themselves (`tinysep bench --section
+train_step` compares the two).
 """
 
 from __future__ import annotations

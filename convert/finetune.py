@@ -162,14 +162,14 @@ def fine_tune(
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False
     sources = tuple(sources) if sources is not None else sources_of(model)
+    trainer = _trainer(model, loss, sdr_weight, features_gain)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     batches = PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed, sources))
     dataset = tf.data.Dataset.from_generator(
         lambda: batches,
         output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
                           tf.TensorSpec((batch_size, len(sources), samples), tf.float32)),
     )
-    trainer = _trainer(model, loss, sdr_weight, features_gain)
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
     # The kit's own progress (a bar on a terminal, a few lines in a log), not Keras's bar,
     # whose ETA counts graph tracing as step time.

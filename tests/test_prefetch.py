@@ -13,6 +13,10 @@ from tinysep.training.data import batches_from, prefetched_batches
 from tinysep.training.prefetch import PrefetchedBatches
 
 
+def workers_alive() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
+
+
 def test_items_come_in_order_and_the_end_is_seen():
     assert list(PrefetchedBatches(iter(range(7)), depth=2)) == list(range(7))
 
@@ -37,7 +41,7 @@ def test_close_stops_a_worker_blocked_on_a_full_queue():
     assert next(made) == 0
     time.sleep(0.2)  # the worker fills the queue and blocks
     made.close()
-    assert not made._worker.is_alive()
+    assert not workers_alive()
     ahead = next(produced)
     time.sleep(0.3)
     assert next(produced) == ahead + 1  # nobody draws from the source any more
@@ -48,8 +52,7 @@ def test_close_stops_a_worker_blocked_on_a_full_queue():
 def test_a_with_block_closes_it():
     with PrefetchedBatches(itertools.count()) as made:
         next(made)
-    assert not made._worker.is_alive()
-    assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
+    assert not workers_alive()
 
 
 def test_depth_below_one_is_refused():

@@ -507,13 +507,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                        model_info, state)
         session.open_log()
     step_fn = train_step_function(model, session.optimizer, config, session.average, teacher)
-    batches = prefetched_batches(data.train, state["step"], config.seed, config.batch_size,
-                                 chunk_samples(config.chunk_seconds), config.augment, sources,
-                                 untaught, clip_odds)
     session.start_clock()
     # a fresh run makes at least one step whatever the budget; a resumed one may be done
     stop_reason = session.stop_reason() if state["step"] else None
-    with _terminate_as_interrupt() as stop_requested, batches:
+    with (_terminate_as_interrupt() as stop_requested,
+          prefetched_batches(data.train, state["step"], config.seed, config.batch_size,
+                             chunk_samples(config.chunk_seconds), config.augment, sources,
+                             untaught, clip_odds) as batches):
         try:
             while stop_reason is None:
                 epoch = state["epoch"] + 1

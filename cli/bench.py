@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"unknown bench section {', '.join(unknown)}; "
                        f"expected one of {', '.join(_names())}")
     train_clips = None
-    if args.train_data is not None and set(wanted) & set(TRAIN_SECTIONS):
+    if args.train_data is not None and not set(wanted) & set(TRAIN_SECTIONS):
+        raise CliError(f"--train-data feeds only the sections {', '.join(TRAIN_SECTIONS)}, "
+                       f"and none of them is asked for")
+    if args.train_data is not None:
         from tinysep.training.data import load_training_data
 
         train_clips = (args.train_data, load_training_data(args.train_data).train)

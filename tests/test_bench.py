@@ -142,3 +142,8 @@ def test_a_train_data_folder_that_is_no_corpus_is_refused_by_name(tmp_path, caps
     assert main(["bench", "--section", "train_step", "--train-data", str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinysep bench: error: ") and str(empty) in err
+
+
+def test_train_data_without_a_training_section_is_refused(tmp_path, capsys):
+    assert main(["bench", "--section", "eval_speed", "--train-data", str(tmp_path)]) == 2
+    assert "--train-data feeds only the sections train_data, train_step" in capsys.readouterr().err

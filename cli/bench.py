@@ -14,6 +14,7 @@ note without `make board-arm64`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -246,15 +247,16 @@ def train_step_section(quick: bool = False, corpus=None) -> dict:
     ]
     rows = []
     for name, feed in feeds:
-        batches = feed()
-        float(step(*next(batches))[0])  # the feed's first batch, made before timing
-        seconds = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            float(step(*next(batches))[0])
-            seconds.append(time.perf_counter() - start)
-        if isinstance(batches, PrefetchedBatches):
-            batches.close()
+        with contextlib.ExitStack() as stack:
+            batches = feed()
+            if hasattr(batches, "close"):  # a worker thread stops with the feeding
+                stack.callback(batches.close)
+            float(step(*next(batches))[0])  # the feed's first batch, made before timing
+            seconds = []
+            for _ in range(steps):
+                start = time.perf_counter()
+                float(step(*next(batches))[0])
+                seconds.append(time.perf_counter() - start)
         rows.append({"feeding": name, "step_ms_median": 1000.0 * float(np.median(seconds)),
                      "step_ms_p90": 1000.0 * float(np.percentile(seconds, 90))})
     alone = rows[0]["step_ms_median"]

@@ -87,13 +87,20 @@ def test_time_batches_times_each_batch_training_would_make():
         time_batches(clips, {"speed_probability": 2.0}, batch_size=2, samples=8000, count=1)
 
 
-def test_train_data_section_rates_follow_from_the_shipped_settings():
+def quick_section_on_the_shipped_settings(section) -> tuple[dict, dict]:
+    """A training section's quick result and the shipped training settings, having checked
+    that the section's batches are the shipped model's size."""
     from tinysep.pretrained import training_settings
 
-    result = bench.train_data_section(quick=True)
+    result = section(quick=True)
     stored = training_settings()
     assert (result["batch_size"], result["chunk_seconds"]) == (stored["batch_size"],
                                                                stored["chunk_seconds"])
+    return result, stored
+
+
+def test_train_data_section_rates_follow_from_the_shipped_settings():
+    result, stored = quick_section_on_the_shipped_settings(bench.train_data_section)
     names = [row["augmentation"] for row in result["rows"]]
     assert names[-1] == "the shipped model's" and len(names) == 4
     for row in result["rows"]:
@@ -104,12 +111,7 @@ def test_train_data_section_rates_follow_from_the_shipped_settings():
 
 
 def test_train_step_section_times_each_feeding_of_the_shipped_graph():
-    from tinysep.pretrained import training_settings
-
-    result = bench.train_step_section(quick=True)
-    stored = training_settings()
-    assert (result["batch_size"], result["chunk_seconds"]) == (stored["batch_size"],
-                                                               stored["chunk_seconds"])
+    result, _ = quick_section_on_the_shipped_settings(bench.train_step_section)
     feeds = [row["feeding"] for row in result["rows"]]
     assert feeds == ["one batch held in memory", "a worker thread (training)",
                      "a tf.data generator dataset"]

@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "vocals=choir,accompaniment=physical (default: every clip)")
     parser.add_argument("--by-engine", action="store_true",
                         help="also print (and plot, and write to the JSON) the scores per "
-                             "music engine, marked trained / held out for the first model:PATH "
+                             "music engine (the model's SDR, SIR and SAR, the best classic "
+                             "method, the IRM), marked trained / held out for the first "
+                             "model:PATH "
                              "(a bundle: as its float model's record says)")
     parser.add_argument("--save-audio", type=Path, metavar="DIR",
                         help="keep every clip's mixture, references and each method's separated "

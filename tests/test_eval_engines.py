@@ -66,6 +66,13 @@ def test_per_engine_rows_mark_held_out_engines_and_match_the_clips(corpus, model
          if c["name"] in physical]))
     assert row["best_classic"] == best
     assert row["margin"] == pytest.approx(row["model"] - row["best_classic_sdr"])
+    # the model's SIR and SAR are the means of its per-clip values too, not its SDR
+    for metric in ("sir", "sar"):
+        values = [c["methods"][method]["sources"]["vocals"][metric] for c in report["clips"]
+                  if c["name"] in physical]
+        assert row[f"model_{metric}"] == pytest.approx(float(np.mean(values)), abs=1e-9)
+    assert row["model_sir"] != pytest.approx(row["model"])
+    assert "model SIR v / a" in printed and f"{row['model_sir']:5.2f} / " in printed
     assert (tmp_path / "eval-engines.png").stat().st_size > 0
 
 
@@ -208,7 +215,7 @@ def test_the_engine_table_keeps_its_columns_for_long_names():
 
     def row(role, engine, classic_v, classic_a):
         source = {"model": 7.0, "best_classic": classic_v, "best_classic_sdr": 4.0,
-                  "margin": 3.0, "irm": 13.0}
+                  "margin": 3.0, "irm": 13.0, "model_sir": 9.25, "model_sar": 11.5}
         return {"role": role, "engine": engine, "clips": 12, "status": "held out",
                 "sources": {"vocals": source, "accompaniment": {**source,
                                                                 "best_classic": classic_a}}}
@@ -221,4 +228,7 @@ def test_the_engine_table_keeps_its_columns_for_long_names():
     assert len(status) == 1 and len(margins) == 1
     assert lines[0].index("status") == status.pop()
     assert lines[0].index("margin") == margins.pop()
+    sir = {line.index(" 9.25 / ") for line in lines[1:]}
+    assert len(sir) == 1 and lines[0].index("model SIR") == sir.pop()
+    assert all(line.endswith("11.50 / 11.50") for line in lines[1:])
     assert "backing-tracks-2024 " in lines[2] and "repet-mfcc/repet-sim " in lines[2]

@@ -181,15 +181,16 @@ def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[st
     return HELD_OUT
 
 
-def _mean_sdr(summary: Mapping, source: str) -> float | None:
-    return summary.get("sources", {}).get(source, {}).get("sdr", {}).get("mean")
+def _mean_of(summary: Mapping, source: str, metric: str = "sdr") -> float | None:
+    return summary.get("sources", {}).get(source, {}).get(metric, {}).get("mean")
 
 
 def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
               seen: Mapping[str, Mapping[str, set[str]]] | None = None) -> list[dict]:
     """One row per (role, engine): the model's mean SDR per source, the best classic method
     per source on the same clips, the margin, the IRM oracle, the clip count and whether the
-    model trained on the engine."""
+    model trained on the engine. The model's mean SIR and SAR tell a row that loses to
+    interference (the other source leaking in) from one that loses to artefacts."""
     methods = list(report["methods"])
     done = [r for r in report["clips"] if "error" not in r]
     rows = []
@@ -202,23 +203,28 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
             row = {"role": role, "engine": engine, "clips": len(clips),
                    "status": engine_status(role, engine, seen or {}), "sources": {}}
             for source in SOURCES:
-                classic = {m: _mean_sdr(summary[m], source) for m in methods
-                           if m in CLASSIC_METHODS and _mean_sdr(summary[m], source) is not None}
+                classic = {m: _mean_of(summary[m], source) for m in methods
+                           if m in CLASSIC_METHODS and _mean_of(summary[m], source) is not None}
                 best = max(classic, key=classic.get) if classic else None
-                value = _mean_sdr(summary[model], source) if model in summary else None
+                value = _mean_of(summary[model], source) if model in summary else None
                 row["sources"][source] = {
                     "model": value,
+                    "model_sir": _mean_of(summary[model], source, "sir") if value is not None
+                    else None,
+                    "model_sar": _mean_of(summary[model], source, "sar") if value is not None
+                    else None,
                     "best_classic": best,
                     "best_classic_sdr": classic.get(best) if best else None,
                     "margin": (value - classic[best]) if best and value is not None else None,
-                    "irm": _mean_sdr(summary[ORACLE], source) if ORACLE in summary else None,
+                    "irm": _mean_of(summary[ORACLE], source) if ORACLE in summary else None,
                 }
             rows.append(row)
     return rows
 
 
 def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
-    """The per-engine rows as a fixed-width table (SDR means in dB; v / a per cell)."""
+    """The per-engine rows as a fixed-width table (means in dB; v / a per cell): SDR of the
+    model, the best classic method and the IRM, then the model's SIR and SAR."""
 
     def pair(a, b) -> str:
         return "    n/a      " if a is None or b is None else f"{a:5.2f} / {b:5.2f}"
@@ -237,7 +243,7 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     lines = [title] if title else []
     lines.append(f"{'engine':<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
                  f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
-                 f"{'IRM v / a':<13}")
+                 f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a'}")
     for row in rows:
         sv, sa = row["sources"][v], row["sources"][a]
         lines.append(
@@ -245,7 +251,9 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
             f"{row['clips']:>5}  {pair(sv['model'], sa['model']):<14}"
             f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} "
             f"{classic_of(row):<{classic_width}}"
-            f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<13}")
+            f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<15}"
+            f"{pair(sv.get('model_sir'), sa.get('model_sir')):<16}"
+            f"{pair(sv.get('model_sar'), sa.get('model_sar'))}")
     return "\n".join(lines)
 
 

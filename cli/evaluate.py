@@ -278,7 +278,8 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
     rows = by_engine(report, engines_of, model, seen)
     print()
     print(format_engine_table(rows, f"per engine: {model or 'no model'} vs the best classic "
-                                    f"method on the same clips (SDR mean, dB)"))
+                                    f"method on the same clips (means in dB; SIR and SAR: the "
+                                    f"model's)"))
     png = plot_engines(rows, engine_plot(args.json),
                        title=f"{model} per engine")
     full = json.loads(args.json.read_text())

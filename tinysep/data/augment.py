@@ -2,9 +2,10 @@
 and (off by default) a random EQ per source, a random playback speed (pitch, formants and
 tempo together) and a source sung or played by an ensemble (detuned, late copies of it), so
 timbres, voices, registers and sections the corpus never had are trained on, a random
-level of the whole chunk, so quiet and loud recordings are trained on, and chunks of one
+level of the whole chunk, so quiet and loud recordings are trained on, chunks of one
 source alone (an intro without a voice, a verse sung a cappella), so a source's mask learns
-to pass nothing of the others.
+to pass nothing of the others, and a second band stacked on a chunk's band, so denser
+bands, filling the voice's register, are trained on.
 
 `training_chunks` draws endless ``(mixture, *sources)`` float32 chunks (by default
 ``(mixture, vocals, accompaniment)``; with the four stems ``(mixture, vocals, drums, bass,
@@ -44,6 +45,7 @@ ENSEMBLE_VOICE_LIMITS = (1, 8)
 # The values the numeric settings may take: probabilities, a band's boost in dB, an
 # ensemble's detuning (cents) and delay (ms).
 SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "solo_probability": (0.0, 1.0),
+                  "stack_probability": (0.0, 1.0),
                   "eq_probability": (0.0, 1.0),
                   "eq_max_db": (0.0, 24.0), "speed_probability": (0.0, 1.0),
                   "ensemble_probability": (0.0, 1.0), "ensemble_detune_cents": (0.0, 100.0),
@@ -207,6 +209,7 @@ def drawn_chunks(
     remix: bool = True,
     remix_probability: float = 0.5,
     solo_probability: float = 0.0,
+    stack_probability: float = 0.0,
     eq_probability: float = 0.0,
     eq_max_db: float = DEFAULT_EQ_MAX_DB,
     level_range_db: tuple[float, float] = (0.0, 0.0),
@@ -232,6 +235,11 @@ def drawn_chunks(
     - speed_probability: a clip is played, with this probability, at a speed log-uniform
       in ``speed_range`` (:func:`played_at_speed`); the sources of one clip share their
       speed and stay aligned, a source remixed from another song gets its own;
+    - stack_probability: a chunk's band (every source after the first) gets, with this
+      probability, the same sources of a clip of another song than the first source's
+      added (at their own offset and normal speed; with ``random_gain`` each scaled by a
+      gain uniform in ``gain_range``): two bands at once, denser than either. The indices
+      yielded name the chunk's own clips, not the stacked one;
     - eq_probability: each source goes, with this probability, through its own
       :func:`random_eq` (bands up to +-``eq_max_db``);
     - level_range_db: the whole chunk (every source alike) is then scaled by a gain
@@ -248,7 +256,7 @@ def drawn_chunks(
     if int(chunk_samples) != chunk_samples or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive whole number, got {chunk_samples}")
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
-                   solo_probability=solo_probability,
+                   solo_probability=solo_probability, stack_probability=stack_probability,
                    eq_probability=eq_probability, eq_max_db=eq_max_db,
                    level_range_db=level_range_db, speed_probability=speed_probability,
                    speed_range=speed_range, ensemble_probability=ensemble_probability,
@@ -260,7 +268,9 @@ def drawn_chunks(
     chunk_samples = int(chunk_samples)
     names = check_sources(sources)
     songs = [c.song_id for c in clips]
-    can_remix = remix and len(set(songs)) >= 2 and remix_probability > 0
+    other_songs = len(set(songs)) >= 2
+    can_remix = remix and other_songs and remix_probability > 0
+    can_stack = other_songs and stack_probability > 0 and len(names) > 1
     draw_clip = _clip_drawer(len(clips), rng, clip_odds)
 
     produced = 0
@@ -295,6 +305,15 @@ def drawn_chunks(
                     parts[k] = played_by_an_ensemble(parts[k], x, start, speeds[j], rng,
                                                      voices, ensemble_detune_cents,
                                                      ensemble_delay_ms)
+        if can_stack and rng.random() < stack_probability:
+            k = i
+            while songs[k] == songs[i]:
+                k = draw_clip()
+            for n, name in enumerate(names[1:], start=1):
+                extra = clips[k].source(name)
+                start = _offset(len(extra), chunk_samples, rng, random_offset)
+                gain = np.float32(rng.uniform(low, high)) if random_gain else np.float32(1.0)
+                parts[n] = parts[n] + _chunk(extra, start, chunk_samples) * gain
         if eq_probability > 0:
             parts = [random_eq(part, rng, eq_max_db) if rng.random() < eq_probability else part
                      for part in parts]

@@ -38,6 +38,7 @@ DEFAULT_AUGMENT = {
     "remix": True,
     "remix_probability": 0.5,
     "solo_probability": 0.0,  # share of chunks of one source alone, the others silent (0: off)
+    "stack_probability": 0.0,  # share of chunks whose band gets another song's band (0: off)
     "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
     "eq_max_db": DEFAULT_EQ_MAX_DB,  # largest boost or cut of one random EQ band
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)

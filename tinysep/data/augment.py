@@ -306,11 +306,11 @@ def drawn_chunks(
                                                      voices, ensemble_detune_cents,
                                                      ensemble_delay_ms)
         if can_stack and rng.random() < stack_probability:
-            k = i
-            while songs[k] == songs[i]:
-                k = draw_clip()
+            stacked = i
+            while songs[stacked] == songs[i]:
+                stacked = draw_clip()
             for n, name in enumerate(names[1:], start=1):
-                extra = clips[k].source(name)
+                extra = clips[stacked].source(name)
                 start = _offset(len(extra), chunk_samples, rng, random_offset)
                 gain = np.float32(rng.uniform(low, high)) if random_gain else np.float32(1.0)
                 parts[n] = parts[n] + _chunk(extra, start, chunk_samples) * gain

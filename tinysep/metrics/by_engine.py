@@ -206,13 +206,12 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                 classic = {m: _mean_of(summary[m], source) for m in methods
                            if m in CLASSIC_METHODS and _mean_of(summary[m], source) is not None}
                 best = max(classic, key=classic.get) if classic else None
-                value = _mean_of(summary[model], source) if model in summary else None
+                scored = summary.get(model, {})
+                value = _mean_of(scored, source)
                 row["sources"][source] = {
                     "model": value,
-                    "model_sir": _mean_of(summary[model], source, "sir") if value is not None
-                    else None,
-                    "model_sar": _mean_of(summary[model], source, "sar") if value is not None
-                    else None,
+                    "model_sir": _mean_of(scored, source, "sir"),
+                    "model_sar": _mean_of(scored, source, "sar"),
                     "best_classic": best,
                     "best_classic_sdr": classic.get(best) if best else None,
                     "margin": (value - classic[best]) if best and value is not None else None,

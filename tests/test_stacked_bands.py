@@ -87,3 +87,35 @@ def test_a_bad_stack_probability_is_named(value, tmp_path):
     config = tiny_config(tmp_path, augment={**DEFAULT_AUGMENT, "stack_probability": value})
     with pytest.raises(ValueError, match="augment: stack_probability"):
         config.validate()
+
+
+def test_over_four_stems_every_band_stem_gets_the_same_other_clips_stem():
+    """Drums, bass and other each get their own stem of one and the same stacked clip."""
+    from tinysep.data.sources import STEMS
+
+    clips = []
+    for k in range(6):
+        stems = {s: np.full(LENGTH, (i + 1) * 100.0 + k + 1, dtype=np.float32)
+                 for i, s in enumerate(STEMS)}
+        band = stems["drums"] + stems["bass"] + stems["other"]
+        clips.append(Clip(f"c{k}", band + stems["vocals"], stems["vocals"], band,
+                          song=f"song{k // 2}", stems={s: stems[s] for s in STEMS[1:]},
+                          sources=STEMS))
+    stacked = 0
+    for picks, (mixture, *parts) in drawn_chunks(
+            clips, CHUNK, np.random.default_rng(7), count=100, random_gain=False,
+            sign_flip=False, remix=False, stack_probability=0.5, sources=STEMS):
+        np.testing.assert_array_equal(mixture, sum(parts))
+        first = picks[0]
+        assert parts[0][0] == clips[first].source("vocals")[0]
+        added = [float(part[0] - clips[first].source(stem)[0])
+                 for stem, part in zip(STEMS[1:], parts[1:], strict=True)]
+        if added == [0.0, 0.0, 0.0]:
+            continue
+        stacked += 1
+        # stem i of clip k holds (i + 1) x 100 + k + 1: the same k for every band stem
+        sources_of = {round(value) - (i + 2) * 100 - 1 for i, value in enumerate(added)}
+        assert len(sources_of) == 1
+        other = sources_of.pop()
+        assert clips[other].song_id != clips[first].song_id
+    assert 30 < stacked < 70

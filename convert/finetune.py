@@ -164,12 +164,6 @@ def fine_tune(
     sources = tuple(sources) if sources is not None else sources_of(model)
     trainer = _trainer(model, loss, sdr_weight, features_gain)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    batches = PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed, sources))
-    dataset = tf.data.Dataset.from_generator(
-        lambda: batches,
-        output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
-                          tf.TensorSpec((batch_size, len(sources), samples), tf.float32)),
-    )
     losses: list[float] = []
     # The kit's own progress (a bar on a terminal, a few lines in a log), not Keras's bar,
     # whose ETA counts graph tracing as step time.
@@ -181,10 +175,17 @@ def fine_tune(
             bar.update(1)
             bar.postfix(f"loss {losses[-1]:.4g}")
 
-    try:
-        trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
-                    callbacks=[*callbacks, _Record()])
-    finally:
-        bar.close()
-        batches.close()
+    # the worker starts inside the block that stops it, whatever fails after it starts
+    with PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed,
+                                         sources)) as batches:
+        dataset = tf.data.Dataset.from_generator(
+            lambda: batches,
+            output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
+                              tf.TensorSpec((batch_size, len(sources), samples), tf.float32)),
+        )
+        try:
+            trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
+                        callbacks=[*callbacks, _Record()])
+        finally:
+            bar.close()
     return losses

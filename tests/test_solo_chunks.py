@@ -69,12 +69,14 @@ def test_a_solo_chunk_keeps_one_source_and_its_mixture_is_that_source():
             np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("value", [1.5, -0.1, "half"])
-def test_a_bad_solo_probability_is_named(value, tmp_path):
-    with pytest.raises(ValueError, match="solo_probability must be a number in"):
-        _chunks(1, 0, solo_probability=value)
-    config = tiny_config(tmp_path, augment={**DEFAULT_AUGMENT, "solo_probability": value})
-    with pytest.raises(ValueError, match="augment: solo_probability"):
+@pytest.mark.parametrize("setting", ["solo_probability", "stack_probability"])
+@pytest.mark.parametrize("value", [1.5, 1.01, -0.1, "half"])
+def test_a_bad_chunk_probability_is_named(setting, value, tmp_path):
+    """The probabilities that silence sources or stack a second band, refused by name."""
+    with pytest.raises(ValueError, match=f"{setting} must be a number in"):
+        _chunks(1, 0, **{setting: value})
+    config = tiny_config(tmp_path, augment={**DEFAULT_AUGMENT, setting: value})
+    with pytest.raises(ValueError, match=f"augment: {setting}"):
         config.validate()
 
 

@@ -5,12 +5,9 @@ and the setting off draws nothing, so runs from before it repeat their chunks.""
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from train_helpers import tiny_config
 
 from tinysep.data.augment import drawn_chunks
 from tinysep.data.clip import Clip
-from tinysep.training.config import DEFAULT_AUGMENT
 
 LENGTH = 20_000
 CHUNK = 1000
@@ -78,15 +75,6 @@ def test_off_draws_nothing_so_earlier_runs_repeat_their_chunks():
     on = _drawn(40, 6, random_gain=True, sign_flip=True, remix=True, stack_probability=0.5)
     assert any(not np.array_equal(a[2], b[2]) for (_, a), (_, b) in zip(default, on,
                                                                         strict=True))
-
-
-@pytest.mark.parametrize("value", [1.01, -0.5, "often"])
-def test_a_bad_stack_probability_is_named(value, tmp_path):
-    with pytest.raises(ValueError, match="stack_probability must be a number in"):
-        _drawn(1, 0, stack_probability=value)
-    config = tiny_config(tmp_path, augment={**DEFAULT_AUGMENT, "stack_probability": value})
-    with pytest.raises(ValueError, match="augment: stack_probability"):
-        config.validate()
 
 
 def test_over_four_stems_every_band_stem_gets_the_same_other_clips_stem():

@@ -165,9 +165,6 @@ def fine_tune(
     trainer = _trainer(model, loss, sdr_weight, features_gain)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
-    # The kit's own progress (a bar on a terminal, a few lines in a log), not Keras's bar,
-    # whose ETA counts graph tracing as step time.
-    bar = Progress(steps, "fine-tuning", unit="step", enabled=progress)
 
     class _Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -175,17 +172,16 @@ def fine_tune(
             bar.update(1)
             bar.postfix(f"loss {losses[-1]:.4g}")
 
-    # the worker starts inside the block that stops it, whatever fails after it starts
-    with PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed,
-                                         sources)) as batches:
+    # The kit's own progress (a bar on a terminal, a few lines in a log), not Keras's bar,
+    # whose ETA counts graph tracing as step time. Both close whatever fails once they start.
+    with (Progress(steps, "fine-tuning", unit="step", enabled=progress) as bar,
+          PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed,
+                                          sources)) as batches):
         dataset = tf.data.Dataset.from_generator(
             lambda: batches,
             output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),
                               tf.TensorSpec((batch_size, len(sources), samples), tf.float32)),
         )
-        try:
-            trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
-                        callbacks=[*callbacks, _Record()])
-        finally:
-            bar.close()
+        trainer.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
+                    callbacks=[*callbacks, _Record()])
     return losses

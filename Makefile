@@ -24,7 +24,8 @@ SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k \
   festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-ru \
   festvox-suopuhe-lj festvox-ca-ona-hts espeak-ng flite
-# The recorded engine's collections: free game soundtracks (instrumental recordings).
+# The recorded engine's collections: free game soundtracks (instrumental recordings);
+# hedgewars-data also holds the speech engine's voice packs.
 SYSTEM_PACKAGES += warzone2100-music supertux-data hedgewars-data freedroidrpg-data \
   openclonk-data lincity-ng-data xmoto-data
 

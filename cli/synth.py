@@ -5,7 +5,7 @@ vocals; Stems/{clip}/{vocals,drums,bass,other}.wav: the four stems of each clip;
 splits.json: song-disjoint train/valid/test clip lists, the parameters and, per song and
 clip, its vocal engine, accompaniment engine, sound font, voice and (when the corpus names
 its composers) composer and collection of recordings, so evaluation can hold one out. By
-default every engine but `subtractive`, `espeak`, `flite` and `recorded` plays, the loops
+default every engine but `subtractive`, `espeak`, `flite`, `recorded` and `speech` plays, the loops
 compose and the production is randomized;
 a missing engine names the Debian package to install (`make system-deps`).
 The same arguments always write the same bytes.
@@ -29,6 +29,7 @@ from tinysep.data.flite_singing import FLITE_VOICES
 from tinysep.data.recordings import COLLECTIONS, DEFAULT_COLLECTIONS
 from tinysep.data.singing import DEFAULT_VOICES, VOICES
 from tinysep.data.soundfont import DEFAULT_FONTS, FONTS
+from tinysep.data.speech_singing import DEFAULT_SPEECH_VOICES, SPEECH_VOICES
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", default=",".join(STANDARD_ENGINES),
                         help="comma-separated engines a song draws from, among "
                         f"{', '.join(ENGINES)} (default {','.join(STANDARD_ENGINES)}; "
-                        "subtractive, espeak, flite and recorded play when named); vocal engines: "
+                        "subtractive, espeak, flite, recorded and speech play when named); "
+                        "vocal engines: "
                         f"{', '.join(VOCAL_ENGINES)}; "
                         f"accompaniment engines: {', '.join(ACCOMPANIMENT_ENGINES)}; "
                         "'--engines additive' writes the original single-engine corpus")
@@ -58,8 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "eSpeak NG voices for the espeak engine, among "
                         f"{', '.join(ESPEAK_VOICES)} (default "
                         f"{','.join(DEFAULT_ESPEAK_VOICES)}), and Flite voices for the flite "
-                        f"engine, among {', '.join(FLITE_VOICES)} (default all); leave one out "
-                        "to hold it out for evaluation")
+                        f"engine, among {', '.join(FLITE_VOICES)} (default all), and recorded "
+                        f"voice packs for the speech engine, among {', '.join(SPEECH_VOICES)} "
+                        f"(default {','.join(DEFAULT_SPEECH_VOICES)}); leave one out to hold it "
+                        "out for evaluation")
     parser.add_argument("--composers", default=None,
                         help="comma-separated composers a song's score is drawn from, among "
                         f"{', '.join(COMPOSERS)}: loops (4/4, one bar pattern per part, the "
@@ -77,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-stems", action="store_true",
                         help="write only the stereo clips, not Stems/{clip}/*.wav")
     parser.add_argument("--backing-vocals", type=float, default=0.0, metavar="SHARE",
-                        help="share of additive, festival, espeak and flite songs (0-1) that "
-                        "also get backing vocals of their own engine: a harmony line or "
+                        help="share of additive, festival, espeak, flite and speech songs (0-1) "
+                        "that also get backing vocals of their own engine: a harmony line or "
                         "sustained chord oohs (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes rendering songs (default min(2, CPUs))")

@@ -162,7 +162,7 @@ def test_splits_name_the_engines_of_every_song_and_clip():
         seen_collections.add(e.get("recording"))
         for clip in song["clips"]:
             assert meta["clips"][clip]["engines"] == e
-    assert seen_vocals == {"additive", "festival", "choir", "espeak", "flite"}
+    assert seen_vocals == {"additive", "festival", "choir", "espeak", "flite", "speech"}
     assert seen_band == {"additive", "soundfont", "physical", "subtractive", "recorded"}
     assert seen_collections == {None, "lincity", "xmoto"}
     assert meta["parameters"]["recordings"] == ["lincity", "xmoto"]
@@ -224,8 +224,8 @@ def test_the_added_voices_sing_only_when_named(tmp_path):
     assert parse("ona, krb,krb", engines_mod.STANDARD_ENGINES) == ("krb", "ona")
     with pytest.raises(ValueError, match="unknown voice.*tenor.*expected.*kal.*en-m1"):
         parse("kal,tenor", engines_mod.STANDARD_ENGINES)
-    with pytest.raises(ValueError, match="only with the festival, espeak and flite engines.*"
-                                         "additive,physical"):
+    with pytest.raises(ValueError, match="only with the festival, espeak, flite and speech "
+                                         "engines.*additive,physical"):
         write_corpus(tmp_path / "corpus", songs=2, seconds=2.0, seed=SEED, progress=False,
                      engines="additive,physical", voices="krb")
     assert list(tmp_path.iterdir()) == []

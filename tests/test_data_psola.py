@@ -1,6 +1,6 @@
 """Pitch-synchronous overlap-add on known signals (pitch marks, re-pitching that keeps the
 formant, the formant warp, a long consonant shortened), and what every engine singing by it
-(espeak, flite) must do: sing each voice's notes at their pitch, render songs with backing
+(espeak, flite, speech) must do: sing each voice's notes at their pitch, render songs with backing
 vocals of its own engine, and name its Debian package when its program is missing."""
 
 import numpy as np
@@ -8,13 +8,14 @@ import pytest
 from scipy.signal import lfilter
 from singing_support import assert_sung_at_pitch, f0_by_autocorrelation, three_notes
 
-from tinysep.data import espeak_singing, flite_singing, psola, singing
+from tinysep.data import espeak_singing, flite_singing, psola, singing, speech_singing
 from tinysep.data.engines import SINGING_MODULES, EngineUnavailable, check_engines, plan_song
 from tinysep.data.synth import SAMPLE_RATE, render_corpus_song
 
 # (engine, its voices and their lowest notes, one voice for a whole song)
 ENGINES = {"espeak": (espeak_singing.ESPEAK_LOWS, "it-m2"),
-           "flite": (flite_singing.FLITE_LOWS, "flite-slt")}
+           "flite": (flite_singing.FLITE_LOWS, "flite-slt"),
+           "speech": (speech_singing.SPEECH_LOWS, "hw-pirate")}
 
 
 def _needs(engine: str) -> pytest.MarkDecorator:

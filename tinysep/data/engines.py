@@ -22,7 +22,9 @@ Vocal engines:
 - ``espeak``: eSpeak NG's formant-synthesized voices re-pitched by pitch-synchronous
   overlap-add (`espeak_singing`); it sings only when named, with its own voices;
 - ``flite``: CMU Flite's statistical-parametric (clustergen) and diphone voices re-pitched
-  the same way (`flite_singing`); it sings only when named, with its own voices.
+  the same way (`flite_singing`); it sings only when named, with its own voices;
+- ``speech``: recorded actors' lines (Hedgewars' voice packs) re-pitched the same way
+  (`speech_singing`): a person's voice with no synthesizer; it sings only when named.
 
 ``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
 and its accompaniment engine independently (uniformly among the selected ones) from
@@ -48,6 +50,7 @@ from tinysep.data import (
     recordings,
     singing,
     soundfont,
+    speech_singing,
     subtractive,
 )
 from tinysep.data.drums import render_drums
@@ -56,11 +59,11 @@ from tinysep.data.score import FIRST_COMPOSER, SongScore, compose
 from tinysep.data.through_composed import compose_through
 from tinysep.data.voice import Singer, random_singer, render_voice
 
-VOCAL_ENGINES = ("additive", "festival", "choir", "espeak", "flite")
+VOCAL_ENGINES = ("additive", "festival", "choir", "espeak", "flite", "speech")
 ACCOMPANIMENT_ENGINES = ("additive", "soundfont", "physical", "subtractive", "recorded")
 # The engines that play unless a corpus names others; the later engines join by name.
 STANDARD_ENGINES = ("additive", "soundfont", "physical", "festival", "choir")
-ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak", "flite", "recorded")
+ENGINES = (*STANDARD_ENGINES, "subtractive", "espeak", "flite", "recorded", "speech")
 FONT_ENGINES = ("soundfont", "choir")
 N_SINGERS = 12
 # Loudness of each accompaniment part, dB relative to the others (uniform range).
@@ -70,16 +73,18 @@ PART_LEVELS_DB = {"pad": (-3.0, 0.0), "piano": (-3.0, 0.0), "organ": (-4.0, -1.0
 CHOIR_LOW = (48, 60)  # lowest note of a choir part, MIDI
 # Vocal engines that can add backing vocals (their own singers); the choir engine never does,
 # so a corpus that holds it out keeps its sound out entirely.
-BACKING_ENGINES = ("additive", "festival", "espeak", "flite")
+BACKING_ENGINES = ("additive", "festival", "espeak", "flite", "speech")
 # The engines that sing with named voices, their voices and the voices they sing by default.
 VOICE_ENGINES = {
     "festival": (singing.VOICES, singing.DEFAULT_VOICES),
     "espeak": (espeak_singing.ESPEAK_VOICES, espeak_singing.DEFAULT_ESPEAK_VOICES),
     "flite": (flite_singing.FLITE_VOICES, flite_singing.DEFAULT_FLITE_VOICES),
+    "speech": (speech_singing.SPEECH_VOICES, speech_singing.DEFAULT_SPEECH_VOICES),
 }
 # The module that sings for each voice engine, and the engines that sing by overlap-add.
-SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite_singing}
-PSOLA_ENGINES = ("espeak", "flite")
+SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite_singing,
+                   "speech": speech_singing}
+PSOLA_ENGINES = ("espeak", "flite", "speech")
 # Who writes a song's score: `score.compose` (4/4 loops) or `through_composed` (other meters,
 # parts redrawn from bar to bar). A corpus that names no composers is written by the loops.
 COMPOSERS = {FIRST_COMPOSER: compose, "through": compose_through}
@@ -276,7 +281,8 @@ def _voice_singer(seed: int, index: int, engine: str,
 
 def _draw_voice_singer(rng: np.random.Generator, engine: str,
                        voices: tuple[str, ...]) -> singing.VoiceSinger:
-    lows = {"espeak": espeak_singing.ESPEAK_LOWS, "flite": flite_singing.FLITE_LOWS}.get(engine)
+    lows = {"espeak": espeak_singing.ESPEAK_LOWS, "flite": flite_singing.FLITE_LOWS,
+            "speech": speech_singing.SPEECH_LOWS}.get(engine)
     return singing.random_singer(rng, sorted(engine_voices(engine, voices)),
                                  int(rng.integers(10)), lows)
 
@@ -424,7 +430,7 @@ class RenderedSong:
 def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
                  backing: float = 0.0) -> RenderedSong:
     """Render one song with its planned engines: vocals, drums, bass, other (dry);
-    ``backing``: share of additive, festival, espeak and flite songs given backing vocals
+    ``backing``: share of additive, festival, espeak, flite and speech songs given backing vocals
     (`add_backing`)."""
     index = plan.index
     rng = np.random.default_rng([seed, 1, index])

@@ -3,7 +3,7 @@
 A song's score (key, tempo, form, parts, melody) comes from `score`; its vocal engine and its
 accompaniment engine are drawn per song among the selected ones (`engines`: additive,
 soundfont, physical, subtractive accompaniments or excerpts of recordings; additive, festival,
-choir, espeak, flite vocals),
+choir, espeak, flite, speech vocals),
 then a randomized production (`production`: rooms, EQ, compression, saturation, band limits,
 noise floors, vocal doubling and reverb) is applied. Everything is drawn from
 ``numpy.random.default_rng([seed, ...])`` so a song depends only on (seed, song number,
@@ -20,7 +20,7 @@ Layout of a corpus folder:
   four-source work (written unless ``stems=False``);
 - ``splits.json``: song-disjoint train/valid/test clip lists, the parameters, per song and
   per clip the engines (``engines``: vocals, accompaniment, font, the voice of a festival,
-  espeak or flite song, the named composer and a recorded song's collection), the songs
+  espeak, flite or speech song, the named composer and a recorded song's collection), the songs
   skipped (a sound font that failed to load, a voice that spoke nothing usable, no audible
   excerpt of a collection, a song that rendered silent) and why.
 The folder is written under a temporary name beside it and renamed when complete, so an

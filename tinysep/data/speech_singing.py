@@ -1,9 +1,9 @@
 """Recorded speech sung by pitch-synchronous overlap-add: real voices, no synthesizer at all.
 
 The voice packs of the game Hedgewars (Debian `hedgewars-data`) are short lines spoken,
-shouted and sung by a dozen actors in five languages, recorded in a studio. Each line's
-voiced nucleus gets pitch marks and `psola` lays it at the sung pitch, so the voice, its
-breath and its room are a person's own: the corpus's one singer no program made.
+shouted and sung by people, fifteen packs in English, Spanish, Polish, Russian and Ukrainian.
+Each line's voiced nucleus gets pitch marks and `psola` lays it at the sung pitch, so the
+voice, its words, its breath and its room are a person's, not a synthesizer's.
 """
 
 from __future__ import annotations

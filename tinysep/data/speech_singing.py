@@ -1,7 +1,8 @@
 """Recorded speech sung by pitch-synchronous overlap-add: real voices, no synthesizer at all.
 
 The voice packs of the game Hedgewars (Debian `hedgewars-data`) are short lines spoken,
-shouted and sung by people, fifteen packs in English, Spanish, Polish, Russian and Ukrainian.
+shouted and sung by people: fifteen packs, English ones and Spanish, Polish, Russian and
+Ukrainian ones.
 Each line's voiced nucleus gets pitch marks and `psola` lays it at the sung pitch, so the
 voice, its words, its breath and its room are a person's, not a synthesizer's.
 """

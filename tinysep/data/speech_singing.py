@@ -2,9 +2,8 @@
 
 The voice packs of the game Hedgewars (Debian `hedgewars-data`) are short lines spoken,
 shouted and sung by people: fifteen packs, English ones and Spanish, Polish, Russian and
-Ukrainian ones.
-Each line's voiced nucleus gets pitch marks and `psola` lays it at the sung pitch, so the
-voice, its words, its breath and its room are a person's, not a synthesizer's.
+Ukrainian ones. Each line's voiced nucleus gets pitch marks and `psola` lays it at the sung
+pitch, so the voice, its words, its breath and its room are a person's, not a synthesizer's.
 """
 
 from __future__ import annotations

@@ -53,6 +53,11 @@ def missing_tools(program: str, package: str, synthesizer: str, voices: tuple[st
     unknown = [v for v in voices if v not in known]
     if unknown:
         return f"the {synthesizer} voice(s) {', '.join(unknown)}"
+    return missing_pitch_analysis()
+
+
+def missing_pitch_analysis() -> str | None:
+    """The WORLD package that finds the pitch marks, when it is not installed, else None."""
     try:
         import pyworld  # noqa: F401
     except ImportError:

@@ -76,11 +76,7 @@ def missing_tools(voices: tuple[str, ...]) -> str | None:
     if absent:
         return (f"the recorded lines of {', '.join(absent)} under {VOICE_ROOT} "
                 f"(Debian package {PACKAGE})")
-    try:
-        import pyworld  # noqa: F401
-    except ImportError:
-        return "the WORLD analysis package pyworld (`make install`)"
-    return None
+    return psola.missing_pitch_analysis()
 
 
 @lru_cache(maxsize=16)

@@ -85,6 +85,9 @@ VOICE_ENGINES = {
 SINGING_MODULES = {"festival": singing, "espeak": espeak_singing, "flite": flite_singing,
                    "speech": speech_singing}
 PSOLA_ENGINES = ("espeak", "flite", "speech")
+# The lowest note of each voice of the overlap-add engines (Festival's voices carry their own).
+PSOLA_LOWS = {"espeak": espeak_singing.ESPEAK_LOWS, "flite": flite_singing.FLITE_LOWS,
+              "speech": speech_singing.SPEECH_LOWS}
 # Who writes a song's score: `score.compose` (4/4 loops) or `through_composed` (other meters,
 # parts redrawn from bar to bar). A corpus that names no composers is written by the loops.
 COMPOSERS = {FIRST_COMPOSER: compose, "through": compose_through}
@@ -281,10 +284,8 @@ def _voice_singer(seed: int, index: int, engine: str,
 
 def _draw_voice_singer(rng: np.random.Generator, engine: str,
                        voices: tuple[str, ...]) -> singing.VoiceSinger:
-    lows = {"espeak": espeak_singing.ESPEAK_LOWS, "flite": flite_singing.FLITE_LOWS,
-            "speech": speech_singing.SPEECH_LOWS}.get(engine)
     return singing.random_singer(rng, sorted(engine_voices(engine, voices)),
-                                 int(rng.integers(10)), lows)
+                                 int(rng.integers(10)), PSOLA_LOWS.get(engine))
 
 
 def _render_voice_singer(engine: str, melody: list, singer: singing.VoiceSinger, n: int, sr: int,

@@ -1,10 +1,20 @@
-"""Checks shared by the singing engines' tests: a three-note melody in a voice's range and
-the pitch of each held note, measured by autocorrelation."""
+"""Checks shared by the singing engines' tests: a skip mark for an engine whose tools are
+missing, a three-note melody in a voice's range and the pitch of each held note, measured by
+autocorrelation."""
 
 import numpy as np
+import pytest
 
+from tinysep.data.engines import SINGING_MODULES, VOICE_ENGINES
 from tinysep.data.score import SungNote
 from tinysep.data.synth import SAMPLE_RATE
+
+
+def needs_voice_engine(engine: str) -> pytest.MarkDecorator:
+    """Skip a test when a voice engine cannot sing with every one of its voices."""
+    voices = tuple(VOICE_ENGINES[engine][0])
+    return pytest.mark.skipif(SINGING_MODULES[engine].missing_tools(voices) is not None,
+                              reason=f"make system-deps installs what the {engine} engine needs")
 
 
 def three_notes(low: int, steps: tuple[int, int, int] = (5, 12, 2)) -> list[SungNote]:

@@ -4,6 +4,7 @@ speak (what every overlap-add engine shares is tested in test_data_psola)."""
 import dataclasses
 
 import pytest
+from singing_support import needs_voice_engine
 
 from tinysep.data import engines as engines_mod
 from tinysep.data import espeak_singing, singing
@@ -11,9 +12,7 @@ from tinysep.data.engines import plan_song
 from tinysep.data.synth import plan_corpus, render_corpus_song
 
 SEED = 5
-needs_espeak = pytest.mark.skipif(
-    espeak_singing.missing_tools(tuple(espeak_singing.ESPEAK_VOICES)) is not None,
-    reason="make system-deps installs eSpeak NG")
+needs_espeak = needs_voice_engine("espeak")
 
 
 def test_espeak_voices_are_chosen_by_name_and_recorded():

@@ -4,6 +4,7 @@ lacks (what every overlap-add engine shares is tested in test_data_psola)."""
 import dataclasses
 
 import pytest
+from singing_support import needs_voice_engine
 
 from tinysep.data import engines as engines_mod
 from tinysep.data import espeak_singing, flite_singing, singing
@@ -11,9 +12,7 @@ from tinysep.data.engines import EngineUnavailable, check_engines, plan_song
 from tinysep.data.synth import plan_corpus, render_corpus_song
 
 SEED = 9
-needs_flite = pytest.mark.skipif(
-    flite_singing.missing_tools(tuple(flite_singing.FLITE_VOICES)) is not None,
-    reason="make system-deps installs Flite")
+needs_flite = needs_voice_engine("flite")
 
 
 def test_flite_voices_are_chosen_by_name_beside_the_other_voice_engines():

@@ -6,7 +6,12 @@ vocals of its own engine, and name its Debian package when its program is missin
 import numpy as np
 import pytest
 from scipy.signal import lfilter
-from singing_support import assert_sung_at_pitch, f0_by_autocorrelation, three_notes
+from singing_support import (
+    assert_sung_at_pitch,
+    f0_by_autocorrelation,
+    needs_voice_engine,
+    three_notes,
+)
 
 from tinysep.data import espeak_singing, flite_singing, psola, singing, speech_singing
 from tinysep.data.engines import SINGING_MODULES, EngineUnavailable, check_engines, plan_song
@@ -18,13 +23,7 @@ ENGINES = {"espeak": (espeak_singing.ESPEAK_LOWS, "it-m2"),
            "speech": (speech_singing.SPEECH_LOWS, "hw-pirate")}
 
 
-def _needs(engine: str) -> pytest.MarkDecorator:
-    voices = tuple(ENGINES[engine][0])
-    return pytest.mark.skipif(SINGING_MODULES[engine].missing_tools(voices) is not None,
-                              reason=f"make system-deps installs the {engine} engine's program")
-
-
-VOICES = [pytest.param(engine, voice, marks=_needs(engine), id=voice)
+VOICES = [pytest.param(engine, voice, marks=needs_voice_engine(engine), id=voice)
           for engine, (lows, _) in ENGINES.items() for voice in lows]
 
 
@@ -125,7 +124,7 @@ def test_each_voice_sings_its_notes_at_their_pitch(engine, voice):
     assert_sung_at_pitch(sung, melody, voice)
 
 
-@pytest.mark.parametrize("engine", [pytest.param(e, marks=_needs(e)) for e in ENGINES])
+@pytest.mark.parametrize("engine", [pytest.param(e, marks=needs_voice_engine(e)) for e in ENGINES])
 def test_a_song_renders_with_backing_vocals_of_its_own_engine(engine):
     voice = ENGINES[engine][1]
     plan = plan_song(5, 0, (engine, "physical"), (), (voice,))

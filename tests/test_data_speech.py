@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from singing_support import needs_voice_engine
 
 from tinysep.data import engines as engines_mod
 from tinysep.data import speech_singing
@@ -13,9 +14,7 @@ from tinysep.data.engines import EngineUnavailable, check_engines, plan_song
 from tinysep.data.synth import plan_corpus, render_corpus_song
 
 SEED = 13
-needs_packs = pytest.mark.skipif(
-    speech_singing.missing_tools(tuple(speech_singing.SPEECH_VOICES)) is not None,
-    reason="make system-deps installs the voice packs (hedgewars-data)")
+needs_packs = needs_voice_engine("speech")
 
 
 def test_speech_voices_are_chosen_by_name_and_three_are_held_out_by_default():

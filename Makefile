@@ -28,6 +28,9 @@ SYSTEM_PACKAGES += fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
 # hedgewars-data also holds the speech engine's voice packs.
 SYSTEM_PACKAGES += warzone2100-music supertux-data hedgewars-data freedroidrpg-data \
   openclonk-data lincity-ng-data xmoto-data
+# The speech engine's other voices: letters and syllables (KLettres) and words (KTuberling)
+# read aloud by native speakers.
+SYSTEM_PACKAGES += klettres-data ktuberling-data
 
 system-deps:
 	@if [ -n "$(strip $(SYSTEM_PACKAGES))" ]; then \

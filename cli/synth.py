@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{', '.join(ESPEAK_VOICES)} (default "
                         f"{','.join(DEFAULT_ESPEAK_VOICES)}), and Flite voices for the flite "
                         f"engine, among {', '.join(FLITE_VOICES)} (default all), and recorded "
-                        f"voice packs for the speech engine, among {', '.join(SPEECH_VOICES)} "
+                        "people for the speech engine (hw-: Hedgewars' voice packs, kl-: "
+                        "KLettres' speakers, kt-: KTuberling's), among "
+                        f"{', '.join(SPEECH_VOICES)} "
                         f"(default {','.join(DEFAULT_SPEECH_VOICES)}); leave one out to hold it "
                         "out for evaluation")
     parser.add_argument("--composers", default=None,

@@ -23,8 +23,9 @@ Vocal engines:
   overlap-add (`espeak_singing`); it sings only when named, with its own voices;
 - ``flite``: CMU Flite's statistical-parametric (clustergen) and diphone voices re-pitched
   the same way (`flite_singing`); it sings only when named, with its own voices;
-- ``speech``: recorded actors' lines (Hedgewars' voice packs) re-pitched the same way
-  (`speech_singing`): a person's voice with no synthesizer; it sings only when named.
+- ``speech``: people's recorded lines (Hedgewars' voice packs, KLettres' and KTuberling's
+  speakers) re-pitched the same way (`speech_singing`): a person's voice with no
+  synthesizer; it sings only when named.
 
 ``additive`` names both an accompaniment and a vocal engine. A song draws its vocal engine
 and its accompaniment engine independently (uniformly among the selected ones) from
@@ -256,10 +257,11 @@ def check_engines(engines: tuple[str, ...], fonts: tuple[str, ...],
     for engine in PSOLA_ENGINES:
         if engine in engines:
             module = SINGING_MODULES[engine]
-            missing = module.missing_tools(engine_voices(engine, voices))
+            engine_voice_names = engine_voices(engine, voices)
+            missing = module.missing_tools(engine_voice_names)
             if missing is not None:
                 raise EngineUnavailable(f"engine {engine}: {missing} is missing; "
-                                        f"{_install_hint([module.PACKAGE])}")
+                                        f"{_install_hint(module.packages(engine_voice_names))}")
 
 
 @lru_cache(maxsize=8)

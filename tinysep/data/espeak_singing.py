@@ -58,6 +58,11 @@ DEFAULT_ESPEAK_VOICES = ("de-klatt", "en-f1", "en-f3", "en-klatt3", "en-m1", "en
 ESPEAK_LOWS = {name: voice.low for name, voice in ESPEAK_VOICES.items()}
 
 
+def packages(voices: tuple[str, ...]) -> list[str]:
+    """The Debian packages the espeak engine needs to sing with ``voices``."""
+    return [PACKAGE]
+
+
 def missing_tools(voices: tuple[str, ...]) -> str | None:
     """What the espeak engine lacks to sing with ``voices``, or None when it can run."""
     return psola.missing_tools("espeak-ng", PACKAGE, "eSpeak NG", voices, ESPEAK_VOICES)

@@ -48,6 +48,11 @@ DEFAULT_FLITE_VOICES = tuple(FLITE_VOICES)
 FLITE_LOWS = {name: voice.low for name, voice in FLITE_VOICES.items()}
 
 
+def packages(voices: tuple[str, ...]) -> list[str]:
+    """The Debian packages the flite engine needs to sing with ``voices``."""
+    return [PACKAGE]
+
+
 def missing_tools(voices: tuple[str, ...]) -> str | None:
     """What the flite engine lacks to sing with ``voices``, or None when it can run."""
     missing = psola.missing_tools("flite", PACKAGE, "Flite", voices, FLITE_VOICES)

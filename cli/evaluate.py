@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", type=Path, metavar="EARLIER.json",
                         help="take the scores of methods that an earlier report holds for "
                              "every selected clip from it instead of running them again, e.g. "
-                             "the classic methods when a new model is added (default: run all)")
+                             "the classic methods when a new model is added; a model is taken "
+                             "only if the report ran the same files (default: run all)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
     from tinysep.data.clip import LEVEL_LIMITS_DB
     from tinysep.evaluate import LeveledSource, evaluate
-    from tinysep.methods import parse_methods, register_separator_factory
+    from tinysep.methods import method_fingerprint, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
 
@@ -130,9 +131,12 @@ def run(args: argparse.Namespace) -> int:
         "max_clips": args.max_clips,
         "engines": args.engines,
         "level_db": args.level_db,
+        # which weights each model method ran: --reuse takes a score only for the same ones
+        "model_fingerprints": {m: fp for m in methods
+                               if (fp := method_fingerprint(m)) is not None},
     }
-    reused = (_reusable(args.reuse, sources, methods, args.level_db) if args.reuse is not None
-              else {})
+    reused = (_reusable(args.reuse, sources, methods, args.level_db,
+                        meta["model_fingerprints"]) if args.reuse is not None else {})
     to_run = [m for m in methods if m not in reused.get("methods", ())]
     try:
         report = evaluate(sources, to_run, jobs=args.jobs, json_path=args.json,
@@ -288,10 +292,12 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
     print(f"wrote {png}")
 
 
-def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) -> dict:
+def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0,
+              fingerprints: dict[str, str] | None = None) -> dict:
     """The methods (and their per-clip records) an earlier report holds for every clip in
     ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``.
-    The earlier report must have played the clips at the same ``level_db``."""
+    The earlier report must have played the clips at the same ``level_db``; a model method
+    is taken only if the report ran the same files (``fingerprints``, method -> digest)."""
     from cli.common import CliError
     from tinysep.jsonfile import read_json
 
@@ -319,6 +325,15 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0) ->
     found = [m for m in methods if all(
         isinstance(entry := records.get(n, {}).get("methods", {}).get(m), dict)
         and "sources" in entry for n in names)]
+    earlier_prints = earlier.get("model_fingerprints")
+    earlier_prints = earlier_prints if isinstance(earlier_prints, dict) else {}
+    changed = [m for m in found if m in (fingerprints or {})
+               and earlier_prints.get(m) != fingerprints[m]]
+    if changed:
+        print(f"scoring {', '.join(changed)} again: {path} "
+              + ("ran other files under that name" if all(m in earlier_prints for m in changed)
+                 else "does not record which files it ran"))
+    found = [m for m in found if m not in changed]
     if not found:
         return {}
     print(f"reusing {', '.join(found)} from {path} ({len(names)} clips)")

@@ -162,6 +162,44 @@ def test_reuse_takes_earlier_scores_and_runs_only_the_new_method(corpus, model, 
     assert c["summary"][f"model:{model}"] == b["summary"][f"model:{model}"]
 
 
+def test_reuse_scores_a_model_again_when_other_weights_stand_at_its_path(corpus, model,
+                                                                         tmp_path, capsys):
+    import shutil
+
+    import tensorflow as tf
+
+    from tinysep.models import build_model, save_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    method = f"model:{folder}"
+    base = ["eval", "--data", str(corpus), "--split", "all", "--jobs", "1", "--no-progress",
+            "--method", f"{method},mix"]
+    first, second, third = (tmp_path / f"{n}.json" for n in ("first", "second", "third"))
+    assert main(base + ["--json", str(first)]) == 0
+    a = json.loads(first.read_text())
+    assert set(a["model_fingerprints"]) == {method}
+    # the same weights: reused; other weights saved in the same folder: scored again
+    assert main(base + ["--json", str(second), "--reuse", str(first)]) == 0
+    assert f"reusing {method}, mix" in capsys.readouterr().out
+    tf.keras.utils.set_random_seed(4)
+    save_model(build_model("dualgate-tcn", "tiny", residual=8, hidden=8, blocks=2, repeats=1),
+               folder)
+    assert main(base + ["--json", str(third), "--reuse", str(first)]) == 0
+    out = capsys.readouterr().out
+    assert f"scoring {method} again: {first} ran other files under that name" in out
+    assert "reusing mix" in out
+    c = json.loads(third.read_text())
+    assert c["reused"]["methods"] == ["mix"]
+    assert c["model_fingerprints"][method] != a["model_fingerprints"][method]
+    assert c["summary"][method]["sources"] != a["summary"][method]["sources"]
+    # a report that does not record its files gives no model score to reuse
+    del a["model_fingerprints"]
+    first.write_text(json.dumps(a))
+    assert main(base + ["--json", str(third), "--reuse", str(first)]) == 0
+    assert "does not record which files it ran" in capsys.readouterr().out
+
+
 def test_voices_count_as_held_out_only_where_the_record_names_the_voices():
     from tinysep.metrics.by_engine import HELD_OUT, TRAINED, UNKNOWN, engine_status
 

@@ -57,6 +57,27 @@ def model_folder(path: str | Path) -> Path:
     raise FileNotFoundError(f"model:{path}: no such file or folder")
 
 
+# The files a model folder is loaded from: a saved Keras model's, a deploy bundle's.
+MODEL_FILE_PATTERNS = ("config.json", "*.h5", "manifest.json", "*.tflite")
+
+
+def method_fingerprint(name: str) -> str | None:
+    """A digest of the files a ``prefix:PATH`` method runs (None for a classic method), so a
+    saved score can be told apart from the scores of other weights at the same PATH."""
+    import hashlib
+
+    prefix, sep, argument = name.partition(":")
+    if not sep or prefix not in SEPARATOR_FACTORIES:
+        return None
+    folder = model_folder(argument)
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in MODEL_FILE_PATTERNS for f in folder.glob(pattern)
+                    if f.is_file()})
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def keras_model_separator(path: str) -> Separator:
     """Float separation with the model saved in folder ``path`` (loaded once)."""
     from tinysep.quiet import import_tensorflow

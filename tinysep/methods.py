@@ -58,7 +58,7 @@ def model_folder(path: str | Path) -> Path:
 
 
 # The files a model folder is loaded from: a saved Keras model's, a deploy bundle's.
-MODEL_FILE_PATTERNS = ("config.json", "*.h5", "manifest.json", "*.tflite")
+MODEL_FILE_PATTERNS = ("config.json", "*.h5", MANIFEST_FILE, "*.tflite")
 
 
 def method_fingerprint(name: str) -> str | None:

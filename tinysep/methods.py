@@ -66,15 +66,17 @@ def method_fingerprint(name: str) -> str | None:
     saved score can be told apart from the scores of other weights at the same PATH."""
     import hashlib
 
+    from firmware_host.bundle.manifest import file_digest
+
     prefix, sep, argument = name.partition(":")
     if not sep or prefix not in SEPARATOR_FACTORIES:
         return None
     folder = model_folder(argument)
-    digest = hashlib.sha256()
     files = sorted({f for pattern in MODEL_FILE_PATTERNS for f in folder.glob(pattern)
                     if f.is_file()})
+    digest = hashlib.sha256()
     for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        digest.update(file.name.encode() + b"\0" + file_digest(str(file)))
     return digest.hexdigest()[:16]
 
 

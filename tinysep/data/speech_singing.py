@@ -23,7 +23,8 @@ from tinysep.data.singing import VoiceError, VoiceSinger
 
 MAX_ONSET_SECONDS = 0.15  # a line's words before its longest vowel: a sung syllable's onset
 # Pitch is sought from this many semitones above a voice's low note (and `psola`'s two
-# octaves around that): the actors shout well above the range they are given to sing in.
+# octaves around that): the actors shout well above the range they are given to sing in, and
+# the readers' calmer lines still fall inside those octaves.
 ANALYSIS_ABOVE_LOW = 8
 
 

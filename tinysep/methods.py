@@ -8,10 +8,12 @@ Separators are built once per process and cached; the evaluation runner
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
 from firmware_host.bundle.layout import MANIFEST_FILE
+from firmware_host.bundle.manifest import file_digest
 from tinysep.baselines import Separator, get_method
 
 _separators: dict[str, Separator] = {}
@@ -64,10 +66,6 @@ MODEL_FILE_PATTERNS = ("config.json", "*.h5", MANIFEST_FILE, "*.tflite")
 def method_fingerprint(name: str) -> str | None:
     """A digest of the files a ``prefix:PATH`` method runs (None for a classic method), so a
     saved score can be told apart from the scores of other weights at the same PATH."""
-    import hashlib
-
-    from firmware_host.bundle.manifest import file_digest
-
     prefix, sep, argument = name.partition(":")
     if not sep or prefix not in SEPARATOR_FACTORIES:
         return None

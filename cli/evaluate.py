@@ -16,6 +16,8 @@ audio: one mixture file or a folder of them, ``.wav`` (any rate and channel coun
 ``NAME.vocals.wav`` and ``NAME.accompaniment.wav`` (or ``.npy``). Mixtures without
 references are separated but not scored. ``--save-audio DIR`` keeps, per clip,
 ``DIR/CLIP/mixture.wav``, ``reference/`` and one folder of sources per method.
+``--silence vocals`` leaves the voice out of every mixture: what each method still calls
+vocals in a band alone is scored as leak.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="play every clip DB dB louder (negative: quieter), its references "
                              "alike, e.g. -20 to see how the methods hold up on a quiet "
                              "recording; no clipping is added (default: 0, the files' level)")
+    parser.add_argument("--silence", default=None, metavar="SOURCE",
+                        help="leave one of --sources out of every mixture, e.g. vocals: each "
+                             "method then separates the rest (a band alone), and its estimate "
+                             "of SOURCE is scored as leak, its power against the mixture's in "
+                             "dB (lower is better) (default: the whole mixture)")
     parser.add_argument("--engines", default=None, metavar="ROLE=ENGINE,...",
                         help="synthetic corpora only: evaluate only the clips whose vocal "
                              "engine, accompaniment engine or sound font is one of these, e.g. "
@@ -73,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_file
     from convert.runtime import separator_for_path
     from tinysep.data.clip import LEVEL_LIMITS_DB
-    from tinysep.evaluate import LeveledSource, evaluate
+    from tinysep.data.sources import parse_sources
+    from tinysep.evaluate import LeveledSource, SilencedSource, evaluate
     from tinysep.methods import method_fingerprint, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -89,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     if not low <= args.level_db <= high:
         raise CliError(f"--level-db must be between {low:g} and {high:g} dB, got "
                        f"{args.level_db:g}")
+    if args.silence is not None:
+        try:
+            scored = parse_sources(args.sources)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if args.silence not in scored:
+            raise CliError(f"--silence {args.silence!r}: expected one of the scored sources "
+                           f"({', '.join(scored)})")
     check_output_file(args.json, "--json")
     _check_report_files(args)
     sources, files = _sources(args)
@@ -118,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"no clips in split {args.split!r} under {args.data}")
     if args.level_db:
         sources = [LeveledSource(s, args.level_db) for s in sources]
+    if args.silence is not None:
+        sources = [SilencedSource(s, args.silence) for s in sources]
     if args.save_audio is not None and args.save_audio.exists() \
             and not args.save_audio.is_dir():
         raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
@@ -131,12 +149,14 @@ def run(args: argparse.Namespace) -> int:
         "max_clips": args.max_clips,
         "engines": args.engines,
         "level_db": args.level_db,
+        "silence": args.silence,
         # which weights each model method ran: --reuse takes a score only for the same ones
         "model_fingerprints": {m: fp for m in methods
                                if (fp := method_fingerprint(m)) is not None},
     }
     reused = (_reusable(args.reuse, sources, methods, args.level_db,
-                        meta["model_fingerprints"]) if args.reuse is not None else {})
+                        meta["model_fingerprints"], args.silence)
+              if args.reuse is not None else {})
     to_run = [m for m in methods if m not in reused.get("methods", ())]
     try:
         report = evaluate(sources, to_run, jobs=args.jobs, json_path=args.json,
@@ -151,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     title = (
         f"{report['clips_done']} clips ({timing['audio_seconds']:.0f} s of audio) from "
         f"{args.data}{'' if files else f' [{args.split}]'}"
-        f"{f', played {args.level_db:+g} dB' if args.level_db else ''}, BSS-eval v3 whole-clip "
+        f"{f', played {args.level_db:+g} dB' if args.level_db else ''}"
+        f"{f', {args.silence} left out' if args.silence else ''}, BSS-eval v3 whole-clip "
         "(fast_bss_eval)"
     )
     print(format_table(report["summary"], title))
@@ -293,10 +314,11 @@ def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dic
 
 
 def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0,
-              fingerprints: dict[str, str] | None = None) -> dict:
+              fingerprints: dict[str, str] | None = None, silence: str | None = None) -> dict:
     """The methods (and their per-clip records) an earlier report holds for every clip in
     ``sources``: ``{"methods": [...], "clips": {name: {method: entry}}, "from": path}``.
-    The earlier report must have played the clips at the same ``level_db``; a model method
+    The earlier report must have played the clips at the same ``level_db`` with the same
+    source left out (``silence``); a model method
     is taken only if the report ran the same files (``fingerprints``, method -> digest)."""
     from cli.common import CliError
     from tinysep.jsonfile import read_json
@@ -321,6 +343,12 @@ def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0,
         raise CliError(f"--reuse {path}: its clips were played at {earlier_level:+g} dB, this "
                        f"run plays them at {level_db:+g} dB (--level-db); scores at other "
                        "levels cannot be mixed")
+    earlier_silence = earlier.get("silence")
+    if earlier_silence != silence:
+        def said(name) -> str:
+            return "the whole mixtures" if name is None else f"the mixtures less {name!r}"
+        raise CliError(f"--reuse {path}: it separated {said(earlier_silence)}, this run "
+                       f"separates {said(silence)} (--silence); their scores cannot be mixed")
     names = [s.name for s in sources]
     found = [m for m in methods if all(
         isinstance(entry := records.get(n, {}).get("methods", {}).get(m), dict)

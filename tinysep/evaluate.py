@@ -57,6 +57,22 @@ class LeveledSource:
         return self.source.load().at_level(self.level_db)
 
 
+@dataclass(frozen=True)
+class SilencedSource:
+    """A clip with source ``silenced`` left out of its mixture (a band alone, say): every
+    method separates what remains, and the silenced source's estimate is scored as leak."""
+
+    source: ClipSource
+    silenced: str
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def load(self) -> Clip:
+        return self.source.load().without(self.silenced)
+
+
 def _error_entry(exc: BaseException) -> dict:
     return {
         "error": f"{type(exc).__name__}: {exc}",

@@ -61,6 +61,28 @@ class Clip:
             self, mixture=self.mixture * g, vocals=self.vocals * g,
             accompaniment=self.accompaniment * g, stems={k: v * g for k, v in self.stems.items()})
 
+    def without(self, name: str) -> Clip:
+        """The clip with source ``name`` silent: its reference all zeros and the mixture the sum
+        of the other sources, e.g. a band alone, to hear what a separator calls vocals there."""
+        if name not in self.sources:
+            raise ValueError(f"clip {self.name} is scored on {', '.join(self.sources)}; "
+                             f"it has no source {name!r} to silence")
+        silent = np.zeros_like(self.mixture)
+        others = [self.source(n) for n in self.sources if n != name]
+        mixture = np.sum(others, axis=0, dtype=np.float32) if others else silent
+        stems = dict(self.stems)
+        vocals, accompaniment = self.vocals, self.accompaniment
+        if name == "vocals":
+            vocals = silent
+        elif name == "accompaniment":
+            accompaniment = silent
+            stems = {k: silent for k in stems}
+        else:  # a stem of the accompaniment
+            accompaniment = (accompaniment - stems[name]).astype(np.float32)
+            stems[name] = silent
+        return dataclasses.replace(self, mixture=mixture.astype(np.float32), vocals=vocals,
+                                   accompaniment=accompaniment, stems=stems)
+
     def head(self, samples: int) -> Clip:
         """The first ``samples`` samples of the clip, every source and stem cut alike."""
         return Clip(self.name, self.mixture[:samples], self.vocals[:samples],

@@ -190,7 +190,9 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
     """One row per (role, engine): the model's mean SDR per source, the best classic method
     per source on the same clips, the margin, the IRM oracle, the clip count and whether the
     model trained on the engine. The model's mean SIR and SAR tell a row that loses to
-    interference (the other source leaking in) from one that loses to artefacts."""
+    interference (the other source leaking in) from one that loses to artefacts. Where a
+    source was left out of the mixtures (``tinysep eval --silence``), its leak: the model's
+    mean and the classic method that leaks least."""
     methods = list(report["methods"])
     done = [r for r in report["clips"] if "error" not in r]
     rows = []
@@ -208,6 +210,10 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                 best = max(classic, key=classic.get) if classic else None
                 scored = summary.get(model, {})
                 value = _mean_of(scored, source)
+                leaks = {m: _mean_of(summary[m], source, "leak") for m in methods
+                         if m in CLASSIC_METHODS
+                         and _mean_of(summary[m], source, "leak") is not None}
+                least = min(leaks, key=leaks.get) if leaks else None
                 row["sources"][source] = {
                     "model": value,
                     "model_sir": _mean_of(scored, source, "sir"),
@@ -216,6 +222,9 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                     "best_classic_sdr": classic.get(best) if best else None,
                     "margin": (value - classic[best]) if best and value is not None else None,
                     "irm": _mean_of(summary[ORACLE], source) if ORACLE in summary else None,
+                    "model_leak": _mean_of(scored, source, "leak"),
+                    "least_classic_leak": least,
+                    "least_classic_leak_db": leaks.get(least) if least else None,
                 }
             rows.append(row)
     return rows
@@ -223,41 +232,59 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
 
 def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     """The per-engine rows as a fixed-width table (means in dB; v / a per cell): SDR of the
-    model, the best classic method and the IRM, then the model's SIR and SAR."""
+    model, the best classic method and the IRM, then the model's SIR and SAR, and, where a
+    source was left out of the mixtures, the model's leak and the least classic leak."""
+
+    def cells(a, b, form: str) -> str:  # a source left out of the mixtures has no SDR
+        if a is None and b is None:
+            return "    n/a      "
+        return " / ".join("  -  " if x is None else format(x, form) for x in (a, b))
 
     def pair(a, b) -> str:
-        return "    n/a      " if a is None or b is None else f"{a:5.2f} / {b:5.2f}"
+        return cells(a, b, "5.2f")
 
     def margin(a, b) -> str:
-        return "    n/a      " if a is None or b is None else f"{a:+5.2f} / {b:+5.2f}"
+        return cells(a, b, "+5.2f")
+
+    def leak(a, b) -> str:  # a source left out has a leak, the other none
+        return "   -   /    -   " if a is None and b is None else \
+            " / ".join("   -  " if x is None else f"{x:6.2f}" for x in (a, b))
 
     def classic_of(row) -> str:
         names = (row["sources"][v]["best_classic"], row["sources"][a]["best_classic"])
         return "/".join(sorted({name for name in names if name}))
 
     v, a = SOURCES
+    leaks = any(row["sources"][s].get("model_leak") is not None
+                or row["sources"][s].get("least_classic_leak_db") is not None
+                for row in rows for s in SOURCES)
     # columns as wide as their longest entry (an engine may be a folder path)
     name_width = max([24, *(len(f"{r['role']}:{r['engine']}") for r in rows)]) + 2
     classic_width = max([15, *(len(classic_of(r)) for r in rows)]) + 1
     lines = [title] if title else []
     lines.append(f"{'engine':<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
                  f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
-                 f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a'}")
+                 f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a':<16}"
+                 + (f"{'model leak v / a':<17}{'least classic leak v / a'}" if leaks else ""))
     for row in rows:
         sv, sa = row["sources"][v], row["sources"][a]
-        lines.append(
+        lines.append((
             f"{row['role'] + ':' + row['engine']:<{name_width}}{row['status']:<16}"
             f"{row['clips']:>5}  {pair(sv['model'], sa['model']):<14}"
             f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} "
             f"{classic_of(row):<{classic_width}}"
             f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<15}"
             f"{pair(sv.get('model_sir'), sa.get('model_sir')):<16}"
-            f"{pair(sv.get('model_sar'), sa.get('model_sar'))}")
+            f"{pair(sv.get('model_sar'), sa.get('model_sar')):<16}"
+            + (f"{leak(sv.get('model_leak'), sa.get('model_leak')):<17}"
+               f"{leak(sv.get('least_classic_leak_db'), sa.get('least_classic_leak_db'))}"
+               if leaks else "")).rstrip())
     return "\n".join(lines)
 
 
 def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
-    """Grouped bars per engine: model, best classic and IRM SDR, vocals and accompaniment."""
+    """Grouped bars per engine: model, best classic and IRM SDR, vocals and accompaniment; a
+    source left out of the mixtures shows the model's and the least classic leak instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,20 +293,27 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
 
     path = Path(path)
     labels = [f"{r['role'][:5]}:{r['engine']}\n({r['status']})" for r in rows]
+    def is_left_out(source: str) -> bool:  # no SDR anywhere, a leak somewhere
+        return all(r["sources"][source]["model"] is None for r in rows) and any(
+            r["sources"][source].get("model_leak") is not None for r in rows)
+
     fig, axes = plt.subplots(1, len(SOURCES), figsize=(max(6, 1.3 * len(rows)) * 1.6, 4.2),
-                             sharey=True)
+                             sharey=not any(is_left_out(s) for s in SOURCES))
     x = np.arange(len(rows))
     series = (("model", "model", "tab:blue"), ("best classic", "best_classic_sdr", "tab:orange"),
               ("IRM (oracle)", "irm", "tab:gray"))
+    leak_series = (("model", "model_leak", "tab:blue"),
+                   ("least classic", "least_classic_leak_db", "tab:orange"))
     for ax, source in zip(np.atleast_1d(axes), SOURCES, strict=True):
-        for k, (label, key, color) in enumerate(series):
-            values = [r["sources"][source][key] for r in rows]
+        left_out = is_left_out(source)  # no SDR: its leak is drawn instead
+        for k, (label, key, color) in enumerate(leak_series if left_out else series):
+            values = [r["sources"][source].get(key) for r in rows]
             ax.bar(x + (k - 1) * 0.27, [np.nan if v is None else v for v in values], 0.27,
                    label=label, color=color)
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.set_xticks(x, labels, fontsize=7)
-        ax.set_title(source)
-        ax.set_ylabel("SDR mean (dB)")
+        ax.set_title(f"{source} left out: leak" if left_out else source)
+        ax.set_ylabel("leak mean (dB, lower is better)" if left_out else "SDR mean (dB)")
         ax.grid(axis="y", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
     if title:

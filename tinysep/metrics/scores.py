@@ -7,7 +7,10 @@ scored without it (alone, a source has no SIR: there is no interfering reference
 (almost) all-zero estimate is likewise skipped with ``skipped="silent estimate"``, and a
 method that estimates only some sources (``partial``) leaves the rest ``"not
 estimated"``. Skipped sources are counted by :func:`tinysep.metrics.summary.summarize`,
-never averaged. ``framewise`` adds the MUSDB18 convention beside the whole-clip values:
+never averaged. Where a source's reference is silent and others sound, its estimate is
+all leak: ``leak`` is that estimate's power against the sounding references' sum, in dB
+(-100 for a silent estimate), so a band alone tells how much of it passes as vocals.
+``framewise`` adds the MUSDB18 convention beside the whole-clip values:
 BSS-eval v4 on 1 s windows, the median over the clip's windows
 (:mod:`tinysep.metrics.framewise`).
 """
@@ -19,15 +22,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from tinysep.dsp import SAMPLE_RATE
-from tinysep.metrics.bss import bss_eval, si_sdr
+from tinysep.metrics.bss import bss_eval, limited_db, si_sdr
 from tinysep.metrics.framewise import FRAMEWISE_KEYS, bss_eval_v4, track_value
 from tinysep.metrics.silence import SILENT_ESTIMATE_DBFS, SILENT_REFERENCE_DBFS, is_silent
 
 SILENT_REFERENCE = "silent reference"
 SILENT_ESTIMATE = "silent estimate"
 NOT_ESTIMATED = "not estimated"
-# Per-source values a score holds (all in dB); NSDR only when the mixture scores are given.
-VALUE_KEYS = ("sdr", "sir", "sar", "si_sdr", "nsdr")
+# Per-source values a score holds (all in dB); NSDR only when the mixture scores are given,
+# leak only for a source whose reference is silent while another sounds.
+VALUE_KEYS = ("sdr", "sir", "sar", "si_sdr", "nsdr", "leak")
 
 
 def _checked(signals: Mapping[str, np.ndarray], what: str, length: int,
@@ -91,6 +95,11 @@ def score_estimates(
             scores[name]["skipped"] = SILENT_REFERENCE
     if not active:
         return scores
+    sounding = np.sum([refs[name] for name in active], axis=0)
+    for name in names:
+        if name not in active and name in ests:
+            scores[name]["leak"] = limited_db(float(ests[name] @ ests[name]),
+                                              float(sounding @ sounding))
 
     # A silent or missing estimate is swapped for its own reference so the call stays
     # well posed; each estimate is projected independently, so the stand-in does not

@@ -32,6 +32,12 @@ _V4_COLUMNS = (
     ("ISR v4", "isr_v4", "median"),
 )
 
+# A source silent in a clip while others sound: its estimate's power against theirs.
+_LEAK_COLUMNS = (
+    ("Leak mean", "leak", "mean"),
+    ("Leak med", "leak", "median"),
+)
+
 
 def table_sources(summaries: Mapping[str, Mapping]) -> list[str]:
     """The sources of the summaries in table order: accompaniment before vocals for the
@@ -43,7 +49,9 @@ def table_sources(summaries: Mapping[str, Mapping]) -> list[str]:
 def _columns(summaries: Mapping[str, Mapping]) -> tuple:
     framewise = any("sdr_v4" in block for summary in summaries.values()
                     for block in summary["sources"].values())
-    return _COLUMNS + (_V4_COLUMNS if framewise else ())
+    leaks = any((block.get("leak") or {}).get("n") for summary in summaries.values()
+                for block in summary["sources"].values())
+    return _COLUMNS + (_V4_COLUMNS if framewise else ()) + (_LEAK_COLUMNS if leaks else ())
 
 
 MODEL_PREFIX = "model:"
@@ -91,7 +99,8 @@ def _cell(value: float | None, width: int) -> str:
 
 
 def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
-    """One block per source: a row per method, SDR/SIR/SAR mean and median, NSDR, GNSDR.
+    """One block per source: a row per method, SDR/SIR/SAR mean and median, NSDR, GNSDR,
+    and, where a source was silent in some clips, its leak there.
 
     ``summaries`` maps method name -> :func:`tinysep.metrics.summarize` output (plus the
     optional ``failed`` count). Values are dB; "-" marks an undefined value.
@@ -116,8 +125,9 @@ def format_table(summaries: Mapping[str, Mapping], title: str = "") -> str:
             for (_, key, stat), w in zip(columns, widths, strict=True):
                 value = block.get(key)
                 cells.append(_cell(value if stat is None or value is None else value[stat], w))
+            counted = max(block["sdr"]["n"], (block.get("leak") or {}).get("n", 0))
             lines.append(f"{labels[method]:<{name_width}}" + "  ".join(cells)
-                         + f"  {block['sdr']['n']:>5d}")
+                         + f"  {counted:>5d}")
             skipped = block["skipped"]
             parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items()
                      if count]

@@ -94,6 +94,8 @@ def test_eval_silence_scores_the_leak_of_every_method(corpus, tmp_path, capsys):
         assert clip["methods"]["hpss"]["sources"]["vocals"]["skipped"] == SILENT_REFERENCE
         assert clip["methods"]["mix"]["sources"]["accompaniment"]["sdr"] == pytest.approx(
             METRIC_LIMIT_DB, abs=1e-3)  # the band alone is its own perfect estimate
+        # ... so there is nothing to improve on: no NSDR, for any method
+        assert clip["methods"]["hpss"]["sources"]["accompaniment"]["nsdr"] is None
     rows = report["by_engine"]["rows"]
     assert rows and all(row["sources"]["vocals"]["least_classic_leak"] == "hpss" for row in rows)
     assert out.with_name("band-engines.png").read_bytes()[:4] == b"\x89PNG"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tinysep.dsp import SAMPLE_RATE
-from tinysep.metrics.bss import bss_eval, limited_db, si_sdr
+from tinysep.metrics.bss import METRIC_LIMIT_DB, bss_eval, limited_db, si_sdr
 from tinysep.metrics.framewise import FRAMEWISE_KEYS, bss_eval_v4, track_value
 from tinysep.metrics.silence import SILENT_ESTIMATE_DBFS, SILENT_REFERENCE_DBFS, is_silent
 
@@ -32,6 +32,9 @@ NOT_ESTIMATED = "not estimated"
 # Per-source values a score holds (all in dB); NSDR only when the mixture scores are given,
 # leak only for a source whose reference is silent while another sounds.
 VALUE_KEYS = ("sdr", "sir", "sar", "si_sdr", "nsdr", "leak")
+# A mixture within this many dB of the metric limit as a source's estimate is that source
+# alone (the other sources silent): its NSDR would only restate the limit, so none is given.
+MIXTURE_IS_SOURCE_DB = 0.01
 
 
 def _checked(signals: Mapping[str, np.ndarray], what: str, length: int,
@@ -126,7 +129,9 @@ def score_estimates(
         entry["si_sdr"] = _finite_or_none(si_sdr(refs[name], ests[name]))
         if mixture_scores is not None:
             mix_sdr = mixture_scores.get(name, {}).get("sdr")
-            if mix_sdr is not None and entry["sdr"] is not None:
+            # a mixture that already is the source (the others left out) has nothing to improve
+            if mix_sdr is not None and entry["sdr"] is not None \
+                    and mix_sdr < METRIC_LIMIT_DB - MIXTURE_IS_SOURCE_DB:
                 entry["nsdr"] = entry["sdr"] - mix_sdr
         for key in extra:  # alone, a source has no interference to measure
             alone = len(active) == 1 and key == "sir_v4"

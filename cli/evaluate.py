@@ -108,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
     _check_report_files(args)
     sources, files = _sources(args)
+    bare = [s for s in sources if files and not getattr(s, "references", True)]
+    if args.silence is not None and bare:
+        raise CliError(f"--silence {args.silence}: {bare[0].mixture} has no reference files "
+                       f"beside it (NAME.vocals.wav, NAME.accompaniment.wav); leaving a source "
+                       "out needs the sources apart")
     if files and (args.engines or args.by_engine):
         raise CliError("--engines and --by-engine need a synthetic corpus written by "
                        f"`tinysep synth`, not mixture files ({args.data})")

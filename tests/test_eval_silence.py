@@ -115,3 +115,20 @@ def test_silence_is_checked_and_not_mixed_with_whole_mixtures(corpus, tmp_path, 
     err = capsys.readouterr().err
     assert "it separated the whole mixtures, this run separates the mixtures less 'vocals'" in err
     assert not (tmp_path / "y.json").exists()
+
+
+def test_silence_needs_the_sources_apart(tmp_path, capsys):
+    from tinysep.data.audio_io import write_audio
+
+    song = tmp_path / "song.wav"
+    write_audio(song, np.random.default_rng(2).normal(0, 0.1, 16000).astype(np.float32), 16000)
+    argv = ["eval", "--method", "mix", "--data", str(song), "--json", str(tmp_path / "s.json"),
+            "--silence", "vocals", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--silence vocals: {song} has no reference files beside it" in err
+    assert not (tmp_path / "s.json").exists()
+    clip = _clip()
+    clip.has_references = False
+    with pytest.raises(ValueError, match="clip c has no references"):
+        clip.without("vocals")

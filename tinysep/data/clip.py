@@ -64,6 +64,9 @@ class Clip:
     def without(self, name: str) -> Clip:
         """The clip with source ``name`` silent: its reference all zeros and the mixture the sum
         of the other sources, e.g. a band alone, to hear what a separator calls vocals there."""
+        if not getattr(self, "has_references", True):
+            raise ValueError(f"clip {self.name} has no references: leaving {name} out of it "
+                             "needs the sources apart")
         if name not in self.sources:
             raise ValueError(f"clip {self.name} is scored on {', '.join(self.sources)}; "
                              f"it has no source {name!r} to silence")

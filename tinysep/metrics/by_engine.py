@@ -293,6 +293,7 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
 
     path = Path(path)
     labels = [f"{r['role'][:5]}:{r['engine']}\n({r['status']})" for r in rows]
+
     def is_left_out(source: str) -> bool:  # no SDR anywhere, a leak somewhere
         return all(r["sources"][source]["model"] is None for r in rows) and any(
             r["sources"][source].get("model_leak") is not None for r in rows)

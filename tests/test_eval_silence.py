@@ -23,6 +23,19 @@ def corpus(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    import tensorflow as tf
+
+    from tinysep.models import build_model, save_model
+
+    folder = tmp_path_factory.mktemp("silence") / "model"
+    tf.keras.utils.set_random_seed(7)
+    save_model(build_model("dualgate-tcn", "tiny", residual=8, hidden=8, blocks=2, repeats=1),
+               folder)
+    return folder
+
+
 def _clip(stems: bool = False) -> Clip:
     rng = np.random.default_rng(0)
     vocals, drums, bass, other = (rng.normal(0, s, 4000).astype(np.float32)
@@ -132,3 +145,24 @@ def test_silence_needs_the_sources_apart(tmp_path, capsys):
     clip.has_references = False
     with pytest.raises(ValueError, match="clip c has no references"):
         clip.without("vocals")
+
+
+def test_the_per_engine_rows_carry_the_models_leak(corpus, model, tmp_path, capsys):
+    out = tmp_path / "model.json"
+    assert main(["eval", "--method", f"model:{model},repet,hpss", "--data", str(corpus),
+                 "--split", "all", "--jobs", "1", "--no-progress", "--by-engine",
+                 "--json", str(out), "--silence", "vocals"]) == 0
+    capsys.readouterr()
+    report = json.loads(out.read_text())
+    method = f"model:{model}"
+    leaks = [c["methods"][method]["sources"]["vocals"]["leak"] for c in report["clips"]]
+    assert all(-100.0 < leak < 20.0 for leak in leaks)  # an untrained mask passes some band
+    overall = next(r for r in report["by_engine"]["rows"]
+                   if r["role"] == "vocals" and r["clips"] == len(leaks))
+    assert overall["sources"]["vocals"]["model_leak"] == pytest.approx(np.mean(leaks))
+    assert overall["sources"]["vocals"]["model"] is None  # no SDR for a source left out
+    classic = {m: np.mean([c["methods"][m]["sources"]["vocals"]["leak"] for c in report["clips"]])
+               for m in ("repet", "hpss")}
+    least = min(classic, key=classic.get)
+    assert overall["sources"]["vocals"]["least_classic_leak"] == least
+    assert overall["sources"]["vocals"]["least_classic_leak_db"] == pytest.approx(classic[least])

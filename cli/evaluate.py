@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from convert.runtime import separator_for_path
     from tinysep.data.clip import LEVEL_LIMITS_DB
     from tinysep.data.sources import parse_sources
-    from tinysep.evaluate import LeveledSource, SilencedSource, evaluate
+    from tinysep.evaluate import PlayedSource, evaluate
     from tinysep.methods import method_fingerprint, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -137,10 +137,8 @@ def run(args: argparse.Namespace) -> int:
         sources = sources[: args.max_clips]
     if not sources:
         raise CliError(f"no clips in split {args.split!r} under {args.data}")
-    if args.level_db:
-        sources = [LeveledSource(s, args.level_db) for s in sources]
-    if args.silence is not None:
-        sources = [SilencedSource(s, args.silence) for s in sources]
+    if args.level_db or args.silence is not None:
+        sources = [PlayedSource(s, args.level_db, args.silence) for s in sources]
     if args.save_audio is not None and args.save_audio.exists() \
             and not args.save_audio.is_dir():
         raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")

@@ -206,7 +206,7 @@ def test_cli_user_errors_are_one_line(corpus, tmp_path, capsys, args, message):
 
 
 def test_level_db_plays_clips_and_references_at_that_level(corpus, sources, tmp_path, capsys):
-    leveled = evaluation.LeveledSource(sources[0], -20.0)
+    leveled = evaluation.PlayedSource(sources[0], -20.0)
     plain, quiet = sources[0].load(), leveled.load()
     assert leveled.name == sources[0].name == quiet.name
     for name in ("mixture", "vocals", "accompaniment"):

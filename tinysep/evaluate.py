@@ -42,35 +42,25 @@ class ClipSource(Protocol):
 
 
 @dataclass(frozen=True)
-class LeveledSource:
+class PlayedSource:
     """A clip played ``level_db`` louder (negative: quieter), its references alike, so SDR
-    tells how a method holds up on quiet or loud recordings (no clipping is added)."""
+    tells how a method holds up on quiet or loud recordings (no clipping is added); with
+    ``silenced``, that source is left out of the mixture (a band alone, say), so every method
+    separates what remains and its estimate of the silenced source is scored as leak."""
 
     source: ClipSource
-    level_db: float
+    level_db: float = 0.0
+    silenced: str | None = None
 
     @property
     def name(self) -> str:
         return self.source.name
 
     def load(self) -> Clip:
-        return self.source.load().at_level(self.level_db)
-
-
-@dataclass(frozen=True)
-class SilencedSource:
-    """A clip with source ``silenced`` left out of its mixture (a band alone, say): every
-    method separates what remains, and the silenced source's estimate is scored as leak."""
-
-    source: ClipSource
-    silenced: str
-
-    @property
-    def name(self) -> str:
-        return self.source.name
-
-    def load(self) -> Clip:
-        return self.source.load().without(self.silenced)
+        clip = self.source.load()
+        if self.level_db:
+            clip = clip.at_level(self.level_db)
+        return clip if self.silenced is None else clip.without(self.silenced)
 
 
 def _error_entry(exc: BaseException) -> dict:

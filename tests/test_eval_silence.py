@@ -10,6 +10,7 @@ import pytest
 
 from cli.main import main
 from tinysep.data.clip import Clip
+from tinysep.eval_inputs import InputClip
 from tinysep.metrics import METRIC_LIMIT_DB, SILENT_REFERENCE, score_estimates, summarize
 
 
@@ -141,8 +142,9 @@ def test_silence_needs_the_sources_apart(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--silence vocals: {song} has no reference files beside it" in err
     assert not (tmp_path / "s.json").exists()
-    clip = _clip()
-    clip.has_references = False
+    bare = _clip()
+    clip = InputClip(bare.name, bare.mixture, bare.vocals, bare.accompaniment,
+                     has_references=False)
     with pytest.raises(ValueError, match="clip c has no references"):
         clip.without("vocals")
 

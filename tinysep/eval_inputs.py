@@ -36,6 +36,13 @@ class InputClip(Clip):
 
     has_references: bool = True
 
+    def without(self, name: str) -> Clip:
+        """As :meth:`Clip.without`; a mixture without references has no sources to leave out."""
+        if not self.has_references:
+            raise ValueError(f"clip {self.name} has no references: leaving {name} out of it "
+                             "needs the sources apart")
+        return super().without(name)
+
 
 def reference_path(mixture: Path, source: str) -> Path:
     """``song.wav`` -> ``song.vocals.wav`` (the reference of ``source`` beside a mixture)."""

@@ -64,15 +64,12 @@ class Clip:
     def without(self, name: str) -> Clip:
         """The clip with source ``name`` silent: its reference all zeros and the mixture the sum
         of the other sources, e.g. a band alone, to hear what a separator calls vocals there."""
-        if not getattr(self, "has_references", True):
-            raise ValueError(f"clip {self.name} has no references: leaving {name} out of it "
-                             "needs the sources apart")
         if name not in self.sources:
             raise ValueError(f"clip {self.name} is scored on {', '.join(self.sources)}; "
                              f"it has no source {name!r} to silence")
         silent = np.zeros_like(self.mixture)
-        others = [self.source(n) for n in self.sources if n != name]
-        mixture = np.sum(others, axis=0, dtype=np.float32) if others else silent
+        mixture = np.sum([self.source(n) for n in self.sources if n != name], axis=0,
+                         dtype=np.float32)
         stems = dict(self.stems)
         vocals, accompaniment = self.vocals, self.accompaniment
         if name == "vocals":
@@ -83,7 +80,7 @@ class Clip:
         else:  # a stem of the accompaniment
             accompaniment = (accompaniment - stems[name]).astype(np.float32)
             stems[name] = silent
-        return dataclasses.replace(self, mixture=mixture.astype(np.float32), vocals=vocals,
+        return dataclasses.replace(self, mixture=mixture, vocals=vocals,
                                    accompaniment=accompaniment, stems=stems)
 
     def head(self, samples: int) -> Clip:

@@ -98,9 +98,10 @@ def score_estimates(
             scores[name]["skipped"] = SILENT_REFERENCE
     if not active:
         return scores
-    sounding = np.sum([refs[name] for name in active], axis=0)
-    for name in names:
-        if name not in active and name in ests:
+    leaking = [name for name in names if name not in active and name in ests]
+    if leaking:  # only a clip with a silent source pays for the sum of the others
+        sounding = np.sum([refs[name] for name in active], axis=0)
+        for name in leaking:
             scores[name]["leak"] = limited_db(float(ests[name] @ ests[name]),
                                               float(sounding @ sounding))
 

@@ -210,9 +210,8 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                 best = max(classic, key=classic.get) if classic else None
                 scored = summary.get(model, {})
                 value = _mean_of(scored, source)
-                leaks = {m: _mean_of(summary[m], source, "leak") for m in methods
-                         if m in CLASSIC_METHODS
-                         and _mean_of(summary[m], source, "leak") is not None}
+                leaks = {m: leak for m in methods if m in CLASSIC_METHODS
+                         and (leak := _mean_of(summary[m], source, "leak")) is not None}
                 least = min(leaks, key=leaks.get) if leaks else None
                 row["sources"][source] = {
                     "model": value,
@@ -246,10 +245,6 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     def margin(a, b) -> str:
         return cells(a, b, "+5.2f")
 
-    def leak(a, b) -> str:  # a source left out has a leak, the other none
-        return "   -   /    -   " if a is None and b is None else \
-            " / ".join("   -  " if x is None else f"{x:6.2f}" for x in (a, b))
-
     def classic_of(row) -> str:
         names = (row["sources"][v]["best_classic"], row["sources"][a]["best_classic"])
         return "/".join(sorted({name for name in names if name}))
@@ -276,8 +271,8 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
             f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<15}"
             f"{pair(sv.get('model_sir'), sa.get('model_sir')):<16}"
             f"{pair(sv.get('model_sar'), sa.get('model_sar')):<16}"
-            + (f"{leak(sv.get('model_leak'), sa.get('model_leak')):<17}"
-               f"{leak(sv.get('least_classic_leak_db'), sa.get('least_classic_leak_db'))}"
+            + (f"{pair(sv.get('model_leak'), sa.get('model_leak')):<17}"
+               f"{pair(sv.get('least_classic_leak_db'), sa.get('least_classic_leak_db'))}"
                if leaks else "")).rstrip())
     return "\n".join(lines)
 

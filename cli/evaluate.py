@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_file
     from convert.runtime import separator_for_path
     from tinysep.data.clip import LEVEL_LIMITS_DB
-    from tinysep.data.sources import parse_sources
     from tinysep.evaluate import PlayedSource, evaluate
     from tinysep.methods import method_fingerprint, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
@@ -97,22 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if not low <= args.level_db <= high:
         raise CliError(f"--level-db must be between {low:g} and {high:g} dB, got "
                        f"{args.level_db:g}")
-    if args.silence is not None:
-        try:
-            scored = parse_sources(args.sources)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        if args.silence not in scored:
-            raise CliError(f"--silence {args.silence!r}: expected one of the scored sources "
-                           f"({', '.join(scored)})")
     check_output_file(args.json, "--json")
     _check_report_files(args)
     sources, files = _sources(args)
-    bare = [s for s in sources if files and not getattr(s, "references", True)]
-    if args.silence is not None and bare:
-        raise CliError(f"--silence {args.silence}: {bare[0].mixture} has no reference files "
-                       f"beside it (NAME.vocals.wav, NAME.accompaniment.wav); leaving a source "
-                       "out needs the sources apart")
     if files and (args.engines or args.by_engine):
         raise CliError("--engines and --by-engine need a synthetic corpus written by "
                        f"`tinysep synth`, not mixture files ({args.data})")
@@ -244,7 +230,8 @@ def _check_report_files(args: argparse.Namespace) -> None:
 
 
 def _sources(args: argparse.Namespace) -> tuple[list, bool]:
-    """The clips ``--data`` names and whether they are mixture files (not a dataset)."""
+    """The clips ``--data`` names and whether they are mixture files (not a dataset); a
+    ``--silence`` source must be one they are scored on, and mixture files need references."""
     from cli.common import CliError
     from tinysep.data.loaders import SPLITS_FILE, detect_dataset, find_clips
     from tinysep.data.sources import parse_sources
@@ -254,6 +241,10 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
         names = parse_sources(getattr(args, "sources", "vocals,accompaniment"))
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    silence = getattr(args, "silence", None)
+    if silence is not None and silence not in names:
+        raise CliError(f"--silence {silence!r}: expected one of the scored sources "
+                       f"({', '.join(names)})")
     data = args.data
     if not data.exists():
         raise CliError(f"--data {data}: no such file or folder")
@@ -274,7 +265,13 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
         if set(names) != {"vocals", "accompaniment"}:
             raise CliError("--sources: mixture files carry vocals and accompaniment references "
                            "only; four stems need a dataset folder (synth corpus or MUSDB18-HQ)")
-        return input_sources(data), True
+        found = input_sources(data)
+        bare = [s for s in found if not s.references]
+        if silence is not None and bare:
+            raise CliError(f"--silence {silence}: {bare[0].mixture} has no reference files "
+                           "beside it (NAME.vocals.wav, NAME.accompaniment.wav); leaving a "
+                           "source out needs the sources apart")
+        return found, True
     return find_clips(data, dataset=args.dataset, split=args.split, sources=names), False
 
 

@@ -7,34 +7,20 @@ import json
 
 import numpy as np
 import pytest
+from eval_helpers import save_tiny_model, write_engine_corpus
 
 from cli.main import main
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from tinysep.data.synth import write_corpus
-
-    root = tmp_path_factory.mktemp("engines") / "corpus"
-    write_corpus(root, songs=6, seconds=4.0, seed=1, progress=False,
-                 engines="additive,physical")
-    return root
+    return write_engine_corpus(tmp_path_factory.mktemp("engines") / "corpus", songs=6, seed=1)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    import tensorflow as tf
-
-    from tinysep.models import build_model, save_model
-
-    folder = tmp_path_factory.mktemp("engines") / "model"
-    tf.keras.utils.set_random_seed(3)
-    save_model(build_model("dualgate-tcn", "tiny", residual=8, hidden=8, blocks=2, repeats=1),
-               folder)
     trained = {"vocals": ["additive"], "accompaniment": ["additive"]}
-    (folder / "run.json").write_text(json.dumps(
-        {"corpora": {"train": {"engines": trained}, "valid": {"engines": trained}}}))
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("engines") / "model", seed=3, trained=trained)
 
 
 def test_per_engine_rows_mark_held_out_engines_and_match_the_clips(corpus, model, tmp_path,

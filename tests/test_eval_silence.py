@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from eval_helpers import save_tiny_model, write_engine_corpus
 
 from cli.main import main
 from tinysep.data.clip import Clip
@@ -16,25 +17,12 @@ from tinysep.metrics import METRIC_LIMIT_DB, SILENT_REFERENCE, score_estimates, 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from tinysep.data.synth import write_corpus
-
-    root = tmp_path_factory.mktemp("silence") / "corpus"
-    write_corpus(root, songs=3, seconds=4.0, seed=5, progress=False,
-                 engines="additive,physical")
-    return root
+    return write_engine_corpus(tmp_path_factory.mktemp("silence") / "corpus", songs=3, seed=5)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    import tensorflow as tf
-
-    from tinysep.models import build_model, save_model
-
-    folder = tmp_path_factory.mktemp("silence") / "model"
-    tf.keras.utils.set_random_seed(7)
-    save_model(build_model("dualgate-tcn", "tiny", residual=8, hidden=8, blocks=2, repeats=1),
-               folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("silence") / "model", seed=7)
 
 
 def _clip(stems: bool = False) -> Clip:

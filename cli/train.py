@@ -7,7 +7,7 @@ given are taken from the run, settings given must match it (except ``--epochs``,
 ``--max-minutes`` and ``--data``). ``--like RUN`` starts a new run with all the settings
 of an earlier one (its ``run.json``), so a run can be repeated from its folder alone. The
 best weights land in ``--out`` as a model folder that ``tinysep eval --method model:OUT``
-reads.
+reads, and the last epoch's in ``OUT/last`` (``model:OUT/last``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from train_helpers import TINY, tiny_config
 from cli.main import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
+from tinysep.metrics.by_engine import recorded_corpora
 from tinysep.models import load_model, make_config, model_from_config, save_model, separate
 from tinysep.train import TrainConfig, TrainingError, train
 from tinysep.training.config import DEFAULT_AUGMENT
@@ -571,6 +572,29 @@ def test_the_saved_model_is_the_moving_average_of_the_steps(corpus, tmp_path):
     clips = validation_clips(load_split(corpus, split="valid", progress=False), 1, 2.0)
     assert validation_sdr(load_model(out), clips)["mean"] == pytest.approx(
         result.best_sdr["mean"], abs=1e-3)
+
+
+def test_the_last_epoch_is_a_model_folder_with_the_runs_record(corpus, tmp_path):
+    """OUT/last holds the weights the last validation scored (the average, not the raw
+    weights), names its epoch, and carries the run's corpora, so eval marks its engines."""
+    out = tmp_path / "run"
+    config = tiny_config(corpus, learning_rate=3e-3, weight_average=AVERAGE_DECAY)
+    result = train(config, out, progress=False)
+    last = out / "last"
+    record = json.loads((last / "training.json").read_text())
+    assert (record["epoch"], record["step"]) == (2, 6)
+    assert record["valid_sdr"] == result.history[-1]["valid_sdr"]
+    assert record["corpora"] == json.loads((out / "run.json").read_text())["corpora"]
+    assert recorded_corpora(last) == record["corpora"]
+    clips = validation_clips(load_split(corpus, split="valid", progress=False), 1, 2.0)
+    assert validation_sdr(load_model(last), clips)["mean"] == pytest.approx(
+        result.history[-1]["valid_sdr"]["mean"], abs=1e-3)
+    # a resumed run replaces it with its own last epoch, and leaves no staging folder
+    before = load_model(last)
+    train(config.replace(epochs=3), out, resume=True, progress=False)
+    assert json.loads((last / "training.json").read_text())["epoch"] == 3
+    assert _largest_weight_gap(before, load_model(last)) > 1e-4
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
 def test_a_resumed_run_keeps_its_average(corpus, tmp_path):

@@ -1,9 +1,10 @@
 """Train a separator: augmented chunks -> STFT -> masks -> L1 loss, with checkpoints.
 
 :func:`train` runs one training (fresh or resumed) into a run folder (see
-:mod:`tinysep.training.run_folder`): the best weights by validation SDR, the full
-training config with the data fingerprint, TensorFlow checkpoints of model and
-optimizer, TensorBoard logs and a history plot. What it guarantees:
+:mod:`tinysep.training.run_folder`): the best weights by validation SDR, the last
+epoch's beside them (``last/``), the full training config with the data fingerprint,
+TensorFlow checkpoints of model and optimizer, TensorBoard logs and a history plot.
+What it guarantees:
 
 - the same config, data and seed give the same run: batch ``k`` is drawn from a
   generator seeded with ``(seed, k)`` and weights start from ``seed``;
@@ -47,6 +48,7 @@ from tinysep.training.run_folder import (
     prepare_folder,
     removed_if_setup_fails,
     save_best,
+    save_last,
     write_json,
 )
 
@@ -397,6 +399,7 @@ class _Session:
         with (self.average.swapped_in() if self.average is not None
               else contextlib.nullcontext()):
             improved, entry = self._validate(epoch, losses, train_seconds, valid)
+            save_last(self.model, self.out, self.config.model_config(), entry)
         saved = Path(self.manager.save(checkpoint_number=epoch))
         self.state["checkpoint"] = str(saved.relative_to(self.out))
         self.commit()

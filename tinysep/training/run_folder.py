@@ -4,6 +4,7 @@ run record (``run.json``: config, data, versions, resumes) and the progress (``s
 ::
 
     OUT/config.json, OUT/model.weights.h5   best weights so far (tinysep.models.load_model)
+    OUT/last/           the last validated epoch's weights: a model folder with its record
     OUT/run.json        training config, model config, data fingerprint, command, versions
     OUT/state.json      progress: epochs and steps done, best epoch, history, checkpoint
     OUT/checkpoints/    TensorFlow checkpoints (model + optimizer) of the last epochs
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import tinysep
-from tinysep.folder_writes import nesting
+from tinysep.folder_writes import nesting, staged_folder
 from tinysep.jsonfile import is_finite_number, is_whole_number, read_json, write_json_atomic
 from tinysep.training.config import TrainConfig, TrainingError, config_differences
 
@@ -36,6 +37,7 @@ STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 PLOT_FILE = "history.png"
+LAST_DIR = "last"
 RUN_FORMAT = 1
 # The options naming folders a run reads, with their TrainConfig fields: --out must keep apart.
 INPUT_FOLDERS = (("--data", "data"), ("--valid-data", "valid_data"),
@@ -63,6 +65,24 @@ def save_best(model, out: Path, config: dict) -> None:
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         os.replace(staging / name, out / name)
     shutil.rmtree(staging)
+
+
+def save_last(model, out: Path, config: dict, entry: dict) -> None:
+    """Write ``out/last``: the weights the epoch's validation scored (the weight average, with
+    one) as a model folder whose ``training.json`` names the run, the epoch and the run's
+    corpora, so the last epoch is scored, souped and marked trained / held out like the best.
+    The folder is replaced whole, so a kill leaves the previous epoch's."""
+    from tinysep.models import save_model
+    from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
+    from tinysep.pretrained import TRAINING_FILE
+
+    run = read_json(out / RUN_FILE, "the run record")
+    record = {"run": str(out.resolve()), "command": run.get("command"),
+              "epoch": entry["epoch"], "step": entry["step"], "valid_sdr": entry["valid_sdr"],
+              "train_config": run.get("train_config"), "corpora": run.get("corpora")}
+    with staged_folder(out / LAST_DIR, (CONFIG_FILE, WEIGHTS_FILE, TRAINING_FILE)) as folder:
+        save_model(model, folder, config=config)
+        write_json(folder / TRAINING_FILE, record)
 
 
 def plot_history(history: list[dict], path: Path, title: str) -> None:

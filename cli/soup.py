@@ -50,9 +50,9 @@ def _levels(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_folder
     from tinysep.methods import model_folder
+    from tinysep.model_record import TRAINING_FILE
     from tinysep.models import load_model, save_model
     from tinysep.models.registry import read_config
-    from tinysep.pretrained import TRAINING_FILE
     from tinysep.training.soup import (
         check_finite_weights,
         check_same_graph,

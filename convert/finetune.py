@@ -20,6 +20,7 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import HOP_SAMPLES, N_FFT
+from tinysep.model_record import RECORD_FILES
 
 DEFAULT_LOSS = ("l1", 0.01)
 
@@ -27,7 +28,7 @@ DEFAULT_LOSS = ("l1", 0.01)
 def training_loss_of(folder: str | Path) -> tuple[str, float]:
     """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
     ``tinysep train``, or the ``training.json`` of a shipped model), else plain ``l1``."""
-    for name in ("run.json", "training.json"):
+    for name in RECORD_FILES:  # an unreadable record falls back to the next one
         try:
             config = json.loads((Path(folder) / name).read_text()).get("train_config", {})
         except (OSError, ValueError, AttributeError):

@@ -23,6 +23,7 @@ from tinysep.data.loaders import SPLITS_FILE
 from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
 from tinysep.metrics.summary import summarize_methods
+from tinysep.model_record import record_file
 
 # The roles a song's engines play in splits.json, and what each role's engine makes: the
 # sung part, the played part, the whole song, or (a sound font) whichever part a font engine
@@ -93,11 +94,10 @@ def recorded_corpora(folder: str | Path) -> dict | None:
     bundle's manifest (its float model's record, copied by the export); None when the folder
     has none of them or the bundle's model recorded nothing."""
     folder = Path(folder)
-    for name in ("run.json", "training.json"):
-        path = folder / name
-        if path.is_file():
-            record = read_json(path, "the record of a trained model")
-            return _checked_corpora(record.get("corpora", {}), path)
+    path = record_file(folder)
+    if path is not None:
+        record = read_json(path, "the record of a trained model")
+        return _checked_corpora(record.get("corpora", {}), path)
     if (folder / MANIFEST_FILE).is_file():
         manifest = read_bundle(str(folder), verify_model=False).manifest
         provenance = manifest.get("provenance")

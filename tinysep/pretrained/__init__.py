@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinysep.jsonfile import read_json, write_json_atomic
+from tinysep.model_record import RUN_FILE, TRAINING_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "dualgate-tcn-tiny"
-TRAINING_FILE = "training.json"
 
 
 def available() -> list[str]:
@@ -82,7 +82,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             for source, block in sources.items()}
     baselines = {m: {s: b["sdr"]["mean"] for s, b in summary["sources"].items()}
                  for m, summary in report["summary"].items() if m != method}
-    training = _run_record(run) if (run / "run.json").is_file() else _soup_record(run)
+    training = _run_record(run) if (run / RUN_FILE).is_file() else _soup_record(run)
     folder = Path(package_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("config.json", "model.weights.h5"):
@@ -147,7 +147,7 @@ def _soup_record(folder: Path) -> dict:
 
 def _run_record(run: Path) -> dict:
     """The record of a training run: its command, settings, corpora and best epoch."""
-    record = json.loads((run / "run.json").read_text())
+    record = json.loads((run / RUN_FILE).read_text())
     state = json.loads((run / "state.json").read_text())
     return {
         "command": record.get("command"),

@@ -30,9 +30,9 @@ import numpy as np
 import tinysep
 from tinysep.folder_writes import nesting, staged_folder
 from tinysep.jsonfile import is_finite_number, is_whole_number, read_json, write_json_atomic
+from tinysep.model_record import RUN_FILE, TRAINING_FILE
 from tinysep.training.config import TrainConfig, TrainingError, config_differences
 
-RUN_FILE = "run.json"
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
@@ -74,7 +74,6 @@ def save_last(model, out: Path, config: dict, entry: dict) -> None:
     The folder is replaced whole, so a kill leaves the previous epoch's."""
     from tinysep.models import save_model
     from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
-    from tinysep.pretrained import TRAINING_FILE
 
     run = read_json(out / RUN_FILE, "the run record")
     record = {"run": str(out.resolve()), "command": run.get("command"),

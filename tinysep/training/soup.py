@@ -17,6 +17,7 @@ import numpy as np
 
 from tinysep.folder_writes import first_names
 from tinysep.jsonfile import read_json
+from tinysep.model_record import record_file
 from tinysep.models.registry import graph_of
 from tinysep.training.run_folder import trained_corpora
 
@@ -116,7 +117,7 @@ def ingredient_record(folder: str | Path) -> dict:
     soup record, so every trained run under it stays named."""
     folder = Path(folder)
     record: dict = {"folder": str(folder.resolve())}
-    own = next((folder / n for n in ("run.json", "training.json") if (folder / n).is_file()), None)
+    own = record_file(folder)
     if own is not None:
         data = read_json(own, "the record of a trained model")
         record["command"] = data.get("command")

@@ -1,0 +1,17 @@
+"""The record beside a model folder's weights: ``run.json`` of a training run, or
+``training.json`` of a shipped model or a run's last epoch. What it trained on and how is
+read from whichever the folder holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUN_FILE = "run.json"
+TRAINING_FILE = "training.json"
+RECORD_FILES = (RUN_FILE, TRAINING_FILE)  # in the order they are looked for
+
+
+def record_file(folder: str | Path) -> Path | None:
+    """The record file of model folder ``folder`` (a run's first), or None if it has none."""
+    return next((Path(folder) / name for name in RECORD_FILES
+                 if (Path(folder) / name).is_file()), None)

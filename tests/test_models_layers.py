@@ -10,7 +10,7 @@ from test_models_support import pair, randomize, stream_through
 from tinysep.models import attention
 from tinysep.models.blocks import squeeze_excite_frequency
 from tinysep.models.causal import Graph, causal_depthwise
-from tinysep.models.layers import FrameGroupNorm, Recurrence
+from tinysep.models.layers import BackgroundDeviation, FrameGroupNorm, Recurrence
 from tinysep.models.unet_se_sru import _conv_glu_se
 
 FRAMES = 12
@@ -76,6 +76,7 @@ LAYERS = {
     "sru": ((1, CHANNELS), _recurrent("sru")),
     "lstm": ((1, CHANNELS), _recurrent("lstm")),
     "gru": ((1, CHANNELS), _recurrent("gru")),
+    "background-deviation": ((5, 1), lambda g, x: g.background_deviation(x, 0.8, "bg")),
 }
 STATEFUL = [k for k in LAYERS if k not in ("frame-groupnorm", "se-frequency")]
 
@@ -95,6 +96,26 @@ def test_streaming_layer_equals_whole_clip(kind, frames_per_invoke):
         assert graph.states
         wrong = stream_through(stream, graph, x, reset=True)
         assert np.max(np.abs(wrong - expected)) > 1e-3
+
+
+def test_background_deviation_is_each_value_less_its_running_mean():
+    """A reference loop over frames: the mean starts at zero and moves a fifth of the way
+    to every new value; a value held steady fades to zero, a new one stands out."""
+    x = np.zeros((2, 30, 3, 1), np.float32)
+    x[:, :20] = 2.0
+    x[1, 20:] = 5.0
+    got = np.asarray(BackgroundDeviation(0.8)(x))
+    mean = np.zeros((2, 3, 1))
+    expected = np.empty_like(x)
+    for t in range(x.shape[1]):
+        mean = 0.8 * mean + 0.2 * x[:, t]
+        expected[:, t] = x[:, t] - mean
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert got[0, 0, 0, 0] == pytest.approx(1.6)
+    assert abs(got[0, 19, 0, 0]) < 0.03  # held for 20 frames: background
+    assert got[1, 20, 0, 0] == pytest.approx(0.8 * (5.0 - 2.0), abs=0.03)
+    with pytest.raises(ValueError, match="decay must be between 0 and 1"):
+        BackgroundDeviation(1.0)
 
 
 def test_dilated_depthwise_is_causal_and_dilated():

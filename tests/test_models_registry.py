@@ -216,6 +216,8 @@ def test_config_is_json_and_rebuilds_the_same_model():
         ("dualgate-tcn", "tiny", {"encoder": [2] * 5}, "encoder has at most 4 levels"),
         ("dualgate-tcn", "tiny", {"refine": -1}, "refine must be a whole number from 0"),
         ("dualgate-tcn", "tiny", {"refine_kernel": 0}, "refine_kernel must be a whole number"),
+        ("dualgate-tcn", "tiny", {"background": -5}, "background must be a whole number"),
+        ("dualgate-tcn", "tiny", {"background": 125}, "background feeds the refiner"),
         ("unet-se-sru", "tiny", {"recurrent": "rnn"}, "recurrent must be one of"),
         ("unet-se-sru", "tiny", {"channels": []}, "channels must be a non-empty list"),
         ("unet-se-sru", "tiny", {"channels": [True, 2]}, "channels must be a non-empty list"),

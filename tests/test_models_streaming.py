@@ -31,6 +31,7 @@ CASES = [
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "self"}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "attention": "none", "input_gate": False}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4, 6], "refine": 4}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "refine": 4, "background": 4}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4], "se_window": 1, "mask": "anchored"}),
     ("unet-se-sru", "tiny", {}),  # full size: SRU, GroupNorm, SE
     ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}),

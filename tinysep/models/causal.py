@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import tf_keras as keras
 
-from tinysep.models.layers import Recurrence, SliceAxis
+from tinysep.models.layers import BackgroundDeviation, Recurrence, SliceAxis
 
 L = keras.layers
 
@@ -80,6 +81,18 @@ class Graph:
         layer = Recurrence(cell, units, bidirectional=bidirectional, streaming=True, name=name)
         state = keras.Input((layer.state_size,), batch_size=1, name=f"{name}_state")
         y, new_state = layer([*inputs, state])
+        new_state = L.Activation("linear", name=f"{name}_state_out")(new_state)
+        self._register(state, new_state, name, "recurrent", 0)
+        return y
+
+    def background_deviation(self, x, decay: float, name: str):
+        """``x`` less its running mean (:class:`BackgroundDeviation`); in streaming form the
+        mean becomes a model I/O."""
+        if not self.streaming:
+            return BackgroundDeviation(decay, name=name)(x)
+        width = int(np.prod([int(d) for d in x.shape[2:]]))
+        state = keras.Input((width,), batch_size=1, name=f"{name}_state")
+        y, new_state = BackgroundDeviation(decay, streaming=True, name=name)([x, state])
         new_state = L.Activation("linear", name=f"{name}_state_out")(new_state)
         self._register(state, new_state, name, "recurrent", 0)
         return y

@@ -22,7 +22,10 @@ input projection a projection of local spectral features (stride-2 convs over th
 each frame), and ``refine`` corrects the mask logits bin by bin from the logits and the
 input bins around each bin (two convs over frequency). Both start at zero, so a model grown
 by them (``tinysep train --init-from SMALLER --init-matching``) starts as the smaller one.
-Neither adds state: their convs see one frame.
+Neither adds state: their convs see one frame. ``background`` (frames, 0 in the presets)
+gives the refiner one more view of each bin: its distance from the bin's own running mean
+over about that many frames, so a bin that has held steady for seconds (a sustained band
+part) reads apart from one that just began; it carries one state value per bin.
 
 ``mask_delay`` (frames, 0 in the presets) trades latency for a look ahead: the masks the
 model gives at frame ``t`` belong to the mixture frame ``t - mask_delay``, so every mask is
@@ -36,6 +39,7 @@ it must carry (the depthwise contexts, ``2 * (2**blocks - 1)`` frames per stack)
 
 from __future__ import annotations
 
+import math
 import re
 
 import tf_keras as keras
@@ -92,6 +96,7 @@ DEFAULTS = {
     "encoder_kernel": 5,  # bins each encoder conv sees
     "refine": 0,  # channels of the bin-level mask refiner (0: none)
     "refine_kernel": 5,  # bins each refiner conv sees
+    "background": 0,  # time constant (frames) of the refiner's per-bin running mean (0: none)
     "mask_delay": 0,  # frames the masks lag their mixture frame (a look ahead; 0: none)
 }
 
@@ -130,7 +135,9 @@ def validate(params: dict) -> None:
                          f"got {encoder!r}")
     if len(encoder) > 4:
         raise ValueError(f"encoder has at most 4 levels (257 bins -> 17), got {len(encoder)}")
-    check_int_options(params, ("refine", "mask_delay"), minimum=0)
+    check_int_options(params, ("refine", "mask_delay", "background"), minimum=0)
+    if params["background"] and not params["refine"]:
+        raise ValueError("background feeds the refiner: it needs refine > 0")
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
 
@@ -185,13 +192,17 @@ def _input_projection(normed, bins, p: dict):
     return L.Add(name="in_sum")([x, extra])
 
 
-def _refine(logits, bins, p: dict):
+def _refine(graph: Graph, logits, bins, p: dict):
     """Per-bin correction of the mask logits from the logits and the input bins around
     each bin: the 1x1 mask projection alone makes every frame's logits a linear function of
     ``residual`` features, whatever the input's detail between harmonics. The last conv
     starts at zero, so the refiner starts as the identity."""
     n_sources = int(logits.shape[-1])
-    x = L.Concatenate(axis=-1, name="refine_in")([logits, bins])
+    views = [logits, bins]
+    if p["background"]:
+        decay = math.exp(-1.0 / p["background"])
+        views.append(graph.background_deviation(bins, decay, "background"))
+    x = L.Concatenate(axis=-1, name="refine_in")(views)
     x = _frequency_conv(x, p["refine"], p["refine_kernel"], 1, "refine0", "relu")
     x = _frequency_conv(x, n_sources, p["refine_kernel"], 1, "refine1", initializer="zeros")
     return L.Add(name="refined")([logits, x])
@@ -212,5 +223,5 @@ def body(graph: Graph, features, p: dict):
     logits = conv1x1(x, n_logits * N_BINS, MASK_PROJECTION)
     logits = L.Reshape((-1, N_BINS, n_logits), name="to_masks")(logits)
     if p["refine"]:
-        logits = _refine(logits, bins, p)
+        logits = _refine(graph, logits, bins, p)
     return mask_head(logits, N_BINS, p["mask"])

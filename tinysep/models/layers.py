@@ -13,6 +13,10 @@ Each one lowers to TFLite builtins that have int8 kernels in TFLite Micro (LOG e
   projections are ordinary 1x1 convolutions batched over time outside the layer. Whole
   clips run a ``tf.scan``; the streaming form unrolls ``frames_per_invoke`` steps with
   an explicit state (STRIDED_SLICE, FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD, CONCAT).
+- :class:`BackgroundDeviation`: each value's distance from its own slow running mean (a
+  fixed-decay average per bin), so what has sounded steadily for seconds stands apart
+  from what just began; whole clips scan, streaming carries the mean as a state
+  (STRIDED_SLICE, MUL, ADD, CONCAT).
 
 Layouts are 4-D ``(batch, time, width, channels)`` with time on axis 1. Each layer has
 ``get_prunable_weights`` so it can be registered as a tfmot ``PrunableLayer``
@@ -343,6 +347,69 @@ class Recurrence(keras.layers.Layer):
         }
 
 
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class BackgroundDeviation(keras.layers.Layer):
+    """``x_t - m_t`` with ``m_t = decay * m_{t-1} + (1 - decay) * x_t`` per position, over
+    ``(batch, time, width, channels)``; ``m`` starts at zero, as the streaming state does.
+
+    Written as ``decay * (x_t - m_{t-1})`` so one frame is two MULs and two ADDs. In
+    streaming form the inputs are ``[x, state]`` (state ``(1, width * channels)``, the mean
+    after the previous frame) and the outputs ``[deviation, new_state]``.
+    """
+
+    def __init__(self, decay: float, streaming: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        decay = float(decay)
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be between 0 and 1 (exclusive), got {decay}")
+        self.decay, self.streaming = decay, bool(streaming)
+
+    def _step(self, x, mean):
+        deviation = (x + mean * -1.0) * self.decay
+        return deviation, x + deviation * -1.0
+
+    def call(self, inputs):
+        if not self.streaming:
+            x = inputs
+            shape = tf.shape(x)
+            frames = tf.transpose(tf.reshape(x, (shape[0], shape[1], -1)), (1, 0, 2))
+
+            def step(carry, x_t):
+                return self._step(x_t, carry[1])
+
+            zeros = tf.zeros_like(frames[0])
+            deviations, _ = tf.scan(step, frames, initializer=(zeros, zeros))
+            return tf.reshape(tf.transpose(deviations, (1, 0, 2)), shape)
+        x, mean = inputs
+        width = int(np.prod(x.shape[2:]))
+        outs = []
+        for t in range(int(x.shape[1])):
+            deviation, mean = self._step(tf.reshape(x[:, t : t + 1], (-1, width)), mean)
+            outs.append(tf.reshape(deviation, (-1, 1, *x.shape[2:])))
+        y = outs[0] if len(outs) == 1 else tf.concat(outs, axis=1)
+        return [y, mean]
+
+    def compute_output_shape(self, input_shape):
+        if not self.streaming:
+            return tf.TensorShape(input_shape)
+        x_shape = tf.TensorShape(input_shape[0])
+        return [x_shape, tf.TensorShape(input_shape[1])]
+
+    def macs_per_frame(self, input_shape) -> int:
+        """Two multiplies per value and frame."""
+        shape = input_shape[0] if self.streaming else input_shape
+        return 2 * int(np.prod(tf.TensorShape(shape).as_list()[2:]))
+
+    def get_prunable_weights(self):
+        return []
+
+    def get_config(self):
+        return {**super().get_config(), "decay": self.decay, "streaming": self.streaming}
+
+
 CUSTOM_OBJECTS = {
-    cls.__name__: cls for cls in (LogCompression, SliceAxis, ReduceMean, FrameGroupNorm, Recurrence)
+    cls.__name__: cls
+    for cls in (
+        LogCompression, SliceAxis, ReduceMean, FrameGroupNorm, Recurrence, BackgroundDeviation
+    )
 }

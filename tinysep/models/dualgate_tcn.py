@@ -26,8 +26,8 @@ Neither adds state: their convs see one frame. ``background`` (frames, 0 in the 
 gives the refiner one more view of each bin: its distance from the bin's own running mean
 over about that many frames, so a bin that has held steady for seconds (a sustained band
 part) reads apart from one that just began; it carries one state value per bin. In int8
-that mean moves in whole steps of its state's scale, so it holds still while a bin stays
-within a step / (1 - decay) of it.
+that mean moves in whole steps of its state's scale, so it can stall while a bin stays
+within about half a step / (1 - decay) of it.
 
 ``mask_delay`` (frames, 0 in the presets) trades latency for a look ahead: the masks the
 model gives at frame ``t`` belong to the mixture frame ``t - mask_delay``, so every mask is

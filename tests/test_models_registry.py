@@ -72,6 +72,18 @@ def test_tcn_encoder_and_refiner_macs_and_shapes():
     assert predict_masks(grown, mags).shape == (12, 257, 2)
 
 
+def test_the_background_view_costs_one_refiner_channel_and_three_multiplies_a_bin():
+    """The refiner's first conv sees one more channel; the running mean multiplies each bin
+    by the decay and flips two signs per frame, and adds one state value per bin."""
+    refined = build_model("dualgate-tcn", **SMALL_TCN, refine=5, refine_kernel=7)
+    viewed = build_model("dualgate-tcn", **SMALL_TCN, refine=5, refine_kernel=7, background=50)
+    assert macs_per_hop(viewed) - macs_per_hop(refined) == 257 * 7 * 1 * 5 + 3 * 257
+    stream = make_streaming_model(viewed, 1)
+    assert macs_per_hop(stream) == macs_per_hop(viewed)
+    spec = streaming_spec(stream)
+    assert [s.shape for s in spec.states if s.input == "background_state"] == [(1, 257)]
+
+
 def test_a_model_grown_by_an_encoder_and_a_refiner_starts_as_the_smaller_one():
     """With every layer of the smaller model copied, the grown model gives the same masks."""
     base = randomize(build_model("dualgate-tcn", **SMALL_TCN), seed=3, scale=0.3)

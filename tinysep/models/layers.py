@@ -352,7 +352,8 @@ class BackgroundDeviation(keras.layers.Layer):
     """``x_t - m_t`` with ``m_t = decay * m_{t-1} + (1 - decay) * x_t`` per position, over
     ``(batch, time, width, channels)``; ``m`` starts at zero, as the streaming state does.
 
-    Written as ``decay * (x_t - m_{t-1})`` so one frame is two MULs and two ADDs. In
+    Written as ``decay * (x_t - m_{t-1})`` so one frame is two ADDs and three MULs (two of
+    them by -1: the int8 op sets here avoid SUB). In
     streaming form the inputs are ``[x, state]`` (state ``(1, width * channels)``, the mean
     after the previous frame) and the outputs ``[deviation, new_state]``.
     """
@@ -396,9 +397,9 @@ class BackgroundDeviation(keras.layers.Layer):
         return [x_shape, tf.TensorShape(input_shape[1])]
 
     def macs_per_frame(self, input_shape) -> int:
-        """Two multiplies per value and frame."""
+        """Three multiplies per value and frame (by the decay and two sign flips)."""
         shape = input_shape[0] if self.streaming else input_shape
-        return 2 * int(np.prod(tf.TensorShape(shape).as_list()[2:]))
+        return 3 * int(np.prod(tf.TensorShape(shape).as_list()[2:]))
 
     def get_prunable_weights(self):
         return []

@@ -397,9 +397,9 @@ class BackgroundDeviation(keras.layers.Layer):
         return [x_shape, tf.TensorShape(input_shape[1])]
 
     def macs_per_frame(self, input_shape) -> int:
-        """Three multiplies per value and frame (by the decay and two sign flips)."""
-        shape = input_shape[0] if self.streaming else input_shape
-        return 3 * int(np.prod(tf.TensorShape(shape).as_list()[2:]))
+        """Three multiplies per value and frame (by the decay and two sign flips);
+        ``input_shape`` is the values' (the state's is not passed)."""
+        return 3 * int(np.prod(tf.TensorShape(input_shape).as_list()[2:]))
 
     def get_prunable_weights(self):
         return []

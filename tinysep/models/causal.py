@@ -15,9 +15,9 @@ the two forms agree frame for frame. Weights are copied between them by layer na
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import tf_keras as keras
 
 from tinysep.models.layers import BackgroundDeviation, Recurrence, SliceAxis
@@ -79,20 +79,21 @@ class Graph:
         if not self.streaming:
             return Recurrence(cell, units, bidirectional=bidirectional, name=name)(inputs)
         layer = Recurrence(cell, units, bidirectional=bidirectional, streaming=True, name=name)
-        state = keras.Input((layer.state_size,), batch_size=1, name=f"{name}_state")
-        y, new_state = layer([*inputs, state])
-        new_state = L.Activation("linear", name=f"{name}_state_out")(new_state)
-        self._register(state, new_state, name, "recurrent", 0)
-        return y
+        return self._carry_state(layer, inputs, layer.state_size, name)
 
     def background_deviation(self, x, decay: float, name: str):
         """``x`` less its running mean (:class:`BackgroundDeviation`); in streaming form the
         mean becomes a model I/O."""
         if not self.streaming:
             return BackgroundDeviation(decay, name=name)(x)
-        width = int(np.prod([int(d) for d in x.shape[2:]]))
-        state = keras.Input((width,), batch_size=1, name=f"{name}_state")
-        y, new_state = BackgroundDeviation(decay, streaming=True, name=name)([x, state])
+        layer = BackgroundDeviation(decay, streaming=True, name=name)
+        return self._carry_state(layer, [x], math.prod(int(d) for d in x.shape[2:]), name)
+
+    def _carry_state(self, layer, inputs: list, size: int, name: str):
+        """Call streaming ``layer`` on ``inputs`` and its previous ``(1, size)`` state, which
+        becomes a model input, and its new state a model output."""
+        state = keras.Input((size,), batch_size=1, name=f"{name}_state")
+        y, new_state = layer([*inputs, state])
         new_state = L.Activation("linear", name=f"{name}_state_out")(new_state)
         self._register(state, new_state, name, "recurrent", 0)
         return y

@@ -393,8 +393,7 @@ class BackgroundDeviation(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         if not self.streaming:
             return tf.TensorShape(input_shape)
-        x_shape = tf.TensorShape(input_shape[0])
-        return [x_shape, tf.TensorShape(input_shape[1])]
+        return [tf.TensorShape(shape) for shape in input_shape]
 
     def macs_per_frame(self, input_shape) -> int:
         """Three multiplies per value and frame (by the decay and two sign flips);

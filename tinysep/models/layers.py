@@ -353,9 +353,9 @@ class BackgroundDeviation(keras.layers.Layer):
     ``(batch, time, width, channels)``; ``m`` starts at zero, as the streaming state does.
 
     Written as ``decay * (x_t - m_{t-1})`` so one frame is two ADDs and three MULs (two of
-    them by -1: the int8 op sets here avoid SUB). In
-    streaming form the inputs are ``[x, state]`` (state ``(1, width * channels)``, the mean
-    after the previous frame) and the outputs ``[deviation, new_state]``.
+    them by -1: the int8 op sets here avoid SUB). In streaming form the inputs are
+    ``[x, state]`` (state ``(1, width * channels)``, the mean after the previous frame) and
+    the outputs ``[deviation, new_state]``.
     """
 
     def __init__(self, decay: float, streaming: bool = False, **kwargs):

@@ -20,17 +20,17 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tinysep.baselines.hpss import KERNEL_SIZE as HPSS_KERNEL
+from tinysep.baselines.masking import MAGNITUDE_FLOOR
+from tinysep.baselines.simple import IRM_POWER
+from tinysep.baselines.simple import separate_irm as classic_irm
+from tinysep.baselines.simple import separate_mix as classic_mix
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import N_FFT, SAMPLE_RATE, istft, stft
 
-# Drums: median filters of 31 frames (~250 ms) across time and 31 bins (~970 Hz) across
-# frequency, as the vocals HPSS baseline, with no margin (every bin goes one way).
-HPSS_KERNEL = (31, 31)
 # Bass: bins below this frequency. Bass lines sit in 40-250 Hz with harmonics above; the
 # kick drum shares the band, which is what makes this a reference, not a separator.
 LOWPASS_HZ = 250.0
-IRM_POWER = 2.0
-MAGNITUDE_FLOOR = 1e-10
 
 Separator = Callable[[Clip], dict[str, np.ndarray]]
 
@@ -42,9 +42,7 @@ def _default_pair(clip: Clip) -> bool:
 def separate_mix(clip: Clip) -> dict[str, np.ndarray]:
     """The mixture as the estimate of every source of the clip."""
     if _default_pair(clip):
-        from tinysep.baselines.simple import separate_mix as classic
-
-        return classic(clip)
+        return classic_mix(clip)
     mixture = np.asarray(clip.mixture, np.float32)
     return {name: mixture.copy() for name in clip.sources}
 
@@ -52,9 +50,7 @@ def separate_mix(clip: Clip) -> dict[str, np.ndarray]:
 def separate_irm(clip: Clip) -> dict[str, np.ndarray]:
     """Oracle ideal ratio mask of every source of the clip, applied to the mixture STFT."""
     if _default_pair(clip):
-        from tinysep.baselines.simple import separate_irm as classic
-
-        return classic(clip)
+        return classic_irm(clip)
     spec = stft(np.asarray(clip.mixture, np.float32))
     powers = [np.abs(stft(np.asarray(clip.source(n), np.float32))) ** IRM_POWER
               for n in clip.sources]
@@ -76,6 +72,7 @@ def separate_hpss_drums(clip: Clip) -> dict[str, np.ndarray]:
 
     _needs(clip, "drums", "hpss-drums")
     spec = stft(np.asarray(clip.mixture, np.float32))
+    # the vocals HPSS baseline's median filters, with no margin: every bin goes one way
     _, percussive = librosa.decompose.hpss(np.abs(spec).T, kernel_size=HPSS_KERNEL, power=2.0,
                                            mask=True)
     mask = np.clip(np.nan_to_num(percussive.T, nan=0.0), 0.0, 1.0)

@@ -7,12 +7,15 @@ hidden=48`` rebuilds a narrower model that keeps the most important channels (MA
 hop drop, not only the zipped size), then fine-tunes ``--steps`` batches. Both can be
 combined (narrow first). Fine-tuning uses the loss the model was trained with (its
 run.json from ``tinysep train``; L1 otherwise). The result is a model folder (plus
-prune_report.json) that ``tinysep export`` and ``tinysep eval --method model:OUT`` read.
+prune_report.json, and training.json: the command, the source's record and the corpora it has
+heard, the source's and the fine-tuning data's) that ``tinysep export``, ``tinysep eval
+--method model:OUT`` and ``tinysep train --init-from`` read.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from cli.common import (
@@ -154,7 +157,13 @@ def run(args: argparse.Namespace) -> int:
 
     from calibration.representative import build_representative_set, load_calibration_clips
     from convert.finetune import fine_tune, training_loss_of
-    from convert.prune import compressed_sizes, magnitude_prune, narrow_model, save_pruned
+    from convert.prune import (
+        compressed_sizes,
+        magnitude_prune,
+        narrow_model,
+        pruned_record,
+        save_pruned,
+    )
     from tinysep.models import load_model, make_streaming_model
 
     original = model = load_model(args.model)
@@ -184,7 +193,22 @@ def run(args: argparse.Namespace) -> int:
         )
     rep = build_representative_set(make_streaming_model(model, 1), clips, 256, progress=False)
     report["sizes_after"] = compressed_sizes(model, rep)
-    save_pruned(model, args.out, report)
+    save_pruned(model, args.out, report, pruned_record(args.model, args.data, _command(args)))
     print(format_report(report))
-    print(f"wrote {args.out} (config.json, weights, prune_report.json)")
+    print(f"wrote {args.out} (config.json, weights, prune_report.json, training.json)")
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command that prunes this model again, from its parsed arguments."""
+    words = ["tinysep", "prune", str(args.model), "--out", str(args.out), "--data",
+             str(args.data)]
+    if args.sparsity is not None:
+        words += ["--sparsity", str(args.sparsity), "--min-weights", str(args.min_weights)]
+    for item in args.narrow:
+        words += ["--narrow", item]
+    words += ["--steps", str(args.steps), "--batch-size", str(args.batch_size),
+              "--chunk-frames", str(args.chunk_frames), "--learning-rate",
+              str(args.learning_rate), "--max-clips", str(args.max_clips), "--seed",
+              str(args.seed)]
+    return shlex.join(words)

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.folder_writes import staged_folder
+from tinysep.model_record import TRAINING_FILE
 from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
 
 PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 PRUNE_REPORT_FILE = "prune_report.json"
 # every entry save_pruned writes into a pruned model folder: the saved model and its report
-PRUNED_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, PRUNE_REPORT_FILE})
+PRUNED_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, PRUNE_REPORT_FILE, TRAINING_FILE})
 
 
 def _layers():
@@ -388,16 +389,39 @@ def narrow_model(model, **widths):
     return narrow, report
 
 
-def save_pruned(model, folder: str | Path, report: dict) -> Path:
-    """Save the model folder plus ``prune_report.json`` beside its config; written to a
-    hidden temporary folder first and renamed, so a crash leaves no half-written model. An
-    existing ``folder`` is replaced only when it holds nothing but :data:`PRUNED_FILES`."""
+def pruned_record(source: str | Path, data: str | Path, command: str) -> dict:
+    """The ``training.json`` of a pruned model: the command, the record of the model it was
+    pruned from, and the corpora it has heard: the source's, under the train split of the
+    fine-tuning ``data`` (``tinysep eval --by-engine`` then marks its engines as trained)."""
+    from tinysep.metrics.by_engine import recorded_corpora
+    from tinysep.training.data import corpus_record
+    from tinysep.training.soup import ingredient_record
+
+    theirs = recorded_corpora(source) or {}
+    train = corpus_record(data, "train")
+    before = dict(theirs.get("train") or {})
+    earlier = [c for c in [*before.pop("earlier", []), before] if c and c != train]
+    if earlier:
+        train["earlier"] = earlier
+    corpora = {"train": train}
+    if theirs.get("valid"):
+        corpora["valid"] = theirs["valid"]
+    return {"command": command, "pruned_from": ingredient_record(source), "corpora": corpora}
+
+
+def save_pruned(model, folder: str | Path, report: dict, record: dict | None = None) -> Path:
+    """Save the model folder plus ``prune_report.json`` (and the ``record`` of
+    :func:`pruned_record` as ``training.json``) beside its config; written to a hidden
+    temporary folder first and renamed, so a crash leaves no half-written model. An existing
+    ``folder`` is replaced only when it holds nothing but :data:`PRUNED_FILES`."""
     from tinysep.models import save_model
 
     folder = Path(folder)
     with staged_folder(folder, PRUNED_FILES) as tmp:
         save_model(model, tmp)
         (tmp / PRUNE_REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+        if record is not None:
+            (tmp / TRAINING_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return folder
 
 

@@ -116,6 +116,14 @@ def test_cli_prune(tmp_path, capsys):
     assert report["sizes_after"]["int8_tflite_bytes"] < report["sizes_before"][
         "int8_tflite_bytes"]
     assert json.loads((out / "config.json").read_text())["options"]["hidden"] == 24
+    # its record: how to make it again, what it came from, the music it has heard
+    record = json.loads((out / "training.json").read_text())
+    assert record["command"].startswith("tinysep prune ") and "--narrow hidden=24" in record[
+        "command"]
+    source = fitted_model_folder("dualgate-tcn")
+    assert record["pruned_from"]["folder"] == str(source.resolve())
+    assert record["corpora"]["train"]["folder"] == str(corpus().resolve())
+    assert record["corpora"]["train"]["engines"]["vocals"]
     assert not list(tmp_path.glob(".*partial*"))
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err

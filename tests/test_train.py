@@ -414,6 +414,11 @@ def test_valid_data_init_from_and_the_corpora_record(corpus, one_epoch, tmp_path
     trained = {c["engines"]["vocals"] for n, c in meta["clips"].items()
                if n in meta["splits"]["train"]}
     assert run["corpora"]["train"]["engines"]["vocals"] == sorted(trained)
+    # the weights it started from were selected on the corpus's own valid split: kept as earlier
+    started = json.loads((one_epoch / "run.json").read_text())["corpora"]
+    assert started["train"] == run["corpora"]["train"]  # the same corpus is not repeated
+    assert "earlier" not in run["corpora"]["train"]
+    assert run["corpora"]["valid"]["earlier"] == [started["valid"]]
     # a learning rate of 1e-9: the trained weights are (almost) those it started from
     after = load_model(out)
     assert _largest_weight_gap(load_model(one_epoch), after) < 1e-5

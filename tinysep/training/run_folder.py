@@ -385,21 +385,25 @@ def _remove_new_files(out: Path, created: Path | None) -> None:
 def corpora(config: TrainConfig, before: dict | None = None) -> dict:
     """The folders (and music engines) the run trains and selects on; a resume on other
     corpora keeps the ones ``before`` under ``earlier``, since the weights learnt from them,
-    and so does a teacher's corpora: its separations are what the run learns from."""
+    and so do a teacher's corpora (its separations are what the run learns from) and those
+    the ``init_from`` model recorded (the run starts from what that model learnt)."""
+    from tinysep.metrics.by_engine import recorded_corpora
     from tinysep.training.data import corpus_record
 
     now = {"train": corpus_record(config.data, "train"),
            "valid": corpus_record(config.valid_data or config.data, "valid")}
-    taught = trained_corpora(config.teacher) if config.teacher else {}
+    inherited = [trained_corpora(config.teacher) if config.teacher else {},
+                 (recorded_corpora(config.init_from) or {}) if config.init_from else {}]
     for split, record in now.items():
         old = dict((before or {}).get(split) or {})
         earlier = old.pop("earlier", [])
         if old and old != record:
             earlier = [*earlier, old]
-        theirs = dict(taught.get(split) or {})
-        for corpus in [*theirs.pop("earlier", []), theirs]:
-            if corpus and corpus not in earlier and corpus != record:
-                earlier = [*earlier, corpus]
+        for source in inherited:
+            theirs = dict(source.get(split) or {})
+            for corpus in [*theirs.pop("earlier", []), theirs]:
+                if corpus and corpus not in earlier and corpus != record:
+                    earlier = [*earlier, corpus]
         if earlier:
             record["earlier"] = earlier
     return now

@@ -395,12 +395,12 @@ def pruned_record(source: str | Path, data: str | Path, command: str) -> dict:
     fine-tuning ``data`` (``tinysep eval --by-engine`` then marks its engines as trained)."""
     from tinysep.metrics.by_engine import recorded_corpora
     from tinysep.training.data import corpus_record
+    from tinysep.training.run_folder import corpus_history
     from tinysep.training.soup import ingredient_record
 
     theirs = recorded_corpora(source) or {}
     train = corpus_record(data, "train")
-    before = dict(theirs.get("train") or {})
-    earlier = [c for c in [*before.pop("earlier", []), before] if c and c != train]
+    earlier = [c for c in corpus_history(theirs.get("train")) if c != train]
     if earlier:
         train["earlier"] = earlier
     corpora = {"train": train}

@@ -392,21 +392,25 @@ def corpora(config: TrainConfig, before: dict | None = None) -> dict:
 
     now = {"train": corpus_record(config.data, "train"),
            "valid": corpus_record(config.valid_data or config.data, "valid")}
-    inherited = [trained_corpora(config.teacher) if config.teacher else {},
+    inherited = [before or {}, trained_corpora(config.teacher) if config.teacher else {},
                  (recorded_corpora(config.init_from) or {}) if config.init_from else {}]
     for split, record in now.items():
-        old = dict((before or {}).get(split) or {})
-        earlier = old.pop("earlier", [])
-        if old and old != record:
-            earlier = [*earlier, old]
-        for source in inherited:
-            theirs = dict(source.get(split) or {})
-            for corpus in [*theirs.pop("earlier", []), theirs]:
-                if corpus and corpus not in earlier and corpus != record:
-                    earlier = [*earlier, corpus]
+        earlier = [c for c in corpus_history(*(s.get(split) for s in inherited)) if c != record]
         if earlier:
             record["earlier"] = earlier
     return now
+
+
+def corpus_history(*records: dict | None) -> list[dict]:
+    """Every corpus under ``records`` (one split's corpus records, each with its own
+    ``earlier``), the earlier ones first, each once: what a model made from them has heard."""
+    found: list[dict] = []
+    for record in records:
+        record = dict(record or {})
+        for corpus in [*record.pop("earlier", []), record]:
+            if corpus and corpus not in found:
+                found.append(corpus)
+    return found
 
 
 def trained_corpora(folder: str | Path) -> dict:

@@ -19,7 +19,7 @@ from tinysep.folder_writes import first_names
 from tinysep.jsonfile import read_json
 from tinysep.model_record import record_file
 from tinysep.models.registry import graph_of
-from tinysep.training.run_folder import trained_corpora
+from tinysep.training.run_folder import corpus_history, trained_corpora
 
 
 def check_same_graph(configs: Sequence[dict], folders: Sequence[str | Path]) -> None:
@@ -92,12 +92,7 @@ def merged_corpora(folders: Sequence[str | Path]) -> dict:
     heard = [trained_corpora(folder) for folder in folders]
     merged: dict = {}
     for split in ("train", "valid"):
-        records: list[dict] = []
-        for corpora in heard:
-            record = dict(corpora.get(split) or {})
-            for corpus in [*record.pop("earlier", []), record]:
-                if corpus and corpus not in records:
-                    records.append(corpus)
+        records = corpus_history(*(corpora.get(split) for corpora in heard))
         if not records:
             continue
         engines: dict[str, set] = {}

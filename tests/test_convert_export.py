@@ -138,6 +138,38 @@ def test_edgetpu_report_checks_the_rules(bundle):
         assert "not on PATH" in report["compiler"]["reason"]
 
 
+@pytest.mark.parametrize("sources", [["vocals", "accompaniment"],
+                                     ["vocals", "drums", "bass", "other"]])
+def test_anchored_masks_export_without_a_channel_pad(sources, tmp_path):
+    """The anchored mask's fixed logit is built from ops the Edge TPU takes on the channel
+    axis, and the int8 masks still sum to about one."""
+    from test_models_support import randomize
+
+    from tinysep.models import build_model, save_model
+
+    model = randomize(build_model("dualgate-tcn", sources=sources, mask="anchored",
+                                  residual=16, hidden=16, blocks=2, repeats=1), seed=3, scale=0.2)
+    out = tmp_path / "b"
+    export_bundle(save_model(model, tmp_path / "m"), out, quant="int8",
+                  calibration=list(clips("train")), calibration_frames=64, progress=False)
+    report = json.loads((out / "edgetpu_report.json").read_text())
+    assert report["compatible"] is True, [c for c in report["checks"] if not c["ok"]]
+    assert "PAD" not in TfliteModel((out / "model.tflite").read_bytes()).op_names
+    m = read_bundle(out).manifest
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for d in interpreter.get_input_details():  # features and states: any int8 values
+        interpreter.set_tensor(d["index"], rng.integers(-128, 128, d["shape"], dtype=np.int8))
+    interpreter.invoke()
+    entry = m["output"]
+    masks = (interpreter.get_tensor(entry["index"]).astype(np.float32) - entry["zero_point"])
+    masks *= entry["scale"]
+    assert masks.shape[-1] == len(sources)
+    np.testing.assert_allclose(masks.sum(axis=-1), 1.0, atol=0.02)
+    assert masks.std() > 0.01  # not one constant split
+
+
 def test_existing_bundle_needs_force_and_nothing_half_written_remains(bundle, tmp_path):
     out = tmp_path / "b"
     folder = fitted_model_folder("dualgate-tcn")

@@ -93,16 +93,34 @@ class SliceAxis(keras.layers.Layer):
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
 class AppendZero(keras.layers.Layer):
-    """One more channel, all zeros, after the last one (PAD): the fixed logit of an
-    anchored softmax."""
+    """One more channel, all zeros, after the last one: the fixed logit of an anchored
+    softmax. The zeros are the first channel minus itself (SLICE, SUB, CONCATENATION), not
+    a PAD, which the Edge TPU refuses on the channel axis."""
 
     def call(self, inputs):
-        pads = [[0, 0]] * (inputs.shape.rank - 1) + [[0, 1]]
-        return tf.pad(inputs, pads)
+        first = inputs[..., :1]
+        return tf.concat([inputs, first - first], axis=-1)
 
     def compute_output_shape(self, input_shape):
         shape = list(tf.TensorShape(input_shape).as_list())
         shape[-1] = None if shape[-1] is None else shape[-1] + 1
+        return tf.TensorShape(shape)
+
+    def get_prunable_weights(self):
+        return []
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+class WithComplement(keras.layers.Layer):
+    """``x`` in [0, 1] and ``1 - x`` side by side on the last axis: the two masks of an
+    anchored softmax over two sources, which is a sigmoid of the one logit."""
+
+    def call(self, inputs):
+        return tf.concat([inputs, 1.0 - inputs], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(tf.TensorShape(input_shape).as_list())
+        shape[-1] = None if shape[-1] is None else 2 * shape[-1]
         return tf.TensorShape(shape)
 
     def get_prunable_weights(self):

@@ -35,6 +35,7 @@ ALLOWED_OPS = {
     "FULLY_CONNECTED",
     "ADD",
     "MUL",
+    "SUB",
     "LOGISTIC",
     "TANH",
     "MEAN",

@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from tinysep.data.sources import check_sources
 from tinysep.models.causal import conv1x1
-from tinysep.models.layers import AppendZero, FrameGroupNorm, ReduceMean, WithComplement
+from tinysep.models.layers import AppendZero, FrameGroupNorm, ReduceMean
 
 L = keras.layers
 
@@ -94,14 +94,10 @@ def mask_head(logits, n_bins: int, activation: str):
     ``anchored`` gives the same masks from one logit fewer per bin (the last source's
     logit is zero: a softmax ignores an offset shared by all logits, so nothing is lost
     and the mask projection shrinks by one source); ``sigmoid`` lets each source take any
-    share. Two anchored sources are a sigmoid of the one logit and its complement (the
-    same masks as the softmax, in ops every target runs).
+    share.
     """
     if activation not in MASK_ACTIVATIONS:
         raise ValueError(f"mask must be one of {MASK_ACTIVATIONS}, got {activation!r}")
-    if activation == "anchored" and logits.shape[-1] == 1:
-        first = L.Activation("sigmoid", name="first_mask")(logits)
-        return WithComplement(name="masks")(first)
     if activation == "anchored":
         logits = AppendZero(name="anchor_logit")(logits)
     if activation in ("softmax", "anchored"):

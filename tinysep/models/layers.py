@@ -111,23 +111,6 @@ class AppendZero(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package=PACKAGE)
-class WithComplement(keras.layers.Layer):
-    """``x`` in [0, 1] and ``1 - x`` side by side on the last axis: the two masks of an
-    anchored softmax over two sources, which is a sigmoid of the one logit."""
-
-    def call(self, inputs):
-        return tf.concat([inputs, 1.0 - inputs], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        shape = list(tf.TensorShape(input_shape).as_list())
-        shape[-1] = None if shape[-1] is None else 2 * shape[-1]
-        return tf.TensorShape(shape)
-
-    def get_prunable_weights(self):
-        return []
-
-
-@keras.utils.register_keras_serializable(package=PACKAGE)
 class ReduceMean(keras.layers.Layer):
     """Mean over one axis, kept as size 1 (MEAN). Used to squeeze over frequency."""
 

@@ -20,6 +20,7 @@ from convert.manifest import sha256_of
 from convert.micro import plan_activations
 from convert.tflite_model import TfliteModel, misaligned_buffers
 from firmware_host.bundle import read_bundle
+from firmware_host.bundle.quantization import dequantize
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,7 @@ def test_anchored_masks_export_without_a_channel_pad(sources, tmp_path):
         interpreter.set_tensor(d["index"], rng.integers(-128, 128, d["shape"], dtype=np.int8))
     interpreter.invoke()
     entry = m["output"]
-    masks = (interpreter.get_tensor(entry["index"]).astype(np.float32) - entry["zero_point"])
-    masks *= entry["scale"]
+    masks = dequantize(interpreter.get_tensor(entry["index"]), entry["scale"], entry["zero_point"])
     assert masks.shape[-1] == len(sources)
     np.testing.assert_allclose(masks.sum(axis=-1), 1.0, atol=0.02)
     assert masks.std() > 0.01  # not one constant split

@@ -17,7 +17,8 @@ audio: one mixture file or a folder of them, ``.wav`` (any rate and channel coun
 references are separated but not scored. ``--save-audio DIR`` keeps, per clip,
 ``DIR/CLIP/mixture.wav``, ``reference/`` and one folder of sources per method.
 ``--silence vocals`` leaves the voice out of every mixture: what each method still calls
-vocals in a band alone is scored as leak.
+vocals in a band alone is scored as leak. ``--tags TAGS.json`` groups your own clips (genre,
+singer, take...) and prints a row per tag value, as ``--by-engine`` does per engine.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "method, the IRM), marked trained / held out for the first "
                              "model:PATH "
                              "(a bundle: as its float model's record says)")
+    parser.add_argument("--tags", type=Path, default=None, metavar="TAGS.json",
+                        help="also print (and plot, and write to the JSON) the scores per tag "
+                             "of your own clips, as --by-engine does per engine: a JSON object "
+                             "mapping clip names (file names without .wav) to {tag: value}, "
+                             'e.g. {"song01": {"genre": "rock", "singers": 2}}; a clip is '
+                             "counted once per tag, under its value (default: no tags)")
     parser.add_argument("--save-audio", type=Path, metavar="DIR",
                         help="keep every clip's mixture, references and each method's separated "
                              "sources as wav files under DIR/CLIP/ (default: not kept)")
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if files and (args.engines or args.by_engine):
         raise CliError("--engines and --by-engine need a synthetic corpus written by "
                        f"`tinysep synth`, not mixture files ({args.data})")
+    clip_tags = _clip_tags(args.tags, sources) if args.tags is not None else {}
     engines_of = clip_engines(args.data) if (args.engines or args.by_engine) else {}
     if (args.engines or args.by_engine) and not engines_of:
         raise CliError(f"{args.data} names no music engines per clip (only a synthetic corpus "
@@ -137,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         "save_audio": None if args.save_audio is None else str(args.save_audio),
         "max_clips": args.max_clips,
         "engines": args.engines,
+        "tags": None if args.tags is None else str(args.tags),
         "level_db": args.level_db,
         "silence": args.silence,
         # which weights each model method ran: --reuse takes a score only for the same ones
@@ -192,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.json} and {png}")
     if args.by_engine:
         _engine_report(args, report, engine_model, seen, engines_of)
+    if clip_tags:
+        _tag_report(args, report, next((m for m in methods if m.startswith("model:")), ""),
+                    clip_tags)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
 
@@ -204,6 +216,44 @@ def summary_plot(json_path: Path) -> Path:
 def engine_plot(json_path: Path) -> Path:
     """The per-engine plot (``--by-engine``), written beside the report."""
     return json_path.with_name(json_path.stem + "-engines.png")
+
+
+def tag_plot(json_path: Path) -> Path:
+    """The per-tag plot (``--tags``), written beside the report."""
+    return json_path.with_name(json_path.stem + "-tags.png")
+
+
+def _clip_tags(path: Path, sources: list) -> dict:
+    """The tags file read and checked against every clip ``--data`` holds."""
+    from cli.common import CliError
+    from tinysep.metrics.tags import check_tagged_clips, read_clip_tags
+
+    try:
+        tags = read_clip_tags(path)
+        check_tagged_clips(tags, [s.name for s in sources], path)
+    except ValueError as exc:
+        raise CliError(f"--tags {exc}") from None
+    return tags
+
+
+def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict) -> None:
+    """Per-tag table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
+    import json
+
+    from tinysep.jsonfile import write_json_atomic
+    from tinysep.metrics.by_engine import by_engine, format_engine_table, plot_engines
+    from tinysep.metrics.tags import tag_names
+
+    rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="")
+    print()
+    print(format_engine_table(rows, f"per tag: {model or 'no model'} vs the best classic method "
+                                    f"on the same clips (means in dB; SIR and SAR: the "
+                                    f"model's)", what="tag"))
+    png = plot_engines(rows, tag_plot(args.json), title=f"{model} per tag")
+    full = json.loads(args.json.read_text())
+    full["by_tag"] = {"model": model, "tags": str(args.tags), "rows": rows}
+    write_json_atomic(args.json, full)
+    print(f"wrote {png}")
 
 
 def _check_report_files(args: argparse.Namespace) -> None:
@@ -222,7 +272,8 @@ def _check_report_files(args: argparse.Namespace) -> None:
             raise CliError(f"--json {args.json} exists and is not a report of `tinysep eval`; "
                            "choose another name")
         return
-    plots = [summary_plot(args.json)] + ([engine_plot(args.json)] if args.by_engine else [])
+    plots = [summary_plot(args.json)] + ([engine_plot(args.json)] if args.by_engine else []) \
+        + ([tag_plot(args.json)] if args.tags is not None else [])
     for plot in plots:
         if plot.exists():
             raise CliError(f"{plot} exists and was not written with {args.json}; the report's "

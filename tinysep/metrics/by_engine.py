@@ -186,24 +186,28 @@ def _mean_of(summary: Mapping, source: str, metric: str = "sdr") -> float | None
 
 
 def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
-              seen: Mapping[str, Mapping[str, set[str]]] | None = None) -> list[dict]:
+              seen: Mapping[str, Mapping[str, set[str]]] | None = None,
+              roles: Sequence[str] = ROLES, status: str | None = None) -> list[dict]:
     """One row per (role, engine): the model's mean SDR per source, the best classic method
     per source on the same clips, the margin, the IRM oracle, the clip count and whether the
     model trained on the engine. The model's mean SIR and SAR tell a row that loses to
     interference (the other source leaking in) from one that loses to artefacts. Where a
     source was left out of the mixtures (``tinysep eval --silence``), its leak: the model's
-    mean and the classic method that leaks least."""
+    mean and the classic method that leaks least. ``roles`` may be any keys of
+    ``engines_of``'s entries (a user's own tags, :mod:`tinysep.metrics.tags`), whose rows
+    then carry ``status`` instead of what the model's record says."""
     methods = list(report["methods"])
     done = [r for r in report["clips"] if "error" not in r]
     rows = []
-    for role in ROLES:
+    for role in roles:
         names = sorted({str(e[role]) for c in done if (e := engines_of.get(c["name"]))
                         and e.get(role)})
         for engine in names:
             clips = [c for c in done if (engines_of.get(c["name"]) or {}).get(role) == engine]
             summary = summarize_methods(clips, methods)
             row = {"role": role, "engine": engine, "clips": len(clips),
-                   "status": engine_status(role, engine, seen or {}), "sources": {}}
+                   "status": engine_status(role, engine, seen or {}) if status is None
+                   else status, "sources": {}}
             for source in SOURCES:
                 classic = {m: _mean_of(summary[m], source) for m in methods
                            if m in CLASSIC_METHODS and _mean_of(summary[m], source) is not None}
@@ -229,7 +233,7 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
     return rows
 
 
-def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
+def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "engine") -> str:
     """The per-engine rows as a fixed-width table (means in dB; v / a per cell): SDR of the
     model, the best classic method and the IRM, then the model's SIR and SAR, and, where a
     source was left out of the mixtures, the model's leak and the least classic leak."""
@@ -257,7 +261,7 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "") -> str:
     name_width = max([24, *(len(f"{r['role']}:{r['engine']}") for r in rows)]) + 2
     classic_width = max([15, *(len(classic_of(r)) for r in rows)]) + 1
     lines = [title] if title else []
-    lines.append(f"{'engine':<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
+    lines.append(f"{what:<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
                  f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
                  f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a':<16}"
                  + (f"{'model leak v / a':<17}{'least classic leak v / a'}" if leaks else ""))
@@ -287,7 +291,8 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
     import numpy as np
 
     path = Path(path)
-    labels = [f"{r['role'][:5]}:{r['engine']}\n({r['status']})" for r in rows]
+    labels = [f"{r['role'][:5]}:{r['engine']}" + (f"\n({r['status']})" if r["status"] else "")
+              for r in rows]
 
     def is_left_out(source: str) -> bool:  # no SDR anywhere, a leak somewhere
         return all(r["sources"][source]["model"] is None for r in rows) and any(

@@ -238,22 +238,11 @@ def _clip_tags(path: Path, sources: list) -> dict:
 
 def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict) -> None:
     """Per-tag table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
-    import json
-
-    from tinysep.jsonfile import write_json_atomic
-    from tinysep.metrics.by_engine import by_engine, format_engine_table, plot_engines
+    from tinysep.metrics.by_engine import by_engine
     from tinysep.metrics.tags import tag_names
 
     rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="")
-    print()
-    print(format_engine_table(rows, f"per tag: {model or 'no model'} vs the best classic method "
-                                    f"on the same clips (means in dB; SIR and SAR: the "
-                                    f"model's)", what="tag"))
-    png = plot_engines(rows, tag_plot(args.json), title=f"{model} per tag")
-    full = json.loads(args.json.read_text())
-    full["by_tag"] = {"model": model, "tags": str(args.tags), "rows": rows}
-    write_json_atomic(args.json, full)
-    print(f"wrote {png}")
+    _write_grouped(args, model, rows, "tag", tag_plot(args.json), "by_tag")
 
 
 def _check_report_files(args: argparse.Namespace) -> None:
@@ -346,20 +335,28 @@ def _engine_model(methods: list[str]) -> tuple[str, dict]:
 def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dict,
                    engines_of: dict) -> None:
     """Per-engine table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
+    from tinysep.metrics.by_engine import by_engine
+
+    rows = by_engine(report, engines_of, model, seen)
+    _write_grouped(args, model, rows, "engine", engine_plot(args.json), "by_engine")
+
+
+def _write_grouped(args: argparse.Namespace, model: str, rows: list, what: str, png: Path,
+                   section: str) -> None:
+    """Print the rows of one grouping (per engine or per tag), plot them to ``png`` and add
+    them to the report under ``section``."""
     import json
 
     from tinysep.jsonfile import write_json_atomic
-    from tinysep.metrics.by_engine import by_engine, format_engine_table, plot_engines
+    from tinysep.metrics.by_engine import format_engine_table, plot_engines
 
-    rows = by_engine(report, engines_of, model, seen)
     print()
-    print(format_engine_table(rows, f"per engine: {model or 'no model'} vs the best classic "
+    print(format_engine_table(rows, f"per {what}: {model or 'no model'} vs the best classic "
                                     f"method on the same clips (means in dB; SIR and SAR: the "
-                                    f"model's)"))
-    png = plot_engines(rows, engine_plot(args.json),
-                       title=f"{model} per engine")
+                                    f"model's)", what=what))
+    plot_engines(rows, png, title=f"{model} per {what}")
     full = json.loads(args.json.read_text())
-    full["by_engine"] = {"model": model, "rows": rows}
+    full[section] = {"model": model, "rows": rows}
     write_json_atomic(args.json, full)
     print(f"wrote {png}")
 

@@ -72,8 +72,8 @@ def test_rows_are_the_means_of_their_clips(songs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{not json", "not a readable JSON file"),
-    ("[]", "expected a non-empty JSON object"),
+    ("{not json", "is not readable JSON"),
+    ("[]", "expected a JSON object"),
     ({"a1": "rock"}, "clip 'a1': expected an object of tags"),
     ({"a1": {"genre": ["rock"]}}, "clip 'a1', tag 'genre': expected a string"),
     ({"a1": {"": 1}}, "tag names are 1 to 64 characters"),
@@ -98,4 +98,4 @@ def test_a_tagged_clip_that_is_not_there_stops_before_anything_runs(songs, tmp_p
     missing = tmp_path / "none.json"
     assert main(["eval", "--method", "irm", "--data", str(songs), "--tags", str(missing),
                  "--json", str(out), "--no-progress"]) != 0
-    assert "no such file" in capsys.readouterr().err
+    assert "is missing: a tags file" in capsys.readouterr().err

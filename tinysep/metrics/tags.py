@@ -9,9 +9,10 @@ for that tag). Every clip is counted once per tag, under its value.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
+
+from tinysep.jsonfile import is_finite_number, read_json
 
 MAX_TAG_CHARS = 64  # a tag's name
 MAX_VALUE_CHARS = 200  # a tag's value as text
@@ -24,8 +25,8 @@ def _value_text(value, where: str) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float) and value == value and abs(value) != float("inf"):
-        return format(value, "g")
+    if is_finite_number(value):
+        return str(value)
     if isinstance(value, str) and value.strip() and len(value) <= MAX_VALUE_CHARS:
         return value
     raise ValueError(f"{where}: expected a string of 1 to {MAX_VALUE_CHARS} characters, a finite "
@@ -37,14 +38,10 @@ def read_clip_tags(path: str | Path) -> dict[str, dict[str, str]]:
     and the clip or tag that is not as described in the module docstring."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, not a JSON file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(data, dict) or not data:
+        data = read_json(path, "a tags file")
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    if not data:
         raise ValueError(f"{path}: expected a non-empty JSON object mapping clip names to "
                          '{tag: value} objects, e.g. {"song01": {"genre": "rock"}}')
     tags: dict[str, dict[str, str]] = {}

@@ -202,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if args.by_engine:
         _engine_report(args, report, engine_model, seen, engines_of)
     if clip_tags:
-        _tag_report(args, report, next((m for m in methods if m.startswith("model:")), ""),
-                    clip_tags)
+        _tag_report(args, report, _first_model(methods), clip_tags)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
 
@@ -261,8 +260,11 @@ def _check_report_files(args: argparse.Namespace) -> None:
             raise CliError(f"--json {args.json} exists and is not a report of `tinysep eval`; "
                            "choose another name")
         return
-    plots = [summary_plot(args.json)] + ([engine_plot(args.json)] if args.by_engine else []) \
-        + ([tag_plot(args.json)] if args.tags is not None else [])
+    plots = [summary_plot(args.json)]
+    if args.by_engine:
+        plots.append(engine_plot(args.json))
+    if args.tags is not None:
+        plots.append(tag_plot(args.json))
     for plot in plots:
         if plot.exists():
             raise CliError(f"{plot} exists and was not written with {args.json}; the report's "
@@ -315,13 +317,19 @@ def _sources(args: argparse.Namespace) -> tuple[list, bool]:
     return find_clips(data, dataset=args.dataset, split=args.split, sources=names), False
 
 
+def _first_model(methods: list[str]) -> str:
+    """The first ``model:PATH`` method, whose rows the per-engine and per-tag tables show;
+    "" without one."""
+    return next((m for m in methods if m.startswith("model:")), "")
+
+
 def _engine_model(methods: list[str]) -> tuple[str, dict]:
     """The first ``model:PATH`` method and the engines its folder records it trained and was
     selected on (a deploy bundle: its float model's record); ``("", {})`` without one."""
     from cli.common import CliError
     from tinysep.metrics.by_engine import model_engines
 
-    model = next((m for m in methods if m.startswith("model:")), "")
+    model = _first_model(methods)
     if not model:
         print("--by-engine: no model:PATH among the methods; per-engine rows show the "
               "classic methods only")

@@ -72,7 +72,7 @@ def check_tagged_clips(tags: dict[str, dict[str, str]], clip_names: Iterable[str
     if unknown:
         shown = ", ".join(repr(n) for n in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise ValueError(f"{path}: {len(unknown)} tagged clip(s) are not among the clips "
-                         f"evaluated: {shown}")
+                         f"found: {shown}")
 
 
 def tag_names(tags: dict[str, dict[str, str]]) -> tuple[str, ...]:

@@ -163,5 +163,5 @@ def test_a_format_version_written_as_a_string_is_told_apart_from_the_number(tmp_
     manifest = _manifest()
     manifest["format_version"] = "1"
     with pytest.raises(BundleError, match="format_version '1' is not supported by this agent "
-                       r"\(it reads the JSON number 1\)"):
+                       r"\(it reads the JSON numbers 1, 2\)"):
         read_bundle(_write(tmp_path / "b", manifest))

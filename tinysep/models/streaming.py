@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tinysep.dsp import HOP_SAMPLES, N_BINS, N_FFT
+from tinysep.models.blocks import params_framing
 from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
 from tinysep.models.registry import build_body, model_config, resolved_params
@@ -66,8 +66,9 @@ def make_streaming_model(
     reason = offline_only_reason(config)
     if reason:
         raise ValueError(f"model {config['name']!r} {reason}")
+    framing = params_framing(params)
     graph = Graph(streaming=True, frames_per_invoke=frames_per_invoke)
-    x = graph.input((N_BINS,), input)
+    x = graph.input((framing.n_bins,), input)
     gain = float(params["input_gain"])
     features = LogCompression(gain, name="compress")(x) if input == "magnitude" else x
     masks = build_body(graph, config, features)
@@ -83,17 +84,19 @@ def make_streaming_model(
     )
     spec = StreamingSpec(
         frames_per_invoke=frames_per_invoke,
-        input={"name": input, "shape": [1, frames_per_invoke, N_BINS], "transform": transform},
+        input={"name": input, "shape": [1, frames_per_invoke, framing.n_bins],
+               "transform": transform},
         output={
             "name": "masks",
-            "shape": [1, frames_per_invoke, N_BINS, len(params["sources"])],
+            "shape": [1, frames_per_invoke, framing.n_bins, len(params["sources"])],
             "sources": list(params["sources"]),
             "meaning": "source magnitude = mask * mixture magnitude, mixture phase",
         },
         states=tuple(graph.states),
         sources=tuple(params["sources"]),
-        hop=HOP_SAMPLES,
-        n_fft=N_FFT,
+        hop=framing.hop,
+        n_fft=framing.n_fft,
+        framing=framing.name,
     )
     return attach_streaming_spec(stream, spec)
 
@@ -144,7 +147,7 @@ def serving_function(stream: keras.Model):
 
 
 def iterate_streaming(stream: keras.Model, frames: np.ndarray):
-    """Feed ``frames`` ``(T, 257)`` (the stream's input kind) invoke by invoke, carrying the
+    """Feed ``frames`` ``(T, bins)`` (the stream's input kind) invoke by invoke, carrying the
     states; yields ``(inputs, outputs)`` dicts keyed by tensor name for every invoke.
 
     ``inputs`` are exactly what the model saw (input chunk + states), which is also what a
@@ -153,10 +156,11 @@ def iterate_streaming(stream: keras.Model, frames: np.ndarray):
     """
     spec = streaming_spec(stream)
     frames = np.asarray(frames, np.float32)
-    if frames.ndim != 2 or frames.shape[1] != N_BINS or frames.shape[0] < 1:
-        raise ValueError(f"frames must have shape (T >= 1, {N_BINS}), got {frames.shape}")
+    bins = int(spec.input["shape"][-1])
+    if frames.ndim != 2 or frames.shape[1] != bins or frames.shape[0] < 1:
+        raise ValueError(f"frames must have shape (T >= 1, {bins}), got {frames.shape}")
     step = spec.frames_per_invoke
-    padded = np.zeros((-(-frames.shape[0] // step) * step, N_BINS), np.float32)
+    padded = np.zeros((-(-frames.shape[0] // step) * step, bins), np.float32)
     padded[: frames.shape[0]] = frames
     invoke = getattr(stream, "_tinysep_invoke", None)
     if invoke is None:  # traced once per model: ~10x faster than eager calls per frame
@@ -174,6 +178,6 @@ def iterate_streaming(stream: keras.Model, frames: np.ndarray):
 
 
 def run_streaming(stream: keras.Model, frames: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, S)`` for ``frames`` ``(T, 257)`` fed invoke by invoke."""
+    """Masks ``(T, bins, S)`` for ``frames`` ``(T, bins)`` fed invoke by invoke."""
     masks = [outputs["masks"][0] for _, outputs in iterate_streaming(stream, frames)]
     return np.concatenate(masks, axis=0)[: np.asarray(frames).shape[0]]

@@ -33,6 +33,9 @@ CASES = [
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4, 6], "refine": 4}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "refine": 4, "background": 4}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4], "se_window": 1, "mask": "anchored"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "framing": "long1024", "pool_above": 257,
+                              "mask": "anchored"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "framing": "long1024", "pool_above": 1}),
     ("unet-se-sru", "tiny", {}),  # full size: SRU, GroupNorm, SE
     ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}),
     ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "gru", "norm": "none", "se": False}),
@@ -40,11 +43,11 @@ CASES = [
 ]
 
 
-def _magnitudes(frames: int, seed: int = 0) -> np.ndarray:
+def _magnitudes(frames: int, seed: int = 0, bins: int = N_BINS) -> np.ndarray:
     rng = np.random.default_rng(seed)
     # Spectrogram-like: a few loud bins over a noise floor, varying over time.
-    mag = rng.gamma(0.5, 0.05, (frames, N_BINS))
-    mag[:, rng.integers(0, N_BINS, 12)] += rng.uniform(1, 40, (frames, 12))
+    mag = rng.gamma(0.5, 0.05, (frames, bins))
+    mag[:, rng.integers(0, bins, 12)] += rng.uniform(1, 40, (frames, 12))
     return mag.astype(np.float32)
 
 
@@ -52,9 +55,11 @@ def _magnitudes(frames: int, seed: int = 0) -> np.ndarray:
 def test_streaming_equals_whole_clip(name, preset, options):
     model = randomize(build_model(name, preset, **options), seed=7, scale=0.2)
     frames = 40 if not options else 14
-    mag = _magnitudes(frames)
+    bins = int(model.input_shape[-1])
+    assert bins == (513 if options.get("framing") == "long1024" else N_BINS)
+    mag = _magnitudes(frames, bins=bins)
     expected = predict_masks(model, mag)
-    assert expected.shape == (frames, N_BINS, 2)
+    assert expected.shape == (frames, bins, 2)
     assert 0.0 <= expected.min() and expected.max() <= 1.0
     # The masks are not saturated, so equality below is a real check.
     assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5

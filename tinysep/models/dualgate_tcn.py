@@ -236,12 +236,11 @@ def spread_logits(logits, p: dict, n_logits: int):
     if not pool:
         return L.Reshape((-1, bins, n_logits), name="to_masks")(logits)
     pairs = (bins - pool) // 2
-    flat = L.Reshape((-1, feature_count(p) * n_logits), name="logits_flat")(logits)
-    fine = SliceAxis(-1, 0, pool * n_logits, name="fine_logits")(flat)
-    up = SliceAxis(-1, pool * n_logits, None, name="upper_logits")(flat)
+    fine = SliceAxis(-1, 0, pool * n_logits, name="fine_logits")(logits)
+    up = SliceAxis(-1, pool * n_logits, None, name="upper_logits")(logits)
     up = L.Reshape((-1, pairs, n_logits), name="upper_col")(up)
     up = L.Concatenate(axis=-1, name="upper_twice")([up, up])
-    up = L.Reshape((-1, 2 * pairs * n_logits), name="upper_spread")(up)
+    up = L.Reshape((-1, 1, 2 * pairs * n_logits), name="upper_spread")(up)
     both = L.Concatenate(axis=-1, name="logits_all_bins")([fine, up])
     return L.Reshape((-1, bins, n_logits), name="to_masks")(both)
 

@@ -57,6 +57,24 @@ def test_tcn_macs_match_the_architecture_formula():
     assert macs_per_hop(build_model("dualgate-tcn")) == expected
 
 
+def test_the_long_pooled_tiny_has_the_weights_of_the_softmax_tiny():
+    """513 bins, pooled in pairs from bin 257: 385 features in, one anchored logit per
+    feature out, so the projections are 385 x 64 and 64 x 385 (today's: 257 x 64 and
+    64 x 514) and each pair of upper bins shares its mask."""
+    plain = build_model("dualgate-tcn")
+    model = build_model("dualgate-tcn", framing="long1024", pool_above=257, mask="anchored")
+    assert model.input_shape == (None, None, 513) and model.output_shape == (None, None, 513, 2)
+    assert model.get_layer("in_proj").weights[0].shape == (1, 1, 385, 64)
+    assert model.get_layer("mask_proj").weights[0].shape == (1, 1, 64, 385)
+    assert model.get_layer("input_norm").weights[0].shape == (385,)
+    assert abs(count_params(model) - count_params(plain)) < 0.01 * count_params(plain)
+    assert macs_per_hop(model) <= MCU_BUDGET["macs_per_hop"]
+    masks = predict_masks(randomize(model, seed=3, scale=0.2),
+                          np.random.default_rng(0).uniform(0, 2, (6, 513)).astype(np.float32))
+    np.testing.assert_array_equal(masks[:, 257::2], masks[:, 258::2])
+    assert np.abs(masks[:, 255] - masks[:, 256]).max() > 0  # the fine bins keep their own
+
+
 def test_tcn_encoder_and_refiner_macs_and_shapes():
     """Each encoder level halves the bins (257 -> 129 -> 65); the refiner works on all 257."""
     base = build_model("dualgate-tcn", **SMALL_TCN)

@@ -280,7 +280,7 @@ def build_representative_set(
     the warmed-up ones.
     """
     from tinysep.dsp import magnitude, stft
-    from tinysep.models import compress_magnitude, resolved_params
+    from tinysep.models import compress_magnitude, resolved_params, stream_features
     from tinysep.models.streaming import streaming_spec
 
     spec = streaming_spec(stream)
@@ -325,7 +325,7 @@ def build_representative_set(
         want = -(-want // k) * k
         start = int(rng.integers(0, max(1, total - want + 1))) // k * k
         stop = min(start + want, -(-total // k) * k)
-        features = compress_magnitude(magnitude(spectrum[:stop]), gain)
+        features = stream_features(stream, compress_magnitude(magnitude(spectrum[:stop]), gain))
         levels = frame_levels_dbfs(audio, spec.framing)[start:stop]
         for level, count in classify_levels(levels).items():
             counts[level] += count

@@ -17,6 +17,7 @@ import tinysep
 from convert.tflite_model import TensorInfo, TfliteModel
 from firmware_host.bundle.layout import (
     FORMAT,
+    LONG_FORMAT_VERSION,
     MODEL_FILE,
     QUANTIZATIONS,
     SAMPLE_RATE,
@@ -133,9 +134,14 @@ def build_manifest(
                        "kind": state.kind, "requantize": kind})
     transform = {k_: v for k_, v in spec.input["transform"].items() if k_ != "formula"}
     framing = get_framing(spec.framing)
+    output = entry(spec.output["name"], True)
+    version = framing.format_version
+    if spec.output.get("pool_above"):  # masks per input position, spread to bins on the board
+        output["pool_above"] = int(spec.output["pool_above"])
+        version = max(version, LONG_FORMAT_VERSION)
     manifest = {
         "format": FORMAT,
-        "format_version": framing.format_version,
+        "format_version": version,
         "kit_version": tinysep.__version__,
         "model": {
             "file": MODEL_FILE,
@@ -159,7 +165,7 @@ def build_manifest(
         },
         "sources": list(spec.output["sources"]),
         "input": {**entry(spec.input["name"], False), "transform": transform},
-        "output": entry(spec.output["name"], True),
+        "output": output,
         "states": states,
         "state_bytes": int(sum(
             _elements(s["shape"]) * np.dtype(DTYPES[s["input"]["dtype"]][0]).itemsize

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 FORMAT = "tinysep-bundle"
 FORMAT_VERSION = 1  # the version the exporter writes for the default framing
-LONG_FORMAT_VERSION = 2  # the first version that may name another framing
+LONG_FORMAT_VERSION = 2  # the first version that may name another framing or pool bins
 FORMAT_VERSIONS = (FORMAT_VERSION, LONG_FORMAT_VERSION)  # the versions a reader accepts
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.tflite"

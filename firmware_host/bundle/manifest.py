@@ -13,7 +13,7 @@ import json
 import os
 import re
 
-from .features import TRANSFORMS
+from .features import TRANSFORMS, pooled_count
 from .layout import (
     DEFAULT_FRAMING,
     EDGETPU_REPORT,
@@ -21,6 +21,7 @@ from .layout import (
     FORMAT_VERSIONS,
     FRAMINGS,
     FULL_INTEGER,
+    LONG_FORMAT_VERSION,
     MANIFEST_FILE,
     QUANTIZATIONS,
     SAMPLE_RATE,
@@ -136,6 +137,30 @@ def _get(section, key: str, where: str):
 def _positive_int(value, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise BundleError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _pool_above(transform: dict, n_bins: int, version: int, where: str) -> int:
+    """``input.transform.pool_above``: 0 when absent; else a bin index with an even number
+    (at least 2) of bins from it to the last, in a manifest of format ``LONG_FORMAT_VERSION``
+    or later."""
+    if "pool_above" not in transform:
+        return 0
+    value = transform["pool_above"]
+    field = f"{where}: input.transform.pool_above"
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BundleError(f"{field} must be a bin index (an integer >= 0), got {_shown(value)}")
+    if value and version < LONG_FORMAT_VERSION:
+        raise BundleError(
+            f"{field} needs format_version {LONG_FORMAT_VERSION} (pooled inputs are read from "
+            f"that version on); this manifest is format_version {version}"
+        )
+    upper = n_bins - value
+    if value and (upper < 2 or upper % 2):
+        raise BundleError(
+            f"{field} must leave an even number of bins (at least 2) from it to the last of "
+            f"the {n_bins} bins (bins from it up are averaged in pairs), got {value}"
+        )
     return value
 
 
@@ -256,20 +281,35 @@ class Bundle:
                     f"{where}: input.transform.gain must be a positive number, got {gain!r}"
                 )
             self.transform_gain = float(gain)
-        expected_in = (1, self.frames_per_invoke, self.n_bins)
+        self.pool_above = _pool_above(transform, self.n_bins, version, where)
+        self.n_features = pooled_count(self.n_bins, self.pool_above)
+        expected_in = (1, self.frames_per_invoke, self.n_features)
+        features_rule = "n_fft/2+1"
+        if self.pool_above:
+            features_rule = (f"pool_above + (n_fft/2+1 - pool_above)/2 = {self.pool_above} + "
+                             f"{self.n_bins - self.pool_above}/2")
         if self.input.shape != expected_in:
             raise BundleError(
-                f"{where}: input.shape must be {list(expected_in)} (frames_per_invoke, n_fft/2+1), "
-                f"got {list(self.input.shape)}"
+                f"{where}: input.shape must be {list(expected_in)} (frames_per_invoke, "
+                f"{features_rule}), got {list(self.input.shape)}"
             )
         if FULL_INTEGER.get(self.quantization) and not self.input.quantized:
             raise BundleError(f"{where}: a {self.quantization} bundle must have an integer input")
-        self.output = TensorSpec.from_json(_get(manifest, "output", where), where + ": output")
+        output = _get(manifest, "output", where)
+        self.output = TensorSpec.from_json(output, where + ": output")
+        output_pool = output.get("pool_above", 0)
+        if (not isinstance(output_pool, int) or isinstance(output_pool, bool)
+                or output_pool != self.pool_above):
+            raise BundleError(
+                f"{where}: output.pool_above must equal input.transform.pool_above "
+                f"({self.pool_above}: the masks cover the model's input positions, each pair's "
+                f"masks spread to both of its bins), got {_shown(output_pool)}"
+            )
         expected_out = expected_in + (len(self.sources),)
         if self.output.shape != expected_out:
             raise BundleError(
-                f"{where}: output.shape must be {list(expected_out)} (one mask per source), "
-                f"got {list(self.output.shape)}"
+                f"{where}: output.shape must be {list(expected_out)} (one mask per source "
+                f"and input position), got {list(self.output.shape)}"
             )
 
         states = manifest.get("states", [])

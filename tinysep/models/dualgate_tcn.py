@@ -273,19 +273,36 @@ def _refine(graph: Graph, logits, bins, p: dict):
     return L.Add(name="refined")([logits, x])
 
 
-def body(graph: Graph, features, p: dict):
-    """Compressed magnitudes ``(B, T, bins)`` -> masks ``(B, T, bins, sources)``."""
+def _blocks(graph: Graph, x, p: dict):
+    """The residual stacks and the output ReLU."""
+    for r in range(p["repeats"]):
+        for b in range(p["blocks"]):
+            x = _block(graph, x, f"s{r}b{b}", 2**b, p)
+    return L.Activation("relu", name="out_relu")(x)
+
+
+def body(graph: Graph, features, p: dict, pooled: bool = False):
+    """Compressed magnitudes ``(B, T, bins)`` -> masks ``(B, T, bins, sources)``.
+
+    ``pooled`` (with ``pool_above``): the features arrive pooled ``(B, T, features)`` and the
+    masks leave per position ``(B, T, features, sources)``, one per pair above
+    ``pool_above``: the board pools and spreads them (the bundle's streaming model), so the
+    graph holds no slices, pooling or concatenations for it. Same layers and weights.
+    """
     n_logits = mask_logit_count(len(p["sources"]), p["mask"])
     n_bins = params_bins(p)
+    if pooled and p["pool_above"]:
+        normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
+        x = _input_projection(normed, None, p)
+        x = _blocks(graph, x, p)
+        logits = conv1x1(x, n_logits * feature_count(p), MASK_PROJECTION)
+        logits = L.Reshape((-1, feature_count(p), n_logits), name="to_masks")(logits)
+        return mask_head(logits, feature_count(p), p["mask"])
     normed = L.BatchNormalization(axis=-1, name="input_norm")(pool_features(features, p))
     bins = None
     if p["encoder"] or p["refine"]:
         bins = L.Reshape((-1, n_bins, 1), name="to_bins")(normed)
-    x = _input_projection(normed, bins, p)
-    for r in range(p["repeats"]):
-        for b in range(p["blocks"]):
-            x = _block(graph, x, f"s{r}b{b}", 2**b, p)
-    x = L.Activation("relu", name="out_relu")(x)
+    x = _blocks(graph, _input_projection(normed, bins, p), p)
     logits = conv1x1(x, n_logits * feature_count(p), MASK_PROJECTION)
     logits = spread_logits(logits, p, n_logits)
     if p["refine"]:

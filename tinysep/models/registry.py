@@ -152,9 +152,15 @@ def _check_config(config) -> dict:
     return checked
 
 
-def build_body(graph: Graph, config: dict, features):
-    """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form."""
-    return get_spec(config["name"]).module.body(graph, features, resolved_params(config))
+def build_body(graph: Graph, config: dict, features, pooled: bool = False):
+    """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form. ``pooled``:
+    a model with ``pool_above`` takes its features pooled and gives one mask per position
+    (the bundle's form; the board pools and spreads)."""
+    params = resolved_params(config)
+    module = get_spec(config["name"]).module
+    if pooled and params.get("pool_above"):
+        return module.body(graph, features, params, pooled=True)
+    return module.body(graph, features, params)
 
 
 def model_from_config(config: dict) -> keras.Model:

@@ -46,8 +46,11 @@ LONG_POOLED = {**SMALL_TCN, "framing": "long1024", "pool_above": 257, "mask": "a
 
 def test_a_trained_long_framing_bundle_streams_on_the_board_as_on_the_host(tmp_path):
     """The long framing end to end: a pooled model fitted for two steps exports to a format 2
-    int8 bundle with the default latency, and the agent's output equals the host runner's."""
-    from tinysep.models import load_model, separate
+    int8 bundle with the default latency whose model takes the pooled features and gives
+    pair masks (the board pools and spreads), and the agent's output equals the host
+    runner's."""
+    from tinysep.dsp import stft
+    from tinysep.models import load_model, make_streaming_model, run_streaming, separate
 
     source, model_dir = make_bundle(options=LONG_POOLED, frames_per_invoke=2, train_steps=2,
                                     float_model=True)
@@ -58,10 +61,23 @@ def test_a_trained_long_framing_bundle_streams_on_the_board_as_on_the_host(tmp_p
     assert bundle.analysis_window == "hann_rise832_fall192"
     assert bundle.synthesis_window == "hann512_over_rise832_fall192"
     assert bundle.latency_samples == 512 + 128 and bundle.delay_samples == 512
-    ops = set(bundle.manifest["micro_ops"])
-    assert {"AVERAGE_POOL_2D", "STRIDED_SLICE", "CONCATENATION"} <= ops
+    assert (bundle.pool_above, bundle.n_features) == (257, 385)
+    assert bundle.input.shape == (1, 2, 385) and bundle.output.shape == (1, 2, 385, 2)
+    assert bundle.manifest["output"]["pool_above"] == 257
+    assert "AVERAGE_POOL_2D" not in bundle.manifest["micro_ops"]
     pcm = test_signal(1.5, seed=12)
     runner = BundleRunner(bundle)
+    # the int8 model's pair masks track the float streaming model's on the board's features
+    spectra = stft(pcm.astype(np.float32) / np.float32(PCM_SCALE), framing="long1024")
+    features = runner.separator.features(spectra)
+    assert features.shape == (len(spectra), 385)
+    masks = runner.run(features)
+    expected = run_streaming(make_streaming_model(load_model(model_dir), 2), features)
+    assert masks.shape == expected.shape == (len(spectra), 385, 2)
+    assert np.mean(np.abs(masks - expected)) < 0.03
+    spread = runner.bin_masks(masks)
+    assert spread.shape == (len(spectra), 513, 2)
+    np.testing.assert_array_equal(spread[:, 258::2], spread[:, 257::2])
     host = runner.stream(pcm, CHUNK_HOPS * bundle.hop)
     with EmulatedBoard(folder, extra_args=FAST_AGENT_ARGS) as board:
         with BoardSession(port=board.path, config=fast_host_config(max_retries=30),

@@ -122,12 +122,14 @@ def test_agent_on_tflite_micro_separates_within_a_few_lsb_of_the_host_litert_pip
 
 
 def test_a_long_framing_bundle_runs_on_tflite_micro_close_to_the_host():
-    """The long framing's extra ops (strided slices, an average pool, concatenations) have
-    TFLite Micro kernels: its pipeline stays within the audio bound of the LiteRT one."""
+    """A pooled long-framing bundle on TFLite Micro: the board pools the features and spreads
+    the pair masks around the model, whose pipeline stays within the audio bound of the
+    LiteRT one."""
     options = {"residual": 8, "hidden": 16, "blocks": 2, "repeats": 1,
                "framing": "long1024", "pool_above": 257, "mask": "anchored"}
     bundle = read_bundle(make_bundle(options=options, frames_per_invoke=2, train_steps=2))
     assert bundle.n_bins == 513 and bundle.arena_tflite_micro is not None
+    assert bundle.n_features == 385 and "AVERAGE_POOL_2D" not in bundle.manifest["micro_ops"]
     micro = load_runtime("tflite_micro").make_interpreter(
         bundle.model_path, measured_arena=bundle.arena_tflite_micro)
     pcm = to_pcm(calibration_clips(count=1, seconds=2.0)[0].mixture)

@@ -35,7 +35,9 @@ off) averages the bins from that one up in pairs on the input side and gives one
 per pair, copied to both its bins: with ``long1024``, ``pool_above=257`` keeps every bin
 below 4 kHz and sees 385 features, so the ``tiny`` model with ``mask=anchored`` holds the
 weights of today's softmax ``tiny``. It excludes ``encoder`` and ``refine`` (they look at
-neighbouring bins, which pooling merges).
+neighbouring bins, which pooling merges). The whole-clip model pools and spreads in its
+graph; its streaming form for a bundle (``body(..., pooled=True)``) takes the pooled
+features and gives one mask per pair, the board doing both (docs/bundle.md).
 
 ``mask_delay`` (frames, 0 in the presets) trades latency for a look ahead: the masks the
 model gives at frame ``t`` belong to the mixture frame ``t - mask_delay``, so every mask is

@@ -7,15 +7,16 @@ streaming model is run over real clips, invoke by invoke, and the inputs of ever
 is run from the start of its clip, so the states are warmed up exactly as on a board
 that starts from silence; only the last ``segment_frames`` frames are recorded.
 
-Coverage is reported per recorded frame by the level of its 512-sample analysis window
-(RMS in dBFS, 0 dBFS = RMS of 1.0): ``silent`` below -60 dBFS, ``quiet`` below -30 dBFS,
-``loud`` otherwise. Training audio is loud, so ``gains_db`` replays segments at lower
-levels in turn. The default is 64 segments of 128 frames at ``(0, -30)``: 64 clips of a
-corpus with many music engines. The levels came out best in the calibration-level study
-(convert/calibration_study.py) of the first shipped model: as good as loud frames alone at
-normal playback, better at -30 dB playback. The size matters once the training corpus
-holds many engines: on 40 held-out choir clips the multi-engine model lost 0.21 / 0.39 dB
-(vocals / accompaniment) to int8 with 16 segments (16 clips), 0.05 / 0.02 dB with 64.
+Coverage is reported per recorded frame by the level of its analysis window (512 samples,
+1024 for the long framing; RMS in dBFS, 0 dBFS = RMS of 1.0): ``silent`` below -60 dBFS,
+``quiet`` below -30 dBFS, ``loud`` otherwise. Training audio is loud, so ``gains_db``
+replays segments at lower levels in turn. The default is 64 segments of 128 frames at
+``(0, -30)``: 64 clips of a corpus with many music engines. The levels came out best in the
+calibration-level study (convert/calibration_study.py) of the first shipped model: as good
+as loud frames alone at normal playback, better at -30 dB playback. The size matters once
+the training corpus holds many engines: on 40 held-out choir clips the multi-engine model
+lost 0.21 / 0.39 dB (vocals / accompaniment) to int8 with 16 segments (16 clips), 0.05 /
+0.02 dB with 64.
 Silent frames are not recorded on purpose: the output is the mask
 times the mixture, so silence comes out silent whatever the mask, and zero states (the
 start) are exact in int8. Measured: clips with 1.5 s silent gaps lost no more to int8 than
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.clip import Clip
-from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+from tinysep.dsp import DEFAULT_FRAMING, SAMPLE_RATE, Framing, get_framing
 from tinysep.progress import Progress
 
 SILENT_BELOW_DBFS = -60.0
@@ -165,16 +166,19 @@ def segments_needed(frames: int, segment_frames: int = DEFAULT_SEGMENT_FRAMES) -
     return -(-int(frames) // int(segment_frames))
 
 
-def frame_levels_dbfs(audio: np.ndarray) -> np.ndarray:
-    """RMS level (dBFS) of every causal STFT frame's 512-sample window."""
+def frame_levels_dbfs(audio: np.ndarray, framing: str | Framing = DEFAULT_FRAMING) -> np.ndarray:
+    """RMS level (dBFS) of every causal STFT frame's analysis window (``n_fft`` samples of
+    ``framing``)."""
     from tinysep.dsp import frame_count
 
+    framing = get_framing(framing)
+    n_fft, hop = framing.n_fft, framing.hop
     x = np.asarray(audio, np.float64)
-    n = frame_count(len(x))
-    padded = np.zeros((n - 1) * HOP_SAMPLES + N_FFT)
-    padded[N_FFT - HOP_SAMPLES : N_FFT - HOP_SAMPLES + len(x)] = x
-    energy = np.convolve(padded**2, np.ones(N_FFT), mode="valid")[::HOP_SAMPLES][:n]
-    return 10.0 * np.log10(np.maximum(energy / N_FFT, 1e-20))
+    n = frame_count(len(x), framing=framing)
+    padded = np.zeros((n - 1) * hop + n_fft)
+    padded[n_fft - hop : n_fft - hop + len(x)] = x
+    energy = np.convolve(padded**2, np.ones(n_fft), mode="valid")[::hop][:n]
+    return 10.0 * np.log10(np.maximum(energy / n_fft, 1e-20))
 
 
 def classify_levels(levels_dbfs: np.ndarray) -> dict[str, int]:
@@ -231,7 +235,7 @@ class FloatStream:
 
     def iterate(self, features: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         """Yield the inputs (features chunk + states) of every invoke over ``features``
-        ``(T, 257)`` from zero states; the tail is zero-padded to a whole invoke."""
+        ``(T, bins)`` from zero states; the tail is zero-padded to a whole invoke."""
         k = self.spec.frames_per_invoke
         features = np.asarray(features, np.float32)
         padded = np.zeros((-(-len(features) // k) * k, features.shape[1]), np.float32)
@@ -249,7 +253,7 @@ class FloatStream:
             yield inputs
 
     def masks(self, features: np.ndarray) -> np.ndarray:
-        """Masks ``(T, 257, S)`` of the float stream (for checks)."""
+        """Masks ``(T, bins, S)`` of the float stream (for checks)."""
         out = []
         for _ in self.iterate(features):
             out.append(self.interpreter.get_tensor(self.masks_index)[0].copy())
@@ -276,7 +280,7 @@ def build_representative_set(
     the warmed-up ones.
     """
     from tinysep.dsp import magnitude, stft
-    from tinysep.models import compress_magnitude, resolved_params
+    from tinysep.models import compress_magnitude, resolved_params, stream_features
     from tinysep.models.streaming import streaming_spec
 
     spec = streaming_spec(stream)
@@ -313,7 +317,7 @@ def build_representative_set(
         clip = clips[clip_index]
         gain_db = gains[number % len(gains)]
         audio = np.asarray(clip.mixture, np.float32) * np.float32(10 ** (gain_db / 20))
-        spectrum = stft(audio)
+        spectrum = stft(audio, framing=spec.framing)
         total = spectrum.shape[0]
         want = min(segment_frames, frames - number * segment_frames)
         if want <= 0:
@@ -321,8 +325,8 @@ def build_representative_set(
         want = -(-want // k) * k
         start = int(rng.integers(0, max(1, total - want + 1))) // k * k
         stop = min(start + want, -(-total // k) * k)
-        features = compress_magnitude(magnitude(spectrum[:stop]), gain)
-        levels = frame_levels_dbfs(audio)[start:stop]
+        features = stream_features(stream, compress_magnitude(magnitude(spectrum[:stop]), gain))
+        levels = frame_levels_dbfs(audio, spec.framing)[start:stop]
         for level, count in classify_levels(levels).items():
             counts[level] += count
         recorded = 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
-from tinysep.dsp import HOP_SAMPLES, N_FFT
+from tinysep.dsp import DEFAULT_FRAMING, FRAMINGS, Framing, get_framing
 from tinysep.model_record import RECORD_FILES
 
 DEFAULT_LOSS = ("l1", 0.01)
@@ -38,19 +38,41 @@ def training_loss_of(folder: str | Path) -> tuple[str, float]:
     return DEFAULT_LOSS
 
 
+def chunk_samples(chunk_frames: int, framing: str | Framing = DEFAULT_FRAMING) -> int:
+    """Samples of a chunk whose STFT at ``framing`` has ``chunk_frames`` frames."""
+    framing = get_framing(framing)
+    per_frame = framing.n_fft // framing.hop
+    samples = (chunk_frames - (per_frame - 1)) * framing.hop
+    if samples < framing.hop:
+        raise ValueError(f"chunk_frames must be at least {per_frame} (framing "
+                         f"{framing.name}), got {chunk_frames}")
+    return samples
+
+
+def framing_of(model) -> Framing:
+    """A model's framing: its config's, else the one whose bins its input has."""
+    from tinysep.models.registry import model_framing
+
+    if getattr(model, "tinysep_config", None) is not None:
+        return model_framing(model)
+    bins = int(model.inputs[0].shape[-1])
+    for framing in FRAMINGS.values():
+        if framing.n_bins == bins:
+            return framing
+    raise ValueError(f"model {model.name!r} takes {bins} bins, which no framing gives")
+
+
 def audio_batches(
     clips: Sequence[Clip], chunk_frames: int, batch_size: int, seed: int = 0,
-    sources: Sequence[str] = SOURCES, **augment
+    sources: Sequence[str] = SOURCES, framing: str | Framing = DEFAULT_FRAMING, **augment
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless ``(mixtures (B, samples), sources (B, S, samples))`` chunks whose STFT has
-    ``chunk_frames`` frames; ``sources`` in the model's order (S of them)."""
+    """Endless ``(mixtures (B, samples), sources (B, S, samples))`` chunks whose STFT at
+    ``framing`` has ``chunk_frames`` frames; ``sources`` in the model's order (S of them)."""
     from tinysep.data.augment import training_batches
 
     if not clips:
         raise ValueError("training needs at least one clip")
-    samples = (chunk_frames - (N_FFT // HOP_SAMPLES - 1)) * HOP_SAMPLES
-    if samples < HOP_SAMPLES:
-        raise ValueError(f"chunk_frames must be at least {N_FFT // HOP_SAMPLES}")
+    samples = chunk_samples(chunk_frames, framing)
     rng = np.random.default_rng(seed)
     for mixture, *stems in training_batches(
         clips, samples, batch_size, rng, sources=tuple(sources), **augment
@@ -59,15 +81,18 @@ def audio_batches(
 
 
 def feature_batches(clips: Sequence[Clip], frames: int, batch_size: int, gain: float,
-                    seed: int = 0) -> np.ndarray:
-    """One batch of features ``log1p(gain |X|)`` ``(B, frames, 257)`` (for range probes)."""
+                    seed: int = 0, framing: str | Framing = DEFAULT_FRAMING) -> np.ndarray:
+    """One batch of features ``log1p(gain |X|)`` ``(B, frames, bins)`` at ``framing`` (for
+    range probes)."""
     from tinysep.dsp import magnitude, stft
 
-    mixture, _ = next(audio_batches(clips, frames, batch_size, seed))
-    return np.stack([np.log1p(gain * magnitude(stft(x))) for x in mixture]).astype(np.float32)
+    mixture, _ = next(audio_batches(clips, frames, batch_size, seed, framing=framing))
+    return np.stack([np.log1p(gain * magnitude(stft(x, framing=framing)))
+                     for x in mixture]).astype(np.float32)
 
 
-def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None):
+def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None,
+             framing: Framing):
     """A Keras model whose ``fit`` trains ``model`` on ``(mixture, sources)`` batches."""
     import tensorflow as tf
     import tf_keras as keras
@@ -84,9 +109,9 @@ def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None):
 
         def train_step(self, data):
             mixture, sources = data
-            spec = tf_stft(mixture)
+            spec = tf_stft(mixture, framing)
             batch, count, samples = (int(d) for d in sources.shape)
-            target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples))))
+            target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples)), framing))
             target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])),
                                   (0, 2, 3, 1))
             x = tf.abs(spec)
@@ -94,7 +119,8 @@ def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None):
                 x = tf.math.log1p(features_gain * x)
             with tf.GradientTape() as tape:
                 masks = self.inner(x, training=True)
-                loss = separation_loss(kind, spec, masks, target, sources, sdr_weight)
+                loss = separation_loss(kind, spec, masks, target, sources, sdr_weight,
+                                       framing=framing)
             variables = self.inner.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables,
                                                strict=True))
@@ -156,14 +182,15 @@ def fine_tune(
         raise ValueError(f"steps must be at least 1, got {steps!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    samples = (chunk_frames - (N_FFT // HOP_SAMPLES - 1)) * HOP_SAMPLES
+    framing = framing_of(model)
+    samples = chunk_samples(chunk_frames, framing)
     if freeze_batchnorm:
         for layer in model.layers:
             inner = getattr(layer, "layer", layer)  # tfmot wraps layers
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False
     sources = tuple(sources) if sources is not None else sources_of(model)
-    trainer = _trainer(model, loss, sdr_weight, features_gain)
+    trainer = _trainer(model, loss, sdr_weight, features_gain, framing)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
 
@@ -177,7 +204,7 @@ def fine_tune(
     # whose ETA counts graph tracing as step time. Both close whatever fails once they start.
     with (Progress(steps, "fine-tuning", unit="step", enabled=progress) as bar,
           PrefetchedBatches(audio_batches(clips, chunk_frames, batch_size, seed,
-                                          sources)) as batches):
+                                          sources, framing)) as batches):
         dataset = tf.data.Dataset.from_generator(
             lambda: batches,
             output_signature=(tf.TensorSpec((batch_size, samples), tf.float32),

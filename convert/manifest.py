@@ -16,15 +16,12 @@ import numpy as np
 import tinysep
 from convert.tflite_model import TensorInfo, TfliteModel
 from firmware_host.bundle.layout import (
-    ANALYSIS_WINDOW,
     FORMAT,
-    FORMAT_VERSION,
-    HOP_SAMPLES,
+    LONG_FORMAT_VERSION,
     MODEL_FILE,
-    N_FFT,
     QUANTIZATIONS,
     SAMPLE_RATE,
-    SYNTHESIS_WINDOW,
+    get_framing,
 )
 from firmware_host.bundle.quantization import DTYPES, requantize_rule
 
@@ -136,9 +133,15 @@ def build_manifest(
         states.append({"input": s_in, "output": s_out, "shape": s_in["shape"],
                        "kind": state.kind, "requantize": kind})
     transform = {k_: v for k_, v in spec.input["transform"].items() if k_ != "formula"}
+    framing = get_framing(spec.framing)
+    output = entry(spec.output["name"], True)
+    version = framing.format_version
+    if spec.output.get("pool_above"):  # masks per input position, spread to bins on the board
+        output["pool_above"] = int(spec.output["pool_above"])
+        version = max(version, LONG_FORMAT_VERSION)
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "kit_version": tinysep.__version__,
         "model": {
             "file": MODEL_FILE,
@@ -153,16 +156,16 @@ def build_manifest(
         },
         "audio": {
             "sample_rate": SAMPLE_RATE,
-            "n_fft": N_FFT,
-            "hop_samples": HOP_SAMPLES,
-            "analysis_window": ANALYSIS_WINDOW,
-            "synthesis_window": SYNTHESIS_WINDOW,
+            "n_fft": framing.n_fft,
+            "hop_samples": framing.hop,
+            "analysis_window": framing.analysis_window,
+            "synthesis_window": framing.synthesis_window,
             "frames_per_invoke": k,
-            "latency_samples": N_FFT + (k - 1) * HOP_SAMPLES,
+            "latency_samples": framing.latency_samples(k),
         },
         "sources": list(spec.output["sources"]),
         "input": {**entry(spec.input["name"], False), "transform": transform},
-        "output": entry(spec.output["name"], True),
+        "output": output,
         "states": states,
         "state_bytes": int(sum(
             _elements(s["shape"]) * np.dtype(DTYPES[s["input"]["dtype"]][0]).itemsize

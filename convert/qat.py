@@ -116,18 +116,17 @@ def annotate(model):
 
 
 def features_model(model):
-    """``model`` without its log compression: features ``(B, T, 257)`` -> masks, same
+    """``model`` without its log compression: features ``(B, T, bins)`` -> masks, same
     weights (layer names are shared, so weights copy back by name)."""
     import tf_keras as keras
 
-    from tinysep.dsp import N_BINS
     from tinysep.models import model_config
     from tinysep.models.causal import Graph
-    from tinysep.models.registry import build_body
+    from tinysep.models.registry import build_body, model_framing
 
     config = model_config(model)
     graph = Graph(streaming=False)
-    features = graph.input((N_BINS,), "features")
+    features = graph.input((model_framing(config).n_bins,), "features")
     body = keras.Model(features, build_body(graph, config, features),
                        name=f"{model.name}_features")
     by_name = {layer.name: layer for layer in model.layers}
@@ -231,10 +230,11 @@ def qat_fine_tune(
     from convert.finetune import feature_batches, fine_tune
     from convert.prune import sparsity_report
     from tinysep.models import model_config, resolved_params
+    from tinysep.models.registry import model_framing
 
     config = model_config(model)
     gain = float(resolved_params(config)["input_gain"])
-    ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1)
+    ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1, model_framing(config))
     qat = quantize_aware(model, preserve_sparsity, ranges)
     losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
                        batch_size=batch_size, chunk_frames=chunk_frames,

@@ -365,7 +365,6 @@ def quantize_whole_clip(
     Calibrated on the same frames as a bundle, its convolution and context tensors get the
     bundle's ranges exactly; unrolled recurrences are calibrated per step here.
     """
-    from tinysep.dsp import N_BINS
     from tinysep.models import make_streaming_model
     from tinysep.models.streaming import streaming_spec
 
@@ -373,7 +372,7 @@ def quantize_whole_clip(
     spec = streaming_spec(whole)
     samples = []
     for f in features:
-        x = np.zeros((1, frames, N_BINS), np.float32)
+        x = np.zeros((1, frames, int(spec.input["shape"][-1])), np.float32)
         n = min(frames, len(f))
         x[0, :n] = f[:n]
         samples.append({spec.input["name"]: x, **spec.zero_states()})

@@ -108,17 +108,25 @@ class BundleRunner:
         self.separator.reset()
 
     def features(self, magnitude: np.ndarray) -> np.ndarray:
-        """The model input for float32 magnitudes ``|X|``: the manifest's transform."""
+        """The model input ``(T, features)`` for float32 magnitudes ``|X|`` ``(T, bins)``: the
+        manifest's transform (and pooling), as the board computes it."""
         bundle = self.bundle
-        return input_features(magnitude, bundle.transform_kind, bundle.transform_gain)
+        return input_features(magnitude, bundle.transform_kind, bundle.transform_gain,
+                              bundle.pool_above)
+
+    def bin_masks(self, masks: np.ndarray) -> np.ndarray:
+        """The model's masks ``(..., features, S)`` on every bin ``(..., bins, S)`` (each
+        pooled pair's masks on both of its bins), as the board applies them."""
+        return self.separator.bin_masks(masks)
 
     def invoke(self, features: np.ndarray) -> np.ndarray:
-        """One invoke: ``(K, bins)`` model-input frames -> ``(K, bins, S)`` float masks."""
+        """One invoke: ``(K, features)`` model-input frames -> the model's ``(K, features, S)``
+        float masks (:meth:`bin_masks` spreads them to every bin)."""
         return self.separator.invoke_features(features)[0]
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        """Masks ``(T, bins, S)`` for model-input frames ``(T, bins)`` from a fresh state; the
-        tail is zero-padded to a whole invoke."""
+        """The model's masks ``(T, features, S)`` for model-input frames ``(T, features)`` from
+        a fresh state; the tail is zero-padded to a whole invoke."""
         features = np.asarray(features, np.float32)
         k = self.frames_per_invoke
         n = features.shape[0]
@@ -181,8 +189,8 @@ def tensor_spec(detail: dict, name: str = "") -> TensorSpec:
 
 
 def run_whole_clip(content: bytes, features: np.ndarray) -> np.ndarray:
-    """Masks from a whole-clip model (all frames in one invoke, zero states); ``features``
-    are zero-padded or cut to the model's frame count."""
+    """The model's masks (one per input position) from a whole-clip model (all frames in
+    one invoke, zero states); ``features`` are zero-padded or cut to the model's frame count."""
     interpreter = host_interpreter(content, 1)
     runner = interpreter.get_signature_runner()
     ins, outs = runner.get_input_details(), runner.get_output_details()
@@ -207,7 +215,7 @@ def measure_latency(bundle: str | Path | BundleRunner, invokes: int = 400,
     runner = bundle if isinstance(bundle, BundleRunner) else BundleRunner(bundle)
     k = runner.frames_per_invoke
     rng = np.random.default_rng(0)
-    frames = rng.uniform(0, 3, (invokes + warmup, k, runner.bundle.n_bins))
+    frames = rng.uniform(0, 3, (invokes + warmup, k, runner.bundle.n_features))
     invoke_s, step_s = [], []
     for i in range(invokes + warmup):
         start = time.perf_counter()

@@ -191,16 +191,20 @@ def check_float_model(bundle, model, allow_mismatch: bool) -> dict:
     hash mismatch is recorded (``overridden``) instead. Returns the provenance record.
     """
     from convert.manifest import float_model_digest
-    from tinysep.dsp import HOP_SAMPLES, N_FFT, SAMPLE_RATE
+    from tinysep.dsp import SAMPLE_RATE
     from tinysep.models import model_config
+    from tinysep.models.registry import model_framing
 
     manifest = json.loads(bundle.manifest_text)
     audio = manifest.get("audio", {})
     config = model_config(model)
+    framing = model_framing(config)
     wanted = {
         "sample_rate": config.get("sample_rate", SAMPLE_RATE),
-        "n_fft": config.get("n_fft", N_FFT),
-        "hop_samples": config.get("hop_samples", HOP_SAMPLES),
+        "n_fft": config.get("n_fft", framing.n_fft),
+        "hop_samples": config.get("hop_samples", framing.hop),
+        "analysis_window": framing.analysis_window,
+        "synthesis_window": framing.synthesis_window,
     }
     for field, value in wanted.items():
         if audio.get(field) != value:

@@ -33,14 +33,16 @@ def make_bundle(
     frames_per_invoke: int = 1,
     float_model: bool = False,
     seed: int = 7,
+    train_steps: int = 0,
 ):
     """Path of a cached bundle folder (and the float model folder when ``float_model``).
 
     ``seed`` sets the initial weights: two seeds give models with the same tensor layout
-    and different weights and scales (a retrained model).
+    and different weights and scales (a retrained model). ``train_steps`` fits the model
+    on the calibration songs for that many batches first (BatchNorm statistics included).
     """
     options = dict(SMALL_TCN if options is None else options)
-    key = json.dumps([name, options, frames_per_invoke, seed], sort_keys=True)
+    key = json.dumps([name, options, frames_per_invoke, seed, train_steps], sort_keys=True)
     if key not in _CACHE:
         import tensorflow as tf
 
@@ -51,7 +53,13 @@ def make_bundle(
         bundle = _ROOT / f"bundle-{tag}"
         model_dir = _ROOT / f"model-{tag}"
         tf.keras.utils.set_random_seed(seed)
-        save_model(build_model(name, "tiny", **options), model_dir)
+        model = build_model(name, "tiny", **options)
+        if train_steps:
+            from convert.finetune import fine_tune
+
+            fine_tune(model, calibration_clips(), train_steps, batch_size=2, chunk_frames=24,
+                      seed=seed, freeze_batchnorm=False)
+        save_model(model, model_dir)
         export_bundle(
             model_dir,
             bundle,

@@ -59,8 +59,8 @@ def test_bundle_errors_name_the_file_and_the_field(tmp_path):
     read_bundle(bundle)  # the good one loads
     with pytest.raises(BundleError, match="manifest.json is missing"):
         read_bundle(tmp_path)
-    _edit_manifest(bundle, lambda m: m.update(format_version=2))
-    with pytest.raises(BundleError, match="format_version 2 is not supported"):
+    _edit_manifest(bundle, lambda m: m.update(format_version=3))
+    with pytest.raises(BundleError, match="format_version 3 is not supported"):
         read_bundle(bundle)
     _edit_manifest(bundle, lambda m: m.update(format_version=1))
     _edit_manifest(bundle, lambda m: m["audio"].update(frames_per_invoke=0))

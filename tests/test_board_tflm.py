@@ -121,6 +121,26 @@ def test_agent_on_tflite_micro_separates_within_a_few_lsb_of_the_host_litert_pip
     assert np.abs(sdr_board - sdr_host).max() < SDR_DIFFERENCE_DB, (sdr_board, sdr_host)
 
 
+def test_a_long_framing_bundle_runs_on_tflite_micro_close_to_the_host():
+    """A pooled long-framing bundle on TFLite Micro: the board pools the features and spreads
+    the pair masks around the model, whose pipeline stays within the audio bound of the
+    LiteRT one."""
+    options = {"residual": 8, "hidden": 16, "blocks": 2, "repeats": 1,
+               "framing": "long1024", "pool_above": 257, "mask": "anchored"}
+    bundle = read_bundle(make_bundle(options=options, frames_per_invoke=2, train_steps=2))
+    assert bundle.n_bins == 513 and bundle.arena_tflite_micro is not None
+    assert bundle.n_features == 385 and "AVERAGE_POOL_2D" not in bundle.manifest["micro_ops"]
+    micro = load_runtime("tflite_micro").make_interpreter(
+        bundle.model_path, measured_arena=bundle.arena_tflite_micro)
+    pcm = to_pcm(calibration_clips(count=1, seconds=2.0)[0].mixture)
+    pcm = pcm[: pcm.size // CHUNK * CHUNK]
+    board_out = _stream(StreamingSeparator(bundle, micro), pcm)
+    host_out = _stream(HostPipeline(bundle).separator, pcm)
+    assert np.abs(host_out).max() > 1000
+    for source in range(len(bundle.sources)):
+        assert _snr_db(host_out[source], board_out[source]) >= AUDIO_SNR_DB
+
+
 def _run(command) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=str(REPO_ROOT), capture_output=True, text=True,
                           timeout=60)

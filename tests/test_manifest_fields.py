@@ -163,5 +163,131 @@ def test_a_format_version_written_as_a_string_is_told_apart_from_the_number(tmp_
     manifest = _manifest()
     manifest["format_version"] = "1"
     with pytest.raises(BundleError, match="format_version '1' is not supported by this agent "
-                       r"\(it reads the JSON number 1\)"):
+                       r"\(it reads the JSON numbers 1, 2\)"):
         read_bundle(_write(tmp_path / "b", manifest))
+
+
+def _long_manifest(frames_per_invoke: int = 1, version: int = 2) -> dict:
+    k = frames_per_invoke
+    manifest = _manifest(k)
+    manifest["format_version"] = version
+    manifest["audio"].update(n_fft=1024, analysis_window="hann_rise832_fall192",
+                             synthesis_window="hann512_over_rise832_fall192",
+                             latency_samples=512 + (k - 1) * 128)
+    manifest["input"]["shape"] = [1, k, 513]
+    manifest["output"]["shape"] = [1, k, 513, 2]
+    return manifest
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_long_framing_manifest_is_format_2_with_the_default_latency(tmp_path, k):
+    bundle = read_bundle(_write(tmp_path / "b", _long_manifest(k)))
+    assert bundle.framing.name == "long1024" and bundle.n_bins == 513
+    assert bundle.latency_samples == 512 + (k - 1) * 128 == bundle.delay_samples + bundle.hop
+    manifest = _long_manifest(k)
+    manifest["audio"]["latency_samples"] = 1024 + (k - 1) * 128  # n_fft is not the span
+    with pytest.raises(BundleError, match=rf"audio.latency_samples must be the synthesis span "
+                       rf"\(512 samples for the long1024 framing\) .* = {512 + (k - 1) * 128}"):
+        read_bundle(_write(tmp_path / "c", manifest))
+
+
+def test_format_1_reads_only_the_default_framing(tmp_path):
+    folder = _write(tmp_path / "b", _long_manifest(version=1))
+    with pytest.raises(BundleError, match=r"audio.analysis_window 'hann_rise832_fall192' belongs "
+                       r"to the long1024 framing, which needs format_version 2; this manifest "
+                       r"is format_version 1 \(known framings: hann512 .*long1024"):
+        read_bundle(folder)
+    # the default framing is still read under format 2
+    manifest = _manifest()
+    manifest["format_version"] = 2
+    assert read_bundle(_write(tmp_path / "c", manifest)).framing.name == "hann512"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("analysis_window", "hann_rise800_fall224",
+     r"audio.analysis_window must be 'hann_periodic' or 'hann_rise832_fall192' \(known "
+     r"framings: hann512 \(n_fft 512, hann_periodic / hann_periodic_ola, format_version >= 1\), "
+     r"long1024 \(n_fft 1024, .*\), got 'hann_rise800_fall224'$"),
+    ("synthesis_window", "hann_periodic_ola",
+     r"audio.synthesis_window 'hann512_over_rise832_fall192' is the one that pairs with "
+     r"analysis_window 'hann_rise832_fall192' \(the long1024 framing\), got "
+     r"'hann_periodic_ola'"),
+    ("n_fft", 512, r"audio.n_fft must be 1024 for the long1024 framing's windows, got 512"),
+    ("hop_samples", 256, r"audio.hop_samples must be 128 for the long1024 framing, got 256"),
+])
+def test_long_framing_fields_that_do_not_belong_together_are_refused(tmp_path, key, value,
+                                                                       message):
+    manifest = _long_manifest()
+    manifest["audio"][key] = value
+    with pytest.raises(BundleError, match=message) as caught:
+        read_bundle(_write(tmp_path / "b", manifest))
+    assert str(caught.value).startswith(str(tmp_path / "b" / "manifest.json"))
+
+
+def _pooled_manifest(frames_per_invoke: int = 1, pool_above: int = 257) -> dict:
+    k = frames_per_invoke
+    manifest = _long_manifest(k)
+    features = pool_above + (513 - pool_above) // 2
+    manifest["input"]["shape"] = [1, k, features]
+    manifest["input"]["transform"]["pool_above"] = pool_above
+    manifest["output"]["shape"] = [1, k, features, 2]
+    manifest["output"]["pool_above"] = pool_above
+    return manifest
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_pooled_manifest_takes_pooled_features_and_gives_pair_masks(tmp_path, k):
+    bundle = read_bundle(_write(tmp_path / "b", _pooled_manifest(k)))
+    assert (bundle.pool_above, bundle.n_bins, bundle.n_features) == (257, 513, 385)
+    assert bundle.input.shape == (1, k, 385) and bundle.output.shape == (1, k, 385, 2)
+    plain = read_bundle(_write(tmp_path / "c", _long_manifest(k)))
+    assert (plain.pool_above, plain.n_features) == (0, 513)
+    manifest = _long_manifest(k)
+    manifest["input"]["transform"]["pool_above"] = 0  # 0: no pooling
+    assert read_bundle(_write(tmp_path / "d", manifest)).n_features == 513
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["input"]["transform"].update(pool_above=256),
+     r"input.transform.pool_above must leave an even number of bins \(at least 2\) from it "
+     r"to the last of the 513 bins .*got 256$"),
+    (lambda m: m["input"]["transform"].update(pool_above=512),
+     r"input.transform.pool_above must leave an even number of bins \(at least 2\) .*got 512$"),
+    (lambda m: m["input"]["transform"].update(pool_above=600),
+     r"input.transform.pool_above must leave an even number .*got 600$"),
+    (lambda m: m["input"]["transform"].update(pool_above=-1),
+     r"input.transform.pool_above must be a bin index \(an integer >= 0\), got -1$"),
+    (lambda m: m["input"]["transform"].update(pool_above=257.0),
+     r"input.transform.pool_above must be a bin index \(an integer >= 0\), got 257.0$"),
+    (lambda m: m["input"]["transform"].update(pool_above=True),
+     r"input.transform.pool_above must be a bin index \(an integer >= 0\), got True$"),
+    (lambda m: m["input"]["transform"].update(pool_above="257"),
+     r"input.transform.pool_above must be a bin index \(an integer >= 0\), got '257'$"),
+    (lambda m: m["output"].pop("pool_above"),
+     r"output.pool_above must equal input.transform.pool_above \(257: .*\), got 0$"),
+    (lambda m: m["output"].update(pool_above=255),
+     r"output.pool_above must equal input.transform.pool_above \(257: .*\), got 255$"),
+    (lambda m: m["input"].update(shape=[1, 1, 513]),
+     r"input.shape must be \[1, 1, 385\] \(frames_per_invoke, pool_above \+ \(n_fft/2\+1 - "
+     r"pool_above\)/2 = 257 \+ 256/2\), got \[1, 1, 513\]$"),
+    (lambda m: m["output"].update(shape=[1, 1, 513, 2]),
+     r"output.shape must be \[1, 1, 385, 2\] \(one mask per source and input position\), got "
+     r"\[1, 1, 513, 2\]$"),
+])
+def test_bad_pooling_fields_are_refused_naming_the_field(tmp_path, change, message):
+    manifest = _pooled_manifest()
+    change(manifest)
+    with pytest.raises(BundleError, match=message) as caught:
+        read_bundle(_write(tmp_path / "b", manifest))
+    assert str(caught.value).startswith(str(tmp_path / "b" / "manifest.json"))
+
+
+def test_a_pooled_manifest_needs_format_2_even_at_the_default_framing(tmp_path):
+    manifest = _manifest()
+    manifest["input"]["transform"]["pool_above"] = 129
+    manifest["input"]["shape"] = [1, 1, 193]
+    manifest["output"].update(shape=[1, 1, 193, 2], pool_above=129)
+    with pytest.raises(BundleError, match=r"input.transform.pool_above needs format_version 2"):
+        read_bundle(_write(tmp_path / "b", manifest))
+    manifest["format_version"] = 2
+    assert read_bundle(_write(tmp_path / "c", manifest)).n_features == 193

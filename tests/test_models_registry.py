@@ -57,6 +57,24 @@ def test_tcn_macs_match_the_architecture_formula():
     assert macs_per_hop(build_model("dualgate-tcn")) == expected
 
 
+def test_the_long_pooled_tiny_has_the_weights_of_the_softmax_tiny():
+    """513 bins, pooled in pairs from bin 257: 385 features in, one anchored logit per
+    feature out, so the projections are 385 x 64 and 64 x 385 (today's: 257 x 64 and
+    64 x 514) and each pair of upper bins shares its mask."""
+    plain = build_model("dualgate-tcn")
+    model = build_model("dualgate-tcn", framing="long1024", pool_above=257, mask="anchored")
+    assert model.input_shape == (None, None, 513) and model.output_shape == (None, None, 513, 2)
+    assert model.get_layer("in_proj").weights[0].shape == (1, 1, 385, 64)
+    assert model.get_layer("mask_proj").weights[0].shape == (1, 1, 64, 385)
+    assert model.get_layer("input_norm").weights[0].shape == (385,)
+    assert abs(count_params(model) - count_params(plain)) < 0.01 * count_params(plain)
+    assert macs_per_hop(model) <= MCU_BUDGET["macs_per_hop"]
+    masks = predict_masks(randomize(model, seed=3, scale=0.2),
+                          np.random.default_rng(0).uniform(0, 2, (6, 513)).astype(np.float32))
+    np.testing.assert_array_equal(masks[:, 257::2], masks[:, 258::2])
+    assert np.abs(masks[:, 255] - masks[:, 256]).max() > 0  # the fine bins keep their own
+
+
 def test_tcn_encoder_and_refiner_macs_and_shapes():
     """Each encoder level halves the bins (257 -> 129 -> 65); the refiner works on all 257."""
     base = build_model("dualgate-tcn", **SMALL_TCN)
@@ -230,6 +248,15 @@ def test_config_is_json_and_rebuilds_the_same_model():
         ("dualgate-tcn", "tiny", {"refine_kernel": 0}, "refine_kernel must be a whole number"),
         ("dualgate-tcn", "tiny", {"background": -5}, "background must be a whole number"),
         ("dualgate-tcn", "tiny", {"background": 125}, "background feeds the refiner"),
+        ("dualgate-tcn", "tiny", {"framing": "long"}, r"framing must be one of \['hann512', "),
+        ("dualgate-tcn", "tiny", {"pool_above": -1}, "pool_above must be a whole number from 0"),
+        ("dualgate-tcn", "tiny", {"pool_above": 256}, r"pool_above must leave an even number "
+         r"of bins \(at least 2\) from it to the last of the 257 bins of framing 'hann512'"),
+        ("dualgate-tcn", "tiny", {"framing": "long1024", "pool_above": 258},
+         "the 513 bins of framing 'long1024', got 258"),
+        ("dualgate-tcn", "tiny", {"framing": "long1024", "pool_above": 513}, "got 513"),
+        ("dualgate-tcn", "tiny", {"framing": "long1024", "pool_above": 257, "refine": 4},
+         "pool_above cannot be combined with encoder or refine"),
         ("unet-se-sru", "tiny", {"recurrent": "rnn"}, "recurrent must be one of"),
         ("unet-se-sru", "tiny", {"channels": []}, "channels must be a non-empty list"),
         ("unet-se-sru", "tiny", {"channels": [True, 2]}, "channels must be a non-empty list"),

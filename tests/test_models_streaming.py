@@ -11,12 +11,14 @@ from test_models_support import randomize
 
 from tinysep.dsp import N_BINS
 from tinysep.models import (
+    bin_masks,
     build_model,
     compress_magnitude,
     make_streaming_model,
     predict_masks,
     resolved_params,
     run_streaming,
+    stream_features,
     streaming_spec,
 )
 from tinysep.models.streaming_spec import StreamingSpec, find_streaming_spec
@@ -33,6 +35,9 @@ CASES = [
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4, 6], "refine": 4}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "refine": 4, "background": 4}),
     ("dualgate-tcn", "tiny", {**SMALL_TCN, "encoder": [4], "se_window": 1, "mask": "anchored"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "framing": "long1024", "pool_above": 257,
+                              "mask": "anchored"}),
+    ("dualgate-tcn", "tiny", {**SMALL_TCN, "framing": "long1024", "pool_above": 1}),
     ("unet-se-sru", "tiny", {}),  # full size: SRU, GroupNorm, SE
     ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}),
     ("unet-se-sru", "tiny", {**SMALL_UNET, "recurrent": "gru", "norm": "none", "se": False}),
@@ -40,11 +45,11 @@ CASES = [
 ]
 
 
-def _magnitudes(frames: int, seed: int = 0) -> np.ndarray:
+def _magnitudes(frames: int, seed: int = 0, bins: int = N_BINS) -> np.ndarray:
     rng = np.random.default_rng(seed)
     # Spectrogram-like: a few loud bins over a noise floor, varying over time.
-    mag = rng.gamma(0.5, 0.05, (frames, N_BINS))
-    mag[:, rng.integers(0, N_BINS, 12)] += rng.uniform(1, 40, (frames, 12))
+    mag = rng.gamma(0.5, 0.05, (frames, bins))
+    mag[:, rng.integers(0, bins, 12)] += rng.uniform(1, 40, (frames, 12))
     return mag.astype(np.float32)
 
 
@@ -52,16 +57,19 @@ def _magnitudes(frames: int, seed: int = 0) -> np.ndarray:
 def test_streaming_equals_whole_clip(name, preset, options):
     model = randomize(build_model(name, preset, **options), seed=7, scale=0.2)
     frames = 40 if not options else 14
-    mag = _magnitudes(frames)
+    bins = int(model.input_shape[-1])
+    assert bins == (513 if options.get("framing") == "long1024" else N_BINS)
+    mag = _magnitudes(frames, bins=bins)
     expected = predict_masks(model, mag)
-    assert expected.shape == (frames, N_BINS, 2)
+    assert expected.shape == (frames, bins, 2)
     assert 0.0 <= expected.min() and expected.max() <= 1.0
     # The masks are not saturated, so equality below is a real check.
     assert np.mean((expected > 0.01) & (expected < 0.99)) > 0.5
     gain = resolved_params(model.tinysep_config)["input_gain"]
     for frames_per_invoke in (1, 4):
         stream = make_streaming_model(model, frames_per_invoke)
-        got = run_streaming(stream, compress_magnitude(mag, gain))
+        features = stream_features(stream, compress_magnitude(mag, gain))
+        got = bin_masks(stream, run_streaming(stream, features))
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     if options.get("mask") == "sigmoid":  # the float-only form with compression inside
         raw = make_streaming_model(model, 4, input="magnitude")
@@ -143,3 +151,46 @@ def test_streaming_rejects_bad_frames_per_invoke():
             make_streaming_model(model, bad)
     with pytest.raises(ValueError, match="input must be one of"):
         make_streaming_model(model, 1, input="waveform")
+
+
+POOLED_LONG = {**SMALL_TCN, "framing": "long1024", "pool_above": 257, "mask": "anchored"}
+
+
+def test_a_pooled_stream_takes_pooled_features_and_gives_pair_masks():
+    """The bundle's form of a pooled model: no pooling or spreading in its graph, the
+    features pooled as the board pools them (equal to the whole-clip model's own pooling),
+    one mask per position; the float-only magnitude form keeps them inside."""
+    import tf_keras as keras
+
+    from firmware_host.bundle.features import input_features, pool_pairs
+
+    model = randomize(build_model("dualgate-tcn", "tiny", **POOLED_LONG), seed=7, scale=0.2)
+    stream = make_streaming_model(model, 2)
+    spec = streaming_spec(stream)
+    assert spec.input["shape"] == [1, 2, 385] and spec.output["shape"] == [1, 2, 385, 2]
+    assert spec.input["transform"]["pool_above"] == 257 == spec.output["pool_above"]
+    names = {layer.name for layer in stream.layers}
+    assert not names & {"fine_bins", "upper_bins", "upper_pool", "pooled_feats",
+                        "fine_logits", "upper_twice", "logits_all_bins"}
+    assert {"upper_pool", "logits_all_bins"} <= {layer.name for layer in model.layers}
+    # the board's pooling (float32 (a + b) / 2) gives the whole-clip model's pooled features
+    # bit for bit
+    mag = _magnitudes(9, bins=513)
+    probe = keras.Model(model.inputs, [model.get_layer("compress").output,
+                                       model.get_layer("pooled_feats").output])
+    compressed, pooled = (np.asarray(t)[0] for t in probe(mag[None], training=False))
+    np.testing.assert_array_equal(pool_pairs(compressed, 257), pooled)
+    board = input_features(mag, "log1p", 100.0, 257)
+    assert board.shape == (9, 385) and board.dtype == np.float32
+    np.testing.assert_allclose(board, pooled, atol=1e-6, rtol=0)
+    # pair masks: both bins of a pair get the same masks once spread
+    masks = run_streaming(stream, stream_features(stream, compressed))
+    assert masks.shape == (9, 385, 2)
+    spread = bin_masks(stream, masks)
+    np.testing.assert_array_equal(spread[:, 257::2], spread[:, 258::2])
+    np.testing.assert_allclose(spread, predict_masks(model, mag), atol=1e-5, rtol=0)
+    raw = make_streaming_model(model, 2, input="magnitude")
+    assert "pool_above" not in streaming_spec(raw).output
+    assert streaming_spec(raw).input["shape"] == [1, 2, 513]
+    np.testing.assert_allclose(run_streaming(raw, mag), predict_masks(model, mag), atol=1e-5,
+                               rtol=0)

@@ -26,6 +26,7 @@ from tinysep.models import (
     make_streaming_model,
     resolved_params,
     run_streaming,
+    stream_features,
 )
 from tinysep.models.streaming import serving_function, streaming_spec
 
@@ -61,14 +62,17 @@ CASES = [
     ("dualgate-tcn", {**SMALL_TCN, "encoder": [4, 8], "refine": 4, "mask": "anchored"}, 2),
     ("unet-se-sru", {**SMALL_UNET, "recurrent": "lstm", "norm": "batch"}, 4),
     ("unet-se-sru", {**SMALL_UNET, "recurrent": "gru", "norm": "none", "se": False}, 1),
+    # pooled long framing: the board pools and spreads, so no AVERAGE_POOL_2D in the graph
+    ("dualgate-tcn", {**SMALL_TCN, "framing": "long1024", "pool_above": 257,
+                      "mask": "anchored"}, 2),
 ]
 FRAMES = 24
 
 
-def _spectrogram(frames: int, seed: int) -> np.ndarray:
+def _spectrogram(frames: int, seed: int, bins: int = N_BINS) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    mag = rng.gamma(0.5, 0.05, (frames, N_BINS))
-    mag[:, rng.integers(0, N_BINS, 12)] += rng.uniform(1, 40, (frames, 12))
+    mag = rng.gamma(0.5, 0.05, (frames, bins))
+    mag[:, rng.integers(0, bins, 12)] += rng.uniform(1, 40, (frames, 12))
     return mag.astype(np.float32)
 
 
@@ -122,7 +126,8 @@ def test_streaming_model_converts_to_int8_for_micro_and_edgetpu(name, options, f
     stream = make_streaming_model(model, frames_per_invoke)
     spec = streaming_spec(stream)
     gain = resolved_params(model.tinysep_config)["input_gain"]
-    calibration = compress_magnitude(_spectrogram(64, seed=1), gain)
+    bins = int(model.input_shape[-1])
+    calibration = stream_features(stream, compress_magnitude(_spectrogram(64, 1, bins), gain))
     buffer = _convert_int8(stream, [inputs for inputs, _ in iterate_streaming(stream, calibration)])
 
     flat = schema.Model.GetRootAsModel(buffer, 0)
@@ -147,7 +152,9 @@ def test_streaming_model_converts_to_int8_for_micro_and_edgetpu(name, options, f
     assert set(outs) == {"masks", *(s.output for s in spec.states)}
     for detail in [*ins.values(), *outs.values()]:
         assert detail["dtype"] == np.int8
-    assert tuple(outs["masks"]["shape"]) == (1, frames_per_invoke, N_BINS, 2)
+    positions = N_BINS if bins == N_BINS else 385  # the long framing pools 513 bins to 385
+    assert tuple(ins["features"]["shape"]) == (1, frames_per_invoke, positions)
+    assert tuple(outs["masks"]["shape"]) == (1, frames_per_invoke, positions, 2)
     for state in spec.states:
         assert tuple(ins[state.input]["shape"]) == state.shape
     for tensor in interpreter.get_tensor_details():
@@ -163,7 +170,7 @@ def test_streaming_model_converts_to_int8_for_micro_and_edgetpu(name, options, f
             assert all(d == 1 for d in shape[:-3]), f"Edge TPU rank rule: {tensor['name']} {shape}"
 
     # The int8 stream tracks the float stream (same frames, states carried in int8).
-    features = compress_magnitude(_spectrogram(FRAMES, seed=2), gain)
+    features = stream_features(stream, compress_magnitude(_spectrogram(FRAMES, 2, bins), gain))
     expected = run_streaming(stream, features)
     got = _run_int8(buffer, spec, features)
     assert got.shape == expected.shape

@@ -1,8 +1,10 @@
 """Streaming STFT and overlap-add inverse for the board, a whole chunk of hops per call (numpy).
 
 Windows are chosen by the manifest's names. Analysis frames end with the newest hop (causal
-framing, the buffer starts zeroed); the synthesis side releases one finished hop per frame,
-so its output lags the input by ``n_fft - hop`` samples. FFTs run in float64 so that results
+framing, the buffer starts zeroed); the synthesis side overlap-adds only the span of each
+frame its window covers (the newest ``span`` samples: all ``n_fft`` of the default framing,
+512 of the long one) and releases one finished hop per frame, so its output lags the input
+by ``span - hop`` samples. FFTs run in float64 so that results
 do not depend on the numpy version's float32 FFT; spectra are then rounded to complex64.
 """
 
@@ -10,7 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.bundle.layout import ANALYSIS_WINDOW, SYNTHESIS_WINDOW
+from firmware_host.bundle.layout import (
+    ANALYSIS_WINDOW,
+    LONG_ANALYSIS_WINDOW,
+    LONG_SYNTHESIS_WINDOW,
+    SYNTHESIS_WINDOW,
+)
+from firmware_host.bundle.windows import rise_fall_window, span_synthesis_window
 
 
 def hann_periodic(n_fft: int) -> np.ndarray:
@@ -28,8 +36,23 @@ def hann_periodic_ola(n_fft: int, hop: int) -> np.ndarray:
     return window / np.tile(overlap, n_fft // hop)
 
 
-ANALYSIS_WINDOWS = {ANALYSIS_WINDOW: lambda n_fft, hop: hann_periodic(n_fft)}
-SYNTHESIS_WINDOWS = {SYNTHESIS_WINDOW: hann_periodic_ola}
+ANALYSIS_WINDOWS = {
+    ANALYSIS_WINDOW: lambda n_fft, hop: hann_periodic(n_fft),
+    LONG_ANALYSIS_WINDOW: lambda n_fft, hop: rise_fall_window(n_fft),
+}
+SYNTHESIS_WINDOWS = {
+    SYNTHESIS_WINDOW: hann_periodic_ola,
+    LONG_SYNTHESIS_WINDOW: lambda n_fft, hop: span_synthesis_window(n_fft, hop),
+}
+
+
+def window_span(window: np.ndarray, hop: int) -> int:
+    """Trailing samples of a synthesis window from its first nonzero hop on (a whole number
+    of hops): the part of each frame the synthesizer needs to overlap-add."""
+    window = np.asarray(window)
+    nonzero = np.flatnonzero(window)
+    first = int(nonzero[0]) if nonzero.size else window.size - hop
+    return window.size - (first // hop) * hop
 
 
 def make_window(name: str, n_fft: int, hop: int, analysis: bool) -> np.ndarray:
@@ -69,14 +92,16 @@ class StreamAnalyzer:
 
 
 class StreamSynthesizer:
-    """Overlap-adds frames of several channels (sources); each frame releases one hop."""
+    """Overlap-adds the windowed span of frames of several channels (sources); each frame
+    releases one hop, ``span - hop`` samples after the newest sample of its frame arrived."""
 
     def __init__(self, n_fft: int, hop: int, window: np.ndarray, channels: int):
         self.n_fft = n_fft
         self.hop = hop
-        self.window = np.asarray(window, dtype=np.float64)
+        self.span = window_span(window, hop)
+        self.window = np.asarray(window, dtype=np.float64)[n_fft - self.span :]
         self.channels = channels
-        self.tail = np.zeros((channels, n_fft - hop))
+        self.tail = np.zeros((channels, self.span - hop))
 
     def reset(self) -> None:
         self.tail[:] = 0.0
@@ -86,11 +111,11 @@ class StreamSynthesizer:
         spectra = np.asarray(spectra)
         channels, frames = spectra.shape[0], spectra.shape[1]
         segments = np.fft.irfft(spectra.astype(np.complex128), n=self.n_fft, axis=-1)
-        segments *= self.window
+        segments = segments[:, :, self.n_fft - self.span :] * self.window
         hop = self.hop
-        buffer = np.zeros((channels, (frames - 1) * hop + self.n_fft))
-        buffer[:, : self.n_fft - hop] += self.tail
-        for k in range(self.n_fft // hop):  # part k of every frame lands on a hop-aligned grid
+        buffer = np.zeros((channels, (frames - 1) * hop + self.span))
+        buffer[:, : self.span - hop] += self.tail
+        for k in range(self.span // hop):  # part k of every frame lands on a hop-aligned grid
             part = segments[:, :, k * hop : (k + 1) * hop].reshape(channels, frames * hop)
             buffer[:, k * hop : k * hop + frames * hop] += part
         self.tail = buffer[:, frames * hop :].copy()

@@ -1,5 +1,6 @@
-"""The per-hop loop of docs/bundle.md: STFT -> input transform -> quantize -> invoke every K
-frames -> masks -> states carried -> per-source inverse STFT -> int16.
+"""The per-hop loop of docs/bundle.md: STFT -> input transform (and pooling) -> quantize ->
+invoke every K frames -> masks (spread from pairs to bins) -> states carried -> per-source
+inverse STFT -> int16.
 
 ``StreamingSeparator.process`` takes any whole number of hops and returns as many samples per
 source; the output lags the input by ``bundle.delay_samples`` (the synthesis overlap plus K - 1
@@ -13,7 +14,7 @@ import time
 
 import numpy as np
 
-from firmware_host.bundle.features import input_features, magnitude
+from firmware_host.bundle.features import input_features, magnitude, spread_pairs
 from firmware_host.bundle.manifest import Bundle
 from firmware_host.bundle.quantization import round_half_away
 
@@ -61,10 +62,17 @@ class StreamingSeparator:
         self.backlog = np.zeros((self.sources, lead), dtype=np.float64)
 
     def features(self, spectra: np.ndarray) -> np.ndarray:
-        """The model's float32 input for spectra ``(K, bins)``: the manifest's transform of |X|."""
+        """The model's float32 input ``(K, features)`` for spectra ``(K, bins)``: the manifest's
+        transform of |X| (bins from ``pool_above`` up averaged in pairs)."""
+        bundle = self.bundle
         return input_features(
-            magnitude(spectra), self.bundle.transform_kind, self.bundle.transform_gain
+            magnitude(spectra), bundle.transform_kind, bundle.transform_gain, bundle.pool_above
         )
+
+    def bin_masks(self, masks: np.ndarray) -> np.ndarray:
+        """Masks ``(..., features, S)`` of the model's positions -> ``(..., bins, S)``: each
+        pooled pair's masks on both of its bins."""
+        return spread_pairs(masks, self.bundle.pool_above)
 
     def run_model(self, quantized: np.ndarray):
         """One invoke on a quantized input ``(1, K, bins)``, carrying the states.
@@ -89,12 +97,14 @@ class StreamingSeparator:
         return raw, micros
 
     def invoke(self, spectra: np.ndarray):
-        """One model run on K spectra; returns masks ``(K, bins, S)`` float32 and microseconds."""
+        """One model run on K spectra; returns the model's masks ``(K, features, S)`` float32
+        (one per input position: :meth:`bin_masks` spreads pooled pairs) and microseconds."""
         return self.invoke_features(self.features(spectra))
 
     def invoke_features(self, features: np.ndarray):
-        """One model run on K frames of model input ``(K, bins)`` float32: quantize, invoke
-        (carrying the states), dequantize; returns masks ``(K, bins, S)`` and microseconds."""
+        """One model run on K frames of model input ``(K, features)`` float32: quantize, invoke
+        (carrying the states), dequantize; returns masks ``(K, features, S)`` and
+        microseconds."""
         quantized = self.bundle.input.quantize(np.asarray(features, dtype=np.float32)[None])
         raw, micros = self.run_model(quantized)
         return self.bundle.output.dequantize(raw)[0], micros
@@ -124,7 +134,7 @@ class StreamingSeparator:
                 block, spent = self.run_model(quantized[None, start : start + step])
                 raw[start : start + step] = block[0]
                 micros += spent
-            masks = self.bundle.output.dequantize(raw)
+            masks = self.bin_masks(self.bundle.output.dequantize(raw))
             # source s of frame t: mask[t, :, s] * X[t] (mixture phase)
             separated = np.moveaxis(masks, -1, 0) * frames[None]
             audio = self.synthesizer.push(separated)

@@ -13,17 +13,19 @@ import json
 import os
 import re
 
-from .features import TRANSFORMS
+from .features import TRANSFORMS, pooled_count
 from .layout import (
-    ANALYSIS_WINDOW,
+    DEFAULT_FRAMING,
     EDGETPU_REPORT,
     FORMAT,
     FORMAT_VERSIONS,
+    FRAMINGS,
     FULL_INTEGER,
+    LONG_FORMAT_VERSION,
     MANIFEST_FILE,
     QUANTIZATIONS,
     SAMPLE_RATE,
-    SYNTHESIS_WINDOW,
+    Framing,
 )
 from .quantization import REQUANTIZE
 from .tensors import BundleError, StatePair, TensorSpec, state_rule
@@ -79,6 +81,53 @@ def check_source_names(sources, where: str) -> list[str]:
     return list(sources)
 
 
+def _listed(values) -> str:
+    """``'a', 'b' or 'c'``."""
+    shown = [repr(v) for v in values]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
+def check_framing(audio: dict, version: int, at: str) -> Framing:
+    """The known framing ``audio`` names (its windows and ``n_fft``) that bundle format
+    ``version`` may use; BundleError naming the field and what is known otherwise."""
+    usable = [f for f in FRAMINGS.values() if f.format_version <= version]
+    known = ", ".join(f"{f.name} (n_fft {f.n_fft}, {f.analysis_window} / {f.synthesis_window}"
+                      f", format_version >= {f.format_version})" for f in FRAMINGS.values())
+    chosen = []
+    for key in ("analysis_window", "synthesis_window"):
+        value = _get(audio, key, at)
+        names = [getattr(f, key) for f in usable]
+        if value not in names:
+            later = [f for f in FRAMINGS.values() if getattr(f, key) == value]
+            if later and isinstance(value, str):
+                raise BundleError(
+                    f"{at}.{key} {value!r} belongs to the {later[0].name} framing, which needs "
+                    f"format_version {later[0].format_version}; this manifest is format_version "
+                    f"{version} (known framings: {known})"
+                )
+            raise BundleError(
+                f"{at}.{key} must be {_listed(names)} (known framings: {known}), "
+                f"got {_shown(value)}"
+            )
+        chosen.append(usable[names.index(value)])
+    framing = chosen[0]
+    if chosen[1] is not framing:
+        raise BundleError(
+            f"{at}.synthesis_window {framing.synthesis_window!r} is the one that pairs with "
+            f"analysis_window {framing.analysis_window!r} (the {framing.name} framing), got "
+            f"{chosen[1].synthesis_window!r} (known framings: {known})"
+        )
+    n_fft = _positive_int(_get(audio, "n_fft", at), at + ".n_fft")
+    # The Hann pair is defined at any n_fft that is a multiple of the hop (format 1 readers
+    # always took it so); the other windows only at their own n_fft.
+    if n_fft != framing.n_fft and framing.name != DEFAULT_FRAMING:
+        raise BundleError(
+            f"{at}.n_fft must be {framing.n_fft} for the {framing.name} framing's windows, "
+            f"got {n_fft} (known framings: {known})"
+        )
+    return framing
+
+
 def _get(section, key: str, where: str):
     if not isinstance(section, dict) or key not in section:
         raise BundleError(f"{where}.{key} is missing")
@@ -88,6 +137,30 @@ def _get(section, key: str, where: str):
 def _positive_int(value, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise BundleError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _pool_above(transform: dict, n_bins: int, version: int, where: str) -> int:
+    """``input.transform.pool_above``: 0 when absent; else a bin index with an even number
+    (at least 2) of bins from it to the last, in a manifest of format ``LONG_FORMAT_VERSION``
+    or later."""
+    if "pool_above" not in transform:
+        return 0
+    value = transform["pool_above"]
+    field = f"{where}: input.transform.pool_above"
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BundleError(f"{field} must be a bin index (an integer >= 0), got {_shown(value)}")
+    if value and version < LONG_FORMAT_VERSION:
+        raise BundleError(
+            f"{field} needs format_version {LONG_FORMAT_VERSION} (pooled inputs are read from "
+            f"that version on); this manifest is format_version {version}"
+        )
+    upper = n_bins - value
+    if value and (upper < 2 or upper % 2):
+        raise BundleError(
+            f"{field} must leave an even number of bins (at least 2) from it to the last of "
+            f"the {n_bins} bins (bins from it up are averaged in pairs), got {value}"
+        )
     return value
 
 
@@ -121,7 +194,7 @@ class Bundle:
         if version not in FORMAT_VERSIONS:
             raise BundleError(
                 f"{where}: format_version {version!r} is not supported by this agent "
-                f"(it reads the JSON number {', '.join(str(v) for v in FORMAT_VERSIONS)})"
+                f"(it reads the JSON numbers {', '.join(str(v) for v in FORMAT_VERSIONS)})"
             )
         model = _get(manifest, "model", where)
         self.model_file = _get(model, "file", where + ": model")
@@ -168,21 +241,26 @@ class Bundle:
         self.frames_per_invoke = _positive_int(
             _get(audio, "frames_per_invoke", at), at + ".frames_per_invoke"
         )
-        # From a sample's arrival to its output: the framing delay and the hop it waits for.
+        self.framing = check_framing(audio, version, at)
+        self.analysis_window = self.framing.analysis_window
+        self.synthesis_window = self.framing.synthesis_window
+        if self.hop != self.framing.hop and self.framing.name != DEFAULT_FRAMING:
+            raise BundleError(
+                f"{at}.hop_samples must be {self.framing.hop} for the {self.framing.name} "
+                f"framing, got {self.hop}"
+            )
+        # From a sample's arrival to its output: the synthesis span and the invoke's buffering.
         latency = _get(audio, "latency_samples", at)
-        expected_latency = self.n_fft + (self.frames_per_invoke - 1) * self.hop
+        # the synthesis window's nonzero tail: all of a Hann frame, 512 of a long one
+        self.synthesis_span = self.n_fft - (self.framing.n_fft - self.framing.synthesis_span)
+        expected_latency = self.synthesis_span + (self.frames_per_invoke - 1) * self.hop
         if not isinstance(latency, int) or isinstance(latency, bool) or latency != expected_latency:
             raise BundleError(
-                f"{at}.latency_samples must be n_fft + (frames_per_invoke - 1) * hop_samples "
-                f"= {expected_latency}, got {latency!r}"
+                f"{at}.latency_samples must be the synthesis span ({self.synthesis_span} "
+                f"samples for the {self.framing.name} framing) + (frames_per_invoke - 1) * "
+                f"hop_samples = {expected_latency}, got {latency!r}"
             )
         self.latency_samples = latency
-        self.analysis_window = _get(audio, "analysis_window", at)
-        self.synthesis_window = _get(audio, "synthesis_window", at)
-        for key, value, known in (("analysis_window", self.analysis_window, ANALYSIS_WINDOW),
-                                  ("synthesis_window", self.synthesis_window, SYNTHESIS_WINDOW)):
-            if value != known:
-                raise BundleError(f"{at}.{key} must be {known!r}, got {_shown(value)}")
         self.n_bins = self.n_fft // 2 + 1
 
         self.sources = check_source_names(_get(manifest, "sources", where), where + ": sources")
@@ -203,20 +281,35 @@ class Bundle:
                     f"{where}: input.transform.gain must be a positive number, got {gain!r}"
                 )
             self.transform_gain = float(gain)
-        expected_in = (1, self.frames_per_invoke, self.n_bins)
+        self.pool_above = _pool_above(transform, self.n_bins, version, where)
+        self.n_features = pooled_count(self.n_bins, self.pool_above)
+        expected_in = (1, self.frames_per_invoke, self.n_features)
+        features_rule = "n_fft/2+1"
+        if self.pool_above:
+            features_rule = (f"pool_above + (n_fft/2+1 - pool_above)/2 = {self.pool_above} + "
+                             f"{self.n_bins - self.pool_above}/2")
         if self.input.shape != expected_in:
             raise BundleError(
-                f"{where}: input.shape must be {list(expected_in)} (frames_per_invoke, n_fft/2+1), "
-                f"got {list(self.input.shape)}"
+                f"{where}: input.shape must be {list(expected_in)} (frames_per_invoke, "
+                f"{features_rule}), got {list(self.input.shape)}"
             )
         if FULL_INTEGER.get(self.quantization) and not self.input.quantized:
             raise BundleError(f"{where}: a {self.quantization} bundle must have an integer input")
-        self.output = TensorSpec.from_json(_get(manifest, "output", where), where + ": output")
+        output = _get(manifest, "output", where)
+        self.output = TensorSpec.from_json(output, where + ": output")
+        output_pool = output.get("pool_above", 0)
+        if (not isinstance(output_pool, int) or isinstance(output_pool, bool)
+                or output_pool != self.pool_above):
+            raise BundleError(
+                f"{where}: output.pool_above must equal input.transform.pool_above "
+                f"({self.pool_above}: the masks cover the model's input positions, each pair's "
+                f"masks spread to both of its bins), got {_shown(output_pool)}"
+            )
         expected_out = expected_in + (len(self.sources),)
         if self.output.shape != expected_out:
             raise BundleError(
-                f"{where}: output.shape must be {list(expected_out)} (one mask per source), "
-                f"got {list(self.output.shape)}"
+                f"{where}: output.shape must be {list(expected_out)} (one mask per source "
+                f"and input position), got {list(self.output.shape)}"
             )
 
         states = manifest.get("states", [])
@@ -249,8 +342,8 @@ class Bundle:
 
     @property
     def delay_samples(self) -> int:
-        """How far the separated stream lags the input: n_fft - hop + (K - 1) * hop."""
-        return self.n_fft - self.hop + (self.frames_per_invoke - 1) * self.hop
+        """How far the separated stream lags the input: span - hop + (K - 1) * hop."""
+        return self.synthesis_span - self.hop + (self.frames_per_invoke - 1) * self.hop
 
     def input_specs(self) -> list:
         """The manifest's model inputs: the spectral input, then the state inputs."""

@@ -1,10 +1,13 @@
-"""Offline STFT / inverse STFT for 16 kHz mono: 512-sample window, hop 128.
+"""Offline STFT / inverse STFT for 16 kHz mono: 512-sample window, hop 128, or another
+framing of ``firmware_host.bundle.layout.FRAMINGS`` (``framing=``).
 
 Framing is *causal*: frame ``t`` covers samples ``[t*hop - (n_fft - hop), t*hop + hop)``,
 i.e. it ends with the hop that arrived last. The signal is padded with ``n_fft - hop``
 zeros in front, so a streaming analyser that starts from a zeroed buffer produces the
 very same frames. Analysis uses a periodic Hann window; synthesis uses the Hann window
 scaled so that the window pair overlap-adds to exactly one (perfect reconstruction).
+The long framing (``long1024``) frames 1024 samples the same way with its own window pair
+(``firmware_host.bundle.windows``), which overlap-adds to one as well.
 """
 
 from __future__ import annotations
@@ -12,7 +15,25 @@ from __future__ import annotations
 import numpy as np
 
 # The framing is the deploy bundle's: one definition for the models, the exporter and boards.
-from firmware_host.bundle.layout import HOP_SAMPLES, N_FFT
+from firmware_host.bundle.layout import DEFAULT_FRAMING, HOP_SAMPLES, N_FFT, Framing, get_framing
+from firmware_host.bundle.windows import rise_fall_window, span_synthesis_window
+
+
+def framing_windows(framing: str | Framing = DEFAULT_FRAMING) -> tuple[np.ndarray, np.ndarray]:
+    """``(analysis, synthesis)`` windows (float64) of a framing, by name or as a Framing."""
+    framing = get_framing(framing)
+    if framing.name == DEFAULT_FRAMING:
+        return analysis_window(framing.n_fft), synthesis_window(framing.n_fft, framing.hop)
+    return (rise_fall_window(framing.n_fft),
+            span_synthesis_window(framing.n_fft, framing.hop, framing.synthesis_span))
+
+
+def _sizes(n_fft: int, hop: int, framing) -> tuple[int, int]:
+    """``(n_fft, hop)`` of ``framing`` when given, else the ones passed."""
+    if framing is None:
+        return n_fft, hop
+    framing = get_framing(framing)
+    return framing.n_fft, framing.hop
 
 
 def analysis_window(n_fft: int = N_FFT) -> np.ndarray:
@@ -34,17 +55,22 @@ def synthesis_window(n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
     return wa / overlap[0]
 
 
-def frame_count(n_samples: int, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> int:
-    """Frames the offline STFT gives for ``n_samples``.
+def frame_count(n_samples: int, n_fft: int = N_FFT, hop: int = HOP_SAMPLES,
+                framing: str | Framing | None = None) -> int:
+    """Frames the offline STFT gives for ``n_samples`` (at ``framing``, when given).
 
     One frame per (zero-padded) hop, plus ``n_fft // hop - 1`` frames that flush the
     tail so that every sample is covered by all the windows it needs.
     """
+    n_fft, hop = _sizes(n_fft, hop, framing)
     return -(-int(n_samples) // hop) + n_fft // hop - 1
 
 
-def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
+def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES,
+         framing: str | Framing | None = None) -> np.ndarray:
     """Complex STFT of mono audio, shape ``(frames, n_fft // 2 + 1)``, time-major."""
+    window = analysis_window(n_fft) if framing is None else framing_windows(framing)[0]
+    n_fft, hop = _sizes(n_fft, hop, framing)
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"stft expects mono audio of shape (samples,), got shape {x.shape}")
@@ -52,21 +78,25 @@ def stft(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.nd
     padded = np.zeros((n_frames - 1) * hop + n_fft)
     padded[n_fft - hop : n_fft - hop + len(x)] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-    spec = np.fft.rfft(frames * analysis_window(n_fft), axis=-1)
+    spec = np.fft.rfft(frames * window, axis=-1)
     return spec.astype(np.complex64)
 
 
 def istft(
-    spec: np.ndarray, length: int | None = None, n_fft: int = N_FFT, hop: int = HOP_SAMPLES
+    spec: np.ndarray, length: int | None = None, n_fft: int = N_FFT, hop: int = HOP_SAMPLES,
+    framing: str | Framing | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`stft` by weighted overlap-add; ``length`` trims to the original size."""
+    if framing is None:
+        window = synthesis_window(n_fft, hop)
+    else:
+        window = framing_windows(framing)[1]
+        n_fft, hop = _sizes(n_fft, hop, framing)
     spec = np.asarray(spec)
     if spec.ndim != 2 or spec.shape[1] != n_fft // 2 + 1:
         raise ValueError(f"istft expects shape (frames, {n_fft // 2 + 1}), got {spec.shape}")
     n_frames = spec.shape[0]
-    frames = np.fft.irfft(spec.astype(np.complex128), n=n_fft, axis=-1) * synthesis_window(
-        n_fft, hop
-    )
+    frames = np.fft.irfft(spec.astype(np.complex128), n=n_fft, axis=-1) * window
     out = np.zeros((n_frames - 1) * hop + n_fft)
     for k in range(n_fft // hop):
         # Segment k of every frame lands on a hop-aligned grid: add them all at once.

@@ -21,11 +21,13 @@ from tinysep.models.registry import (
 from tinysep.models.separate import predict_masks, separate
 from tinysep.models.streaming import (
     StreamingSpec,
+    bin_masks,
     compress_magnitude,
     iterate_streaming,
     make_streaming_model,
     run_streaming,
     serving_function,
+    stream_features,
     streaming_spec,
 )
 
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "MODELS",
     "StreamingSpec",
+    "bin_masks",
     "build_model",
     "compress_magnitude",
     "count_macs",
@@ -56,5 +59,6 @@ __all__ = [
     "save_model",
     "separate",
     "serving_function",
+    "stream_features",
     "streaming_spec",
 ]

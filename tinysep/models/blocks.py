@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from firmware_host.bundle.layout import DEFAULT_FRAMING, Framing, get_framing
 from tinysep.data.sources import check_sources
 from tinysep.models.causal import conv1x1
 from tinysep.models.layers import AppendZero, FrameGroupNorm, ReduceMean
@@ -44,6 +45,16 @@ def check_sources_param(params: dict) -> None:
     """Raise ValueError unless ``params["sources"]`` is a valid source set (see
     :func:`tinysep.data.sources.check_sources`)."""
     check_sources(params["sources"], "sources")
+
+
+def params_framing(params: dict) -> Framing:
+    """The STFT framing a model's parameters name (``framing``; the default when absent)."""
+    return get_framing(params.get("framing", DEFAULT_FRAMING))
+
+
+def params_bins(params: dict) -> int:
+    """Bins of the spectra a model with these parameters sees (and masks)."""
+    return params_framing(params).n_bins
 
 
 def _groups_for(channels: int, wanted: int) -> int:

@@ -29,6 +29,16 @@ part) reads apart from one that just began; it carries one state value per bin. 
 that mean moves in whole steps of its state's scale, so it can stall while a bin stays
 within about half a step / (1 - decay) of it.
 
+``framing`` picks the STFT the model sees (``hann512``: 512 / 128, 257 bins, the default;
+``long1024``: 1024 / 128 with the same latency, 513 bins). ``pool_above`` (a bin index, 0:
+off) averages the bins from that one up in pairs on the input side and gives one mask logit
+per pair, copied to both its bins: with ``long1024``, ``pool_above=257`` keeps every bin
+below 4 kHz and sees 385 features, so the ``tiny`` model with ``mask=anchored`` holds the
+weights of today's softmax ``tiny``. It excludes ``encoder`` and ``refine`` (they look at
+neighbouring bins, which pooling merges). The whole-clip model pools and spreads in its
+graph; its streaming form for a bundle (``body(..., pooled=True)``) takes the pooled
+features and gives one mask per pair, the board doing both (docs/bundle.md).
+
 ``mask_delay`` (frames, 0 in the presets) trades latency for a look ahead: the masks the
 model gives at frame ``t`` belong to the mixture frame ``t - mask_delay``, so every mask is
 computed from that many frames after its own (:func:`tinysep.models.mask_delay_frames`).
@@ -48,7 +58,7 @@ import tf_keras as keras
 
 from tinysep.data.clip import SOURCES
 from tinysep.data.sources import STEMS
-from tinysep.dsp import N_BINS
+from tinysep.dsp import DEFAULT_FRAMING, FRAMINGS
 from tinysep.models.attention import ATTENTIONS, output_gate, selective_kernel
 from tinysep.models.blocks import (
     MAX_OPTION_INT,
@@ -59,8 +69,10 @@ from tinysep.models.blocks import (
     mask_head,
     mask_logit_count,
     norm_relu,
+    params_bins,
 )
 from tinysep.models.causal import Graph, causal_depthwise, conv1x1
+from tinysep.models.layers import SliceAxis
 
 L = keras.layers
 
@@ -100,6 +112,8 @@ DEFAULTS = {
     "refine_kernel": 5,  # bins each refiner conv sees
     "background": 0,  # time constant (frames) of the refiner's per-bin running mean (0: none)
     "mask_delay": 0,  # frames the masks lag their mixture frame (a look ahead; 0: none)
+    "framing": DEFAULT_FRAMING,  # the STFT the model sees: "hann512" or "long1024"
+    "pool_above": 0,  # first bin averaged in pairs with its neighbour (0: no pooling)
 }
 
 PRESETS = {
@@ -142,6 +156,19 @@ def validate(params: dict) -> None:
         raise ValueError("background feeds the refiner: it needs refine > 0")
     if params["kernel"] < 2:
         raise ValueError(f"kernel must be >= 2 frames, got {params['kernel']}")
+    if params["framing"] not in FRAMINGS:
+        raise ValueError(f"framing must be one of {sorted(FRAMINGS)}, got {params['framing']!r}")
+    check_int_options(params, ("pool_above",), minimum=0)
+    pool = params["pool_above"]
+    bins = params_bins(params)
+    if pool and (pool >= bins - 1 or (bins - pool) % 2):
+        raise ValueError(
+            f"pool_above must leave an even number of bins (at least 2) from it to the last of "
+            f"the {bins} bins of framing {params['framing']!r}, got {pool}"
+        )
+    if pool and (params["encoder"] or params["refine"]):
+        raise ValueError("pool_above cannot be combined with encoder or refine (they look at "
+                         "neighbouring bins, which pooling merges)")
 
 
 def _block(graph: Graph, x, name: str, dilation: int, p: dict):
@@ -182,11 +209,49 @@ def _encoder(bins, p: dict):
     return L.Reshape((-1, 1, positions * channels), name="enc_flat")(x)
 
 
+def feature_count(p: dict) -> int:
+    """Features per frame the network sees: every bin, or with ``pool_above`` the bins
+    below it and one per pair of bins from it on."""
+    bins, pool = params_bins(p), p["pool_above"]
+    return pool + (bins - pool) // 2 if pool else bins
+
+
+def pool_features(features, p: dict):
+    """``(B, T, bins)`` -> ``(B, T, features)``: the bins from ``pool_above`` on averaged in
+    pairs (slices, an average pool over (1, 2) and a concatenation)."""
+    pool = p["pool_above"]
+    if not pool:
+        return features
+    upper = params_bins(p) - pool
+    fine = SliceAxis(-1, 0, pool, name="fine_bins")(features)
+    up = SliceAxis(-1, pool, pool + upper, name="upper_bins")(features)
+    up = L.Reshape((-1, upper, 1), name="upper_as_image")(up)
+    up = L.AveragePooling2D((1, 2), name="upper_pool")(up)
+    up = L.Reshape((-1, upper // 2), name="upper_pooled")(up)
+    return L.Concatenate(axis=-1, name="pooled_feats")([fine, up])
+
+
+def spread_logits(logits, p: dict, n_logits: int):
+    """The mask projection ``(B, T, 1, features * n_logits)`` (source fastest) ->
+    ``(B, T, bins, n_logits)``, each pair's logits on both of its bins."""
+    bins, pool = params_bins(p), p["pool_above"]
+    if not pool:
+        return L.Reshape((-1, bins, n_logits), name="to_masks")(logits)
+    pairs = (bins - pool) // 2
+    fine = SliceAxis(-1, 0, pool * n_logits, name="fine_logits")(logits)
+    up = SliceAxis(-1, pool * n_logits, None, name="upper_logits")(logits)
+    up = L.Reshape((-1, pairs, n_logits), name="upper_col")(up)
+    up = L.Concatenate(axis=-1, name="upper_twice")([up, up])
+    up = L.Reshape((-1, 1, 2 * pairs * n_logits), name="upper_spread")(up)
+    both = L.Concatenate(axis=-1, name="logits_all_bins")([fine, up])
+    return L.Reshape((-1, bins, n_logits), name="to_masks")(both)
+
+
 def _input_projection(normed, bins, p: dict):
     """Each frame's ``residual`` channels: a linear view of all bins, plus, with an encoder,
     a projection of its local features. That projection starts at zero, so a model grown
     by an encoder starts as the model it was grown from."""
-    frames = L.Reshape((-1, 1, N_BINS), name="to_frames")(normed)
+    frames = L.Reshape((-1, 1, feature_count(p)), name="to_frames")(normed)
     x = conv1x1(frames, p["residual"], "in_proj")
     if not p["encoder"]:
         return x
@@ -210,20 +275,38 @@ def _refine(graph: Graph, logits, bins, p: dict):
     return L.Add(name="refined")([logits, x])
 
 
-def body(graph: Graph, features, p: dict):
-    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
-    n_logits = mask_logit_count(len(p["sources"]), p["mask"])
-    normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
-    bins = None
-    if p["encoder"] or p["refine"]:
-        bins = L.Reshape((-1, N_BINS, 1), name="to_bins")(normed)
-    x = _input_projection(normed, bins, p)
+def _blocks(graph: Graph, x, p: dict):
+    """The residual stacks and the output ReLU."""
     for r in range(p["repeats"]):
         for b in range(p["blocks"]):
             x = _block(graph, x, f"s{r}b{b}", 2**b, p)
-    x = L.Activation("relu", name="out_relu")(x)
-    logits = conv1x1(x, n_logits * N_BINS, MASK_PROJECTION)
-    logits = L.Reshape((-1, N_BINS, n_logits), name="to_masks")(logits)
+    return L.Activation("relu", name="out_relu")(x)
+
+
+def body(graph: Graph, features, p: dict, pooled: bool = False):
+    """Compressed magnitudes ``(B, T, bins)`` -> masks ``(B, T, bins, sources)``.
+
+    ``pooled`` (with ``pool_above``): the features arrive pooled ``(B, T, features)`` and the
+    masks leave per position ``(B, T, features, sources)``, one per pair above
+    ``pool_above``: the board pools and spreads them (the bundle's streaming model), so the
+    graph holds no slices, pooling or concatenations for it. Same layers and weights.
+    """
+    n_logits = mask_logit_count(len(p["sources"]), p["mask"])
+    n_bins = params_bins(p)
+    if pooled and p["pool_above"]:
+        normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
+        x = _input_projection(normed, None, p)
+        x = _blocks(graph, x, p)
+        logits = conv1x1(x, n_logits * feature_count(p), MASK_PROJECTION)
+        logits = L.Reshape((-1, feature_count(p), n_logits), name="to_masks")(logits)
+        return mask_head(logits, feature_count(p), p["mask"])
+    normed = L.BatchNormalization(axis=-1, name="input_norm")(pool_features(features, p))
+    bins = None
+    if p["encoder"] or p["refine"]:
+        bins = L.Reshape((-1, n_bins, 1), name="to_bins")(normed)
+    x = _blocks(graph, _input_projection(normed, bins, p), p)
+    logits = conv1x1(x, n_logits * feature_count(p), MASK_PROJECTION)
+    logits = spread_logits(logits, p, n_logits)
     if p["refine"]:
         logits = _refine(graph, logits, bins, p)
-    return mask_head(logits, N_BINS, p["mask"])
+    return mask_head(logits, n_bins, p["mask"])

@@ -3,7 +3,8 @@
 A model is fully described by a JSON-able config ``{"name", "preset", "options"}``;
 :func:`model_from_config` rebuilds it and :func:`save_model` / :func:`load_model` store
 ``config.json`` plus the weights in a folder. The whole-clip model maps raw STFT
-magnitudes ``(batch, frames, 257)`` to masks ``(batch, frames, 257, S)``, one per name of
+magnitudes ``(batch, frames, bins)`` to masks ``(batch, frames, bins, S)`` (257 bins, or 513
+with the ``long1024`` framing), one per name of
 its ``sources`` parameter, in that order (default ``tinysep.data.clip.SOURCES``; a config
 saved before sources existed has no such key and means those two).
 """
@@ -23,9 +24,9 @@ import tf_keras as keras
 import tinysep
 from firmware_host.bundle.manifest import check_source_names
 from tinysep.data.clip import SOURCES
-from tinysep.dsp import N_BINS
+from tinysep.dsp import Framing
 from tinysep.models import dualgate_tcn, unet_se_sru
-from tinysep.models.blocks import anchor_logits
+from tinysep.models.blocks import anchor_logits, params_framing
 from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
 
@@ -151,9 +152,15 @@ def _check_config(config) -> dict:
     return checked
 
 
-def build_body(graph: Graph, config: dict, features):
-    """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form."""
-    return get_spec(config["name"]).module.body(graph, features, resolved_params(config))
+def build_body(graph: Graph, config: dict, features, pooled: bool = False):
+    """Masks tensor for ``features`` (compressed magnitudes) in ``graph``'s form. ``pooled``:
+    a model with ``pool_above`` takes its features pooled and gives one mask per position
+    (the bundle's form; the board pools and spreads)."""
+    params = resolved_params(config)
+    module = get_spec(config["name"]).module
+    if pooled and params.get("pool_above"):
+        return module.body(graph, features, params, pooled=True)
+    return module.body(graph, features, params)
 
 
 def model_from_config(config: dict) -> keras.Model:
@@ -161,7 +168,7 @@ def model_from_config(config: dict) -> keras.Model:
     config = _check_config(config)
     params = resolved_params(config)
     graph = Graph(streaming=False)
-    magnitude = graph.input((N_BINS,), "magnitude")
+    magnitude = graph.input((params_framing(params).n_bins,), "magnitude")
     features = LogCompression(params["input_gain"], name="compress")(magnitude)
     masks = build_body(graph, config, features)
     model = keras.Model(magnitude, masks, name=config["name"].replace("-", "_"))
@@ -357,6 +364,13 @@ def mask_delay_frames(model_or_config: keras.Model | dict) -> int:
     model without the ``mask_delay`` option)."""
     params = _params_of(model_or_config)
     return 0 if params is None else int(params.get("mask_delay", 0))
+
+
+def model_framing(model_or_config: keras.Model | dict) -> Framing:
+    """The STFT framing a model (or a model config) sees (the default for a model without
+    the ``framing`` option)."""
+    params = _params_of(model_or_config)
+    return params_framing({} if params is None else params)
 
 
 def count_params(model: keras.Model) -> int:

@@ -5,20 +5,22 @@ from __future__ import annotations
 import numpy as np
 import tf_keras as keras
 
-from tinysep.dsp import N_BINS, istft, magnitude, stft
-from tinysep.models.registry import mask_delay_frames, model_sources
+from tinysep.dsp import istft, magnitude, stft
+from tinysep.models.registry import mask_delay_frames, model_framing, model_sources
 
 
 def predict_masks(model: keras.Model, mixture_magnitude: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, S)`` for a magnitude spectrogram ``(T, 257)``, S the model's sources.
+    """Masks ``(T, bins, S)`` for a magnitude spectrogram ``(T, bins)`` (the bins of the
+    model's framing), S the model's sources.
 
     A model with a look ahead (``mask_delay``) is fed that many silent frames after the
     clip, and its masks are moved back onto the frames they belong to."""
     mag = np.asarray(mixture_magnitude, np.float32)
-    if mag.ndim != 2 or mag.shape[1] != N_BINS:
-        raise ValueError(f"mixture magnitude must have shape (frames, {N_BINS}), got {mag.shape}")
+    bins = model_framing(model).n_bins
+    if mag.ndim != 2 or mag.shape[1] != bins:
+        raise ValueError(f"mixture magnitude must have shape (frames, {bins}), got {mag.shape}")
     delay = mask_delay_frames(model)
-    fed = np.concatenate([mag, np.zeros((delay, N_BINS), np.float32)]) if delay else mag
+    fed = np.concatenate([mag, np.zeros((delay, bins), np.float32)]) if delay else mag
     masks = np.asarray(model(fed[None], training=False))[0][delay:]
     sources = model_sources(model)
     if masks.shape != (*mag.shape, len(sources)):
@@ -37,9 +39,10 @@ def separate(model: keras.Model, mixture: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError(
             f"mixture must be non-empty mono audio (samples,), got shape {audio.shape}"
         )
-    spec = stft(audio)
+    framing = model_framing(model)
+    spec = stft(audio, framing=framing)
     masks = predict_masks(model, magnitude(spec))
     return {
-        source: istft(spec * masks[..., i], length=len(audio))
+        source: istft(spec * masks[..., i], length=len(audio), framing=framing)
         for i, source in enumerate(model_sources(model))
     }

@@ -6,6 +6,15 @@ The streaming model's first input is ``features = log1p(gain * |X|)`` (see
 and a linear int8 quantizer on raw magnitudes would keep only ~48 dB of their ~100 dB
 range, so the compression runs in float on the board before the input is quantized.
 ``input="magnitude"`` keeps the compression inside (float use only).
+
+A model with ``pool_above`` (``dualgate-tcn``) streams in the bundle's pooled form: its
+``features`` input holds the pooled features ``(1, K, features)``
+(:func:`firmware_host.bundle.features.input_features` with ``pool_above``) and its masks
+are one per input position ``(1, K, features, sources)``; the board spreads each pair's
+masks to both bins (:func:`firmware_host.bundle.features.spread_pairs`). The spec records
+``pool_above`` in ``input.transform`` and ``output``. The float-only ``input="magnitude"``
+form keeps the pooling and spreading in its graph (pooling comes after the compression, which
+that form computes inside): magnitudes of every bin in, masks of every bin out.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tinysep.dsp import HOP_SAMPLES, N_BINS, N_FFT
+from firmware_host.bundle.features import pool_pairs, pooled_count, spread_pairs
+from tinysep.models.blocks import params_framing
 from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
 from tinysep.models.registry import build_body, model_config, resolved_params
@@ -66,11 +76,14 @@ def make_streaming_model(
     reason = offline_only_reason(config)
     if reason:
         raise ValueError(f"model {config['name']!r} {reason}")
+    framing = params_framing(params)
+    pool_above = int(params.get("pool_above", 0)) if input == "features" else 0
+    positions = pooled_count(framing.n_bins, pool_above)
     graph = Graph(streaming=True, frames_per_invoke=frames_per_invoke)
-    x = graph.input((N_BINS,), input)
+    x = graph.input((positions,), input)
     gain = float(params["input_gain"])
     features = LogCompression(gain, name="compress")(x) if input == "magnitude" else x
-    masks = build_body(graph, config, features)
+    masks = build_body(graph, config, features, pooled=bool(pool_above))
     stream = keras.Model(
         [x, *graph.state_inputs], [masks, *graph.state_outputs], name=f"{model.name}_streaming"
     )
@@ -81,19 +94,29 @@ def make_streaming_model(
         if input == "magnitude"
         else {"kind": "log1p", "gain": gain, "formula": "features = log1p(gain * |X|)"}
     )
+    output = {
+        "name": "masks",
+        "shape": [1, frames_per_invoke, positions, len(params["sources"])],
+        "sources": list(params["sources"]),
+        "meaning": "source magnitude = mask * mixture magnitude, mixture phase",
+    }
+    if pool_above:
+        transform = {**transform, "pool_above": pool_above,
+                     "formula": "features = log1p(gain * |X|), bins >= pool_above averaged "
+                                "in pairs"}
+        output = {**output, "pool_above": pool_above,
+                  "meaning": "source magnitude = mask * mixture magnitude, mixture phase; a "
+                             "pair's mask on both of its bins"}
     spec = StreamingSpec(
         frames_per_invoke=frames_per_invoke,
-        input={"name": input, "shape": [1, frames_per_invoke, N_BINS], "transform": transform},
-        output={
-            "name": "masks",
-            "shape": [1, frames_per_invoke, N_BINS, len(params["sources"])],
-            "sources": list(params["sources"]),
-            "meaning": "source magnitude = mask * mixture magnitude, mixture phase",
-        },
+        input={"name": input, "shape": [1, frames_per_invoke, positions],
+               "transform": transform},
+        output=output,
         states=tuple(graph.states),
         sources=tuple(params["sources"]),
-        hop=HOP_SAMPLES,
-        n_fft=N_FFT,
+        hop=framing.hop,
+        n_fft=framing.n_fft,
+        framing=framing.name,
     )
     return attach_streaming_spec(stream, spec)
 
@@ -144,7 +167,7 @@ def serving_function(stream: keras.Model):
 
 
 def iterate_streaming(stream: keras.Model, frames: np.ndarray):
-    """Feed ``frames`` ``(T, 257)`` (the stream's input kind) invoke by invoke, carrying the
+    """Feed ``frames`` ``(T, bins)`` (the stream's input kind) invoke by invoke, carrying the
     states; yields ``(inputs, outputs)`` dicts keyed by tensor name for every invoke.
 
     ``inputs`` are exactly what the model saw (input chunk + states), which is also what a
@@ -153,10 +176,11 @@ def iterate_streaming(stream: keras.Model, frames: np.ndarray):
     """
     spec = streaming_spec(stream)
     frames = np.asarray(frames, np.float32)
-    if frames.ndim != 2 or frames.shape[1] != N_BINS or frames.shape[0] < 1:
-        raise ValueError(f"frames must have shape (T >= 1, {N_BINS}), got {frames.shape}")
+    bins = int(spec.input["shape"][-1])
+    if frames.ndim != 2 or frames.shape[1] != bins or frames.shape[0] < 1:
+        raise ValueError(f"frames must have shape (T >= 1, {bins}), got {frames.shape}")
     step = spec.frames_per_invoke
-    padded = np.zeros((-(-frames.shape[0] // step) * step, N_BINS), np.float32)
+    padded = np.zeros((-(-frames.shape[0] // step) * step, bins), np.float32)
     padded[: frames.shape[0]] = frames
     invoke = getattr(stream, "_tinysep_invoke", None)
     if invoke is None:  # traced once per model: ~10x faster than eager calls per frame
@@ -174,6 +198,24 @@ def iterate_streaming(stream: keras.Model, frames: np.ndarray):
 
 
 def run_streaming(stream: keras.Model, frames: np.ndarray) -> np.ndarray:
-    """Masks ``(T, 257, S)`` for ``frames`` ``(T, 257)`` fed invoke by invoke."""
+    """The model's masks ``(T, positions, S)`` for ``frames`` ``(T, positions)`` fed invoke
+    by invoke (positions: bins, or the pooled features of a ``pool_above`` model;
+    :func:`bin_masks` spreads its masks to every bin)."""
     masks = [outputs["masks"][0] for _, outputs in iterate_streaming(stream, frames)]
     return np.concatenate(masks, axis=0)[: np.asarray(frames).shape[0]]
+
+
+def stream_pool_above(stream: keras.Model) -> int:
+    """The first pooled bin of a streaming model's input and masks (0: not pooled)."""
+    return int(streaming_spec(stream).output.get("pool_above", 0))
+
+
+def stream_features(stream: keras.Model, features: np.ndarray) -> np.ndarray:
+    """A streaming model's input for compressed magnitudes ``(T, bins)`` (see
+    :func:`compress_magnitude`): pooled as the board pools them when the model is."""
+    return np.asarray(pool_pairs(features, stream_pool_above(stream)), np.float32)
+
+
+def bin_masks(stream: keras.Model, masks: np.ndarray) -> np.ndarray:
+    """A streaming model's masks ``(..., positions, S)`` on every bin ``(..., bins, S)``."""
+    return spread_pairs(masks, stream_pool_above(stream))

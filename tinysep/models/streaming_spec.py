@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from firmware_host.bundle.layout import DEFAULT_FRAMING
 from tinysep.models.causal import StateTensor
 
 
@@ -31,8 +32,8 @@ class StreamingSpec:
     ``input`` holds the first input's ``name``, ``shape`` and ``transform`` (the board's
     input transform); ``output`` the masks' ``name``, ``shape``, ``sources`` and
     ``meaning``; ``states`` the state pairs in the order of the model's extra inputs and
-    outputs. ``sources``, ``hop`` and ``n_fft`` are the mask order and the STFT framing one
-    invoke's frames belong to.
+    outputs. ``sources``, ``hop``, ``n_fft`` and ``framing`` (its name) are the mask order
+    and the STFT framing one invoke's frames belong to.
     """
 
     frames_per_invoke: int
@@ -42,6 +43,7 @@ class StreamingSpec:
     sources: tuple[str, ...] = ()
     hop: int = 0
     n_fft: int = 0
+    framing: str = DEFAULT_FRAMING
 
     def __post_init__(self) -> None:
         if not isinstance(self.frames_per_invoke, int) or self.frames_per_invoke < 1:
@@ -85,6 +87,7 @@ class StreamingSpec:
             "sources": list(self.sources),
             "hop": self.hop,
             "n_fft": self.n_fft,
+            "framing": self.framing,
         }
 
     def __str__(self) -> str:

@@ -39,7 +39,6 @@ import tf_keras as keras
 
 from tinysep.data.clip import SOURCES
 from tinysep.data.sources import STEMS
-from tinysep.dsp import N_BINS
 from tinysep.models.blocks import (
     MAX_OPTION_INT,
     NORMS,
@@ -49,6 +48,7 @@ from tinysep.models.blocks import (
     mask_head,
     mask_logit_count,
     norm,
+    params_bins,
     squeeze_excite_frequency,
 )
 from tinysep.models.causal import Graph, conv1x1
@@ -103,10 +103,11 @@ def validate(params: dict) -> None:
         )
     check_int_options(params, ("patch", "time_kernel", "units", "se_reduction", "groups"))
     check_flag_options(params, ("se", "bidirectional"))
-    if -(-N_BINS // params["patch"]) < 2 ** len(channels):
+    n_bins = params_bins(params)
+    if -(-n_bins // params["patch"]) < 2 ** len(channels):
         raise ValueError(
             f"{len(channels)} levels need at least {2 ** len(channels)} frequency positions, "
-            f"patch={params['patch']} leaves {-(-N_BINS // params['patch'])}"
+            f"patch={params['patch']} leaves {-(-n_bins // params['patch'])}"
         )
 
 
@@ -154,12 +155,13 @@ def _bottleneck(graph: Graph, x, p: dict):
 
 def body(graph: Graph, features, p: dict):
     """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
+    n_bins = params_bins(p)
     patch, n_logits = p["patch"], mask_logit_count(len(p["sources"]), p["mask"])
-    positions = -(-N_BINS // patch)
+    positions = -(-n_bins // patch)
     x = L.BatchNormalization(axis=-1, name="input_norm")(features)
-    x = L.Reshape((-1, N_BINS, 1), name="to_bins")(x)
-    if positions * patch != N_BINS:
-        x = L.ZeroPadding2D(((0, 0), (0, positions * patch - N_BINS)), name="pad_bins")(x)
+    x = L.Reshape((-1, n_bins, 1), name="to_bins")(x)
+    if positions * patch != n_bins:
+        x = L.ZeroPadding2D(((0, 0), (0, positions * patch - n_bins)), name="pad_bins")(x)
     x = L.Reshape((-1, positions, patch), name="to_patches")(x)
 
     level_positions, skips = [positions], []
@@ -177,6 +179,6 @@ def body(graph: Graph, features, p: dict):
         x = _upsample(x, out_channels, level_positions[i], f"dec{i}", last=i == 0)
 
     logits = L.Reshape((-1, positions * patch, n_logits), name="to_masks")(x)
-    if positions * patch != N_BINS:
-        logits = SliceAxis(2, 0, N_BINS, name="crop_bins")(logits)
-    return mask_head(logits, N_BINS, p["mask"])
+    if positions * patch != n_bins:
+        logits = SliceAxis(2, 0, n_bins, name="crop_bins")(logits)
+    return mask_head(logits, n_bins, p["mask"])

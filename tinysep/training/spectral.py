@@ -2,8 +2,8 @@
 
 Training computes spectrograms inside the graph so that a loss can also look at the
 resynthesised waveform. Framing, windows and lengths are exactly those of
-:func:`tinysep.dsp.stft` / :func:`tinysep.dsp.istft` (causal framing, periodic Hann
-analysis window, synthesis window that overlap-adds to one).
+:func:`tinysep.dsp.stft` / :func:`tinysep.dsp.istft` at the model's framing (causal frames,
+an analysis window and a synthesis window that overlap-add to one).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tinysep.dsp import HOP_SAMPLES, N_FFT, analysis_window, frame_count, synthesis_window
+from tinysep.dsp import DEFAULT_FRAMING, Framing, frame_count, framing_windows, get_framing
 from tinysep.metrics.bss import FILTER_LENGTH
 from tinysep.models.losses import chunk_magnitude_l1
-from tinysep.models.registry import mask_delay_frames
+from tinysep.models.registry import mask_delay_frames, model_framing
 from tinysep.training.choices import LOSSES
 
 # Keeps the SDR of a (near-)silent target chunk finite: 1e-3 of the mean chunk power
@@ -31,24 +31,28 @@ SILENT_CHUNK_EPSILON = 1e-12  # -120 dB: a chunk silent throughout reads 0 dB
 BSS_LOADING = 1e-8
 
 
-def tf_stft(audio: tf.Tensor) -> tf.Tensor:
-    """Complex STFT ``(B, frames, 257)`` of ``(B, samples)`` audio (as ``dsp.stft``)."""
+def tf_stft(audio: tf.Tensor, framing: str | Framing = DEFAULT_FRAMING) -> tf.Tensor:
+    """Complex STFT ``(B, frames, bins)`` of ``(B, samples)`` audio (as ``dsp.stft``)."""
+    framing = get_framing(framing)
+    n_fft, hop = framing.n_fft, framing.hop
     samples = int(audio.shape[-1])
-    frames = frame_count(samples)
-    front = N_FFT - HOP_SAMPLES
-    back = (frames - 1) * HOP_SAMPLES + N_FFT - front - samples
+    frames = frame_count(samples, framing=framing)
+    front = n_fft - hop
+    back = (frames - 1) * hop + n_fft - front - samples
     padded = tf.pad(audio, [[0, 0], [front, back]])
-    window = tf.constant(analysis_window(N_FFT), tf.float32)
-    framed = tf.signal.frame(padded, N_FFT, HOP_SAMPLES)
-    return tf.signal.rfft(framed * window, fft_length=[N_FFT])
+    window = tf.constant(framing_windows(framing)[0], tf.float32)
+    framed = tf.signal.frame(padded, n_fft, hop)
+    return tf.signal.rfft(framed * window, fft_length=[n_fft])
 
 
-def tf_istft(spec: tf.Tensor, samples: int) -> tf.Tensor:
-    """``(B, samples)`` audio from a complex STFT ``(B, frames, 257)`` (as ``dsp.istft``)."""
-    window = tf.constant(synthesis_window(N_FFT, HOP_SAMPLES), tf.float32)
-    frames = tf.signal.irfft(spec, fft_length=[N_FFT]) * window
-    audio = tf.signal.overlap_and_add(frames, HOP_SAMPLES)
-    front = N_FFT - HOP_SAMPLES
+def tf_istft(spec: tf.Tensor, samples: int,
+             framing: str | Framing = DEFAULT_FRAMING) -> tf.Tensor:
+    """``(B, samples)`` audio from a complex STFT ``(B, frames, bins)`` (as ``dsp.istft``)."""
+    framing = get_framing(framing)
+    window = tf.constant(framing_windows(framing)[1], tf.float32)
+    frames = tf.signal.irfft(spec, fft_length=[framing.n_fft]) * window
+    audio = tf.signal.overlap_and_add(frames, framing.hop)
+    front = framing.n_fft - framing.hop
     return audio[:, front : front + samples]
 
 
@@ -138,6 +142,7 @@ def separation_loss(
     targets: tf.Tensor,
     sdr_weight: float,
     weights: tf.Tensor | None = None,
+    framing: str | Framing = DEFAULT_FRAMING,
 ) -> tf.Tensor:
     """The training loss ``kind`` (one of :data:`LOSSES`).
 
@@ -153,7 +158,8 @@ def separation_loss(
     ``(B, T, F, S)``, ``targets`` waveforms ``(B, S, samples)``. ``weights`` ``(B,)``
     scales each chunk's loss before the mean over the batch (None: all ones). The SDR of a
     target that is silent in a chunk is taken against a share of the chunk's power (the
-    sum of its targets), see :func:`silence_epsilon`.
+    sum of its targets), see :func:`silence_epsilon`. ``framing`` is the STFT's (the
+    resynthesis of the ``sdr`` losses).
     """
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
@@ -167,7 +173,7 @@ def separation_loss(
         count = int(masks.shape[-1])
         mixture_power = tf.reduce_mean(tf.square(tf.reduce_sum(targets, axis=1)), axis=-1)
         scores = [score(targets[:, i],
-                        tf_istft(mixture_spec * _as_complex(masks[..., i]), samples),
+                        tf_istft(mixture_spec * _as_complex(masks[..., i]), samples, framing),
                         epsilon=silence_epsilon(targets[:, i], mixture_power))
                   for i in range(count)]
         per_chunk -= weight * tf.add_n(scores) / count
@@ -188,15 +194,20 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     A model with a look ahead (``mask_delay`` frames) sees the whole chunk, and the loss is
     taken on the part its masks reach: the chunk less that many hops at its end."""
     batch, count, samples = (int(d) for d in sources.shape)
-    whole = tf_stft(mixture)
+    framing = model_framing(model)
+    if teacher is not None and model_framing(teacher) != framing:
+        raise ValueError(f"the teacher's framing {model_framing(teacher).name!r} is not the "
+                         f"model's {framing.name!r}: its masks belong to other spectra")
+    hop = framing.hop
+    whole = tf_stft(mixture, framing)
     magnitudes = tf.abs(whole)
     nets = [model] if teacher is None else [model, teacher]
     lag = max(mask_delay_frames(net) for net in nets)
-    kept = samples - lag * HOP_SAMPLES
-    if kept < HOP_SAMPLES:
+    kept = samples - lag * hop
+    if kept < hop:
         raise ValueError(f"chunks of {samples} samples are too short for a look ahead of "
                          f"{lag} frames")
-    spec = tf_stft(mixture[:, :kept]) if lag else whole
+    spec = tf_stft(mixture[:, :kept], framing) if lag else whole
     sources = sources[..., :kept]
     frames = int(spec.shape[1])
 
@@ -204,22 +215,25 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
         delay = mask_delay_frames(net)
         return net(magnitudes, training=net_training)[:, delay : delay + frames]
 
-    target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, kept))))
+    target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, kept)), framing))
     target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])), (0, 2, 3, 1))
     masks = aligned_masks(model, training)
     if teacher is None:
-        return separation_loss(kind, spec, masks, target, sources, sdr_weight)
+        return separation_loss(kind, spec, masks, target, sources, sdr_weight,
+                               framing=framing)
     taught_masks = tf.stop_gradient(aligned_masks(teacher, False))
     taught_magnitudes = tf.abs(spec)[..., None] * taught_masks
     taught_sources = tf.stack(
-        [tf_istft(spec * _as_complex(taught_masks[..., i]), kept) for i in range(count)],
+        [tf_istft(spec * _as_complex(taught_masks[..., i]), kept, framing)
+         for i in range(count)],
         axis=1)
     share = teacher_weight * (tf.ones((batch,)) if taught is None
                               else tf.cast(taught, tf.float32))
     share = tf.where(tf.reduce_any(all_zero(sources), axis=1), 0.0, share)
-    return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share)
+    return (separation_loss(kind, spec, masks, target, sources, sdr_weight, 1.0 - share,
+                            framing)
             + separation_loss(kind, spec, masks, taught_magnitudes, taught_sources,
-                              sdr_weight, share))
+                              sdr_weight, share, framing))
 
 
 __all__ = ["LOSSES", "batch_loss", "bss_sdr_db", "negative_bss_sdr", "negative_sdr", "sdr_db",

@@ -16,6 +16,7 @@ import numpy as np
 import tinysep
 from convert.tflite_model import TensorInfo, TfliteModel
 from firmware_host.bundle.layout import (
+    DEFAULT_FRAMING,
     FORMAT,
     LONG_FORMAT_VERSION,
     MODEL_FILE,
@@ -38,15 +39,24 @@ def _hash_array(digest, name: str, array) -> None:
     digest.update(array.tobytes())
 
 
+# Model options added after bundles began to record their float model, at the values that
+# build the model as it was before them: left out of the architecture's hash, so a bundle
+# exported earlier still matches its float model.
+LATER_OPTIONS_AS_BEFORE = {"framing": DEFAULT_FRAMING, "pool_above": 0}
+
+
 def float_model_digest(model) -> dict:
     """sha256 of a float Keras model built by :mod:`tinysep.models`: of its architecture
-    (name and resolved parameters, canonical JSON), of its weights (dtype, shape and bytes of
-    each, in order) and of both together. A saved and reloaded model hashes the same."""
+    (name and resolved parameters, canonical JSON, less :data:`LATER_OPTIONS_AS_BEFORE`), of
+    its weights (dtype, shape and bytes of each, in order) and of both together. A saved and
+    reloaded model hashes the same."""
     from tinysep.models import model_config
     from tinysep.models.registry import resolved_params
 
     config = model_config(model)
-    architecture = {"name": config["name"], "params": resolved_params(config)}
+    params = {key: value for key, value in resolved_params(config).items()
+              if LATER_OPTIONS_AS_BEFORE.get(key, object()) != value}
+    architecture = {"name": config["name"], "params": params}
     config_sha = sha256_of(json.dumps(architecture, sort_keys=True).encode())
     weights = hashlib.sha256()
     for number, array in enumerate(model.get_weights()):

@@ -60,6 +60,30 @@ def test_export_records_the_float_model_and_calibration_set_it_came_from():
     assert provenance["calibration"]["invokes"] == manifest["calibration"]["invokes"]
 
 
+def test_options_added_later_leave_an_earlier_models_architecture_hash_as_it_was():
+    """A model on the default framing hashes as it did before ``framing`` and ``pool_above``
+    existed (its parameters without them), so bundles exported then still match it; the long
+    framing, or pooling, changes the hash."""
+    import hashlib
+
+    from convert.manifest import float_model_digest
+    from tinysep.models import build_model
+    from tinysep.models.registry import model_config, resolved_params
+
+    options = {"residual": 8, "hidden": 8, "blocks": 2, "repeats": 1}
+    model = build_model("dualgate-tcn", "tiny", **options)
+    params = resolved_params(model_config(model))
+    assert params["framing"] == "hann512" and params["pool_above"] == 0
+    before = {k: v for k, v in params.items() if k not in ("framing", "pool_above")}
+    text = json.dumps({"name": "dualgate-tcn", "params": before}, sort_keys=True)
+    assert float_model_digest(model)["config_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    long = build_model("dualgate-tcn", "tiny", framing="long1024", **options)
+    pooled = build_model("dualgate-tcn", "tiny", framing="long1024", pool_above=257,
+                         mask="anchored", **options)
+    hashes = {float_model_digest(m)["config_sha256"] for m in (model, long, pooled)}
+    assert len(hashes) == 3
+
+
 def test_hil_reports_converted_and_silent_clips(corpus, tmp_path, capsys):
     bundle, model = make_bundle(float_model=True)
     assert main(_argv(bundle, model, corpus, tmp_path)) == 0

@@ -18,18 +18,24 @@ from hil.session import BoardSession
 CHUNK_HOPS = 8
 
 
+def _stream_on_board(folder, bundle, pcm):
+    """The clip streamed through the board agent (a separate process on a pseudo-terminal)
+    in chunks of CHUNK_HOPS hops, after the agent checked the bundle."""
+    with EmulatedBoard(folder, extra_args=FAST_AGENT_ARGS) as board:
+        with BoardSession(port=board.path, config=fast_host_config(max_retries=30),
+                          reply_timeout=5.0, connect_timeout=10.0) as session:
+            session.connect()
+            session.check(bundle)
+            return session.stream_clip(pcm, CHUNK_HOPS)
+
+
 def test_host_int8_runner_equals_the_board_agent_bit_for_bit(tmp_path):
     folder = copy_bundle(make_bundle(frames_per_invoke=2), tmp_path / "bundle")
     bundle = read_bundle(str(folder))
     pcm = test_signal(1.5, seed=11)
     runner = BundleRunner(bundle)
     host = runner.stream(pcm, CHUNK_HOPS * bundle.hop)
-    with EmulatedBoard(folder, extra_args=FAST_AGENT_ARGS) as board:
-        with BoardSession(port=board.path, config=fast_host_config(max_retries=30),
-                          reply_timeout=5.0, connect_timeout=10.0) as session:
-            session.connect()
-            session.check(bundle)
-            streamed = session.stream_clip(pcm, CHUNK_HOPS)
+    streamed = _stream_on_board(folder, bundle, pcm)
     assert host.shape == (len(bundle.sources), pcm.size) and host.dtype == np.int16
     assert np.count_nonzero(host) > 0.5 * host.size  # real audio, not silence
     np.testing.assert_array_equal(streamed.sources, host)
@@ -79,12 +85,7 @@ def test_a_trained_long_framing_bundle_streams_on_the_board_as_on_the_host(tmp_p
     assert spread.shape == (len(spectra), 513, 2)
     np.testing.assert_array_equal(spread[:, 258::2], spread[:, 257::2])
     host = runner.stream(pcm, CHUNK_HOPS * bundle.hop)
-    with EmulatedBoard(folder, extra_args=FAST_AGENT_ARGS) as board:
-        with BoardSession(port=board.path, config=fast_host_config(max_retries=30),
-                          reply_timeout=5.0, connect_timeout=10.0) as session:
-            session.connect()
-            session.check(bundle)
-            streamed = session.stream_clip(pcm, CHUNK_HOPS)
+    streamed = _stream_on_board(folder, bundle, pcm)
     assert np.count_nonzero(host) > 0.5 * host.size
     np.testing.assert_array_equal(streamed.sources, host)
     # aligned with the float model's own long-framing separation

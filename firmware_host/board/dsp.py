@@ -12,38 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.bundle.layout import (
-    ANALYSIS_WINDOW,
-    LONG_ANALYSIS_WINDOW,
-    LONG_SYNTHESIS_WINDOW,
-    SYNTHESIS_WINDOW,
+from firmware_host.bundle.windows import (  # noqa: F401 (the board's window lookup)
+    ANALYSIS_WINDOWS,
+    SYNTHESIS_WINDOWS,
+    hann_periodic,
+    hann_periodic_ola,
+    make_window,
 )
-from firmware_host.bundle.windows import rise_fall_window, span_synthesis_window
-
-
-def hann_periodic(n_fft: int) -> np.ndarray:
-    """``w[n] = 0.5 - 0.5 cos(2 pi n / n_fft)``."""
-    n = np.arange(n_fft, dtype=np.float64)
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
-
-
-def hann_periodic_ola(n_fft: int, hop: int) -> np.ndarray:
-    """``w[n] / sum_k w[n + k hop]^2``: overlap-adds with the analysis Hann window to one."""
-    window = hann_periodic(n_fft)
-    overlap = np.zeros(hop)
-    for k in range(n_fft // hop):
-        overlap += window[k * hop : (k + 1) * hop] ** 2
-    return window / np.tile(overlap, n_fft // hop)
-
-
-ANALYSIS_WINDOWS = {
-    ANALYSIS_WINDOW: lambda n_fft, hop: hann_periodic(n_fft),
-    LONG_ANALYSIS_WINDOW: lambda n_fft, hop: rise_fall_window(n_fft),
-}
-SYNTHESIS_WINDOWS = {
-    SYNTHESIS_WINDOW: hann_periodic_ola,
-    LONG_SYNTHESIS_WINDOW: lambda n_fft, hop: span_synthesis_window(n_fft, hop),
-}
 
 
 def window_span(window: np.ndarray, hop: int) -> int:
@@ -53,15 +28,6 @@ def window_span(window: np.ndarray, hop: int) -> int:
     nonzero = np.flatnonzero(window)
     first = int(nonzero[0]) if nonzero.size else window.size - hop
     return window.size - (first // hop) * hop
-
-
-def make_window(name: str, n_fft: int, hop: int, analysis: bool) -> np.ndarray:
-    """The window a manifest names; ValueError naming the known ones otherwise."""
-    table = ANALYSIS_WINDOWS if analysis else SYNTHESIS_WINDOWS
-    kind = "analysis_window" if analysis else "synthesis_window"
-    if name not in table:
-        raise ValueError(f"audio.{kind} {name!r} is unknown; this agent knows {sorted(table)}")
-    return table[name](n_fft, hop)
 
 
 class StreamAnalyzer:

@@ -16,16 +16,16 @@ import numpy as np
 
 # The framing is the deploy bundle's: one definition for the models, the exporter and boards.
 from firmware_host.bundle.layout import DEFAULT_FRAMING, HOP_SAMPLES, N_FFT, Framing, get_framing
-from firmware_host.bundle.windows import rise_fall_window, span_synthesis_window
+from firmware_host.bundle.windows import hann_periodic, hann_periodic_ola, make_window
 
 
 def framing_windows(framing: str | Framing = DEFAULT_FRAMING) -> tuple[np.ndarray, np.ndarray]:
-    """``(analysis, synthesis)`` windows (float64) of a framing, by name or as a Framing."""
+    """``(analysis, synthesis)`` windows (float64) of a framing, by name or as a Framing:
+    the windows its names stand for in the bundle's table (the board's too)."""
     framing = get_framing(framing)
-    if framing.name == DEFAULT_FRAMING:
-        return analysis_window(framing.n_fft), synthesis_window(framing.n_fft, framing.hop)
-    return (rise_fall_window(framing.n_fft),
-            span_synthesis_window(framing.n_fft, framing.hop, framing.synthesis_span))
+    n_fft, hop = framing.n_fft, framing.hop
+    return (make_window(framing.analysis_window, n_fft, hop, analysis=True),
+            make_window(framing.synthesis_window, n_fft, hop, analysis=False))
 
 
 def _sizes(n_fft: int, hop: int, framing) -> tuple[int, int]:
@@ -37,22 +37,22 @@ def _sizes(n_fft: int, hop: int, framing) -> tuple[int, int]:
 
 
 def analysis_window(n_fft: int = N_FFT) -> np.ndarray:
-    """Periodic Hann window (float64)."""
-    n = np.arange(n_fft)
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+    """Periodic Hann window (float64), the board's."""
+    return hann_periodic(n_fft)
 
 
 def synthesis_window(n_fft: int = N_FFT, hop: int = HOP_SAMPLES) -> np.ndarray:
-    """Synthesis window whose product with the analysis window overlap-adds to one."""
-    wa = analysis_window(n_fft)
+    """Synthesis window whose product with the analysis window overlap-adds to one (the
+    board's); ValueError where the Hann window does not overlap-add to a constant."""
     if n_fft % hop:
         raise ValueError(f"n_fft={n_fft} must be a multiple of hop={hop}")
+    wa = analysis_window(n_fft)
     overlap = np.zeros(hop)
     for k in range(n_fft // hop):
         overlap += wa[k * hop : (k + 1) * hop] ** 2
     if not np.allclose(overlap, overlap[0]) or overlap[0] <= 0:
         raise ValueError(f"the Hann window does not overlap-add to a constant at hop={hop}")
-    return wa / overlap[0]
+    return hann_periodic_ola(n_fft, hop)
 
 
 def frame_count(n_samples: int, n_fft: int = N_FFT, hop: int = HOP_SAMPLES,

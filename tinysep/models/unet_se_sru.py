@@ -154,7 +154,7 @@ def _bottleneck(graph: Graph, x, p: dict):
 
 
 def body(graph: Graph, features, p: dict):
-    """Compressed magnitudes ``(B, T, 257)`` -> masks ``(B, T, 257, sources)``."""
+    """Compressed magnitudes ``(B, T, bins)`` -> masks ``(B, T, bins, sources)`` (257 bins)."""
     n_bins = params_bins(p)
     patch, n_logits = p["patch"], mask_logit_count(len(p["sources"]), p["mask"])
     positions = -(-n_bins // patch)

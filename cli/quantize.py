@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,7 +221,14 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
                                              batch_size=args.qat_batch_size,
                                              chunk_frames=args.qat_chunk_frames,
                                              seed=args.seed, progress=progress)
+        from convert.finetune import fine_tuned_record
+        from tinysep.jsonfile import write_json_atomic
+        from tinysep.model_record import TRAINING_FILE
+
         save_model(model, folder / QAT_MODEL)
+        record = fine_tuned_record(args.model, args.data, qat_command(args), "qat_from")
+        record["qat"] = report["qat"]
+        write_json_atomic(folder / QAT_MODEL / TRAINING_FILE, record, indent=1)
         print(f"QAT: {args.qat_steps} steps, loss {report['qat']['loss_first']:.4f} -> "
               f"{report['qat']['loss_last']:.4f}; weights in {args.out / QAT_MODEL}")
     stream = make_streaming_model(model, args.frames_per_invoke)
@@ -259,6 +267,19 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
         report["calibration_levels"] = _level_study(args, model, train, checked, folder,
                                                     progress)
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=1) + "\n")
+
+
+def qat_command(args: argparse.Namespace) -> str:
+    """The command that trains this model aware of int8 again (the options that shape the
+    weights; the reports it also asked for are left out)."""
+    words = ["tinysep", "quantize", str(args.model), "--data", str(args.data), "--out",
+             str(args.out), "--qat-steps", str(args.qat_steps), "--qat-learning-rate",
+             str(args.qat_learning_rate), "--qat-batch-size", str(args.qat_batch_size),
+             "--qat-chunk-frames", str(args.qat_chunk_frames), "--max-clips",
+             str(args.max_clips), "--seed", str(args.seed)]
+    if args.preserve_sparsity:
+        words.append("--preserve-sparsity")
+    return shlex.join(words)
 
 
 def _eval_sources(args: argparse.Namespace, model) -> list:

@@ -20,20 +20,54 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import DEFAULT_FRAMING, FRAMINGS, Framing, get_framing
-from tinysep.model_record import RECORD_FILES
+from tinysep.model_record import FINE_TUNED_FROM, RECORD_FILES
 
 DEFAULT_LOSS = ("l1", 0.01)
 
 
+def fine_tuned_record(source: str | Path, data: str | Path, command: str, origin: str) -> dict:
+    """The ``training.json`` of a model fine-tuned from ``source`` on the train split of
+    ``data`` (pruned, or trained aware of its int8 form): the command, the source's record
+    under ``origin`` (one of :data:`FINE_TUNED_FROM`) and the corpora it has heard, the
+    source's with ``data`` first (``tinysep eval --by-engine`` then marks its engines as
+    trained)."""
+    from tinysep.metrics.by_engine import recorded_corpora
+    from tinysep.training.data import corpus_record
+    from tinysep.training.run_folder import corpus_history
+    from tinysep.training.soup import ingredient_record
+
+    if origin not in FINE_TUNED_FROM:
+        raise ValueError(f"origin must be one of {FINE_TUNED_FROM}, got {origin!r}")
+    theirs = recorded_corpora(source) or {}
+    train = corpus_record(data, "train")
+    earlier = [c for c in corpus_history(theirs.get("train")) if c != train]
+    if earlier:
+        train["earlier"] = earlier
+    corpora = {"train": train}
+    if theirs.get("valid"):
+        corpora["valid"] = theirs["valid"]
+    return {"command": command, origin: ingredient_record(source), "corpora": corpora}
+
+
+def _train_config(record: dict) -> dict | None:
+    """The ``train_config`` of a record, or of the record it was fine-tuned from."""
+    for key in FINE_TUNED_FROM:
+        if isinstance(record.get(key), dict):
+            return _train_config(record[key])
+    config = record.get("train_config")
+    return config if isinstance(config, dict) else None
+
+
 def training_loss_of(folder: str | Path) -> tuple[str, float]:
     """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
-    ``tinysep train``, or the ``training.json`` of a shipped model), else plain ``l1``."""
+    ``tinysep train``, or the ``training.json`` of a shipped or fine-tuned model: then that of
+    the model it was fine-tuned from), else plain ``l1``."""
     for name in RECORD_FILES:  # an unreadable record falls back to the next one
         try:
-            config = json.loads((Path(folder) / name).read_text()).get("train_config", {})
+            config = _train_config(json.loads((Path(folder) / name).read_text()))
         except (OSError, ValueError, AttributeError):
             continue
-        if isinstance(config, dict) and "loss" in config:
+        if config is not None and "loss" in config:
             return str(config["loss"]), float(config.get("sdr_weight", DEFAULT_LOSS[1]))
     return DEFAULT_LOSS
 

@@ -390,23 +390,11 @@ def narrow_model(model, **widths):
 
 
 def pruned_record(source: str | Path, data: str | Path, command: str) -> dict:
-    """The ``training.json`` of a pruned model: the command, the record of the model it was
-    pruned from, and the corpora it has heard: the source's, under the train split of the
-    fine-tuning ``data`` (``tinysep eval --by-engine`` then marks its engines as trained)."""
-    from tinysep.metrics.by_engine import recorded_corpora
-    from tinysep.training.data import corpus_record
-    from tinysep.training.run_folder import corpus_history
-    from tinysep.training.soup import ingredient_record
+    """The ``training.json`` of a pruned model (:func:`convert.finetune.fine_tuned_record`,
+    the source's record under ``pruned_from``)."""
+    from convert.finetune import fine_tuned_record
 
-    theirs = recorded_corpora(source) or {}
-    train = corpus_record(data, "train")
-    earlier = [c for c in corpus_history(theirs.get("train")) if c != train]
-    if earlier:
-        train["earlier"] = earlier
-    corpora = {"train": train}
-    if theirs.get("valid"):
-        corpora["valid"] = theirs["valid"]
-    return {"command": command, "pruned_from": ingredient_record(source), "corpora": corpora}
+    return fine_tuned_record(source, data, command, "pruned_from")
 
 
 def save_pruned(model, folder: str | Path, report: dict, record: dict | None = None) -> Path:

@@ -148,3 +148,42 @@ def test_fine_tuning_a_trained_model_can_keep_its_batchnorm_statistics():
         # the other weights still train
         assert any(not np.allclose(kernels[w.name], w.numpy()) for w in model.weights
                    if w.name in kernels)
+
+
+def test_a_model_trained_aware_of_int8_keeps_its_record_and_ships(tmp_path):
+    """``qat_model`` says how it was made and what it came from, so its corpora and its engine
+    table follow it, and ``ship_model`` takes it as it takes a run."""
+    from tinysep.pretrained import ship_model
+
+    source = fitted_model_folder("dualgate-tcn")
+    out = tmp_path / "q"
+    assert main(["quantize", str(source), "--data", str(corpus()), "--out", str(out),
+                 "--qat-steps", "2", "--qat-chunk-frames", "32", "--qat-batch-size", "2",
+                 "--calibration-frames", "32", "--eval-clips", "0", "--max-clips", "2",
+                 "--no-progress"]) == 0
+    tuned = out / "qat_model"
+    record = json.loads((tuned / "training.json").read_text())
+    assert record["command"].startswith(f"tinysep quantize {source} ")
+    assert "--qat-steps 2" in record["command"] and "--qat-chunk-frames 32" in record["command"]
+    assert record["qat_from"]["folder"] == str(source.resolve())
+    assert record["qat"]["steps"] == 2 and np.isfinite(record["qat"]["loss_last"])
+    assert record["corpora"]["train"]["folder"] == str(corpus().resolve())
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--method", f"model:{tuned},repet", "--data", str(corpus()),
+                 "--split", "all", "--max-clips", "2", "--by-engine", "--no-progress",
+                 "--json", str(report)]) == 0
+    shipped = ship_model(tuned, report, "qat-test", package_dir=tmp_path / "package")
+    kept = json.loads((shipped / "training.json").read_text())
+    assert kept["qat_from"] == record["qat_from"] and kept["command"] == record["command"]
+    assert kept["test"]["by_engine"] and all(
+        row["status"] == "trained" for row in kept["test"]["by_engine"])
+
+
+def test_the_loss_of_a_fine_tuned_model_is_that_of_its_source(tmp_path):
+    from convert.finetune import DEFAULT_LOSS, training_loss_of
+
+    trained = {"train_config": {"loss": "sdr", "sdr_weight": 0.02}}
+    (tmp_path / "training.json").write_text(json.dumps({"qat_from": {"pruned_from": trained}}))
+    assert training_loss_of(tmp_path) == ("sdr", 0.02)
+    (tmp_path / "training.json").write_text(json.dumps({"qat_from": {"command": "x"}}))
+    assert training_loss_of(tmp_path) == DEFAULT_LOSS

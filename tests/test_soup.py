@@ -181,7 +181,7 @@ def test_a_shipped_soup_keeps_its_record_and_its_engine_table(corpus, ingredient
     assert not (tmp_path / "package" / "x").exists()
     own = json.loads((out / "training.json").read_text())
     (out / "training.json").write_text(json.dumps({"command": own["command"]}))
-    with pytest.raises(ValueError, match="not the record of a tinysep soup"):
+    with pytest.raises(ValueError, match="not the record of a soup or a fine-tuned model"):
         ship_model(out, report, "x", package_dir=tmp_path / "package")
     assert not (tmp_path / "package" / "x").exists()
 

@@ -9,6 +9,9 @@ from pathlib import Path
 RUN_FILE = "run.json"
 TRAINING_FILE = "training.json"
 RECORD_FILES = (RUN_FILE, TRAINING_FILE)  # in the order they are looked for
+# where a fine-tuned model's training.json keeps the record of the model it was tuned from:
+# trained aware of its int8 form (tinysep quantize --qat-steps), or pruned (tinysep prune)
+FINE_TUNED_FROM = ("qat_from", "pruned_from")
 
 
 def record_file(folder: str | Path) -> Path | None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinysep.jsonfile import read_json, write_json_atomic
-from tinysep.model_record import RUN_FILE, TRAINING_FILE
+from tinysep.model_record import FINE_TUNED_FROM, RUN_FILE, TRAINING_FILE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "dualgate-tcn-tiny"
@@ -45,9 +45,13 @@ def training_record(name: str = DEFAULT_MODEL) -> dict:
 
 
 def training_settings(name: str = DEFAULT_MODEL) -> dict:
-    """The ``train_config`` a shipped model was trained with; for a weight soup, that of its
-    best ingredient (the first it kept), whose recipe the soup's training batches follow."""
+    """The ``train_config`` a shipped model was trained with; for a fine-tuned model, that of
+    the model it was tuned from; for a weight soup, that of its best ingredient (the first it
+    kept), whose recipe the soup's training batches follow."""
     record = training_record(name)
+    while not isinstance(record.get("train_config"), dict) and any(
+            isinstance(record.get(key), dict) for key in FINE_TUNED_FROM):
+        record = next(record[key] for key in FINE_TUNED_FROM if isinstance(record.get(key), dict))
     if "train_config" in record:
         return record["train_config"]
     soup = record.get("soup") or {}
@@ -62,7 +66,8 @@ def training_settings(name: str = DEFAULT_MODEL) -> dict:
 def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,
                held_out_reports: Sequence[str | Path] = (),
                package_dir: str | Path = PACKAGE_DIR) -> Path:
-    """Copy the best weights of training run ``run`` (or of a ``tinysep soup`` folder) into
+    """Copy the best weights of training run ``run`` (or of a ``tinysep soup`` folder, or of a
+    model fine-tuned from either: ``tinysep quantize --qat-steps``'s ``qat_model``) into
     the package as ``name`` and write its ``training.json`` from the run's records (the soup's
     own record) and a ``tinysep eval`` JSON report (the report's ``model:`` method that names
     ``run`` gives the test SDRs).
@@ -82,7 +87,7 @@ def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MOD
             for source, block in sources.items()}
     baselines = {m: {s: b["sdr"]["mean"] for s, b in summary["sources"].items()}
                  for m, summary in report["summary"].items() if m != method}
-    training = _run_record(run) if (run / RUN_FILE).is_file() else _soup_record(run)
+    training = _run_record(run) if (run / RUN_FILE).is_file() else _folder_record(run)
     folder = Path(package_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("config.json", "model.weights.h5"):
@@ -133,16 +138,20 @@ def _held_out_rows(path: Path, run: Path) -> dict:
             "clips": report.get("clips_done"), "rows": rows}
 
 
-def _soup_record(folder: Path) -> dict:
-    """The record a ``tinysep soup`` folder keeps: its command, ingredients and corpora."""
+def _folder_record(folder: Path) -> dict:
+    """The record a ``tinysep soup`` folder or a fine-tuned model folder keeps: its command,
+    the soup's ingredients or the record of the model it was tuned from, and its corpora."""
     path = folder / TRAINING_FILE
     if not path.is_file():
-        raise ValueError(f"{folder}: neither a training run (run.json) nor a soup "
-                         f"({TRAINING_FILE} of tinysep soup)")
-    record = json.loads(path.read_text())
-    if "soup" not in record:
-        raise ValueError(f"{path}: not the record of a tinysep soup (no 'soup')")
-    return {key: record[key] for key in ("command", "soup", "corpora") if key in record}
+        raise ValueError(f"{folder}: neither a training run (run.json) nor a soup or a "
+                         f"fine-tuned model ({TRAINING_FILE} of tinysep soup, quantize, prune)")
+    record = read_json(path, "the record of a soup or a fine-tuned model")
+    kinds = ("soup", *FINE_TUNED_FROM)
+    if not isinstance(record, dict) or not any(key in record for key in kinds):
+        raise ValueError(f"{path}: not the record of a soup or a fine-tuned model (none of "
+                         f"{', '.join(repr(k) for k in kinds)})")
+    keep = ("command", *kinds, "qat", "corpora")
+    return {key: record[key] for key in keep if key in record}
 
 
 def _run_record(run: Path) -> dict:

@@ -32,7 +32,12 @@ def test_default_model_is_the_tiny_dualgate_tcn_within_budget():
 
 
 def _trained_runs(record: dict) -> list[dict]:
-    """The training runs under a record: itself, or every run a soup kept, soups in it opened."""
+    """The training runs under a record: itself, the model it was trained aware of int8 from,
+    or every run a soup kept, soups in it opened."""
+    if "qat_from" in record:
+        assert record["command"].startswith("tinysep quantize ")
+        assert record["qat"]["steps"] >= 1
+        return _trained_runs(record["qat_from"])
     if "soup" not in record:
         return [record]
     assert record["command"].startswith("tinysep soup ")

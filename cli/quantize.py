@@ -23,6 +23,7 @@ from pathlib import Path
 from cli.common import path_argument, positive_float, seed_argument, whole_number
 from cli.prune import min_chunk_frames, require_clips
 from convert.layer_errors import LAYER_ERROR_FILES
+from convert.qat import QAT_TARGETS
 from firmware_host.bundle.layout import MODEL_FILE
 
 REPORT_FILE = "quantize.json"
@@ -83,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or training.json of a shipped model, else L1)")
     parser.add_argument("--qat-batch-size", type=whole_number(1), default=8,
                         help="QAT chunks per batch (default 8)")
+    parser.add_argument("--qat-target", choices=QAT_TARGETS, default="stems",
+                        help="what QAT learns to give: the clips' true sources (stems, the "
+                             "default) or the float model's own separation of them (float: "
+                             "tunes for the int8 rounding and keeps the model's behaviour)")
     parser.add_argument("--qat-chunk-frames", type=whole_number(min_chunk_frames()), default=250,
                         help="STFT frames per QAT training chunk (default 250 = 2 s, the "
                              "shipped model's training chunk; short chunks move the float "
@@ -140,6 +145,8 @@ def _check_options(args: argparse.Namespace) -> Checked:
 
     if args.preserve_sparsity and not args.qat_steps:
         raise CliError("--preserve-sparsity applies to QAT: give --qat-steps N")
+    if args.qat_target != "stems" and not args.qat_steps:
+        raise CliError("--qat-target applies to QAT: give --qat-steps N")
     try:
         gains = parse_gains(args.calibration_gains)
         level_sets = [parse_gains(part) for part in args.study_levels.split(";") if part.strip()]
@@ -220,6 +227,7 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
                                              learning_rate=args.qat_learning_rate,
                                              batch_size=args.qat_batch_size,
                                              chunk_frames=args.qat_chunk_frames,
+                                             target=args.qat_target,
                                              seed=args.seed, progress=progress)
         from convert.finetune import fine_tuned_record
         from tinysep.jsonfile import write_json_atomic
@@ -275,7 +283,8 @@ def qat_command(args: argparse.Namespace) -> str:
     words = ["tinysep", "quantize", str(args.model), "--data", str(args.data), "--out",
              str(args.out), "--qat-steps", str(args.qat_steps), "--qat-learning-rate",
              str(args.qat_learning_rate), "--qat-batch-size", str(args.qat_batch_size),
-             "--qat-chunk-frames", str(args.qat_chunk_frames), "--max-clips",
+             "--qat-chunk-frames", str(args.qat_chunk_frames), "--qat-target",
+             args.qat_target, "--max-clips",
              str(args.max_clips), "--seed", str(args.seed)]
     if args.preserve_sparsity:
         words.append("--preserve-sparsity")

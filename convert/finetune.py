@@ -126,12 +126,13 @@ def feature_batches(clips: Sequence[Clip], frames: int, batch_size: int, gain: f
 
 
 def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None,
-             framing: Framing):
-    """A Keras model whose ``fit`` trains ``model`` on ``(mixture, sources)`` batches."""
+             framing: Framing, teacher=None):
+    """A Keras model whose ``fit`` trains ``model`` on ``(mixture, sources)`` batches (on the
+    ``teacher``'s separations of the mixture instead of the sources, with one)."""
     import tensorflow as tf
     import tf_keras as keras
 
-    from tinysep.training.spectral import separation_loss, tf_stft
+    from tinysep.training.spectral import separation_loss, separations, tf_stft
 
     class SeparationTrainer(keras.Model):
         def __init__(self, inner):
@@ -145,6 +146,9 @@ def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None,
             mixture, sources = data
             spec = tf_stft(mixture, framing)
             batch, count, samples = (int(d) for d in sources.shape)
+            if teacher is not None:
+                taught = tf.stop_gradient(teacher(tf.abs(spec), training=False))
+                _, sources = separations(spec, taught, samples, framing)
             target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples)), framing))
             target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])),
                                   (0, 2, 3, 1))
@@ -195,6 +199,7 @@ def fine_tune(
     features_gain: float | None = None,
     freeze_batchnorm: bool = True,
     sources: Sequence[str] | None = None,
+    teacher=None,
 ) -> list[float]:
     """Fine-tune ``model`` (magnitudes -> masks; features -> masks with ``features_gain``)
     for ``steps`` batches with ``loss``; returns the loss of every step.
@@ -204,6 +209,9 @@ def fine_tune(
     would drift and move the float model with them. Pass False to fit a model from scratch.
     ``sources``: the stems the masks stand for, in order (default: the model's config, or,
     for a model that lost it to a tfmot clone, its own source list when it has as many masks).
+    ``teacher``: a float model of the same framing and sources (magnitudes -> masks) whose
+    separations of each chunk are the targets instead of the stems, so the model learns what
+    the teacher does (quantization-aware training that keeps the float model's separation).
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -224,7 +232,12 @@ def fine_tune(
             if isinstance(inner, keras.layers.BatchNormalization):
                 inner.trainable = False
     sources = tuple(sources) if sources is not None else sources_of(model)
-    trainer = _trainer(model, loss, sdr_weight, features_gain, framing)
+    if teacher is not None and (framing_of(teacher) != framing
+                                or sources_of(teacher) != sources):
+        raise ValueError("the teacher must have the model's framing and sources: "
+                         f"{framing_of(teacher).name} {sources_of(teacher)} against "
+                         f"{framing.name} {sources}")
+    trainer = _trainer(model, loss, sdr_weight, features_gain, framing, teacher)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
     losses: list[float] = []
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+QAT_TARGETS = ("stems", "float")  # what quantization-aware training learns to give
+
 
 def _tfmot():
     import tensorflow_model_optimization as tfmot
@@ -224,26 +226,38 @@ def qat_fine_tune(
     learning_rate: float = 1e-4,
     seed: int = 0,
     progress: bool = False,
+    target: str = "stems",
 ):
     """Quantization-aware fine-tuning for ``steps`` batches; returns ``(clean tinysep model
-    with the trained weights, report)``."""
+    with the trained weights, report)``. ``target`` (:data:`QAT_TARGETS`): ``stems`` trains
+    toward the clips' true sources; ``float`` toward the float model's own separation of them,
+    so the tuning answers the int8 rounding and keeps what the model does elsewhere."""
     from convert.finetune import feature_batches, fine_tune
     from convert.prune import sparsity_report
     from tinysep.models import model_config, resolved_params
     from tinysep.models.registry import model_framing
 
+    if target not in QAT_TARGETS:
+        raise ValueError(f"target must be one of {QAT_TARGETS}, got {target!r}")
     config = model_config(model)
+    teacher = None
+    if target == "float":  # a copy of its own: the QAT clone must not move the targets
+        from tinysep.models import model_from_config
+
+        teacher = model_from_config(config)
+        teacher.set_weights(model.get_weights())
     gain = float(resolved_params(config)["input_gain"])
     ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1, model_framing(config))
     qat = quantize_aware(model, preserve_sparsity, ranges)
     losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
                        batch_size=batch_size, chunk_frames=chunk_frames,
                        learning_rate=learning_rate, seed=seed, progress=progress,
-                       features_gain=gain)
+                       features_gain=gain, teacher=teacher)
     trained = extract_model(qat, config)
     report = {
         "steps": steps,
         "loss": loss,
+        "target": target,
         "preserve_sparsity": preserve_sparsity,
         "batchnorm": "frozen (statistics of the full training run)",
         "loss_first": losses[0],

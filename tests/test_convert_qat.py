@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from convert_helpers import SMALL, clips, corpus, fitted_model_folder
+from convert_helpers import SMALL, clips, corpus, fitted_model_folder, load
 
 from calibration.representative import build_representative_set
 from cli.main import main
@@ -66,6 +66,24 @@ def test_qat_fine_tuning_returns_a_deployable_model():
     stream = make_streaming_model(trained, 1)
     rep = build_representative_set(stream, list(clips("train")), 32, progress=False)
     assert quantize_stream(stream, "int8", rep).tied_states  # converts like any model
+
+
+def test_qat_toward_the_float_model_learns_its_separation():
+    """Trained toward its own float separation, the fake-quantized model starts close to its
+    target (its int8 rounding is all that differs), far closer than to the stems, and trains."""
+    model = load("dualgate-tcn")
+    mag = _magnitudes()
+    first, moved = {}, {}
+    for target in ("stems", "float"):
+        trained, report = qat_fine_tune(model, list(clips("train")), 4, chunk_frames=32,
+                                        learning_rate=1e-4, target=target)
+        assert report["target"] == target
+        first[target] = report["loss_first"]
+        moved[target] = np.mean(np.abs(predict_masks(trained, mag) - predict_masks(model, mag)))
+    assert 0 < first["float"] < first["stems"] / 2, first
+    assert moved["float"] > 0
+    with pytest.raises(ValueError, match="target must be one of"):
+        qat_fine_tune(model, list(clips("train")), 1, target="teacher")
 
 
 def test_pruning_preserving_qat_keeps_zeros_and_plain_qat_does_not():
@@ -159,14 +177,16 @@ def test_a_model_trained_aware_of_int8_keeps_its_record_and_ships(tmp_path):
     out = tmp_path / "q"
     assert main(["quantize", str(source), "--data", str(corpus()), "--out", str(out),
                  "--qat-steps", "2", "--qat-chunk-frames", "32", "--qat-batch-size", "2",
+                 "--qat-target", "float",
                  "--calibration-frames", "32", "--eval-clips", "0", "--max-clips", "2",
                  "--no-progress"]) == 0
     tuned = out / "qat_model"
     record = json.loads((tuned / "training.json").read_text())
     assert record["command"].startswith(f"tinysep quantize {source} ")
-    assert "--qat-steps 2" in record["command"] and "--qat-chunk-frames 32" in record["command"]
+    assert "--qat-steps 2" in record["command"] and "--qat-target float" in record["command"]
     assert record["qat_from"]["folder"] == str(source.resolve())
     assert record["qat"]["steps"] == 2 and np.isfinite(record["qat"]["loss_last"])
+    assert record["qat"]["target"] == "float"
     assert record["corpora"]["train"]["folder"] == str(corpus().resolve())
     report = tmp_path / "eval.json"
     assert main(["eval", "--method", f"model:{tuned},repet", "--data", str(corpus()),

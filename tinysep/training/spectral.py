@@ -180,6 +180,17 @@ def separation_loss(
     return tf.reduce_mean(per_chunk if weights is None else weights * per_chunk)
 
 
+def separations(spec: tf.Tensor, masks: tf.Tensor, samples: int,
+                framing: str | Framing = DEFAULT_FRAMING) -> tuple[tf.Tensor, tf.Tensor]:
+    """What ``masks`` ``(B, T, F, S)`` separate from the mixture ``spec`` ``(B, T, F)``: the
+    magnitudes ``(B, T, F, S)`` and the waveforms ``(B, S, samples)`` with the mixture phase
+    (a teacher's separations, as targets)."""
+    magnitudes = tf.abs(spec)[..., None] * masks
+    waveforms = tf.stack([tf_istft(spec * _as_complex(masks[..., i]), samples, framing)
+                          for i in range(int(masks.shape[-1]))], axis=1)
+    return magnitudes, waveforms
+
+
 def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_weight: float,
                training: bool, teacher=None, teacher_weight: float = 0.0,
                taught: tf.Tensor | None = None) -> tf.Tensor:
@@ -221,12 +232,8 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
     if teacher is None:
         return separation_loss(kind, spec, masks, target, sources, sdr_weight,
                                framing=framing)
-    taught_masks = tf.stop_gradient(aligned_masks(teacher, False))
-    taught_magnitudes = tf.abs(spec)[..., None] * taught_masks
-    taught_sources = tf.stack(
-        [tf_istft(spec * _as_complex(taught_masks[..., i]), kept, framing)
-         for i in range(count)],
-        axis=1)
+    taught_magnitudes, taught_sources = separations(
+        spec, tf.stop_gradient(aligned_masks(teacher, False)), kept, framing)
     share = teacher_weight * (tf.ones((batch,)) if taught is None
                               else tf.cast(taught, tf.float32))
     share = tf.where(tf.reduce_any(all_zero(sources), axis=1), 0.0, share)
@@ -237,4 +244,4 @@ def batch_loss(model, mixture: tf.Tensor, sources: tf.Tensor, kind: str, sdr_wei
 
 
 __all__ = ["LOSSES", "batch_loss", "bss_sdr_db", "negative_bss_sdr", "negative_sdr", "sdr_db",
-           "separation_loss", "silence_epsilon", "tf_istft", "tf_stft"]
+           "separation_loss", "separations", "silence_epsilon", "tf_istft", "tf_stft"]

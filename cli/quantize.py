@@ -228,6 +228,7 @@ def _quantize(args: argparse.Namespace, checked: Checked, folder: Path) -> None:
                                              batch_size=args.qat_batch_size,
                                              chunk_frames=args.qat_chunk_frames,
                                              target=args.qat_target,
+                                             per_channel=args.per_channel,
                                              seed=args.seed, progress=progress)
         from convert.finetune import fine_tuned_record
         from tinysep.jsonfile import write_json_atomic
@@ -288,6 +289,8 @@ def qat_command(args: argparse.Namespace) -> str:
              str(args.max_clips), "--seed", str(args.seed)]
     if args.preserve_sparsity:
         words.append("--preserve-sparsity")
+    if args.per_channel:
+        words.append("--per-channel")
     return shlex.join(words)
 
 

@@ -169,20 +169,26 @@ def init_ranges(qat_model, float_model, features: np.ndarray) -> int:
     return count
 
 
-def quantize_aware(model, preserve_sparsity: bool = False, features: np.ndarray | None = None):
+def quantize_aware(model, preserve_sparsity: bool = False, features: np.ndarray | None = None,
+                   *, per_channel: bool = False):
     """The fake-quantized (QAT) version of ``model`` without its log compression (input:
     features); with ``preserve_sparsity`` tfmot's pruning-preserving scheme keeps zero
-    weights at zero. ``features`` (a batch) initialises the activation ranges."""
+    weights at zero. ``features`` (a batch) initialises the activation ranges. Weights get
+    one scale per tensor, as the export gives them, unless ``per_channel`` (tfmot's own
+    default, and the export's ``--per-channel``): trained against finer weight steps than the
+    bundle has, the model would not learn the rounding it meets on the board."""
     tfmot = _tfmot()
     _, _, scope = _scope()
     body = features_model(model)
     annotated = annotate(body)
     with tfmot.quantization.keras.quantize_scope(scope):
         if preserve_sparsity:
-            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-            qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(
+                disable_per_axis=not per_channel)
         else:
-            qat = tfmot.quantization.keras.quantize_apply(annotated)
+            scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(
+                disable_per_axis=not per_channel)
+        qat = tfmot.quantization.keras.quantize_apply(annotated, scheme)
     if features is not None:
         init_ranges(qat, body, features)
     return qat
@@ -227,11 +233,14 @@ def qat_fine_tune(
     seed: int = 0,
     progress: bool = False,
     target: str = "stems",
+    per_channel: bool = False,
 ):
     """Quantization-aware fine-tuning for ``steps`` batches; returns ``(clean tinysep model
     with the trained weights, report)``. ``target`` (:data:`QAT_TARGETS`): ``stems`` trains
     toward the clips' true sources; ``float`` toward the float model's own separation of them,
-    so the tuning answers the int8 rounding and keeps what the model does elsewhere."""
+    so the tuning answers the int8 rounding and keeps what the model does elsewhere.
+    ``per_channel``: weight scales per output channel, for a model exported with them (see
+    :func:`quantize_aware`)."""
     from convert.finetune import feature_batches, fine_tune
     from convert.prune import sparsity_report
     from tinysep.models import model_config, resolved_params
@@ -248,7 +257,7 @@ def qat_fine_tune(
         teacher.set_weights(model.get_weights())
     gain = float(resolved_params(config)["input_gain"])
     ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1, model_framing(config))
-    qat = quantize_aware(model, preserve_sparsity, ranges)
+    qat = quantize_aware(model, preserve_sparsity, ranges, per_channel=per_channel)
     losses = fine_tune(qat, clips, steps, loss=loss, sdr_weight=sdr_weight,
                        batch_size=batch_size, chunk_frames=chunk_frames,
                        learning_rate=learning_rate, seed=seed, progress=progress,
@@ -258,6 +267,7 @@ def qat_fine_tune(
         "steps": steps,
         "loss": loss,
         "target": target,
+        "weight_scales": "per channel" if per_channel else "per tensor",
         "preserve_sparsity": preserve_sparsity,
         "batchnorm": "frozen (statistics of the full training run)",
         "loss_first": losses[0],

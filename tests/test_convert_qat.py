@@ -42,7 +42,7 @@ def test_qat_model_fake_quantizes_every_layer_kind():
     qat = quantize_aware(model, features=features)
     configs = _wrapper_configs(qat)
     assert configs["s0b0_in_gated"] == "OutputQuantizeConfig"  # Multiply: no tfmot default
-    assert configs["s0b0_in"] == "Default8BitConvQuantizeConfig"
+    assert configs["s0b0_in"] == "Default8BitQuantizeConfig"  # tfmot's own, per tensor
     assert "compress" not in configs  # the board compresses in float, then quantizes
     fake, real = qat(features).numpy()[0], predict_masks(model, mag)
     # Ranges initialised from the float model: int8 noise, not a different model.
@@ -53,6 +53,22 @@ def test_qat_model_fake_quantizes_every_layer_kind():
     configs = _wrapper_configs(unet)
     for layer in ("rnn", "enc0_norm", "enc0_se_squeeze", "enc0_glu"):  # custom layers
         assert configs[layer] == "OutputQuantizeConfig", layer
+
+
+def _kernel_scales(qat_model, layer: str) -> int:
+    """How many scales the fake quantizer of ``layer``'s kernel keeps."""
+    wrapper = next(w for w in qat_model.layers if getattr(w, "layer", w).name == layer)
+    kernel_min = next(w for w in wrapper.weights if w.name.split("/")[-1].startswith("kernel_min"))
+    return int(np.prod(kernel_min.shape))
+
+
+def test_qat_rounds_weights_with_the_exports_scales():
+    """Per tensor by default, as the bundle is exported; per channel when asked, as
+    ``--per-channel`` exports."""
+    model = load("dualgate-tcn")
+    channels = int(model.get_layer("in_proj").kernel.shape[-1])
+    assert _kernel_scales(quantize_aware(model), "in_proj") == 1
+    assert _kernel_scales(quantize_aware(model, per_channel=True), "in_proj") == channels > 1
 
 
 def test_qat_fine_tuning_returns_a_deployable_model():

@@ -59,7 +59,7 @@ def test_timed_interpreter_times_the_invoke_and_leaves_the_stream_unchanged():
     plain, timed = BundleRunner(folder), BundleRunner(folder)
     timer = bench.TimedInterpreter(timed.interpreter)
     timed.interpreter = timer
-    features = plain.features(magnitude(stft(clip.mixture)))
+    features = plain.features(magnitude(stft(clip.mixture, framing=plain.bundle.framing.name)))
     expected = plain.run(features)
     got = timed.run(features)
     np.testing.assert_array_equal(got, expected)

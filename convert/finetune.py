@@ -20,7 +20,7 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import DEFAULT_FRAMING, FRAMINGS, Framing, get_framing
-from tinysep.model_record import FINE_TUNED_FROM, RECORD_FILES
+from tinysep.model_record import FINE_TUNED_FROM, RECORD_FILES, trained_record
 
 DEFAULT_LOSS = ("l1", 0.01)
 
@@ -49,25 +49,17 @@ def fine_tuned_record(source: str | Path, data: str | Path, command: str, origin
     return {"command": command, origin: ingredient_record(source), "corpora": corpora}
 
 
-def _train_config(record: dict) -> dict | None:
-    """The ``train_config`` of a record, or of the record it was fine-tuned from."""
-    for key in FINE_TUNED_FROM:
-        if isinstance(record.get(key), dict):
-            return _train_config(record[key])
-    config = record.get("train_config")
-    return config if isinstance(config, dict) else None
-
-
 def training_loss_of(folder: str | Path) -> tuple[str, float]:
     """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
     ``tinysep train``, or the ``training.json`` of a shipped or fine-tuned model: then that of
     the model it was fine-tuned from), else plain ``l1``."""
     for name in RECORD_FILES:  # an unreadable record falls back to the next one
         try:
-            config = _train_config(json.loads((Path(folder) / name).read_text()))
+            config = trained_record(json.loads((Path(folder) / name).read_text())).get(
+                "train_config")
         except (OSError, ValueError, AttributeError):
             continue
-        if config is not None and "loss" in config:
+        if isinstance(config, dict) and "loss" in config:
             return str(config["loss"]), float(config.get("sdr_weight", DEFAULT_LOSS[1]))
     return DEFAULT_LOSS
 

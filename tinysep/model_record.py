@@ -14,6 +14,17 @@ RECORD_FILES = (RUN_FILE, TRAINING_FILE)  # in the order they are looked for
 FINE_TUNED_FROM = ("qat_from", "pruned_from")
 
 
+def trained_record(record: dict) -> dict:
+    """The record of the training a model's record goes back to: the record itself, or for a
+    model tuned from another, that model's (followed through every tuning)."""
+    while True:
+        source = next((record[key] for key in FINE_TUNED_FROM
+                       if isinstance(record.get(key), dict)), None)
+        if source is None:
+            return record
+        record = source
+
+
 def record_file(folder: str | Path) -> Path | None:
     """The record file of model folder ``folder`` (a run's first), or None if it has none."""
     return next((Path(folder) / name for name in RECORD_FILES

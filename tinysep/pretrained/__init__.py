@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinysep.jsonfile import read_json, write_json_atomic
-from tinysep.model_record import FINE_TUNED_FROM, RUN_FILE, TRAINING_FILE
+from tinysep.model_record import FINE_TUNED_FROM, RUN_FILE, TRAINING_FILE, trained_record
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "dualgate-tcn-tiny"
@@ -48,10 +48,7 @@ def training_settings(name: str = DEFAULT_MODEL) -> dict:
     """The ``train_config`` a shipped model was trained with; for a fine-tuned model, that of
     the model it was tuned from; for a weight soup, that of its best ingredient (the first it
     kept), whose recipe the soup's training batches follow."""
-    record = training_record(name)
-    while not isinstance(record.get("train_config"), dict) and any(
-            isinstance(record.get(key), dict) for key in FINE_TUNED_FROM):
-        record = next(record[key] for key in FINE_TUNED_FROM if isinstance(record.get(key), dict))
+    record = trained_record(training_record(name))
     if "train_config" in record:
         return record["train_config"]
     soup = record.get("soup") or {}

@@ -156,12 +156,11 @@ def run(args: argparse.Namespace) -> int:
     widths = _check_options(args)
 
     from calibration.representative import build_representative_set, load_calibration_clips
-    from convert.finetune import fine_tune, training_loss_of
+    from convert.finetune import fine_tune, fine_tuned_record, training_loss_of
     from convert.prune import (
         compressed_sizes,
         magnitude_prune,
         narrow_model,
-        pruned_record,
         save_pruned,
     )
     from tinysep.models import load_model, make_streaming_model
@@ -193,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         )
     rep = build_representative_set(make_streaming_model(model, 1), clips, 256, progress=False)
     report["sizes_after"] = compressed_sizes(model, rep)
-    save_pruned(model, args.out, report, pruned_record(args.model, args.data, _command(args)))
+    record = fine_tuned_record(args.model, args.data, _command(args), "pruned_from")
+    save_pruned(model, args.out, report, record)
     print(format_report(report))
     print(f"wrote {args.out} (config.json, weights, prune_report.json, training.json)")
     return 0

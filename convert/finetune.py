@@ -138,12 +138,14 @@ def _trainer(model, kind: str, sdr_weight: float, features_gain: float | None,
             mixture, sources = data
             spec = tf_stft(mixture, framing)
             batch, count, samples = (int(d) for d in sources.shape)
-            if teacher is not None:
+            if teacher is None:
+                target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples)),
+                                        framing))
+                target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])),
+                                      (0, 2, 3, 1))
+            else:  # the teacher's masked magnitudes and their waveforms, as distillation's
                 taught = tf.stop_gradient(teacher(tf.abs(spec), training=False))
-                _, sources = separations(spec, taught, samples, framing)
-            target = tf.abs(tf_stft(tf.reshape(sources, (batch * count, samples)), framing))
-            target = tf.transpose(tf.reshape(target, (batch, count, *target.shape[1:])),
-                                  (0, 2, 3, 1))
+                target, sources = separations(spec, taught, samples, framing)
             x = tf.abs(spec)
             if features_gain is not None:
                 x = tf.math.log1p(features_gain * x)

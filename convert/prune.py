@@ -389,19 +389,12 @@ def narrow_model(model, **widths):
     return narrow, report
 
 
-def pruned_record(source: str | Path, data: str | Path, command: str) -> dict:
-    """The ``training.json`` of a pruned model (:func:`convert.finetune.fine_tuned_record`,
-    the source's record under ``pruned_from``)."""
-    from convert.finetune import fine_tuned_record
-
-    return fine_tuned_record(source, data, command, "pruned_from")
-
-
 def save_pruned(model, folder: str | Path, report: dict, record: dict | None = None) -> Path:
     """Save the model folder plus ``prune_report.json`` (and the ``record`` of
-    :func:`pruned_record` as ``training.json``) beside its config; written to a hidden
-    temporary folder first and renamed, so a crash leaves no half-written model. An existing
-    ``folder`` is replaced only when it holds nothing but :data:`PRUNED_FILES`."""
+    :func:`convert.finetune.fine_tuned_record` as ``training.json``) beside its config;
+    written to a hidden temporary folder first and renamed, so a crash leaves no half-written
+    model. An existing ``folder`` is replaced only when it holds nothing but
+    :data:`PRUNED_FILES`."""
     from tinysep.models import save_model
 
     folder = Path(folder)

@@ -249,12 +249,9 @@ def qat_fine_tune(
     if target not in QAT_TARGETS:
         raise ValueError(f"target must be one of {QAT_TARGETS}, got {target!r}")
     config = model_config(model)
-    teacher = None
-    if target == "float":  # a copy of its own: the QAT clone must not move the targets
-        from tinysep.models import model_from_config
-
-        teacher = model_from_config(config)
-        teacher.set_weights(model.get_weights())
+    # the QAT graph holds copies of the weights (features_model, annotate), so the model
+    # itself stays as it is and gives the targets unchanged
+    teacher = model if target == "float" else None
     gain = float(resolved_params(config)["input_gain"])
     ranges = feature_batches(clips, 4 * chunk_frames, 8, gain, seed + 1, model_framing(config))
     qat = quantize_aware(model, preserve_sparsity, ranges, per_channel=per_channel)

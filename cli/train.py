@@ -84,7 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "into wider ones (the new channels start so that the model "
                              "computes what the smaller one did); the rest start fresh (e.g. "
                              "a model grown by an encoder, a refiner, wider blocks or more "
-                             "blocks per stack, whose output projections start at zero)")
+                             "blocks per stack, whose output projections start at zero). "
+                             "A model on another framing or pooling of the bins gets the "
+                             "input and mask projections read off at its own bins, and its "
+                             "input normalisation measured on the training mixtures")
     parser.add_argument("--teacher", type=path_argument, metavar="MODEL",
                         help="distil this saved model (e.g. a wider one) into the trained one: "
                              "the loss also compares with the teacher's separations of each "

@@ -22,8 +22,10 @@ from train_helpers import TINY, tiny_config
 from cli.main import main as cli_main
 from tinysep.data.loaders import load_split
 from tinysep.data.synth import write_corpus
+from tinysep.dsp import magnitude, stft
 from tinysep.metrics.by_engine import recorded_corpora
 from tinysep.models import load_model, make_config, model_from_config, save_model, separate
+from tinysep.models.reframing import input_norm_features
 from tinysep.train import TrainConfig, TrainingError, train
 from tinysep.training.config import DEFAULT_AUGMENT
 from tinysep.training.data import batch_for_step, fingerprint_clips, validation_clips
@@ -451,6 +453,31 @@ def test_init_matching_grows_a_model_from_a_smaller_one(corpus, one_epoch, tmp_p
             np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="give init_from too"):
         train(tiny_config(corpus, init_matching=True), tmp_path / "alone", progress=False)
+
+
+def test_init_matching_carries_a_model_to_the_long_framing(corpus, one_epoch, tmp_path):
+    """A model on the long framing with pooled bins starts from one on the short framing: every
+    layer is carried, the input normalisation is measured again on the training mixtures, and
+    run.json says from which features."""
+    long_options = {**TINY, "framing": "long1024", "pool_above": 257}
+    config = tiny_config(corpus, epochs=1, steps_per_epoch=1, learning_rate=1e-9,
+                         init_from=str(one_epoch), init_matching=True, options=long_options)
+    out = tmp_path / "long"
+    train(config, out, progress=False)
+    init = json.loads((out / "run.json").read_text())["model"]["init"]
+    assert init["layers_fresh"] == []
+    assert init["reframed_from"] == ["hann512", 0]
+    assert init["input_norm_frames"] > 100
+    before, after = load_model(one_epoch), load_model(out)
+    assert after.get_layer("in_proj").get_weights()[0].shape[2] == 385
+    assert before.get_layer("in_proj").get_weights()[0].shape[2] == 257
+    # the running mean is the features' mean over the corpus (one step moved it 1 % from there)
+    seen = np.concatenate([
+        np.asarray(input_norm_features(after)(magnitude(stft(clip.mixture,
+                                                             framing="long1024"))[None]))[0]
+        for clip in load_split(corpus, split="train", progress=False)])
+    _, _, new_mean, _ = after.get_layer("input_norm").get_weights()
+    assert np.max(np.abs(new_mean - seen.mean(axis=0))) < 0.05 * np.max(np.abs(seen.mean(axis=0)))
 
 
 def test_sigterm_stops_and_the_run_folder_says_what_finished(corpus, tmp_path):

@@ -55,6 +55,7 @@ from tinysep.training.run_folder import (
 CHECKPOINTS_KEPT = 3
 LOGGED_AUDIO_SECONDS = 5.0  # the validation clip's audio in TensorBoard is cut to this
 VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # ends a variable's name in a checkpoint
+REFIT_CLIPS = 64  # training mixtures a model carried to another framing re-measures its inputs on
 
 
 @dataclass
@@ -75,7 +76,14 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     """Start from the weights of the saved model in ``folder``: the same architecture, or
     with ``matching`` any model whose layers of the same name and weight shapes are
     copied (the others keep their fresh initialization). Returns what was copied."""
-    from tinysep.models.registry import copy_matching_layers, graph_of, load_model, read_config
+    from tinysep.models.reframing import feature_layout
+    from tinysep.models.registry import (
+        copy_matching_layers,
+        feature_layouts_differ,
+        graph_of,
+        load_model,
+        read_config,
+    )
 
     try:
         theirs = graph_of(read_config(folder))
@@ -94,7 +102,19 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
         model.set_weights(source.get_weights())
         return {"layers_copied": weighted, "layers_fresh": []}
     fresh = copy_matching_layers(source, model)
-    return {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
+    initial = {"layers_copied": weighted - len(fresh), "layers_fresh": fresh}
+    if feature_layouts_differ(source, model):
+        initial["reframed_from"] = list(feature_layout(source.tinysep_config["params"]))
+    return initial
+
+
+def _refit_input_norm(model, clips) -> int:
+    """Measure the input normalisation of a model carried to another framing again, on up
+    to :data:`REFIT_CLIPS` training mixtures spread over the corpus; returns the frames."""
+    from tinysep.models.reframing import refit_input_norm
+
+    picked = clips[:: max(1, len(clips) // REFIT_CLIPS)][:REFIT_CLIPS]
+    return refit_input_norm(model, (clip.mixture for clip in picked))
 
 
 def _load_teacher(config: TrainConfig, sources: tuple[str, ...]):
@@ -495,6 +515,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     if config.init_from and not state["checkpoint"]:
         initial = _load_initial_weights(model, model_config, config.init_from,
                                         config.init_matching)
+        if "reframed_from" in initial:
+            initial["input_norm_frames"] = _refit_input_norm(model, data.train)
         if initial["layers_fresh"]:
             print(f"init from {config.init_from}: {initial['layers_copied']} layers copied, "
                   f"{len(initial['layers_fresh'])} start fresh: "

@@ -73,6 +73,7 @@ from tinysep.models.blocks import (
 )
 from tinysep.models.causal import Graph, causal_depthwise, conv1x1
 from tinysep.models.layers import SliceAxis
+from tinysep.models.reframing import INPUT_NORM, resample_features, resample_logits
 
 L = keras.layers
 
@@ -87,6 +88,26 @@ def zero_when_grown(layer_name: str) -> bool:
     block's projection into the residual path, so the deeper model first computes what the
     smaller one did (its other layers keep their fresh initialization and learn)."""
     return bool(BLOCK_OUTPUT.match(layer_name))
+
+
+def reframed_weights(layer_name: str, weights: list, theirs: dict, ours: dict) -> list | None:
+    """The weights of a layer that runs over the features (input normalisation, input and
+    mask projections) carried from a model with parameters ``theirs`` to one seeing other
+    features ``ours`` (:mod:`tinysep.models.reframing`); None for any other layer, or when
+    the two do not hold the same logits per feature."""
+    if layer_name == INPUT_NORM:
+        return [resample_features(w, 0, theirs, ours) for w in weights]
+    if layer_name == "in_proj" and len(weights) == 2:
+        kernel, bias = weights
+        return [resample_features(kernel, 2, theirs, ours, summed=True), bias]
+    if layer_name == MASK_PROJECTION and len(weights) == 2:
+        logits = mask_logit_count(len(ours["sources"]), ours["mask"])
+        kernel, bias = weights
+        if kernel.shape[-1] != logits * feature_count(theirs):
+            return None
+        return [resample_logits(kernel, logits, theirs, ours),
+                resample_logits(bias, logits, theirs, ours)]
+    return None
 
 DEFAULTS = {
     "residual": 32,  # channels between blocks
@@ -294,13 +315,13 @@ def body(graph: Graph, features, p: dict, pooled: bool = False):
     n_logits = mask_logit_count(len(p["sources"]), p["mask"])
     n_bins = params_bins(p)
     if pooled and p["pool_above"]:
-        normed = L.BatchNormalization(axis=-1, name="input_norm")(features)
+        normed = L.BatchNormalization(axis=-1, name=INPUT_NORM)(features)
         x = _input_projection(normed, None, p)
         x = _blocks(graph, x, p)
         logits = conv1x1(x, n_logits * feature_count(p), MASK_PROJECTION)
         logits = L.Reshape((-1, feature_count(p), n_logits), name="to_masks")(logits)
         return mask_head(logits, feature_count(p), p["mask"])
-    normed = L.BatchNormalization(axis=-1, name="input_norm")(pool_features(features, p))
+    normed = L.BatchNormalization(axis=-1, name=INPUT_NORM)(pool_features(features, p))
     bins = None
     if p["encoder"] or p["refine"]:
         bins = L.Reshape((-1, n_bins, 1), name="to_bins")(normed)

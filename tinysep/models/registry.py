@@ -29,6 +29,7 @@ from tinysep.models import dualgate_tcn, unet_se_sru
 from tinysep.models.blocks import anchor_logits, params_framing
 from tinysep.models.causal import Graph
 from tinysep.models.layers import LogCompression
+from tinysep.models.reframing import feature_layout
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -283,7 +284,9 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
     """Copy into ``target`` the weights of every layer of ``source`` with the same name and
     weight shapes (a model grown from a smaller one), a softmax mask projection into an
     anchored one (:func:`tinysep.models.blocks.anchor_logits`), and the weights of a layer
-    that ``target`` has wider (:func:`widened_weights`); returns the names of ``target``'s
+    that ``target`` has wider (:func:`widened_weights`), and of the layers that run over
+    the features resampled when ``target`` sees other ones (another framing or pooling,
+    :func:`feature_layouts_differ`); returns the names of ``target``'s
     weighted layers not copied. Of those, the ones its architecture starts at zero when
     grown (a new block's output projection) are zeroed; the others keep their
     initialization."""
@@ -291,6 +294,9 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
     anchored = _anchored_projection(source, target)
     module = _architecture(target)
     zero_when_grown = getattr(module, "zero_when_grown", lambda name: False)
+    reframed = None
+    if hasattr(module, "reframed_weights") and feature_layouts_differ(source, target):
+        reframed = (_params_of(source), _params_of(target))
     fresh = []
     for layer in target.layers:
         if not layer.weights:
@@ -300,6 +306,8 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
         weights = None if other is None else other.get_weights()
         if weights is not None and anchored and layer.name == anchored[0]:
             weights = list(anchor_logits(*weights, anchored[1]))
+        if weights is not None and reframed:
+            weights = module.reframed_weights(layer.name, weights, *reframed) or weights
         if weights is not None and [w.shape for w in weights] != shapes:
             weights = widened_weights(layer, weights)
         if weights is not None:
@@ -309,6 +317,16 @@ def copy_matching_layers(source: keras.Model, target: keras.Model) -> list[str]:
             layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
         fresh.append(layer.name)
     return fresh
+
+
+def feature_layouts_differ(source: keras.Model, target: keras.Model) -> bool:
+    """Whether two models of one architecture see their frames on other features (another
+    framing, or other bins pooled), so :func:`copy_matching_layers` resamples the layers
+    that run over them (:mod:`tinysep.models.reframing`)."""
+    params = [_params_of(model) for model in (source, target)]
+    if None in params or _architecture(source) is not _architecture(target):
+        return False
+    return feature_layout(params[0]) != feature_layout(params[1])
 
 
 def _architecture(model: keras.Model) -> ModuleType | None:

@@ -53,6 +53,7 @@ from tinysep.models.blocks import (
 )
 from tinysep.models.causal import Graph, conv1x1
 from tinysep.models.layers import CELL_GATES, RECURRENT_CELLS, SliceAxis
+from tinysep.models.reframing import INPUT_NORM
 
 L = keras.layers
 
@@ -158,7 +159,7 @@ def body(graph: Graph, features, p: dict):
     n_bins = params_bins(p)
     patch, n_logits = p["patch"], mask_logit_count(len(p["sources"]), p["mask"])
     positions = -(-n_bins // patch)
-    x = L.BatchNormalization(axis=-1, name="input_norm")(features)
+    x = L.BatchNormalization(axis=-1, name=INPUT_NORM)(features)
     x = L.Reshape((-1, n_bins, 1), name="to_bins")(x)
     if positions * patch != n_bins:
         x = L.ZeroPadding2D(((0, 0), (0, positions * patch - n_bins)), name="pad_bins")(x)

@@ -517,6 +517,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
                                         config.init_matching)
         if "reframed_from" in initial:
             initial["input_norm_frames"] = _refit_input_norm(model, data.train)
+            framing, pool = initial["reframed_from"]
+            print(f"init from {config.init_from}: carried from framing {framing} (pool_above "
+                  f"{pool}) to this model's; input normalisation measured on "
+                  f"{initial['input_norm_frames']} frames", file=sys.stderr)
         if initial["layers_fresh"]:
             print(f"init from {config.init_from}: {initial['layers_copied']} layers copied, "
                   f"{len(initial['layers_fresh'])} start fresh: "

@@ -109,6 +109,7 @@ def reframed_weights(layer_name: str, weights: list, theirs: dict, ours: dict) -
                 resample_logits(bias, logits, theirs, ours)]
     return None
 
+
 DEFAULTS = {
     "residual": 32,  # channels between blocks
     "hidden": 64,  # channels inside a block

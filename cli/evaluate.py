@@ -19,6 +19,9 @@ references are separated but not scored. ``--save-audio DIR`` keeps, per clip,
 ``--silence vocals`` leaves the voice out of every mixture: what each method still calls
 vocals in a band alone is scored as leak. ``--tags TAGS.json`` groups your own clips (genre,
 singer, take...) and prints a row per tag value, as ``--by-engine`` does per engine.
+The first ``model:PATH`` (else the first method) is compared with every other method clip by
+clip: the mean difference and a 95 % interval from resampling whole songs (clips of
+one song are not independent), as the per-engine and per-tag margins are.
 """
 
 from __future__ import annotations
@@ -198,11 +201,13 @@ def run(args: argparse.Namespace) -> int:
         for name, error in errors:
             print(f"FAILED {method} on {name}: {error}", file=sys.stderr)
     png = plot_summary(report["summary"], summary_plot(args.json), title=str(args.data))
+    songs = _songs_of(sources)
+    _paired_report(args, report, _first_model(methods) or methods[0], songs)
     print(f"wrote {args.json} and {png}")
     if args.by_engine:
-        _engine_report(args, report, engine_model, seen, engines_of)
+        _engine_report(args, report, engine_model, seen, engines_of, songs)
     if clip_tags:
-        _tag_report(args, report, _first_model(methods), clip_tags)
+        _tag_report(args, report, _first_model(methods), clip_tags, songs)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
 
@@ -235,12 +240,44 @@ def _clip_tags(path: Path, sources: list) -> dict:
     return tags
 
 
-def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict) -> None:
+def _songs_of(sources: list) -> dict[str, str]:
+    """Clip name -> song for the clips scored (a played clip's own source's song), so the
+    intervals resample songs; a clip of no named song is its own."""
+    songs = {}
+    for source in sources:
+        inner = getattr(source, "source", source)
+        songs[source.name] = getattr(inner, "song", "") or source.name
+    return songs
+
+
+def _paired_report(args: argparse.Namespace, report: dict, model: str,
+                   songs: dict[str, str]) -> None:
+    """``model`` (the first ``model:PATH``, else the first method) minus every other method,
+    clip by clip, with its interval over songs: printed, and in the report under ``paired``."""
+    import json
+
+    from tinysep.jsonfile import write_json_atomic
+    from tinysep.metrics.paired import format_paired_table, paired_rows
+
+    if not model or len(report["methods"]) < 2:
+        return
+    sources = list(next(iter(report["summary"].values()))["sources"])
+    rows = paired_rows(report, model, songs, sources)
+    print()
+    print(format_paired_table(rows, model, sources))
+    full = json.loads(args.json.read_text())
+    full["paired"] = {"model": model, "rows": rows}
+    write_json_atomic(args.json, full)
+
+
+def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict,
+                songs: dict[str, str]) -> None:
     """Per-tag table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
     from tinysep.metrics.by_engine import by_engine
     from tinysep.metrics.tags import tag_names
 
-    rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="")
+    rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="",
+                     songs=songs)
     _write_grouped(args, model, rows, "tag", tag_plot(args.json), "by_tag")
 
 
@@ -341,11 +378,11 @@ def _engine_model(methods: list[str]) -> tuple[str, dict]:
 
 
 def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dict,
-                   engines_of: dict) -> None:
+                   engines_of: dict, songs: dict[str, str]) -> None:
     """Per-engine table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
     from tinysep.metrics.by_engine import by_engine
 
-    rows = by_engine(report, engines_of, model, seen)
+    rows = by_engine(report, engines_of, model, seen, songs=songs)
     _write_grouped(args, model, rows, "engine", engine_plot(args.json), "by_engine")
 
 

@@ -182,6 +182,20 @@ def test_cli_prints_the_table_and_writes_json_and_png(corpus, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["clips_done"] == 2 and set(report["summary"]) == {"mix", "hpss", "irm"}
     assert report["split"] == "all" and report["max_clips"] == 2
+    # the first method against the others, clip by clip, with an interval over the songs
+    assert "mix minus each method" in printed
+    paired = {row["method"]: row["sources"] for row in report["paired"]["rows"]}
+    assert report["paired"]["model"] == "mix" and set(paired) == {"hpss", "irm"}
+    for method in ("hpss", "irm"):
+        for source in ("vocals", "accompaniment"):
+            diff = paired[method][source]
+            clips = report["clips"]
+            expected = sum(c["methods"]["mix"]["sources"][source]["sdr"]
+                           - c["methods"][method]["sources"][source]["sdr"] for c in clips) / 2
+            assert diff["mean"] == pytest.approx(expected)
+            assert (diff["clips"], diff["songs"]) == (2, 2)
+            assert diff["low"] <= diff["mean"] <= diff["high"]
+    assert paired["irm"]["vocals"]["high"] < 0  # the oracle is far above the mixture
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

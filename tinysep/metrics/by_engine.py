@@ -22,6 +22,7 @@ from tinysep.data.engines import FONT_ENGINES
 from tinysep.data.loaders import SPLITS_FILE
 from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
+from tinysep.metrics.paired import INTERVAL, paired_difference
 from tinysep.metrics.summary import summarize_methods
 from tinysep.model_record import record_file
 
@@ -187,7 +188,8 @@ def _mean_of(summary: Mapping, source: str, metric: str = "sdr") -> float | None
 
 def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
               seen: Mapping[str, Mapping[str, set[str]]] | None = None,
-              roles: Sequence[str] = ROLES, status: str | None = None) -> list[dict]:
+              roles: Sequence[str] = ROLES, status: str | None = None,
+              songs: Mapping[str, str] | None = None) -> list[dict]:
     """One row per (role, engine): the model's mean SDR per source, the best classic method
     per source on the same clips, the margin, the IRM oracle, the clip count and whether the
     model trained on the engine. The model's mean SIR and SAR tell a row that loses to
@@ -195,7 +197,9 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
     source was left out of the mixtures (``tinysep eval --silence``), its leak: the model's
     mean and the classic method that leaks least. ``roles`` may be any keys of
     ``engines_of``'s entries (a user's own tags, :mod:`tinysep.metrics.tags`), whose rows
-    then carry ``status`` instead of what the model's record says."""
+    then carry ``status`` instead of what the model's record says. Each margin comes with
+    its interval over the row's songs (``songs``: clip name -> song;
+    :func:`tinysep.metrics.paired.paired_difference`)."""
     methods = list(report["methods"])
     done = [r for r in report["clips"] if "error" not in r]
     rows = []
@@ -217,6 +221,8 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                 leaks = {m: leak for m in methods if m in CLASSIC_METHODS
                          and (leak := _mean_of(summary[m], source, "leak")) is not None}
                 least = min(leaks, key=leaks.get) if leaks else None
+                paired = (paired_difference(clips, model, best, source, songs)
+                          if best and value is not None else None)
                 row["sources"][source] = {
                     "model": value,
                     "model_sir": _mean_of(scored, source, "sir"),
@@ -224,6 +230,8 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                     "best_classic": best,
                     "best_classic_sdr": classic.get(best) if best else None,
                     "margin": (value - classic[best]) if best and value is not None else None,
+                    "margin_low": paired["low"] if paired else None,
+                    "margin_high": paired["high"] if paired else None,
                     "irm": _mean_of(summary[ORACLE], source) if ORACLE in summary else None,
                     "model_leak": _mean_of(scored, source, "leak"),
                     "least_classic_leak": least,
@@ -235,8 +243,9 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
 
 def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "engine") -> str:
     """The per-engine rows as a fixed-width table (means in dB; v / a per cell): SDR of the
-    model, the best classic method and the IRM, then the model's SIR and SAR, and, where a
-    source was left out of the mixtures, the model's leak and the least classic leak."""
+    model, the best classic method, the margin and its interval, the IRM, then the model's
+    SIR and SAR, and, where a source was left out of the mixtures, the model's leak and the
+    least classic leak."""
 
     def cells(a, b, form: str) -> str:  # a source left out of the mixtures has no SDR
         if a is None and b is None:
@@ -248,6 +257,12 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
 
     def margin(a, b) -> str:
         return cells(a, b, "+5.2f")
+
+    def interval(a, b) -> str:  # each source's margin interval, low..high
+        def one(source):
+            low, high = source.get("margin_low"), source.get("margin_high")
+            return "  -  " if low is None else f"{low:+.1f}..{high:+.1f}"
+        return f"{one(a)} / {one(b)}"
 
     def classic_of(row) -> str:
         names = (row["sources"][v]["best_classic"], row["sources"][a]["best_classic"])
@@ -263,6 +278,7 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
     lines = [title] if title else []
     lines.append(f"{what:<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
                  f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
+                 f"{f'margin {INTERVAL * 100:g} % v / a':<26}"
                  f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a':<16}"
                  + (f"{'model leak v / a':<17}{'least classic leak v / a'}" if leaks else ""))
     for row in rows:
@@ -272,7 +288,8 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
             f"{row['clips']:>5}  {pair(sv['model'], sa['model']):<14}"
             f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} "
             f"{classic_of(row):<{classic_width}}"
-            f"{margin(sv['margin'], sa['margin']):<15}{pair(sv['irm'], sa['irm']):<15}"
+            f"{margin(sv['margin'], sa['margin']):<15}{interval(sv, sa):<26}"
+            f"{pair(sv['irm'], sa['irm']):<15}"
             f"{pair(sv.get('model_sir'), sa.get('model_sir')):<16}"
             f"{pair(sv.get('model_sar'), sa.get('model_sar')):<16}"
             + (f"{pair(sv.get('model_leak'), sa.get('model_leak')):<17}"

@@ -90,8 +90,8 @@ test-slow: $(STAMP)
 # The model tests once with TensorFlow's oneDNN kernels forced off and once forced on: the
 # graphs must not depend on which CPU kernels a machine picks.
 test-onednn: $(STAMP)
-	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
-	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py tests/test_models_reframing.py
+	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/python -m pytest -q tests/test_models_layers.py tests/test_models_streaming.py tests/test_models_tflite.py tests/test_models_reframing.py
 
 # The emulated ARM64 board: a Debian arm64 root (Debian's packages unpacked, no foreign code
 # run) plus the aarch64 LiteRT wheel, built once under build/; the agent runs in it under

@@ -83,3 +83,21 @@ def test_engine_rows_carry_the_margin_interval():
     assert vocals["best_classic"] == "repet"
     assert vocals["margin_low"] < vocals["margin"] < vocals["margin_high"]
     assert vocals["margin"] == pytest.approx(3.75)
+
+
+def test_the_engine_plot_adds_a_margin_panel_when_rows_carry_intervals(tmp_path):
+    import matplotlib.image as mpimg
+
+    from tinysep.metrics.by_engine import plot_engines
+
+    clips = [_clip(f"c{i}", {"model:x": 7.0 + (i % 4) * 0.5, "repet": 4.0}) for i in range(8)]
+    report = {"methods": ["model:x", "repet"], "clips": clips}
+    engines = {c["name"]: {"vocals": "additive", "recording": f"/music/set{i % 2}"}
+               for i, c in enumerate(clips)}
+    rows = by_engine(report, engines, "model:x", roles=("vocals", "recording"), status="")
+    bare = [{**row, "sources": {s: {k: v for k, v in e.items() if not k.startswith("margin_")}
+                                for s, e in row["sources"].items()}} for row in rows]
+    with_margins = mpimg.imread(plot_engines(rows, tmp_path / "m.png"))
+    without = mpimg.imread(plot_engines(bare, tmp_path / "b.png"))
+    assert with_margins.shape[0] > 1.5 * without.shape[0]  # a second level of panels
+    assert with_margins.shape[1] == without.shape[1]

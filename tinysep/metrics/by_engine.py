@@ -33,6 +33,7 @@ ROLE_PARTS = {"vocals": "vocals", "accompaniment": "accompaniment", "font": "fon
               "voice": "vocals", "composer": "song", "recording": "accompaniment"}
 ROLES = tuple(ROLE_PARTS)
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
+WIDE_PLOT_ROWS = 6  # more rows than this: the plot's panels stack instead of standing side by side
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
 
@@ -298,9 +299,28 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
     return "\n".join(lines)
 
 
+def _plot_margins(ax, rows: Sequence[Mapping], source: str, x, labels: list[str]) -> None:
+    """The model's margin over the best classic method per row, with its interval."""
+    import numpy as np
+
+    entries = [r["sources"][source] for r in rows]
+    margin = np.array([np.nan if e["margin"] is None else e["margin"] for e in entries])
+    low = np.array([np.nan if e.get("margin_low") is None else e["margin_low"] for e in entries])
+    high = np.array([np.nan if e.get("margin_high") is None else e["margin_high"]
+                     for e in entries])
+    bounds = np.nan_to_num(np.stack([margin - low, high - margin]))
+    ax.bar(x, margin, 0.5, color="tab:blue", yerr=bounds, capsize=3, ecolor="black")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_title(f"{source}: margin over the best classic method", fontsize=9)
+    ax.set_ylabel(f"dB, {INTERVAL * 100:g} % interval over songs")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> Path:
     """Grouped bars per engine: model, best classic and IRM SDR, vocals and accompaniment; a
-    source left out of the mixtures shows the model's and the least classic leak instead."""
+    source left out of the mixtures shows the model's and the least classic leak instead.
+    Below them, when the rows carry intervals, each row's margin with its interval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,15 +328,28 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
     import numpy as np
 
     path = Path(path)
-    labels = [f"{r['role'][:5]}:{r['engine']}" + (f"\n({r['status']})" if r["status"] else "")
-              for r in rows]
+    # an engine named by a folder (a collection of recordings) is labelled by its last part
+    labels = [f"{r['role'][:5]}:{Path(r['engine']).name or r['engine']}"
+              + (f"\n({r['status']})" if r["status"] else "") for r in rows]
 
     def is_left_out(source: str) -> bool:  # no SDR anywhere, a leak somewhere
         return all(r["sources"][source]["model"] is None for r in rows) and any(
             r["sources"][source].get("model_leak") is not None for r in rows)
 
-    fig, axes = plt.subplots(1, len(SOURCES), figsize=(max(6, 1.3 * len(rows)) * 1.6, 4.2),
-                             sharey=not any(is_left_out(s) for s in SOURCES))
+    margins = any(r["sources"][s].get("margin_low") is not None for r in rows for s in SOURCES)
+    levels = 2 if margins else 1
+    if len(rows) > WIDE_PLOT_ROWS:  # many rows: one full-width panel under another
+        fig, grid = plt.subplots(levels * len(SOURCES), 1, squeeze=False,
+                                 figsize=(max(8.0, 0.6 * len(rows) + 2), 3.4 * levels
+                                          * len(SOURCES)))
+        grid = grid[:, 0].reshape(levels, len(SOURCES))
+    else:
+        fig, grid = plt.subplots(levels, len(SOURCES), squeeze=False,
+                                 figsize=(max(6, 1.3 * len(rows)) * 1.6, 3.8 * levels + 0.4))
+    axes = grid[0]
+    if not any(is_left_out(s) for s in SOURCES):
+        for ax in axes[1:]:
+            ax.sharey(axes[0])
     x = np.arange(len(rows))
     series = (("model", "model", "tab:blue"), ("best classic", "best_classic_sdr", "tab:orange"),
               ("IRM (oracle)", "irm", "tab:gray"))
@@ -334,6 +367,9 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
         ax.set_ylabel("leak mean (dB, lower is better)" if left_out else "SDR mean (dB)")
         ax.grid(axis="y", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
+    if margins:
+        for ax, source in zip(grid[1], SOURCES, strict=True):
+            _plot_margins(ax, rows, source, x, labels)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

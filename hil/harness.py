@@ -423,6 +423,7 @@ def run_clip(
     silent = not np.any(pcm)
     record = {
         "name": clip.name,
+        "song": clip.song_id,  # clips of one song are not independent: intervals resample songs
         "status": "ok",
         "input": stored,
         "silent": bool(silent),

@@ -14,6 +14,7 @@ import numpy as np
 from tinysep.data.clip import SOURCES
 from tinysep.eval_inputs import FILES
 from tinysep.jsonfile import write_text_atomic
+from tinysep.metrics.paired import INTERVAL, mean_interval
 
 VARIANTS = ("float", "int8_host", "int8_board")
 VARIANT_LABELS = {"float": "float (host)", "int8_host": "int8 (host)", "int8_board": "int8 (board)"}
@@ -51,6 +52,13 @@ def report_sources(report: dict) -> list:
     return list((report.get("bundle") or {}).get("sources") or SOURCES)
 
 
+def _interval_text(interval: dict | None) -> str:
+    """`` [low, high]`` of a drop's interval over songs ("" without one)."""
+    if not interval or interval.get("low") is None:
+        return ""
+    return f" [{interval['low']:.3f}, {interval['high']:.3f}] ({INTERVAL * 100:g} % over songs)"
+
+
 def summarize(report: dict) -> dict:
     """Means per variant / source / metric, drops, LSB, timing and link totals over ok clips."""
     sources = report_sources(report)
@@ -75,6 +83,13 @@ def summarize(report: dict) -> dict:
         summary["drop"][variant] = {
             source: _mean(c["drop"][variant][source] for c in clips) for source in sources
         }
+    # the drops' means with their interval over songs (a report without songs: one per clip)
+    summary["drop_interval"] = {
+        variant: {source: mean_interval([(c.get("song") or c["name"], c["drop"][variant][source])
+                                         for c in clips if c["drop"][variant][source] is not None])
+                  for source in sources}
+        for variant in ("int8_host", "int8_board")
+    }
     summary["board_vs_host_sdr"] = {
         source: _mean(
             _difference(
@@ -188,8 +203,10 @@ def evaluate_checks(report: dict) -> list:
                 else "no clip streamed"))
         else:
             passed = -gain_limit <= drop <= limit
-            text = (f"mean SDR drop of the board vs float for {source}: {drop:.3f} dB "
-                    f"(allowed {-gain_limit:g} .. {limit:g} dB)" + silent_text)
+            interval = (summary.get("drop_interval") or {}).get("int8_board", {}).get(source)
+            text = (f"mean SDR drop of the board vs float for {source}: {drop:.3f} dB"
+                    f"{_interval_text(interval)} (allowed {-gain_limit:g} .. {limit:g} dB)"
+                    + silent_text)
             if drop < -gain_limit:
                 text += (": the board is far better than its float model, so they are not "
                          "the same model")
@@ -388,10 +405,13 @@ def markdown(report: dict) -> str:
     for variant in VARIANTS:
         cells = [sdr_cell(summary["scores"][variant][s][m]) for s in sources for m in METRICS]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
-    lines += ["", "SDR drop against float (dB, positive = worse):", ""]
+    lines += ["", "SDR drop against float (dB, positive = worse; [an interval over songs]):",
+              ""]
     lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]
     for variant in ("int8_host", "int8_board"):
-        cells = [sdr_cell(summary["drop"][variant][s], 3) for s in sources]
+        cells = [sdr_cell(summary["drop"][variant][s], 3)
+                 + _interval_text((summary.get("drop_interval") or {}).get(variant, {}).get(s))
+                 for s in sources]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "SNR against the float output (dB, higher = closer; needs no reference):", ""]
     lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]

@@ -61,6 +61,14 @@ def test_hil_on_an_emulated_board_passes_and_writes_every_report(passed_run):
     for source in ("vocals", "accompaniment"):
         assert abs(summary["drop"]["int8_board"][source]) < 0.5
         assert summary["scores"]["float"][source]["sdr"] is not None
+        # the drop's interval resamples the two songs: it spans their two clips' drops
+        interval = summary["drop_interval"]["int8_board"][source]
+        drops = [clip["drop"]["int8_board"][source] for clip in report["clips"]]
+        assert (interval["clips"], interval["songs"]) == (2, 2)
+        assert interval["mean"] == pytest.approx(summary["drop"]["int8_board"][source])
+        assert interval["low"] == pytest.approx(min(drops), abs=1e-9)
+        assert interval["high"] == pytest.approx(max(drops), abs=1e-9)
+    assert len({clip["song"] for clip in report["clips"]}) == 2
     assert summary["invoke_us"]["p50"] > 0 and summary["invoke_us"]["p99"] >= summary[
         "invoke_us"]["p50"]
     assert summary["realtime_factor"] > 1.0 and summary["wire_bytes_per_second"] > 0
@@ -73,6 +81,7 @@ def test_hil_on_an_emulated_board_passes_and_writes_every_report(passed_run):
     assert suite.get("tests") == str(2 + len(report["checks"])) and suite.get("failures") == "0"
     markdown = (folder / "hil.md").read_text()
     assert "report: PASSED" in markdown and "| int8 (board) |" in markdown
+    assert "% over songs)" in markdown
     assert (folder / "figures" / "sdr_bars.png").stat().st_size > 10_000
     assert len(list((folder / "figures").glob("clip_000_*.png"))) == 1
     assert "model" in (folder / "agent.log").read_text()

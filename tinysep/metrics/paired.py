@@ -34,16 +34,25 @@ def paired_difference(clips: Sequence[Mapping], a: str, b: str, source: str,
                       songs: Mapping[str, str] | None = None, metric: str = "sdr",
                       resamples: int = RESAMPLES, seed: int = INTERVAL_SEED) -> dict | None:
     """``a`` minus ``b`` on ``source`` over the clips both scored: ``{"mean", "low", "high",
-    "clips", "songs"}``, the bounds a :data:`INTERVAL` interval from ``resamples`` draws of
-    songs (``songs`` maps a clip's name to its song; absent, each clip is a song). The bounds
-    are None with fewer than two songs; None altogether when no clip holds both."""
+    "clips", "songs"}`` (:func:`mean_interval`; ``songs`` maps a clip's name to its song,
+    absent, each clip is a song); None when no clip holds both."""
     song_of = songs or {}
-    totals: dict[str, list[float]] = {}
+    differences = []
     for clip in clips:
         first, second = clip_value(clip, a, source, metric), clip_value(clip, b, source, metric)
-        if first is None or second is None:
-            continue
-        totals.setdefault(song_of.get(clip["name"]) or clip["name"], []).append(first - second)
+        if first is not None and second is not None:
+            differences.append((song_of.get(clip["name"]) or clip["name"], first - second))
+    return mean_interval(differences, resamples, seed)
+
+
+def mean_interval(values: Sequence[tuple[str, float]], resamples: int = RESAMPLES,
+                  seed: int = INTERVAL_SEED) -> dict | None:
+    """The mean of per-clip ``(song, value)`` pairs and a :data:`INTERVAL` interval from
+    ``resamples`` draws of whole songs: ``{"mean", "low", "high", "clips", "songs"}``, the
+    bounds None with fewer than two songs; None without a value."""
+    totals: dict[str, list[float]] = {}
+    for song, value in values:
+        totals.setdefault(song, []).append(float(value))
     if not totals:
         return None
     sums = np.array([sum(d) for d in totals.values()])

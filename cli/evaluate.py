@@ -201,13 +201,12 @@ def run(args: argparse.Namespace) -> int:
         for name, error in errors:
             print(f"FAILED {method} on {name}: {error}", file=sys.stderr)
     png = plot_summary(report["summary"], summary_plot(args.json), title=str(args.data))
-    songs = _songs_of(sources)
-    _paired_report(args, report, _first_model(methods) or methods[0], songs)
+    _paired_report(args, report, _first_model(methods) or methods[0])
     print(f"wrote {args.json} and {png}")
     if args.by_engine:
-        _engine_report(args, report, engine_model, seen, engines_of, songs)
+        _engine_report(args, report, engine_model, seen, engines_of)
     if clip_tags:
-        _tag_report(args, report, _first_model(methods), clip_tags, songs)
+        _tag_report(args, report, _first_model(methods), clip_tags)
     failed = report["clips_failed"] + sum(s["failed"] for s in report["summary"].values())
     return 1 if failed else 0
 
@@ -240,44 +239,26 @@ def _clip_tags(path: Path, sources: list) -> dict:
     return tags
 
 
-def _songs_of(sources: list) -> dict[str, str]:
-    """Clip name -> song for the clips scored (a played clip's own source's song), so the
-    intervals resample songs; a clip of no named song is its own."""
-    songs = {}
-    for source in sources:
-        inner = getattr(source, "source", source)
-        songs[source.name] = getattr(inner, "song", "") or source.name
-    return songs
-
-
-def _paired_report(args: argparse.Namespace, report: dict, model: str,
-                   songs: dict[str, str]) -> None:
+def _paired_report(args: argparse.Namespace, report: dict, model: str) -> None:
     """``model`` (the first ``model:PATH``, else the first method) minus every other method,
     clip by clip, with its interval over songs: printed, and in the report under ``paired``."""
-    import json
-
-    from tinysep.jsonfile import write_json_atomic
     from tinysep.metrics.paired import format_paired_table, paired_rows
 
     if not model or len(report["methods"]) < 2:
         return
     sources = list(next(iter(report["summary"].values()))["sources"])
-    rows = paired_rows(report, model, songs, sources)
+    rows = paired_rows(report, model, sources)
     print()
     print(format_paired_table(rows, model, sources))
-    full = json.loads(args.json.read_text())
-    full["paired"] = {"model": model, "rows": rows}
-    write_json_atomic(args.json, full)
+    _add_to_report(args.json, "paired", {"model": model, "rows": rows})
 
 
-def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict,
-                songs: dict[str, str]) -> None:
+def _tag_report(args: argparse.Namespace, report: dict, model: str, clip_tags: dict) -> None:
     """Per-tag table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
     from tinysep.metrics.by_engine import by_engine
     from tinysep.metrics.tags import tag_names
 
-    rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="",
-                     songs=songs)
+    rows = by_engine(report, clip_tags, model, roles=tag_names(clip_tags), status="")
     _write_grouped(args, model, rows, "tag", tag_plot(args.json), "by_tag")
 
 
@@ -378,11 +359,11 @@ def _engine_model(methods: list[str]) -> tuple[str, dict]:
 
 
 def _engine_report(args: argparse.Namespace, report: dict, model: str, seen: dict,
-                   engines_of: dict, songs: dict[str, str]) -> None:
+                   engines_of: dict) -> None:
     """Per-engine table, plot and JSON section for ``model`` (the first ``model:PATH``)."""
     from tinysep.metrics.by_engine import by_engine
 
-    rows = by_engine(report, engines_of, model, seen, songs=songs)
+    rows = by_engine(report, engines_of, model, seen)
     _write_grouped(args, model, rows, "engine", engine_plot(args.json), "by_engine")
 
 
@@ -390,9 +371,6 @@ def _write_grouped(args: argparse.Namespace, model: str, rows: list, what: str, 
                    section: str) -> None:
     """Print the rows of one grouping (per engine or per tag), plot them to ``png`` and add
     them to the report under ``section``."""
-    import json
-
-    from tinysep.jsonfile import write_json_atomic
     from tinysep.metrics.by_engine import format_engine_table, plot_engines
 
     print()
@@ -400,10 +378,19 @@ def _write_grouped(args: argparse.Namespace, model: str, rows: list, what: str, 
                                     f"method on the same clips (means in dB; SIR and SAR: the "
                                     f"model's)", what=what))
     plot_engines(rows, png, title=f"{model} per {what}")
-    full = json.loads(args.json.read_text())
-    full[section] = {"model": model, "rows": rows}
-    write_json_atomic(args.json, full)
+    _add_to_report(args.json, section, {"model": model, "rows": rows})
     print(f"wrote {png}")
+
+
+def _add_to_report(path: Path, section: str, value: dict) -> None:
+    """Write ``value`` into the JSON report at ``path`` under ``section``."""
+    import json
+
+    from tinysep.jsonfile import write_json_atomic
+
+    full = json.loads(path.read_text())
+    full[section] = value
+    write_json_atomic(path, full)
 
 
 def _reusable(path: Path, sources, methods: list[str], level_db: float = 0.0,

@@ -14,7 +14,7 @@ import numpy as np
 from tinysep.data.clip import SOURCES
 from tinysep.eval_inputs import FILES
 from tinysep.jsonfile import write_text_atomic
-from tinysep.metrics.paired import INTERVAL, mean_interval
+from tinysep.metrics.paired import INTERVAL, clip_song, format_bounds, mean_interval
 
 VARIANTS = ("float", "int8_host", "int8_board")
 VARIANT_LABELS = {"float": "float (host)", "int8_host": "int8 (host)", "int8_board": "int8 (board)"}
@@ -53,10 +53,9 @@ def report_sources(report: dict) -> list:
 
 
 def _interval_text(interval: dict | None) -> str:
-    """`` [low, high]`` of a drop's interval over songs ("" without one)."""
-    if not interval or interval.get("low") is None:
-        return ""
-    return f" [{interval['low']:.3f}, {interval['high']:.3f}] ({INTERVAL * 100:g} % over songs)"
+    """`` [low, high] (95 % over songs)`` of a drop's interval ("" without one)."""
+    bounds = format_bounds(interval, 3)
+    return f" {bounds} ({INTERVAL * 100:g} % over songs)" if bounds else ""
 
 
 def summarize(report: dict) -> dict:
@@ -79,17 +78,17 @@ def summarize(report: dict) -> dict:
             }
             for source in sources
         }
-    for variant in ("int8_host", "int8_board"):
-        summary["drop"][variant] = {
-            source: _mean(c["drop"][variant][source] for c in clips) for source in sources
-        }
-    # the drops' means with their interval over songs (a report without songs: one per clip)
+    # the drops' means, each with its interval over songs (a clip naming none: its own)
     summary["drop_interval"] = {
-        variant: {source: mean_interval([(c.get("song") or c["name"], c["drop"][variant][source])
-                                         for c in clips if c["drop"][variant][source] is not None])
+        variant: {source: mean_interval([(clip_song(c), drop) for c in clips
+                                         if (drop := c["drop"][variant][source]) is not None
+                                         and np.isfinite(drop)])
                   for source in sources}
         for variant in ("int8_host", "int8_board")
     }
+    summary["drop"] = {variant: {source: interval["mean"] if interval else None
+                                 for source, interval in by_source.items()}
+                       for variant, by_source in summary["drop_interval"].items()}
     summary["board_vs_host_sdr"] = {
         source: _mean(
             _difference(

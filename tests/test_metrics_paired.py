@@ -39,15 +39,15 @@ def test_the_interval_resamples_songs_not_clips():
     songs behind it the interval reaches both songs' values; counted as twenty independent
     clips it would be much narrower."""
     clips = [_clip(f"s{s}_{i}", {"a": 1.0 + 2 * s, "b": 0.0}) for s in range(2) for i in range(10)]
-    songs = {c["name"]: c["name"].split("_")[0] for c in clips}
-    by_song = paired_difference(clips, "a", "b", "vocals", songs)
+    named = [{**clip, "song": clip["name"].split("_")[0]} for clip in clips]
+    by_song = paired_difference(named, "a", "b", "vocals")
     by_clip = paired_difference(clips, "a", "b", "vocals")
     assert by_song["mean"] == pytest.approx(2.0) and by_clip["mean"] == pytest.approx(2.0)
     assert (by_song["clips"], by_song["songs"]) == (20, 2)
     assert by_song["low"] == pytest.approx(1.0) and by_song["high"] == pytest.approx(3.0)
     assert by_clip["high"] - by_clip["low"] < 1.0
     assert 1.0 < by_clip["low"] < 2.0 < by_clip["high"] < 3.0
-    assert paired_difference(clips, "a", "b", "vocals", songs) == by_song  # reproducible
+    assert paired_difference(named, "a", "b", "vocals") == by_song  # reproducible
 
 
 def test_only_clips_both_methods_scored_count():

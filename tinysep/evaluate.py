@@ -116,7 +116,7 @@ def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | N
                   ) -> dict:
     """Score every method on one loaded clip; a failing method is recorded, not raised.
 
-    Returns ``{"name", "samples", "seconds", "mixture": scores, "methods": {method:
+    Returns ``{"name", "song", "samples", "seconds", "mixture": scores, "methods": {method:
     {"sources": scores, "separate_seconds", "score_seconds"} or {"error", "traceback"}}}``
     with ``scores`` as produced by :func:`tinysep.metrics.score_estimates`. A clip
     without references (``has_references`` False) is separated but every score is None,
@@ -138,6 +138,7 @@ def evaluate_clip(clip: Clip, methods: Sequence[str], save_audio: str | Path | N
                       else _unscored(clip.sources))
     record: dict[str, Any] = {
         "name": clip.name,
+        "song": clip.song_id,  # clips of one song are not independent: intervals resample songs
         "samples": int(len(clip.mixture)),
         "seconds": float(clip.seconds),
         "mixture": mixture_scores,

@@ -22,7 +22,7 @@ from tinysep.data.engines import FONT_ENGINES
 from tinysep.data.loaders import SPLITS_FILE
 from tinysep.data.score import FIRST_COMPOSER
 from tinysep.jsonfile import read_json
-from tinysep.metrics.paired import INTERVAL, paired_difference
+from tinysep.metrics.paired import INTERVAL, format_bounds, paired_difference
 from tinysep.metrics.summary import summarize_methods
 from tinysep.model_record import record_file
 
@@ -189,8 +189,7 @@ def _mean_of(summary: Mapping, source: str, metric: str = "sdr") -> float | None
 
 def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
               seen: Mapping[str, Mapping[str, set[str]]] | None = None,
-              roles: Sequence[str] = ROLES, status: str | None = None,
-              songs: Mapping[str, str] | None = None) -> list[dict]:
+              roles: Sequence[str] = ROLES, status: str | None = None) -> list[dict]:
     """One row per (role, engine): the model's mean SDR per source, the best classic method
     per source on the same clips, the margin, the IRM oracle, the clip count and whether the
     model trained on the engine. The model's mean SIR and SAR tell a row that loses to
@@ -199,8 +198,7 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
     mean and the classic method that leaks least. ``roles`` may be any keys of
     ``engines_of``'s entries (a user's own tags, :mod:`tinysep.metrics.tags`), whose rows
     then carry ``status`` instead of what the model's record says. Each margin comes with
-    its interval over the row's songs (``songs``: clip name -> song;
-    :func:`tinysep.metrics.paired.paired_difference`)."""
+    its interval over the row's songs (:func:`tinysep.metrics.paired.paired_difference`)."""
     methods = list(report["methods"])
     done = [r for r in report["clips"] if "error" not in r]
     rows = []
@@ -222,7 +220,7 @@ def by_engine(report: Mapping, engines_of: Mapping[str, Mapping], model: str,
                 leaks = {m: leak for m in methods if m in CLASSIC_METHODS
                          and (leak := _mean_of(summary[m], source, "leak")) is not None}
                 least = min(leaks, key=leaks.get) if leaks else None
-                paired = (paired_difference(clips, model, best, source, songs)
+                paired = (paired_difference(clips, model, best, source)
                           if best and value is not None else None)
                 row["sources"][source] = {
                     "model": value,
@@ -259,10 +257,10 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
     def margin(a, b) -> str:
         return cells(a, b, "+5.2f")
 
-    def interval(a, b) -> str:  # each source's margin interval, low..high
+    def interval(a, b) -> str:  # each source's margin interval
         def one(source):
-            low, high = source.get("margin_low"), source.get("margin_high")
-            return "  -  " if low is None else f"{low:+.1f}..{high:+.1f}"
+            bounds = {"low": source.get("margin_low"), "high": source.get("margin_high")}
+            return format_bounds(bounds, 1) or "  -  "
         return f"{one(a)} / {one(b)}"
 
     def classic_of(row) -> str:
@@ -279,7 +277,7 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
     lines = [title] if title else []
     lines.append(f"{what:<{name_width}}{'status':<16}{'clips':>5}  {'model v / a':<14}"
                  f"{'best classic v / a':<{classic_width + 14}}{'margin v / a':<15}"
-                 f"{f'margin {INTERVAL * 100:g} % v / a':<26}"
+                 f"{f'margin {INTERVAL * 100:g} % v / a':<30}"
                  f"{'IRM v / a':<15}{'model SIR v / a':<16}{'model SAR v / a':<16}"
                  + (f"{'model leak v / a':<17}{'least classic leak v / a'}" if leaks else ""))
     for row in rows:
@@ -289,7 +287,7 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
             f"{row['clips']:>5}  {pair(sv['model'], sa['model']):<14}"
             f"{pair(sv['best_classic_sdr'], sa['best_classic_sdr'])} "
             f"{classic_of(row):<{classic_width}}"
-            f"{margin(sv['margin'], sa['margin']):<15}{interval(sv, sa):<26}"
+            f"{margin(sv['margin'], sa['margin']):<15}{interval(sv, sa):<30}"
             f"{pair(sv['irm'], sa['irm']):<15}"
             f"{pair(sv.get('model_sir'), sa.get('model_sir')):<16}"
             f"{pair(sv.get('model_sar'), sa.get('model_sar')):<16}"

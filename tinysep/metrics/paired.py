@@ -3,7 +3,8 @@ the clips both scored, and a 95 % interval from resampling songs.
 
 Clips cut from one song share its voice, band and production, so they do not vary
 independently: the interval resamples whole songs (with replacement), not clips, and is
-as wide as the songs make it. A corpus that names no songs counts each clip as its own.
+as wide as the songs make it. A clip record names its song (``tinysep eval`` and ``tinysep
+hil`` write it); a record without one counts as a song of its own.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ def clip_value(clip: Mapping, method: str, source: str, metric: str = "sdr") -> 
     return float(value)
 
 
+def clip_song(clip: Mapping) -> str:
+    """The song a clip record belongs to (its own name when the record names none)."""
+    return clip.get("song") or clip["name"]
+
+
 def paired_difference(clips: Sequence[Mapping], a: str, b: str, source: str,
-                      songs: Mapping[str, str] | None = None, metric: str = "sdr",
-                      resamples: int = RESAMPLES, seed: int = INTERVAL_SEED) -> dict | None:
+                      metric: str = "sdr", resamples: int = RESAMPLES,
+                      seed: int = INTERVAL_SEED) -> dict | None:
     """``a`` minus ``b`` on ``source`` over the clips both scored: ``{"mean", "low", "high",
-    "clips", "songs"}`` (:func:`mean_interval`; ``songs`` maps a clip's name to its song,
-    absent, each clip is a song); None when no clip holds both."""
-    song_of = songs or {}
+    "clips", "songs"}`` (:func:`mean_interval` over the records' songs); None when no clip
+    holds both."""
     differences = []
     for clip in clips:
         first, second = clip_value(clip, a, source, metric), clip_value(clip, b, source, metric)
         if first is not None and second is not None:
-            differences.append((song_of.get(clip["name"]) or clip["name"], first - second))
+            differences.append((clip_song(clip), first - second))
     return mean_interval(differences, resamples, seed)
 
 
@@ -69,8 +74,8 @@ def mean_interval(values: Sequence[tuple[str, float]], resamples: int = RESAMPLE
     return result
 
 
-def paired_rows(report: Mapping, reference: str, songs: Mapping[str, str] | None = None,
-                sources: Sequence[str] = SOURCES, metric: str = "sdr") -> list[dict]:
+def paired_rows(report: Mapping, reference: str, sources: Sequence[str] = SOURCES,
+                metric: str = "sdr") -> list[dict]:
     """``reference`` against every other method of ``report``: one row per method with, per
     source, :func:`paired_difference` (``reference`` minus that method)."""
     clips = [c for c in report["clips"] if "error" not in c]
@@ -79,18 +84,23 @@ def paired_rows(report: Mapping, reference: str, songs: Mapping[str, str] | None
         if method == reference:
             continue
         rows.append({"method": method, "sources": {
-            source: paired_difference(clips, reference, method, source, songs, metric)
+            source: paired_difference(clips, reference, method, source, metric)
             for source in sources}})
     return rows
+
+
+def format_bounds(interval: Mapping | None, digits: int = 2) -> str:
+    """``[+0.05, +0.20]``: an interval's bounds ("" without them: no value, or one song)."""
+    if not interval or interval.get("low") is None:
+        return ""
+    return f"[{interval['low']:+.{digits}f}, {interval['high']:+.{digits}f}]"
 
 
 def format_interval(difference: Mapping | None) -> str:
     """``+0.12 [+0.05, +0.20]``: a mean difference and its interval ("n/a" without one)."""
     if difference is None:
         return "n/a"
-    if difference["low"] is None:
-        return f"{difference['mean']:+.2f} [one song]"
-    return f"{difference['mean']:+.2f} [{difference['low']:+.2f}, {difference['high']:+.2f}]"
+    return f"{difference['mean']:+.2f} {format_bounds(difference) or '[one song]'}"
 
 
 def format_paired_table(rows: Sequence[Mapping], reference: str,

@@ -79,6 +79,7 @@ L = keras.layers
 
 NAME = "dualgate-tcn"
 MASK_PROJECTION = "mask_proj"  # the 1x1 conv to every bin's mask logits
+INPUT_PROJECTION = "in_proj"  # the 1x1 conv from every frame's features to the channels
 MAX_BLOCKS = 12  # blocks per stack: dilations up to 2048 frames (16 s)
 BLOCK_OUTPUT = re.compile(r"^s\d+b\d+_out$")  # a block's projection into the residual path
 
@@ -97,7 +98,7 @@ def reframed_weights(layer_name: str, weights: list, theirs: dict, ours: dict) -
     the two do not hold the same logits per feature."""
     if layer_name == INPUT_NORM:
         return [resample_features(w, 0, theirs, ours) for w in weights]
-    if layer_name == "in_proj" and len(weights) == 2:
+    if layer_name == INPUT_PROJECTION and len(weights) == 2:
         kernel, bias = weights
         return [resample_features(kernel, 2, theirs, ours, summed=True), bias]
     if layer_name == MASK_PROJECTION and len(weights) == 2:
@@ -274,7 +275,7 @@ def _input_projection(normed, bins, p: dict):
     a projection of its local features. That projection starts at zero, so a model grown
     by an encoder starts as the model it was grown from."""
     frames = L.Reshape((-1, 1, feature_count(p)), name="to_frames")(normed)
-    x = conv1x1(frames, p["residual"], "in_proj")
+    x = conv1x1(frames, p["residual"], INPUT_PROJECTION)
     if not p["encoder"]:
         return x
     extra = conv1x1(_encoder(bins, p), p["residual"], "enc_proj", initializer="zeros")

@@ -20,7 +20,7 @@ import numpy as np
 
 from tinysep.data.clip import SOURCES, Clip
 from tinysep.dsp import DEFAULT_FRAMING, FRAMINGS, Framing, get_framing
-from tinysep.model_record import FINE_TUNED_FROM, RECORD_FILES, trained_record
+from tinysep.model_record import FINE_TUNED_FROM, RECORD_FILES, trained_config
 
 DEFAULT_LOSS = ("l1", 0.01)
 
@@ -52,11 +52,11 @@ def fine_tuned_record(source: str | Path, data: str | Path, command: str, origin
 def training_loss_of(folder: str | Path) -> tuple[str, float]:
     """``(loss, sdr_weight)`` a model folder was trained with (its ``run.json`` from
     ``tinysep train``, or the ``training.json`` of a shipped or fine-tuned model: then that of
-    the model it was fine-tuned from), else plain ``l1``."""
+    the model it was fine-tuned from; of a weight soup: its best ingredient's), else plain
+    ``l1``."""
     for name in RECORD_FILES:  # an unreadable record falls back to the next one
         try:
-            config = trained_record(json.loads((Path(folder) / name).read_text())).get(
-                "train_config")
+            config = trained_config(json.loads((Path(folder) / name).read_text()))
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(config, dict) and "loss" in config:

@@ -223,3 +223,23 @@ def test_the_loss_of_a_fine_tuned_model_is_that_of_its_source(tmp_path):
     assert training_loss_of(tmp_path) == ("sdr", 0.02)
     (tmp_path / "training.json").write_text(json.dumps({"qat_from": {"command": "x"}}))
     assert training_loss_of(tmp_path) == DEFAULT_LOSS
+
+
+def test_the_loss_of_a_weight_soup_is_that_of_its_best_ingredient(tmp_path):
+    """A soup is tuned with the loss of the run it kept first, whose recipe it follows, not
+    with the fallback a folder without any training record gets."""
+    from convert.finetune import DEFAULT_LOSS, training_loss_of
+
+    def ingredient(folder: str, loss: str) -> dict:
+        return {"folder": folder, "train_config": {"loss": loss, "sdr_weight": 0.03}}
+
+    soup = {"command": "tinysep soup --greedy a b",
+            "soup": {"kept": ["/runs/b"], "ingredients": [ingredient("/runs/a", "l1+sdr"),
+                                                          ingredient("/runs/b", "sdr")]}}
+    (tmp_path / "training.json").write_text(json.dumps(soup))
+    assert training_loss_of(tmp_path) == ("sdr", 0.03)
+    (tmp_path / "training.json").write_text(json.dumps({"qat_from": soup}))  # a tuned soup
+    assert training_loss_of(tmp_path) == ("sdr", 0.03)
+    soup["soup"]["kept"] = ["/runs/elsewhere"]  # a kept folder no ingredient names
+    (tmp_path / "training.json").write_text(json.dumps(soup))
+    assert training_loss_of(tmp_path) == DEFAULT_LOSS

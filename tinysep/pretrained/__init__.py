@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinysep.jsonfile import read_json, write_json_atomic
-from tinysep.model_record import FINE_TUNED_FROM, RUN_FILE, TRAINING_FILE, trained_record
+from tinysep.model_record import FINE_TUNED_FROM, RUN_FILE, TRAINING_FILE, trained_config
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "dualgate-tcn-tiny"
@@ -48,16 +48,11 @@ def training_settings(name: str = DEFAULT_MODEL) -> dict:
     """The ``train_config`` a shipped model was trained with; for a fine-tuned model, that of
     the model it was tuned from; for a weight soup, that of its best ingredient (the first it
     kept), whose recipe the soup's training batches follow."""
-    record = trained_record(training_record(name))
-    if "train_config" in record:
-        return record["train_config"]
-    soup = record.get("soup") or {}
-    first = next((i for i in soup.get("ingredients", [])
-                  if soup.get("kept") and i.get("folder") == soup["kept"][0]), None)
-    if first is None or "train_config" not in first:
+    config = trained_config(training_record(name))
+    if config is None:
         raise ValueError(f"{model_path(name) / TRAINING_FILE}: records no training settings "
                          f"('train_config', or a soup ingredient's)")
-    return first["train_config"]
+    return config
 
 
 def ship_model(run: str | Path, eval_report: str | Path, name: str = DEFAULT_MODEL, *,

@@ -101,3 +101,29 @@ def test_the_engine_plot_adds_a_margin_panel_when_rows_carry_intervals(tmp_path)
     without = mpimg.imread(plot_engines(bare, tmp_path / "b.png"))
     assert with_margins.shape[0] > 1.5 * without.shape[0]  # a second level of panels
     assert with_margins.shape[1] == without.shape[1]
+
+
+def test_long_row_labels_of_a_stacked_plot_slant_and_short_ones_stand(tmp_path, monkeypatch):
+    """Many rows named by long folder names would overlap under their bars: they slant."""
+    from tinysep.metrics import by_engine as engine_table
+
+    drawn = []
+    real_labels = engine_table._row_labels
+
+    def record(ax, x, labels, slant):
+        real_labels(ax, x, labels, slant)
+        drawn.append([(t.get_rotation(), t.get_horizontalalignment())
+                      for t in ax.get_xticklabels()])
+
+    monkeypatch.setattr(engine_table, "_row_labels", record)
+    clips = [_clip(f"c{i}", {"model:x": 7.0 + (i % 4) * 0.5, "repet": 4.0}) for i in range(16)]
+    report = {"methods": ["model:x", "repet"], "clips": clips}
+    for name, slant in (("/music/a-long-soundtrack-name-", True), ("s", False)):
+        engines = {c["name"]: {"recording": f"{name}{i % 8}"} for i, c in enumerate(clips)}
+        rows = by_engine(report, engines, "model:x", roles=("recording",), status="")
+        assert len(rows) == 8 > engine_table.WIDE_PLOT_ROWS
+        drawn.clear()
+        engine_table.plot_engines(rows, tmp_path / f"{slant}.png")
+        assert drawn and all(len(axis) == 8 for axis in drawn)
+        expected = (30.0, "right") if slant else (0.0, "center")
+        assert {label for axis in drawn for label in axis} == {expected}

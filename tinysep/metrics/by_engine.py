@@ -34,6 +34,7 @@ ROLE_PARTS = {"vocals": "vocals", "accompaniment": "accompaniment", "font": "fon
 ROLES = tuple(ROLE_PARTS)
 CLASSIC_METHODS = ("hpss", "repet", "repet-sim", "repet-mfcc")
 WIDE_PLOT_ROWS = 6  # more rows than this: the plot's panels stack instead of standing side by side
+LABEL_SLANT_CHARS = 10  # longer row labels slant in a stacked plot, so they do not overlap
 ORACLE = "irm"
 TRAINED, SELECTION, HELD_OUT, UNKNOWN = "trained", "selection only", "held out", "not recorded"
 
@@ -297,7 +298,15 @@ def format_engine_table(rows: Sequence[Mapping], title: str = "", what: str = "e
     return "\n".join(lines)
 
 
-def _plot_margins(ax, rows: Sequence[Mapping], source: str, x, labels: list[str]) -> None:
+def _row_labels(ax, x, labels: list[str], slant: bool) -> None:
+    """One label under each row's bars; slanted, and anchored at their right end, when many
+    long labels would overlap."""
+    ax.set_xticks(x, labels, fontsize=7, rotation=30 if slant else 0,
+                  ha="right" if slant else "center", rotation_mode="anchor")
+
+
+def _plot_margins(ax, rows: Sequence[Mapping], source: str, x, labels: list[str],
+                  slant: bool) -> None:
     """The model's margin over the best classic method per row, with its interval."""
     import numpy as np
 
@@ -309,7 +318,7 @@ def _plot_margins(ax, rows: Sequence[Mapping], source: str, x, labels: list[str]
     bounds = np.nan_to_num(np.stack([margin - low, high - margin]))
     ax.bar(x, margin, 0.5, color="tab:blue", yerr=bounds, capsize=3, ecolor="black")
     ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xticks(x, labels, fontsize=7)
+    _row_labels(ax, x, labels, slant)
     ax.set_title(f"{source}: margin over the best classic method", fontsize=9)
     ax.set_ylabel(f"dB, {INTERVAL * 100:g} % interval over songs")
     ax.grid(axis="y", alpha=0.3)
@@ -336,7 +345,10 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
 
     margins = any(r["sources"][s].get("margin_low") is not None for r in rows for s in SOURCES)
     levels = 2 if margins else 1
-    if len(rows) > WIDE_PLOT_ROWS:  # many rows: one full-width panel under another
+    stacked = len(rows) > WIDE_PLOT_ROWS
+    slant = stacked and max(len(line) for label in labels
+                            for line in label.split("\n")) > LABEL_SLANT_CHARS
+    if stacked:  # many rows: one full-width panel under another
         fig, grid = plt.subplots(levels * len(SOURCES), 1, squeeze=False,
                                  figsize=(max(8.0, 0.6 * len(rows) + 2), 3.4 * levels
                                           * len(SOURCES)))
@@ -360,14 +372,14 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
             ax.bar(x + (k - 1) * 0.27, [np.nan if v is None else v for v in values], 0.27,
                    label=label, color=color)
         ax.axhline(0.0, color="black", linewidth=0.6)
-        ax.set_xticks(x, labels, fontsize=7)
+        _row_labels(ax, x, labels, slant)
         ax.set_title(f"{source} left out: leak" if left_out else source)
         ax.set_ylabel("leak mean (dB, lower is better)" if left_out else "SDR mean (dB)")
         ax.grid(axis="y", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
     if margins:
         for ax, source in zip(grid[1], SOURCES, strict=True):
-            _plot_margins(ax, rows, source, x, labels)
+            _plot_margins(ax, rows, source, x, labels, slant)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -52,8 +52,9 @@ def report_sources(report: dict) -> list:
     return list((report.get("bundle") or {}).get("sources") or SOURCES)
 
 
-def _interval_text(interval: dict | None) -> str:
-    """`` [low, high] (95 % over songs)`` of a drop's interval ("" without one)."""
+def _interval_text(summary: dict, variant: str, source: str) -> str:
+    """`` [low, high] (95 % over songs)`` of a variant's drop on ``source`` ("" without one)."""
+    interval = (summary.get("drop_interval") or {}).get(variant, {}).get(source)
     bounds = format_bounds(interval, 3)
     return f" {bounds} ({INTERVAL * 100:g} % over songs)" if bounds else ""
 
@@ -202,10 +203,9 @@ def evaluate_checks(report: dict) -> list:
                 else "no clip streamed"))
         else:
             passed = -gain_limit <= drop <= limit
-            interval = (summary.get("drop_interval") or {}).get("int8_board", {}).get(source)
             text = (f"mean SDR drop of the board vs float for {source}: {drop:.3f} dB"
-                    f"{_interval_text(interval)} (allowed {-gain_limit:g} .. {limit:g} dB)"
-                    + silent_text)
+                    f"{_interval_text(summary, 'int8_board', source)} "
+                    f"(allowed {-gain_limit:g} .. {limit:g} dB)" + silent_text)
             if drop < -gain_limit:
                 text += (": the board is far better than its float model, so they are not "
                          "the same model")
@@ -408,8 +408,7 @@ def markdown(report: dict) -> str:
               ""]
     lines += ["| variant | " + " | ".join(sources) + " |", "|---" * (1 + len(sources)) + "|"]
     for variant in ("int8_host", "int8_board"):
-        cells = [sdr_cell(summary["drop"][variant][s], 3)
-                 + _interval_text((summary.get("drop_interval") or {}).get(variant, {}).get(s))
+        cells = [sdr_cell(summary["drop"][variant][s], 3) + _interval_text(summary, variant, s)
                  for s in sources]
         lines.append(f"| {VARIANT_LABELS[variant]} | " + " | ".join(cells) + " |")
     lines += ["", "SNR against the float output (dB, higher = closer; needs no reference):", ""]

@@ -240,6 +240,9 @@ def test_the_loss_of_a_weight_soup_is_that_of_its_best_ingredient(tmp_path):
     assert training_loss_of(tmp_path) == ("sdr", 0.03)
     (tmp_path / "training.json").write_text(json.dumps({"qat_from": soup}))  # a tuned soup
     assert training_loss_of(tmp_path) == ("sdr", 0.03)
+    nested = {"soup": {"kept": ["/soups/s"], "ingredients": [{"folder": "/soups/s", **soup}]}}
+    (tmp_path / "training.json").write_text(json.dumps(nested))  # a soup of soups
+    assert training_loss_of(tmp_path) == ("sdr", 0.03)
     soup["soup"]["kept"] = ["/runs/elsewhere"]  # a kept folder no ingredient names
     (tmp_path / "training.json").write_text(json.dumps(soup))
     assert training_loss_of(tmp_path) == DEFAULT_LOSS

@@ -27,20 +27,18 @@ def trained_record(record: dict) -> dict:
 
 def trained_config(record: dict) -> dict | None:
     """The ``train_config`` a model's record goes back to: its own, that of the model it was
-    tuned from, or for a weight soup that of its best ingredient (the first it kept), whose
-    recipe the soup follows; None if the record holds none."""
+    tuned from, or for a weight soup that of its best ingredient (the first it kept, a soup
+    itself opened the same way), whose recipe the soup follows; None if it holds none."""
     record = trained_record(record)
-    config = record.get("train_config")
-    if isinstance(config, dict):
-        return config
+    if isinstance(record.get("train_config"), dict):
+        return record["train_config"]
     soup = record.get("soup")
-    kept = soup.get("kept") if isinstance(soup, dict) else None
-    if not kept or not isinstance(soup.get("ingredients"), list):
+    if not isinstance(soup, dict) or not soup.get("kept") or not isinstance(
+            soup.get("ingredients"), list):
         return None
     first = next((i for i in soup["ingredients"]
-                  if isinstance(i, dict) and i.get("folder") == kept[0]), None)
-    config = first.get("train_config") if first else None
-    return config if isinstance(config, dict) else None
+                  if isinstance(i, dict) and i.get("folder") == soup["kept"][0]), None)
+    return trained_config(first) if first else None
 
 
 def record_file(folder: str | Path) -> Path | None:

@@ -42,6 +42,7 @@ DEFAULT_ENSEMBLE_VOICES = (2, 4)  # the source counts as one voice
 DEFAULT_ENSEMBLE_DETUNE_CENTS = 20.0
 DEFAULT_ENSEMBLE_DELAY_MS = 30.0
 ENSEMBLE_VOICE_LIMITS = (1, 8)
+VOCALS_LEVEL_LIMITS_DB = (-20.0, 20.0)  # the widest voice-against-band offset accepted
 # The values the numeric settings may take: probabilities, a band's boost in dB, an
 # ensemble's detuning (cents) and delay (ms).
 SETTING_LIMITS = {"remix_probability": (0.0, 1.0), "solo_probability": (0.0, 1.0),
@@ -56,6 +57,7 @@ FLAG_SETTINGS = ("random_offset", "random_gain", "sign_flip", "remix")
 RANGE_LIMITS = {"gain_range": (GAIN_LIMITS, "linear gains", False),
                 "speed_range": (SPEED_LIMITS, "playback-speed factors", False),
                 "level_range_db": (LEVEL_LIMITS_DB, "dB", False),
+                "vocals_level_db": (VOCALS_LEVEL_LIMITS_DB, "dB", False),
                 "ensemble_voices": (ENSEMBLE_VOICE_LIMITS, "whole numbers of voices", True)}
 
 
@@ -213,6 +215,7 @@ def drawn_chunks(
     eq_probability: float = 0.0,
     eq_max_db: float = DEFAULT_EQ_MAX_DB,
     level_range_db: tuple[float, float] = (0.0, 0.0),
+    vocals_level_db: tuple[float, float] = (0.0, 0.0),
     speed_probability: float = 0.0,
     speed_range: tuple[float, float] = DEFAULT_SPEED_RANGE,
     ensemble_probability: float = 0.0,
@@ -242,6 +245,10 @@ def drawn_chunks(
       yielded name the chunk's own clips, not the stacked one;
     - eq_probability: each source goes, with this probability, through its own
       :func:`random_eq` (bands up to +-``eq_max_db``);
+    - vocals_level_db: the first source (the vocals) is scaled by a gain uniform in dB in
+      this range and the others are not: the voice under or over the band by more than the
+      song's own mix puts it (``(0, 0)``: off; a range below zero, voices quieter than the
+      band, as the band's instruments together often are louder than one voice);
     - level_range_db: the whole chunk (every source alike) is then scaled by a gain
       uniform in dB in this range (``(0, 0)``: off);
     - solo_probability: a chunk keeps, with this probability, one of its sources (drawn
@@ -258,13 +265,15 @@ def drawn_chunks(
     check_settings(gain_range=gain_range, remix_probability=remix_probability,
                    solo_probability=solo_probability, stack_probability=stack_probability,
                    eq_probability=eq_probability, eq_max_db=eq_max_db,
-                   level_range_db=level_range_db, speed_probability=speed_probability,
+                   level_range_db=level_range_db, vocals_level_db=vocals_level_db,
+                   speed_probability=speed_probability,
                    speed_range=speed_range, ensemble_probability=ensemble_probability,
                    ensemble_voices=ensemble_voices, ensemble_detune_cents=ensemble_detune_cents,
                    ensemble_delay_ms=ensemble_delay_ms)
     log_speeds = np.log(np.asarray(speed_range, dtype=np.float64))
     low, high = gain_range
     level_low, level_high = level_range_db
+    vocals_low, vocals_high = vocals_level_db
     chunk_samples = int(chunk_samples)
     names = check_sources(sources)
     songs = [c.song_id for c in clips]
@@ -320,6 +329,10 @@ def drawn_chunks(
         if random_gain:
             for part in parts:
                 part *= np.float32(rng.uniform(low, high))
+        if vocals_high > vocals_low:
+            parts[0] = parts[0] * np.float32(10.0 ** (rng.uniform(vocals_low, vocals_high) / 20.0))
+        elif vocals_low != 0.0:
+            parts[0] = parts[0] * np.float32(10.0 ** (vocals_low / 20.0))
         if sign_flip:
             parts = [-part if rng.random() < 0.5 else part for part in parts]
         if level_high > level_low:

@@ -42,6 +42,7 @@ DEFAULT_AUGMENT = {
     "eq_probability": 0.0,  # share of sources given a random EQ (0: off)
     "eq_max_db": DEFAULT_EQ_MAX_DB,  # largest boost or cut of one random EQ band
     "level_range_db": [0.0, 0.0],  # random level of the whole chunk, dB (equal: off)
+    "vocals_level_db": [0.0, 0.0],  # random level of the vocals against the band, dB (0, 0: off)
     "speed_probability": 0.0,  # share of clips played at a random speed (0: off)
     "speed_range": list(DEFAULT_SPEED_RANGE),  # playback-speed factors: pitch, formants and tempo
     "ensemble_probability": 0.0,  # share of sources played by an ensemble (0: off)

@@ -22,8 +22,8 @@ from tinysep.data.engines import (
     render_stems,
 )
 from tinysep.data.loaders import detect_dataset, load_split
-from tinysep.data.production import STEMS
 from tinysep.data.score import SungNote
+from tinysep.data.sources import STEMS
 from tinysep.data.synth import (
     SAMPLE_RATE,
     mix_stems,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
-STEMS = ("vocals", "drums", "bass", "other")
+from tinysep.data.sources import STEMS
+
 ACCOMPANIMENT_STEMS = STEMS[1:]
 
 

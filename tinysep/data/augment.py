@@ -329,10 +329,8 @@ def drawn_chunks(
         if random_gain:
             for part in parts:
                 part *= np.float32(rng.uniform(low, high))
-        if vocals_high > vocals_low:
+        if vocals_low or vocals_high:  # (0, 0) draws nothing: earlier runs repeat their chunks
             parts[0] = parts[0] * np.float32(10.0 ** (rng.uniform(vocals_low, vocals_high) / 20.0))
-        elif vocals_low != 0.0:
-            parts[0] = parts[0] * np.float32(10.0 ** (vocals_low / 20.0))
         if sign_flip:
             parts = [-part if rng.random() < 0.5 else part for part in parts]
         if level_high > level_low:

@@ -57,6 +57,7 @@ from tinysep.data import (
 from tinysep.data.drums import render_drums
 from tinysep.data.instruments import random_timbre, render_part
 from tinysep.data.score import FIRST_COMPOSER, SongScore, compose
+from tinysep.data.sources import ACCOMPANIMENT_STEMS
 from tinysep.data.through_composed import compose_through
 from tinysep.data.voice import Singer, random_singer, render_voice
 
@@ -473,7 +474,7 @@ def render_stems(seed: int, plan: SongPlan, seconds: float, sr: int,
         info.update(extra)
 
     accompaniment = np.zeros(n, dtype=np.float32)
-    stems = {name: np.zeros(n, dtype=np.float32) for name in ("drums", "bass", "other")}
+    stems = {name: np.zeros(n, dtype=np.float32) for name in ACCOMPANIMENT_STEMS}
     for name, track in tracks.items():
         rms = backing_vocals.sung_rms(track)
         if rms > 0:

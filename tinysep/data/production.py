@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
-from tinysep.data.sources import STEMS
-
-ACCOMPANIMENT_STEMS = STEMS[1:]
+from tinysep.data.sources import ACCOMPANIMENT_STEMS, STEMS
 
 
 def room_ir(rng: np.random.Generator, sr: int, rt60: float, predelay: float,

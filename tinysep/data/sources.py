@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from tinysep.data.clip import SOURCES
 
 STEMS = ("vocals", "drums", "bass", "other")
+ACCOMPANIMENT_STEMS = STEMS[1:]  # everything but the voice
 # What each source name covers, in stems.
 PARTS = {
     "vocals": ("vocals",),
-    "accompaniment": ("drums", "bass", "other"),
+    "accompaniment": ACCOMPANIMENT_STEMS,
     "drums": ("drums",),
     "bass": ("bass",),
     "other": ("other",),

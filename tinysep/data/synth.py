@@ -58,7 +58,7 @@ from tinysep.data.engines import (
     song_singer,
 )
 from tinysep.data.loaders import SPLITS_FILE, SYNTH_FORMAT, SYNTH_STEMS_DIR, WAV_DIR
-from tinysep.data.production import ACCOMPANIMENT_STEMS, produce
+from tinysep.data.production import produce
 from tinysep.data.recordings import (
     RecordingError,
     check_apart_from,
@@ -67,7 +67,7 @@ from tinysep.data.recordings import (
 )
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
-from tinysep.data.sources import STEMS
+from tinysep.data.sources import ACCOMPANIMENT_STEMS, STEMS
 from tinysep.folder_writes import clean_abandoned_writes, first_names
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress

@@ -12,6 +12,7 @@ on a board).
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--port", help="serial device or pyserial URL to serve on")
     parser.add_argument("--bundle", type=Path, default=None,
                         help="deploy bundle folder (--emulate without it: a blank board "
-                        "whose folder is a new temporary one)")
+                        "whose folder is a new temporary one; it answers on the link but runs "
+                        "nothing and takes no upload until a bundle is copied there)")
     parser.add_argument("--baud", type=baud_argument, default=None,
                         help="emulate: pace the link to N baud; port: line speed")
     parser.add_argument("--edgetpu", action="store_true", help="use the Edge TPU delegate")
@@ -82,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
         from firmware_host.board.micro import MicroAllocationFailed
         from firmware_host.board.runtime import RuntimeUnavailable
 
-        if args.arch != "host":
-            return _serve_emulated_arch(args, bundle, lambda: bool(stopping))
         try:
+            if args.arch != "host":
+                return _serve_emulated_arch(args, bundle, lambda: bool(stopping))
             return serve_in_foreground(bundle, baud=args.baud, announce_path=announce,
                                        runtime=args.runtime, should_stop=lambda: bool(stopping),
                                        profile=args.profile)
         except (RuntimeUnavailable, MicroAllocationFailed) as exc:
             raise CliError(str(exc)) from None
+        finally:
+            if args.bundle is None:  # the blank board's folder was this command's own
+                shutil.rmtree(bundle, ignore_errors=True)
     if args.bundle is None:
         raise CliError("--port needs --bundle")
     if args.arch != "host":

@@ -46,11 +46,11 @@ def add_command(sub, name: str, module: ModuleType, help_text: str) -> argparse.
 
 def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     """Run one parsed subcommand: its exit status; a user error is one line and status 2."""
-    if getattr(module, "USES_TENSORFLOW", True):
-        from tinysep.quiet import import_tensorflow
-
-        import_tensorflow()  # without the CUDA / absl start-up lines
     try:
+        if getattr(module, "USES_TENSORFLOW", True):
+            from tinysep.quiet import import_tensorflow
+
+            import_tensorflow()  # without the CUDA / absl start-up lines
         return int(module.run(args) or 0)
     except CliError as exc:
         print(f"tinysep {name}: error: {exc}", file=sys.stderr)

@@ -86,11 +86,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _check_save_audio(args, methods: list[str]) -> None:
+    """Refuse a ``--save-audio`` folder that could replace the data, a model or a user's
+    files (:func:`tinysep.folder_writes.check_audio_folder`)."""
+    from cli.common import CliError
+    from tinysep.folder_writes import check_audio_folder
+
+    inputs = {"--data": args.data}
+    for method in methods:
+        if method.startswith("model:"):
+            inputs[method] = method.split(":", 1)[1]
+    try:
+        check_audio_folder(args.save_audio, inputs)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_file
     from convert.runtime import separator_for_path
     from tinysep.data.clip import LEVEL_LIMITS_DB
     from tinysep.evaluate import PlayedSource, evaluate
+    from tinysep.folder_writes import mark_audio_folder
     from tinysep.methods import method_fingerprint, parse_methods, register_separator_factory
     from tinysep.metrics import format_table, plot_summary
     from tinysep.metrics.by_engine import clip_engines, matches, parse_engine_filter
@@ -136,9 +153,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"no clips in split {args.split!r} under {args.data}")
     if args.level_db or args.silence is not None:
         sources = [PlayedSource(s, args.level_db, args.silence) for s in sources]
-    if args.save_audio is not None and args.save_audio.exists() \
-            and not args.save_audio.is_dir():
-        raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
+    if args.save_audio is not None:
+        _check_save_audio(args, methods)
 
     meta = {
         "command": "eval",
@@ -159,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                         meta["model_fingerprints"], args.silence)
               if args.reuse is not None else {})
     to_run = [m for m in methods if m not in reused.get("methods", ())]
+    if args.save_audio is not None:
+        mark_audio_folder(args.save_audio, "eval")
     try:
         report = evaluate(sources, to_run, jobs=args.jobs, json_path=args.json,
                           progress=not args.no_progress, meta=meta, save_audio=args.save_audio)

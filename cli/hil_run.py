@@ -131,6 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_args(args) -> None:
     from cli.common import CliError
+    from tinysep.folder_writes import check_audio_folder
 
     if args.max_clips is not None and args.max_clips < 1:
         raise CliError(f"--max-clips must be at least 1, got {args.max_clips}")
@@ -151,9 +152,12 @@ def _check_args(args) -> None:
     if args.board_arch != "host" and not args.emulate:
         raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
     check_output_folder(args.report, "--report")
-    if args.save_audio is not None and args.save_audio.exists() \
-            and not args.save_audio.is_dir():
-        raise CliError(f"--save-audio {args.save_audio}: exists and is not a folder")
+    if args.save_audio is not None:
+        try:
+            check_audio_folder(args.save_audio, {"--data": args.data, "--bundle": args.bundle,
+                                                 "--float": args.float_model})
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
 
 
 def _data_kind(args) -> str:
@@ -251,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     from hil.report import AGENT_LOG_NAME
     from hil.session import BoardSession, RecoveryBudget
     from tinysep.eval_inputs import FILES
+    from tinysep.folder_writes import mark_audio_folder
     from tinysep.models import read_config
 
     _check_args(args)
@@ -323,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
             # (an emulated board's earlier log went before the board started its own)
             _remove_entries(args.report, [n for n in earlier
                                           if not (board is not None and n == AGENT_LOG_NAME)])
+        if args.save_audio is not None:
+            mark_audio_folder(args.save_audio, "hil")
         with session:
             report = run_hil(session, settings, meta, bundle, sources)
         if board is not None and not board.running and report["status"] == "aborted":

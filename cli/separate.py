@@ -8,7 +8,8 @@ model) or a deploy bundle, whose int8 model then runs on the host exactly as a b
 it; with `--port URL` (a board running the agent with that bundle) or `--emulate` (the
 emulated board) the audio is streamed to the board and its output is written, so what the
 board produces can be listened to. The stems are written at the input's rate and channel
-count and add up to the input: the last source (accompaniment, or other for four stems)
+count (16-bit wav, 24-bit for deeper PCM input, float for float input, which keeps peaks above
+full scale) and add up to the input: the last source (accompaniment, or other for four stems)
 also takes the residual, the input minus the other estimates. Long songs are read block by
 block in constant memory. DIR/separate.json sums up every song separated into DIR; a run
 stopped with Ctrl-C keeps the songs it finished and lists them there, with the song it
@@ -78,6 +79,10 @@ def audio_files(inputs: list[Path]) -> list[Path]:
             files.append(item)
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
+    once: dict[Path, Path] = {}
+    for f in files:  # a file given twice, or also through its folder, is separated once
+        once.setdefault(f.resolve(), f)
+    files = list(once.values())
     stems = [f.stem for f in files]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:
@@ -267,7 +272,7 @@ def _separate_all(args: argparse.Namespace, files: list[Path], separator, source
                                     duration=args.duration, overwrite=args.overwrite,
                                     progress=not args.no_progress,
                                     lookahead_seconds=lookahead_seconds)
-        except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             print(f"  {path}: skipped: {exc}")
             failed.append({"input": str(path), "error": str(exc)})
             continue

@@ -85,10 +85,12 @@ class BoardClient:
             self._owed = 0
         self._owed += 1
 
-    def _receive(self, wait: float) -> Message:
-        """The next reply; it settles one owed reply (an ERROR to an UPLOAD_CHUNK is extra)."""
+    def _receive(self, wait: float, settles: bool = True) -> Message:
+        """The next reply; it settles one owed reply (an ERROR to an UPLOAD_CHUNK is extra, and
+        so is a later part of a reply sent in parts: ``settles`` False)."""
         reply = self.link.receive(wait)
-        if not (isinstance(reply, ErrorReply) and reply.request_type == MessageType.UPLOAD_CHUNK):
+        if settles and not (isinstance(reply, ErrorReply)
+                            and reply.request_type == MessageType.UPLOAD_CHUNK):
             self._owed = max(0, self._owed - 1)
         return reply
 
@@ -165,13 +167,12 @@ class BoardClient:
         return time.monotonic() - start
 
     def separate(self, chunk: AudioChunk) -> SeparatedChunk:
-        """Separate one audio chunk (lock-step)."""
-        reply = self.request(chunk, SeparatedChunk)
-        if reply.position != chunk.position:
-            raise ProtocolError(
-                f"SEPARATED_CHUNK for position {reply.position}, sent {chunk.position}"
-            )
-        return reply
+        """Separate one audio chunk (lock-step); a reply the board sends in parts is joined."""
+        wait = self.timeout
+        self.settle(wait)
+        self.link.send(chunk, wait)
+        self._sent()
+        return self._separated(chunk.position, int(chunk.samples.size), wait)
 
     def stream(
         self, chunks, max_outstanding: int = DEFAULT_OUTSTANDING, timeout: float | None = None
@@ -210,7 +211,8 @@ class BoardClient:
         got = 0
         while True:
             try:
-                reply = self._expect(self._receive(wait), SeparatedChunk, MessageType.AUDIO_CHUNK)
+                reply = self._expect(self._receive(wait, settles=not parts), SeparatedChunk,
+                                     MessageType.AUDIO_CHUNK)
             except PeerError:
                 self.settle(wait)  # the chunks after the failed one are answered too: drop them
                 raise

@@ -80,6 +80,7 @@ class BoardProfile:
     max_payload: int | None = None  # None: the agent's default
     max_message: int | None = None
     window: int | None = None
+    max_upload: int | None = None  # bytes; None: the agent's default
     description: str = ""
 
     def agent_args(self) -> list:
@@ -91,6 +92,8 @@ class BoardProfile:
             args += ["--max-payload", str(self.max_payload)]
         if self.window is not None:
             args += ["--window", str(self.window)]
+        if self.max_upload is not None:
+            args += ["--max-upload", str(self.max_upload)]
         if self.max_message is not None:
             args += ["--max-message", str(self.max_message)]
         return args
@@ -105,8 +108,9 @@ BOARD_PROFILES = {
         max_payload=1024,
         max_message=1024,
         window=1,
+        max_upload=1 << 20,
         description="a microcontroller: TFLite Micro in the measured arena, 1 KiB messages, "
-        "window 1",
+        "window 1, uploads up to 1 MiB (its flash bank)",
     ),
 }
 
@@ -325,7 +329,9 @@ def serve_in_foreground(
         if value is not None
     )
     try:
-        agent = BoardAgent(str(folder), load_runtime(runtime))
+        agent = BoardAgent(str(folder), load_runtime(runtime),
+                           **({} if chosen.max_upload is None
+                              else {"max_upload": chosen.max_upload}))
         with PtyPair() as pair:
             stream = pair.master_stream()
             if baud:

@@ -249,6 +249,12 @@ def test_upload_of_a_retrained_model_swaps_it_in_and_rewrites_the_manifest(tmp_p
     assert rebooted.manifest["states"] != read_bundle(make_bundle()).manifest["states"]
     _, separator = _pipeline(bundle_dir)
     assert np.array_equal(reply.sources, separator.process(pcm)[0])
+    # the C array and the provenance still describe the earlier model: not vouched for
+    files = rebooted.manifest["files"]
+    assert files["c_array_sha256"] is None and files["c_array_bytes"] is None
+    assert files["c_array_form"].startswith("stale")
+    assert rebooted.manifest["provenance"] is None
+    assert read_bundle(make_bundle()).manifest["files"]["c_array_sha256"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from board_bundle import copy_bundle, make_bundle
 from board_support import ThreadAgent, host_client
 
@@ -131,3 +132,58 @@ def test_an_emulated_board_refuses_a_broken_bundle_by_the_users_path(tmp_path, c
     (tmp_path / "afile").write_text("x")
     assert main(["board", "--emulate", "--bundle", str(tmp_path / "afile")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_blank_board_announces_no_upload_and_flash_refuses_before_a_byte(tmp_path, capsys):
+    """A board folder with no manifest cannot check an upload, so it does not offer one."""
+    from firmware_host.protocol.messages import CAP_UPLOAD
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    new = make_bundle(seed=8)
+    with ThreadAgent(blank) as board:
+        client = host_client(board.path)
+        info = client.info()
+        assert not info.capabilities & CAP_UPLOAD and not info.manifest_json
+        client.link.close()
+        assert main(["flash", "--port", board.path, "--bundle", str(new), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "a blank board" in err and "copy the whole bundle folder" in err
+    assert list(blank.iterdir()) == []  # nothing was uploaded
+
+
+def test_a_cortex_m_board_refuses_an_upload_beyond_its_flash_bank():
+    from firmware_host.protocol.codes import ErrorCode
+    from firmware_host.protocol.errors import PeerError
+    from firmware_host.protocol.messages import Ok, UploadBegin
+    from hil.emulator import BOARD_PROFILES, EmulatedBoard
+
+    assert BOARD_PROFILES["cortex-m"].max_upload == 1 << 20
+    with EmulatedBoard(str(make_bundle()), profile="cortex-m") as board:
+        client = host_client(board.path)
+        with pytest.raises(PeerError) as refused:
+            client.request(UploadBegin(size=(1 << 20) + 1, sha256=bytes(32)), Ok)
+        assert refused.value.code == ErrorCode.UPLOAD_TOO_LARGE
+        assert isinstance(client.request(UploadBegin(size=1 << 20, sha256=bytes(32)), Ok), Ok)
+        assert client.ping() > 0  # the board answers on
+        client.link.close()
+
+
+def test_a_reply_sent_in_parts_is_joined_by_a_lock_step_separate():
+    """A 1 KiB board sends 384 samples of two sources as two parts: one reply to the caller,
+    and the link stays in step for the next request."""
+    import numpy as np
+
+    from firmware_host.protocol.messages import AudioChunk
+    from hil.emulator import EmulatedBoard
+
+    pcm = (np.sin(np.arange(384) / 7.0) * 8000).astype(np.int16)
+    with EmulatedBoard(str(make_bundle()), profile="cortex-m") as board:
+        client = host_client(board.path)
+        client.reset_state()
+        reply = client.separate(AudioChunk(0, pcm))
+        assert reply.position == 0 and reply.sources.shape == (2, 384)
+        assert client.owed == 0 and client.ping() > 0
+        again = client.separate(AudioChunk(384, pcm))
+        assert again.position == 384 and again.sources.shape == (2, 384)
+        client.link.close()

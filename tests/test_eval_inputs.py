@@ -181,3 +181,51 @@ def test_cli_eval_bad_paths_say_what_they_are(songs, tmp_path, capsys):
     assert main(["eval", "--data", str(songs / "song.wav"), "--method",
                  f"model:{tmp_path}/bundle/model.tflite", "--json", str(tmp_path / "e.json")]) == 2
     assert "bundle/model.tflite: no such file or folder" in capsys.readouterr().err
+
+
+def _folder_state(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["inside the data", "the data itself", "holds the model",
+                                  "a user's folder"])
+def test_save_audio_never_lands_on_the_data_a_model_or_a_users_files(case, songs, model,
+                                                                     tmp_path, capsys):
+    """Each clip's mixture.wav, reference/ and method folders would replace files of those
+    names: a folder that is or lies inside the data, holds a model, or holds a user's files
+    is refused before anything is separated, and nothing in it changes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in songs.iterdir():
+        (data / path.name).write_bytes(path.read_bytes())
+    save = {"inside the data": data / "song", "the data itself": data,
+            "holds the model": model.parents[3], "a user's folder": tmp_path / "mine"}[case]
+    save.mkdir(parents=True, exist_ok=True)
+    if case == "a user's folder":
+        (save / "song").mkdir()
+        (save / "song" / "mixture.wav").write_bytes(b"the user's own take")
+    before = {folder: _folder_state(folder) for folder in (data, save)}
+    code = main(["eval", "--method", f"mix,model:{model}", "--data", str(data), "--json",
+                 str(tmp_path / "eval.json"), "--save-audio", str(save), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    expected = {"inside the data": "lies inside the --data", "the data itself": "is the --data",
+                "holds the model": f"holds the model:{model}",
+                "a user's folder": "is not empty and holds no saved-audio.json"}[case]
+    assert f"--save-audio {save} {expected}" in err
+    assert all(_folder_state(folder) == state for folder, state in before.items())
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_save_audio_writes_again_into_its_own_earlier_folder(songs, tmp_path, capsys):
+    out = tmp_path / "audio"
+    argv = ["eval", "--method", "mix", "--data", str(songs), "--json", str(tmp_path / "e.json"),
+            "--save-audio", str(out), "--jobs", "1", "--no-progress"]
+    assert main(argv) == 0
+    assert json.loads((out / "saved-audio.json").read_text()) == {"command": "eval"}
+    first = sf.read(out / "song" / "mix" / "vocals.wav")[0]
+    assert main(argv) == 0  # an earlier --save-audio folder is written over
+    assert np.array_equal(sf.read(out / "song" / "mix" / "vocals.wav")[0], first)
+    assert sorted(p.name for p in out.iterdir()) == ["bare", "saved-audio.json", "song"]
+    capsys.readouterr()

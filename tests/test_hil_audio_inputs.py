@@ -182,7 +182,8 @@ def test_a_npy_mixture_with_npy_references_keeps_no_audio_unless_asked(songs, ex
 
 
 @pytest.mark.parametrize("case", ["text file", "empty folder", "stereo npy", "split on a file",
-                                  "dataset on a file", "save-audio is a file", "missing"])
+                                  "dataset on a file", "save-audio is a file",
+                                  "save-audio in the data", "missing"])
 def test_inputs_that_are_not_mixtures_are_refused_naming_the_file(case, exported, tmp_path,
                                                                   capsys):
     extra = []
@@ -205,10 +206,16 @@ def test_inputs_that_are_not_mixtures_are_refused_naming_the_file(case, exported
             extra, expected = ["--split", "train"], ["--split is for dataset folders", "song.npy"]
         elif case == "dataset on a file":
             extra, expected = ["--dataset", "mir1k"], ["--dataset mir1k", "song.npy is a file"]
+        elif case == "save-audio in the data":
+            data = tmp_path / "mixes"
+            data.mkdir()
+            np.save(data / "song.npy", np.zeros(8000, dtype=np.float32))
+            extra, expected = ["--save-audio", str(data)], [
+                f"--save-audio {data} is the --data {data}"]
         elif case == "save-audio is a file":
             (tmp_path / "taken").write_text("")
             extra, expected = ["--save-audio", str(tmp_path / "taken")], [
-                "--save-audio", "taken: exists and is not a folder"]
+                "--save-audio", "taken is not a folder"]
         else:
             data = tmp_path / "gone.wav"
             expected = ["gone.wav", "no such file or folder"]

@@ -291,3 +291,25 @@ def test_a_pooled_manifest_needs_format_2_even_at_the_default_framing(tmp_path):
         read_bundle(_write(tmp_path / "b", manifest))
     manifest["format_version"] = 2
     assert read_bundle(_write(tmp_path / "c", manifest)).n_features == 193
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"provenance": "x"}, "provenance must be an object or null, got str"),
+    ({"arena_tflite_micro": {"bytes": 10**20}},
+     "arena_tflite_micro.bytes must be at most 1073741824 (1 GiB)"),
+])
+def test_edited_provenance_and_arena_fields_are_refused_naming_them(tmp_path, change, message):
+    folder = _write(tmp_path / "b", {**_manifest(), **change})
+    with pytest.raises(BundleError, match=f"manifest.json: {message}".replace("(", r"\(")
+                       .replace(")", r"\)")):
+        read_bundle(str(folder), verify_model=False)
+    fine = _write(tmp_path / "ok", {**_manifest(), "provenance": None,
+                                    "arena_tflite_micro": {"bytes": 62_912}})
+    assert read_bundle(str(fine), verify_model=False).arena_tflite_micro == 62_912
+
+
+def test_a_manifest_nested_too_deep_is_one_error_not_a_recursion(tmp_path):
+    folder = _write(tmp_path / "b", _manifest())
+    (folder / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="nests JSON arrays or objects too deeply"):
+        read_bundle(str(folder))

@@ -310,3 +310,52 @@ def test_a_folder_whose_songs_are_in_subfolders_says_so(tmp_path):
                                          r"it$"):
         audio_files([tmp_path / "empty"])
     assert audio_files([tmp_path / "album" / "live"]) == [tmp_path / "album/live/song.wav"]
+
+
+def test_a_damaged_flac_is_skipped_and_the_songs_after_it_are_separated(run, tmp_path, capsys):
+    songs = tmp_path / "songs"
+    rng = np.random.default_rng(3)
+    audio = (0.3 * rng.standard_normal(16000 * 40)).astype(np.float32)
+    whole = tmp_path / "whole.flac"
+    soundfile.write(str(whole), audio, 16000, format="FLAC")
+    data = whole.read_bytes()
+    songs.mkdir()
+    (songs / "a_cut.flac").write_bytes(data[: len(data) // 2])  # the header still says 40 s
+    _write_song(songs / "b_fine.wav")
+    out = tmp_path / "out"
+    assert run(songs, "--out", out) == 1
+    printed = capsys.readouterr().out
+    assert f"{songs / 'a_cut.flac'}: skipped: {songs / 'a_cut.flac'}: " in printed
+    assert "cannot decode the audio after" in printed and "damaged or cut short" in printed
+    assert (out / "b_fine" / "vocals.wav").is_file() and not (out / "a_cut").exists()
+    assert [Path(e["input"]).name for e in _summary(out)["failed"]] == ["a_cut.flac"]
+    assert not list(out.glob(".*partial*"))
+
+
+def test_float_input_keeps_float_stems_that_add_up_beyond_full_scale(run, tmp_path):
+    t = np.arange(16000) / 16000
+    loud = (1.6 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)  # a master above 0 dBFS
+    song = tmp_path / "loud.wav"
+    soundfile.write(str(song), loud, 16000, subtype="FLOAT")
+    assert run(song, "--out", tmp_path / "out") == 0
+    stems = {s: soundfile.read(str(tmp_path / "out" / "loud" / f"{s}.wav"), dtype="float32")
+             for s in ("vocals", "accompaniment")}
+    assert {soundfile.info(str(tmp_path / "out" / "loud" / f"{s}.wav")).subtype
+            for s in stems} == {"FLOAT"}
+    total = stems["vocals"][0] + stems["accompaniment"][0]
+    assert np.abs(total).max() > 1.2  # nothing clipped at full scale
+    assert np.abs(total - loud).max() < 1e-4
+    assert _summary(tmp_path / "out")["songs"][0]["clipped_samples"] == {
+        "vocals": 0, "accompaniment": 0}
+    pcm = tmp_path / "pcm.wav"
+    soundfile.write(str(pcm), loud / 2, 16000, subtype="PCM_24")
+    assert run(pcm, "--out", tmp_path / "out") == 0
+    assert soundfile.info(str(tmp_path / "out" / "pcm" / "vocals.wav")).subtype == "PCM_24"
+
+
+def test_the_same_file_given_twice_is_separated_once(run, tmp_path, capsys):
+    song = _write_song(tmp_path / "in" / "song.wav")
+    out = tmp_path / "out"
+    assert run(song, tmp_path / "in", song, "--out", out) == 0
+    assert "separating 1 file(s)" in capsys.readouterr().out
+    assert _song_names(_summary(out)) == ["song"]

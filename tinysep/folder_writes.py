@@ -13,6 +13,8 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tinysep.jsonfile import write_json_atomic
+
 
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` still runs (assumed so where POSIX signals cannot tell)."""
@@ -207,3 +209,30 @@ def staged_folder(out: str | Path, owned: Collection[str]) -> Iterator[Path]:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
+
+
+SAVED_AUDIO_MARKER = "saved-audio.json"  # marks a folder ``--save-audio`` writes clips into
+
+
+def check_audio_folder(folder: str | Path, inputs: dict[str, str | Path | None],
+                       label: str = "--save-audio") -> None:
+    """Refuse a folder for separated audio that is, holds or lies inside one of ``inputs``
+    (option name -> the data, a model or a bundle it reads), or that holds anything but an
+    earlier ``--save-audio`` output: each clip's ``mixture.wav``, ``reference/`` and method
+    folders would replace a user's files of the same names."""
+    for option, path in inputs.items():
+        relation = None if path is None else nesting(folder, path)
+        if relation:
+            raise ValueError(f"{label} {folder} {relation} the {option} {path}; name a folder "
+                             "apart from it")
+    if holds_anything(folder, label) and not (Path(folder) / SAVED_AUDIO_MARKER).is_file():
+        raise ValueError(f"{label} {folder} is not empty and holds no {SAVED_AUDIO_MARKER} of "
+                         "an earlier --save-audio; name a new or empty folder")
+
+
+def mark_audio_folder(folder: str | Path, command: str) -> None:
+    """Create ``folder`` with its :data:`SAVED_AUDIO_MARKER`, so a later run may write its
+    clips there again."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / SAVED_AUDIO_MARKER, {"command": command})

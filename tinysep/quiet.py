@@ -42,6 +42,8 @@ def import_tensorflow() -> None:
             import tensorflow as tf
 
             tf.config.list_logical_devices("CPU")
+        except KeyboardInterrupt:
+            raise  # Ctrl-C stops the command: not an import failure to show again
         except BaseException:
             failed = True
         else:

@@ -29,7 +29,10 @@ from tinysep.quiet import native_stderr_captured
 BLOCK_SECONDS = 30.0  # audio separated per step; memory is bounded by this
 CONTEXT_SECONDS = 4.0  # past audio fed before each block (receptive fields here are < 2 s)
 MARGIN_SECONDS = 0.05  # audio read past each block so resampling has no edge inside it
-OUTPUT_SUBTYPE = "PCM_16"
+# the stems' sample format, by the input's: float stays float (peaks above full scale kept,
+# so the stems still add up to the input), deeper PCM keeps 24 bits, the rest 16
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+DEEP_PCM_SUBTYPES = ("PCM_24", "PCM_32")
 PARTIAL_SUFFIX = ".partial"  # DIR/.<song>.partial/ holds a song's stems while they are written
 
 MonoSeparator = Callable[[np.ndarray], dict]  # 16 kHz mono float32 -> {source: audio}
@@ -71,6 +74,13 @@ def probe(path: str | Path) -> AudioFileInfo:
         raise ValueError(f"{path}: the file holds no audio samples")
     return AudioFileInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                          str(info.format), str(info.subtype))
+
+
+def output_subtype(info: AudioFileInfo) -> str:
+    """The wav sample format a song's stems are written in, from its input's."""
+    if info.subtype in FLOAT_SUBTYPES:
+        return "FLOAT"
+    return "PCM_24" if info.subtype in DEEP_PCM_SUBTYPES else "PCM_16"
 
 
 def sample_range(info: AudioFileInfo, start: float = 0.0,
@@ -204,12 +214,13 @@ def separate_file(
     context = int(round(CONTEXT_SECONDS * rate))
     margin = int(round((MARGIN_SECONDS + lookahead_seconds) * rate))
     clipped = {s: 0 for s in sources}
+    subtype = output_subtype(info)
     began = time.monotonic()
     writers = []
     try:
         writers = [
             soundfile.SoundFile(str(partial / f"{s}.wav"), "w", rate, info.channels,
-                                OUTPUT_SUBTYPE, format="WAV")
+                                subtype, format="WAV")
             for s in sources
         ]
         with soundfile.SoundFile(str(info.path)) as reader, Progress(
@@ -218,8 +229,15 @@ def separate_file(
             for lo in range(first, end, block):
                 hi = min(end, lo + block)
                 read_lo, read_hi = max(0, lo - context), min(info.frames, hi + margin)
-                reader.seek(read_lo)
-                chunk = reader.read(read_hi - read_lo, dtype="float32", always_2d=True)
+                try:
+                    with native_stderr_captured():
+                        reader.seek(read_lo)
+                        chunk = reader.read(read_hi - read_lo, dtype="float32",
+                                            always_2d=True)
+                except (soundfile.LibsndfileError, RuntimeError) as exc:
+                    raise ValueError(f"{info.path}: cannot decode the audio after "
+                                     f"{read_lo / rate:.1f} s ({exc}); the file is damaged or "
+                                     "cut short") from None
                 if chunk.shape[0] < hi - read_lo:
                     raise ValueError(f"{info.path}: the file ends at sample "
                                      f"{read_lo + chunk.shape[0]}, its header says {info.frames}")
@@ -228,8 +246,15 @@ def separate_file(
                 stems = _separate_block(separator, chunk, keep, rate, sources)
                 _check_finite_stems(info.path, stems, sources, lo, rate)
                 for i, (source, writer) in enumerate(zip(sources, writers, strict=True)):
-                    clipped[source] += int(np.count_nonzero(np.abs(stems[..., i]) > 1.0))
-                    writer.write(np.clip(stems[..., i], -1.0, 1.0))
+                    stem = stems[..., i]
+                    if subtype != "FLOAT":
+                        clipped[source] += int(np.count_nonzero(np.abs(stem) > 1.0))
+                        stem = np.clip(stem, -1.0, 1.0)
+                    try:
+                        writer.write(stem)
+                    except (soundfile.LibsndfileError, RuntimeError) as exc:
+                        raise OSError(f"{partial / (source + '.wav')}: cannot write the "
+                                      f"stem ({exc})") from None
                 bar.update((hi - lo) / rate)
     except BaseException:
         for writer in writers:

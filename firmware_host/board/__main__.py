@@ -20,6 +20,7 @@ from firmware_host.protocol.link_config import (
     DEFAULT_WINDOW,
     board_config,
 )
+from firmware_host.protocol.upload import DEFAULT_MAX_UPLOAD
 from firmware_host.transport import DEFAULT_BAUD, FdStream, ThrottledStream, open_port
 
 from .agent import AGENT_VERSION, BoardAgent
@@ -92,12 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message this board reassembles, bytes (>= max payload; default 1 MiB; "
         "equal to --max-payload on a board without a reassembly buffer)",
     )
+    parser.add_argument(
+        "--max-upload",
+        type=int,
+        default=DEFAULT_MAX_UPLOAD,
+        help="largest model upload accepted, bytes (the flash bank it goes to; default 64 MiB)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log nothing to stderr")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_upload < 1:
+        parser.error(f"--max-upload must be at least 1 byte, got {args.max_upload}")
     log = (lambda text: None) if args.quiet else None
     try:
         runtime = load_runtime(args.runtime)
@@ -108,6 +118,7 @@ def main(argv=None) -> int:
             num_threads=args.threads,
             log=log,
             kernels=args.kernels,
+            max_upload=args.max_upload,
         )
     except (RuntimeUnavailable, MicroAllocationFailed, FileNotFoundError) as exc:
         sys.stderr.write(f"{AGENT_VERSION}: error: {exc}\n")

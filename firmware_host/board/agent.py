@@ -244,7 +244,8 @@ class BoardAgent:
                 b"\x00" * 32,
                 0,
                 manifest,
-                CAP_AUDIO | CAP_TENSOR | CAP_UPLOAD,
+                # without a manifest an upload cannot be checked (docs/protocol.md, section 5)
+                CAP_AUDIO | CAP_TENSOR | (CAP_UPLOAD if manifest else 0),
             )
         return Info(
             AGENT_VERSION,

@@ -124,4 +124,13 @@ def manifest_for_model(bundle: Bundle, interpreter, sha256: str, size: int) -> d
         entry["requantize"] = state_rule(pair_in, pair_out)
     manifest["model"]["sha256"] = sha256
     manifest["model"]["bytes"] = int(size)
+    # what the upload cannot vouch for: the C array beside it still holds the earlier model,
+    # and the new model's float source and calibration are not known on the board
+    files = manifest.get("files")
+    if isinstance(files, dict):
+        files.update(c_array_bytes=None, c_array_sha256=None,
+                     c_array_form="stale: model_data.cc holds the model before an upload")
+    for key in ("provenance", "calibration"):
+        if key in manifest:
+            manifest[key] = None
     return manifest

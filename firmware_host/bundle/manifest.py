@@ -164,6 +164,9 @@ def _pool_above(transform: dict, n_bins: int, version: int, where: str) -> int:
     return value
 
 
+MAX_ARENA_BYTES = 1 << 30  # beyond any board's RAM: a larger arena is an edited manifest
+
+
 def _measured_arena(entry, where: str):
     """``arena_tflite_micro.bytes`` (the arena TFLite Micro allocated the model in at export),
     or None when the export could not measure it (null entry, or ``bytes`` null)."""
@@ -176,7 +179,11 @@ def _measured_arena(entry, where: str):
     value = entry.get("bytes")
     if value is None:
         return None
-    return _positive_int(value, where + ": arena_tflite_micro.bytes")
+    value = _positive_int(value, where + ": arena_tflite_micro.bytes")
+    if value > MAX_ARENA_BYTES:
+        raise BundleError(f"{where}: arena_tflite_micro.bytes must be at most {MAX_ARENA_BYTES} "
+                          f"(1 GiB), got {value}")
+    return value
 
 
 class Bundle:
@@ -339,6 +346,10 @@ class Bundle:
         if len(set(indices)) != len(indices):
             raise BundleError(f"{where}: two tensor entries share one interpreter index")
         self.arena_tflite_micro = _measured_arena(manifest.get("arena_tflite_micro"), where)
+        provenance = manifest.get("provenance")
+        if provenance is not None and not isinstance(provenance, dict):
+            raise BundleError(f"{where}: provenance must be an object or null, got "
+                              f"{type(provenance).__name__}")
 
     @property
     def delay_samples(self) -> int:
@@ -404,6 +415,9 @@ def read_bundle(folder: str, verify_model: bool = True) -> Bundle:
         manifest = json.loads(text)
     except ValueError as exc:
         raise BundleError(f"{path} is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise BundleError(f"{path} nests JSON arrays or objects too deeply to be a "
+                          "manifest") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
     bundle = Bundle(folder, manifest, text)

@@ -77,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "counted once per tag, under its value (default: no tags)")
     parser.add_argument("--save-audio", type=Path, metavar="DIR",
                         help="keep every clip's mixture, references and each method's separated "
-                             "sources as wav files under DIR/CLIP/ (default: not kept)")
+                             "sources as wav files under DIR/CLIP/ (default: not kept); DIR is "
+                             "new, empty or an earlier --save-audio's (it holds "
+                             "saved-audio.json), apart from the data and the models")
     parser.add_argument("--reuse", type=Path, metavar="EARLIER.json",
                         help="take the scores of methods that an earlier report holds for "
                              "every selected clip from it instead of running them again, e.g. "

@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-audio", type=Path, metavar="DIR",
                         help="keep every clip's mixture, references and the float, int8 host "
                              "and board outputs as wav files under DIR/CLIP/ (default: not "
-                             "kept)")
+                             "kept); DIR is new, empty or an earlier --save-audio's (it holds "
+                             "saved-audio.json), apart from the data, bundle and float model")
     parser.add_argument("--baud", type=baud_argument, default=None,
                         help=f"port: line speed (default {DEFAULT_BAUD}); emulate: pace the link "
                              "to N baud")

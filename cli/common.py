@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +48,11 @@ def add_command(sub, name: str, module: ModuleType, help_text: str) -> argparse.
 
 def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     """Run one parsed subcommand: its exit status; a user error is one line and status 2."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # `kill PID`, a job scheduler, `docker stop`: the command stops as on Ctrl-C, so it
+        # cleans up what it had half written and says what finished
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         if getattr(module, "USES_TENSORFLOW", True):
             from tinysep.quiet import import_tensorflow
@@ -61,6 +68,13 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"tinysep {name}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def path_argument(text: str) -> Path:

@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
                                composers=args.composers, recordings=args.recordings)
     except EngineUnavailable as exc:
         raise CliError(f"{exc} (or leave the engine out with --engines)") from exc
-    print(f"wrote {args.songs} songs x {args.seconds:g} s (seed {args.seed}) to "
+    written = sum(summary.songs.values())
+    skipped = f" ({len(summary.skipped)} of {args.songs} skipped)" if summary.skipped else ""
+    print(f"wrote {written} songs{skipped} x {args.seconds:g} s (seed {args.seed}) to "
           f"{summary.out_dir} in {summary.elapsed:.1f} s")
     print(f"{'split':<6} {'songs':>6} {'clips':>6} {'minutes':>8}")
     for split in summary.clips:

@@ -3,6 +3,7 @@
 import io
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +336,28 @@ def test_the_header_limits_themselves_are_read(tmp_path):
     sf.write(path, np.zeros((1000, 64), np.float32), 1000)
     audio, rate = read_audio(path)
     assert audio.shape == (1000, 64) and rate == 1000
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m, name: m["splits"]["test"].__setitem__(0, "../../outside/secret"),
+     "clip name '../../outside/secret' is not a file name inside"),
+    (lambda m, name: m["splits"]["test"].__setitem__(0, "/tmp/secret"),
+     "clip name '/tmp/secret' is not a file name inside"),
+    (lambda m, name: m.__setitem__("clips", []), "'clips' must be an object"),
+    (lambda m, name: m["clips"].__setitem__(name, "oops"), "must be an object, got str"),
+    (lambda m, name: m["clips"][name].__setitem__("song", [1]), ".song must be a song name"),
+])
+def test_a_splits_file_that_points_outside_or_has_wrong_types_is_named(synth_root, tmp_path,
+                                                                       edit, message):
+    root = tmp_path / "corpus" / "copy"
+    (root / "Wavfile").mkdir(parents=True)
+    for p in (synth_root / "Wavfile").glob("*.wav"):
+        (root / "Wavfile" / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "outside").mkdir()
+    first = next((root / "Wavfile").glob("*.wav"))
+    (tmp_path / "outside" / "secret.wav").write_bytes(first.read_bytes())  # readable audio
+    meta = json.loads((synth_root / "splits.json").read_text())
+    edit(meta, sorted(meta["splits"]["test"])[0])
+    (root / "splits.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        find_clips(root, split="test")

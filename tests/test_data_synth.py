@@ -319,3 +319,34 @@ def test_a_corpus_moved_aside_by_a_killed_rewrite_goes_back(corpus, tmp_path):
         write_corpus(out, songs=SONGS, seconds=SECONDS, seed=SEED + 1, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
     assert _files(out) == _files(corpus)
+
+
+def test_a_terminated_synth_stops_as_on_ctrl_c_and_leaves_nothing(tmp_path):
+    """`kill PID` (a scheduler, `docker stop`): the half-written corpus goes, the workers
+    end and the command says it was interrupted."""
+    out = tmp_path / "deep" / "corpus"
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "synth", "--out", str(out), "--songs", "40",
+         "--seconds", "30", "--engines", "additive", "--workers", "2", "--no-progress"],
+        stderr=subprocess.PIPE, text=True)
+    partial = out.parent / f".corpus.partial-{writer.pid}"
+    deadline = time.monotonic() + 120
+    while not (partial / "Wavfile").is_dir() or not any((partial / "Wavfile").iterdir()):
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer never began"
+        time.sleep(0.05)
+    writer.terminate()
+    _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 130 and "tinysep synth: interrupted" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no corpus, no partial folder, no parents made
+
+
+def test_a_symlinked_out_or_a_huge_song_count_is_refused_before_writing(corpus, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(corpus)
+    with pytest.raises(ValueError, match=f"{link} is a symbolic link.*{corpus}"):
+        write_corpus(link, songs=SONGS, seconds=SECONDS, seed=SEED, progress=False)
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+    with pytest.raises(ValueError, match="songs must be a whole number from 1 to 100000"):
+        write_corpus(tmp_path / "x", songs=10**11, seconds=SECONDS, seed=SEED, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -256,3 +256,24 @@ def test_the_engine_table_keeps_its_columns_for_long_names():
     assert len(sir) == 1 and lines[0].index("model SIR") == sir.pop()
     assert all(line.endswith("11.50 / 11.50") for line in lines[1:])
     assert "backing-tracks-2024 " in lines[2] and "repet-mfcc/repet-sim " in lines[2]
+
+
+def test_a_font_or_collection_named_by_its_path_is_the_kits_name_for_that_file(tmp_path,
+                                                                             monkeypatch):
+    """A corpus written with --fonts PATH names the font by its path; a model trained on the
+    kit's font of that file has heard it."""
+    from tinysep.data.recordings import COLLECTIONS
+    from tinysep.data.soundfont import FONTS
+    from tinysep.metrics.by_engine import HELD_OUT, SELECTION, TRAINED, engine_status
+
+    seen = {"train": {"font": {"fluidr3"}, "recording": {"warzone2100"}},
+            "valid": {"font": {"musescore"}}}
+    assert engine_status("font", FONTS["fluidr3"][0], seen) == TRAINED
+    assert engine_status("recording", COLLECTIONS["warzone2100"][0] + "/", seen) == TRAINED
+    assert engine_status("font", FONTS["musescore"][0], seen) == SELECTION
+    assert engine_status("font", FONTS["timgm6mb"][0], seen) == HELD_OUT
+    own = tmp_path / "mine.sf2"
+    monkeypatch.chdir(tmp_path)
+    by_path = {"train": {"font": {str(own)}}, "valid": {}}
+    assert engine_status("font", "./mine.sf2", by_path) == TRAINED  # the same file
+    assert engine_status("font", "./other.sf2", by_path) == HELD_OUT

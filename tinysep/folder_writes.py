@@ -162,11 +162,18 @@ def check_writable(path: str | Path, label: str = "output") -> None:
     os.unlink(probe)
 
 
-def _make_parents(folder: Path) -> list[Path]:
+def make_parents(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; the ones made, innermost first."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def remove_made(made: Sequence[Path]) -> None:
+    """Remove the folders :func:`make_parents` made, innermost first, while they are empty."""
+    for folder in made:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _replace_owned(tmp: Path, out: Path, owned: Collection[str]) -> None:
@@ -196,7 +203,7 @@ def staged_folder(out: str | Path, owned: Collection[str]) -> Iterator[Path]:
     never half written and a failed command leaves nothing behind."""
     out = Path(out)
     clean_abandoned_writes(out)
-    made = _make_parents(out.parent)
+    made = make_parents(out.parent)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -205,9 +212,7 @@ def staged_folder(out: str | Path, owned: Collection[str]) -> Iterator[Path]:
         _replace_owned(tmp, out, owned)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in made:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_made(made)
         raise
 
 

@@ -219,12 +219,25 @@ def _find_stereo(root: Path, split: str, require_meta: bool, kind: str) -> list[
                 raise ValueError(f"{meta_path}: splits.{s} must be a list of clip names")
             names += [str(n) for n in listed]
         clip_songs = meta.get("clips", {})
+        if not isinstance(clip_songs, dict):
+            raise ValueError(f"{meta_path}: 'clips' must be an object mapping clip names to "
+                             f"their records, got {type(clip_songs).__name__}")
         sources = []
         for name in sorted(names):
+            if not name or Path(name).name != name or name in (".", ".."):
+                raise ValueError(f"{meta_path}: clip name {name!r} is not a file name inside "
+                                 f"{wav_dir} (no folders, no '..')")
             path = wav_dir / f"{name}.wav"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: listed in {meta_path} but missing")
-            song = clip_songs.get(name, {}).get("song") or song_of(name)
+            entry = clip_songs.get(name, {})
+            if not isinstance(entry, dict):
+                raise ValueError(f"{meta_path}: clips.{name} must be an object, got "
+                                 f"{type(entry).__name__}")
+            song = entry.get("song") or song_of(name)
+            if not isinstance(song, str):
+                raise ValueError(f"{meta_path}: clips.{name}.song must be a song name (a "
+                                 f"string), got {song!r}")
             sources.append(ClipSource(name, (str(path),), kind, song))
         return sources
 

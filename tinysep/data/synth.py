@@ -68,12 +68,18 @@ from tinysep.data.recordings import (
 from tinysep.data.singing import DEFAULT_VOICES, VoiceError
 from tinysep.data.soundfont import FontError
 from tinysep.data.sources import ACCOMPANIMENT_STEMS, STEMS
-from tinysep.folder_writes import clean_abandoned_writes, first_names
+from tinysep.folder_writes import (
+    clean_abandoned_writes,
+    first_names,
+    make_parents,
+    remove_made,
+)
 from tinysep.jsonfile import write_json_atomic
 from tinysep.progress import Progress
 
 GENERATOR_VERSION = 2
 CLIP_SECONDS = (4.0, 10.0)
+MAX_SONGS = 100_000  # far beyond any corpus; a larger count is a typing slip
 MAX_SONG_SECONDS = 600.0  # a longer song is refused: every stem of it is held in memory at once
 VAR_DB = (-5.0, 5.0)
 SPLIT_FRACTIONS = {"train": 0.7, "valid": 0.1, "test": 0.2}
@@ -213,8 +219,8 @@ def corpus_parameters(songs: int, seconds: float, seed: int,
 def check_corpus_arguments(songs: int, seconds: float, seed: int) -> None:
     """Refuse a song count, song length or seed that no corpus can be written with (before
     anything is rendered, so a bad length fails at once rather than after memory runs out)."""
-    if int(songs) != songs or songs < 1:
-        raise ValueError(f"songs must be a positive whole number, got {songs}")
+    if int(songs) != songs or not 1 <= songs <= MAX_SONGS:
+        raise ValueError(f"songs must be a whole number from 1 to {MAX_SONGS}, got {songs}")
     if not np.isfinite(seconds) or not 1.0 <= seconds <= MAX_SONG_SECONDS:
         raise ValueError(f"seconds must be between 1 and {MAX_SONG_SECONDS:g}, got {seconds}")
     if int(seed) != seed or seed < 0:
@@ -223,6 +229,9 @@ def check_corpus_arguments(songs: int, seconds: float, seed: int) -> None:
 
 def _check_destination(out: Path, parameters: dict) -> None:
     """Refuse a non-empty folder unless it holds a corpus written with the same parameters."""
+    if out.is_symlink():
+        raise ValueError(f"{out} is a symbolic link; rewriting the corpus would replace the "
+                         f"link by a folder: give the folder it points to ({out.resolve()})")
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a folder")
     if not out.exists() or not any(out.iterdir()):
@@ -388,8 +397,11 @@ def _results(tasks: list[tuple], workers: int):
     if workers <= 1 or len(tasks) <= 1:
         yield from map(_song_task, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
         yield from pool.map(_song_task, tasks, chunksize=1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:
@@ -450,7 +462,7 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
                        voices, composers, collections)
     clean_abandoned_writes(out)
     _check_destination(out, meta["parameters"])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    made = make_parents(out.parent)  # removed again when nothing is written
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / WAV_DIR).mkdir(parents=True)
@@ -482,6 +494,10 @@ def write_corpus(out_dir: str | Path, songs: int, seconds: float, seed: int,
         meta["complete"] = True
         write_json_atomic(tmp / SPLITS_FILE, meta)
         _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_made(made)
+        raise
     finally:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,9 @@ from firmware_host.bundle.layout import MANIFEST_FILE
 from tinysep.data.clip import SOURCES
 from tinysep.data.engines import FONT_ENGINES
 from tinysep.data.loaders import SPLITS_FILE
+from tinysep.data.recordings import COLLECTIONS
 from tinysep.data.score import FIRST_COMPOSER
+from tinysep.data.soundfont import FONTS
 from tinysep.jsonfile import read_json
 from tinysep.metrics.paired import INTERVAL, format_bounds, paired_difference
 from tinysep.metrics.summary import summarize_methods
@@ -167,6 +169,18 @@ def _union_engines(record: Mapping) -> dict[str, set[str]]:
     return union
 
 
+def canonical_engine(role: str, engine: str) -> str:
+    """A sound font or a collection of recordings named by its path: the name of the kit's
+    font or collection at that path (``/usr/share/sounds/sf2/FluidR3_GM.sf2`` is fluidr3),
+    else the resolved path; any other engine as written."""
+    known = {"font": FONTS, "recording": COLLECTIONS}.get(role)
+    if not known or engine in known or "/" not in engine:
+        return engine
+    resolved = Path(engine).expanduser().resolve()
+    return next((name for name, (path, _) in known.items() if Path(path).resolve() == resolved),
+                str(resolved))
+
+
 def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[str]]]) -> str:
     """trained, selection only (validation corpus) or held out, for one model; not recorded
     when the model's record says nothing, or (voices) names festival songs but not their
@@ -177,10 +191,10 @@ def engine_status(role: str, engine: str, seen: Mapping[str, Mapping[str, set[st
                                and not seen.get(split, {}).get("voice")
                                for split in ("train", "valid")):
         return UNKNOWN
-    if engine in seen.get("train", {}).get(role, set()):
-        return TRAINED
-    if engine in seen.get("valid", {}).get(role, set()):
-        return SELECTION
+    engine = canonical_engine(role, engine)
+    for split, status in (("train", TRAINED), ("valid", SELECTION)):
+        if engine in {canonical_engine(role, e) for e in seen.get(split, {}).get(role, set())}:
+            return status
     return HELD_OUT
 
 

@@ -271,7 +271,17 @@ def lsb_limit(report: dict) -> tuple:
         return wanted, "set with --max-lsb"
     if report["board"].get("exact_expected"):
         return 0, report["board"].get("exact_reason", "")
-    return None, report["board"].get("exact_reason", "the board was not reached")
+    return None, exact_reason(report["board"])
+
+
+def exact_reason(board: dict) -> str:
+    """Why the board is or is not expected to be bit-exact with the host, or why that was
+    never judged (the run stopped before or after the board answered)."""
+    if "exact_reason" in board:
+        return board["exact_reason"]
+    if board.get("agent"):
+        return "not judged: the run stopped before the board's output was compared"
+    return "the board was not reached"
 
 
 def finalize(report: dict) -> dict:
@@ -439,7 +449,7 @@ def markdown(report: dict) -> str:
         "SDR board - host "
         + ", ".join(f"{s} {_fmt(summary['board_vs_host_sdr'][s], 3)} dB" for s in sources),
         f"- bit-exact expected: {'yes' if board.get('exact_expected') else 'no'} "
-        f"({board.get('exact_reason', 'the board was not reached')})",
+        f"({exact_reason(board)})",
         "- tensor mode: " + (
             f"skipped ({tensor.get('reason')})" if tensor.get("skipped") else
             f"{tensor.get('invokes', 0)} invokes, largest raw int8 difference "

@@ -60,6 +60,31 @@ def test_per_engine_rows_mark_held_out_engines_and_match_the_clips(corpus, model
     assert row["model_sir"] != pytest.approx(row["model"])
     assert "model SIR v / a" in printed and f"{row['model_sir']:5.2f} / " in printed
     assert (tmp_path / "eval-engines.png").stat().st_size > 0
+    # a method that was not run gets neither bars nor a legend entry
+    from unittest import mock
+
+    import matplotlib.figure
+
+    from tinysep.metrics.by_engine import plot_engines
+
+    no_irm = json.loads(json.dumps(report["by_engine"]["rows"]))
+    for r in no_irm:
+        for values in r["sources"].values():
+            values["irm"] = None
+    legends = []
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts())
+        return save(fig, *args, **kwargs)
+
+    with mock.patch.object(matplotlib.figure.Figure, "savefig", record):
+        plot_engines(no_irm, tmp_path / "no-irm.png")
+        assert legends == ["model", "best classic"]
+        legends.clear()
+        plot_engines(report["by_engine"]["rows"], tmp_path / "irm.png")
+        assert legends == ["model", "best classic", "IRM (oracle)"]
 
 
 def test_a_bundle_carries_its_float_models_corpora_and_marks_held_out_engines(corpus, model,

@@ -114,6 +114,8 @@ def test_a_board_with_another_model_stops_the_run_and_flash_fixes_it(corpus, tmp
         report = json.loads((tmp_path / "r1" / "hil.json").read_text())
         assert report["status"] == "aborted" and "tinysep flash" in report["error"]
         assert report["clips"] == [] and not report["passed"]
+        lsb = next(c for c in report["checks"] if c["name"] == "board_vs_host_int8_lsb")
+        assert "not judged: the run stopped before" in lsb["text"], lsb  # INFO was read
         assert main(base + ["--report", str(tmp_path / "r2"), "--flash"]) == 0
         report = json.loads((tmp_path / "r2" / "hil.json").read_text())
         assert report["board"]["flashed"] and report["passed"]

@@ -383,6 +383,8 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
         left_out = is_left_out(source)  # no SDR: its leak is drawn instead
         for k, (label, key, color) in enumerate(leak_series if left_out else series):
             values = [r["sources"][source].get(key) for r in rows]
+            if all(v is None for v in values):  # a method not run: no bars, no legend entry
+                continue
             ax.bar(x + (k - 1) * 0.27, [np.nan if v is None else v for v in values], 0.27,
                    label=label, color=color)
         ax.axhline(0.0, color="black", linewidth=0.6)

@@ -50,6 +50,7 @@ def _levels(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_folder
     from tinysep.methods import model_folder
+    from tinysep.metrics.table import MODEL_PREFIX, short_labels
     from tinysep.model_record import TRAINING_FILE
     from tinysep.models import load_model, save_model
     from tinysep.models.registry import read_config
@@ -98,10 +99,15 @@ def run(args: argparse.Namespace) -> int:
         mix(names)
         return validation_sdr(soup, valid)["mean"]
 
-    def report(names, value) -> None:
-        print(f"  {value:6.3f} dB  {' + '.join(Path(n).name for n in names)}", flush=True)
-
     names = list(weights)
+    # as many trailing folders as tell the models apart (runs/a/tcn, runs/b/tcn: a/tcn, b/tcn)
+    shown = {n: label.removeprefix(MODEL_PREFIX) for n, label in
+             short_labels([MODEL_PREFIX + n for n in names]).items()}
+
+    def report(names, value) -> None:
+        print(f"  {value:6.3f} dB  {' + '.join(shown[MODEL_PREFIX + n] for n in names)}",
+              flush=True)
+
     single: dict[str, float] = {}
     if args.greedy:
         print(f"greedy soup of {len(names)} models, scored on {args.valid_data} (valid split, "

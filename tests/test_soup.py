@@ -258,3 +258,18 @@ def test_a_soup_of_a_soup_keeps_every_run_under_it(ingredients, tmp_path):
     assert nested["soup"]["kept"] == [str(f.resolve()) for f in ingredients[:2]]
     assert [i["command"] for i in nested["soup"]["ingredients"]] == [
         "made by seed 1", "made by seed 2"]
+
+
+def test_greedy_lines_tell_apart_runs_in_folders_of_one_name(corpus, ingredients, tmp_path,
+                                                             capsys):
+    """runs/x/tcn and runs/y/tcn are printed as x/tcn and y/tcn, not as tcn twice."""
+    import shutil
+
+    runs = [tmp_path / run / "tcn" for run in ("x", "y")]
+    for source, run in zip((ingredients[0], ingredients[2]), runs, strict=True):
+        shutil.copytree(source, run)
+    assert main(["soup", *map(str, runs), "--greedy", "--valid-data", str(corpus),
+                 "--valid-clips", "2", "--out", str(tmp_path / "soup")]) == 0
+    lines = [line.split("dB", 1)[1].strip() for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and " dB  " in line]
+    assert {"x/tcn", "y/tcn"} <= set(lines) and "tcn" not in lines

@@ -35,6 +35,7 @@ from firmware_host.protocol.errors import LinkError, PeerError, ProtocolError
 from firmware_host.protocol.messages import CAP_TENSOR, Tensor, TensorIn, TensorOut
 from tinysep.eval_inputs import FILES, input_sources
 from tinysep.progress import Progress
+from tinysep.quiet import quiet_runtime
 
 from .reference import HostPipeline, exactness_expected, float_runner
 from .report import FIGURES_DIR, report_sources, write_reports
@@ -547,7 +548,8 @@ def run_hil(session: BoardSession, settings: HilSettings, board_meta: dict,
                 + f"; each SEPARATED_CHUNK comes back in {parts} parts"
             )
         kernels = "reference" if info.delegate == "cpu-reference" else "default"
-        host = HostPipeline(bundle, kernels=kernels)
+        with quiet_runtime():  # without the runtime's "Created ... delegate" line
+            host = HostPipeline(bundle, kernels=kernels)
         exact, why = exactness_expected(info.runtime, info.delegate, host,
                                         board_meta.get("arch"))
         report["board"].update(

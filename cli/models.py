@@ -1,7 +1,8 @@
 """List the separators and their size presets: parameters, MACs per hop, streaming state.
 
 One hop is one STFT frame (128 samples, 8 ms). ``fits MCU`` checks the Cortex-M7 budget
-of the default model (<= 256 k parameters and <= 1 M multiply-accumulates per hop).
+of the default model (<= 256 k parameters and <= 1 M multiply-accumulates per hop); the
+deploy budgets (a 256 KiB int8 file, a 64 KiB TFLite Micro arena) are checked by export.
 ``--option key=value`` (repeatable, value parsed as JSON) shows the cost of a variant,
 e.g. ``--model unet-se-sru --option recurrent=lstm``.
 """

@@ -38,7 +38,7 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
 	fi
 
-# One line per step: the last one downloads and unpacks ~85 pinned packages (about 2.8 GB
+# One line per step: the last one downloads and unpacks ~85 packages (about 2.8 GB
 # installed, TensorFlow alone ~1.5 GB) and prints nothing for one to several minutes.
 $(STAMP): pyproject.toml
 	@echo "install 1/3: virtual environment $(VENV) ($(PYTHON))"
@@ -46,7 +46,8 @@ $(STAMP): pyproject.toml
 	@echo "install 2/3: upgrading pip"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "install 3/3: tinysep and its pinned dependencies (TensorFlow, tf-keras, LiteRT, TFLite Micro, ...: ~85 packages, ~2.8 GB; quiet for 1-5 minutes while pip downloads and unpacks)"
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# (PYTHONWARNINGS: setuptools' notice about editable installs would break the quiet step)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 	@echo "installed: $(BIN)/tinysep ($$($(BIN)/python -m pip list --format=freeze 2>/dev/null | wc -l) packages)"
 

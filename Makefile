@@ -39,14 +39,14 @@ system-deps:
 	fi
 
 # One line per step: the last one downloads and unpacks ~85 packages (about 2.8 GB
-# installed, TensorFlow alone ~1.5 GB) and prints nothing for one to several minutes.
+# installed, TensorFlow alone ~1.5 GB) and prints nothing for one to several minutes
+# (PYTHONWARNINGS: setuptools' notice about editable installs would break that silence).
 $(STAMP): pyproject.toml
 	@echo "install 1/3: virtual environment $(VENV) ($(PYTHON))"
 	@$(PYTHON) -m venv $(VENV)
 	@echo "install 2/3: upgrading pip"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "install 3/3: tinysep and its pinned dependencies (TensorFlow, tf-keras, LiteRT, TFLite Micro, ...: ~85 packages, ~2.8 GB; quiet for 1-5 minutes while pip downloads and unpacks)"
-	@# (PYTHONWARNINGS: setuptools' notice about editable installs would break the quiet step)
 	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 	@echo "installed: $(BIN)/tinysep ($$($(BIN)/python -m pip list --format=freeze 2>/dev/null | wc -l) packages)"

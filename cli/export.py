@@ -128,11 +128,12 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError, check_output_file, check_output_folder
+    from cli.common import CliError, check_apart_from, check_output_file, check_output_folder
     from convert.export import MAX_FRAMES_PER_INVOKE
     from tinysep.jsonfile import write_json_atomic
 
     check_output_folder(args.out)
+    check_apart_from(args.out, {"MODEL": args.model, "--calibration": args.calibration})
     from convert.micro import check_c_symbol
 
     try:

@@ -25,6 +25,7 @@ from cli.common import (
     seed_argument,
     whole_number,
 )
+from tinysep.training.config import MAX_BATCH_SIZE
 
 
 def min_chunk_frames() -> int:
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "is JSON), e.g. --narrow residual=24 --narrow hidden=48")
     parser.add_argument("--steps", type=whole_number(0), default=500, metavar="N",
                         help="fine-tuning batches (default 500)")
-    parser.add_argument("--batch-size", type=whole_number(1), default=4,
+    parser.add_argument("--batch-size", type=whole_number(1, MAX_BATCH_SIZE), default=4,
                         help="chunks per fine-tuning batch (default 4)")
     parser.add_argument("--chunk-frames", type=whole_number(min_chunk_frames()), default=64,
                         help="STFT frames per training chunk (default 64)")
@@ -118,10 +119,11 @@ def require_clips(data: Path, config: dict, split: str) -> None:
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse, before any work, an --out that is MODEL (or inside or around it), a file, a
     folder holding anything prune does not write, or an earlier result without --force."""
-    from cli.common import CliError
+    from cli.common import CliError, check_apart_from
     from convert.prune import PRUNED_FILES
     from tinysep.folder_writes import check_own_output
 
+    check_apart_from(args.out, {"--data": args.data})
     if check_own_output(args.out, args.model, PRUNED_FILES, "prune",
                         what="model folder") and not args.force:
         raise CliError(f"--out {args.out} already exists; pass --force to overwrite it")

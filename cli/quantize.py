@@ -20,11 +20,18 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.common import path_argument, positive_float, seed_argument, whole_number
+from cli.common import (
+    check_apart_from,
+    path_argument,
+    positive_float,
+    seed_argument,
+    whole_number,
+)
 from cli.prune import min_chunk_frames, require_clips
 from convert.layer_errors import LAYER_ERROR_FILES
 from convert.qat import QAT_TARGETS
 from firmware_host.bundle.layout import MODEL_FILE
+from tinysep.training.config import MAX_BATCH_SIZE
 
 REPORT_FILE = "quantize.json"
 QAT_MODEL = "qat_model"
@@ -82,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="QAT learning rate (default 1e-5: a trained model needs only a "
                              "nudge); the loss is the model's own (run.json of tinysep train, "
                              "or training.json of a shipped model, else L1)")
-    parser.add_argument("--qat-batch-size", type=whole_number(1), default=8,
+    parser.add_argument("--qat-batch-size", type=whole_number(1, MAX_BATCH_SIZE), default=8,
                         help="QAT chunks per batch (default 8)")
     parser.add_argument("--qat-target", choices=QAT_TARGETS, default="stems",
                         help="what QAT learns to give: the clips' true sources (stems, the "
@@ -188,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.folder_writes import staged_folder
 
     checked = _check_options(args)
+    check_apart_from(args.out, {"--data": args.data})
     check_out(args.out, args.model)
     _check_inputs(args, checked)
     with staged_folder(args.out, QUANTIZE_FILES) as folder:

@@ -249,7 +249,7 @@ def _invoked_as_train() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError, check_output_writable
-    from tinysep.train import TrainingError, train
+    from tinysep.train import TrainingError, TrainingInterrupted, train
 
     config = build_config(args)
     check_output_writable(args.out)
@@ -258,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, args.out, resume=args.resume,
                        allow_changes=args.allow_config_change, progress=not args.no_progress,
                        command=command)
+    except TrainingInterrupted as exc:  # a stop, not an error: the exit status of Ctrl-C
+        print(f"tinysep train: interrupted: {exc}", file=sys.stderr)
+        return 130
     except TrainingError as exc:
         raise CliError(str(exc)) from exc
     best = result.best_sdr or {}

@@ -25,7 +25,13 @@ import numpy as np
 from calibration.representative import DEFAULT_FRAMES
 from convert.sizes import KIB
 from tinysep.data.clip import SOURCES
-from tinysep.jsonfile import is_finite_number, is_whole_number, read_json, write_json_atomic
+from tinysep.jsonfile import (
+    is_finite_number,
+    is_whole_number,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 DONE_FILE = "done.json"
 PLAN_FILE = "plan.json"
@@ -435,10 +441,18 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
-    """``results.csv``, ``results.json``, ``results.md`` and ``results.png`` from the cells."""
+    """``results.csv``, ``results.json``, ``results.md`` and ``results.png`` from the cells;
+    while cells of the plan are missing (a sweep stopped or still running) the JSON and the
+    Markdown say how many of how many finished."""
     out = Path(out)
     cells = finished_cells(out, plan)
     rows = flat_rows(cells)
+    planned = len(plan.cells) if plan is not None else len(cells)
+    status = {"cells_planned": planned, "cells_finished": len(cells),
+              "complete": len(cells) >= planned}
+    partial = "" if status["complete"] else (
+        f"\nPartial: {len(cells)} of {planned} cells finished; the same command again runs "
+        "the others.\n")
     paths = [out / name for name in RESULT_FILES]
     fields = list(rows[0]) if rows else COLUMNS
     tmp = out / CSV_TMP
@@ -447,8 +461,8 @@ def write_tables(out: Path, plan: SweepPlan | None = None) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, paths[0])
-    write_json_atomic(paths[1], {"cells": cells, "rows": rows})
-    paths[2].write_text(markdown_table(rows))
+    write_json_atomic(paths[1], {**status, "cells": cells, "rows": rows})
+    write_text_atomic(paths[2], markdown_table(rows) + partial)
     plot_sweep(rows, paths[3])
     return paths
 

@@ -259,3 +259,33 @@ def test_a_json_report_replaces_only_its_own_earlier_report(tmp_path, capsys, co
     own.write_text(own.read_text().replace("\n", "\n "))  # edited, still its report
     assert main([*command, "--json", str(own)]) == 0
     assert json.loads(own.read_text())["command"] == command[0]
+
+
+@pytest.mark.parametrize("command", ["export", "prune", "quantize", "sweep", "soup"])
+def test_an_output_inside_a_folder_the_command_reads_is_refused_before_any_work(
+        command, tmp_path, capsys):
+    """What the command writes would mix with, or replace, the data or models it reads."""
+    data = tmp_path / "data"
+    (data / "Wavfile").mkdir(parents=True)
+    (data / "Wavfile" / "mine.wav").write_bytes(b"a user's file")
+    model = default_model_path()
+    out = data / "out"
+    argv = {
+        "export": ["export", str(model), "--out", str(out), "--quant", "int8",
+                   "--calibration", str(data)],
+        "prune": ["prune", str(model), "--out", str(out), "--data", str(data),
+                  "--sparsity", "0.5"],
+        "quantize": ["quantize", str(model), "--out", str(out), "--data", str(data)],
+        "sweep": ["sweep", str(model), "--out", str(out), "--data", str(data)],
+        "soup": ["soup", str(model), str(model), "--out", str(model / "soup")],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    if command == "soup":
+        assert f"--out {model / 'soup'} lies inside the MODEL folder {model}" in err
+    else:
+        option = "--calibration" if command == "export" else "--data"
+        assert f"--out {out} lies inside the {option} folder {data}" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in data.rglob("*")) == ["Wavfile", "mine.wav"]
+    assert not (model / "soup").exists()

@@ -9,7 +9,7 @@ import pytest
 from convert_helpers import corpus, fitted_model_folder
 
 from cli.main import main
-from convert.sweep import make_plan, run_sweep
+from convert.sweep import make_plan, run_sweep, write_tables
 
 
 def test_plan_expands_the_grid():
@@ -49,6 +49,11 @@ def test_sweep_measures_cells_and_resumes(tmp_path):
 
     bigger = make_plan([0], ["int8", "float32"], [64], [{"hidden": 24}], prune_steps=8,
                        eval_clips=1)
+    # tables written while cells of the plan are missing say so (a stopped sweep's)
+    write_tables(out, bigger)
+    report = json.loads((out / "results.json").read_text())
+    assert (report["cells_planned"], report["cells_finished"], report["complete"]) == (4, 2, False)
+    assert "Partial: 2 of 4 cells finished" in (out / "results.md").read_text()
     cells = run_sweep(model, corpus(), out, bigger, max_clips=3, progress=False)
     assert [c["id"] for c in cells] == ["base-int8-cal64", "base-float32",
                                         "w-hidden24-int8-cal64", "w-hidden24-float32"]
@@ -66,6 +71,8 @@ def test_sweep_measures_cells_and_resumes(tmp_path):
             float(r["vocals_sdr_quant"]) - base_float, abs=1e-9)
     assert "| w-hidden24-float32 |" in (out / "results.md").read_text()
     assert len(json.loads((out / "results.json").read_text())["rows"]) == 4
+    assert json.loads((out / "results.json").read_text())["complete"] is True
+    assert "Partial" not in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="holds a sweep with prune_steps=8"):
         run_sweep(model, corpus(), out, make_plan([0], ["int8"], [64], prune_steps=9,

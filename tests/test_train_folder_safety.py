@@ -19,7 +19,7 @@ from tinysep.dsp import SAMPLE_RATE
 from tinysep.metrics.bss import MIN_SAMPLES
 from tinysep.models import make_config, model_from_config, save_model
 from tinysep.train import TrainConfig, TrainingError, train
-from tinysep.training.config import MAX_CHUNK_SECONDS, MAX_SEED
+from tinysep.training.config import MAX_BATCH_SIZE, MAX_CHUNK_SECONDS, MAX_SEED
 
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--chunk-seconds",
          "0.5", "--valid-clips", "1", "--valid-seconds", "1", "--no-progress"]
@@ -272,6 +272,9 @@ def test_validation_and_chunk_lengths_out_of_range_are_refused(corpus, tmp_path,
     assert _train(corpus, out, "--chunk-seconds", "1e6") == 2
     line = _one_error_line(capsys.readouterr().err)
     assert f"chunk_seconds must be at most {MAX_CHUNK_SECONDS:g} s" in line
+    assert _train(corpus, out, "--batch-size", "100000000") == 2  # memory, before any is used
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"batch_size must be at most {MAX_BATCH_SIZE}" in line
     assert not out.exists()
 
 
@@ -399,3 +402,43 @@ def test_an_error_mid_epoch_is_recorded_and_the_run_resumes(corpus, tmp_path, mo
     result = train(config, out, resume=True, progress=False)
     assert (result.epochs, result.steps, result.status) == (2, 4, "finished")
     assert json.loads((out / "state.json").read_text())["status"] == "stopped"
+
+
+def test_a_run_stopped_after_its_validation_keeps_the_best_weights_its_state_names(
+        corpus, tmp_path, monkeypatch):
+    """A new best is staged beside the run and moved into place only once the state that
+    names it is written: a stop in between leaves the earlier best in place, and the
+    resumed run finishes with its own."""
+    import hashlib
+
+    import tinysep.train as train_module
+    import tinysep.training.validation as validation
+
+    scores = iter(range(1, 100))
+    monkeypatch.setattr(validation, "validation_sdr", lambda model, clips: {
+        "vocals": 1.0, "accompaniment": 1.0, "mean": float(next(scores))})  # always a new best
+    real_save_last = train_module.save_last
+    seen = {}
+
+    def stop_in_epoch_two(model, out, config, entry):
+        if entry["epoch"] == 2:
+            seen["weights"] = hashlib.sha256((out / "model.weights.h5").read_bytes()).digest()
+            assert (out / ".best.tmp").is_dir()  # epoch 2's best, staged only
+            raise KeyboardInterrupt
+        return real_save_last(model, out, config, entry)
+
+    monkeypatch.setattr(train_module, "save_last", stop_in_epoch_two)
+    config = TrainConfig(options=dict(TINY), data=str(corpus), epochs=2, steps_per_epoch=1,
+                         batch_size=2, chunk_seconds=0.5, valid_clips=1, valid_seconds=1.0)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="training interrupted during epoch 2"):
+        train(config, out, progress=False)
+    state = json.loads((out / "state.json").read_text())
+    assert (state["epoch"], state["best"]["epoch"]) == (1, 1)
+    assert hashlib.sha256((out / "model.weights.h5").read_bytes()).digest() == seen["weights"]
+    assert not (out / ".best.tmp").exists()
+    monkeypatch.setattr(train_module, "save_last", real_save_last)
+    result = train(config, out, resume=True, progress=False)
+    assert (result.epochs, result.best_epoch) == (2, 2)
+    assert hashlib.sha256((out / "model.weights.h5").read_bytes()).digest() != seen["weights"]
+    assert not (out / ".best.tmp").exists()

@@ -37,18 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysep.training.config import TrainConfig, TrainingError
+from tinysep.training.config import TrainConfig, TrainingError, TrainingInterrupted
 from tinysep.training.run_folder import (
     CHECKPOINT_DIR,
     LOG_DIR,
     PLOT_FILE,
     STATE_FILE,
     check_folder,
+    drop_staged_best,
     plot_history,
     prepare_folder,
+    promote_best,
     removed_if_setup_fails,
     save_best,
     save_last,
+    settle_staged_best,
     write_json,
 )
 
@@ -80,6 +83,7 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
     from tinysep.models.registry import (
         copy_matching_layers,
         feature_layouts_differ,
+        graph_differences,
         graph_of,
         load_model,
         read_config,
@@ -91,8 +95,9 @@ def _load_initial_weights(model, model_config: dict, folder: str, matching: bool
         raise ValueError(f"init_from: {exc}") from None
     ours = graph_of(model_config)
     if theirs != ours and not matching:
-        raise ValueError(f"init_from {folder}: its model {theirs} differs from this run's "
-                         f"{ours} (init_matching copies only the layers that match)")
+        raise ValueError(f"init_from {folder}: its model differs from this run's "
+                         f"({graph_differences(theirs, ours)}; its value first); init_matching "
+                         "copies only the layers that match")
     try:  # the loader's errors name the weights file and what is wrong with it
         source = load_model(folder)
     except (OSError, ValueError) as exc:
@@ -333,6 +338,7 @@ class _Session:
 
     def fail(self, message: str) -> TrainingError:
         """Record the failure beside the last good checkpoint; the error to raise."""
+        drop_staged_best(self.out)
         failed = {**copy.deepcopy(self.committed), "status": "failed", "stop_reason": message}
         write_json(self.out / STATE_FILE, failed)
         kept = (f"the last good checkpoint ({self.out / failed['checkpoint']}, epoch "
@@ -348,6 +354,7 @@ class _Session:
 
     def interrupted(self) -> TrainingError:
         """Record a stop by the user (Ctrl-C, SIGTERM) after the last finished epoch."""
+        drop_staged_best(self.out)
         done = self.committed
         stopped = {**copy.deepcopy(done), "status": "stopped",
                    "stop_reason": f"interrupted during epoch {done['epoch'] + 1}"}
@@ -358,7 +365,8 @@ class _Session:
         kept = (f"{done['epoch']} epoch(s), {done['step']} steps finished and are kept "
                 f"(best epoch {done['best']['epoch']}); --resume continues from there"
                 if done["checkpoint"] else "no epoch had finished, so nothing is kept")
-        return TrainingError(f"training interrupted during epoch {done['epoch'] + 1}; {kept}")
+        return TrainingInterrupted(f"training interrupted during epoch {done['epoch'] + 1}; "
+                                   f"{kept}")
 
     def train_epoch(self, epoch: int, step_fn, batches,
                     stop_requested: threading.Event) -> tuple[list[float], bool]:
@@ -423,6 +431,7 @@ class _Session:
         saved = Path(self.manager.save(checkpoint_number=epoch))
         self.state["checkpoint"] = str(saved.relative_to(self.out))
         self.commit()
+        promote_best(self.out)  # only now does the committed state name these weights
         print(_epoch_line(entry, improved, self.elapsed()), file=sys.stderr, flush=True)
 
     def _validate(self, epoch: int, losses: list[float], train_seconds: float,
@@ -500,6 +509,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     config.validate()
     model_config = config.model_config()
     state = check_folder(config, out, resume, allow_changes)  # before the (slow) data loading
+    if resume:
+        settle_staged_best(out, state)
     sources = model_sources(model_config)
     teacher = _load_teacher(config, sources)
     data = load_training_data(config.data, config.dataset, progress=progress,

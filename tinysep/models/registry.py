@@ -127,6 +127,18 @@ def graph_of(config: dict) -> dict:
     return {"name": _check_config(config)["name"], "params": resolved_params(config)}
 
 
+def graph_differences(theirs: dict, ours: dict, shown: int = 3) -> str:
+    """How two :func:`graph_of` results differ, in a few words: the model names, or the first
+    ``shown`` hyper-parameters with both values (``blocks 8 / 5``) and how many more."""
+    if theirs["name"] != ours["name"]:
+        return f"model {theirs['name']} / {ours['name']}"
+    keys = sorted(k for k in set(theirs["params"]) | set(ours["params"])
+                  if theirs["params"].get(k) != ours["params"].get(k))
+    parts = [f"{k} {theirs['params'].get(k)!r} / {ours['params'].get(k)!r}" for k in keys[:shown]]
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(parts) + more
+
+
 def _check_config(config) -> dict:
     if not isinstance(config, dict) or "name" not in config:
         raise ValueError(

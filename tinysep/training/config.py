@@ -28,6 +28,7 @@ from tinysep.training.choices import LOSSES, SCHEDULES
 RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "data", "valid_data"})
 MAX_OVERSAMPLE = 100.0  # the most times as often a clip may be drawn as another
 MAX_CHUNK_SECONDS = 60.0  # a batch of training chunks is held in memory: longer is a typo
+MAX_BATCH_SIZE = 1024  # chunks per batch, all held in memory at once: more is a typo
 MAX_VALID_SECONDS = 3600.0  # longer than any song: a larger cut is a typo
 MAX_SEED = 2**32 - 1  # the largest seed Keras' random generators take
 DEFAULT_AUGMENT = {
@@ -54,6 +55,10 @@ DEFAULT_AUGMENT = {
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged, or the run folder does not fit the request)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """The user stopped training (Ctrl-C, SIGTERM); the run folder says what finished."""
 
 
 @dataclass
@@ -153,6 +158,9 @@ class TrainConfig:
             value = getattr(self, key)
             if not is_whole_number(value) or value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be at most {MAX_BATCH_SIZE} (a batch of chunks is "
+                             f"held in memory), got {self.batch_size!r}")
         for key in ("warmup_steps", "patience"):
             value = getattr(self, key)
             if not is_whole_number(value) or value < 0:

@@ -53,18 +53,47 @@ def has_run(out: Path) -> bool:
     return (out / RUN_FILE).is_file()
 
 
-def save_best(model, out: Path, config: dict) -> None:
-    """Write the model folder (config + weights) into ``out``, replacing files atomically."""
-    from tinysep.models import save_model
-    from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
+BEST_STAGING = ".best.tmp"  # the next best weights, until the state naming them is written
 
-    staging = out / ".best.tmp"
+
+def save_best(model, out: Path, config: dict) -> None:
+    """Stage a new best model (config + weights) in ``out/.best.tmp``: it replaces the run
+    folder's only by :func:`promote_best`, once the state that names it is committed, so a
+    run stopped in between keeps the weights its state names."""
+    from tinysep.models import save_model
+
+    staging = out / BEST_STAGING
     if staging.exists():
         shutil.rmtree(staging)
     save_model(model, staging, config=config)
+
+
+def promote_best(out: Path) -> None:
+    """Move the staged best model into place (each file replaced atomically)."""
+    from tinysep.models.registry import CONFIG_FILE, WEIGHTS_FILE
+
+    staging = out / BEST_STAGING
+    if not staging.is_dir():
+        return
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         os.replace(staging / name, out / name)
     shutil.rmtree(staging)
+
+
+def drop_staged_best(out: Path) -> None:
+    """Forget a staged best model whose epoch was never committed."""
+    shutil.rmtree(out / BEST_STAGING, ignore_errors=True)
+
+
+def settle_staged_best(out: Path, state: dict) -> None:
+    """A run killed between committing its state and promoting its best weights: promote
+    them when the committed state names that epoch as best, else drop them."""
+    if not (out / BEST_STAGING).is_dir():
+        return
+    if state.get("epoch") and state.get("best", {}).get("epoch") == state["epoch"]:
+        promote_best(out)
+    else:
+        drop_staged_best(out)
 
 
 def save_last(model, out: Path, config: dict, entry: dict) -> None:

@@ -133,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.jsonfile import write_json_atomic
 
     check_output_folder(args.out)
-    check_apart_from(args.out, {"MODEL": args.model, "--calibration": args.calibration})
     from convert.micro import check_c_symbol
 
     try:
@@ -165,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.models import read_config
 
     read_config(args.model)  # not a model folder: fail before any heavy work
+    check_apart_from(args.out, {"MODEL": args.model, "--calibration": args.calibration})
     check_destination(args.out, args.force)
     summary = export_bundle(
         args.model,

@@ -392,7 +392,9 @@ def plot_engines(rows: Sequence[Mapping], path: str | Path, title: str = "") -> 
         ax.set_title(f"{source} left out: leak" if left_out else source)
         ax.set_ylabel("leak mean (dB, lower is better)" if left_out else "SDR mean (dB)")
         ax.grid(axis="y", alpha=0.3)
-    np.atleast_1d(axes)[0].legend(fontsize=8)
+    labelled = [ax for ax in np.atleast_1d(axes) if ax.get_legend_handles_labels()[0]]
+    if labelled:  # the first panel with bars (a panel may have none: nothing scored there)
+        labelled[0].legend(fontsize=8)
     if margins:
         for ax, source in zip(grid[1], SOURCES, strict=True):
             _plot_margins(ax, rows, source, x, labels, slant)

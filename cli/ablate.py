@@ -52,13 +52,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import check_output_writable
+    from cli.common import CliError, check_apart_from, check_output_folder
     from cli.train import parse_options
-    from tinysep.ablate import MODEL, format_markdown, run_ablation, select_variants
+    from tinysep.ablate import (
+        MODEL,
+        OWNED_ENTRIES,
+        SWITCHED_OPTIONS,
+        format_markdown,
+        run_ablation,
+        select_variants,
+    )
+    from tinysep.folder_writes import foreign_entries, holds_anything
     from tinysep.train import TrainConfig
 
-    variants = select_variants([v.strip() for v in args.variants.split(",") if v.strip()]
-                               if args.variants else None)
+    names = None
+    if args.variants is not None:
+        names = [v.strip() for v in args.variants.split(",") if v.strip()]
+        if not names:
+            raise CliError(f"--variants names no variant, got {args.variants!r}")
+    variants = select_variants(names)
+    switched = sorted(set(parse_options(args.option)) & SWITCHED_OPTIONS)
+    if switched:
+        raise CliError(f"--option {', '.join(switched)}: the ablation switches "
+                       f"{'it' if len(switched) == 1 else 'them'} per variant; set only the "
+                       f"other options of {MODEL}")
+    check_output_folder(args.out)
+    check_apart_from(args.out, {"--data": args.data})
+    if holds_anything(args.out, "--out"):
+        others = foreign_entries(args.out, OWNED_ENTRIES)
+        if others:
+            raise CliError(f"--out {args.out} holds {', '.join(others)}, which an ablation "
+                           "does not write; name a new or empty folder (or an earlier "
+                           "ablation's, to resume it)")
     base = TrainConfig(
         model=MODEL, preset=args.preset, options=parse_options(args.option),
         data=str(args.data), epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -69,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes_each,
     )
     base.validate()
-    check_output_writable(args.out)
     result = run_ablation(base, args.out, variants, split=args.split, max_clips=args.max_clips,
                           jobs=args.jobs, progress=not args.no_progress)
     print(format_markdown(result))

@@ -72,6 +72,13 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"tinysep {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ != "ResourceExhaustedError":  # TensorFlow's out of memory
+            raise
+        shown = str(exc).split(" [Op:")[0].split("}} ")[-1].strip()
+        print(f"tinysep {name}: error: out of memory ({shown}); use smaller models, batches, "
+              "chunks or clips", file=sys.stderr)
+        return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ from pathlib import Path
 from cli import evaluate, export, hil_run, train
 from cli.common import (
     add_command,
+    check_apart_from,
     check_output_writable,
     finite_float,
     run_command,
@@ -77,12 +78,23 @@ def _check_args(args: argparse.Namespace) -> None:
     """Every option checked before the first step, so a bad one costs no synthesis."""
     from cli.common import CliError
     from convert.quantize import QUANT_MODES
-    from tinysep.data.synth import MAX_SONG_SECONDS
+    from tinysep.data.synth import MAX_SONG_SECONDS, MAX_SONGS
     from tinysep.methods import parse_methods
 
     for option, count in (("--songs", args.songs), ("--train-songs", args.train_songs)):
-        if count < 1:
-            raise CliError(f"{option} must be at least 1, got {count}")
+        # 2 songs at least: the test split takes the first, export calibrates on the train split
+        if not 2 <= count <= MAX_SONGS:
+            raise CliError(f"{option} must be a whole number from 2 to {MAX_SONGS}, got {count}")
+    if args.model is not None:
+        from tinysep.models.registry import read_config
+
+        if args.train:
+            raise CliError("--model and --train exclude each other: --train trains the model "
+                           "the demo uses")
+        try:
+            read_config(args.model)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--model: {exc}") from None
     if not 1.0 <= args.seconds <= MAX_SONG_SECONDS:
         raise CliError(f"--seconds must be between 1 and {MAX_SONG_SECONDS:g}, got "
                        f"{args.seconds}")
@@ -105,12 +117,16 @@ def _claim_out(out: Path) -> None:
     """Make ``out`` the demo's folder: new, empty or written by an earlier demo (it holds
     :data:`OUT_MARKER`, or its report and nothing but :data:`OUT_ENTRIES`); a folder of
     other files is refused, as the demo replaces its bundle and reports."""
-    from cli.common import CliError
+    from cli.common import CliError, check_output_folder
+    from tinysep.folder_writes import written_by
 
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out} exists and is not a folder")
+    check_output_folder(out)  # a file among its parents, or a folder nothing is written in
     names = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
-    earlier = OUT_MARKER in names or ("eval.json" in names and names <= OUT_ENTRIES)
+    # before the marker existed: the corpus, the eval report and nothing the demo does not write
+    earlier = OUT_MARKER in names or ({"data", "eval.json"} <= names <= OUT_ENTRIES
+                                      and written_by(out / "eval.json", "eval"))
     if names and not earlier:
         raise CliError(f"--out {out} holds files an earlier demo did not write; choose a new "
                        "or empty folder")
@@ -128,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     total = 5 + int(args.train)
     out: Path = args.out
+    shipped = None if args.train or args.model is not None else default_model_path()
+    check_apart_from(out, {"--model": args.model, "shipped model": shipped})
     _claim_out(out)
     data_dir = out / "data"
     step = 1

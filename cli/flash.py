@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from cli.common import baud_argument, positive_float
+from cli.common import baud_argument, path_argument, positive_float
 from firmware_host.transport import DEFAULT_BAUD
 
 USES_TENSORFLOW = False  # the command starts without loading TensorFlow
@@ -21,7 +20,7 @@ USES_TENSORFLOW = False  # the command starts without loading TensorFlow
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", required=True,
                         help="serial device or pyserial URL (/dev/ttyUSB0, socket://host:port)")
-    parser.add_argument("--bundle", required=True, type=Path, help="deploy bundle folder")
+    parser.add_argument("--bundle", required=True, type=path_argument, help="deploy bundle folder")
     parser.add_argument("--baud", type=baud_argument, default=None,
                         help=f"line speed (default {DEFAULT_BAUD}; ignored by pseudo-terminals)")
     parser.add_argument("--force", action="store_true",

@@ -120,7 +120,9 @@ def test_export_refuses_a_summary_inside_its_bundle_folder(tmp_path, capsys):
 
 def test_demo_refuses_bad_options_and_foreign_folders_before_synthesizing(tmp_path, capsys):
     out = tmp_path / "demo"
-    for bad, words in ((["--songs", "0"], "--songs must be at least 1"),
+    for bad, words in ((["--songs", "1"], "--songs must be a whole number from 2 to"),
+                       (["--model", str(tmp_path / "gone")], "--model: "),
+                       (["--train", "--model", str(tmp_path)], "--model and --train exclude"),
                        (["--seconds", "1e12"], "--seconds must be between 1 and"),
                        (["--quant", "bogus"], "--quant must be one of"),
                        (["--baselines", "bogus"], "--baselines:"),
@@ -157,8 +159,9 @@ def test_demo_refuses_bad_options_and_foreign_folders_before_synthesizing(tmp_pa
 def test_demo_takes_back_a_folder_an_earlier_demo_wrote(tmp_path):
     earlier = tmp_path / "earlier"
     (earlier / "hil").mkdir(parents=True)
-    (earlier / "eval.json").write_text("{}")
-    _claim_out(earlier)  # the names a demo writes, its report among them
+    (earlier / "data").mkdir()
+    (earlier / "eval.json").write_text('{"command": "eval"}')
+    _claim_out(earlier)  # the names a demo writes, its corpus and report among them
     assert (earlier / OUT_MARKER).is_file()
     (earlier / "notes.txt").write_text("mine")
     _claim_out(earlier)  # marked as the demo's: taken whatever else it holds
@@ -169,6 +172,21 @@ def test_demo_takes_back_a_folder_an_earlier_demo_wrote(tmp_path):
     with pytest.raises(CliError, match="holds files an earlier demo did not write"):
         _claim_out(odd)
     assert not (odd / OUT_MARKER).exists()
+    results = tmp_path / "results"  # a user's own eval report alone is not a demo's folder
+    results.mkdir()
+    (results / "eval.json").write_text('{"my": "own results"}')
+    with pytest.raises(CliError, match="holds files an earlier demo did not write"):
+        _claim_out(results)
+    assert sorted(p.name for p in results.iterdir()) == ["eval.json"]
+
+
+def test_demo_keeps_its_output_apart_from_the_model_it_runs(tmp_path, capsys):
+    shipped = default_model_path()
+    out = shipped / "demo"
+    assert main(["demo", "--out", str(out)]) == 2
+    assert f"--out {out} lies inside the shipped model folder {shipped}" in \
+        capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("option", ["--max-sdr-drop", "--max-sdr-gain", "--min-realtime",
@@ -289,3 +307,22 @@ def test_an_output_inside_a_folder_the_command_reads_is_refused_before_any_work(
     assert "Traceback" not in err
     assert sorted(p.name for p in data.rglob("*")) == ["Wavfile", "mine.wav"]
     assert not (model / "soup").exists()
+
+
+def test_ablate_refuses_a_users_folder_the_data_and_options_its_variants_switch(tmp_path,
+                                                                                capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for extra, words in (
+            (["--out", str(mine)], "holds notes.txt, which an ablation does not write"),
+            (["--out", str(data / "ab")], "lies inside the --data folder"),
+            (["--out", str(tmp_path / "ab"), "--option", "recurrent=lstm"],
+             "--option recurrent: the ablation switches it per variant"),
+            (["--out", str(tmp_path / "ab"), "--variants", ","], "--variants names no variant")):
+        assert main(["ablate", "--data", str(data), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, (extra, err)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "mine", "notes.txt"]

@@ -45,6 +45,11 @@ VARIANTS = (
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 REPORT_JSON = "ablation.json"
 REPORT_MD = "ablation.md"
+EVAL_JSON = "ablation-eval.json"
+# what an ablation writes into its folder (a folder holding only these is an earlier one's)
+OWNED_ENTRIES = frozenset({*VARIANT_NAMES, REPORT_JSON, REPORT_MD, EVAL_JSON})
+# the options a variant sets: a base option of the same key would relabel the table's columns
+SWITCHED_OPTIONS = frozenset(key for v in VARIANTS for key in v.options)
 
 
 def select_variants(names: list[str] | None) -> list[Variant]:

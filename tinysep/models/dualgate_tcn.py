@@ -81,6 +81,7 @@ NAME = "dualgate-tcn"
 MASK_PROJECTION = "mask_proj"  # the 1x1 conv to every bin's mask logits
 INPUT_PROJECTION = "in_proj"  # the 1x1 conv from every frame's features to the channels
 MAX_BLOCKS = 12  # blocks per stack: dilations up to 2048 frames (16 s)
+MAX_REPEATS = 16  # stacks: the medium preset has 3; each costs seconds to build
 BLOCK_OUTPUT = re.compile(r"^s\d+b\d+_out$")  # a block's projection into the residual path
 
 
@@ -158,11 +159,12 @@ def validate(params: dict) -> None:
     if params["norm"] not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {params['norm']!r}")
     check_int_options(params, (
-        "residual", "hidden", "kernel", "repeats", "se_reduction", "se_window",
+        "residual", "hidden", "kernel", "se_reduction", "se_window",
         "temporal_kernel", "attention_dim", "attention_window", "groups", "encoder_kernel",
         "refine_kernel"))
     # dilations reach 2**(blocks-1) frames: beyond MAX_BLOCKS a block would look back minutes
     check_int_options(params, ("blocks",), maximum=MAX_BLOCKS)
+    check_int_options(params, ("repeats",), maximum=MAX_REPEATS)
     check_flag_options(params, ("input_gate",))
     check_sources_param(params)
     encoder = params["encoder"]

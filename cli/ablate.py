@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError, check_apart_from, check_output_folder
+    from cli.common import CliError, check_output_folder
     from cli.train import parse_options
     from tinysep.ablate import (
         MODEL,
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         run_ablation,
         select_variants,
     )
-    from tinysep.folder_writes import foreign_entries, holds_anything
+    from tinysep.folder_writes import check_apart_from, foreign_entries, holds_anything
     from tinysep.train import TrainConfig
 
     names = None
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                        f"{'it' if len(switched) == 1 else 'them'} per variant; set only the "
                        f"other options of {MODEL}")
     check_output_folder(args.out)
-    check_apart_from(args.out, {"--data": args.data})
+    check_apart_from(args.out, {"--data folder": args.data})
     if holds_anything(args.out, "--out"):
         others = foreign_entries(args.out, OWNED_ENTRIES)
         if others:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from tinysep.folder_writes import check_writable, holds_anything, nesting, written_by
+from tinysep.folder_writes import check_writable, holds_anything, written_by
 
 
 class CliError(Exception):
@@ -65,19 +65,15 @@ def run_command(name: str, module: ModuleType, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # a file that cannot be read or written, a bad value
         print(f"tinysep {name}: error: {exc}", file=sys.stderr)
         return 2
-    except MemoryError as exc:
-        print(f"tinysep {name}: error: out of memory{f' ({exc})' if str(exc) else ''}; use "
-              "smaller batches, chunks or clips", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"tinysep {name}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if type(exc).__name__ != "ResourceExhaustedError":  # TensorFlow's out of memory
+    except Exception as exc:  # out of memory, Python's or TensorFlow's: one line too
+        if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
             raise
-        shown = str(exc).split(" [Op:")[0].split("}} ")[-1].strip()
-        print(f"tinysep {name}: error: out of memory ({shown}); use smaller models, batches, "
-              "chunks or clips", file=sys.stderr)
+        shown = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"tinysep {name}: error: out of memory{f' ({shown})' if shown else ''}; use "
+              "smaller models, batches, chunks or clips", file=sys.stderr)
         return 2
     finally:
         if previous is not None:
@@ -182,17 +178,6 @@ def check_output_folder(path: Path, option: str = "--out") -> None:
         holds_anything(path, option)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-
-
-def check_apart_from(out: Path, inputs: dict, option: str = "--out") -> None:
-    """Refuse, before any work, an output folder that is, lies inside or holds one of the
-    folders the command reads (``inputs``: option name -> path, None when not given): what
-    it writes would mix with, or replace, what it reads."""
-    for name, folder in inputs.items():
-        relation = None if folder is None else nesting(out, folder)
-        if relation:
-            raise CliError(f"{option} {out} {relation} the {name} folder {folder}; name a "
-                           "folder apart from it")
 
 
 def check_output_writable(path: Path, option: str = "--out") -> None:

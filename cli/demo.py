@@ -19,7 +19,6 @@ from pathlib import Path
 from cli import evaluate, export, hil_run, train
 from cli.common import (
     add_command,
-    check_apart_from,
     check_output_writable,
     finite_float,
     run_command,
@@ -139,13 +138,14 @@ def _claim_out(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from cli.common import CliError
     from tinysep.data.synth import write_corpus
+    from tinysep.folder_writes import check_apart_from
     from tinysep.pretrained import default_model_path
 
     _check_args(args)
     total = 5 + int(args.train)
     out: Path = args.out
     shipped = None if args.train or args.model is not None else default_model_path()
-    check_apart_from(out, {"--model": args.model, "shipped model": shipped})
+    check_apart_from(out, {"--model folder": args.model, "shipped model folder": shipped})
     _claim_out(out)
     data_dir = out / "data"
     step = 1

@@ -91,17 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_save_audio(args, methods: list[str]) -> None:
     """Refuse a ``--save-audio`` folder that could replace the data, a model or a user's
     files (:func:`tinysep.folder_writes.check_audio_folder`)."""
-    from cli.common import CliError
     from tinysep.folder_writes import check_audio_folder
+    from tinysep.metrics.table import MODEL_PREFIX
 
     inputs = {"--data": args.data}
     for method in methods:
-        if method.startswith("model:"):
-            inputs[method] = method.split(":", 1)[1]
-    try:
-        check_audio_folder(args.save_audio, inputs)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+        if method.startswith(MODEL_PREFIX):
+            inputs[method] = method.removeprefix(MODEL_PREFIX)
+    check_audio_folder(args.save_audio, inputs)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -128,8 +128,9 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError, check_apart_from, check_output_file, check_output_folder
+    from cli.common import CliError, check_output_file, check_output_folder
     from convert.export import MAX_FRAMES_PER_INVOKE
+    from tinysep.folder_writes import check_apart_from
     from tinysep.jsonfile import write_json_atomic
 
     check_output_folder(args.out)
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     from tinysep.models import read_config
 
     read_config(args.model)  # not a model folder: fail before any heavy work
-    check_apart_from(args.out, {"MODEL": args.model, "--calibration": args.calibration})
+    check_apart_from(args.out, {"MODEL folder": args.model,
+                                "--calibration folder": args.calibration})
     check_destination(args.out, args.force)
     summary = export_bundle(
         args.model,

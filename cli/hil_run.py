@@ -154,11 +154,8 @@ def _check_args(args) -> None:
         raise CliError("--board-arch is for --emulate (a real board runs on its own CPU)")
     check_output_folder(args.report, "--report")
     if args.save_audio is not None:
-        try:
-            check_audio_folder(args.save_audio, {"--data": args.data, "--bundle": args.bundle,
-                                                 "--float": args.float_model})
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+        check_audio_folder(args.save_audio, {"--data": args.data, "--bundle": args.bundle,
+                                             "--float": args.float_model})
 
 
 def _data_kind(args) -> str:
@@ -194,14 +191,11 @@ def _earlier_report(args) -> list[str]:
     anything a HIL run does not write (a user's files are never replaced)."""
     from cli.common import CliError
     from hil.report import AGENT_LOG_NAME, FIGURES_DIR, JSON_NAME, REPORT_ENTRIES
-    from tinysep.folder_writes import foreign_entries, nesting, written_by
+    from tinysep.folder_writes import check_apart_from, foreign_entries, nesting, written_by
 
     report = args.report
-    for option, folder in (("--bundle", args.bundle), ("--float", args.float_model)):
-        relation = nesting(report, folder)
-        if relation:
-            raise CliError(f"--report {report} {relation} the {option} folder {folder}; name "
-                           "a folder apart from it")
+    check_apart_from(report, {"--bundle folder": args.bundle, "--float folder": args.float_model},
+                     "--report")
     if not report.is_dir():
         return []
     owned = set(REPORT_ENTRIES)

@@ -119,11 +119,11 @@ def require_clips(data: Path, config: dict, split: str) -> None:
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse, before any work, an --out that is MODEL (or inside or around it), a file, a
     folder holding anything prune does not write, or an earlier result without --force."""
-    from cli.common import CliError, check_apart_from
+    from cli.common import CliError
     from convert.prune import PRUNED_FILES
-    from tinysep.folder_writes import check_own_output
+    from tinysep.folder_writes import check_apart_from, check_own_output
 
-    check_apart_from(args.out, {"--data": args.data})
+    check_apart_from(args.out, {"--data folder": args.data})
     if check_own_output(args.out, args.model, PRUNED_FILES, "prune",
                         what="model folder") and not args.force:
         raise CliError(f"--out {args.out} already exists; pass --force to overwrite it")

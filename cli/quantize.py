@@ -20,13 +20,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.common import (
-    check_apart_from,
-    path_argument,
-    positive_float,
-    seed_argument,
-    whole_number,
-)
+from cli.common import path_argument, positive_float, seed_argument, whole_number
 from cli.prune import min_chunk_frames, require_clips
 from convert.layer_errors import LAYER_ERROR_FILES
 from convert.qat import QAT_TARGETS
@@ -192,10 +186,10 @@ def _check_inputs(args: argparse.Namespace, checked: Checked) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tinysep.folder_writes import staged_folder
+    from tinysep.folder_writes import check_apart_from, staged_folder
 
     checked = _check_options(args)
-    check_apart_from(args.out, {"--data": args.data})
+    check_apart_from(args.out, {"--data folder": args.data})
     check_out(args.out, args.model)
     _check_inputs(args, checked)
     with staged_folder(args.out, QUANTIZE_FILES) as folder:

@@ -48,7 +48,8 @@ def _levels(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.common import CliError, check_apart_from, check_output_folder
+    from cli.common import CliError, check_output_folder
+    from tinysep.folder_writes import check_apart_from
     from tinysep.methods import model_folder
     from tinysep.metrics.table import MODEL_PREFIX, short_labels
     from tinysep.model_record import TRAINING_FILE
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--out {args.out} exists and is not an empty folder")
     folders = [model_folder(m) for m in args.models]
     for folder in folders:
-        check_apart_from(args.out, {"MODEL": folder})
-    check_apart_from(args.out, {"--valid-data": args.valid_data})
+        check_apart_from(args.out, {"MODEL folder": folder})
+    check_apart_from(args.out, {"--valid-data folder": args.valid_data})
     resolved = [f.resolve() for f in folders]
     repeated = sorted({str(f) for f in resolved if resolved.count(f) > 1})
     if repeated:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import check_apart_from, path_argument, seed_argument, whole_number
+from cli.common import path_argument, seed_argument, whole_number
 from cli.prune import parse_widths, require_clips
 
 
@@ -106,7 +106,9 @@ def _plan(args: argparse.Namespace):
         raise CliError(str(exc)) from None
     plan = make_plan(sparsities, modes, sizes, widths, args.frames_per_invoke,
                      args.prune_steps, args.eval_clips, config=config)
-    check_apart_from(args.out, {"--data": args.data})
+    from tinysep.folder_writes import check_apart_from
+
+    check_apart_from(args.out, {"--data folder": args.data})
     try:
         check_sweep_folder(args.out, args.model, "--out")
     except ValueError as exc:

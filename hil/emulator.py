@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_host.protocol.upload import DEFAULT_MAX_UPLOAD
 from firmware_host.transport import FdStream, ThrottledStream, make_raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -330,8 +331,7 @@ def serve_in_foreground(
     )
     try:
         agent = BoardAgent(str(folder), load_runtime(runtime),
-                           **({} if chosen.max_upload is None
-                              else {"max_upload": chosen.max_upload}))
+                           max_upload=chosen.max_upload or DEFAULT_MAX_UPLOAD)
         with PtyPair() as pair:
             stream = pair.master_stream()
             if baud:

@@ -42,8 +42,6 @@ DEFAULT_CHUNK_HOPS = 8  # 1024 samples, 64 ms: 1.8 % protocol overhead (docs/pro
 MANIFEST_KEYS = ("audio", "sources", "input", "output", "states")
 AUDIO_CHUNK_HEAD = AudioChunk._HEAD.size  # bytes before the samples of an AUDIO_CHUNK
 SEPARATED_CHUNK_HEAD = SeparatedChunk._HEAD.size
-BLANK_BOARD = ("the board holds no bundle manifest (a blank board): an upload replaces only the "
-               "model of a bundle already on the board; copy the whole bundle folder to it")
 CAPABILITY_NAMES = ((CAP_AUDIO, "audio"), (CAP_TENSOR, "tensor"), (CAP_UPLOAD, "upload"))
 
 
@@ -558,7 +556,9 @@ class BoardSession:
             board_manifest = None
         problems = differences_after_upload(board_manifest, bundle)
         if problems is None and not self.info.manifest_json:
-            raise UploadRefused(BLANK_BOARD)
+            raise UploadRefused("the board holds no bundle manifest (a blank board): an upload "
+                                "replaces only the model of a bundle already on the board; "
+                                "copy the whole bundle folder to it")
         if problems:
             raise UploadRefused(
                 f"the board's bundle differs from {bundle.folder} in {'; '.join(problems)}: an "
@@ -570,8 +570,6 @@ class BoardSession:
         """Upload a model file and refresh INFO (see ``BoardClient.upload``); a restart or a
         stall mid-upload starts the upload again (the board discards a partial one)."""
         if self.limits is not None and not self.limits.has(CAP_UPLOAD):
-            if not self.info.manifest_json:
-                raise UploadRefused(BLANK_BOARD)
             raise UploadRefused("the board's INFO does not list the upload capability: flash it "
                            "with its own tools")
 

@@ -79,6 +79,17 @@ def check_apart(out: str | Path, model: str | Path, label: str = "output folder"
                          "apart from it")
 
 
+def check_apart_from(out: str | Path, inputs: dict, label: str = "--out") -> None:
+    """Refuse an output folder that is, lies inside or holds one of the paths a command
+    reads (``inputs``: how the message names it -> the path, None when not given): what it
+    writes would mix with, or replace, what it reads."""
+    for name, path in inputs.items():
+        relation = None if path is None else nesting(out, path)
+        if relation:
+            raise ValueError(f"{label} {out} {relation} the {name} {path}; name a folder "
+                             "apart from it")
+
+
 def check_own_output(out: str | Path, model: str | Path, owned: Collection[str], command: str,
                      marker: str | None = None, label: str = "--out",
                      what: str = "folder", marker_command: str | None = None) -> bool:
@@ -225,11 +236,7 @@ def check_audio_folder(folder: str | Path, inputs: dict[str, str | Path | None],
     (option name -> the data, a model or a bundle it reads), or that holds anything but an
     earlier ``--save-audio`` output: each clip's ``mixture.wav``, ``reference/`` and method
     folders would replace a user's files of the same names."""
-    for option, path in inputs.items():
-        relation = None if path is None else nesting(folder, path)
-        if relation:
-            raise ValueError(f"{label} {folder} {relation} the {option} {path}; name a folder "
-                             "apart from it")
+    check_apart_from(folder, inputs, label)
     if holds_anything(folder, label) and not (Path(folder) / SAVED_AUDIO_MARKER).is_file():
         raise ValueError(f"{label} {folder} is not empty and holds no {SAVED_AUDIO_MARKER} of "
                          "an earlier --save-audio; name a new or empty folder")

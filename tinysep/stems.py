@@ -234,7 +234,7 @@ def separate_file(
                         reader.seek(read_lo)
                         chunk = reader.read(read_hi - read_lo, dtype="float32",
                                             always_2d=True)
-                except (soundfile.LibsndfileError, RuntimeError) as exc:
+                except RuntimeError as exc:  # libsndfile's errors are RuntimeErrors
                     raise ValueError(f"{info.path}: cannot decode the audio after "
                                      f"{read_lo / rate:.1f} s ({exc}); the file is damaged or "
                                      "cut short") from None
@@ -252,7 +252,7 @@ def separate_file(
                         stem = np.clip(stem, -1.0, 1.0)
                     try:
                         writer.write(stem)
-                    except (soundfile.LibsndfileError, RuntimeError) as exc:
+                    except RuntimeError as exc:
                         raise OSError(f"{partial / (source + '.wav')}: cannot write the "
                                       f"stem ({exc})") from None
                 bar.update((hi - lo) / rate)
